@@ -1,0 +1,689 @@
+"""Pydantic models of the ``alarms`` section (a list of rules) and of ``notifications``.
+
+Every model forbids unknown keys and is frozen. Structure is checked here; references to
+tags, templates, devices and recipients need the whole site and are checked by
+``check_references`` and ``check_notifications``, which return ``(path, message)`` pairs
+whose paths start at the section name (``("alarms", 3, "tag")``) so the config loader can
+locate them in the YAML files.
+
+Rule targets (exactly one form per rule):
+
+* ``tag: name`` one tag; ``tags: glob`` every matching tag;
+* ``template: id`` + ``point: name`` the point of every device of that template;
+* ``comm_loss`` also takes ``device: id``, ``devices: glob`` or ``template: id`` alone
+  (the device's ``<device>.online`` status tag);
+* ``expr`` rules need no target (the expression names its tags); with ``template`` the
+  expression is instantiated per device.
+
+Text fields that name tags (``setpoint``, ``condition``, ``expr``, ``parent_device``,
+``suppress_when``) may use the placeholders ``{device}``, ``{building}``, ``{household}``,
+``{tag}`` and ``{point}`` of the rule's binding.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+import string
+import zoneinfo
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from tags.expr import ExpressionError, parse_expression
+
+__all__ = [
+    "PLACEHOLDERS",
+    "AlarmRule",
+    "CommLossRule",
+    "DeviationRule",
+    "EmailNotifierConfig",
+    "ExprRule",
+    "LimitRule",
+    "Limits",
+    "NotificationsConfig",
+    "NotifierConfig",
+    "RateLimit",
+    "RateRule",
+    "RecipientConfig",
+    "RetryPolicy",
+    "RosterEntry",
+    "SmsNotifierConfig",
+    "StaleRule",
+    "StateRule",
+    "TimeWindow",
+    "WebhookNotifierConfig",
+    "check_notifications",
+    "check_references",
+    "substitute",
+    "substitute_expr",
+]
+
+PathT = tuple[str | int, ...]
+RULE_ID = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+RuleId = Annotated[str, StringConstraints(pattern=RULE_ID)]
+Priority = Annotated[int, Field(ge=1, le=4, description="1 critical, 2 high, 3 medium, 4 low")]
+
+#: Placeholders allowed in tag-naming text fields, filled from the rule's binding.
+PLACEHOLDERS = ("device", "building", "household", "tag", "point")
+_PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+_SAMPLE = {"device": "dev", "building": "bld", "household": "hh", "tag": "dev.pt", "point": "pt"}
+
+#: Fields a message template may use (``"{tag} high: {value:.1f} {unit}"``).
+MESSAGE_FIELDS = frozenset(
+    {
+        "tag",
+        "value",
+        "unit",
+        "device",
+        "building",
+        "household",
+        "area",
+        "rule",
+        "level",
+        "limit",
+        "setpoint",
+        "deviation",
+        "rate",
+        "description",
+        "priority",
+        "age_s",
+    }
+)
+
+
+def substitute(text: str, values: Mapping[str, str | None]) -> str:
+    """Replace ``{device}``-style placeholders in ``text``; raise ``KeyError`` if one has no value."""
+
+    def repl(m: re.Match[str]) -> str:
+        v = values.get(m.group(1))
+        if v is None:
+            raise KeyError(f"placeholder {{{m.group(1)}}} has no value here")
+        return v
+
+    return _PLACEHOLDER_RE.sub(repl, text)
+
+
+_EXPR_PLACEHOLDER_RE = re.compile(
+    r"(['\"]?)\{(" + "|".join(PLACEHOLDERS) + r")\}((?:\.[A-Za-z0-9_-]+)*)"
+)
+
+
+def substitute_expr(text: str, values: Mapping[str, str | None]) -> str:
+    """Fill placeholders in an expression: ``{device}.valve_open`` becomes ``tag('b1.101.th.valve_open')``.
+
+    Tag names with numeric parts are not identifiers, so a placeholder and the dotted
+    name after it become one ``tag('...')`` reference; inside a quoted string
+    (``tags('{building}.*.power_kw')``) the placeholder is replaced as plain text.
+    Raises ``KeyError`` if a placeholder has no value.
+    """
+
+    def repl(m: re.Match[str]) -> str:
+        quote, name, rest = m.group(1), m.group(2), m.group(3)
+        v = values.get(name)
+        if v is None:
+            raise KeyError(f"placeholder {{{name}}} has no value here")
+        if quote:
+            return f"{quote}{v}{rest}"
+        return f"tag({v + rest!r})"
+
+    return _EXPR_PLACEHOLDER_RE.sub(repl, text)
+
+
+def _check_expression(text: str) -> str:
+    try:
+        parse_expression(substitute_expr(text, _SAMPLE))
+    except ExpressionError as exc:
+        raise ValueError(f"invalid expression {text!r}: {exc}") from None
+    return text
+
+
+def _check_message(text: str) -> str:
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"invalid message template {text!r}: {exc}") from None
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        base = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if base not in MESSAGE_FIELDS:
+            raise ValueError(
+                f"unknown field {{{field}}} in message (allowed: {', '.join(sorted(MESSAGE_FIELDS))})"
+            )
+    return text
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+class _RuleBase(_Model):
+    """Fields every rule kind shares."""
+
+    #: target forms a kind accepts: names of the fields that may be set
+    TARGETS: ClassVar[tuple[str, ...]] = ("tag", "tags", "template")
+    TARGET_REQUIRED: ClassVar[bool] = True
+    DEFAULT_MESSAGE: ClassVar[str] = "{tag}: alarm"
+
+    id: RuleId
+    tag: str | None = Field(None, description="one tag")
+    tags: str | None = Field(None, description="a glob of tags")
+    template: str | None = Field(None, description="every device of this template ...")
+    point: str | None = Field(None, description="... at this point")
+    priority: Priority = 3
+    message: str | None = Field(
+        None, description="message template; fields: " + ", ".join(sorted(MESSAGE_FIELDS))
+    )
+    area: str | None = Field(None, description="routing area; default: the tag's building")
+    enabled: bool = True
+    description: str = ""
+    on_delay_s: float = Field(
+        0.0, ge=0, description="condition must hold this long before the alarm is raised"
+    )
+    off_delay_s: float = Field(
+        0.0, ge=0, description="condition must be gone this long before the alarm clears"
+    )
+    parent_device: str | None = Field(
+        None,
+        description="suppress this alarm by design while that device is offline (its <id>.online is false)",
+    )
+    suppress_when: str | None = Field(
+        None, description="expression: suppress this alarm by design while true"
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, v: str | None) -> str | None:
+        return None if v is None else _check_message(v)
+
+    @field_validator("suppress_when")
+    @classmethod
+    def _suppress_expr(cls, v: str | None) -> str | None:
+        return None if v is None else _check_expression(v)
+
+    @model_validator(mode="after")
+    def _targets(self) -> _RuleBase:
+        given = [
+            f
+            for f in ("tag", "tags", "template", "device", "devices")
+            if getattr(self, f, None) is not None
+        ]
+        allowed = self.TARGETS
+        for f in given:
+            if f not in allowed:
+                raise ValueError(
+                    f"a {self.kind} rule cannot target {f!r} (use one of: {', '.join(allowed)})"
+                )  # type: ignore[attr-defined]
+        if len(given) > 1:
+            raise ValueError(f"give exactly one target, not {' and '.join(given)}")
+        if not given and self.TARGET_REQUIRED:
+            raise ValueError(f"no target: give one of {', '.join(allowed)}")
+        if self.point is not None and self.template is None:
+            raise ValueError("'point' needs 'template'")
+        if self.template is not None and self.point is None and not self._template_alone_ok():
+            raise ValueError("'template' needs 'point' (the point of each device to watch)")
+        return self
+
+    def _template_alone_ok(self) -> bool:
+        return False
+
+    @property
+    def message_template(self) -> str:
+        """The message template: the rule's own or the kind's default."""
+        return self.message or self.DEFAULT_MESSAGE
+
+
+class Limits(_Model):
+    """Analog limits; give at least one. They must be ordered ``ll < l < h < hh``."""
+
+    hh: float | None = None
+    h: float | None = None
+    l: float | None = None  # noqa: E741 - the ISA name of the level
+    ll: float | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> Limits:
+        given = [
+            (n, getattr(self, n)) for n in ("ll", "l", "h", "hh") if getattr(self, n) is not None
+        ]
+        if not given:
+            raise ValueError("give at least one of hh, h, l, ll")
+        for (n1, v1), (n2, v2) in itertools.pairwise(given):
+            if not v1 < v2:
+                raise ValueError(f"limits out of order: {n1}={v1} must be below {n2}={v2}")
+        return self
+
+
+class LevelPriorities(_Model):
+    """Priority per limit level; a level left out uses the rule's ``priority``."""
+
+    hh: Priority | None = None
+    h: Priority | None = None
+    l: Priority | None = None  # noqa: E741
+    ll: Priority | None = None
+
+
+class LimitRule(_RuleBase):
+    """Analog limits HH / H / L / LL with deadband: each level is its own alarm."""
+
+    DEFAULT_MESSAGE: ClassVar[str] = "{tag} {level}: {value} {unit} (limit {limit})"
+
+    kind: Literal["limit"]
+    limits: Limits
+    deadband: float = Field(
+        0.0, ge=0, description="a high alarm clears below limit - deadband (low: above + deadband)"
+    )
+    priorities: LevelPriorities = Field(default_factory=LevelPriorities)
+
+
+class StateRule(_RuleBase):
+    """Digital state: alarm while the value equals ``equals`` (or differs from ``not_equals``)."""
+
+    DEFAULT_MESSAGE: ClassVar[str] = "{tag} = {value}"
+
+    kind: Literal["state"]
+    equals: bool | int | float | str | None = None
+    not_equals: bool | int | float | str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> StateRule:
+        given = {"equals", "not_equals"} & self.model_fields_set
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'equals' and 'not_equals'")
+        return self
+
+
+class RateRule(_RuleBase):
+    """Rate of change over a sliding window, in units per minute."""
+
+    DEFAULT_MESSAGE: ClassVar[str] = "{tag} changing fast: {rate:.2f} {unit}/min"
+
+    kind: Literal["rate"]
+    rate_per_min: float = Field(gt=0, description="alarm when |change per minute| reaches this")
+    direction: Literal["rising", "falling", "both"] = "both"
+    window_s: float = Field(60.0, gt=0, description="the rate is measured over this window")
+    deadband: float = Field(0.0, ge=0, description="clears below rate_per_min - deadband")
+
+
+class DeviationRule(_RuleBase):
+    """Deviation of a value from a setpoint tag for longer than ``for_min`` (e.g. a blocked radiator)."""
+
+    DEFAULT_MESSAGE: ClassVar[str] = (
+        "{tag}: {value} {unit}, setpoint {setpoint} (deviation {deviation:+.1f})"
+    )
+
+    kind: Literal["deviation"]
+    setpoint: str = Field(description="setpoint tag (placeholders allowed)")
+    max_deviation: float = Field(gt=0, description="alarm when |value - setpoint| exceeds this")
+    direction: Literal["below", "above", "both"] = "both"
+    for_min: float = Field(
+        0.0, ge=0, description="deviation must last this long (minutes; adds to on_delay_s)"
+    )
+    condition: str | None = Field(
+        None, description="expression that must also be true (e.g. the valve is open)"
+    )
+    deadband: float = Field(0.0, ge=0)
+
+    @field_validator("condition")
+    @classmethod
+    def _cond(cls, v: str | None) -> str | None:
+        return None if v is None else _check_expression(v)
+
+
+class CommLossRule(_RuleBase):
+    """Communication loss: a device offline (``<device>.online`` false) or a tag's quality bad."""
+
+    TARGETS: ClassVar[tuple[str, ...]] = ("tag", "tags", "template", "device", "devices")
+    DEFAULT_MESSAGE: ClassVar[str] = "{device}: communication lost"
+
+    kind: Literal["comm_loss"]
+    device: str | None = Field(None, description="one device")
+    devices: str | None = Field(None, description="a glob of device ids")
+
+    def _template_alone_ok(self) -> bool:
+        return True
+
+
+class StaleRule(_RuleBase):
+    """Stale value: not refreshed for ``max_age_s`` (or marked uncertain/stale by the tag database)."""
+
+    DEFAULT_MESSAGE: ClassVar[str] = "{tag}: no update for {age_s:.0f} s"
+
+    kind: Literal["stale"]
+    max_age_s: float | None = Field(
+        None, gt=0, description="default: when the database marks the tag stale"
+    )
+
+
+class ExprRule(_RuleBase):
+    """Expression over several tags: alarm while it is true (see tags/expr.py for the language)."""
+
+    TARGET_REQUIRED: ClassVar[bool] = False
+    DEFAULT_MESSAGE: ClassVar[str] = "{rule}: condition true"
+
+    kind: Literal["expr"]
+    expr: str
+
+    @field_validator("expr")
+    @classmethod
+    def _expr(cls, v: str) -> str:
+        return _check_expression(v)
+
+    def _template_alone_ok(self) -> bool:
+        return True
+
+
+#: One item of the ``alarms`` section, discriminated by ``kind``.
+AlarmRule = Annotated[
+    LimitRule | StateRule | RateRule | DeviationRule | CommLossRule | StaleRule | ExprRule,
+    Field(discriminator="kind"),
+]
+
+
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+def _device_of(tag: str, tag_device: Mapping[str, str | None] | None) -> str | None:
+    if tag_device is not None:
+        return tag_device.get(tag)
+    return tag.rsplit(".", 1)[0] if "." in tag else None
+
+
+def check_references(
+    rules: Sequence[Any],
+    tag_names: Collection[str],
+    template_ids: Collection[str],
+    devices_by_template: Mapping[str, Sequence[str]],
+) -> list[tuple[PathT, str]]:
+    """Return ``(path, message)`` for every unknown tag, template, device or duplicate rule id.
+
+    ``rules`` are validated rule models; paths start with ``"alarms"``. Device existence
+    is checked through its ``<device>.online`` status tag. Globs that match nothing are
+    reported too (almost always a typo).
+    """
+    from tags.catalog import compile_glob, has_wildcards
+
+    issues: list[tuple[PathT, str]] = []
+    names = tag_names if isinstance(tag_names, set | frozenset | dict) else set(tag_names)
+    devices = {n[: -len(".online")] for n in names if n.endswith(".online")}
+    seen: dict[str, int] = {}
+
+    def missing_tag(path: PathT, name: str, what: str = "tag") -> None:
+        issues.append((path, f"unknown {what} {name!r}{_did_you_mean(name, names)}"))
+
+    for i, rule in enumerate(rules):
+        base: PathT = ("alarms", i)
+        if rule.id in seen:
+            issues.append(
+                ((*base, "id"), f"duplicate rule id {rule.id!r} (first at alarms[{seen[rule.id]}])")
+            )
+        else:
+            seen[rule.id] = i
+        bound_devices: list[str] = []
+        if rule.tag is not None:
+            if rule.tag not in names:
+                missing_tag((*base, "tag"), rule.tag)
+            bound_devices = [d for d in [_device_of(rule.tag, None)] if d in devices]
+        if rule.tags is not None:
+            rx = compile_glob(rule.tags)
+            hits = [n for n in names if rx.fullmatch(n)]
+            if not hits:
+                issues.append(((*base, "tags"), f"pattern {rule.tags!r} matches no tag"))
+        if rule.template is not None:
+            if rule.template not in template_ids:
+                issues.append(
+                    (
+                        (*base, "template"),
+                        f"unknown template {rule.template!r}{_did_you_mean(rule.template, template_ids)}",
+                    )
+                )
+            else:
+                bound_devices = list(devices_by_template.get(rule.template, ()))
+                if rule.point is not None:
+                    for dev in bound_devices:
+                        if f"{dev}.{rule.point}" not in names:
+                            issues.append(
+                                (
+                                    (*base, "point"),
+                                    f"template {rule.template!r} has no point {rule.point!r} (device {dev!r})",
+                                )
+                            )
+                            break
+        dev = getattr(rule, "device", None)
+        if dev is not None:
+            if dev not in devices:
+                issues.append(
+                    ((*base, "device"), f"unknown device {dev!r}{_did_you_mean(dev, devices)}")
+                )
+            bound_devices = [dev]
+        devs = getattr(rule, "devices", None)
+        if devs is not None:
+            rx = compile_glob(devs)
+            bound_devices = [d for d in devices if rx.fullmatch(d)]
+            if not bound_devices:
+                issues.append(((*base, "devices"), f"pattern {devs!r} matches no device"))
+        # tag-naming fields: check each binding that fills {device}; others once with no binding
+        for field in ("setpoint", "condition", "expr", "suppress_when", "parent_device"):
+            text = getattr(rule, field, None)
+            if text is None:
+                continue
+            samples = bound_devices or [None]
+            for d in samples:
+                values = {"device": d, "tag": rule.tag, "point": rule.point}
+                try:
+                    filled = substitute(text, values)
+                except KeyError as exc:
+                    if "{building}" in text or "{household}" in text:
+                        break  # known only from tag definitions; checked when the engine binds
+                    issues.append(((*base, field), str(exc.args[0])))
+                    break
+                if field == "parent_device":
+                    if filled not in devices:
+                        issues.append(((*base, field), f"unknown device {filled!r}"))
+                        break
+                    continue
+                if field == "setpoint":
+                    refs: Iterable[str] = [filled]
+                    globs: Iterable[str] = []
+                else:
+                    expr = parse_expression(substitute_expr(text, values))
+                    refs, globs = expr.names, expr.globs
+                bad = sorted(r for r in refs if r not in names)
+                if bad:
+                    missing_tag((*base, field), bad[0])
+                    break
+                for g in globs:
+                    if has_wildcards(g):
+                        rx = compile_glob(g)
+                        if not any(rx.fullmatch(n) for n in names):
+                            issues.append(((*base, field), f"pattern {g!r} matches no tag"))
+                    elif g not in names:
+                        missing_tag((*base, field), g)
+    return issues
+
+
+# --------------------------------------------------------------------------- notifications
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class WebhookNotifierConfig(_Model):
+    """HTTP POST of a JSON document to ``url`` (chat bots, ticketing, another SCADA)."""
+
+    name: Name
+    type: Literal["webhook"]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://")]
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class EmailNotifierConfig(_Model):
+    """E-mail over SMTP (``starttls`` or ``ssl`` for encrypted submission)."""
+
+    name: Name
+    type: Literal["email"]
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    sender: str
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    ssl: bool = False
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class SmsNotifierConfig(_Model):
+    """SMS through a GSM modem on a serial port (AT commands, text mode)."""
+
+    name: Name
+    type: Literal["sms"]
+    port: str = Field(description="serial device, e.g. /dev/ttyUSB0")
+    baudrate: int = Field(115200, gt=0)
+    timeout_s: float = Field(15.0, gt=0, description="longest wait for one modem reply")
+    max_chars: int = Field(160, ge=20, le=1600, description="longer texts are cut")
+
+
+NotifierConfig = Annotated[
+    WebhookNotifierConfig | EmailNotifierConfig | SmsNotifierConfig, Field(discriminator="type")
+]
+
+
+class RecipientConfig(_Model):
+    """A person (or a system) that can be notified: by e-mail, SMS and/or a named webhook."""
+
+    name: Name
+    email: str | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{3,20}$")] | None = None
+    webhook: str | None = Field(None, description="name of a webhook notifier")
+
+
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class TimeWindow(_Model):
+    """Days and a local time window; ``end`` before ``start`` runs past midnight."""
+
+    days: list[Day] = Field(default_factory=lambda: list(DAYS))
+    start: Annotated[str, StringConstraints(pattern=_HHMM)] = "00:00"
+    end: Annotated[str, StringConstraints(pattern=_HHMM)] = "24:00"
+
+    @staticmethod
+    def minutes(text: str) -> int:
+        """Return minutes since midnight of ``HH:MM``."""
+        h, m = text.split(":")
+        return int(h) * 60 + int(m)
+
+
+class RosterEntry(_Model):
+    """One on-call duty: which alarms (priority, area) at which times go to whom.
+
+    ``levels[0]`` is notified first; ``levels[n+1]`` when an alarm stays unacknowledged
+    ``escalation_min`` minutes after ``levels[n]`` was notified.
+    """
+
+    name: Name
+    priorities: list[Priority] = Field(default_factory=lambda: [1, 2, 3, 4])
+    areas: list[str] = Field(default_factory=lambda: ["*"], description="area globs")
+    windows: list[TimeWindow] = Field(default_factory=list, description="empty: always on duty")
+    levels: list[list[str]] = Field(
+        min_length=1, description="recipient names per escalation level"
+    )
+    escalation_min: float | None = Field(None, gt=0)
+
+
+class RateLimit(_Model):
+    """At most ``max_messages`` per recipient within ``per_s``; the rest are merged into the next one."""
+
+    max_messages: int = Field(6, ge=1)
+    per_s: float = Field(3600.0, gt=0)
+
+
+class RetryPolicy(_Model):
+    """Failed deliveries are retried after ``backoff_s``, doubling up to ``max_backoff_s``."""
+
+    attempts: int = Field(5, ge=1)
+    backoff_s: float = Field(30.0, gt=0)
+    max_backoff_s: float = Field(900.0, gt=0)
+
+
+class NotificationsConfig(_Model):
+    """The top-level ``notifications`` section: notifiers, recipients, the on-call roster."""
+
+    timezone: str | None = Field(None, description="for roster windows; default: the site's")
+    notifiers: list[NotifierConfig] = Field(default_factory=list)
+    recipients: list[RecipientConfig] = Field(default_factory=list)
+    roster: list[RosterEntry] = Field(default_factory=list)
+    escalation_min: float = Field(15.0, gt=0)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    consolidate_s: float = Field(
+        60.0, ge=0, description="alarms within this time after a message share the next one"
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    notify_cleared: bool = Field(False, description="also send a message when an alarm clears")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name like Europe/Moscow)"
+            ) from None
+        return v
+
+
+def check_notifications(cfg: NotificationsConfig) -> list[tuple[PathT, str]]:
+    """Return ``(path, message)`` for duplicate names and unknown recipients/notifiers."""
+    issues: list[tuple[PathT, str]] = []
+    base: PathT = ("notifications",)
+    by_name: dict[str, int] = {}
+    for i, n in enumerate(cfg.notifiers):
+        if n.name in by_name:
+            issues.append(((*base, "notifiers", i, "name"), f"duplicate notifier name {n.name!r}"))
+        by_name.setdefault(n.name, i)
+    types = {n.type for n in cfg.notifiers}
+    webhooks = {n.name for n in cfg.notifiers if n.type == "webhook"}
+    people: dict[str, int] = {}
+    for i, r in enumerate(cfg.recipients):
+        p = (*base, "recipients", i)
+        if r.name in people:
+            issues.append(((*p, "name"), f"duplicate recipient name {r.name!r}"))
+        people.setdefault(r.name, i)
+        if r.email is not None and "email" not in types:
+            issues.append(((*p, "email"), "no notifier of type email is configured"))
+        if r.phone is not None and "sms" not in types:
+            issues.append(((*p, "phone"), "no notifier of type sms is configured"))
+        if r.webhook is not None and r.webhook not in webhooks:
+            issues.append(((*p, "webhook"), f"unknown webhook notifier {r.webhook!r}"))
+        if r.email is None and r.phone is None and r.webhook is None:
+            issues.append((p, f"recipient {r.name!r} has no email, phone or webhook"))
+    for i, entry in enumerate(cfg.roster):
+        for lvl, names in enumerate(entry.levels):
+            if not names:
+                issues.append(((*base, "roster", i, "levels", lvl), "empty escalation level"))
+            for j, name in enumerate(names):
+                if name not in people:
+                    issues.append(
+                        ((*base, "roster", i, "levels", lvl, j), f"unknown recipient {name!r}")
+                    )
+    return issues

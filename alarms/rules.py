@@ -1,0 +1,695 @@
+"""Bind alarm rules to tags and devices, and evaluate each kind's raw condition.
+
+``bind_rules`` turns the configured rules into ``PointSpec``s: one per alarm point (a
+rule bound to one tag or device, and for ``limit`` rules one per level). Each spec holds
+a ``Condition`` (the raw, undelayed alarm condition of its kind) and optionally a
+``Suppressor`` (suppression by design). The engine owns delays and the state machine.
+
+Conditions return True (condition present), False (absent) or None (unknown: no value
+yet, bad quality, an expression that cannot be evaluated); on None the engine keeps the
+previous condition. Loop-thread only, like the TagDatabase they read.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from alarms.config import (
+    CommLossRule,
+    DeviationRule,
+    ExprRule,
+    LimitRule,
+    RateRule,
+    StaleRule,
+    StateRule,
+    substitute,
+    substitute_expr,
+)
+from tags.expr import EvaluationError, Expression, ExpressionError, parse_expression
+from tags.model import Quality, Reason, TagDef, TagValue
+
+__all__ = [
+    "BindingError",
+    "Condition",
+    "EvalContext",
+    "PointSpec",
+    "Suppressor",
+    "TagLookup",
+    "bind_rules",
+    "format_message",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AREA = "site"
+_BAD = int(Quality.BAD)
+_STALE = int(Reason.STALE)
+LEVEL_LABELS = {"hh": "HH", "h": "H", "l": "L", "ll": "LL"}
+
+
+class TagLookup(Protocol):
+    """What binding needs from a TagDatabase."""
+
+    def __contains__(self, name: object) -> bool: ...
+    def definition(self, name: str) -> TagDef: ...
+    def match(self, pattern: str | Iterable[str]) -> list[str]: ...
+
+
+class EvalContext(Protocol):
+    """What conditions read while evaluating (the engine implements it over the database)."""
+
+    def read(self, name: str) -> TagValue: ...
+    def read_glob(self, pattern: str) -> list[TagValue]: ...
+    def seen(self, name: str) -> float: ...
+
+
+class BindingError(ValueError):
+    """A rule refers to a tag or device that does not exist (message names rule and tag)."""
+
+
+class _Unknown(Exception):
+    """A value an expression needs is missing or bad."""
+
+
+def _good(tv: TagValue) -> bool:
+    return tv.value is not None and tv.quality != Quality.BAD
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+class Condition:
+    """Base of the raw conditions: ``inputs`` are the tags whose changes re-evaluate it.
+
+    ``update`` gets the changed input's row (``value`` as float, or str for str tags);
+    ``on_tick`` is called periodically when ``TICKS`` is True.
+    """
+
+    TICKS = False
+    inputs: tuple[str, ...] = ()
+
+    def update(
+        self,
+        ctx: EvalContext,
+        name: str,
+        value: Any,
+        quality: int,
+        reason: int,
+        valid: bool,
+        ts: float,
+        now: float,
+        raw: bool,
+    ) -> bool | None:
+        raise NotImplementedError
+
+    def on_tick(self, ctx: EvalContext, now: float, raw: bool) -> bool | None:
+        return None
+
+    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
+        """Return message fields describing the current situation."""
+        return {}
+
+
+class LimitCondition(Condition):
+    """One analog limit level with deadband (high levels ``h``/``hh``, low ``l``/``ll``)."""
+
+    __slots__ = ("deadband", "high", "inputs", "level", "limit", "tag")
+
+    def __init__(self, tag: str, level: str, limit: float, deadband: float) -> None:
+        self.tag = tag
+        self.inputs = (tag,)
+        self.level = level
+        self.limit = limit
+        self.deadband = deadband
+        self.high = level in ("h", "hh")
+
+    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+        if not valid or quality == _BAD or value != value:  # NaN: no value
+            return None
+        if self.high:
+            return value >= (self.limit - self.deadband if raw else self.limit)
+        return value <= (self.limit + self.deadband if raw else self.limit)
+
+    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
+        return {"level": LEVEL_LABELS[self.level], "limit": self.limit}
+
+
+class StateCondition(Condition):
+    """Digital state equals (or differs from) a configured value."""
+
+    __slots__ = ("inputs", "negate", "tag", "target")
+
+    def __init__(self, tag: str, target: Any, negate: bool) -> None:
+        self.tag = tag
+        self.inputs = (tag,)
+        self.target = target
+        self.negate = negate
+
+    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+        if not valid or quality == _BAD:
+            return None
+        equal = value == self.target
+        if isinstance(self.target, str) and not isinstance(value, str):
+            equal = False
+        return equal != self.negate
+
+
+class RateCondition(Condition):
+    """Rate of change per minute over a sliding window of source timestamps."""
+
+    TICKS = True
+    __slots__ = (
+        "deadband",
+        "direction",
+        "inputs",
+        "last_rate",
+        "samples",
+        "tag",
+        "threshold",
+        "window_s",
+    )
+
+    def __init__(
+        self, tag: str, threshold: float, direction: str, window_s: float, deadband: float
+    ) -> None:
+        self.tag = tag
+        self.inputs = (tag,)
+        self.threshold = threshold
+        self.direction = direction
+        self.window_s = window_s
+        self.deadband = deadband
+        self.samples: collections.deque[tuple[float, float]] = collections.deque()
+        self.last_rate = 0.0
+
+    def _judge(self, t: float, v: float, raw: bool) -> bool | None:
+        s = self.samples
+        while len(s) > 1 and s[1][0] <= t - self.window_s:
+            s.popleft()
+        t0, v0 = s[0]
+        if t - t0 <= 0:
+            return None
+        rate = (v - v0) / (t - t0) * 60.0
+        self.last_rate = rate
+        if self.direction == "rising":
+            r = rate
+        elif self.direction == "falling":
+            r = -rate
+        else:
+            r = abs(rate)
+        return r >= (self.threshold - self.deadband if raw else self.threshold)
+
+    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+        if not valid or quality == _BAD or value != value:
+            return None
+        if self.samples and ts < self.samples[-1][0]:
+            self.samples.clear()  # time went backwards: start over
+        self.samples.append((ts, float(value)))
+        return self._judge(ts, float(value), raw)
+
+    def on_tick(self, ctx: EvalContext, now: float, raw: bool) -> bool | None:
+        # without new changes the value is unchanged up to now (deadband): the rate decays
+        if not raw or not self.samples:
+            return None
+        return self._judge(max(now, self.samples[-1][0]), self.samples[-1][1], raw)
+
+    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
+        return {"rate": self.last_rate}
+
+
+class DeviationCondition(Condition):
+    """Value far from a setpoint tag, optionally only while a condition expression holds."""
+
+    __slots__ = ("condition", "deadband", "direction", "inputs", "max_deviation", "setpoint", "tag")
+
+    def __init__(
+        self,
+        tag: str,
+        setpoint: str,
+        max_deviation: float,
+        direction: str,
+        deadband: float,
+        condition: Expression | None,
+    ) -> None:
+        self.tag = tag
+        self.setpoint = setpoint
+        self.max_deviation = max_deviation
+        self.direction = direction
+        self.deadband = deadband
+        self.condition = condition
+        names = [tag, setpoint, *(sorted(condition.names) if condition else [])]
+        self.inputs = tuple(dict.fromkeys(names))
+
+    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+        pv, sp = ctx.read(self.tag), ctx.read(self.setpoint)
+        if not (_good(pv) and _good(sp)):
+            return None
+        dev = float(pv.value) - float(sp.value)
+        if self.direction == "below":
+            d = -dev
+        elif self.direction == "above":
+            d = dev
+        else:
+            d = abs(dev)
+        out = d > (self.max_deviation - self.deadband if raw else self.max_deviation)
+        if out and self.condition is not None:
+            cond = _evaluate(self.condition, ctx)
+            if cond is None:
+                return None
+            out = bool(cond)
+        return out
+
+    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
+        pv, sp = ctx.read(self.tag), ctx.read(self.setpoint)
+        out: dict[str, Any] = {"setpoint": sp.value}
+        if _good(pv) and _good(sp):
+            out["deviation"] = float(pv.value) - float(sp.value)
+        return out
+
+
+class CommLossCondition(Condition):
+    """A device offline (its ``.online`` tag false) or, for a tag target, the tag's quality bad."""
+
+    __slots__ = ("inputs", "online")
+
+    def __init__(self, tag: str, online: bool) -> None:
+        self.inputs = (tag,)
+        self.online = online
+
+    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+        if self.online:
+            if not valid or quality == _BAD:
+                return None
+            return not value
+        if not valid:
+            return None  # never had a value: not connected yet, not lost
+        return quality == _BAD
+
+
+class StaleCondition(Condition):
+    """No update for ``max_age_s`` (database refresh time), or the database marked the tag stale."""
+
+    TICKS = True
+    __slots__ = ("inputs", "max_age_s", "tag")
+
+    def __init__(self, tag: str, max_age_s: float | None) -> None:
+        self.tag = tag
+        self.inputs = (tag,)
+        self.max_age_s = max_age_s
+
+    def _judge(self, ctx: EvalContext, now: float, reason: int, valid: bool) -> bool | None:
+        if not valid:
+            return None
+        if reason == _STALE:
+            return True
+        if self.max_age_s is None:
+            return False
+        return now - ctx.seen(self.tag) >= self.max_age_s
+
+    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+        return self._judge(ctx, now, reason, valid)
+
+    def on_tick(self, ctx: EvalContext, now: float, raw: bool) -> bool | None:
+        tv = ctx.read(self.tag)
+        return self._judge(ctx, now, int(tv.reason), tv.value is not None)
+
+    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
+        return {"age_s": max(0.0, now - ctx.seen(self.tag))}
+
+
+class ExprCondition(Condition):
+    """A boolean expression over several tags."""
+
+    __slots__ = ("expr", "inputs")
+
+    def __init__(self, expr: Expression, inputs: Sequence[str]) -> None:
+        self.expr = expr
+        self.inputs = tuple(inputs)
+
+    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+        result = _evaluate(self.expr, ctx)
+        return None if result is None else bool(result)
+
+
+def _evaluate(expr: Expression, ctx: EvalContext) -> Any:
+    def name(n: str) -> Any:
+        tv = ctx.read(n)
+        if not _good(tv):
+            raise _Unknown(n)
+        return tv.value
+
+    def glob(p: str) -> list[Any]:
+        return [tv.value for tv in ctx.read_glob(p) if _good(tv)]
+
+    try:
+        return expr.evaluate(name, glob)
+    except _Unknown:
+        return None
+    except EvaluationError as exc:
+        log.debug("alarm expression not evaluated: %s", exc)
+        return None
+
+
+class Suppressor:
+    """Suppression by design: a parent device offline and/or an expression true."""
+
+    __slots__ = ("expr", "inputs", "parent_online")
+
+    def __init__(self, parent_online: str | None, expr: Expression | None) -> None:
+        self.parent_online = parent_online
+        self.expr = expr
+        names = ([parent_online] if parent_online else []) + (sorted(expr.names) if expr else [])
+        self.inputs = tuple(dict.fromkeys(names))
+
+    def evaluate(self, ctx: EvalContext, current: bool) -> bool:
+        """Return whether the point is suppressed now (unknown parts keep ``current``)."""
+        parent: bool | None = None
+        if self.parent_online is not None:
+            tv = ctx.read(self.parent_online)
+            parent = None if not _good(tv) else not tv.value
+        expr: bool | None = None
+        if self.expr is not None:
+            r = _evaluate(self.expr, ctx)
+            expr = None if r is None else bool(r)
+        if parent or expr:
+            return True
+        if parent is None and self.parent_online is not None:
+            return current
+        if expr is None and self.expr is not None:
+            return current
+        return False
+
+
+# --------------------------------------------------------------------------- binding
+
+
+@dataclass(slots=True)
+class PointSpec:
+    """One alarm point as configured: identity, routing data, condition and delays."""
+
+    key: str
+    rule_id: str
+    rule_index: int
+    kind: str
+    source: str
+    level: str | None
+    priority: int
+    area: str
+    message: str
+    condition: Condition
+    on_delay_s: float
+    off_delay_s: float
+    tag: str | None = None
+    device: str | None = None
+    building: str | None = None
+    household: str | None = None
+    unit: str = ""
+    description: str = ""
+    suppressor: Suppressor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    tag: str | None
+    device: str | None
+    building: str | None
+    household: str | None
+    point: str | None
+
+    def values(self) -> dict[str, str | None]:
+        return {
+            "tag": self.tag,
+            "device": self.device,
+            "building": self.building,
+            "household": self.household,
+            "point": self.point,
+        }
+
+
+def _bindings(
+    rule: Any, lookup: TagLookup, devices_by_template: Mapping[str, Sequence[str]]
+) -> list[_Binding]:
+    def from_tag(name: str, point: str | None = None) -> _Binding:
+        d = lookup.definition(name)
+        return _Binding(name, d.device, d.building, d.household, point or name.rsplit(".", 1)[-1])
+
+    def from_device(dev: str) -> _Binding:
+        name = f"{dev}.online"
+        if name not in lookup:
+            raise BindingError(f"alarm rule {rule.id!r}: unknown device {dev!r} (no tag {name!r})")
+        d = lookup.definition(name)
+        return _Binding(name, dev, d.building, d.household, "online")
+
+    if rule.tag is not None:
+        if rule.tag not in lookup:
+            raise BindingError(f"alarm rule {rule.id!r}: unknown tag {rule.tag!r}")
+        return [from_tag(rule.tag)]
+    if rule.tags is not None:
+        return [from_tag(n) for n in lookup.match(rule.tags)]
+    if rule.template is not None:
+        if rule.template not in devices_by_template:
+            raise BindingError(
+                f"alarm rule {rule.id!r}: unknown template {rule.template!r} (or it has no devices)"
+            )
+        devices = devices_by_template[rule.template]
+        if rule.point is None:
+            return [from_device(d) for d in devices]
+        out = []
+        for dev in devices:
+            name = f"{dev}.{rule.point}"
+            if name not in lookup:
+                raise BindingError(
+                    f"alarm rule {rule.id!r}: device {dev!r} has no point {rule.point!r}"
+                )
+            out.append(from_tag(name, rule.point))
+        return out
+    dev = getattr(rule, "device", None)
+    if dev is not None:
+        return [from_device(dev)]
+    devs = getattr(rule, "devices", None)
+    if devs is not None:
+        return [from_device(n[: -len(".online")]) for n in lookup.match(f"{devs}.online")]
+    return [_Binding(None, None, None, None, None)]  # expr rule without a target
+
+
+def _parse(rule: Any, text: str, binding: _Binding, what: str) -> Expression:
+    try:
+        return parse_expression(substitute_expr(text, binding.values()))
+    except (KeyError, ExpressionError) as exc:
+        raise BindingError(f"alarm rule {rule.id!r}: {what}: {exc}") from None
+
+
+def _check_names(rule: Any, names: Iterable[str], lookup: TagLookup, what: str) -> None:
+    for n in names:
+        if n not in lookup:
+            raise BindingError(f"alarm rule {rule.id!r}: {what} names unknown tag {n!r}")
+
+
+def _conditions(
+    rule: Any, b: _Binding, lookup: TagLookup
+) -> list[tuple[str | None, int, Condition]]:
+    """Return ``(level, priority, condition)`` for one binding of ``rule``."""
+    tag = b.tag
+    if isinstance(rule, LimitRule):
+        out: list[tuple[str | None, int, Condition]] = []
+        for level in ("hh", "h", "l", "ll"):
+            limit = getattr(rule.limits, level)
+            if limit is not None:
+                prio = getattr(rule.priorities, level) or rule.priority
+                out.append((level, prio, LimitCondition(tag, level, limit, rule.deadband)))  # type: ignore[arg-type]
+        return out
+    if isinstance(rule, StateRule):
+        negate = "not_equals" in rule.model_fields_set
+        target = rule.not_equals if negate else rule.equals
+        return [(None, rule.priority, StateCondition(tag, target, negate))]  # type: ignore[arg-type]
+    if isinstance(rule, RateRule):
+        cond = RateCondition(tag, rule.rate_per_min, rule.direction, rule.window_s, rule.deadband)  # type: ignore[arg-type]
+        return [(None, rule.priority, cond)]
+    if isinstance(rule, DeviationRule):
+        sp = substitute(rule.setpoint, b.values())
+        _check_names(rule, [sp], lookup, "setpoint")
+        expr = _parse(rule, rule.condition, b, "condition") if rule.condition else None
+        if expr is not None:
+            _check_names(rule, expr.names, lookup, "condition")
+        return [
+            (
+                None,
+                rule.priority,
+                DeviationCondition(
+                    tag, sp, rule.max_deviation, rule.direction, rule.deadband, expr
+                ),
+            )
+        ]  # type: ignore[arg-type]
+    if isinstance(rule, CommLossRule):
+        return [
+            (
+                None,
+                rule.priority,
+                CommLossCondition(tag, online=tag.endswith(".online") and b.point == "online"),
+            )
+        ]  # type: ignore[union-attr,arg-type]
+    if isinstance(rule, StaleRule):
+        return [(None, rule.priority, StaleCondition(tag, rule.max_age_s))]  # type: ignore[arg-type]
+    if isinstance(rule, ExprRule):
+        expr = _parse(rule, rule.expr, b, "expr")
+        _check_names(rule, expr.names, lookup, "expr")
+        inputs = [*sorted(expr.names), *(n for g in expr.globs for n in lookup.match(g))]
+        if not inputs:
+            raise BindingError(f"alarm rule {rule.id!r}: expression names no tag")
+        return [(None, rule.priority, ExprCondition(expr, list(dict.fromkeys(inputs))))]
+    raise TypeError(f"unknown rule type {type(rule).__name__}")
+
+
+def bind_rules(
+    rules: Sequence[Any],
+    lookup: TagLookup,
+    devices_by_template: Mapping[str, Sequence[str]] | None = None,
+    *,
+    on_error: Callable[[BindingError], None] | None = None,
+) -> list[PointSpec]:
+    """Return the alarm points of the enabled ``rules``, in rule order.
+
+    A rule that cannot be bound raises ``BindingError``, or, with ``on_error``, is
+    reported to it and skipped (a hot reload keeps the other rules running).
+    Duplicate point keys raise ``BindingError``.
+    """
+    devices_by_template = devices_by_template or {}
+    specs: list[PointSpec] = []
+    keys: set[str] = set()
+    for index, rule in enumerate(rules):
+        if not rule.enabled:
+            continue
+        try:
+            specs.extend(_bind_one(rule, index, lookup, devices_by_template, keys))
+        except BindingError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+    return specs
+
+
+def _bind_one(
+    rule: Any,
+    index: int,
+    lookup: TagLookup,
+    devices_by_template: Mapping[str, Sequence[str]],
+    keys: set[str],
+) -> list[PointSpec]:
+    out: list[PointSpec] = []
+    for b in _bindings(rule, lookup, devices_by_template):
+        device_level = b.device is not None and b.tag == f"{b.device}.online"
+        source = b.device if device_level else (b.tag or rule.id)
+        suppressor = None
+        if rule.parent_device or rule.suppress_when:
+            parent = None
+            if rule.parent_device:
+                try:
+                    parent = substitute(rule.parent_device, b.values()) + ".online"
+                except KeyError as exc:
+                    raise BindingError(
+                        f"alarm rule {rule.id!r}: parent_device: {exc.args[0]}"
+                    ) from None
+                _check_names(rule, [parent], lookup, "parent_device")
+            sexpr = (
+                _parse(rule, rule.suppress_when, b, "suppress_when") if rule.suppress_when else None
+            )
+            if sexpr is not None:
+                _check_names(rule, sexpr.names, lookup, "suppress_when")
+            suppressor = Suppressor(parent, sexpr)
+        d = lookup.definition(b.tag) if b.tag is not None else None
+        on_delay = rule.on_delay_s + (
+            rule.for_min * 60.0 if isinstance(rule, DeviationRule) else 0.0
+        )
+        for level, prio, cond in _conditions(rule, b, lookup):
+            key = f"{rule.id}:{source}" if source != rule.id else rule.id
+            if level is not None:
+                key += f":{level}"
+            if key in keys:
+                raise BindingError(f"alarm rule {rule.id!r}: duplicate alarm point {key!r}")
+            keys.add(key)
+            out.append(
+                PointSpec(
+                    key=key,
+                    rule_id=rule.id,
+                    rule_index=index,
+                    kind=rule.kind,
+                    source=source,
+                    level=level,
+                    priority=prio,
+                    area=rule.area or b.building or DEFAULT_AREA,
+                    message=rule.message_template,
+                    condition=cond,
+                    on_delay_s=on_delay,
+                    off_delay_s=rule.off_delay_s,
+                    tag=b.tag,
+                    device=b.device,
+                    building=b.building,
+                    household=b.household,
+                    unit=d.unit if d is not None and not device_level else "",
+                    description=rule.description or (d.description if d is not None else ""),
+                    suppressor=suppressor,
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class _SafeFormatter(string.Formatter):
+    """Format a message; a field whose spec does not fit its value is shown plainly."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if value is None:
+            return "?"
+        try:
+            return super().format_field(value, format_spec)
+        except (TypeError, ValueError):
+            return str(value)
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if isinstance(key, str):
+            return kwargs.get(key)
+        return super().get_value(key, args, kwargs)
+
+
+_FORMATTER = _SafeFormatter()
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return None
+        return round(v, 6)
+    return v
+
+
+def format_message(spec: PointSpec, ctx: EvalContext, now: float) -> tuple[str, Any]:
+    """Return ``(message, value)`` for ``spec`` now: the template filled with current values."""
+    value: Any = None
+    if spec.tag is not None:
+        value = ctx.read(spec.tag).value
+    fields: dict[str, Any] = {
+        "tag": spec.tag or "",
+        "value": _plain(value),
+        "unit": spec.unit,
+        "device": spec.device or spec.source,
+        "building": spec.building or "",
+        "household": spec.household or "",
+        "area": spec.area,
+        "rule": spec.rule_id,
+        "priority": spec.priority,
+        "description": spec.description,
+    }
+    fields.update(spec.condition.fields(ctx, now))
+    try:
+        text = _FORMATTER.vformat(spec.message, (), fields)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        text = f"{spec.key}: {spec.message} ({exc})"
+    return text, _plain(value)

@@ -1,0 +1,175 @@
+"""Driver manager: one driver per channel of a site, and the ``write(tag, value)`` entry point.
+
+``DriverManager(site, db)`` builds a :class:`~drivers.modbus.ModbusDriver` or a
+:class:`~drivers.can.CanDriver` per channel that has enabled devices; :meth:`start` starts
+them (each polls/listens in its own task, so channels run concurrently) plus a periodic
+``db.check_stale``. :meth:`write` is what the command service (issue 6) calls: it checks
+the tag, type and limits (raising a :class:`~drivers.base.WriteRejected` subclass), then
+the channel's driver writes and reads back. Loop-thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from drivers.base import DeviceBinding, Driver, PointBinding, UnknownTag, WriteResult
+from drivers.codec import Kind, PointSpec
+
+__all__ = ["DriverManager", "device_bindings"]
+
+log = logging.getLogger(__name__)
+
+MODBUS_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})
+
+
+def _protocol(channel: Any) -> str:
+    return str(getattr(channel.protocol, "value", channel.protocol))
+
+
+def _point_spec(name: str, point: Any) -> PointSpec:
+    if getattr(point, "kind", None) is not None:
+        return PointSpec.of(point, name=name)
+    # CAN point: the codec fields that matter are type, byte order and scaling
+    ptype = point.type
+    return PointSpec(
+        address=int(getattr(point, "start_byte", 0) or 0),
+        kind=Kind.HOLDING,
+        type=PointSpec.of({"address": 0, "type": ptype}).type,
+        count=int(point.count or 1),
+        bit=int(point.bit or 0),
+        byte_order=point.byte_order,
+        word_order=point.word_order,
+        scale=float(point.scale),
+        offset=float(point.offset),
+        name=name,
+    )
+
+
+def device_bindings(site: Any, channel_id: str) -> list[DeviceBinding]:
+    """Return the enabled devices of ``channel_id`` with their points resolved."""
+    channel = site.channel(channel_id)
+    result: list[DeviceBinding] = []
+    for d in site.devices_on(channel_id):
+        if not d.enabled:
+            continue
+        template = site.template(d.template)
+        poll_s = float(d.poll_s or getattr(template, "poll_s", None) or channel.poll_s)
+        points: dict[str, PointBinding] = {}
+        for name, p in site.points(d.id).items():
+            points[name] = PointBinding(
+                device=d.id,
+                name=name,
+                tag=f"{d.id}.{name}",
+                spec=_point_spec(name, p),
+                tag_type=p.tag_type,
+                writable=p.writable,
+                min=p.min,
+                max=p.max,
+                poll_s=p.poll_s,
+                config=p,
+            )
+        result.append(DeviceBinding(d.id, int(d.unit), poll_s, points, d))
+    return result
+
+
+class DriverManager:
+    """All drivers of a site. Construct, then ``await start()``; ``await stop()`` at the end.
+
+    ``stale_check_s`` (None to disable) is how often ``db.check_stale`` runs while started.
+    """
+
+    def __init__(self, site: Any, db: Any, *, stale_check_s: float | None = 1.0) -> None:
+        self.site = site
+        self.db = db
+        self.stale_check_s = stale_check_s
+        self.drivers: dict[str, Driver] = {}
+        self._points: dict[str, tuple[str, str, str]] = {}  # tag -> (channel, device, point)
+        self._stale_task: asyncio.Task[None] | None = None
+        for channel in site.channels:
+            devices = device_bindings(site, channel.id)
+            if not devices:
+                continue
+            protocol = _protocol(channel)
+            if protocol in MODBUS_PROTOCOLS:
+                from drivers.modbus import ModbusDriver
+
+                driver: Driver = ModbusDriver(
+                    channel,
+                    devices,
+                    db,
+                    max_registers=int(getattr(channel, "max_registers", 125) or 125),
+                    max_bits=int(getattr(channel, "max_bits", 2000) or 2000),
+                )
+            elif protocol == "can":
+                from drivers.can import CanDriver
+
+                driver = CanDriver(channel, devices, db)
+            else:  # pragma: no cover - the config rejects unknown protocols
+                raise ValueError(f"channel {channel.id}: unsupported protocol {protocol!r}")
+            self.drivers[channel.id] = driver
+            for d in devices:
+                for name, p in d.points.items():
+                    self._points[p.tag] = (channel.id, d.id, name)
+
+    async def start(self) -> None:
+        """Start every driver and the stale check; channels run concurrently."""
+        for driver in self.drivers.values():
+            await driver.start()
+        if self.stale_check_s and self._stale_task is None:
+            self._stale_task = asyncio.create_task(self._stale_loop(), name="drivers-stale-check")
+        log.info("drivers started: %d channels", len(self.drivers))
+
+    async def stop(self) -> None:
+        """Stop every driver; idempotent."""
+        if self._stale_task is not None:
+            self._stale_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stale_task
+            self._stale_task = None
+        await asyncio.gather(*(d.stop() for d in self.drivers.values()), return_exceptions=True)
+
+    async def __aenter__(self) -> DriverManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _stale_loop(self) -> None:
+        assert self.stale_check_s
+        while True:
+            await asyncio.sleep(self.stale_check_s)
+            try:
+                self.db.check_stale()
+            except Exception:  # never let housekeeping kill the drivers
+                log.exception("check_stale failed")
+
+    async def poll_once(self) -> None:
+        """Poll every device of every channel once, channels concurrently."""
+        await asyncio.gather(*(d.poll_once() for d in self.drivers.values()))
+
+    def binding(self, tag: str) -> PointBinding:
+        """Return the device point behind ``tag``; raise :class:`UnknownTag`."""
+        try:
+            channel, device, point = self._points[tag]
+        except KeyError:
+            raise UnknownTag(f"tag {tag} is not a point of an enabled device", tag) from None
+        return self.drivers[channel].devices[device].points[point]
+
+    async def write(self, tag: str, value: Any) -> WriteResult:
+        """Write ``value`` to the device point behind ``tag`` and read it back.
+
+        Raises ``UnknownTag``, ``NotWritable``, ``WrongType`` or ``OutOfRange`` (all
+        ``WriteRejected``, a ``ValueError``) before anything is sent; otherwise returns a
+        :class:`WriteResult` with state confirmed, mismatch or failed.
+        """
+        binding = self.binding(tag)
+        checked = binding.check_write(value)
+        channel, device, point = self._points[tag]
+        result = await self.drivers[channel].write(device, point, checked)
+        if not result.ok:
+            log.warning("write %s = %r: %s %s", tag, value, result.state, result.message)
+        return result

@@ -1,0 +1,425 @@
+"""Modbus driver: one pymodbus async client per channel (TCP, RTU serial, RTU over TCP).
+
+Requests on a channel are serialised by an asyncio lock (RS-485 is half-duplex; a serial
+device server behaves the same); channels run concurrently as separate drivers. The poll
+loop executes the planned reads (:mod:`drivers.plan`) when due, decodes each block with
+numpy and writes values straight into the tag database.
+
+Comm-loss (see :mod:`drivers.status`): a failed request (timeout, exception code, short or
+garbled response, lost connection) is an error for that device only and ends the device's
+scan for this round; ``retries`` consecutive failures mark every tag of the device
+``bad/comm_lost``. An offline device is probed with one request every ``offline_probe_s``.
+A lost connection is re-opened with capped exponential backoff up to ``backoff_max_s``.
+
+pymodbus' own retries and automatic reconnect are switched off: this module decides.
+Loop-thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pymodbus import FramerType, ModbusException
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
+from drivers.base import DeviceBinding, OutOfRange, WriteResult, WriteState
+from drivers.codec import BIT_KINDS, EncodeError, Kind, PointType, decode_point, encode_point
+from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS, ReadRequest, plan_device
+from drivers.status import Backoff, DeviceStatus, DeviceTags, StatusChange
+from tags.model import Quality, Reason
+
+__all__ = ["ModbusDriver", "RequestFailed", "make_client"]
+
+log = logging.getLogger(__name__)
+
+
+class RequestFailed(Exception):
+    """A Modbus request got no valid answer; the message names device and request."""
+
+
+def _get(cfg: Any, name: str, default: Any) -> Any:
+    value = getattr(cfg, name, None)
+    return default if value is None else value
+
+
+def make_client(channel: Any) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    """Return an unconnected pymodbus async client for a channel config (no retries, no auto-reconnect)."""
+    protocol = str(getattr(channel.protocol, "value", channel.protocol))
+    timeout = float(_get(channel, "timeout_s", 1.0))
+    common: dict[str, Any] = {
+        "timeout": timeout,
+        "retries": 0,
+        "reconnect_delay": 0,
+        "name": channel.id,
+    }
+    if protocol == "modbus-tcp":
+        return AsyncModbusTcpClient(channel.host, port=int(channel.port), **common)
+    if protocol == "modbus-rtu-over-tcp":
+        return AsyncModbusTcpClient(
+            channel.host, port=int(channel.port), framer=FramerType.RTU, **common
+        )
+    if protocol == "modbus-rtu":
+        return AsyncModbusSerialClient(
+            str(channel.port),
+            framer=FramerType.RTU,
+            baudrate=int(_get(channel, "baudrate", 9600)),
+            bytesize=int(_get(channel, "bytesize", 8)),
+            parity=str(_get(channel, "parity", "N")),
+            stopbits=int(_get(channel, "stopbits", 1)),
+            **common,
+        )
+    raise ValueError(f"channel {channel.id}: protocol {protocol!r} is not a Modbus protocol")
+
+
+@dataclass(slots=True)
+class _Scheduled:
+    """A planned read with its tag ids and next due time (monotonic seconds)."""
+
+    req: ReadRequest
+    num_pos: np.ndarray
+    num_ids: np.ndarray
+    str_tags: list[str]
+    next_due: float = 0.0
+    probe_first: bool = False  # the request used to probe an offline device
+
+
+class ModbusDriver:
+    """Poll and write the devices of one Modbus channel.
+
+    ``channel`` is a channel config (``id``, ``protocol``, address fields, ``timeout_s``,
+    ``retries``, ``max_gap``, ``max_gap_bits``, ``backoff_max_s``, ``offline_probe_s``);
+    ``devices`` the enabled devices on it; ``db`` the tag database. Nothing happens until
+    :meth:`start` (background polling) or :meth:`poll_once`.
+    """
+
+    def __init__(
+        self,
+        channel: Any,
+        devices: Sequence[DeviceBinding],
+        db: Any,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        max_registers: int = MAX_READ_REGISTERS,
+        max_bits: int = MAX_READ_BITS,
+    ) -> None:
+        self.channel = channel
+        self.channel_id: str = channel.id
+        self.devices = {d.id: d for d in devices}
+        self.db = db
+        self._clock = clock
+        self._wall = wall_clock
+        self._lock = asyncio.Lock()
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self.requests_sent = 0
+        retries = int(_get(channel, "retries", 3))
+        probe_s = float(_get(channel, "offline_probe_s", 30.0))
+        backoff_max = float(_get(channel, "backoff_max_s", 30.0))
+        self._backoff = Backoff(base_s=min(0.5, backoff_max), max_s=backoff_max)
+        self.status = {d.id: DeviceStatus(d.id, retries, probe_s) for d in devices}
+        self._tags = {
+            d.id: DeviceTags.build(db, d.id, [p.tag for p in d.points.values()]) for d in devices
+        }
+        self._schedule: list[_Scheduled] = []
+        for d in devices:
+            specs = {name: p.spec for name, p in d.points.items()}
+            overrides = {name: p.poll_s for name, p in d.points.items()}
+            plan = plan_device(
+                d.id,
+                d.unit,
+                specs,
+                d.poll_s,
+                overrides,
+                max_gap=int(_get(channel, "max_gap", 0)),
+                max_gap_bits=int(_get(channel, "max_gap_bits", 0)),
+                max_registers=max_registers,
+                max_bits=max_bits,
+            )
+            for i, req in enumerate(plan):
+                tags = [d.points[n].tag for n in req.names]
+                pos = [k for k, p in enumerate(req.points) if p.type is not PointType.STR]
+                ids = (
+                    np.asarray(db.ids_of([tags[k] for k in pos]), dtype=np.int64)
+                    if pos
+                    else np.empty(0, np.int64)
+                )
+                strs = [tags[k] for k in req.codec.str_positions]
+                self._schedule.append(
+                    _Scheduled(req, np.asarray(pos, dtype=np.intp), ids, strs, probe_first=i == 0)
+                )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    @property
+    def plan(self) -> list[ReadRequest]:
+        """The planned reads of every device, in scan order."""
+        return [s.req for s in self._schedule]
+
+    async def start(self) -> None:
+        """Start the background poll loop (connects on its own, with backoff)."""
+        if self._task is None:
+            self._closing = False
+            self._task = asyncio.create_task(self._run(), name=f"modbus-{self.channel_id}")
+
+    async def stop(self) -> None:
+        """Stop polling and close the client; idempotent."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def _connect(self) -> bool:
+        if self._client is None:
+            self._client = make_client(self.channel)
+        if self._client.connected:
+            return True
+        try:
+            ok = bool(await self._client.connect())
+        except (OSError, ModbusException) as exc:
+            log.debug("channel %s: connect failed: %s", self.channel_id, exc)
+            ok = False
+        if ok:
+            log.info("channel %s connected", self.channel_id)
+            self._backoff.reset()
+            now = self._clock()
+            for st in self.status.values():
+                st.next_probe = now  # probe offline devices at once after a reconnect
+            for s in self._schedule:
+                s.next_due = min(s.next_due, now)
+        return ok
+
+    def _connection_failed(self) -> None:
+        """Count a failure for every device of the channel (no connection, no answer)."""
+        msg = f"channel {self.channel_id}: cannot connect"
+        for dev in self.devices:
+            self._record_failure(dev, msg)
+
+    # -- polling ---------------------------------------------------------------------------
+
+    async def poll_once(self) -> None:
+        """Connect if needed and read every planned block once (offline devices included)."""
+        if not await self._connect():
+            self._connection_failed()
+            return
+        failed: set[str] = set()
+        for s in self._schedule:
+            if s.req.device in failed:
+                continue
+            if not await self._execute(s):
+                failed.add(s.req.device)
+                if not self.connected and not await self._connect():
+                    self._connection_failed()
+                    return
+
+    async def _run(self) -> None:
+        while not self._closing:
+            if not self.connected and not await self._connect():
+                self._connection_failed()
+                await self._sleep(self._backoff.next_delay())
+                continue
+            await self._scan_due()
+            if not self._schedule:
+                await self._sleep(3600.0)
+                continue
+            next_due = min(self._due(s) for s in self._schedule)
+            await self._sleep(max(0.0, next_due - self._clock()))
+
+    async def _sleep(self, delay_s: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=delay_s)
+
+    def _due(self, s: _Scheduled) -> float:
+        """Return when ``s`` runs next: its period, or the probe time of an offline device."""
+        st = self.status[s.req.device]
+        return st.next_probe if st.online is False else s.next_due
+
+    def probe_now(self, device: str) -> None:
+        """Make an offline device's probe due at once (after a repair, from the HMI or a test)."""
+        self.status[device].next_probe = self._clock()
+        self._wake.set()
+
+    async def _scan_due(self) -> None:
+        """Execute every due read; skip the rest of a device after its first failure.
+
+        An offline device gets a single request when its probe is due; when that succeeds
+        its other reads follow at once.
+        """
+        failed: set[str] = set()
+        probed: set[str] = set()
+        for s in self._schedule:
+            now = self._clock()
+            if self._closing or self._due(s) > now:
+                continue
+            dev = s.req.device
+            st = self.status[dev]
+            if dev in failed or (st.online is False and dev in probed):
+                s.next_due = now + s.req.period_s
+                continue
+            if st.online is False:
+                probed.add(dev)
+            ok = await self._execute(s)
+            done = self._clock()
+            s.next_due = s.next_due + s.req.period_s
+            if s.next_due <= done:
+                s.next_due = done + s.req.period_s
+            if not ok:
+                failed.add(dev)
+                if not self.connected:
+                    return  # the loop reconnects with backoff
+            elif dev in probed:
+                for other in self._schedule:  # back online: poll the rest now
+                    if other.req.device == dev and other is not s:
+                        other.next_due = done
+
+    async def _request(
+        self, kind: Kind, start: int, count: int, unit: int
+    ) -> list[int] | list[bool]:
+        """Send one read under the channel lock; raise :class:`RequestFailed` on any bad answer."""
+        client = self._client
+        if client is None or not client.connected:
+            raise RequestFailed("not connected")
+        read = {
+            Kind.COIL: client.read_coils,
+            Kind.DISCRETE: client.read_discrete_inputs,
+            Kind.HOLDING: client.read_holding_registers,
+            Kind.INPUT: client.read_input_registers,
+        }[kind]
+        self.requests_sent += 1
+        try:
+            rr = await read(start, count=count, device_id=unit)
+        except (ModbusException, OSError, TimeoutError) as exc:
+            raise RequestFailed(f"no valid response ({exc.__class__.__name__}: {exc})") from None
+        if rr.isError():
+            raise RequestFailed(f"exception code {getattr(rr, 'exception_code', '?')}")
+        data = rr.bits if kind in BIT_KINDS else rr.registers
+        if len(data) < count:
+            raise RequestFailed(f"short response: {len(data)} of {count} values")
+        return data[:count]
+
+    async def _execute(self, s: _Scheduled) -> bool:
+        req = s.req
+        try:
+            async with self._lock:
+                t0 = time.perf_counter()
+                data = await self._request(req.kind, req.start, req.count, req.unit)
+                latency = time.perf_counter() - t0
+            values = req.codec.decode(data)
+        except (RequestFailed, ValueError) as exc:
+            fc = req.function_code
+            self._record_failure(
+                req.device,
+                f"device {req.device} (unit {req.unit}): FC{fc} {req.start}+{req.count}: {exc}",
+            )
+            return False
+        ts = self._wall()
+        if s.num_ids.size:
+            self.db.update_many(s.num_ids, values[s.num_pos], Quality.GOOD, ts, Reason.NONE)
+        if s.str_tags:
+            for tag, text in zip(s.str_tags, req.codec.decode_strings(data), strict=True):
+                self.db.update(tag, text, Quality.GOOD, ts, Reason.NONE)
+        st = self.status[req.device]
+        st.ok(self._clock(), latency)
+        st.last_ok = ts
+        self._tags[req.device].publish(st, ts, ts)
+        return True
+
+    def _record_failure(self, device: str, message: str) -> None:
+        st = self.status[device]
+        log.debug("%s", message)
+        ts = self._wall()
+        if st.failed(self._clock(), message) == StatusChange.WENT_OFFLINE:
+            self._tags[device].comm_lost(ts)
+        self._tags[device].publish(st, ts, st.last_ok)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def write(self, device: str, point: str, value: Any) -> WriteResult:
+        """Write a checked ``value`` to ``device``'s ``point``, read it back, report the state.
+
+        FC 5 for coils, FC 6 for one register, FC 16 for several; a ``bit`` point reads its
+        register first (FC 3) and writes it back with only that bit changed. Raise
+        :class:`~drivers.base.OutOfRange` if the value does not fit the wire type.
+        """
+        binding = self.devices[device].points[point]
+        dev = self.devices[device]
+        spec = binding.spec
+        tag = binding.tag
+
+        def result(state: WriteState, message: str, read_back: Any = None) -> WriteResult:
+            return WriteResult(tag, device, state, value, read_back, message)
+
+        if spec.type is not PointType.BIT:
+            try:
+                encoded = encode_point(spec, value)
+            except EncodeError as exc:
+                raise OutOfRange(f"tag {tag} (device {device}): {exc}", tag, device) from None
+        if not self.connected and not await self._connect():
+            return result(
+                WriteState.FAILED,
+                f"tag {tag} (device {device}): channel {self.channel_id} not connected",
+            )
+        client = self._client
+        assert client is not None
+        try:
+            async with self._lock:
+                if spec.type is PointType.BIT:
+                    (current,) = await self._request(Kind.HOLDING, spec.address, 1, dev.unit)
+                    encoded = encode_point(spec, value, current=int(current))
+                if spec.kind is Kind.COIL:
+                    rr = await client.write_coil(spec.address, bool(encoded[0]), device_id=dev.unit)
+                    fc = 5
+                elif len(encoded) == 1:
+                    rr = await client.write_register(
+                        spec.address, int(encoded[0]), device_id=dev.unit
+                    )
+                    fc = 6
+                else:
+                    rr = await client.write_registers(
+                        spec.address, [int(r) for r in encoded], device_id=dev.unit
+                    )
+                    fc = 16
+                self.requests_sent += 1
+                if rr.isError():
+                    return result(
+                        WriteState.FAILED,
+                        f"tag {tag} (device {device}, unit {dev.unit}): FC{fc} "
+                        f"rejected with exception code {getattr(rr, 'exception_code', '?')}",
+                    )
+                back = await self._request(spec.kind, spec.address, spec.width, dev.unit)
+        except (RequestFailed, ModbusException, OSError, TimeoutError) as exc:
+            return result(WriteState.FAILED, f"tag {tag} (device {device}, unit {dev.unit}): {exc}")
+        read_back = decode_point(spec, back)
+        ts = self._wall()
+        if isinstance(read_back, str):
+            self.db.update(tag, read_back, Quality.GOOD, ts, Reason.NONE)
+        else:
+            ids = np.asarray(self.db.ids_of([tag]), dtype=np.int64)
+            self.db.update_many(ids, np.asarray([float(read_back)]), Quality.GOOD, ts, Reason.NONE)
+        if read_back == decode_point(spec, encoded):
+            return result(WriteState.CONFIRMED, "", read_back)
+        return result(
+            WriteState.MISMATCH,
+            f"tag {tag} (device {device}): wrote {value!r}, read back {read_back!r}",
+            read_back,
+        )

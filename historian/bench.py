@@ -1,0 +1,311 @@
+"""Historian benchmark: write rate, 1-year trend query, on-time of 10,000 valves; vs InfluxDB 1.x.
+
+``scada bench historian`` writes a 1-year, 1-minute series (525,600 points) and a month of valve
+events into the embedded SQLite historian and, when Debian's ``influxd`` (1.x) is installed,
+into a private InfluxDB started for the run (line protocol over HTTP ``/write``, InfluxQL
+``GROUP BY time()``), then prints both side by side. Timings are wall clock on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from historian import compute
+from historian.base import Sample
+from historian.sqlite import SqliteHistorian
+
+T0 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
+YEAR_S = 365 * 86400
+MONTH_S = 30 * 86400
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--points", type=int, default=525_600, help="points of the 1-minute series")
+    parser.add_argument("--buckets", type=int, default=1000, help="trend buckets")
+    parser.add_argument("--valves", type=int, default=10_000, help="valves for the on-time test")
+    parser.add_argument("--events-per-day", type=int, default=4, help="valve switchings per day")
+    parser.add_argument("--batch", type=int, default=10_000, help="points per write")
+    parser.add_argument("--no-influx", action="store_true", help="skip the InfluxDB 1.x comparison")
+    parser.add_argument("--influxd", default="influxd", help="influxd binary (default: from PATH)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def _timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    """Return (median seconds, last result) of ``repeat`` runs."""
+    times = []
+    result = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def series(points: int, seed: int = 1) -> list[Sample]:
+    """Return a 1-minute temperature-like series starting at ``T0``."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(points)
+    v = 60 + 15 * np.sin(2 * np.pi * i / 1440) + rng.normal(0, 0.5, points)
+    ts = (T0 + 60.0 * i).tolist()
+    return [Sample("b1.supply_temp", t, x) for t, x in zip(ts, v.tolist(), strict=True)]
+
+
+def valve_events(valves: int, per_day: int, seed: int = 2) -> list[Sample]:
+    """Return a month of on/off events of ``valves`` valves, in time order across valves."""
+    rng = np.random.default_rng(seed)
+    n = 30 * per_day
+    ts = T0 + np.sort(rng.uniform(0, MONTH_S, (valves, n)), axis=1).round(3)
+    state = (rng.integers(0, 2, valves)[:, None] + np.arange(n)[None, :]) % 2
+    vid = np.repeat(np.arange(valves), n)
+    order = np.argsort(ts.ravel(), kind="stable")
+    names = [f"b{v // 100}.h{v % 100}.valve" for v in range(valves)]
+    t_list = ts.ravel()[order].tolist()
+    s_list = state.ravel()[order].astype(float).tolist()
+    v_list = vid[order].tolist()
+    return [Sample(names[v], t, s) for v, t, s in zip(v_list, t_list, s_list, strict=True)]
+
+
+def write_all(write: Callable[[Sequence[Sample]], None], samples: list[Sample], batch: int) -> None:
+    for i in range(0, len(samples), batch):
+        write(samples[i : i + batch])
+
+
+# -- our side -----------------------------------------------------------------------------------
+
+
+def bench_sqlite(args: argparse.Namespace, trend: list[Sample], valves: list[Sample], tmp: Path) -> dict[str, Any]:
+    h = SqliteHistorian(tmp / "history.sqlite")
+    out: dict[str, Any] = {}
+    sec, _ = _timed(lambda: write_all(h.write, trend, args.batch))
+    out["write_series_pts_s"] = len(trend) / sec
+    sec, _ = _timed(lambda: write_all(h.write, valves, args.batch))
+    out["write_valves_pts_s"] = len(valves) / sec
+    span = len(trend) * 60.0
+    every = math.ceil(span / args.buckets / 3600) * 3600  # whole hours: the rollups answer
+    tag = trend[0].tag
+    for fn in ("mean", "twa"):
+        sec, res = _timed(lambda fn=fn: h.query_agg([tag], T0, T0 + span, every, fn), repeat=5)
+        out[f"trend_{fn}_ms"] = sec * 1000
+        out["trend_buckets"] = len(res[tag])
+        raw_every = span / args.buckets  # not hour-aligned: read from the raw samples
+        sec, _ = _timed(lambda fn=fn: h.query_agg_raw(tag, T0, T0 + span, raw_every, fn))
+        out[f"trend_{fn}_raw_ms"] = sec * 1000
+    out["trend_every_s"] = every
+    names = sorted({s.tag for s in valves})
+    sec, res = _timed(lambda: [h.on_time_detail(n, T0, T0 + MONTH_S) for n in names])
+    out["on_time_s"] = sec
+    out["on_time_total_h"] = sum(r.on_s for r in res) / 3600
+    start, end = T0 + 4321.5, T0 + MONTH_S - 777.25  # unaligned: raw edges + rollups
+    sec, _ = _timed(lambda: [h.on_time_detail(n, start, end) for n in names])
+    out["on_time_unaligned_s"] = sec
+    h.close()
+    out["file_mb"] = (tmp / "history.sqlite").stat().st_size / 1e6
+    return out
+
+
+# -- InfluxDB 1.x side ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Influx1:
+    """A private influxd (1.x) in a temp dir on loopback ports; ``stop()`` ends it."""
+
+    def __init__(self, binary: str, tmp: Path) -> None:
+        self.dir = tmp / "influxdb"
+        self.dir.mkdir()
+        self.port = _free_port()
+        conf = self.dir / "influxdb.conf"
+        conf.write_text(
+            f"""reporting-disabled = true
+bind-address = "127.0.0.1:{_free_port()}"
+[meta]
+  dir = "{self.dir}/meta"
+[data]
+  dir = "{self.dir}/data"
+  wal-dir = "{self.dir}/wal"
+  query-log-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+  max-row-limit = 0
+  max-body-size = 0
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+"""
+        )
+        self.log = open(self.dir / "influxd.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([binary, "-config", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        deadline = time.monotonic() + 30
+        while True:  # a child process gives no readiness event: poll /ping until it answers
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"influxd exited with {self.proc.returncode}; see {self.dir}/influxd.log")
+            try:
+                if self._request("GET", "/ping")[0] == 204:
+                    break
+            except OSError:
+                self.conn.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError("influxd did not answer /ping within 30 s")
+            time.sleep(0.1)
+        self.version = self._request("GET", "/ping")[1].get("X-Influxdb-Version", "1.x")
+        self.query("CREATE DATABASE bench")
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        self.conn.request(method, path, body=body)
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, dict(r.getheaders()), data
+
+    def query(self, q: str) -> Any:
+        status, _, data = self._request("POST", "/query?" + urllib.parse.urlencode({"db": "bench", "q": q, "epoch": "ms"}))
+        if status != 200:
+            raise RuntimeError(f"InfluxQL {q!r}: HTTP {status} {data[:200]!r}")
+        return json.loads(data)
+
+    def write(self, batch: Sequence[Sample]) -> None:
+        body = "\n".join(
+            f"tag_value,tag={s.tag} value={float(s.value)!r},quality={int(s.quality)}i {round(s.ts * 1000)}"  # type: ignore[arg-type]
+            for s in batch
+        ).encode()
+        status, _, data = self._request("POST", "/write?db=bench&precision=ms", body)
+        if status != 204:
+            raise RuntimeError(f"/write: HTTP {status} {data[:200]!r}")
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def bench_influx(args: argparse.Namespace, trend: list[Sample], valves: list[Sample], tmp: Path, every: int) -> dict[str, Any]:
+    db = Influx1(args.influxd, tmp)
+    out: dict[str, Any] = {"version": db.version}
+    try:
+        sec, _ = _timed(lambda: write_all(db.write, trend, args.batch))
+        out["write_series_pts_s"] = len(trend) / sec
+        sec, _ = _timed(lambda: write_all(db.write, valves, args.batch))
+        out["write_valves_pts_s"] = len(valves) / sec
+        span = len(trend) * 60
+        start_ms, end_ms = int(T0 * 1000), int((T0 + span) * 1000)
+        offset = int(T0 % every)
+        where = f"\"tag\" = '{trend[0].tag}' AND time >= {start_ms}ms AND time < {end_ms}ms"
+        for fn, sel in (("mean", 'mean("value")'), ("integral", 'integral("value", 1s)')):
+            q = f"SELECT {sel} FROM tag_value WHERE {where} GROUP BY time({every}s, {offset}s) fill(none)"
+            sec, res = _timed(lambda q=q: db.query(q), repeat=5)
+            out[f"trend_{fn}_ms"] = sec * 1000
+            out["trend_buckets"] = len(res["results"][0]["series"][0]["values"])
+
+        def on_time_all() -> float:
+            m_start, m_end = int(T0 * 1000), int((T0 + MONTH_S) * 1000)
+            before = db.query(f'SELECT last("value") FROM tag_value WHERE time < {m_start}ms GROUP BY "tag"')
+            carry = {
+                s["tags"]["tag"]: s["values"][0][1] for s in before["results"][0].get("series", [])
+            }
+            res = db.query(
+                f'SELECT "value" FROM tag_value WHERE "tag" =~ /valve$/ AND time >= {m_start}ms '
+                f'AND time < {m_end}ms GROUP BY "tag"'
+            )
+            total = 0.0
+            for s in res["results"][0]["series"]:
+                vals = np.array(s["values"], dtype=np.float64).reshape(-1, 2)
+                cv = carry.get(s["tags"]["tag"])
+                ser = compute.Series(
+                    vals[:, 0] / 1000, vals[:, 1], np.zeros(len(vals), np.int64),
+                    math.nan if cv is None else float(cv), 0,
+                )
+                total += compute.on_time(ser, T0, T0 + MONTH_S)[0]
+            return total / 3600
+
+        sec, total_h = _timed(on_time_all)
+        out["on_time_s"] = sec
+        out["on_time_total_h"] = total_h
+    finally:
+        db.stop()
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    print(f"building data: {args.points:,} trend points, {args.valves:,} valves x 30 days x {args.events_per_day}/day")
+    trend = series(args.points)
+    valves = valve_events(args.valves, args.events_per_day)
+    with tempfile.TemporaryDirectory(prefix="scada-bench-historian-") as d:
+        tmp = Path(d)
+        ours = bench_sqlite(args, trend, valves, tmp)
+        theirs: dict[str, Any] | None = None
+        note = ""
+        if args.no_influx:
+            note = "InfluxDB comparison skipped (--no-influx)"
+        elif shutil.which(args.influxd) is None:
+            note = f"{args.influxd} not installed (apt-get install influxdb): our side only"
+        else:
+            theirs = bench_influx(args, trend, valves, tmp, int(ours["trend_every_s"]))
+    if args.json:
+        print(json.dumps({"sqlite": ours, "influxdb1": theirs, "note": note}, indent=2))
+        return 0
+    _print(args, ours, theirs, note, len(trend), len(valves))
+    return 0
+
+
+def _print(args: argparse.Namespace, ours: dict[str, Any], theirs: dict[str, Any] | None, note: str, n_trend: int, n_valves: int) -> None:
+    def fmt(d: dict[str, Any] | None, key: str, spec: str) -> str:
+        if d is None or key not in d:
+            return "-"
+        return format(d[key], spec)
+
+    label = f"InfluxDB {theirs['version']}" if theirs else "InfluxDB 1.x"
+    buckets = ours["trend_buckets"]
+    every_h = ours["trend_every_s"] / 3600
+    rows = [
+        (f"write {n_trend:,}-pt 1-min series (pts/s)", "write_series_pts_s", "write_series_pts_s", ",.0f"),
+        (f"write {n_valves:,} valve events (pts/s)", "write_valves_pts_s", "write_valves_pts_s", ",.0f"),
+        (f"trend 1 y -> {buckets} x {every_h:g} h, mean (ms)", "trend_mean_ms", "trend_mean_ms", ".1f"),
+        ("trend twa (ms) [influx: integral]", "trend_twa_ms", "trend_integral_ms", ".1f"),
+        (f"on_time {args.valves:,} valves, month (s)", "on_time_s", "on_time_s", ".2f"),
+        ("  check: total on-time (h)", "on_time_total_h", "on_time_total_h", ",.1f"),
+    ]
+    print(f"{'':46} {'scada SQLite':>14} {label:>16}")
+    for title, k1, k2, spec in rows:
+        print(f"{title:46} {fmt(ours, k1, spec):>14} {fmt(theirs, k2, spec):>16}")
+    print(f"{'trend from raw, 1000 unaligned buckets, mean/twa (ms)':46} "
+          f"{ours['trend_mean_raw_ms']:.0f}/{ours['trend_twa_raw_ms']:.0f}")
+    print(f"{'on_time, unaligned month (raw edges) (s)':46} {ours['on_time_unaligned_s']:>14.2f}")
+    print(f"{'SQLite file (MB)':46} {ours['file_mb']:>14.1f}")
+    if note:
+        print(note)
+    goals = [
+        ("write >= 300k pts/s", ours["write_series_pts_s"] >= 300_000),
+        ("trend <= 50 ms", max(ours["trend_mean_ms"], ours["trend_twa_ms"]) <= 50),
+    ]
+    if theirs:
+        goals.append(("write ahead of InfluxDB", ours["write_series_pts_s"] > theirs["write_series_pts_s"]))
+        goals.append(("trend ahead of InfluxDB", ours["trend_mean_ms"] < theirs["trend_mean_ms"]))
+    print("goals: " + ", ".join(f"{g}: {'yes' if ok else 'NO'}" for g, ok in goals))

@@ -1,0 +1,306 @@
+"""The whole site configuration (``SiteConfig``) and the lookups derived from it."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, PrivateAttr, field_validator
+
+from historian.config import HistorianConfig
+from scada.config.buildings import BuildingConfig, HouseholdConfig
+from scada.config.models import (
+    STATUS_POINTS,
+    ChannelConfig,
+    ComputedTagConfig,
+    DeviceConfig,
+    Id,
+    MemoryTagConfig,
+    PointConfig,
+    TagConfig,
+    TemplateConfig,
+    _Model,
+)
+from tags.model import Source, TagDef, TagType
+
+
+class SiteInfo(_Model):
+    """Who the site is: ``id`` (short, used in names), display ``name`` and IANA ``timezone``."""
+
+    id: Id
+    name: str = ""
+    timezone: str = "UTC"
+    description: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)"
+            ) from None
+        return v
+
+
+class SimulateConfig(_Model):
+    """Run the built-in device simulator (``simulate: true`` is short for ``{enabled: true}``)."""
+
+    enabled: bool = True
+    speed: float = Field(1.0, gt=0, description="simulated seconds per wall-clock second")
+    seed: int = 0
+
+
+def merge_points(template: TemplateConfig, device: DeviceConfig) -> dict[str, dict[str, Any]]:
+    """Return the raw point dicts of ``device``: template points updated by the device's overrides."""
+    merged: dict[str, dict[str, Any]] = {
+        name: point.model_dump(exclude_unset=True) for name, point in template.points.items()
+    }
+    for name, override in device.points.items():
+        merged.setdefault(name, {}).update(override.model_dump(exclude_unset=True))
+    return merged
+
+
+@dataclass(slots=True)
+class _Index:
+    channels: dict[str, Any]
+    devices: dict[str, DeviceConfig]
+    points: dict[str, dict[str, PointConfig]]
+    on_channel: dict[str, list[DeviceConfig]]
+    buildings: dict[str, BuildingConfig]
+    households: dict[str, HouseholdConfig]
+    household_building: dict[str, str]
+    tag_defs: list[TagDef]
+
+
+class SiteConfig(_Model):
+    """A validated site configuration. Load it with ``scada.config.load_site``.
+
+    Constructing it directly validates the structure only; ``load_site``/``load_site_text``
+    also check references, duplicates, registers and expressions, expand generators and
+    locate every error. Read-only; the lookups (``device()``, ``tag_defs()``...) are built
+    once, on first use.
+    """
+
+    include: list[str] = Field(
+        default_factory=list, description="files merged into this one (relative paths)"
+    )
+    site: SiteInfo
+    historian: HistorianConfig = Field(default_factory=HistorianConfig)
+    simulate: SimulateConfig = Field(default_factory=lambda: SimulateConfig(enabled=False))
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    templates: dict[Id, TemplateConfig] = Field(default_factory=dict)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    tags: list[TagConfig] = Field(default_factory=list)
+    buildings: list[BuildingConfig] = Field(default_factory=list)
+    alarms: list[dict[str, Any]] = Field(default_factory=list, description="alarm rules (issue 5)")
+    tariffs: list[dict[str, Any]] = Field(default_factory=list, description="tariffs (issue 8)")
+    accounts: list[dict[str, Any]] = Field(
+        default_factory=list, description="prepaid accounts (issue 8)"
+    )
+    users: list[dict[str, Any]] = Field(
+        default_factory=list, description="users and roles (issue 6)"
+    )
+
+    _index: _Index | None = PrivateAttr(None)
+    _files: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("simulate", mode="before")
+    @classmethod
+    def _simulate_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return {"enabled": v}
+        return v
+
+    # ------------------------------------------------------------------ lookups
+
+    def source_files(self) -> list[str]:
+        """Return the files this configuration was read from (main file first), for reloads."""
+        return list(self._files)
+
+    def _idx(self) -> _Index:
+        if self._index is None:
+            self._index = self._build_index()
+        return self._index
+
+    def _build_index(self) -> _Index:
+        templates = self.templates
+        points: dict[str, dict[str, PointConfig]] = {}
+        on_channel: dict[str, list[DeviceConfig]] = {c.id: [] for c in self.channels}
+        for d in self.devices:
+            t = templates[d.template]
+            if d.points:
+                points[d.id] = {
+                    n: PointConfig.model_validate(p) for n, p in merge_points(t, d).items()
+                }
+            else:
+                points[d.id] = dict(t.points)
+            on_channel.setdefault(d.channel, []).append(d)
+        households: dict[str, HouseholdConfig] = {}
+        household_building: dict[str, str] = {}
+        for b in self.buildings:
+            for h in b.households:
+                households[h.id] = h
+                household_building[h.id] = b.id
+        index = _Index(
+            channels={c.id: c for c in self.channels},
+            devices={d.id: d for d in self.devices},
+            points=points,
+            on_channel=on_channel,
+            buildings={b.id: b for b in self.buildings},
+            households=households,
+            household_building=household_building,
+            tag_defs=[],
+        )
+        index.tag_defs = _tag_defs(self, index)
+        return index
+
+    def channel(self, channel_id: str) -> ChannelConfig:
+        """Return the channel ``channel_id``; raise KeyError if there is none."""
+        return self._idx().channels[channel_id]
+
+    def template(self, template_id: str) -> TemplateConfig:
+        """Return the template ``template_id``; raise KeyError if there is none."""
+        return self.templates[template_id]
+
+    def device(self, device_id: str) -> DeviceConfig:
+        """Return the device ``device_id``; raise KeyError if there is none."""
+        return self._idx().devices[device_id]
+
+    def points(self, device_id: str) -> dict[str, PointConfig]:
+        """Return the device's points: its template's, with the device's overrides and extra points."""
+        return self._idx().points[device_id]
+
+    def devices_on(self, channel_id: str) -> list[DeviceConfig]:
+        """Return the devices on channel ``channel_id`` in configuration order (disabled ones too)."""
+        return list(self._idx().on_channel.get(channel_id, ()))
+
+    def building(self, building_id: str) -> BuildingConfig:
+        """Return the building ``building_id`` (generated households included); KeyError if none."""
+        return self._idx().buildings[building_id]
+
+    def households(self) -> list[HouseholdConfig]:
+        """Return every household of every building, in configuration order."""
+        return list(self._idx().households.values())
+
+    def household_building(self, household_id: str) -> str:
+        """Return the id of the building that holds household ``household_id``."""
+        return self._idx().household_building[household_id]
+
+    def tag_defs(self) -> list[TagDef]:
+        """Return every tag: device points, device status tags, memory and computed tags."""
+        return list(self._idx().tag_defs)
+
+    def initial_values(self) -> dict[str, Any]:
+        """Return ``{tag: value}`` for memory tags with an ``initial`` value (coerced to the tag type)."""
+        return {
+            t.name: TagType(t.type).coerce(t.initial)
+            for t in self.tags
+            if isinstance(t, MemoryTagConfig) and t.initial is not None
+        }
+
+    def summary(self) -> dict[str, int]:
+        """Return the counts ``scada check`` prints."""
+        return {
+            "channels": len(self.channels),
+            "templates": len(self.templates),
+            "devices": len(self.devices),
+            "tags": len(self._idx().tag_defs),
+            "buildings": len(self.buildings),
+            "households": len(self._idx().households),
+        }
+
+
+def _building_of(name: str, buildings: dict[str, BuildingConfig]) -> str | None:
+    """Return the building whose id prefixes ``name`` (``b1.note`` -> ``b1``), the longest one."""
+    parts = name.split(".")
+    for n in range(len(parts) - 1, 0, -1):
+        candidate = ".".join(parts[:n])
+        if candidate in buildings:
+            return candidate
+    return None
+
+
+def _tag_defs(cfg: SiteConfig, index: _Index) -> list[TagDef]:
+    defs: list[TagDef] = []
+    for d in cfg.devices:
+        template = cfg.templates[d.template]
+        channel = index.channels[d.channel]
+        device_poll = d.poll_s or template.poll_s or channel.poll_s
+        building = d.building
+        if building is None and d.household is not None:
+            building = index.household_building.get(d.household)
+        common = {"device": d.id, "building": building, "household": d.household}
+        for name, p in index.points[d.id].items():
+            defs.append(
+                TagDef(
+                    name=f"{d.id}.{name}",
+                    type=p.tag_type,
+                    unit=p.unit,
+                    description=p.description,
+                    source=Source.DEVICE,
+                    deadband=p.deadband,
+                    writable=p.writable,
+                    min=p.min,
+                    max=p.max,
+                    poll_s=p.poll_s or device_poll,
+                    historize=p.historize,
+                    **common,
+                )
+            )
+        status = {
+            "online": (TagType.BOOL, "", "device answers"),
+            "last_ok": (TagType.FLOAT, "s", "time of the last good poll (epoch seconds)"),
+            "errors": (TagType.INT, "", "failed requests since start"),
+            "latency_ms": (TagType.FLOAT, "ms", "reply time of the last request"),
+        }
+        for suffix in STATUS_POINTS:
+            typ, unit, text = status[suffix]
+            defs.append(
+                TagDef(
+                    name=f"{d.id}.{suffix}",
+                    type=typ,
+                    unit=unit,
+                    description=text,
+                    source=Source.STATUS,
+                    poll_s=device_poll,
+                    historize=suffix == "online",
+                    **common,
+                )
+            )
+    for t in cfg.tags:
+        building = _building_of(t.name, index.buildings)
+        if isinstance(t, MemoryTagConfig):
+            defs.append(
+                TagDef(
+                    name=t.name,
+                    type=TagType(t.type),
+                    unit=t.unit,
+                    description=t.description,
+                    source=Source.MEMORY,
+                    deadband=t.deadband,
+                    writable=t.writable,
+                    min=t.min,
+                    max=t.max,
+                    historize=t.historize,
+                    building=building,
+                )
+            )
+        else:
+            assert isinstance(t, ComputedTagConfig)
+            defs.append(
+                TagDef(
+                    name=t.name,
+                    type=TagType(t.type),
+                    unit=t.unit,
+                    description=t.description,
+                    source=Source.COMPUTED,
+                    deadband=t.deadband,
+                    expr=t.expr,
+                    historize=t.historize,
+                    building=building,
+                )
+            )
+    return defs

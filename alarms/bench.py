@@ -24,10 +24,16 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", type=int, default=100_000, help="limit rules, one per tag (default 100000)")
-    parser.add_argument("--rate", type=float, default=50_000, help="changes per second in the paced run")
+    parser.add_argument(
+        "--rules", type=int, default=100_000, help="limit rules, one per tag (default 100000)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=50_000, help="changes per second in the paced run"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the paced run")
-    parser.add_argument("--cross", type=float, default=0.01, help="share of changes that cross a limit")
+    parser.add_argument(
+        "--cross", type=float, default=0.01, help="share of changes that cross a limit"
+    )
     parser.add_argument("--seed", type=int, default=1)
 
 
@@ -47,12 +53,29 @@ def run(args: argparse.Namespace) -> int:
 
     n = args.rules
     names = [f"b{i // 1000}.d{i}.temp_c" for i in range(n)]
-    defs = [TagDef(nm, TagType.FLOAT, unit="°C", device=nm.rsplit(".", 1)[0], building=nm.split(".", 1)[0],
-                   source=Source.DEVICE) for nm in names]
+    defs = [
+        TagDef(
+            nm,
+            TagType.FLOAT,
+            unit="°C",
+            device=nm.rsplit(".", 1)[0],
+            building=nm.split(".", 1)[0],
+            source=Source.DEVICE,
+        )
+        for nm in names
+    ]
     t = time.perf_counter()
     rules = TypeAdapter(list[AlarmRule]).validate_python(
-        [{"id": f"r{i}", "kind": "limit", "tag": nm, "limits": {"h": 90.0, "l": 10.0}, "deadband": 1.0}
-         for i, nm in enumerate(names)]
+        [
+            {
+                "id": f"r{i}",
+                "kind": "limit",
+                "tag": nm,
+                "limits": {"h": 90.0, "l": 10.0},
+                "deadband": 1.0,
+            }
+            for i, nm in enumerate(names)
+        ]
     )
     t_validate = time.perf_counter() - t
     db = TagDatabase(defs)
@@ -124,11 +147,21 @@ def run(args: argparse.Namespace) -> int:
         active = len(engine.active())
         journal.close()
     changes = steps * per_step
-    print(f"rules: {n:,} ({2 * n:,} alarm points, H and L)  validate {t_validate:.2f} s, bind+start {t_start:.2f} s")
-    print(f"capacity (unpaced): {capacity:,.0f} changes/s evaluated (each change evaluates its rule's 2 points)")
-    print(f"paced: {changes:,} changes in {wall:.2f} s = {changes / wall:,.0f} changes/s "
-          f"(target {args.rate:,.0f}); engine busy {100 * busy / wall:.1f} % of the time; late blocks {late}")
-    print(f"alarm events: {events[0]:,} ({len(latencies):,} raised), {active:,} alarms in the list at the end")
-    print(f"change -> alarm event latency: p50 {1e3 * _pct(latencies, 50):.2f} ms, "
-          f"p99 {1e3 * _pct(latencies, 99):.2f} ms, max {1e3 * max(latencies, default=float('nan')):.2f} ms")
+    print(
+        f"rules: {n:,} ({2 * n:,} alarm points, H and L)  validate {t_validate:.2f} s, bind+start {t_start:.2f} s"
+    )
+    print(
+        f"capacity (unpaced): {capacity:,.0f} changes/s evaluated (each change evaluates its rule's 2 points)"
+    )
+    print(
+        f"paced: {changes:,} changes in {wall:.2f} s = {changes / wall:,.0f} changes/s "
+        f"(target {args.rate:,.0f}); engine busy {100 * busy / wall:.1f} % of the time; late blocks {late}"
+    )
+    print(
+        f"alarm events: {events[0]:,} ({len(latencies):,} raised), {active:,} alarms in the list at the end"
+    )
+    print(
+        f"change -> alarm event latency: p50 {1e3 * _pct(latencies, 50):.2f} ms, "
+        f"p99 {1e3 * _pct(latencies, 99):.2f} ms, max {1e3 * max(latencies, default=float('nan')):.2f} ms"
+    )
     return 0

@@ -25,13 +25,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from alarms.conditions import DbContext
 from alarms.journal import AlarmJournal
 from alarms.model import ANNUNCIATED, Alarm, AlarmEvent, AlarmFilter, AlarmState, EventKind, Trigger
-from alarms.points import Point
+from alarms.points import AlarmCounts, Point
 from alarms.rules import BindingError, PointSpec, bind_rules
 from tags.bus import ChangeBatch
 from tags.database import TagDatabase
-from tags.model import TagValue
 
 __all__ = ["SYSTEM_USER", "AlarmEngine", "EventCallback"]
 
@@ -82,11 +82,13 @@ class AlarmEngine:
         self._subscribers: list[EventCallback] = []
         self._async_calls: set[asyncio.Future[Any]] = set()
         self._unsubscribe: Callable[[], None] | None = None
+        self._remove_listener: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._next_occ = 1
         self._pending_commit = False
         self._counts: dict[str, int] = {}
-        self._glob_cache: dict[str, list[str]] = {}
+        self._tally = AlarmCounts()
+        self._ctx = DbContext(db)
         self.binding_errors: list[str] = []
         if router is not None:
             self.subscribe(router.handle)
@@ -100,7 +102,9 @@ class AlarmEngine:
         now = self._clock()
         self._bind(now)
         self._restore(now)
+        self._tally.reset(self._points.values())
         self._subscribe_inputs()
+        self._remove_listener = self._db.add_reload_listener(self._on_defs_reloaded)
         self._evaluate_all(now)
         self._after(now)
         if self._tick_s:
@@ -116,6 +120,9 @@ class AlarmEngine:
 
     async def stop(self) -> None:
         """Stop evaluating, cancel the tick task and commit the journal."""
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -132,29 +139,45 @@ class AlarmEngine:
         """Replace the rules (config apply): points with the same key keep their state.
 
         Points that disappear close their open occurrence (journal reason ``removed``).
+        If a rule cannot be bound (strict engine), ``BindingError`` is raised and the old
+        rules stay in force.
         """
-        now = self._clock()
+        old_rules, old_templates = self._rules, self._devices_by_template
         self._rules = list(rules)
         if devices_by_template is not None:
             self._devices_by_template = dict(devices_by_template)
+        try:
+            self._rebind(strict=self._strict)
+        except BindingError:
+            self._rules, self._devices_by_template = old_rules, old_templates
+            raise
+
+    def _on_defs_reloaded(self, summary: Any) -> None:
+        # tag definitions changed (hot reload): globs may match other tags now and removed
+        # tags must not be read; rules that no longer bind are skipped until the next reload
+        self._rebind(strict=False)
+
+    def _rebind(self, *, strict: bool) -> None:
+        now = self._clock()
         old = self._points
+        self._ctx.clear()
+        self._bind(now, strict=strict)  # raises before changing anything
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        self._glob_cache.clear()
-        self._bind(now)
         for key, p in self._points.items():
             prev = old.get(key)
-            if prev is not None:
-                p.take_state(prev)
-                if p.occurrence is not None:
-                    self._by_occurrence[p.occurrence] = p
-        gone = [
-            p.occurrence
-            for k, p in old.items()
-            if k not in self._points and p.occurrence is not None
-        ]
+            if prev is None:
+                continue
+            p.take_state(prev)
+            if p.occurrence is not None:
+                self._by_occurrence[p.occurrence] = p
+            if p.shelved_until is not None:
+                self._schedule(p, p.shelved_until)
+        gone = [p.occurrence for k, p in old.items() if k not in self._points]
         self._journal.close_occurrences([o for o in gone if o is not None], now, "removed")
+        self._tally.reset(self._points.values())
+        self._pending_commit = True
         self._subscribe_inputs()
         self._evaluate_all(now)
         self._after(now)
@@ -168,19 +191,21 @@ class AlarmEngine:
             except Exception:
                 log.exception("alarm engine tick failed")
 
-    def _bind(self, now: float) -> None:
-        self.binding_errors = []
+    def _bind(self, now: float, *, strict: bool | None = None) -> None:
+        strict = self._strict if strict is None else strict
+        errors: list[str] = []
 
         def on_error(exc: BindingError) -> None:
             log.error("%s", exc)
-            self.binding_errors.append(str(exc))
+            errors.append(str(exc))
 
         specs: list[PointSpec] = bind_rules(
             self._rules,
             self._db,
             self._devices_by_template,
-            on_error=None if self._strict else on_error,
+            on_error=None if strict else on_error,
         )
+        self.binding_errors = errors
         self._points = {s.key: Point(s) for s in specs}
         self._by_occurrence = {}
         self._cond_inputs = {}
@@ -231,25 +256,6 @@ class AlarmEngine:
                 name="alarm-engine",  # type: ignore[misc]
             )
 
-    # ------------------------------------------------------------------ EvalContext
-    def read(self, name: str) -> TagValue:
-        """Return the current value of ``name`` (for conditions)."""
-        return self._db.read(name)
-
-    def read_glob(self, pattern: str) -> list[TagValue]:
-        """Return the current values of the tags matching ``pattern`` (for expressions)."""
-        names = self._glob_cache.get(pattern)
-        if names is None:
-            names = self._glob_cache[pattern] = self._db.match(pattern)
-        return [self._db.read(n) for n in names]
-
-    def seen(self, name: str) -> float:
-        """Return when ``name`` was last refreshed (changed or not), by the database's clock."""
-        tid = self._db.id_of(name)
-        # TagDatabase keeps refresh times (not only change times) in ``_seen``; it has no
-        # public accessor for one tag yet
-        return float(self._db._seen[tid])
-
     # ------------------------------------------------------------------ evaluation
     def _on_changes(self, batch: ChangeBatch) -> None:
         now = self._clock()
@@ -266,7 +272,7 @@ class AlarmEngine:
                     touched[p.spec.key] = p
             for p in touched.values():
                 assert p.spec.suppressor is not None
-                if p.spec.suppressor.evaluate(self, p.suppressed):
+                if p.spec.suppressor.evaluate(self._ctx, p.suppressed):
                     self._update_suppression(p, now)
                 elif p.suppressed:
                     releases.append(p)
@@ -292,7 +298,7 @@ class AlarmEngine:
                     multi[p.spec.key] = p
                     continue
                 r = c.update(
-                    self,
+                    self._ctx,
                     names[tid],
                     value,
                     quality[row],
@@ -305,7 +311,7 @@ class AlarmEngine:
                 if r is not None:
                     self._set_raw(p, r, now)
         for p in multi.values():
-            r = p.spec.condition.update(self, "", None, 0, 0, True, now, now, p.raw)
+            r = p.spec.condition.update(self._ctx, "", None, 0, 0, True, now, now, p.raw)
             if r is not None:
                 self._set_raw(p, r, now)
         for p in releases:
@@ -322,7 +328,7 @@ class AlarmEngine:
         elif value is None:
             value = math.nan
         r = c.update(
-            self,
+            self._ctx,
             name,
             value,
             int(tv.quality),
@@ -369,7 +375,7 @@ class AlarmEngine:
 
     def _update_suppression(self, p: Point, now: float) -> None:
         assert p.spec.suppressor is not None
-        on = p.spec.suppressor.evaluate(self, p.suppressed)
+        on = p.spec.suppressor.evaluate(self._ctx, p.suppressed)
         if on != p.suppressed:
             self._overlay(p, "suppressed", on, now, SYSTEM_USER, None)
 
@@ -389,7 +395,7 @@ class AlarmEngine:
                 self._overlay(p, "shelved", False, now, SYSTEM_USER, "shelve expired")
             self._check_delay(p, now)
         for p in self._ticking:
-            r = p.spec.condition.on_tick(self, now, p.raw)
+            r = p.spec.condition.on_tick(self._ctx, now, p.raw)
             if r is not None:
                 self._set_raw(p, r, now)
         self._after(now)
@@ -426,7 +432,7 @@ class AlarmEngine:
         if new_occ:
             occ = self._next_occ
             self._next_occ += 1
-            p.open_occurrence(occ, now, self)
+            p.open_occurrence(occ, now, self._ctx)
             self._by_occurrence[occ] = p
             self._emit(
                 EventKind.RAISED,
@@ -502,6 +508,7 @@ class AlarmEngine:
     ) -> None:
         event = AlarmEvent(kind, snapshot or p.snapshot(), now, prev, user, comment, occurrence)
         self._emitted += 1
+        self._tally.move(p.spec.area, prev, event.alarm.state)
         self._journal.record(event)
         self._pending_commit = True
         for cb in tuple(self._subscribers):
@@ -528,39 +535,12 @@ class AlarmEngine:
             self._publish_counts()
 
     # ------------------------------------------------------------------ counts
-    @staticmethod
-    def count_tag_defs(areas: Iterable[str]) -> list[Any]:
-        """Return TagDefs of the count tags for ``areas`` (add them to the TagDatabase)."""
-        from alarms.points import count_tag_defs
-
-        return count_tag_defs(areas)
-
     def counts(self) -> dict[str, int]:
         """Return ``{"active": n, "unacked": n, "shelved": n, "<area>.active": n, ...}``."""
-        out: dict[str, int] = {
-            "active": 0,
-            "unacked": 0,
-            "shelved": 0,
-            "suppressed": 0,
-            "out_of_service": 0,
-        }
-        for p in self._points.values():
-            s = p.state
-            if s is AlarmState.NORMAL:
-                continue
-            area = p.spec.area
-            if s in ANNUNCIATED:
-                out["active"] += 1
-                out[f"{area}.active"] = out.get(f"{area}.active", 0) + 1
-                if s is not AlarmState.ACKED:
-                    out["unacked"] += 1
-                    out[f"{area}.unacked"] = out.get(f"{area}.unacked", 0) + 1
-            else:
-                out[s.value] += 1
-        return out
+        return self._tally.as_dict()
 
     def _publish_counts(self) -> None:
-        counts = self.counts()
+        counts = self._tally.as_dict()
         if counts == self._counts:
             return
         names = set(counts) | set(self._counts)

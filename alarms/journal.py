@@ -137,6 +137,7 @@ class AlarmJournal:
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self._conn = conn
         self.path = path
+        self._closed = False
 
     @classmethod
     def open(cls, path: str | Path) -> AlarmJournal:
@@ -159,9 +160,12 @@ class AlarmJournal:
         return cls.open(Path(data_dir) / FILE_NAME)
 
     def close(self) -> None:
-        """Commit and close."""
+        """Commit and close (a second call does nothing)."""
+        if self._closed:
+            return
         self._conn.commit()
         self._conn.close()
+        self._closed = True
 
     def __enter__(self) -> AlarmJournal:
         return self

@@ -202,7 +202,7 @@ class AlarmFilter:
     keys: str | Iterable[str] | None = None
     rules: str | Iterable[str] | None = None
     text: str | None = None
-    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def _prep(self) -> dict[str, Any]:
         if not self._cache:

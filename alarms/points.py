@@ -7,14 +7,16 @@ decides when to apply them and turns them into events.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable
 from typing import Any
 
+from alarms.conditions import EvalContext
 from alarms.model import ANNUNCIATED, Alarm, AlarmState, Trigger, core_transition
-from alarms.rules import EvalContext, PointSpec, format_message
+from alarms.rules import PointSpec, format_message
 from tags.model import Source, TagDef, TagType
 
-__all__ = ["Point", "count_tag_defs"]
+__all__ = ["AlarmCounts", "Point", "count_tag_defs"]
 
 _RUNTIME = (
     "raw",
@@ -217,6 +219,41 @@ class Point:
         return replace(
             self.snapshot(), state=AlarmState.NORMAL, occurrence=occurrence, active=False
         )
+
+
+_TOTALS = ("active", "unacked", "shelved", "suppressed", "out_of_service")
+
+
+class AlarmCounts:
+    """Alarm counts kept up to date per transition (no scan of all points per change)."""
+
+    def __init__(self) -> None:
+        self._tally: collections.Counter[str] = collections.Counter(dict.fromkeys(_TOTALS, 0))
+
+    @staticmethod
+    def _buckets(area: str, state: AlarmState) -> tuple[str, ...]:
+        if state is AlarmState.NORMAL:
+            return ()
+        if state is AlarmState.ACKED:
+            return ("active", f"{area}.active")
+        if state in ANNUNCIATED:
+            return ("active", f"{area}.active", "unacked", f"{area}.unacked")
+        return (state.value,)
+
+    def reset(self, points: Iterable[Point]) -> None:
+        """Count ``points`` from scratch."""
+        self._tally = collections.Counter(dict.fromkeys(_TOTALS, 0))
+        for p in points:
+            self._tally.update(self._buckets(p.spec.area, p.state))
+
+    def move(self, area: str, before: AlarmState, after: AlarmState) -> None:
+        """Account for one point of ``area`` going from ``before`` to ``after``."""
+        self._tally.subtract(self._buckets(area, before))
+        self._tally.update(self._buckets(area, after))
+
+    def as_dict(self) -> dict[str, int]:
+        """Return ``{"active": n, "unacked": n, ..., "<area>.active": n, "<area>.unacked": n}``."""
+        return {k: v for k, v in self._tally.items() if v or k in _TOTALS}
 
 
 def count_tag_defs(areas: Iterable[str]) -> list[TagDef]:

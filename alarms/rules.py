@@ -1,18 +1,14 @@
-"""Bind alarm rules to tags and devices, and evaluate each kind's raw condition.
+"""Bind alarm rules to tags and devices; fill alarm messages.
 
 ``bind_rules`` turns the configured rules into ``PointSpec``s: one per alarm point (a
 rule bound to one tag or device, and for ``limit`` rules one per level). Each spec holds
-a ``Condition`` (the raw, undelayed alarm condition of its kind) and optionally a
-``Suppressor`` (suppression by design). The engine owns delays and the state machine.
-
-Conditions return True (condition present), False (absent) or None (unknown: no value
-yet, bad quality, an expression that cannot be evaluated); on None the engine keeps the
-previous condition. Loop-thread only, like the TagDatabase they read.
+a ``Condition`` (``alarms.conditions``: the raw, undelayed condition of its kind) and
+optionally a ``Suppressor`` (suppression by design). The engine owns delays and the state
+machine. Loop-thread only, like the TagDatabase the conditions read.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import string
@@ -20,6 +16,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from alarms.conditions import (
+    CommLossCondition,
+    Condition,
+    DeviationCondition,
+    EvalContext,
+    ExprCondition,
+    LimitCondition,
+    RateCondition,
+    StaleCondition,
+    StateCondition,
+    Suppressor,
+)
 from alarms.config import (
     CommLossRule,
     DeviationRule,
@@ -31,26 +39,14 @@ from alarms.config import (
     substitute,
     substitute_expr,
 )
-from tags.expr import EvaluationError, Expression, ExpressionError, parse_expression
-from tags.model import Quality, Reason, TagDef, TagValue
+from tags.expr import Expression, ExpressionError, parse_expression
+from tags.model import TagDef
 
-__all__ = [
-    "BindingError",
-    "Condition",
-    "EvalContext",
-    "PointSpec",
-    "Suppressor",
-    "TagLookup",
-    "bind_rules",
-    "format_message",
-]
+__all__ = ["DEFAULT_AREA", "BindingError", "PointSpec", "TagLookup", "bind_rules", "format_message"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_AREA = "site"
-_BAD = int(Quality.BAD)
-_STALE = int(Reason.STALE)
-LEVEL_LABELS = {"hh": "HH", "h": "H", "l": "L", "ll": "LL"}
 
 
 class TagLookup(Protocol):
@@ -61,328 +57,8 @@ class TagLookup(Protocol):
     def match(self, pattern: str | Iterable[str]) -> list[str]: ...
 
 
-class EvalContext(Protocol):
-    """What conditions read while evaluating (the engine implements it over the database)."""
-
-    def read(self, name: str) -> TagValue: ...
-    def read_glob(self, pattern: str) -> list[TagValue]: ...
-    def seen(self, name: str) -> float: ...
-
-
 class BindingError(ValueError):
     """A rule refers to a tag or device that does not exist (message names rule and tag)."""
-
-
-class _Unknown(Exception):
-    """A value an expression needs is missing or bad."""
-
-
-def _good(tv: TagValue) -> bool:
-    return tv.value is not None and tv.quality != Quality.BAD
-
-
-# --------------------------------------------------------------------------- conditions
-
-
-class Condition:
-    """Base of the raw conditions: ``inputs`` are the tags whose changes re-evaluate it.
-
-    ``update`` gets the changed input's row (``value`` as float, or str for str tags);
-    ``on_tick`` is called periodically when ``TICKS`` is True.
-    """
-
-    TICKS = False
-    inputs: tuple[str, ...] = ()
-
-    def update(
-        self,
-        ctx: EvalContext,
-        name: str,
-        value: Any,
-        quality: int,
-        reason: int,
-        valid: bool,
-        ts: float,
-        now: float,
-        raw: bool,
-    ) -> bool | None:
-        raise NotImplementedError
-
-    def on_tick(self, ctx: EvalContext, now: float, raw: bool) -> bool | None:
-        return None
-
-    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
-        """Return message fields describing the current situation."""
-        return {}
-
-
-class LimitCondition(Condition):
-    """One analog limit level with deadband (high levels ``h``/``hh``, low ``l``/``ll``)."""
-
-    __slots__ = ("deadband", "high", "inputs", "level", "limit", "tag")
-
-    def __init__(self, tag: str, level: str, limit: float, deadband: float) -> None:
-        self.tag = tag
-        self.inputs = (tag,)
-        self.level = level
-        self.limit = limit
-        self.deadband = deadband
-        self.high = level in ("h", "hh")
-
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        if not valid or quality == _BAD or value != value:  # NaN: no value
-            return None
-        if self.high:
-            return value >= (self.limit - self.deadband if raw else self.limit)
-        return value <= (self.limit + self.deadband if raw else self.limit)
-
-    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
-        return {"level": LEVEL_LABELS[self.level], "limit": self.limit}
-
-
-class StateCondition(Condition):
-    """Digital state equals (or differs from) a configured value."""
-
-    __slots__ = ("inputs", "negate", "tag", "target")
-
-    def __init__(self, tag: str, target: Any, negate: bool) -> None:
-        self.tag = tag
-        self.inputs = (tag,)
-        self.target = target
-        self.negate = negate
-
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        if not valid or quality == _BAD:
-            return None
-        equal = value == self.target
-        if isinstance(self.target, str) and not isinstance(value, str):
-            equal = False
-        return equal != self.negate
-
-
-class RateCondition(Condition):
-    """Rate of change per minute over a sliding window of source timestamps."""
-
-    TICKS = True
-    __slots__ = (
-        "deadband",
-        "direction",
-        "inputs",
-        "last_rate",
-        "samples",
-        "tag",
-        "threshold",
-        "window_s",
-    )
-
-    def __init__(
-        self, tag: str, threshold: float, direction: str, window_s: float, deadband: float
-    ) -> None:
-        self.tag = tag
-        self.inputs = (tag,)
-        self.threshold = threshold
-        self.direction = direction
-        self.window_s = window_s
-        self.deadband = deadband
-        self.samples: collections.deque[tuple[float, float]] = collections.deque()
-        self.last_rate = 0.0
-
-    def _judge(self, t: float, v: float, raw: bool) -> bool | None:
-        s = self.samples
-        while len(s) > 1 and s[1][0] <= t - self.window_s:
-            s.popleft()
-        t0, v0 = s[0]
-        if t - t0 <= 0:
-            return None
-        rate = (v - v0) / (t - t0) * 60.0
-        self.last_rate = rate
-        if self.direction == "rising":
-            r = rate
-        elif self.direction == "falling":
-            r = -rate
-        else:
-            r = abs(rate)
-        return r >= (self.threshold - self.deadband if raw else self.threshold)
-
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        if not valid or quality == _BAD or value != value:
-            return None
-        if self.samples and ts < self.samples[-1][0]:
-            self.samples.clear()  # time went backwards: start over
-        self.samples.append((ts, float(value)))
-        return self._judge(ts, float(value), raw)
-
-    def on_tick(self, ctx: EvalContext, now: float, raw: bool) -> bool | None:
-        # without new changes the value is unchanged up to now (deadband): the rate decays
-        if not raw or not self.samples:
-            return None
-        return self._judge(max(now, self.samples[-1][0]), self.samples[-1][1], raw)
-
-    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
-        return {"rate": self.last_rate}
-
-
-class DeviationCondition(Condition):
-    """Value far from a setpoint tag, optionally only while a condition expression holds."""
-
-    __slots__ = ("condition", "deadband", "direction", "inputs", "max_deviation", "setpoint", "tag")
-
-    def __init__(
-        self,
-        tag: str,
-        setpoint: str,
-        max_deviation: float,
-        direction: str,
-        deadband: float,
-        condition: Expression | None,
-    ) -> None:
-        self.tag = tag
-        self.setpoint = setpoint
-        self.max_deviation = max_deviation
-        self.direction = direction
-        self.deadband = deadband
-        self.condition = condition
-        names = [tag, setpoint, *(sorted(condition.names) if condition else [])]
-        self.inputs = tuple(dict.fromkeys(names))
-
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        pv, sp = ctx.read(self.tag), ctx.read(self.setpoint)
-        if not (_good(pv) and _good(sp)):
-            return None
-        dev = float(pv.value) - float(sp.value)
-        if self.direction == "below":
-            d = -dev
-        elif self.direction == "above":
-            d = dev
-        else:
-            d = abs(dev)
-        out = d > (self.max_deviation - self.deadband if raw else self.max_deviation)
-        if out and self.condition is not None:
-            cond = _evaluate(self.condition, ctx)
-            if cond is None:
-                return None
-            out = bool(cond)
-        return out
-
-    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
-        pv, sp = ctx.read(self.tag), ctx.read(self.setpoint)
-        out: dict[str, Any] = {"setpoint": sp.value}
-        if _good(pv) and _good(sp):
-            out["deviation"] = float(pv.value) - float(sp.value)
-        return out
-
-
-class CommLossCondition(Condition):
-    """A device offline (its ``.online`` tag false) or, for a tag target, the tag's quality bad."""
-
-    __slots__ = ("inputs", "online")
-
-    def __init__(self, tag: str, online: bool) -> None:
-        self.inputs = (tag,)
-        self.online = online
-
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        if self.online:
-            if not valid or quality == _BAD:
-                return None
-            return not value
-        if not valid:
-            return None  # never had a value: not connected yet, not lost
-        return quality == _BAD
-
-
-class StaleCondition(Condition):
-    """No update for ``max_age_s`` (database refresh time), or the database marked the tag stale."""
-
-    TICKS = True
-    __slots__ = ("inputs", "max_age_s", "tag")
-
-    def __init__(self, tag: str, max_age_s: float | None) -> None:
-        self.tag = tag
-        self.inputs = (tag,)
-        self.max_age_s = max_age_s
-
-    def _judge(self, ctx: EvalContext, now: float, reason: int, valid: bool) -> bool | None:
-        if not valid:
-            return None
-        if reason == _STALE:
-            return True
-        if self.max_age_s is None:
-            return False
-        return now - ctx.seen(self.tag) >= self.max_age_s
-
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        return self._judge(ctx, now, reason, valid)
-
-    def on_tick(self, ctx: EvalContext, now: float, raw: bool) -> bool | None:
-        tv = ctx.read(self.tag)
-        return self._judge(ctx, now, int(tv.reason), tv.value is not None)
-
-    def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
-        return {"age_s": max(0.0, now - ctx.seen(self.tag))}
-
-
-class ExprCondition(Condition):
-    """A boolean expression over several tags."""
-
-    __slots__ = ("expr", "inputs")
-
-    def __init__(self, expr: Expression, inputs: Sequence[str]) -> None:
-        self.expr = expr
-        self.inputs = tuple(inputs)
-
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        result = _evaluate(self.expr, ctx)
-        return None if result is None else bool(result)
-
-
-def _evaluate(expr: Expression, ctx: EvalContext) -> Any:
-    def name(n: str) -> Any:
-        tv = ctx.read(n)
-        if not _good(tv):
-            raise _Unknown(n)
-        return tv.value
-
-    def glob(p: str) -> list[Any]:
-        return [tv.value for tv in ctx.read_glob(p) if _good(tv)]
-
-    try:
-        return expr.evaluate(name, glob)
-    except _Unknown:
-        return None
-    except EvaluationError as exc:
-        log.debug("alarm expression not evaluated: %s", exc)
-        return None
-
-
-class Suppressor:
-    """Suppression by design: a parent device offline and/or an expression true."""
-
-    __slots__ = ("expr", "inputs", "parent_online")
-
-    def __init__(self, parent_online: str | None, expr: Expression | None) -> None:
-        self.parent_online = parent_online
-        self.expr = expr
-        names = ([parent_online] if parent_online else []) + (sorted(expr.names) if expr else [])
-        self.inputs = tuple(dict.fromkeys(names))
-
-    def evaluate(self, ctx: EvalContext, current: bool) -> bool:
-        """Return whether the point is suppressed now (unknown parts keep ``current``)."""
-        parent: bool | None = None
-        if self.parent_online is not None:
-            tv = ctx.read(self.parent_online)
-            parent = None if not _good(tv) else not tv.value
-        expr: bool | None = None
-        if self.expr is not None:
-            r = _evaluate(self.expr, ctx)
-            expr = None if r is None else bool(r)
-        if parent or expr:
-            return True
-        if parent is None and self.parent_online is not None:
-            return current
-        if expr is None and self.expr is not None:
-            return current
-        return False
 
 
 # --------------------------------------------------------------------------- binding
@@ -469,10 +145,10 @@ def _bindings(
                 )
             out.append(from_tag(name, rule.point))
         return out
-    dev = getattr(rule, "device", None)
+    dev = rule.__dict__.get("device")
     if dev is not None:
         return [from_device(dev)]
-    devs = getattr(rule, "devices", None)
+    devs = rule.__dict__.get("devices")
     if devs is not None:
         return [from_device(n[: -len(".online")]) for n in lookup.match(f"{devs}.online")]
     return [_Binding(None, None, None, None, None)]  # expr rule without a target

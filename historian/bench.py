@@ -88,7 +88,9 @@ def write_all(write: Callable[[Sequence[Sample]], None], samples: list[Sample], 
 # -- our side -----------------------------------------------------------------------------------
 
 
-def bench_sqlite(args: argparse.Namespace, trend: list[Sample], valves: list[Sample], tmp: Path) -> dict[str, Any]:
+def bench_sqlite(
+    args: argparse.Namespace, trend: list[Sample], valves: list[Sample], tmp: Path
+) -> dict[str, Any]:
     h = SqliteHistorian(tmp / "history.sqlite")
     out: dict[str, Any] = {}
     sec, _ = _timed(lambda: write_all(h.write, trend, args.batch))
@@ -98,11 +100,11 @@ def bench_sqlite(args: argparse.Namespace, trend: list[Sample], valves: list[Sam
     span = len(trend) * 60.0
     every = math.ceil(span / args.buckets / 3600) * 3600  # whole hours: the rollups answer
     tag = trend[0].tag
+    raw_every = span / args.buckets  # not hour-aligned: read from the raw samples
     for fn in ("mean", "twa"):
         sec, res = _timed(lambda fn=fn: h.query_agg([tag], T0, T0 + span, every, fn), repeat=5)
         out[f"trend_{fn}_ms"] = sec * 1000
         out["trend_buckets"] = len(res[tag])
-        raw_every = span / args.buckets  # not hour-aligned: read from the raw samples
         sec, _ = _timed(lambda fn=fn: h.query_agg_raw(tag, T0, T0 + span, raw_every, fn))
         out[f"trend_{fn}_raw_ms"] = sec * 1000
     out["trend_every_s"] = every
@@ -157,12 +159,16 @@ bind-address = "127.0.0.1:{_free_port()}"
 """
         )
         self.log = open(self.dir / "influxd.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([binary, "-config", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [binary, "-config", str(conf)], stdout=self.log, stderr=subprocess.STDOUT
+        )
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         deadline = time.monotonic() + 30
         while True:  # a child process gives no readiness event: poll /ping until it answers
             if self.proc.poll() is not None:
-                raise RuntimeError(f"influxd exited with {self.proc.returncode}; see {self.dir}/influxd.log")
+                raise RuntimeError(
+                    f"influxd exited with {self.proc.returncode}; see {self.dir}/influxd.log"
+                )
             try:
                 if self._request("GET", "/ping")[0] == 204:
                     break
@@ -174,14 +180,18 @@ bind-address = "127.0.0.1:{_free_port()}"
         self.version = self._request("GET", "/ping")[1].get("X-Influxdb-Version", "1.x")
         self.query("CREATE DATABASE bench")
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    def _request(
+        self, method: str, path: str, body: bytes | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         self.conn.request(method, path, body=body)
         r = self.conn.getresponse()
         data = r.read()
         return r.status, dict(r.getheaders()), data
 
     def query(self, q: str) -> Any:
-        status, _, data = self._request("POST", "/query?" + urllib.parse.urlencode({"db": "bench", "q": q, "epoch": "ms"}))
+        status, _, data = self._request(
+            "POST", "/query?" + urllib.parse.urlencode({"db": "bench", "q": q, "epoch": "ms"})
+        )
         if status != 200:
             raise RuntimeError(f"InfluxQL {q!r}: HTTP {status} {data[:200]!r}")
         return json.loads(data)
@@ -206,7 +216,9 @@ bind-address = "127.0.0.1:{_free_port()}"
         self.log.close()
 
 
-def bench_influx(args: argparse.Namespace, trend: list[Sample], valves: list[Sample], tmp: Path, every: int) -> dict[str, Any]:
+def bench_influx(
+    args: argparse.Namespace, trend: list[Sample], valves: list[Sample], tmp: Path, every: int
+) -> dict[str, Any]:
     db = Influx1(args.influxd, tmp)
     out: dict[str, Any] = {"version": db.version}
     try:
@@ -226,7 +238,9 @@ def bench_influx(args: argparse.Namespace, trend: list[Sample], valves: list[Sam
 
         def on_time_all() -> float:
             m_start, m_end = int(T0 * 1000), int((T0 + MONTH_S) * 1000)
-            before = db.query(f'SELECT last("value") FROM tag_value WHERE time < {m_start}ms GROUP BY "tag"')
+            before = db.query(
+                f'SELECT last("value") FROM tag_value WHERE time < {m_start}ms GROUP BY "tag"'
+            )
             carry = {
                 s["tags"]["tag"]: s["values"][0][1] for s in before["results"][0].get("series", [])
             }
@@ -239,8 +253,11 @@ def bench_influx(args: argparse.Namespace, trend: list[Sample], valves: list[Sam
                 vals = np.array(s["values"], dtype=np.float64).reshape(-1, 2)
                 cv = carry.get(s["tags"]["tag"])
                 ser = compute.Series(
-                    vals[:, 0] / 1000, vals[:, 1], np.zeros(len(vals), np.int64),
-                    math.nan if cv is None else float(cv), 0,
+                    vals[:, 0] / 1000,
+                    vals[:, 1],
+                    np.zeros(len(vals), np.int64),
+                    math.nan if cv is None else float(cv),
+                    0,
                 )
                 total += compute.on_time(ser, T0, T0 + MONTH_S)[0]
             return total / 3600
@@ -254,7 +271,9 @@ def bench_influx(args: argparse.Namespace, trend: list[Sample], valves: list[Sam
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"building data: {args.points:,} trend points, {args.valves:,} valves x 30 days x {args.events_per_day}/day")
+    print(
+        f"building data: {args.points:,} trend points, {args.valves:,} valves x 30 days x {args.events_per_day}/day"
+    )
     trend = series(args.points)
     valves = valve_events(args.valves, args.events_per_day)
     with tempfile.TemporaryDirectory(prefix="scada-bench-historian-") as d:
@@ -275,7 +294,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print(args: argparse.Namespace, ours: dict[str, Any], theirs: dict[str, Any] | None, note: str, n_trend: int, n_valves: int) -> None:
+def _print(
+    args: argparse.Namespace,
+    ours: dict[str, Any],
+    theirs: dict[str, Any] | None,
+    note: str,
+    n_trend: int,
+    n_valves: int,
+) -> None:
     def fmt(d: dict[str, Any] | None, key: str, spec: str) -> str:
         if d is None or key not in d:
             return "-"
@@ -285,9 +311,24 @@ def _print(args: argparse.Namespace, ours: dict[str, Any], theirs: dict[str, Any
     buckets = ours["trend_buckets"]
     every_h = ours["trend_every_s"] / 3600
     rows = [
-        (f"write {n_trend:,}-pt 1-min series (pts/s)", "write_series_pts_s", "write_series_pts_s", ",.0f"),
-        (f"write {n_valves:,} valve events (pts/s)", "write_valves_pts_s", "write_valves_pts_s", ",.0f"),
-        (f"trend 1 y -> {buckets} x {every_h:g} h, mean (ms)", "trend_mean_ms", "trend_mean_ms", ".1f"),
+        (
+            f"write {n_trend:,}-pt 1-min series (pts/s)",
+            "write_series_pts_s",
+            "write_series_pts_s",
+            ",.0f",
+        ),
+        (
+            f"write {n_valves:,} valve events (pts/s)",
+            "write_valves_pts_s",
+            "write_valves_pts_s",
+            ",.0f",
+        ),
+        (
+            f"trend 1 y -> {buckets} x {every_h:g} h, mean (ms)",
+            "trend_mean_ms",
+            "trend_mean_ms",
+            ".1f",
+        ),
         ("trend twa (ms) [influx: integral]", "trend_twa_ms", "trend_integral_ms", ".1f"),
         (f"on_time {args.valves:,} valves, month (s)", "on_time_s", "on_time_s", ".2f"),
         ("  check: total on-time (h)", "on_time_total_h", "on_time_total_h", ",.1f"),
@@ -295,8 +336,10 @@ def _print(args: argparse.Namespace, ours: dict[str, Any], theirs: dict[str, Any
     print(f"{'':46} {'scada SQLite':>14} {label:>16}")
     for title, k1, k2, spec in rows:
         print(f"{title:46} {fmt(ours, k1, spec):>14} {fmt(theirs, k2, spec):>16}")
-    print(f"{'trend from raw, 1000 unaligned buckets, mean/twa (ms)':46} "
-          f"{ours['trend_mean_raw_ms']:.0f}/{ours['trend_twa_raw_ms']:.0f}")
+    print(
+        f"{'trend from raw, 1000 unaligned buckets, mean/twa (ms)':46} "
+        f"{ours['trend_mean_raw_ms']:.0f}/{ours['trend_twa_raw_ms']:.0f}"
+    )
     print(f"{'on_time, unaligned month (raw edges) (s)':46} {ours['on_time_unaligned_s']:>14.2f}")
     print(f"{'SQLite file (MB)':46} {ours['file_mb']:>14.1f}")
     if note:
@@ -306,6 +349,8 @@ def _print(args: argparse.Namespace, ours: dict[str, Any], theirs: dict[str, Any
         ("trend <= 50 ms", max(ours["trend_mean_ms"], ours["trend_twa_ms"]) <= 50),
     ]
     if theirs:
-        goals.append(("write ahead of InfluxDB", ours["write_series_pts_s"] > theirs["write_series_pts_s"]))
+        goals.append(
+            ("write ahead of InfluxDB", ours["write_series_pts_s"] > theirs["write_series_pts_s"])
+        )
         goals.append(("trend ahead of InfluxDB", ours["trend_mean_ms"] < theirs["trend_mean_ms"]))
     print("goals: " + ", ".join(f"{g}: {'yes' if ok else 'NO'}" for g, ok in goals))

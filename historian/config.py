@@ -22,7 +22,11 @@ class HistorianConfig(BaseModel):
     org: str | None = None
     bucket: str | None = None
     token: str | None = Field(None, description="InfluxDB API token; ${ENV} is expanded")
-    retention_days: float | None = Field(400, gt=0, description="raw data kept this long; rollups forever")
+    retention_days: float | None = Field(
+        400, gt=0, description="raw data kept this long; rollups forever"
+    )
     batch_size: int = Field(5000, gt=0, description="points per backend write")
     flush_s: float = Field(1.0, gt=0, description="longest a change waits before it is written")
-    spool_max_points: int = Field(5_000_000, gt=0, description="spool size that raises historian.spool_full")
+    spool_max_points: int = Field(
+        5_000_000, gt=0, description="spool size that raises historian.spool_full"
+    )

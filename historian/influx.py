@@ -84,9 +84,7 @@ def escape_tag(text: str) -> str:
         raise ValueError("tag name must not be empty")
     if "\n" in text:
         raise ValueError(f"tag name {text!r} contains a newline")
-    return (
-        text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-    )
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def escape_field_str(text: str) -> str:
@@ -142,7 +140,13 @@ def flux_range(bucket: str, start_us: int | None, stop_us: int, tags: Sequence[s
 
 
 def flux_agg(
-    bucket: str, tags: Sequence[str], start: float, end: float, every_s: float, fn: AggFn, include_bad: bool
+    bucket: str,
+    tags: Sequence[str],
+    start: float,
+    end: float,
+    every_s: float,
+    fn: AggFn,
+    include_bad: bool,
 ) -> str:
     """Return the Flux query of a server-side aggregate (not ``twa``), windows aligned to start."""
     every_us = to_us(every_s)
@@ -265,7 +269,11 @@ class InfluxHistorian:
     def _points(
         self, tags: Sequence[str], start_us: int | None, stop_us: int, extra: str = ""
     ) -> list[Sample]:
-        q = flux_range(self.bucket, start_us, stop_us, tags) + extra + '  |> sort(columns: ["_time"])\n'
+        q = (
+            flux_range(self.bucket, start_us, stop_us, tags)
+            + extra
+            + '  |> sort(columns: ["_time"])\n'
+        )
         return [self._sample(r) for r in self._query(q)]
 
     def last(self, tags: Iterable[str]) -> dict[str, Sample]:
@@ -288,7 +296,9 @@ class InfluxHistorian:
                 newest[name] = rec
         return {name: self._sample(rec) for name, rec in newest.items()}
 
-    def _last_before(self, tag: str, t_us: int, include_bad: bool, inclusive: bool) -> Sample | None:
+    def _last_before(
+        self, tag: str, t_us: int, include_bad: bool, inclusive: bool
+    ) -> Sample | None:
         stop = t_us + 1 if inclusive else t_us
         extra = "" if include_bad else "  |> filter(fn: (r) => r.quality < 2 and exists r.value)\n"
         for lookback in _LOOKBACKS_S:
@@ -335,14 +345,18 @@ class InfluxHistorian:
         names = list(tags)
         if agg is AggFn.TWA:
             return {
-                n: compute.aggregate(self._series(n, start, end), start, end, every_s, agg, include_bad)
+                n: compute.aggregate(
+                    self._series(n, start, end), start, end, every_s, agg, include_bad
+                )
                 for n in names
             }
         starts = compute.bucket_edges(start, end, every_s).tolist()
         empty = 0.0 if agg is AggFn.COUNT else None
         out: dict[str, list[float | None]] = {n: [empty] * len(starts) for n in names}
         if names and starts:
-            for rec in self._query(flux_agg(self.bucket, names, start, end, every_s, agg, include_bad)):
+            for rec in self._query(
+                flux_agg(self.bucket, names, start, end, every_s, agg, include_bad)
+            ):
                 series = out.get(str(rec["tag"]))
                 k = round((from_datetime(rec["_time"]) - start) / every_s)
                 if series is not None and 0 <= k < len(starts) and rec.get("value") is not None:
@@ -359,9 +373,7 @@ class InfluxHistorian:
         on, known = compute.on_time(self._series(tag, start, end), start, end)
         return OnTime(on, known, end - start)
 
-    def delta(
-        self, tag: str, start: float, end: float, *, rollover: float | None = None
-    ) -> float:
+    def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
         """Return the increase of counter ``tag`` over ``[start, end]`` (rule in historian.base)."""
         check_range(start, end)
         s_us, e_us = to_us(start), to_us(end)
@@ -375,7 +387,9 @@ class InfluxHistorian:
             '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
         )
         reps = [
-            Replacement(tag, from_datetime(r["_time"]), float(r["old_final"]), float(r["new_initial"]))
+            Replacement(
+                tag, from_datetime(r["_time"]), float(r["old_final"]), float(r["new_initial"])
+            )
             for r in self._query(q)
         ]
         ts = np.array([p.ts for p in pts], dtype=np.float64)

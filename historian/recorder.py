@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 
 class _Database(Protocol):
-    def subscribe(self, patterns: Any, callback: Any, *, name: str | None = None) -> Callable[[], None]: ...
+    def subscribe(
+        self, patterns: Any, callback: Any, *, name: str | None = None
+    ) -> Callable[[], None]: ...
 
     def definition(self, name: str) -> TagDef: ...
 
@@ -111,14 +113,24 @@ class Recorder:
 
     @staticmethod
     def _passes(
-        d: TagDef, prev: tuple[Any, Quality, Reason, float], value: Any, quality: Quality, reason: Reason, ts: float
+        d: TagDef,
+        prev: tuple[Any, Quality, Reason, float],
+        value: Any,
+        quality: Quality,
+        reason: Reason,
+        ts: float,
     ) -> bool:
         pv, pq, pr, pts = prev
         if quality != pq or reason != pr:
             return True
         if d.history_max_interval_s is not None and ts - pts >= d.history_max_interval_s:
             return True
-        if value is None or pv is None or isinstance(value, str | bool) or isinstance(pv, str | bool):
+        if (
+            value is None
+            or pv is None
+            or isinstance(value, str | bool)
+            or isinstance(pv, str | bool)
+        ):
             return value != pv
         fv, fp = float(value), float(pv)
         if math.isnan(fv) or math.isnan(fp):

@@ -171,14 +171,35 @@ def aligned_level(start: float, end: float, every_s: float | None) -> int | None
     return None
 
 
+STEP_COLUMNS = ("first_ts", "last_ts", "carry", "integral", "known_s", "on_s")
+FN_COLUMNS: dict[AggFn, tuple[str, ...]] = {
+    AggFn.TWA: STEP_COLUMNS,
+    AggFn.COUNT: ("n",),
+    AggFn.MEAN: ("n", "sum"),
+    AggFn.SUM: ("n", "sum"),
+    AggFn.MIN: ("n", "min"),
+    AggFn.MAX: ("n", "max"),
+    AggFn.FIRST: ("n", "first"),
+    AggFn.LAST: ("n", "last"),
+}
+
+
 def dense(
-    buckets: np.ndarray, rows: np.ndarray, carry0: float, start: float, end: float, level: int
+    buckets: np.ndarray,
+    rows: np.ndarray,
+    carry0: float,
+    start: float,
+    end: float,
+    level: int,
+    columns: Sequence[str] = COLUMNS,
 ) -> dict[str, np.ndarray]:
     """Spread rollup rows over every level bucket of ``[start, end)`` with the carried-in values.
 
     ``buckets`` are the row bucket starts (sorted, inside the window) and ``rows`` the matching
-    2-D array of ``COLUMNS``; ``carry0`` is the value in force at ``start`` (NaN if unknown).
-    Returns arrays per level bucket: n, sum, min, max, first, last, integral, known, on.
+    2-D array of ``columns`` (a subset of ``COLUMNS``; what is left out comes back as NaN);
+    ``carry0`` is the value in force at ``start`` (NaN if unknown). Returns arrays per level
+    bucket: n, sum, min, max, first, last and, when the step columns were given, integral,
+    known, on.
     """
     h = int((end - start) // level)
     idx = ((buckets - start) // level).astype(np.int64)
@@ -187,7 +208,17 @@ def dense(
     full = np.full((h, len(COLUMNS)), math.nan)
     full[:, N] = 0.0
     if len(idx):
-        full[idx] = rows
+        full[np.ix_(idx, [COLUMNS.index(c) for c in columns])] = rows
+    out = {
+        "n": full[:, N],
+        "sum": full[:, SUM],
+        "min": full[:, MIN],
+        "max": full[:, MAX],
+        "first": full[:, FIRST],
+        "last": full[:, LAST],
+    }
+    if "carry" not in columns:
+        return out
     last_nonempty = np.maximum.accumulate(np.where(has, np.arange(h), -1))
     prev = np.concatenate([[-1], last_nonempty[:-1]])
     carries = np.append(full[:, CARRY], carry0)  # index -1 picks carry0
@@ -203,7 +234,9 @@ def dense(
     with np.errstate(invalid="ignore"):
         integral = np.where(
             has,
-            cin0 * np.where(has, head, 0) + np.nan_to_num(full[:, INTEGRAL]) + c0 * np.where(has, tail, 0),
+            cin0 * np.where(has, head, 0)
+            + np.nan_to_num(full[:, INTEGRAL])
+            + c0 * np.where(has, tail, 0),
             cin0 * level,
         )
         known = np.where(
@@ -218,20 +251,15 @@ def dense(
             + np.where(c_k & (c0 != 0), tail, 0),
             np.where(cin_k & (cin0 != 0), level, 0),
         )
-    return {
-        "n": full[:, N],
-        "sum": full[:, SUM],
-        "min": full[:, MIN],
-        "max": full[:, MAX],
-        "first": full[:, FIRST],
-        "last": full[:, LAST],
-        "integral": integral.astype(np.float64),
-        "known": known.astype(np.float64),
-        "on": on.astype(np.float64),
-    }
+    out["integral"] = integral.astype(np.float64)
+    out["known"] = known.astype(np.float64)
+    out["on"] = on.astype(np.float64)
+    return out
 
 
-def aggregate_dense(d: dict[str, np.ndarray], start: float, every_s: float, level: int, fn: AggFn) -> AggSeries:
+def aggregate_dense(
+    d: dict[str, np.ndarray], start: float, every_s: float, level: int, fn: AggFn
+) -> AggSeries:
     """Group dense level buckets into query buckets of ``every_s`` and apply ``fn``."""
     h = len(d["n"])
     k = int(every_s // level)

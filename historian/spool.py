@@ -72,14 +72,18 @@ class SpoolingHistorian:
         self.spool_path = Path(spool_dir) / "spool.sqlite"
         self.spool_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._con = sqlite3.connect(str(self.spool_path), check_same_thread=False, isolation_level=None)
+        self._con = sqlite3.connect(
+            str(self.spool_path), check_same_thread=False, isolation_level=None
+        )
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT, "
             "n INTEGER NOT NULL, payload TEXT NOT NULL)"
         )
-        self._points = int(self._con.execute("SELECT coalesce(sum(n), 0) FROM batches").fetchone()[0])
+        self._points = int(
+            self._con.execute("SELECT coalesce(sum(n), 0) FROM batches").fetchone()[0]
+        )
         self._backoff_s = retry_initial_s
         self._next_try = 0.0
         self._backend_ok = self._points == 0
@@ -88,7 +92,9 @@ class SpoolingHistorian:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self._points:
-            log.warning("%s: %d points spooled from before, replaying", self.spool_path, self._points)
+            log.warning(
+                "%s: %d points spooled from before, replaying", self.spool_path, self._points
+            )
 
     # -- status -----------------------------------------------------------------------------------
 
@@ -169,10 +175,17 @@ class SpoolingHistorian:
             self._wake.set()
 
     def _append(self, batch: Sequence[Sample]) -> None:
-        self._con.execute("INSERT INTO batches (n, payload) VALUES (?, ?)", (len(batch), encode(batch)))
+        self._con.execute(
+            "INSERT INTO batches (n, payload) VALUES (?, ?)", (len(batch), encode(batch))
+        )
         self._points += len(batch)
         if self.spool_full and not self._full_logged:
-            log.error("%s: spool holds %d points (limit %d)", self.spool_path, self._points, self.max_points)
+            log.error(
+                "%s: spool holds %d points (limit %d)",
+                self.spool_path,
+                self._points,
+                self.max_points,
+            )
             self._full_logged = True
 
     def _schedule_retry(self) -> None:
@@ -189,7 +202,9 @@ class SpoolingHistorian:
             while self._points:
                 rows = []
                 total = 0
-                for bid, n, payload in self._con.execute("SELECT id, n, payload FROM batches ORDER BY id"):
+                for bid, n, payload in self._con.execute(
+                    "SELECT id, n, payload FROM batches ORDER BY id"
+                ):
                     if rows and total + n > self.replay_points:
                         break
                     rows.append((bid, n, payload))
@@ -198,7 +213,9 @@ class SpoolingHistorian:
                 try:
                     self.backend.write(samples)
                 except RETRYABLE as exc:
-                    log.info("historian replay failed, %d points still spooled: %s", self._points, exc)
+                    log.info(
+                        "historian replay failed, %d points still spooled: %s", self._points, exc
+                    )
                     self._backend_ok = False
                     self._schedule_retry()
                     return False
@@ -249,9 +266,7 @@ class SpoolingHistorian:
         """See ``Historian.on_time_detail``."""
         return self.backend.on_time_detail(tag, start, end)
 
-    def delta(
-        self, tag: str, start: float, end: float, *, rollover: float | None = None
-    ) -> float:
+    def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
         """See ``Historian.delta``."""
         return self.backend.delta(tag, start, end, rollover=rollover)
 

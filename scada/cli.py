@@ -18,6 +18,13 @@ COMMANDS = [
     "scada.commands.poll",
     "scada.commands.simulate",
     "scada.commands.history",
+    "scada.commands.alarms",
+    "scada.commands.backup",
+    "scada.commands.user",
+    "scada.commands.allocate",
+    "scada.commands.bill",
+    "scada.commands.account",
+    "scada.commands.report",
     "scada.commands.bench",
 ]
 

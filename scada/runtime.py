@@ -16,49 +16,94 @@ from typing import Any
 from scada.config import SiteConfig
 from tags.computed import ComputedTags
 from tags.database import TagDatabase
-from tags.model import Quality, Source, TagDef, TagType
+from tags.model import Quality, TagDef
 
 log = logging.getLogger(__name__)
 
 STALE_CHECK_S = 1.0
+PURGE_EVERY_S = 86400.0
+ROLES = ("all", "collector", "central")
 
 
-def system_tag_defs() -> list[TagDef]:
-    """Return the runtime's own health tags (alarm-ready, historised like any other)."""
-    return [
-        TagDef("historian.backend_ok", TagType.BOOL, source=Source.SYSTEM,
-               description="historian backend reachable (false while writes are spooled)"),
-        TagDef("historian.spool_points", TagType.INT, source=Source.SYSTEM,
-               description="points waiting in the store-and-forward spool"),
-        TagDef("historian.spool_full", TagType.BOOL, source=Source.SYSTEM,
-               description="spool above historian.spool_max_points"),
-    ]
+def system_tag_defs(site: SiteConfig) -> list[TagDef]:
+    """Return the runtime's own tags: historian health and alarm counts (alarm-ready, historised)."""
+    from alarms.points import count_tag_defs
+    from billing.tags import account_tag_defs
+    from historian.status import status_tag_defs
+
+    return [*status_tag_defs(), *count_tag_defs(b.id for b in site.buildings), *account_tag_defs(site)]
 
 
 class Runtime:
     """Everything ``scada run`` runs for one site configuration.
 
     ``simulate`` overrides the config's ``simulate.enabled``. Files go under ``data_dir``.
+    ``role`` (see ``scada.scaleout``): ``all`` runs everything here; ``collector`` runs the
+    drivers (and simulator) of ``buildings`` (None: all) and publishes to ``redis_url``;
+    ``central`` runs no drivers and is fed from Redis. ``writer.write(tag, value)`` is the
+    write entry point in every role.
     """
 
     def __init__(self, site: SiteConfig, data_dir: str | Path, *, simulate: bool | None = None,
-                 speed: float | None = None) -> None:
-        self.site = site
+                 speed: float | None = None, role: str = "all",
+                 buildings: list[str] | None = None, redis_url: str | None = None,
+                 node_id: str | None = None, serve: bool = False, host: str = "127.0.0.1",
+                 port: int = 8080, tls_cert: str | None = None,
+                 tls_key: str | None = None) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        if role != "all" and not redis_url:
+            raise ValueError(f"role {role} needs a Redis URL (--redis redis://host:6379/0)")
+        if buildings is not None and role != "collector":
+            raise ValueError("a buildings filter is only for the collector role")
+        self.role = role
         self.data_dir = Path(data_dir)
         self.simulate = site.simulate.enabled if simulate is None else simulate
         self.speed = site.simulate.speed if speed is None else speed
-        self.db = TagDatabase([*site.tag_defs(), *system_tag_defs()])
+        self.scaleout: Any = None
+        defs = [*site.tag_defs(), *system_tag_defs(site)]
+        bus = None
+        if role == "collector":  # its buildings' devices only; publishes to Redis
+            from scada.scaleout.roles import CollectorRole, filter_site
+
+            site = filter_site(site, buildings)
+            self.scaleout = CollectorRole(site, redis_url, self.data_dir, node_id=node_id)
+            defs, bus = site.tag_defs(), self.scaleout.bus
+        elif role == "central":  # no drivers; fed from the building streams
+            from scada.scaleout.roles import CentralRole
+
+            self.scaleout = CentralRole(site, redis_url, node_id=node_id or "central-1")
+            defs += self.scaleout.tag_defs()
+            self.simulate = False
+        self.site = site
+        self.db = TagDatabase(defs, bus=bus)
         self.computed = ComputedTags(self.db)
         self.simulator: Any = None
         self.drivers: Any = None
         self.historian: Any = None
         self.recorder: Any = None
+        self.alarms: Any = None  # AlarmEngine (roles all and central)
+        self.alarm_router: Any = None
+        self.alarm_journal: Any = None
+        self.writer: Any = None  # write(tag, value) -> WriteResult: drivers, or remote collectors
+        self.serve = serve  # the HTTP server (scada.server): REST, websocket, HMI
+        self.server_options = {"host": host, "port": port, "tls_cert": tls_cert, "tls_key": tls_key}
+        self.server: Any = None  # ScadaServer; it also sets auth, audit, commands, config_api
+        self.backup_scheduler: Any = None
+        self.ledger: Any = None  # billing.ledger.Ledger (roles all and central)
+        self.billing: Any = None  # billing.Billing facade for the API and HMI
+        self.billing_scheduler: Any = None
+        self._lock: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         """Start every part; raise if one cannot start (the parts already started are stopped)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        from scada.backup import DataDirLock
+
+        self._lock = DataDirLock(self.data_dir)
+        self._lock.acquire()  # one runtime per data dir; restore checks this lock
         try:
             self._init_memory_tags()
             self.computed.start()
@@ -67,12 +112,33 @@ class Runtime:
 
                 self.simulator = Simulator(self.site, speed=self.speed, seed=self.site.simulate.seed)
                 await self.simulator.start()
-            from drivers.manager import DriverManager
+            if self.role == "central":
+                await self.scaleout.start(self.db)
+                self.writer = self.scaleout.writer
+            else:
+                from drivers.manager import DriverManager
 
-            self.drivers = DriverManager(self.site, self.db, stale_check_s=None)
-            await self.drivers.start()
-            await self._start_historian()
+                self.drivers = DriverManager(self.site, self.db, stale_check_s=None)
+                await self.drivers.start()
+                self.writer = self.drivers
+            if self.role == "collector":  # the central historises
+                await self.scaleout.start(self.db, self.drivers.write)
+            else:
+                await self._start_historian()
+                await self._start_alarms()
             self._tasks.append(asyncio.create_task(self._housekeeping(), name="runtime-housekeeping"))
+            backup_cfg = getattr(self.site, "backup", None)
+            if backup_cfg is not None and backup_cfg.enabled:
+                from scada.backup import BackupScheduler
+
+                self.backup_scheduler = BackupScheduler(
+                    backup_cfg, self.data_dir, site_id=self.site.site.id,
+                    tz=self.site.site.timezone, config_files=self.site.source_files())
+                self.backup_scheduler.start()
+            if self.serve:
+                await self._start_server()
+            if self.role != "collector":
+                await self._start_billing()
         except BaseException:
             await self.stop()
             raise
@@ -93,25 +159,101 @@ class Runtime:
         self.recorder = Recorder(self.db, self.historian, batch_size=cfg.batch_size, flush_s=cfg.flush_s)
         await self.recorder.start()
 
+    async def _start_alarms(self) -> None:
+        from alarms.engine import AlarmEngine
+        from alarms.journal import AlarmJournal
+        from alarms.notify.base import build_notifiers
+        from alarms.notify.router import Router
+
+        by_template: dict[str, list[str]] = {}
+        for d in self.site.devices:
+            by_template.setdefault(d.template, []).append(d.id)
+        self.alarm_journal = AlarmJournal.in_data_dir(self.data_dir)
+        cfg = self.site.notifications
+        if cfg.notifiers:
+            self.alarm_router = Router(cfg, build_notifiers(cfg.notifiers), journal=self.alarm_journal,
+                                       timezone=self.site.site.timezone)
+        from billing.tags import alarm_rules as billing_alarm_rules
+
+        rules = [*self.site.alarms, *billing_alarm_rules(self.site)]
+        self.alarms = AlarmEngine(self.db, rules, self.alarm_journal, router=self.alarm_router,
+                                  devices_by_template=by_template)
+        self.alarms.start()
+        if self.alarm_router is not None:
+            self.alarm_router.adopt(self.alarms.active())
+            await self.alarm_router.start()
+
+    async def _start_server(self) -> None:
+        """Start the HTTP server (REST, websocket, HMI) and with it the command service."""
+        from scada.server.http import ScadaServer
+
+        self.server = ScadaServer(self, self.data_dir, **self.server_options)
+        await self.server.start()
+
+    async def _start_billing(self) -> None:
+        """Open the ledger and start the billing schedules (readings, charges, allocation, reports).
+
+        Automatic trips and closes go through the command service when the server runs (role
+        check, read-back, audit); without a server, straight to the writer.
+        """
+        from billing import Billing
+        from billing.jobs import BillingScheduler
+        from billing.ledger import Ledger
+        from billing.prepaid import WriterRelayCommander
+
+        commands = getattr(self, "commands", None)
+        commander = CommandRelayCommander(commands) if commands is not None else WriterRelayCommander(self.writer)
+        self.ledger = Ledger.in_data_dir(self.data_dir)
+        self.billing = Billing(self.site, self.ledger, self.historian, commander=commander, db=self.db,
+                               data_dir=self.data_dir)
+        self.billing_scheduler = BillingScheduler(self.site, self.db, self.historian, self.ledger, commander,
+                                                  self.data_dir)
+        await self.billing_scheduler.start()
+
     async def _housekeeping(self) -> None:
-        """Mark stale tags and publish historian health, once a second."""
+        """Mark stale tags, publish historian health (once a second), purge old history (daily)."""
+        next_purge = time.time() + 60.0
         while True:
             now = time.time()
-            self.db.check_stale(now)
+            if self.role != "central":  # the collectors mark staleness; they publish it
+                self.db.check_stale(now)
             if self.recorder is not None:
                 for name, value in self.recorder.status().items():
                     self.db.update(name, value)
+                if now >= next_purge:
+                    await self._purge_history(now)
+                    next_purge = now + PURGE_EVERY_S
             await asyncio.sleep(STALE_CHECK_S)
+
+    async def _purge_history(self, now: float) -> None:
+        """Drop raw samples past the retention (rollups stay) on a worker thread."""
+        days = self.site.historian.retention_days
+        purge = getattr(self.historian, "purge", None)
+        if days is None or purge is None:
+            return
+        try:
+            removed = await asyncio.to_thread(purge, now - days * 86400.0)
+            if removed:
+                log.info("historian retention: purged %d raw samples older than %g days", removed, days)
+        except Exception:
+            log.exception("historian purge failed")
 
     async def stop(self) -> None:
         """Stop every started part in reverse order; safe to call twice."""
+        if getattr(self, "server", None) is not None:
+            try:
+                await self.server.stop()
+            except Exception:
+                log.exception("stopping the server failed")
+            self.server = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for part in ("drivers", "simulator", "recorder"):
+        for part in ("backup_scheduler", "alarm_router", "alarms", "drivers", "simulator",
+                     "scaleout", "recorder"):
             obj = getattr(self, part)
             if obj is not None:
                 try:
@@ -120,12 +262,48 @@ class Runtime:
                     log.exception("stopping %s failed", part)
                 setattr(self, part, None)
         self.computed.stop()
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
+        if self.alarm_journal is not None:
+            self.alarm_journal.close()
+            self.alarm_journal = None
         if self.historian is not None:
             self.historian.close()
             self.historian = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         self._stopped.set()
 
     def summary(self) -> dict[str, int]:
         """Return counts for the start-up line."""
         good = sum(1 for v in self.db.snapshot("*").values() if v.quality is Quality.GOOD)
         return {"tags": len(self.db), "good": good, "devices": len(self.site.devices)}
+
+
+class CommandRelayCommander:
+    """Billing's ``RelayCommander`` over the command service: automatic trips are audited commands."""
+
+    def __init__(self, commands: Any) -> None:
+        self.commands = commands
+
+    async def set_relay(self, meter: str, closed: bool, reason: str) -> Any:
+        """Select and operate ``meter`` (the relay tag) as the system user ``billing``."""
+        from scada.server.auth import system_user
+        from scada.server.commands import CommandError
+
+        try:
+            cmd = await self.commands.execute(system_user("billing"), meter, bool(closed), reason,
+                                              source="billing")
+        except CommandError as exc:
+            return _RelayOutcome(False, str(exc))
+        return _RelayOutcome(cmd.state.value == "confirmed", cmd.message or cmd.state.value)
+
+
+class _RelayOutcome:
+    __slots__ = ("message", "ok")
+
+    def __init__(self, ok: bool, message: str) -> None:
+        self.ok = ok
+        self.message = message

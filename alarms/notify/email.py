@@ -9,7 +9,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from alarms.config import EmailNotifierConfig
+from alarms.notifications import EmailNotifierConfig
 from alarms.notify.base import DeliveryError, Message
 
 __all__ = ["EmailNotifier"]

@@ -33,14 +33,14 @@ import logging
 import math
 import time
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from alarms.config import DAYS, NotificationsConfig, RecipientConfig, RosterEntry, TimeWindow
 from alarms.journal import AlarmJournal
-from alarms.model import ANNUNCIATED, AlarmEvent, EventKind
+from alarms.model import ANNUNCIATED, Alarm, AlarmEvent, AlarmState, EventKind
+from alarms.notifications import DAYS, NotificationsConfig, RecipientConfig, RosterEntry, TimeWindow
 from alarms.notify.base import DeliveryError, Message, Notifier
 
 __all__ = ["Router", "in_window"]
@@ -199,7 +199,24 @@ class Router:
                         self._enqueue(name, "cleared", event)
         self._wake.set()
 
-    def _raised(self, event: AlarmEvent, occ: int) -> None:
+    def adopt(self, alarms: Iterable[Alarm]) -> int:
+        """Resume escalation of unacknowledged alarms after a restart; return how many.
+
+        Their first notices went out before the restart, so nothing is sent now; the
+        escalation clock runs from each alarm's ``raised_ts``.
+        """
+        count = 0
+        for a in alarms:
+            if a.occurrence is None or not a.unacked or a.occurrence in self._tracks:
+                continue
+            ts = a.raised_ts if a.raised_ts is not None else self._clock()
+            event = AlarmEvent(EventKind.RAISED, a, ts, AlarmState.NORMAL, occurrence=a.occurrence)
+            self._last_event[a.occurrence] = event
+            self._raised(event, a.occurrence, notify=False)
+            count += 1
+        return count
+
+    def _raised(self, event: AlarmEvent, occ: int, *, notify: bool = True) -> None:
         a = event.alarm
         local = datetime.fromtimestamp(event.ts, self._tz)
         tracks = []
@@ -213,7 +230,8 @@ class Router:
             esc_s = 60.0 * (entry.escalation_min or self.config.escalation_min)
             track = _Track(entry, 0, event.ts + esc_s, set())
             for name in entry.levels[0]:
-                self._enqueue(name, "raised", event)
+                if notify:
+                    self._enqueue(name, "raised", event)
                 track.notified.add(name)
             tracks.append(track)
         if not tracks:

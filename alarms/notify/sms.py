@@ -21,7 +21,7 @@ import time
 
 import serial
 
-from alarms.config import SmsNotifierConfig
+from alarms.notifications import SmsNotifierConfig
 from alarms.notify.base import DeliveryError, Message
 
 __all__ = ["ModemError", "SmsNotifier", "send_sms"]

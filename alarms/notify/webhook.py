@@ -11,7 +11,7 @@ import logging
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from alarms.config import WebhookNotifierConfig
+from alarms.notifications import WebhookNotifierConfig
 from alarms.notify.base import DeliveryError, Message
 
 __all__ = ["WebhookNotifier"]

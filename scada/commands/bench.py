@@ -14,6 +14,10 @@ BENCHES: dict[str, str] = {
     "poll": "drivers.bench",
     "historian": "historian.bench",
     "alarms": "alarms.bench",
+    "scaleout": "scada.scaleout.bench",
+    "ws": "scada.server.bench",
+    "billing": "billing.bench",
+    "hmi": "hmi.bench",
 }
 
 

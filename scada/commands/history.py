@@ -34,7 +34,16 @@ IMPORT_BATCH = 50_000
 PROGRESS_EVERY = 100_000  # rows; files at least this long show progress
 MAX_ERRORS_SHOWN = 100
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
-_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_UNITS = {
+    None: 1.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
 
 
 class UsageError(ValueError):
@@ -158,7 +167,11 @@ def read_rows(path: str, defs: dict[str, TagDef]) -> Iterator[tuple[int, Sample 
         if missing:
             yield 1, f"header {header!r} lacks column(s) {', '.join(missing)}"
             return
-        ix = {c: cols.index(c) for c in ("tag", "timestamp", "value", "quality", "reason") if c in cols}
+        ix = {
+            c: cols.index(c)
+            for c in ("tag", "timestamp", "value", "quality", "reason")
+            if c in cols
+        }
         width = len(cols)
         for row in reader:
             line = reader.line_num
@@ -177,7 +190,11 @@ def read_rows(path: str, defs: dict[str, TagDef]) -> Iterator[tuple[int, Sample 
             try:
                 ts = parse_time(row[ix["timestamp"]], "timestamp")
                 value = parse_value(d, row[ix["value"]])
-                quality = Quality.parse(row[ix["quality"]].strip() or "good") if "quality" in ix else Quality.GOOD
+                quality = (
+                    Quality.parse(row[ix["quality"]].strip() or "good")
+                    if "quality" in ix
+                    else Quality.GOOD
+                )
                 reason = Reason.parse(row[ix["reason"]].strip()) if "reason" in ix else Reason.NONE
             except ValueError as exc:  # UsageError is a ValueError
                 yield line, f"tag {name}: {exc}"
@@ -277,7 +294,9 @@ def run_export(args: argparse.Namespace) -> int:
         count = 0
         for name in names:
             for s in h.query_raw(name, start, end):
-                w.writerow([s.tag, iso(s.ts), _csv_value(s.value), s.quality.label, s.reason.label or ""])
+                w.writerow(
+                    [s.tag, iso(s.ts), _csv_value(s.value), s.quality.label, s.reason.label or ""]
+                )
                 count += 1
     finally:
         h.close()
@@ -311,13 +330,21 @@ def run_query(args: argparse.Namespace) -> int:
     if args.tag not in names:
         from scada.config.errors import did_you_mean
 
-        print(f"scada history query: unknown tag {args.tag!r}{did_you_mean(args.tag, names)}", file=sys.stderr)
+        print(
+            f"scada history query: unknown tag {args.tag!r}{did_you_mean(args.tag, names)}",
+            file=sys.stderr,
+        )
         return 1
     h = _open(site, args.data_dir)
     try:
         if every is None:
             rows: list[dict[str, Any]] = [
-                {"ts": iso(s.ts), "value": s.value, "quality": s.quality.label, "reason": s.reason.label}
+                {
+                    "ts": iso(s.ts),
+                    "value": s.value,
+                    "quality": s.quality.label,
+                    "reason": s.reason.label,
+                }
                 for s in h.query_raw(args.tag, start, end)
             ]
         else:
@@ -326,7 +353,11 @@ def run_query(args: argparse.Namespace) -> int:
     finally:
         h.close()
     if args.json:
-        print(json.dumps({"tag": args.tag, "fn": fn.value if every else None, "every_s": every, "rows": rows}))
+        print(
+            json.dumps(
+                {"tag": args.tag, "fn": fn.value if every else None, "every_s": every, "rows": rows}
+            )
+        )
     else:
         for r in rows:
             extra = f" {r['quality']}" if "quality" in r else ""

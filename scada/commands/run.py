@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 
@@ -22,6 +23,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="do not start the simulator even if the config says so")
     p.add_argument("--speed", type=float, default=None, help="simulator time acceleration")
     p.add_argument("--for-seconds", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=("all", "collector", "central"), default="all",
+                   help="all: everything in this process (default); collector: drivers of "
+                        "--buildings publishing to Redis; central: fed from Redis")
+    p.add_argument("--redis", metavar="URL", default=os.environ.get("SCADA_REDIS"),
+                   help="Redis URL for the collector/central roles, e.g. redis://redis:6379/0 "
+                        "(default: $SCADA_REDIS)")
+    p.add_argument("--buildings", metavar="IDS", type=lambda v: [b for b in v.split(",") if b],
+                   default=None, help="collector: comma-separated building ids (default: all)")
+    p.add_argument("--node-id", default=None,
+                   help="name of this collector/central in the Redis consumer groups")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address the server listens on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8080,
+                   help="port of the server: REST, websocket, metrics, HMI (default 8080; 0: any free)")
+    p.add_argument("--tls-cert", default=None, help="TLS certificate (PEM) to serve HTTPS")
+    p.add_argument("--tls-key", default=None, help="TLS private key (PEM) of --tls-cert")
     p.set_defaults(func=main)
 
 
@@ -40,16 +57,39 @@ def main(args: argparse.Namespace) -> int:
 async def _serve(site, args: argparse.Namespace) -> int:
     from scada.runtime import Runtime
 
-    runtime = Runtime(site, args.data_dir, simulate=args.simulate, speed=args.speed)
+    try:
+        runtime = Runtime(site, args.data_dir, simulate=args.simulate, speed=args.speed,
+                          role=getattr(args, "role", "all"),
+                          buildings=getattr(args, "buildings", None),
+                          redis_url=getattr(args, "redis", None),
+                          node_id=getattr(args, "node_id", None),
+                          serve=getattr(args, "role", "all") != "collector", host=args.host, port=args.port, tls_cert=args.tls_cert,
+                          tls_key=args.tls_key)
+    except ValueError as exc:
+        print(f"scada run: {exc}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    await runtime.start()
+    from scada.backup import BackupError
+
+    try:
+        await runtime.start()
+    except (OSError, BackupError) as exc:  # e.g. the server's port is taken, data dir in use
+        print(f"scada run: cannot start: {exc}", file=sys.stderr)
+        return 1
     s = runtime.summary()
     print(f"{site.site.name}: running with {s['tags']} tags on {s['devices']} devices; "
           f"data in {args.data_dir}; Ctrl-C to stop", flush=True)
+    if runtime.server is not None:
+        print(f"serving {runtime.server.url} (API: /api/openapi.json, websocket: /ws)", flush=True)
+        if runtime.server.setup_token:
+            print(f"no admin user yet: open {runtime.server.url}/setup and enter the one-time "
+                  f"setup token {runtime.server.setup_token}\n(or: scada user add "
+                  f"{args.config} NAME --role admin --password-stdin --data-dir {args.data_dir})",
+                  flush=True)
     try:
         if args.for_seconds is not None:
             with contextlib.suppress(TimeoutError):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from billing.config import ElectricityConfig
 from scada.config.models import Id, PointOverride, _Model
 
 
@@ -187,5 +188,8 @@ class BuildingConfig(_Model):
     name: str = ""
     description: str = ""
     heat: HeatConfig | None = None
+    electricity: ElectricityConfig | None = Field(
+        None, description="master meter and shared-loss allocation (issue 8)"
+    )
     households: list[HouseholdConfig] = Field(default_factory=list)
     generate: GenerateSpec | None = None

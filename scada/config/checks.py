@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from scada.config.billingcheck import BillingChecks
 from scada.config.buildings import BuildingConfig, HouseholdConfig
 from scada.config.errors import did_you_mean
 from scada.config.exprcheck import ExpressionChecks
@@ -84,7 +85,7 @@ def _span(unit: str, a: int, b: int) -> str:
     return f"{unit} {a} overlaps" if a == b else f"{unit}s {a}..{b} overlap"
 
 
-class Checker(ExpressionChecks):
+class Checker(ExpressionChecks, BillingChecks):
     """Run every cross-reference check; ``run()`` returns the SiteConfig fields to set."""
 
     def __init__(
@@ -165,6 +166,8 @@ class Checker(ExpressionChecks):
         households = self.check_buildings(buildings, tag_types)
         self.check_device_places(devices, buildings, households)
         self.check_expressions(tag_types)
+        self.check_billing(buildings, households, tag_types)
+        self.check_alarms(devices, tag_types)
         devices_out = self.infer_places(devices, buildings, tag_types)
         return {
             "channels": [c for _, c in channels],
@@ -177,6 +180,34 @@ class Checker(ExpressionChecks):
                 for name in ("alarms", "tariffs", "accounts", "users")
             },
         }
+
+    def check_alarms(self, devices: list[tuple[PathT, DeviceConfig]], types: dict[str, TagType]) -> None:
+        """Report alarm rules naming unknown tags, templates or devices, and notification mistakes."""
+        from alarms.config import check_references, check_notifications
+        from historian.status import status_tag_defs
+
+        names = set(types) | {d.name for d in status_tag_defs()}
+        by_template: dict[str, list[str]] = {}
+        for _, d in devices:
+            by_template.setdefault(d.template, []).append(d.id)
+        rules = [r for _, r in self.items["alarms"]]
+        index = [i for i, _ in self.items["alarms"]]
+        if not self.incomplete:
+            for path, message in check_references(rules, names, set(self.templates), by_template):
+                # check_references counts rules in the list it got: map back to the file's index.
+                if len(path) > 1 and path[0] == "alarms" and isinstance(path[1], int):
+                    path = ("alarms", index[path[1]], *path[2:])
+                self.report(path, message)
+        notifications = self.data.get("notifications")
+        if isinstance(notifications, dict):
+            from alarms.config import NotificationsConfig
+
+            try:
+                cfg = NotificationsConfig.model_validate(notifications)
+            except ValueError:
+                return  # structural errors are reported by SiteConfig's own validation
+            for path, message in check_notifications(cfg):
+                self.report(path, message)
 
     def unique(
         self, pairs: Iterable[tuple[PathT, Any]], what: str, key: Callable[[Any], str]

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from alarms.config import AlarmRule
+from billing.config import AccountConfig, TariffConfig
 from scada.config.buildings import BuildingConfig
 from scada.config.checks import Checker
 from scada.config.errors import ConfigError, ConfigIssue, did_you_mean
@@ -39,9 +41,9 @@ ITEM_SECTIONS: dict[str, Any] = {
     "devices": DeviceConfig,
     "tags": TagConfig,
     "buildings": BuildingConfig,
-    "alarms": dict[str, Any],
-    "tariffs": dict[str, Any],
-    "accounts": dict[str, Any],
+    "alarms": AlarmRule,
+    "tariffs": TariffConfig,
+    "accounts": AccountConfig,
     "users": dict[str, Any],
 }
 _ADAPTERS = {name: TypeAdapter(tp) for name, tp in ITEM_SECTIONS.items()}

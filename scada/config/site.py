@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator
 
+from alarms.config import AlarmRule, NotificationsConfig
+from billing.config import AccountConfig, TariffConfig
 from historian.config import HistorianConfig
 from scada.config.buildings import BuildingConfig, HouseholdConfig
 from scada.config.models import (
@@ -53,6 +55,19 @@ class SimulateConfig(_Model):
     seed: int = 0
 
 
+class BackupConfig(_Model):
+    """Daily backup of the data dir (``scada run``): into ``dir`` at local time ``at``.
+
+    ``dir`` is relative to the working directory (like ``--data-dir``) and must lie
+    outside the data dir; backups older than ``keep_days`` are deleted after each run.
+    """
+
+    dir: str = "backups"
+    keep_days: int = Field(7, ge=1)
+    at: str = Field("03:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, site time")
+    enabled: bool = True
+
+
 def merge_points(template: TemplateConfig, device: DeviceConfig) -> dict[str, dict[str, Any]]:
     """Return the raw point dicts of ``device``: template points updated by the device's overrides."""
     merged: dict[str, dict[str, Any]] = {
@@ -90,14 +105,18 @@ class SiteConfig(_Model):
     site: SiteInfo
     historian: HistorianConfig = Field(default_factory=HistorianConfig)
     simulate: SimulateConfig = Field(default_factory=lambda: SimulateConfig(enabled=False))
+    backup: BackupConfig | None = Field(None, description="scheduled daily backup (docs: docker/README.md)")
     channels: list[ChannelConfig] = Field(default_factory=list)
     templates: dict[Id, TemplateConfig] = Field(default_factory=dict)
     devices: list[DeviceConfig] = Field(default_factory=list)
     tags: list[TagConfig] = Field(default_factory=list)
     buildings: list[BuildingConfig] = Field(default_factory=list)
-    alarms: list[dict[str, Any]] = Field(default_factory=list, description="alarm rules (issue 5)")
-    tariffs: list[dict[str, Any]] = Field(default_factory=list, description="tariffs (issue 8)")
-    accounts: list[dict[str, Any]] = Field(
+    alarms: list[AlarmRule] = Field(default_factory=list, description="alarm rules (docs/alarms.md)")
+    notifications: NotificationsConfig = Field(
+        default_factory=NotificationsConfig, description="notifiers, on-call roster, escalation"
+    )
+    tariffs: list[TariffConfig] = Field(default_factory=list, description="tariffs (issue 8)")
+    accounts: list[AccountConfig] = Field(
         default_factory=list, description="prepaid accounts (issue 8)"
     )
     users: list[dict[str, Any]] = Field(

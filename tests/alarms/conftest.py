@@ -42,37 +42,94 @@ def parse_rules(items: Sequence[dict[str, Any]]) -> list[Any]:
 def site_defs() -> list[TagDef]:
     """A small building: a heat meter, two rooms with valves, a gateway and meters behind it."""
     defs = [
-        TagDef("b1.hm.supply_c", TagType.FLOAT, unit="°C", device="b1.hm", building="b1", source=Source.DEVICE),
-        TagDef("b1.hm.power_kw", TagType.FLOAT, unit="kW", device="b1.hm", building="b1", source=Source.DEVICE),
+        TagDef(
+            "b1.hm.supply_c",
+            TagType.FLOAT,
+            unit="°C",
+            device="b1.hm",
+            building="b1",
+            source=Source.DEVICE,
+        ),
+        TagDef(
+            "b1.hm.power_kw",
+            TagType.FLOAT,
+            unit="kW",
+            device="b1.hm",
+            building="b1",
+            source=Source.DEVICE,
+        ),
         TagDef("b1.hm.fault", TagType.BOOL, device="b1.hm", building="b1", source=Source.DEVICE),
         TagDef("b1.hm.mode", TagType.STR, device="b1.hm", building="b1", source=Source.DEVICE),
-        TagDef("b2.hm.supply_c", TagType.FLOAT, unit="°C", device="b2.hm", building="b2", source=Source.DEVICE),
+        TagDef(
+            "b2.hm.supply_c",
+            TagType.FLOAT,
+            unit="°C",
+            device="b2.hm",
+            building="b2",
+            source=Source.DEVICE,
+        ),
         TagDef("flag", TagType.BOOL, source=Source.MEMORY),
         TagDef("inhibit", TagType.BOOL, source=Source.MEMORY),
     ]
     for room in ("101", "102"):
         dev = f"b1.{room}.th"
-        for point, typ, unit in (("room_c", TagType.FLOAT, "°C"), ("setpoint_c", TagType.FLOAT, "°C"),
-                                 ("valve_open", TagType.BOOL, "")):
-            defs.append(TagDef(f"{dev}.{point}", typ, unit=unit, device=dev, building="b1",
-                               household=f"b1.{room}", source=Source.DEVICE))
+        for point, typ, unit in (
+            ("room_c", TagType.FLOAT, "°C"),
+            ("setpoint_c", TagType.FLOAT, "°C"),
+            ("valve_open", TagType.BOOL, ""),
+        ):
+            defs.append(
+                TagDef(
+                    f"{dev}.{point}",
+                    typ,
+                    unit=unit,
+                    device=dev,
+                    building="b1",
+                    household=f"b1.{room}",
+                    source=Source.DEVICE,
+                )
+            )
     for dev in ("b1.hm", "b1.gw", "b1.m1", "b1.m2", "b1.101.th", "b1.102.th", "b2.hm"):
         building = dev.split(".")[0]
-        defs.append(TagDef(f"{dev}.online", TagType.BOOL, device=dev, building=building, source=Source.STATUS))
+        defs.append(
+            TagDef(
+                f"{dev}.online", TagType.BOOL, device=dev, building=building, source=Source.STATUS
+            )
+        )
     for dev in ("b1.m1", "b1.m2"):
-        defs.append(TagDef(f"{dev}.energy_kwh", TagType.FLOAT, unit="kWh", device=dev, building="b1",
-                           source=Source.DEVICE, poll_s=10.0))
+        defs.append(
+            TagDef(
+                f"{dev}.energy_kwh",
+                TagType.FLOAT,
+                unit="kWh",
+                device=dev,
+                building="b1",
+                source=Source.DEVICE,
+                poll_s=10.0,
+            )
+        )
     return defs
 
 
-TEMPLATES = {"thermostat": ["b1.101.th", "b1.102.th"], "meter": ["b1.m1", "b1.m2"], "gateway": ["b1.gw"]}
+TEMPLATES = {
+    "thermostat": ["b1.101.th", "b1.102.th"],
+    "meter": ["b1.m1", "b1.m2"],
+    "gateway": ["b1.gw"],
+}
 
 
 class Site:
     """An engine over a real TagDatabase and journal; ``set`` writes a tag and delivers."""
 
-    def __init__(self, tmp: Path, rules: Sequence[dict[str, Any]], *, extra_defs: Sequence[TagDef] = (),
-                 clock: Clock | None = None, start: bool = True) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        rules: Sequence[dict[str, Any]],
+        *,
+        extra_defs: Sequence[TagDef] = (),
+        clock: Clock | None = None,
+        start: bool = True,
+    ) -> None:
         self.tmp = tmp
         self.clock = clock or Clock()
         self.rules = parse_rules(rules)
@@ -84,8 +141,14 @@ class Site:
             self.engine.start()
 
     def _engine(self) -> AlarmEngine:
-        engine = AlarmEngine(self.db, self.rules, self.journal, devices_by_template=TEMPLATES,
-                             clock=self.clock, tick_s=None)
+        engine = AlarmEngine(
+            self.db,
+            self.rules,
+            self.journal,
+            devices_by_template=TEMPLATES,
+            clock=self.clock,
+            tick_s=None,
+        )
         engine.subscribe(self.events.append)
         return engine
 
@@ -97,8 +160,14 @@ class Site:
         self.engine = self._engine()
         self.engine.start()
 
-    def set(self, name: str, value: Any, quality: Quality = Quality.GOOD, reason: Reason = Reason.NONE,
-            ts: float | None = None) -> None:
+    def set(
+        self,
+        name: str,
+        value: Any,
+        quality: Quality = Quality.GOOD,
+        reason: Reason = Reason.NONE,
+        ts: float | None = None,
+    ) -> None:
         self.db.update(name, value, quality, ts=ts, reason=reason)
         self.db.flush()
 
@@ -133,7 +202,4 @@ def make_site(tmp_path: Path) -> Iterator[Any]:
 
     yield make
     for s in sites:
-        try:
-            s.journal.close()
-        except Exception:
-            pass
+        s.journal.close()

@@ -30,11 +30,17 @@ def test_restart_restores_active_unacked_and_overrides(make_site) -> None:
     site.set("b2.hm.supply_c", 70)  # -> rtn unacknowledged
     site.engine.shelve("lost:b1.m2", "olga", 3600, "meter removed for calibration")
     site.engine.set_out_of_service("lost:b1.m1", "ivan", True, "rewiring")
-    before = {a.key: (a.state, a.occurrence, a.message, a.acked_by) for a in site.engine.active(include_hidden=True)}
+    before = {
+        a.key: (a.state, a.occurrence, a.message, a.acked_by)
+        for a in site.engine.active(include_hidden=True)
+    }
     site.clock.advance(5)
 
     site.restart()  # values are still in the database: conditions unchanged
-    after = {a.key: (a.state, a.occurrence, a.message, a.acked_by) for a in site.engine.active(include_hidden=True)}
+    after = {
+        a.key: (a.state, a.occurrence, a.message, a.acked_by)
+        for a in site.engine.active(include_hidden=True)
+    }
     assert after == before
     assert site.events == []  # nothing re-raised, nothing lost
     assert site.engine.get("lost:b1.m2").shelve_reason == "meter removed for calibration"
@@ -81,9 +87,13 @@ def test_ack_filtered_set(make_site) -> None:
         "hot:b2.hm.supply_c:h": "unacknowledged",
         "fault:b1.hm.fault": "unacknowledged",
     }
-    assert all(e.user == "olga" and e.comment == "bulk ack" for e in site.events if e.kind.value == "acked")
+    assert all(
+        e.user == "olga" and e.comment == "bulk ack" for e in site.events if e.kind.value == "acked"
+    )
     # by text, and a list of ids
-    assert [a.key for a in site.engine.ack(AlarmFilter(text="B2.HM"), "olga")] == ["hot:b2.hm.supply_c:h"]
+    assert [a.key for a in site.engine.ack(AlarmFilter(text="B2.HM"), "olga")] == [
+        "hot:b2.hm.supply_c:h"
+    ]
     occ = site.engine.get("fault:b1.hm.fault").occurrence
     assert [a.key for a in site.engine.ack([occ, 999999], "olga")] == ["fault:b1.hm.fault"]
     assert site.engine.ack(AlarmFilter(), "olga") == []
@@ -113,8 +123,12 @@ def test_journal_is_wal_sqlite_in_data_dir(make_site, tmp_path) -> None:
     raise_all(site)
     conn = sqlite3.connect(tmp_path / "alarms.sqlite")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 4  # committed, visible to others
-    assert conn.execute("SELECT COUNT(*) FROM occurrences WHERE closed_ts IS NULL").fetchone()[0] == 4
+    assert (
+        conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 4
+    )  # committed, visible to others
+    assert (
+        conn.execute("SELECT COUNT(*) FROM occurrences WHERE closed_ts IS NULL").fetchone()[0] == 4
+    )
 
 
 def test_count_tags(make_site) -> None:

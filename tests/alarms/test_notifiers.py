@@ -12,15 +12,19 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 from tornado.web import Application, RequestHandler
 
-from alarms.config import EmailNotifierConfig, SmsNotifierConfig, WebhookNotifierConfig
+from alarms.notifications import EmailNotifierConfig, SmsNotifierConfig, WebhookNotifierConfig
 from alarms.notify.base import DeliveryError, Message
 from alarms.notify.email import EmailNotifier
 from alarms.notify.sms import SmsNotifier
 
 from .modem import ModemEmulator
 
-MSG = Message("[P1] b1: котельная: авария насоса", "21.11 08:00 P1 b1 насос 2 авария [#7]",
-              ({"key": "pump:b1.boiler.pump2", "occurrence": 7},), (7,))
+MSG = Message(
+    "[P1] b1: котельная: авария насоса",
+    "21.11 08:00 P1 b1 насос 2 авария [#7]",
+    ({"key": "pump:b1.boiler.pump2", "occurrence": 7},),
+    (7,),
+)
 
 
 # ----------------------------------------------------------------------------- webhook
@@ -32,8 +36,13 @@ class _Hook(RequestHandler):
         self.codes = codes
 
     def post(self) -> None:
-        self.received.append((self.request.headers.get("Content-Type"), self.request.headers.get("X-Token"),
-                              json.loads(self.request.body)))
+        self.received.append(
+            (
+                self.request.headers.get("Content-Type"),
+                self.request.headers.get("X-Token"),
+                json.loads(self.request.body),
+            )
+        )
         self.set_status(self.codes.pop(0) if self.codes else 200)
 
 
@@ -53,12 +62,17 @@ async def test_webhook_posts_json(hook_server) -> None:
     from alarms.notify.webhook import WebhookNotifier
 
     url, received, codes = hook_server
-    n = WebhookNotifier(WebhookNotifierConfig(name="hook", type="webhook", url=url, headers={"X-Token": "s3"}))
+    n = WebhookNotifier(
+        WebhookNotifierConfig(name="hook", type="webhook", url=url, headers={"X-Token": "s3"})
+    )
     await n.send("", MSG)
     ctype, token, body = received[0]
     assert ctype.startswith("application/json") and token == "s3"
-    assert body == {"subject": MSG.subject, "text": MSG.body, "alarms": [{"key": "pump:b1.boiler.pump2",
-                                                                          "occurrence": 7}]}
+    assert body == {
+        "subject": MSG.subject,
+        "text": MSG.body,
+        "alarms": [{"key": "pump:b1.boiler.pump2", "occurrence": 7}],
+    }
     codes.append(503)
     with pytest.raises(DeliveryError, match=r"hook.*503"):
         await n.send("", MSG)
@@ -69,8 +83,11 @@ async def test_webhook_connection_refused() -> None:
 
     sock, port = bind_unused_port()
     sock.close()  # nothing listens there now
-    n = WebhookNotifier(WebhookNotifierConfig(name="hook", type="webhook", url=f"http://127.0.0.1:{port}/x",
-                                              timeout_s=2))
+    n = WebhookNotifier(
+        WebhookNotifierConfig(
+            name="hook", type="webhook", url=f"http://127.0.0.1:{port}/x", timeout_s=2
+        )
+    )
     with pytest.raises(DeliveryError, match=f"127.0.0.1:{port}"):
         await n.send("", MSG)
 
@@ -83,13 +100,13 @@ class _Collect:
         self.envelopes: list = []
         self.refuse = False
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.refuse:
             return "550 mailbox unavailable"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         self.envelopes.append(envelope)
         return "250 Message accepted for delivery"
 
@@ -107,8 +124,11 @@ def smtp_server():
 
 async def test_email_over_real_smtp(smtp_server) -> None:
     handler, port = smtp_server
-    n = EmailNotifier(EmailNotifierConfig(name="mail", type="email", host="127.0.0.1", port=port,
-                                          sender="scada@heat.example"))
+    n = EmailNotifier(
+        EmailNotifierConfig(
+            name="mail", type="email", host="127.0.0.1", port=port, sender="scada@heat.example"
+        )
+    )
     await n.send("oncall@heat.example", MSG)
     env = handler.envelopes[0]
     assert env.mail_from == "scada@heat.example" and env.rcpt_tos == ["oncall@heat.example"]
@@ -131,7 +151,9 @@ def modem():
 
 
 def sms(modem, **kw) -> SmsNotifier:
-    return SmsNotifier(SmsNotifierConfig(name="gsm", type="sms", port=modem.port, baudrate=115200, **kw))
+    return SmsNotifier(
+        SmsNotifierConfig(name="gsm", type="sms", port=modem.port, baudrate=115200, **kw)
+    )
 
 
 async def test_sms_text_mode_ascii(modem) -> None:

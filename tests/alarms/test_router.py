@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alarms.config import NotificationsConfig, RosterEntry, WebhookNotifierConfig
+from alarms.notifications import NotificationsConfig, RosterEntry, WebhookNotifierConfig
 from alarms.notify.base import DeliveryError, Message
 from alarms.notify.router import Router, in_window
 
@@ -49,17 +49,31 @@ class Recorder:
 def config(**over) -> NotificationsConfig:
     base = {
         "timezone": "Europe/Moscow",
-        "notifiers": [{"name": "mail", "type": "email", "host": "localhost", "sender": "scada@x"},
-                      {"name": "gsm", "type": "sms", "port": "/dev/null"}],
-        "recipients": [{"name": "ivan", "email": "ivan@x", "phone": "+79990000001"},
-                       {"name": "olga", "email": "olga@x"},
-                       {"name": "duty", "email": "duty@x"},
-                       {"name": "chief", "email": "chief@x"}],
+        "notifiers": [
+            {"name": "mail", "type": "email", "host": "localhost", "sender": "scada@x"},
+            {"name": "gsm", "type": "sms", "port": "/dev/null"},
+        ],
+        "recipients": [
+            {"name": "ivan", "email": "ivan@x", "phone": "+79990000001"},
+            {"name": "olga", "email": "olga@x"},
+            {"name": "duty", "email": "duty@x"},
+            {"name": "chief", "email": "chief@x"},
+        ],
         "roster": [
-            {"name": "b1-day", "areas": ["b1"], "priorities": [1, 2, 3],
-             "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"}],
-             "levels": [["ivan"], ["olga"], ["chief"]]},
-            {"name": "night", "windows": [{"start": "18:00", "end": "08:00"}], "levels": [["duty"]]},
+            {
+                "name": "b1-day",
+                "areas": ["b1"],
+                "priorities": [1, 2, 3],
+                "windows": [
+                    {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"}
+                ],
+                "levels": [["ivan"], ["olga"], ["chief"]],
+            },
+            {
+                "name": "night",
+                "windows": [{"start": "18:00", "end": "08:00"}],
+                "levels": [["duty"]],
+            },
             {"name": "critical", "priorities": [1], "levels": [["chief"]]},
         ],
         "escalation_min": 15,
@@ -76,7 +90,9 @@ def routed(make_site):
     def make(t0: float = MONDAY_10, **over):
         site = make_site(RULES, clock=Clock(t0))
         mail, gsm = Recorder("mail", "email"), Recorder("gsm", "sms")
-        router = Router(config(**over), {"mail": mail, "gsm": gsm}, journal=site.journal, clock=site.clock)
+        router = Router(
+            config(**over), {"mail": mail, "gsm": gsm}, journal=site.journal, clock=site.clock
+        )
         site.engine.subscribe(router.handle)
         site.set("b1.hm.supply_c", 70)
         site.set("b2.hm.supply_c", 70)
@@ -107,9 +123,16 @@ async def test_night_window_past_midnight(routed) -> None:
     site.set("b2.hm.supply_c", 90)
     await router.run_due()
     assert len(mail.to("duty@x")) == 1 and mail.to("ivan@x") == []
-    entry = RosterEntry.model_validate({"name": "n", "windows": [{"days": ["fri"], "start": "22:00", "end": "06:00"}],
-                                        "levels": [["x"]]})
-    assert in_window(entry, datetime(2026, 6, 6, 3, 0, tzinfo=MSK))  # Saturday 03:00 belongs to Friday night
+    entry = RosterEntry.model_validate(
+        {
+            "name": "n",
+            "windows": [{"days": ["fri"], "start": "22:00", "end": "06:00"}],
+            "levels": [["x"]],
+        }
+    )
+    assert in_window(
+        entry, datetime(2026, 6, 6, 3, 0, tzinfo=MSK)
+    )  # Saturday 03:00 belongs to Friday night
     assert not in_window(entry, datetime(2026, 6, 7, 3, 0, tzinfo=MSK))  # Sunday 03:00 does not
     assert not in_window(entry, datetime(2026, 6, 5, 21, 59, tzinfo=MSK))
 
@@ -222,13 +245,13 @@ async def test_delivery_gives_up_after_max_attempts(routed) -> None:
 
 
 async def test_retry_against_a_real_webhook(routed, tmp_path) -> None:
-    from alarms.notify.webhook import WebhookNotifier
-
-    from .test_notifiers import _Hook  # the same tornado handler
-
     from tornado.httpserver import HTTPServer
     from tornado.testing import bind_unused_port
     from tornado.web import Application
+
+    from alarms.notify.webhook import WebhookNotifier
+
+    from .test_notifiers import _Hook  # the same tornado handler
 
     received: list = []
     codes = [503]
@@ -242,7 +265,9 @@ async def test_retry_against_a_real_webhook(routed, tmp_path) -> None:
             roster=[{"name": "all", "levels": [["ops"]]}],
         )
         site, _, _, _ = routed()
-        hook = WebhookNotifier(WebhookNotifierConfig(name="ops", type="webhook", url=f"http://127.0.0.1:{port}/hook"))
+        hook = WebhookNotifier(
+            WebhookNotifierConfig(name="ops", type="webhook", url=f"http://127.0.0.1:{port}/hook")
+        )
         router = Router(cfg, {"ops": hook}, journal=site.journal, clock=site.clock)
         site.engine.subscribe(router.handle)
         site.set("b1.hm.fault", True)
@@ -277,3 +302,21 @@ async def test_router_task_sends_on_events(routed) -> None:
     finally:
         await router.stop()
     assert mail.to("ivan@x")
+
+
+async def test_restarted_router_resumes_escalation_without_resending(routed) -> None:
+    site, router, mail, _ = routed()
+    site.set("b1.hm.supply_c", 90)
+    await router.run_due()
+    assert len(mail.to("ivan@x")) == 1
+    site.clock.advance(10 * 60)
+    # restart: a new engine restores the alarm, a new router adopts it
+    site.restart()
+    fresh = Router(config(), {"mail": mail}, journal=site.journal, clock=site.clock)
+    site.engine.subscribe(fresh.handle)
+    assert fresh.adopt(site.engine.active()) == 1
+    await fresh.run_due()
+    assert len(mail.to("ivan@x")) == 1 and mail.to("olga@x") == []
+    site.clock.advance(5 * 60)  # 15 minutes after it was raised
+    await fresh.run_due()
+    assert len(mail.to("olga@x")) == 1

@@ -8,8 +8,15 @@ from alarms.model import AlarmState
 from alarms.rules import BindingError
 from tags.model import Quality, Reason
 
-LIMITS = {"id": "supply", "kind": "limit", "tag": "b1.hm.supply_c", "limits": {"hh": 95, "h": 85, "l": 40, "ll": 30},
-          "deadband": 2, "priorities": {"hh": 1}, "message": "{tag} {level}: {value:.1f} {unit} (limit {limit})"}
+LIMITS = {
+    "id": "supply",
+    "kind": "limit",
+    "tag": "b1.hm.supply_c",
+    "limits": {"hh": 95, "h": 85, "l": 40, "ll": 30},
+    "deadband": 2,
+    "priorities": {"hh": 1},
+    "message": "{tag} {level}: {value:.1f} {unit} (limit {limit})",
+}
 
 
 def test_limit_levels_with_deadband(make_site) -> None:
@@ -70,22 +77,43 @@ def test_bad_quality_keeps_the_condition(make_site) -> None:
 
 
 def test_state_equals_and_not_equals(make_site) -> None:
-    site = make_site([
-        {"id": "fault", "kind": "state", "tag": "b1.hm.fault", "equals": True, "priority": 1},
-        {"id": "mode", "kind": "state", "tag": "b1.hm.mode", "not_equals": "auto", "message": "{tag} is {value}"},
-    ])
+    site = make_site(
+        [
+            {"id": "fault", "kind": "state", "tag": "b1.hm.fault", "equals": True, "priority": 1},
+            {
+                "id": "mode",
+                "kind": "state",
+                "tag": "b1.hm.mode",
+                "not_equals": "auto",
+                "message": "{tag} is {value}",
+            },
+        ]
+    )
     site.set("b1.hm.fault", False)
     site.set("b1.hm.mode", "auto")
     assert site.engine.active() == []
     site.set("b1.hm.fault", True)
     site.set("b1.hm.mode", "manual")
     msgs = {a.key: a.message for a in site.engine.active()}
-    assert msgs == {"fault:b1.hm.fault": "b1.hm.fault = True", "mode:b1.hm.mode": "b1.hm.mode is manual"}
+    assert msgs == {
+        "fault:b1.hm.fault": "b1.hm.fault = True",
+        "mode:b1.hm.mode": "b1.hm.mode is manual",
+    }
 
 
 def test_rate_of_change_over_window(make_site) -> None:
-    site = make_site([{"id": "rise", "kind": "rate", "tag": "b1.hm.supply_c", "rate_per_min": 5,
-                       "direction": "rising", "window_s": 60}])
+    site = make_site(
+        [
+            {
+                "id": "rise",
+                "kind": "rate",
+                "tag": "b1.hm.supply_c",
+                "rate_per_min": 5,
+                "direction": "rising",
+                "window_s": 60,
+            }
+        ]
+    )
     key = "rise:b1.hm.supply_c"
     t = site.clock.t
     site.set("b1.hm.supply_c", 50, ts=t)
@@ -107,10 +135,19 @@ def test_rate_of_change_over_window(make_site) -> None:
 
 
 def test_deviation_blocked_radiator(make_site) -> None:
-    rule = {"id": "cold_room", "kind": "deviation", "template": "thermostat", "point": "room_c",
-            "setpoint": "{device}.setpoint_c", "max_deviation": 3, "direction": "below", "for_min": 30,
-            "condition": "{device}.valve_open", "priority": 3,
-            "message": "{household}: room {value:.1f} °C, setpoint {setpoint:.1f} although the valve is open"}
+    rule = {
+        "id": "cold_room",
+        "kind": "deviation",
+        "template": "thermostat",
+        "point": "room_c",
+        "setpoint": "{device}.setpoint_c",
+        "max_deviation": 3,
+        "direction": "below",
+        "for_min": 30,
+        "condition": "{device}.valve_open",
+        "priority": 3,
+        "message": "{household}: room {value:.1f} °C, setpoint {setpoint:.1f} although the valve is open",
+    }
     site = make_site([rule])
     key = "cold_room:b1.101.th.room_c"
     for room in ("101", "102"):
@@ -133,11 +170,24 @@ def test_deviation_blocked_radiator(make_site) -> None:
 
 
 def test_comm_loss_and_suppression_by_parent(make_site) -> None:
-    site = make_site([
-        {"id": "gw_lost", "kind": "comm_loss", "device": "b1.gw", "priority": 2},
-        {"id": "meter_lost", "kind": "comm_loss", "template": "meter", "parent_device": "b1.gw", "priority": 3},
-        {"id": "hm_quality", "kind": "comm_loss", "tag": "b1.hm.power_kw", "message": "{tag} bad"},
-    ])
+    site = make_site(
+        [
+            {"id": "gw_lost", "kind": "comm_loss", "device": "b1.gw", "priority": 2},
+            {
+                "id": "meter_lost",
+                "kind": "comm_loss",
+                "template": "meter",
+                "parent_device": "b1.gw",
+                "priority": 3,
+            },
+            {
+                "id": "hm_quality",
+                "kind": "comm_loss",
+                "tag": "b1.hm.power_kw",
+                "message": "{tag} bad",
+            },
+        ]
+    )
     for dev in ("b1.gw", "b1.m1", "b1.m2"):
         site.set(f"{dev}.online", True)
     site.set("b1.hm.power_kw", 12.0)
@@ -172,8 +222,18 @@ def test_comm_loss_ignores_never_connected(make_site) -> None:
 
 
 def test_stale_value(make_site) -> None:
-    site = make_site([{"id": "stale", "kind": "stale", "template": "meter", "point": "energy_kwh", "max_age_s": 900},
-                      {"id": "db_stale", "kind": "stale", "tag": "b1.m2.energy_kwh"}])
+    site = make_site(
+        [
+            {
+                "id": "stale",
+                "kind": "stale",
+                "template": "meter",
+                "point": "energy_kwh",
+                "max_age_s": 900,
+            },
+            {"id": "db_stale", "kind": "stale", "tag": "b1.m2.energy_kwh"},
+        ]
+    )
     site.set("b1.m1.energy_kwh", 100.0)
     site.set("b1.m2.energy_kwh", 5.0)
     for _ in range(10):  # refreshed with the same value: no change events, but not stale
@@ -193,11 +253,23 @@ def test_stale_value(make_site) -> None:
 
 
 def test_expression_rule(make_site) -> None:
-    site = make_site([
-        {"id": "both_open", "kind": "expr", "expr": "tag('b1.101.th.valve_open') and tag('b1.102.th.valve_open')",
-         "area": "b1", "priority": 4},
-        {"id": "warm_all", "kind": "expr", "expr": "min(tags('b1.*.th.room_c')) > 24", "area": "b1"},
-    ])
+    site = make_site(
+        [
+            {
+                "id": "both_open",
+                "kind": "expr",
+                "expr": "tag('b1.101.th.valve_open') and tag('b1.102.th.valve_open')",
+                "area": "b1",
+                "priority": 4,
+            },
+            {
+                "id": "warm_all",
+                "kind": "expr",
+                "expr": "min(tags('b1.*.th.room_c')) > 24",
+                "area": "b1",
+            },
+        ]
+    )
     site.set("b1.101.th.valve_open", True)
     site.set("b1.102.th.valve_open", False)
     site.set("b1.102.th.room_c", 20)
@@ -210,8 +282,16 @@ def test_expression_rule(make_site) -> None:
 
 
 def test_template_expression_per_device(make_site) -> None:
-    site = make_site([{"id": "hot_closed", "kind": "expr", "template": "thermostat",
-                       "expr": "{device}.room_c > 26 and not {device}.valve_open"}])
+    site = make_site(
+        [
+            {
+                "id": "hot_closed",
+                "kind": "expr",
+                "template": "thermostat",
+                "expr": "{device}.room_c > 26 and not {device}.valve_open",
+            }
+        ]
+    )
     site.set("b1.101.th.valve_open", False)
     site.set("b1.101.th.room_c", 27)
     assert [a.key for a in site.engine.active()] == ["hot_closed:b1.101.th"]

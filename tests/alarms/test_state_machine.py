@@ -7,7 +7,16 @@ import pytest
 from alarms.model import CORE_TRANSITIONS, AlarmState, EventKind, Trigger, core_transition
 
 KEY = "f:flag"
-RULES = [{"id": "f", "kind": "state", "tag": "flag", "equals": True, "priority": 2, "suppress_when": "inhibit"}]
+RULES = [
+    {
+        "id": "f",
+        "kind": "state",
+        "tag": "flag",
+        "equals": True,
+        "priority": 2,
+        "suppress_when": "inhibit",
+    }
+]
 
 # each step: "operation expected_state occurrence" where occurrence is
 # new (a new occurrence id), same (unchanged) or - (none open)
@@ -16,36 +25,74 @@ TABLE = {
     "ack then clear": ["on unacknowledged new", "ack acknowledged same", "off normal -"],
     "clear then ack": ["on unacknowledged new", "off rtn_unacknowledged same", "ack normal -"],
     "returns before ack is a new occurrence": [
-        "on unacknowledged new", "off rtn_unacknowledged same", "on unacknowledged new",
+        "on unacknowledged new",
+        "off rtn_unacknowledged same",
+        "on unacknowledged new",
     ],
-    "acked, cleared, back again": ["on unacknowledged new", "ack acknowledged same", "off normal -",
-                                   "on unacknowledged new"],
+    "acked, cleared, back again": [
+        "on unacknowledged new",
+        "ack acknowledged same",
+        "off normal -",
+        "on unacknowledged new",
+    ],
     "ack of a normal alarm does nothing": ["ack normal -"],
-    "second ack does nothing": ["on unacknowledged new", "ack acknowledged same", "ack acknowledged same"],
+    "second ack does nothing": [
+        "on unacknowledged new",
+        "ack acknowledged same",
+        "ack acknowledged same",
+    ],
     "shelve active, clears while shelved": [
-        "on unacknowledged new", "shelve shelved -", "off shelved -", "unshelve normal -",
+        "on unacknowledged new",
+        "shelve shelved -",
+        "off shelved -",
+        "unshelve normal -",
     ],
     "unshelve while still active re-annunciates": [
-        "on unacknowledged new", "ack acknowledged same", "shelve shelved -", "unshelve unacknowledged new",
+        "on unacknowledged new",
+        "ack acknowledged same",
+        "shelve shelved -",
+        "unshelve unacknowledged new",
     ],
-    "shelve expires while active": ["on unacknowledged new", "shelve shelved -", "expire unacknowledged new"],
+    "shelve expires while active": [
+        "on unacknowledged new",
+        "shelve shelved -",
+        "expire unacknowledged new",
+    ],
     "shelve expires while normal": ["shelve shelved -", "expire normal -"],
-    "raised while shelved shows at expiry": ["shelve shelved -", "on shelved -", "expire unacknowledged new"],
+    "raised while shelved shows at expiry": [
+        "shelve shelved -",
+        "on shelved -",
+        "expire unacknowledged new",
+    ],
     "suppressed by design before activation": [
-        "suppress suppressed -", "on suppressed -", "unsuppress unacknowledged new",
+        "suppress suppressed -",
+        "on suppressed -",
+        "unsuppress unacknowledged new",
     ],
     "suppression ends an occurrence": [
-        "on unacknowledged new", "suppress suppressed -", "off suppressed -", "unsuppress normal -",
+        "on unacknowledged new",
+        "suppress suppressed -",
+        "off suppressed -",
+        "unsuppress normal -",
     ],
     "out of service and back": [
-        "on unacknowledged new", "oos out_of_service -", "off out_of_service -", "on out_of_service -",
+        "on unacknowledged new",
+        "oos out_of_service -",
+        "off out_of_service -",
+        "on out_of_service -",
         "ios unacknowledged new",
     ],
     "out of service wins over shelved": [
-        "shelve shelved -", "oos out_of_service -", "unshelve out_of_service -", "ios normal -",
+        "shelve shelved -",
+        "oos out_of_service -",
+        "unshelve out_of_service -",
+        "ios normal -",
     ],
     "shelved wins over suppressed": [
-        "suppress suppressed -", "shelve shelved -", "on shelved -", "unshelve suppressed -",
+        "suppress suppressed -",
+        "shelve shelved -",
+        "on shelved -",
+        "unshelve suppressed -",
         "unsuppress unacknowledged new",
     ],
 }
@@ -91,7 +138,9 @@ def test_sequence(make_site, name: str) -> None:
         alarm = site.engine.get(KEY)
         assert alarm.state.value == expected, f"{name}: after {op}"
         if occ == "new":
-            assert alarm.occurrence is not None and alarm.occurrence not in seen, f"{name}: after {op}"
+            assert alarm.occurrence is not None and alarm.occurrence not in seen, (
+                f"{name}: after {op}"
+            )
         elif occ == "same":
             assert alarm.occurrence == last, f"{name}: after {op}"
         else:

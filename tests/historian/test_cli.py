@@ -50,12 +50,29 @@ def test_import_then_query_and_export(site: Path, tmp_path: Path, capsys) -> Non
     assert "imported 5 samples" in capsys.readouterr().out
     h = SqliteHistorian(tmp_path / "var" / "hist" / "h.sqlite")
     # 01:00+01:00 is midnight UTC: it replaces the first row
-    assert [(s.ts - T, s.value) for s in h.query_raw("m.energy", T, T + 7200)] == [(0, 105.5), (3600, 112.0)]
+    assert [(s.ts - T, s.value) for s in h.query_raw("m.energy", T, T + 7200)] == [
+        (0, 105.5),
+        (3600, 112.0),
+    ]
     assert h.query_raw("note", T, T + 3600)[0].value == "read by hand, cellar"
     h.close()
 
     rng = ["--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T02:00:00Z", "--data-dir", data]
-    assert run("history", "query", str(site), "m.energy", *rng, "--every", "1h", "--fn", "max", "--json") == 0
+    assert (
+        run(
+            "history",
+            "query",
+            str(site),
+            "m.energy",
+            *rng,
+            "--every",
+            "1h",
+            "--fn",
+            "max",
+            "--json",
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["fn"] == "max" and out["every_s"] == 3600
     assert [r["value"] for r in out["rows"]] == [105.5, 112.0]
@@ -75,7 +92,9 @@ def test_import_then_query_and_export(site: Path, tmp_path: Path, capsys) -> Non
     assert run("history", "import", str(site), str(out_csv), "--data-dir", data) == 0
 
 
-def test_import_rejects_bad_rows_with_line_numbers_and_writes_nothing(site: Path, tmp_path: Path, capsys) -> None:
+def test_import_rejects_bad_rows_with_line_numbers_and_writes_nothing(
+    site: Path, tmp_path: Path, capsys
+) -> None:
     csv_file = tmp_path / "bad.csv"
     csv_file.write_text(
         "tag,timestamp,value\n"
@@ -107,13 +126,25 @@ def test_import_header_and_argument_errors(site: Path, tmp_path: Path, capsys) -
     csv_file = tmp_path / "bad.csv"
     csv_file.write_text("name,time,value\n")
     assert run("history", "import", str(site), str(csv_file), "--data-dir", str(tmp_path)) == 1
-    assert "bad.csv:1: header ['name', 'time', 'value'] lacks column(s) tag, timestamp" in capsys.readouterr().err
-    rng = ["--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T02:00:00Z", "--data-dir", str(tmp_path)]
+    assert (
+        "bad.csv:1: header ['name', 'time', 'value'] lacks column(s) tag, timestamp"
+        in capsys.readouterr().err
+    )
+    rng = [
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--to",
+        "2026-01-01T02:00:00Z",
+        "--data-dir",
+        str(tmp_path),
+    ]
     assert run("history", "query", str(site), "nope", *rng) == 1
     assert "unknown tag 'nope'" in capsys.readouterr().err
     assert run("history", "query", str(site), "m.energy", *rng, "--every", "soon") == 2
     assert "--every: 'soon' is not a duration" in capsys.readouterr().err
-    assert run("history", "query", str(site), "m.energy", *rng, "--every", "1h", "--fn", "median") == 2
+    assert (
+        run("history", "query", str(site), "m.energy", *rng, "--every", "1h", "--fn", "median") == 2
+    )
     assert "unknown aggregate 'median'" in capsys.readouterr().err
 
 

@@ -76,7 +76,9 @@ def test_query_agg_include_bad(historian: Historian, ns: str) -> None:
     assert [v for _, v in twa] == pytest.approx([2.0, 2.5, 5.0])
 
 
-def test_twa_carries_value_from_before_start_and_clips_last_bucket(historian: Historian, ns: str) -> None:
+def test_twa_carries_value_from_before_start_and_clips_last_bucket(
+    historian: Historian, ns: str
+) -> None:
     a = ns + "a"
     put(historian, a, [(-100, 4.0), (15, 10.0)])
     out = historian.query_agg([a], T0, T0 + 25, 10, AggFn.TWA)[a]
@@ -130,7 +132,11 @@ def test_on_time_edges(historian: Historian, ns: str, points, start, end, on, kn
 
 def test_on_time_across_hours_and_days(historian: Historian, ns: str) -> None:
     v = ns + "valve"
-    put(historian, v, [(-7200, 1), (86400 + 5, 0), (2 * 86400 + 3600 + 7, 1), (2 * 86400 + 3600 + 8, 1, B)])
+    put(
+        historian,
+        v,
+        [(-7200, 1), (86400 + 5, 0), (2 * 86400 + 3600 + 7, 1), (2 * 86400 + 3600 + 8, 1, B)],
+    )
     # window from mid-hour on day 0 to mid-hour on day 3
     start, end = T0 + 1800.5, T0 + 3 * 86400 + 1000
     d = historian.on_time_detail(v, start, end)

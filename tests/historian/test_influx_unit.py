@@ -29,7 +29,10 @@ def test_line_protocol_fields_and_escaping() -> None:
         "tag_value,tag=a\\ b\\,c\\=d\\\\e value=2.0,quality=0i,reason=0i 1000000"
     )
     # NaN and None carry no value field; the point still records quality
-    assert line(Sample("a", 1.0, float("nan"), Quality.BAD)) == "tag_value,tag=a quality=2i,reason=0i 1000000"
+    assert (
+        line(Sample("a", 1.0, float("nan"), Quality.BAD))
+        == "tag_value,tag=a quality=2i,reason=0i 1000000"
+    )
     assert line(Sample("a", 1.0, None)) == "tag_value,tag=a quality=0i,reason=0i 1000000"
     assert line(Sample("a", 1.0, 'x"y\\z\n')) == (
         'tag_value,tag=a text="x\\"y\\\\z\\n",quality=0i,reason=0i 1000000'
@@ -75,9 +78,11 @@ def test_env_expansion_names_field_and_variable() -> None:
 
 def test_from_config_requires_every_setting() -> None:
     cfg = HistorianConfig(backend="influxdb", url="http://127.0.0.1:1", org="o", bucket="b")
-    with pytest.raises(ValueError, match="historian.token is required"):
+    with pytest.raises(ValueError, match=r"historian\.token is required"):
         InfluxHistorian.from_config(cfg, env={})
-    cfg = HistorianConfig(backend="influxdb", url="http://127.0.0.1:1", org="o", bucket="b", token="${T}")
+    cfg = HistorianConfig(
+        backend="influxdb", url="http://127.0.0.1:1", org="o", bucket="b", token="${T}"
+    )
     h = InfluxHistorian.from_config(cfg, env={"T": "tok"})
     assert (h.url, h.org, h.bucket, h.batch_size) == ("http://127.0.0.1:1", "o", "b", 5000)
     h.close()
@@ -89,7 +94,11 @@ def test_factory_builds_sqlite_or_spooled_influx(tmp_path, monkeypatch) -> None:
     h.close()
     monkeypatch.setenv("SCADA_TEST_TOKEN_X", "tok")
     cfg = HistorianConfig(
-        backend="influxdb", url="http://127.0.0.1:1", org="o", bucket="b", token="${SCADA_TEST_TOKEN_X}"
+        backend="influxdb",
+        url="http://127.0.0.1:1",
+        org="o",
+        bucket="b",
+        token="${SCADA_TEST_TOKEN_X}",
     )
     h = open_historian(cfg, tmp_path)
     assert isinstance(h, SpoolingHistorian)

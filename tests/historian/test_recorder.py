@@ -38,12 +38,24 @@ async def test_deadband_quality_and_max_interval(tmp_path: Path) -> None:
     rec = Recorder(db, h, batch_size=1000, flush_s=60)
     await rec.start()
     steps = [
-        ("t.temp", 20.0, 0), ("t.temp", 20.3, 1), ("t.temp", 20.6, 2), ("t.temp", 20.9, 3),
-        ("t.flow", 5.0, 0), ("t.flow", 5.8, 1), ("t.flow", 7.1, 2),
-        ("t.slow", 1.0, 0), ("t.slow", 2.0, 30), ("t.slow", 3.0, 61), ("t.slow", 4.0, 70),
-        ("t.valve", False, 0), ("t.valve", True, 5), ("t.valve", False, 9),
-        ("t.mode", "auto", 0), ("t.mode", "manual", 4),
-        ("t.skip", 1.0, 0), ("t.skip", 9.0, 1),
+        ("t.temp", 20.0, 0),
+        ("t.temp", 20.3, 1),
+        ("t.temp", 20.6, 2),
+        ("t.temp", 20.9, 3),
+        ("t.flow", 5.0, 0),
+        ("t.flow", 5.8, 1),
+        ("t.flow", 7.1, 2),
+        ("t.slow", 1.0, 0),
+        ("t.slow", 2.0, 30),
+        ("t.slow", 3.0, 61),
+        ("t.slow", 4.0, 70),
+        ("t.valve", False, 0),
+        ("t.valve", True, 5),
+        ("t.valve", False, 9),
+        ("t.mode", "auto", 0),
+        ("t.mode", "manual", 4),
+        ("t.skip", 1.0, 0),
+        ("t.skip", 9.0, 1),
     ]
     for name, value, dt in steps:
         db.update(name, value, ts=T0 + dt)

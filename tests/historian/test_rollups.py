@@ -45,7 +45,12 @@ def assert_same(with_rollups: SqliteHistorian, raw: SqliteHistorian, tag: str) -
                 a = with_rollups.query_agg([tag], start, end, every, fn)[tag]
                 b = raw.query_agg([tag], start, end, every, fn)[tag]
                 assert [x for x, _ in a] == [x for x, _ in b]
-                assert all(close(x, y) for (_, x), (_, y) in zip(a, b, strict=True)), (fn, every, a, b)
+                assert all(close(x, y) for (_, x), (_, y) in zip(a, b, strict=True)), (
+                    fn,
+                    every,
+                    a,
+                    b,
+                )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -103,7 +108,13 @@ def test_rollups_survive_purge_and_reopen(tmp_path: Path) -> None:
     h.write([Sample("x", T0 + SPAN + 30, 100.0)])
     h.write([Sample("x", T0 + SPAN + 90, 50.0)])
     raw = SqliteHistorian(tmp_path / "raw.sqlite", rollups=False)
-    raw.write([Sample("x", T0 + SPAN - 60, float((3 * 1440 - 1) % 7)), Sample("x", T0 + SPAN + 30, 100.0), Sample("x", T0 + SPAN + 90, 50.0)])
+    raw.write(
+        [
+            Sample("x", T0 + SPAN - 60, float((3 * 1440 - 1) % 7)),
+            Sample("x", T0 + SPAN + 30, 100.0),
+            Sample("x", T0 + SPAN + 90, 50.0),
+        ]
+    )
     got = h.query_agg(["x"], T0 + SPAN, T0 + SPAN + 3600, 3600, "twa")["x"][0][1]
     want = raw.query_agg(["x"], T0 + SPAN, T0 + SPAN + 3600, 3600, "twa")["x"][0][1]
     assert got == pytest.approx(want)

@@ -76,17 +76,21 @@ def batch(first: int, n: int) -> list[Sample]:
 
 
 def received_values(endpoint: WriteEndpoint) -> list[float]:
-    return [float(line.split(" ")[1].split(",")[0].removeprefix("value=")) for line in endpoint.lines]
+    return [
+        float(line.split(" ")[1].split(",")[0].removeprefix("value=")) for line in endpoint.lines
+    ]
 
 
 def test_closed_port_is_backend_unavailable(closed_port: int) -> None:
     h = influx(closed_port)
-    with pytest.raises(BackendUnavailable, match="write to http://127.0.0.1"):
+    with pytest.raises(BackendUnavailable, match=r"write to http://127\.0\.0\.1"):
         h.write(batch(0, 3))
     h.close()
 
 
-def test_spool_on_closed_port_then_replay_in_order_after_restart(tmp_path: Path, closed_port: int) -> None:
+def test_spool_on_closed_port_then_replay_in_order_after_restart(
+    tmp_path: Path, closed_port: int
+) -> None:
     spool = SpoolingHistorian(influx(closed_port), tmp_path, max_points=5)
     for k in range(3):
         spool.write(batch(3 * k, 3))
@@ -112,7 +116,9 @@ def test_http_500_spools_and_retry_thread_replays(tmp_path: Path) -> None:
     endpoint = WriteEndpoint()
     endpoint.status = 500
     try:
-        spool = SpoolingHistorian(influx(endpoint.port), tmp_path, retry_initial_s=0.05, retry_max_s=0.05)
+        spool = SpoolingHistorian(
+            influx(endpoint.port), tmp_path, retry_initial_s=0.05, retry_max_s=0.05
+        )
         spool.write(batch(0, 4))
         spool.write(batch(4, 4))  # queued behind the first, not sent out of order
         assert spool.spool_points == 8 and not spool.backend_ok

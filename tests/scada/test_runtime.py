@@ -43,8 +43,14 @@ async def test_demo_site_polls_simulator_and_historises(tmp_path: Path) -> None:
     runtime = Runtime(site, tmp_path)
     await runtime.start()
     try:
-        watched = ["b1.hm.energy_kwh", "b1.101.valve.room_c", "b2.604.valve.open", "b1.power_total",
-                   "b1.hm.online", "historian.backend_ok"]
+        watched = [
+            "b1.hm.energy_kwh",
+            "b1.101.valve.room_c",
+            "b2.604.valve.open",
+            "b1.power_total",
+            "b1.hm.online",
+            "historian.backend_ok",
+        ]
         await _wait_good(runtime.db, watched)
         # The driver read the simulator over Modbus: the heat meter's energy matches the model's
         # register value within one simulation step of drift.
@@ -55,6 +61,13 @@ async def test_demo_site_polls_simulator_and_historises(tmp_path: Path) -> None:
         parts = [runtime.db.read(n).value for n in runtime.db.match("b1.*.em.power_kw")]
         assert runtime.db.read("b1.power_total").value == pytest.approx(sum(parts))
         assert runtime.db.read("historian.backend_ok").value is True
+        # Billing runs inside the runtime: the configured accounts are opened with their opening
+        # balance, and their balance tags (which the alarm engine watches) carry it.
+        accounts = {a["id"]: a for a in runtime.billing.accounts()}
+        assert set(accounts) == {a.id for a in site.accounts}
+        assert accounts["b1-101"]["balance"] == "200.00"
+        assert runtime.db.read("acct.b1-101.balance").value == pytest.approx(200.0)
+        assert runtime.alarms is not None and runtime.alarms.counts() is not None
     finally:
         await runtime.stop()
     history = SqliteHistorian(tmp_path / "history.sqlite")
@@ -68,8 +81,23 @@ async def test_demo_site_polls_simulator_and_historises(tmp_path: Path) -> None:
 def test_scada_run_stops_cleanly(tmp_path: Path) -> None:
     """``scada run`` starts the demo site and stops cleanly (the hidden --for-seconds stands for Ctrl-C)."""
     out = subprocess.run(
-        [sys.executable, "-m", "scada.cli", "run", str(DEMO), "--data-dir", str(tmp_path), "--for-seconds", "2"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "scada.cli",
+            "run",
+            str(DEMO),
+            "--data-dir",
+            str(tmp_path),
+            "--for-seconds",
+            "2",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
     assert "running with" in out.stdout and "stopped cleanly" in out.stdout
@@ -79,7 +107,11 @@ def test_scada_run_stops_cleanly(tmp_path: Path) -> None:
 def test_scada_run_rejects_a_bad_config(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("site: {id: x, name: X, timezone: UTC}\nchannels: 3\n")
-    out = subprocess.run([sys.executable, "-m", "scada.cli", "run", str(bad), "--data-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "scada.cli", "run", str(bad), "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert f"{bad}:2:11: channels:" in out.stderr

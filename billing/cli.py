@@ -1,0 +1,83 @@
+"""Helpers shared by the billing CLI commands (``allocate``, ``bill``, ``account``, ``report``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_common", "add_window", "open_billing", "print_json", "window"]
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Add the ``CONFIG`` argument and ``--data-dir``."""
+    from scada.cli import add_data_dir
+
+    parser.add_argument("config", metavar="CONFIG", help="site configuration file")
+    add_data_dir(parser)
+
+
+def add_window(parser: argparse.ArgumentParser) -> None:
+    """Add ``--from`` / ``--to`` (ISO date or date-time; local time unless an offset is given)."""
+    parser.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="T",
+        help="start, e.g. 2025-11-01 (local midnight) or 2025-11-01T08:00",
+    )
+    parser.add_argument("--to", dest="end", required=True, metavar="T", help="end (exclusive)")
+
+
+def window(args: argparse.Namespace, tz: str) -> tuple[float, float]:
+    """Return ``(start, end)`` epoch seconds of ``--from`` / ``--to``; ValueError if bad."""
+    from billing.periods import parse_time
+
+    start, end = parse_time(args.start, tz), parse_time(args.end, tz)
+    if end <= start:
+        raise ValueError(f"--to {args.end} is not after --from {args.start}")
+    return start, end
+
+
+@contextmanager
+def open_billing(args: argparse.Namespace, *, historian: bool = True) -> Iterator[Any]:
+    """Load the site and open the ledger (and historian) under ``--data-dir``; yield ``Billing``.
+
+    Configuration errors are printed (``file:line:col: path: message``) and exit with 1.
+    """
+    from billing.ledger import Ledger
+    from billing.service import Billing
+    from scada.config import ConfigError, load_site
+
+    try:
+        site = load_site(args.config)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        raise SystemExit(1) from None
+    data_dir = Path(args.data_dir)
+    ledger = Ledger.in_data_dir(data_dir)
+    hist = None
+    try:
+        if historian:
+            from historian.factory import open_historian
+
+            hist = open_historian(site.historian, data_dir)
+        yield Billing(site, ledger, hist, data_dir=data_dir)
+    finally:
+        if hist is not None:
+            hist.close()
+        ledger.close()
+
+
+def print_json(doc: Any) -> None:
+    """Print ``doc`` as indented JSON on stdout."""
+    json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")

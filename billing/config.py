@@ -1,0 +1,299 @@
+"""Pydantic models of the ``tariffs`` and ``accounts`` sections and of a building's ``electricity``.
+
+Money (prices, thresholds, amounts) is ``decimal.Decimal``: write it as a string (``"0.4883"``);
+a YAML float is taken by its shortest representation. Every model forbids unknown keys and is
+frozen. Cross references (unknown tariff, unknown meter tag, duplicate account) are checked by
+``scada.config.checks`` where the YAML line is known.
+
+This module imports nothing from ``scada.config`` (which imports it), only pydantic.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "AccountConfig",
+    "Band",
+    "ElectricityConfig",
+    "MeterConfig",
+    "Money",
+    "Season",
+    "TariffConfig",
+    "Tier",
+    "parse_hours",
+    "to_money",
+]
+
+ID_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+DAY_MIN = 24 * 60
+
+
+def to_money(value: Any) -> Any:
+    """Return ``value`` as Decimal (strings and ints exactly, floats by their shortest repr)."""
+    if isinstance(value, bool):
+        raise ValueError('expected an amount such as "0.30"')
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            d = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"not a decimal number: {value!r}") from None
+        if not d.is_finite():
+            raise ValueError(f"not a finite amount: {value!r}")
+        return d
+    return value
+
+
+Money = Annotated[Decimal, BeforeValidator(to_money)]
+Price = Annotated[Decimal, BeforeValidator(to_money), Field(ge=0)]
+
+_SPAN_RE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+
+
+def parse_hours(text: str) -> list[tuple[int, int]]:
+    """Return ``"HH:MM-HH:MM"`` as minute ranges ``[(start, end)]`` of one day (end exclusive).
+
+    ``24:00`` is the end of the day; a range whose end is before its start runs past midnight
+    and is returned as two ranges. Raises ``ValueError`` naming the text.
+    """
+    m = _SPAN_RE.match(text.strip())
+    if m is None:
+        raise ValueError(f"time range {text!r}: expected HH:MM-HH:MM")
+    h1, m1, h2, m2 = (int(x) for x in m.groups())
+    for h, mm in ((h1, m1), (h2, m2)):
+        if mm > 59 or h > 24 or (h == 24 and mm != 0):
+            raise ValueError(f"time range {text!r}: {h:02d}:{mm:02d} is not a time of day")
+    a, b = h1 * 60 + m1, h2 * 60 + m2
+    if a == DAY_MIN:
+        raise ValueError(f"time range {text!r}: cannot start at 24:00")
+    if a == b:
+        raise ValueError(f"time range {text!r} is empty")
+    if b > a:
+        return [(a, b)]
+    return [(a, DAY_MIN), (0, b)] if b > 0 else [(a, DAY_MIN)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Band(_Model):
+    """A time-of-use band: a name (sharp / peak / flat / valley ...), a price, local hours."""
+
+    name: Annotated[str, StringConstraints(min_length=1)]
+    price: Price
+    hours: list[str] = Field(min_length=1, description='local times, e.g. ["23:00-07:00"]')
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: list[str]) -> list[str]:
+        for text in v:
+            parse_hours(text)
+        return v
+
+    def minutes(self) -> list[tuple[int, int]]:
+        """Return the band's minute ranges of the day."""
+        return [r for text in self.hours for r in parse_hours(text)]
+
+
+def _check_bands(bands: list[Band]) -> None:
+    """Raise ``ValueError`` unless the bands cover each minute of the day exactly once."""
+    if not bands:
+        return
+    names = [b.name for b in bands]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"duplicate band name {sorted(dup)[0]!r}")
+    spans = sorted((a, b, band.name) for band in bands for a, b in band.minutes())
+    pos = 0
+    for a, b, name in spans:
+        if a < pos:
+            raise ValueError(f"band {name!r} overlaps another band at {a // 60:02d}:{a % 60:02d}")
+        if a > pos:
+            raise ValueError(
+                f"no band covers {pos // 60:02d}:{pos % 60:02d}-{a // 60:02d}:{a % 60:02d}"
+            )
+        pos = b
+    if pos < DAY_MIN:
+        raise ValueError(f"no band covers {pos // 60:02d}:{pos % 60:02d}-24:00")
+
+
+class Season(_Model):
+    """Seasonal bands: used in the listed months (1..12) instead of the tariff's own bands."""
+
+    name: str
+    months: list[Annotated[int, Field(ge=1, le=12)]] = Field(min_length=1)
+    bands: list[Band] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cover(self) -> Season:
+        _check_bands(self.bands)
+        return self
+
+
+class Tier(_Model):
+    """A monthly tier: energy of the calendar month up to ``up_to_kwh`` (the last tier: no limit).
+
+    In a tariff without bands or flat price, ``price`` is the energy price of the tier; in a
+    time-of-use (or flat) tariff, ``surcharge`` is added per kWh of the tier on top of it.
+    """
+
+    up_to_kwh: float | None = Field(None, gt=0)
+    price: Price | None = None
+    surcharge: Price | None = None
+
+
+class TariffConfig(_Model):
+    """An electricity tariff: flat ``price``, time-of-use ``bands`` (with ``seasons``) and/or ``tiers``.
+
+    Forms: ``price`` alone (flat); ``bands`` (TOU; ``seasons`` override them in their months);
+    ``tiers`` with ``price`` each (stepped on the calendar month's cumulative energy); ``bands``
+    or ``price`` plus ``tiers`` with ``surcharge`` each (a surcharge per tier on top).
+    ``loss_price`` prices the shared-loss energy (default: the account's average price).
+    """
+
+    id: Id
+    name: str = ""
+    description: str = ""
+    price: Price | None = None
+    bands: list[Band] = Field(default_factory=list)
+    seasons: list[Season] = Field(default_factory=list)
+    tiers: list[Tier] = Field(default_factory=list)
+    loss_price: Price | None = None
+
+    @model_validator(mode="after")
+    def _form(self) -> TariffConfig:
+        if self.price is not None and (self.bands or self.seasons):
+            raise ValueError("give either a flat `price` or `bands`, not both")
+        if self.seasons and not self.bands:
+            raise ValueError("`seasons` vary the `bands`: give default `bands` too")
+        if self.price is None and not self.bands and not self.tiers:
+            raise ValueError("a tariff needs `price`, `bands` or `tiers`")
+        _check_bands(self.bands)
+        months = [m for s in self.seasons for m in s.months]
+        dup = {m for m in months if months.count(m) > 1}
+        if dup:
+            raise ValueError(f"month {sorted(dup)[0]} is in more than one season")
+        base = self.price is not None or bool(self.bands)
+        last = None
+        for i, t in enumerate(self.tiers):
+            is_last = i == len(self.tiers) - 1
+            if t.up_to_kwh is None and not is_last:
+                raise ValueError(f"tiers[{i}]: only the last tier may leave out `up_to_kwh`")
+            if t.up_to_kwh is not None and is_last:
+                raise ValueError(f"tiers[{i}]: the last tier has no `up_to_kwh` (it has no limit)")
+            if t.up_to_kwh is not None:
+                if last is not None and t.up_to_kwh <= last:
+                    raise ValueError(f"tiers[{i}]: up_to_kwh must grow from tier to tier")
+                last = t.up_to_kwh
+            if base and t.price is not None:
+                raise ValueError(
+                    f"tiers[{i}]: with `bands` or a flat `price` a tier gives `surcharge`, not `price`"
+                )
+            if not base and t.price is None:
+                raise ValueError(f"tiers[{i}]: missing `price`")
+            if not base and t.surcharge is not None:
+                raise ValueError(f"tiers[{i}]: `surcharge` needs `bands` or a flat `price`")
+        return self
+
+    def bands_for_month(self, month: int) -> list[Band]:
+        """Return the bands in force in ``month`` (1..12): a season's, else the default ones."""
+        for s in self.seasons:
+            if month in s.months:
+                return list(s.bands)
+        return list(self.bands)
+
+
+class MeterConfig(_Model):
+    """A meter of an account: its energy tag and, if not the defaults, relay and power tags.
+
+    Defaults: ``<device>.relay`` and ``<device>.power_kw`` where ``<device>`` is the energy
+    tag without its last part (used only if those tags exist).
+    """
+
+    energy: str = Field(description="cumulative energy tag (kWh)")
+    tariff: str | None = Field(None, description="this meter's tariff (default: the account's)")
+    relay: str | None = None
+    power: str | None = None
+    overload_kw: float | None = Field(None, gt=0)
+
+    @property
+    def device(self) -> str:
+        """The energy tag without its last part (the meter's device id)."""
+        return self.energy.rsplit(".", 1)[0]
+
+
+def _meter(value: Any) -> Any:
+    return {"energy": value} if isinstance(value, str) else value
+
+
+class AccountConfig(_Model):
+    """A prepaid account: tenant, tariff, meters and the warning thresholds.
+
+    ``alarm1`` > ``alarm2`` are balances that raise alarm 1 and alarm 2; a balance at or below
+    zero is arrears, which trips the meters' relays unless ``keep_power``. ``area_m2`` is used
+    by shared-loss allocation (default: the household's area). ``building`` defaults to the
+    building of the meters' devices.
+    """
+
+    id: Id
+    tenant: str = ""
+    tariff: str
+    meters: list[Annotated[MeterConfig, BeforeValidator(_meter)]] = Field(min_length=1)
+    area_m2: float | None = Field(None, gt=0)
+    household: str | None = None
+    building: str | None = None
+    alarm1: Money = Decimal("0")
+    alarm2: Money = Decimal("0")
+    keep_power: bool = False
+    overload_kw: float | None = Field(
+        None, gt=0, description="default overload limit of each meter"
+    )
+    opening_balance: Money = Decimal("0")
+    phone: str | None = None
+    email: str | None = None
+
+    @model_validator(mode="after")
+    def _levels(self) -> AccountConfig:
+        if self.alarm2 > self.alarm1:
+            raise ValueError(f"alarm2 ({self.alarm2}) must not be above alarm1 ({self.alarm1})")
+        if self.alarm2 < 0:
+            raise ValueError("alarm2 must not be negative (zero and below is arrears)")
+        tags = [m.energy for m in self.meters]
+        dup = {t for t in tags if tags.count(t) > 1}
+        if dup:
+            raise ValueError(f"meter {sorted(dup)[0]!r} is listed twice")
+        return self
+
+    def overload_of(self, meter: MeterConfig) -> float | None:
+        """Return the overload limit of ``meter`` (its own, else the account's)."""
+        return meter.overload_kw if meter.overload_kw is not None else self.overload_kw
+
+
+class ElectricityConfig(_Model):
+    """A building's electricity: its master meter and how shared losses are allocated.
+
+    Shared energy = master meter minus the sum of the building's account meters, allocated
+    ``by: area`` (account ``area_m2``) or ``by: consumption``.
+    """
+
+    master_tag: str
+    allocate_by: Literal["area", "consumption"] = "area"
+    loss_price: Price | None = Field(None, description="default: the tariff's / account's price")

@@ -1,0 +1,293 @@
+"""Billing schedules inside ``scada run`` (APScheduler 3.x ``AsyncIOScheduler``).
+
+Jobs (site time zone):
+
+- ``readings`` every ``reading_interval_min`` (default 30): the good current value of every
+  account meter is stored as a billing reading at the slot time, then consumption is charged
+  (``billing.charging``) and the prepaid levels and relays are evaluated;
+- ``prepaid`` every minute: levels and relays (picks up top-ups made with the CLI);
+- ``monthly`` on the 1st at 00:10: heat allocation and bills of the month before are stored,
+  shared-loss charges posted, the monthly reports written to ``<data-dir>/reports``;
+- ``daily`` at 00:20: the day before's energy and financial reports.
+
+Each run is recorded in the ledger's ``runs`` table keyed by job and period and every charge
+has a unique key, so a restart or a missed run recomputes without double charging. Misfires
+coalesce into one run (``misfire_grace_time``), and ``start()`` catches up missed periods:
+readings from the historian (``value_at`` of each missed slot, up to ``catch_up_days``),
+months and days since the billing database was created. Loop-thread only; historian work
+runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zoneinfo
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from billing.bills import SHARED_LOSS_LINE
+from billing.charging import charge_consumption, month_label
+from billing.ledger import EntryKind, Ledger
+from billing.periods import month_start
+from billing.prepaid import RelayCommander
+from billing.service import Billing
+from tags.model import Quality
+
+if TYPE_CHECKING:
+    from historian.base import Historian
+    from scada.config import SiteConfig
+
+__all__ = ["BillingScheduler"]
+
+log = logging.getLogger(__name__)
+
+_INSTALLED = ("installed", "installed")
+
+
+class BillingScheduler:
+    """The billing jobs of one site (see the module docstring).
+
+    ``clock`` gives epoch seconds (tests pass a fixed clock and call the job methods
+    directly). ``catch_up_days`` bounds how far back missed readings are taken from history.
+    """
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        db: Any,
+        historian: Historian,
+        ledger: Ledger,
+        commander: RelayCommander | None,
+        data_dir: str | Path,
+        *,
+        reading_interval_min: float = 30.0,
+        catch_up_days: float = 7.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.site = site
+        self.db = db
+        self.historian = historian
+        self.ledger = ledger
+        self.data_dir = Path(data_dir)
+        self.interval_s = float(reading_interval_min) * 60.0
+        self.catch_up_s = float(catch_up_days) * 86400.0
+        self.clock = clock
+        self.billing = Billing(
+            site, ledger, historian, commander=commander, db=db, data_dir=data_dir
+        )
+        self.meters = sorted({m.energy for a in self.billing._accounts.values() for m in a.meters})
+        self._scheduler: Any = None
+        #: the start-up catch-up (tests await it)
+        self.catch_up_task: asyncio.Task[None] | None = None
+
+    @property
+    def tz(self) -> str:
+        return self.site.site.timezone
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open configured accounts not yet opened, start the jobs and the catch-up task."""
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self.ledger.mark_run(*_INSTALLED, ts=self.clock())
+        for acct in self.billing._accounts.values():
+            if not self.ledger.is_open(acct.id):
+                await self.billing.open_account(
+                    acct.id, user="system", note="opened at start-up", ts=self.clock()
+                )
+        tz = zoneinfo.ZoneInfo(self.tz)
+        s = AsyncIOScheduler(
+            timezone=tz,
+            job_defaults={"coalesce": True, "misfire_grace_time": 3600, "max_instances": 1},
+        )
+        s.add_job(
+            self.read_meters,
+            IntervalTrigger(seconds=self.interval_s, timezone=tz),
+            id="billing.readings",
+            name="meter readings",
+        )
+        s.add_job(
+            self.prepaid_check,
+            IntervalTrigger(seconds=60, timezone=tz),
+            id="billing.prepaid",
+            name="prepaid levels",
+        )
+        s.add_job(
+            self.monthly,
+            CronTrigger(day=1, hour=0, minute=10, timezone=tz),
+            id="billing.monthly",
+            name="monthly allocation and bills",
+        )
+        s.add_job(
+            self.daily,
+            CronTrigger(hour=0, minute=20, timezone=tz),
+            id="billing.daily",
+            name="daily reports",
+        )
+        s.start()
+        self._scheduler = s
+        self.catch_up_task = asyncio.create_task(self.catch_up(), name="billing-catch-up")
+        log.info(
+            "billing scheduler started: %d accounts, %d meters",
+            len(self.billing._accounts),
+            len(self.meters),
+        )
+
+    async def stop(self) -> None:
+        """Stop the jobs (a running job finishes on its own)."""
+        if self.catch_up_task is not None:
+            self.catch_up_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.catch_up_task
+            self.catch_up_task = None
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    def jobs(self) -> list[str]:
+        """Return the ids of the scheduled jobs (empty before ``start``)."""
+        return [] if self._scheduler is None else [j.id for j in self._scheduler.get_jobs()]
+
+    # ------------------------------------------------------------------ jobs
+
+    def slot(self, t: float | None = None) -> float:
+        """Return the reading slot at or before ``t`` (default now)."""
+        t = self.clock() if t is None else t
+        return float(int(t // self.interval_s) * self.interval_s)
+
+    async def read_meters(self, slot_ts: float | None = None) -> int:
+        """Store the current meter values as readings of the slot, charge, evaluate; return count."""
+        slot = self.slot() if slot_ts is None else slot_ts
+        rows = []
+        for tag in self.meters:
+            if tag not in self.db:
+                continue
+            tv = self.db.read(tag)
+            if tv.quality is Quality.GOOD and tv.value is not None:
+                rows.append((tag, slot, float(tv.value)))
+        n = self.ledger.add_readings(rows)
+        await asyncio.to_thread(charge_consumption, self.site, self.ledger, slot)
+        await self.billing.prepaid.evaluate_all()
+        return n
+
+    async def prepaid_check(self) -> None:
+        """Publish every account's level and drive the relays."""
+        await self.billing.prepaid.evaluate_all()
+
+    def _readings_from_history(self, until: float) -> int:
+        rows = []
+        for tag in self.meters:
+            last = self.ledger.last_reading_ts(tag)
+            first = until - self.catch_up_s if last is None else last + self.interval_s
+            first = max(first, until - self.catch_up_s)
+            t = self.slot(first) if first % self.interval_s else first
+            while t < until:
+                s = self.historian.value_at(tag, t, include_bad=False)
+                if s is not None and s.numeric is not None:
+                    rows.append((tag, t, float(s.numeric)))
+                t += self.interval_s
+        return self.ledger.add_readings(rows)
+
+    async def catch_up(self) -> None:
+        """Take missed readings from history, charge, run missed months and days."""
+        now = self.clock()
+        current = self.slot(now)
+        n = await asyncio.to_thread(self._readings_from_history, current)
+        if n:
+            log.info("billing catch-up: %d readings from history", n)
+        await self.read_meters(current)
+        installed = self._installed_ts()
+        m = month_start(max(installed, now - 400 * 86400), self.tz)
+        this_month = month_start(now, self.tz)
+        while m < this_month:
+            await self.monthly(month_label(m, self.tz))
+            m = month_start(m + 40 * 86400, self.tz)
+        z = zoneinfo.ZoneInfo(self.tz)
+        d = max(
+            datetime.fromtimestamp(installed, z).date(),
+            datetime.fromtimestamp(now, z).date() - timedelta(days=31),
+        )
+        today = datetime.fromtimestamp(now, z).date()
+        while d < today:
+            await self.daily(d.isoformat())
+            d += timedelta(days=1)
+
+    def _installed_ts(self) -> float:
+        ts = self.ledger.run_ts(*_INSTALLED)
+        return self.clock() if ts is None else ts
+
+    async def monthly(self, label: str | None = None) -> bool:
+        """Run the month ``label`` (default: the month before now) once; True if it ran now."""
+        if label is None:
+            label = month_label(month_start(self.clock(), self.tz) - 1, self.tz)
+        if self.ledger.run_done("monthly", label):
+            return False
+        await asyncio.to_thread(self._monthly, label)
+        await self.billing.prepaid.evaluate_all()
+        return True
+
+    def _monthly(self, label: str) -> None:
+        from billing.periods import parse_period
+        from billing.reports import write_xlsx
+
+        p = parse_period(label, self.tz)
+        alloc = self.billing.allocate_heat(p.start, p.end)
+        self.ledger.save_document("heat", label, alloc.to_json())
+        run = self.billing.bill(p.start, p.end)
+        self.ledger.save_document("bill", label, run.to_json())
+        posted = 0
+        for bill in run.accounts:
+            if bill.shared_kwh <= 0 or not self.ledger.is_open(bill.id):
+                continue
+            line = next(ln for ln in bill.lines if ln.name == SHARED_LOSS_LINE)
+            e = self.ledger.charge(
+                bill.id,
+                EntryKind.SHARED_LOSS,
+                line.amount,
+                key=f"shared_loss:{bill.id}:{label}",
+                period=label,
+                energy_kwh=round(line.kwh, 6),
+                ts=p.end,
+                data={"price": str(line.price)},
+            )
+            posted += e is not None
+        out = self.data_dir / "reports"
+        out.mkdir(parents=True, exist_ok=True)
+        for kind in ("heat", "bills", "energy", "financial"):
+            write_xlsx(self.billing.report(kind, label), out / f"{kind}-{label}.xlsx")
+        self.ledger.mark_run("monthly", label, f"{posted} shared-loss charges", ts=self.clock())
+        log.info(
+            "billing month %s done: %d buildings, %d accounts",
+            label,
+            len(alloc.buildings),
+            len(run.accounts),
+        )
+
+    async def daily(self, day: str | None = None) -> bool:
+        """Write the reports of ``day`` (default: yesterday) once; True if it ran now."""
+        if day is None:
+            z = zoneinfo.ZoneInfo(self.tz)
+            day = (datetime.fromtimestamp(self.clock(), z).date() - timedelta(days=1)).isoformat()
+        if self.ledger.run_done("daily", day):
+            return False
+        await asyncio.to_thread(self._daily, day)
+        return True
+
+    def _daily(self, day: str) -> None:
+        from billing.reports import write_csv, write_xlsx
+
+        out = self.data_dir / "reports"
+        out.mkdir(parents=True, exist_ok=True)
+        for kind in ("energy", "financial"):
+            r = self.billing.report(kind, day)
+            write_xlsx(r, out / f"{kind}-{day}.xlsx")
+            write_csv(r, out / f"{kind}-{day}.csv")
+        self.ledger.mark_run("daily", day, ts=self.clock())

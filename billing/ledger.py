@@ -1,0 +1,605 @@
+"""The prepaid ledger: an append-only SQLite journal of money per account, plus billing state.
+
+File ``<data-dir>/billing.sqlite`` (WAL). Tables: ``entries`` (append-only: triggers refuse
+UPDATE and DELETE), ``readings`` (billing meter readings), ``replacements`` (meter swaps),
+``runs`` (scheduled jobs done, keyed by job and period), ``relay_state`` (meters tripped by
+billing) and ``documents`` (stored allocations and bills as JSON).
+
+Money is ``Decimal`` stored as text with two decimals; a credit (top-up, opening) is positive, a
+charge or refund negative. A balance is the sum of the account's entries, never stored.
+Scheduled entries carry a unique ``key``: posting the same key twice stores it once, so a
+re-run of a period changes nothing. Thread-safe (one connection behind a lock).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from billing.periods import cents
+from historian.base import Replacement
+from tags.model import iso
+
+__all__ = ["FILE_NAME", "Entry", "EntryKind", "Ledger", "LedgerError"]
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "billing.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, amount TEXT NOT NULL,
+    energy_kwh REAL, meter TEXT, period TEXT, key TEXT UNIQUE,
+    reverses INTEGER UNIQUE REFERENCES entries(seq),
+    user TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '', data TEXT);
+CREATE INDEX IF NOT EXISTS entries_account ON entries(account, seq);
+CREATE INDEX IF NOT EXISTS entries_period ON entries(account, kind, period);
+CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+    BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+    BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE TABLE IF NOT EXISTS readings (meter TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (meter, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS replacements (meter TEXT NOT NULL, ts REAL NOT NULL,
+    old_final REAL NOT NULL, new_initial REAL NOT NULL, PRIMARY KEY (meter, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (job TEXT NOT NULL, period TEXT NOT NULL, ts REAL NOT NULL,
+    result TEXT, PRIMARY KEY (job, period)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS relay_state (meter TEXT PRIMARY KEY, tripped INTEGER NOT NULL,
+    ts REAL NOT NULL, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS documents (kind TEXT NOT NULL, period TEXT NOT NULL, ts REAL NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (kind, period)) WITHOUT ROWID;
+"""
+
+
+class LedgerError(ValueError):
+    """A ledger operation is not allowed (names the account and entry)."""
+
+
+class EntryKind(enum.StrEnum):
+    """Kinds of ledger entries."""
+
+    OPENING = "opening"
+    TOPUP = "topup"
+    REFUND = "refund"
+    REVERSAL = "reversal"
+    CONSUMPTION = "consumption"
+    SHARED_LOSS = "shared_loss"
+    REPLACEMENT = "replacement"
+
+
+#: Entries an operator may reverse; consumption follows the readings (fix those instead).
+REVERSIBLE = frozenset(
+    {EntryKind.OPENING, EntryKind.TOPUP, EntryKind.REFUND, EntryKind.SHARED_LOSS}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger entry; ``amount`` is signed (credit positive)."""
+
+    seq: int
+    account: str
+    ts: float
+    kind: EntryKind
+    amount: Decimal
+    energy_kwh: float | None = None
+    meter: str | None = None
+    period: str | None = None
+    key: str | None = None
+    reverses: int | None = None
+    user: str = ""
+    note: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form (money as a string, time as ISO-8601)."""
+        return {
+            "seq": self.seq,
+            "account": self.account,
+            "ts": iso(self.ts),
+            "kind": self.kind.value,
+            "amount": str(self.amount),
+            "energy_kwh": self.energy_kwh,
+            "meter": self.meter,
+            "period": self.period,
+            "reverses": self.reverses,
+            "user": self.user,
+            "note": self.note,
+            "data": self.data,
+        }
+
+
+_COLS = "seq, account, ts, kind, amount, energy_kwh, meter, period, key, reverses, user, note, data"
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    seq, account, ts, kind, amount, energy, meter, period, key, reverses, user, note, data = row
+    return Entry(
+        seq,
+        account,
+        ts,
+        EntryKind(kind),
+        Decimal(amount),
+        energy,
+        meter,
+        period,
+        key,
+        reverses,
+        user,
+        note,
+        json.loads(data) if data else {},
+    )
+
+
+def _positive(amount: Decimal | str | int, what: str) -> Decimal:
+    a = Decimal(str(amount)) if not isinstance(amount, Decimal) else amount
+    if not a.is_finite() or a <= 0:
+        raise LedgerError(f"{what} must be a positive amount, not {amount}")
+    if a != cents(a):
+        raise LedgerError(f"{what} {amount} has more than two decimals")
+    return a
+
+
+class Ledger:
+    """The billing database (see the module docstring). ``Ledger.open(path)`` to start."""
+
+    def __init__(self, con: sqlite3.Connection, path: str) -> None:
+        self._con = con
+        self._lock = threading.RLock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Ledger:
+        """Open (creating) the ledger file at ``path``."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(str(p), check_same_thread=False, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("PRAGMA busy_timeout=10000")
+        con.executescript(_SCHEMA)
+        return cls(con, str(p))
+
+    @classmethod
+    def in_data_dir(cls, data_dir: str | Path) -> Ledger:
+        """Open ``<data_dir>/billing.sqlite``."""
+        return cls.open(Path(data_dir) / FILE_NAME)
+
+    def close(self) -> None:
+        """Close the database file."""
+        with self._lock:
+            self._con.close()
+
+    # ------------------------------------------------------------------ entries
+
+    def _insert(
+        self,
+        account: str,
+        kind: EntryKind,
+        amount: Decimal,
+        *,
+        ts: float | None = None,
+        energy_kwh: float | None = None,
+        meter: str | None = None,
+        period: str | None = None,
+        key: str | None = None,
+        reverses: int | None = None,
+        user: str = "",
+        note: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> Entry | None:
+        """Append one entry (in the caller's transaction); None if ``key`` is already posted."""
+        cur = self._con.execute(
+            f"INSERT OR IGNORE INTO entries ({_COLS[5:]}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                account,
+                time.time() if ts is None else float(ts),
+                kind.value,
+                str(cents(amount)),
+                energy_kwh,
+                meter,
+                period,
+                key,
+                reverses,
+                user,
+                note,
+                json.dumps(data, sort_keys=True) if data else None,
+            ),
+        )
+        if cur.rowcount == 0:
+            return None
+        row = self._con.execute(
+            f"SELECT {_COLS} FROM entries WHERE seq = ?", (cur.lastrowid,)
+        ).fetchone()
+        return _entry(row)
+
+    def _tx(self) -> _Tx:
+        return _Tx(self)
+
+    def is_open(self, account: str) -> bool:
+        """Return True once the account has its opening entry."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT 1 FROM entries WHERE account = ? AND kind = 'opening' LIMIT 1", (account,)
+            ).fetchone()
+        return row is not None
+
+    def open_account(
+        self,
+        account: str,
+        amount: Decimal | str = Decimal("0"),
+        *,
+        user: str = "",
+        note: str = "",
+        ts: float | None = None,
+    ) -> Entry:
+        """Open ``account`` with an opening balance ``amount`` (>= 0); LedgerError if open already."""
+        a = Decimal(str(amount))
+        if a < 0 or a != cents(a):
+            raise LedgerError(f"account {account}: opening amount must be >= 0 with two decimals")
+        with self._tx():
+            if self.is_open(account):
+                raise LedgerError(f"account {account} is already open")
+            e = self._insert(
+                account, EntryKind.OPENING, a, ts=ts, user=user, note=note, key=f"open:{account}"
+            )
+        assert e is not None
+        return e
+
+    def _require_open(self, account: str) -> None:
+        if not self.is_open(account):
+            raise LedgerError(f"account {account} is not open (use `account open` first)")
+
+    def topup(
+        self,
+        account: str,
+        amount: Decimal | str,
+        *,
+        user: str = "",
+        note: str = "",
+        ts: float | None = None,
+    ) -> Entry:
+        """Credit ``amount`` (> 0, at most two decimals) to ``account``."""
+        a = _positive(amount, f"account {account}: top-up")
+        with self._tx():
+            self._require_open(account)
+            e = self._insert(account, EntryKind.TOPUP, a, ts=ts, user=user, note=note)
+        assert e is not None
+        return e
+
+    def refund(
+        self,
+        account: str,
+        amount: Decimal | str,
+        *,
+        user: str = "",
+        note: str = "",
+        ts: float | None = None,
+    ) -> Entry:
+        """Pay ``amount`` back to the tenant; LedgerError if it exceeds the balance."""
+        a = _positive(amount, f"account {account}: refund")
+        with self._tx():
+            self._require_open(account)
+            bal = self.balance(account)
+            if a > bal:
+                raise LedgerError(f"account {account}: refund {a} exceeds the balance {bal}")
+            e = self._insert(account, EntryKind.REFUND, -a, ts=ts, user=user, note=note)
+        assert e is not None
+        return e
+
+    def reverse(
+        self, account: str, seq: int, *, user: str = "", note: str = "", ts: float | None = None
+    ) -> Entry:
+        """Cancel entry ``seq`` of ``account`` with an opposite entry (once per entry)."""
+        with self._tx():
+            row = self._con.execute(f"SELECT {_COLS} FROM entries WHERE seq = ?", (seq,)).fetchone()
+            if row is None or row[1] != account:
+                raise LedgerError(f"account {account} has no entry {seq}")
+            orig = _entry(row)
+            if orig.kind not in REVERSIBLE:
+                hint = (
+                    " (consumption follows the readings: correct them or record a meter replacement)"
+                    if orig.kind is EntryKind.CONSUMPTION
+                    else ""
+                )
+                raise LedgerError(
+                    f"account {account}: a {orig.kind.value} entry cannot be reversed{hint}"
+                )
+            done = self._con.execute(
+                "SELECT seq FROM entries WHERE reverses = ?", (seq,)
+            ).fetchone()
+            if done is not None:
+                raise LedgerError(
+                    f"account {account}: entry {seq} was already reversed by entry {done[0]}"
+                )
+            e = self._insert(
+                account,
+                EntryKind.REVERSAL,
+                -orig.amount,
+                ts=ts,
+                reverses=seq,
+                period=orig.period,
+                user=user,
+                note=note or f"reversal of {orig.kind.value} {seq}",
+            )
+        assert e is not None
+        return e
+
+    def charge(
+        self,
+        account: str,
+        kind: EntryKind,
+        amount: Decimal,
+        *,
+        key: str,
+        period: str | None = None,
+        energy_kwh: float | None = None,
+        meter: str | None = None,
+        data: dict[str, Any] | None = None,
+        ts: float | None = None,
+        note: str = "",
+    ) -> Entry | None:
+        """Post a charge of ``amount`` (>= 0 costs money; stored negative) once per ``key``.
+
+        Returns None when ``key`` was posted before (a re-run).
+        """
+        with self._tx():
+            return self._insert(
+                account,
+                kind,
+                -amount,
+                ts=ts,
+                key=key,
+                period=period,
+                energy_kwh=energy_kwh,
+                meter=meter,
+                data=data,
+                note=note,
+                user="system",
+            )
+
+    def replace_meter(
+        self,
+        account: str,
+        meter: str,
+        ts: float,
+        old_final: float,
+        new_initial: float,
+        *,
+        user: str = "",
+        note: str = "",
+    ) -> Entry:
+        """Record a meter swap: old meter's final reading, new one's first; balance carried over."""
+        with self._tx():
+            self._require_open(account)
+            self._con.execute(
+                "INSERT INTO replacements VALUES (?, ?, ?, ?)",
+                (meter, float(ts), float(old_final), float(new_initial)),
+            )
+            bal = self.balance(account)
+            e = self._insert(
+                account,
+                EntryKind.REPLACEMENT,
+                Decimal(0),
+                ts=ts,
+                meter=meter,
+                user=user,
+                note=note or f"meter {meter} replaced; balance {bal} carried over",
+                data={"old_final": old_final, "new_initial": new_initial, "balance": str(bal)},
+            )
+        assert e is not None
+        return e
+
+    def entries(
+        self,
+        account: str | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        kinds: Iterable[EntryKind | str] | None = None,
+    ) -> list[Entry]:
+        """Return entries (oldest first), filtered by account, ``[since, until)`` and kinds."""
+        where: list[str] = []
+        args: list[Any] = []
+        if account is not None:
+            where.append("account = ?")
+            args.append(account)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(float(since))
+        if until is not None:
+            where.append("ts < ?")
+            args.append(float(until))
+        if kinds is not None:
+            ks = [EntryKind(k).value for k in kinds]
+            where.append(f"kind IN ({','.join('?' * len(ks))})")
+            args.extend(ks)
+        sql = f"SELECT {_COLS} FROM entries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._lock:
+            rows = self._con.execute(sql + " ORDER BY seq", args).fetchall()
+        return [_entry(r) for r in rows]
+
+    def entry(self, seq: int) -> Entry | None:
+        """Return entry ``seq`` or None."""
+        with self._lock:
+            row = self._con.execute(f"SELECT {_COLS} FROM entries WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else _entry(row)
+
+    def balance(self, account: str) -> Decimal:
+        """Return the balance of ``account``: the sum of its entries."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT amount FROM entries WHERE account = ?", (account,)
+            ).fetchall()
+        return sum((Decimal(r[0]) for r in rows), Decimal("0.00"))
+
+    def balances(self) -> dict[str, Decimal]:
+        """Return the balance of every account that has entries."""
+        out: dict[str, Decimal] = {}
+        with self._lock:
+            for account, amount in self._con.execute("SELECT account, amount FROM entries"):
+                out[account] = out.get(account, Decimal("0.00")) + Decimal(amount)
+        return out
+
+    def charged(self, account: str, kind: EntryKind, period: str) -> Decimal:
+        """Return the net amount charged (positive) to ``account`` for ``kind`` in ``period``."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT amount FROM entries WHERE account = ? AND kind = ? AND period = ?",
+                (account, kind.value, period),
+            ).fetchall()
+        return -sum((Decimal(r[0]) for r in rows), Decimal("0.00"))
+
+    # ------------------------------------------------------------------ readings
+
+    def add_readings(self, rows: Iterable[tuple[str, float, float]]) -> int:
+        """Store billing readings ``(meter, ts, value)``; an existing (meter, ts) is kept."""
+        with self._tx():
+            cur = self._con.executemany(
+                "INSERT OR IGNORE INTO readings VALUES (?, ?, ?)",
+                [(m, float(t), float(v)) for m, t, v in rows],
+            )
+        return cur.rowcount
+
+    def readings_around(
+        self, meter: str, start: float, end: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return readings: the last at or before ``start``, those inside, the first at or after ``end``."""
+        with self._lock:
+            con = self._con
+            before = con.execute(
+                "SELECT ts, value FROM readings WHERE meter = ? AND ts <= ? ORDER BY ts DESC LIMIT 1",
+                (meter, start),
+            ).fetchall()
+            inside = con.execute(
+                "SELECT ts, value FROM readings WHERE meter = ? AND ts > ? AND ts < ? ORDER BY ts",
+                (meter, start, end),
+            ).fetchall()
+            after = con.execute(
+                "SELECT ts, value FROM readings WHERE meter = ? AND ts >= ? ORDER BY ts LIMIT 1",
+                (meter, end),
+            ).fetchall()
+        data = np.array(before + inside + after, dtype=np.float64).reshape(-1, 2)
+        return data[:, 0], data[:, 1]
+
+    def last_reading_ts(self, meter: str) -> float | None:
+        """Return the time of the newest billing reading of ``meter``."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT max(ts) FROM readings WHERE meter = ?", (meter,)
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def replacements(self, meter: str) -> list[Replacement]:
+        """Return the recorded replacements of ``meter`` (oldest first)."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT ts, old_final, new_initial FROM replacements WHERE meter = ? ORDER BY ts",
+                (meter,),
+            ).fetchall()
+        return [Replacement(meter, *r) for r in rows]
+
+    # ------------------------------------------------------------------ runs, relays, documents
+
+    def run_done(self, job: str, period: str) -> bool:
+        """Return True if ``job`` already ran for ``period``."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT 1 FROM runs WHERE job = ? AND period = ?", (job, period)
+            ).fetchone()
+        return row is not None
+
+    def mark_run(self, job: str, period: str, result: str = "", *, ts: float | None = None) -> bool:
+        """Record that ``job`` ran for ``period``; False if it was recorded already."""
+        with self._tx():
+            cur = self._con.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?)",
+                (job, period, time.time() if ts is None else float(ts), result),
+            )
+        return cur.rowcount == 1
+
+    def run_ts(self, job: str, period: str) -> float | None:
+        """Return when ``job`` ran for ``period`` (None if it did not)."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT ts FROM runs WHERE job = ? AND period = ?", (job, period)
+            ).fetchone()
+        return None if row is None else float(row[0])
+
+    def runs(self, job: str) -> list[str]:
+        """Return the periods ``job`` ran for, sorted."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT period FROM runs WHERE job = ? ORDER BY period", (job,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def relay_tripped(self, meter: str) -> bool:
+        """Return True if billing tripped ``meter``'s relay and has not closed it since."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT tripped FROM relay_state WHERE meter = ?", (meter,)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def set_relay_state(self, meter: str, tripped: bool, reason: str = "") -> None:
+        """Remember whether billing has ``meter``'s relay tripped."""
+        with self._tx():
+            self._con.execute(
+                "INSERT OR REPLACE INTO relay_state VALUES (?, ?, ?, ?)",
+                (meter, int(tripped), time.time(), reason),
+            )
+
+    def save_document(self, kind: str, period: str, body: dict[str, Any]) -> bool:
+        """Store a computed document (allocation, bill run) once per kind and period."""
+        with self._tx():
+            cur = self._con.execute(
+                "INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?)",
+                (kind, period, time.time(), json.dumps(body, sort_keys=True)),
+            )
+        return cur.rowcount == 1
+
+    def document(self, kind: str, period: str) -> dict[str, Any] | None:
+        """Return a stored document or None."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT body FROM documents WHERE kind = ? AND period = ?", (kind, period)
+            ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+
+class _Tx:
+    """``with ledger._tx():`` one IMMEDIATE transaction under the lock (re-entrant)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.outer = False
+
+    def __enter__(self) -> None:
+        self.ledger._lock.acquire()
+        con = self.ledger._con
+        self.outer = not con.in_transaction
+        if self.outer:
+            con.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        con = self.ledger._con
+        try:
+            if self.outer:
+                con.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self.ledger._lock.release()

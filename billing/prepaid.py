@@ -1,0 +1,175 @@
+"""Prepaid control: warning levels from the balance, trip on arrears, close after a top-up.
+
+Levels (``billing.tags.Level``): arrears when the balance is at or below zero, else alarm 2 at
+or below ``alarm2``, else alarm 1 at or below ``alarm1``, else ok. ``PrepaidController``
+publishes ``acct.<id>.balance`` / ``.level`` into the TagDatabase (the alarm engine raises and
+notifies from there) and drives the meter relays through a ``RelayCommander``: on arrears each
+relay is tripped unless the account has ``keep_power``; once the balance is above zero (or
+keep-power is set) the relays billing tripped are closed again. Relays an operator tripped are
+never closed by billing. A failed command leaves the state unchanged, so the next evaluation
+retries it. Loop-thread only (it awaits the commander and updates the TagDatabase).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from billing.accounts import ResolvedAccount, resolve_accounts
+from billing.tags import Level, balance_tag, level_tag
+
+if TYPE_CHECKING:
+    from billing.ledger import Ledger
+    from scada.config import SiteConfig
+
+__all__ = [
+    "AccountStatus",
+    "PrepaidController",
+    "RelayCommander",
+    "RelayResult",
+    "WriterRelayCommander",
+    "level_of",
+]
+
+log = logging.getLogger(__name__)
+
+
+class RelayResult(Protocol):
+    """What a relay command returns: ``ok`` once the relay confirmed the state."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class RelayCommander(Protocol):
+    """Trips / closes a meter relay; the runtime wires it to the command service (issue 6).
+
+    ``meter`` is the relay tag (``<meter device>.relay``); ``closed`` True closes the supply.
+    ``reason`` goes to the audit record.
+    """
+
+    async def set_relay(self, meter: str, closed: bool, reason: str) -> RelayResult: ...
+
+
+class WriterRelayCommander:
+    """A ``RelayCommander`` over anything with ``async write(tag, value)`` and a read-back result.
+
+    ``drivers.manager.DriverManager`` is such a writer (tests and stand-alone tools); in
+    ``scada run`` the command service is used instead so every trip is role-checked and audited.
+    """
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    async def set_relay(self, meter: str, closed: bool, reason: str) -> RelayResult:
+        """Write the relay tag and return the driver's read-back result."""
+        log.info("relay %s -> %s: %s", meter, "closed" if closed else "tripped", reason)
+        result: RelayResult = await self.writer.write(meter, bool(closed))
+        return result
+
+
+def level_of(balance: Decimal, alarm1: Decimal, alarm2: Decimal) -> Level:
+    """Return the warning level of ``balance`` for the thresholds ``alarm1 >= alarm2 >= 0``."""
+    if balance <= 0:
+        return Level.ARREARS
+    if balance <= alarm2:
+        return Level.ALARM2
+    if balance <= alarm1:
+        return Level.ALARM1
+    return Level.OK
+
+
+@dataclass(slots=True)
+class AccountStatus:
+    """Result of one evaluation: balance, level and the relay commands sent."""
+
+    account: str
+    balance: Decimal
+    level: Level
+    actions: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+class PrepaidController:
+    """Evaluates prepaid accounts (see the module docstring); ``db`` and ``commander`` optional."""
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        ledger: Ledger,
+        commander: RelayCommander | None = None,
+        db: Any = None,
+    ) -> None:
+        self.ledger = ledger
+        self.commander = commander
+        self.db = db
+        self.accounts: dict[str, ResolvedAccount] = {a.id: a for a in resolve_accounts(site)}
+
+    def level(self, account_id: str) -> tuple[Decimal, Level]:
+        """Return (balance, level) of an account from the ledger."""
+        a = self.accounts[account_id].config
+        bal = self.ledger.balance(account_id)
+        return bal, level_of(bal, a.alarm1, a.alarm2)
+
+    def publish(self, account_id: str, balance: Decimal, level: Level) -> None:
+        """Write the account's balance and level tags (when the database has them)."""
+        if self.db is None:
+            return
+        for name, value in (
+            (balance_tag(account_id), float(balance)),
+            (level_tag(account_id), int(level)),
+        ):
+            if name in self.db:
+                self.db.update(name, value)
+
+    async def evaluate(self, account_id: str) -> AccountStatus | None:
+        """Publish the account's level and trip / close its relays; None if it is not open."""
+        acct = self.accounts[account_id]
+        if not self.ledger.is_open(account_id):
+            return None
+        bal, lvl = self.level(account_id)
+        self.publish(account_id, bal, lvl)
+        status = AccountStatus(account_id, bal, lvl)
+        if self.commander is None:
+            return status
+        trip = lvl is Level.ARREARS and not acct.config.keep_power
+        for m in acct.meters:
+            if m.relay is None:
+                continue
+            tripped = self.ledger.relay_tripped(m.relay)
+            if trip and not tripped:
+                reason = f"account {account_id} in arrears (balance {bal})"
+                closed = False
+            elif not trip and tripped:
+                why = "keep-power" if lvl is Level.ARREARS else f"balance {bal}"
+                reason = f"account {account_id} restored ({why})"
+                closed = True
+            else:
+                continue
+            try:
+                result = await self.commander.set_relay(m.relay, closed, reason)
+                ok, message = bool(result.ok), str(getattr(result, "message", ""))
+            except Exception as exc:  # the command service refused: retry next time
+                ok, message = False, str(exc)
+            if ok:
+                self.ledger.set_relay_state(m.relay, not closed, reason)
+                status.actions.append(f"{m.relay} {'closed' if closed else 'tripped'}")
+                log.info("%s: %s", m.relay, reason)
+            else:
+                status.failures.append(f"{m.relay}: {message}")
+                log.warning("%s: relay command failed (%s): %s", m.relay, reason, message)
+        return status
+
+    async def evaluate_all(self) -> list[AccountStatus]:
+        """Evaluate every open account."""
+        out = []
+        for account_id in self.accounts:
+            s = await self.evaluate(account_id)
+            if s is not None:
+                out.append(s)
+        return out

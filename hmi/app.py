@@ -1,0 +1,173 @@
+"""The HMI's Bokeh applications: ``apps(runtime)`` maps ``/hmi/<page>`` to one Application each.
+
+The server (issue 6) passes them to its ``bokeh.server.server.Server`` with its auth provider,
+so no page opens without a login. Each session resolves its user again from the request's
+session cookie or bearer token (``auth.user_for``) and builds its document in a
+``make_document(doc)`` closure over the runtime: no module globals, no ``curdoc()``.
+
+Services are looked up when a session starts, so the server may create them after calling
+``apps``: ``auth`` (the server's ``Auth``; default ``runtime.auth``), ``commands`` (the
+``CommandService``; default ``runtime.commands``), alarms (``runtime.alarms``), billing
+(``runtime.billing``) and the config API (``runtime.config_api``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bokeh.application import Application
+from bokeh.application.handlers.function import FunctionHandler
+from bokeh.document import Document
+
+from hmi.layout import PAGES, html_div
+from hmi.services import CommandClient, ServerAuth, ServiceCommands
+from hmi.session import HmiAuth, HmiSession, HmiUser
+from hmi.theme import PAGE_TEMPLATE
+
+__all__ = ["PAGE_PATHS", "HmiServices", "apps"]
+
+log = logging.getLogger(__name__)
+
+#: URL path of every page.
+PAGE_PATHS: dict[str, str] = {name: f"/hmi/{name}" for name in PAGES}
+
+
+class HmiServices:
+    """Where the pages find the other parts; resolved per session (see the module docstring)."""
+
+    def __init__(self, runtime: Any, *, auth: Any = None, commands: Any = None) -> None:
+        self.runtime = runtime
+        self._auth = auth
+        self._commands = commands
+
+    def auth(self) -> HmiAuth | None:
+        """Return the authentication adapter, or None when the server set none up."""
+        raw = self._auth if self._auth is not None else getattr(self.runtime, "auth", None)
+        if raw is None:
+            return None
+        if hasattr(raw, "user_of") and hasattr(raw, "may"):
+            return raw  # already an HmiAuth
+        return ServerAuth(raw)
+
+    def commands(self) -> CommandClient | None:
+        """Return the command client, or None when no command service runs."""
+        raw = self._commands if self._commands is not None else getattr(self.runtime, "commands", None)
+        if raw is None:
+            return None
+        if isinstance(raw, ServiceCommands) or not hasattr(raw, "select_batch"):
+            return raw
+        return ServiceCommands(raw)
+
+
+def _page_builder(name: str) -> Callable[[HmiSession, Document, HmiServices], None]:
+    if name == "overview":
+        from hmi.overview import make_overview
+
+        return lambda s, d, _svc: make_overview(s, d)
+    if name == "building":
+        from hmi.building import make_building
+
+        return lambda s, d, svc: make_building(s, d, svc.commands())
+    if name == "alarms":
+        from hmi.alarm_list import make_alarms
+
+        return lambda s, d, _svc: make_alarms(s, d)
+    if name == "trends":
+        from hmi.trends import make_trends
+
+        return lambda s, d, _svc: make_trends(s, d)
+    if name == "meters":
+        from hmi.meters import make_meters
+
+        return lambda s, d, svc: make_meters(s, d, svc.commands())
+    if name == "config":
+        from hmi.config_page import make_config
+
+        return lambda s, d, _svc: make_config(s, d)
+    if name == "tenant":
+        from hmi.tenant import make_tenant
+
+        return lambda s, d, _svc: make_tenant(s, d)
+    raise KeyError(f"unknown HMI page {name!r}")
+
+
+def _login_required(doc: Document) -> None:
+    doc.template = PAGE_TEMPLATE
+    doc.title = "Login required"
+    doc.add_root(
+        html_div(
+            '<p class="denied" data-denied="login">Not logged in. <a href="/login">Log in</a></p>',
+            name="login-required",
+        )
+    )
+
+
+class _HmiHandler(FunctionHandler):
+    """A FunctionHandler that records the logged-in user in the session token.
+
+    ``process_request`` runs on the HTTP request that creates the session, where the
+    session cookie or bearer token is still present (the server keeps them out of the
+    Bokeh session token); the resolved user goes into the token payload, which the
+    server signs (``sign_sessions=True``), so a browser cannot forge it.
+    """
+
+    def __init__(self, func: Callable[[Document], None], services: HmiServices) -> None:
+        super().__init__(func)
+        self._services = services
+
+    def process_request(self, request: Any) -> dict[str, Any]:
+        auth = self._services.auth()
+        if auth is None:
+            return {}
+        cookies = {k: v.value for k, v in request.cookies.items()}
+        user = auth.user_of(cookies, dict(request.headers))
+        if user is None:
+            return {}
+        return {"hmi_user": {"name": user.name, "role": user.role, "links": list(user.households)}}
+
+
+def _session_user(doc: Document, auth: HmiAuth | None) -> HmiUser | None:
+    """Return the user of a session: from the signed token payload, else from its cookies."""
+    ctx = doc.session_context
+    if ctx is None or auth is None:
+        return None
+    payload = getattr(ctx, "token_payload", None) or {}
+    info = payload.get("hmi_user") if isinstance(payload, dict) else None
+    if isinstance(info, dict) and info.get("name"):
+        fresh = getattr(auth, "user_named", None)
+        user = fresh(str(info["name"])) if fresh is not None else None
+        if user is not None:
+            return user  # the current role, should it have changed since login
+        links = tuple(str(x) for x in info.get("links") or ())
+        return HmiUser(str(info["name"]), str(info.get("role", "")), None, links, links)
+    request = ctx.request
+    if request is None:
+        return None
+    return auth.user_of(dict(request.cookies), dict(request.headers))
+
+
+def apps(runtime: Any, *, auth: Any = None, commands: Any = None) -> dict[str, Application]:
+    """Return ``{"/hmi/<page>": Application}`` for every HMI page, over ``runtime``.
+
+    ``auth`` is the server's ``Auth`` (or any ``HmiAuth``), ``commands`` its
+    ``CommandService`` (or any ``CommandClient``); both default to the runtime's attributes
+    of the same name, looked up when a session starts. Serve them with signed sessions.
+    """
+    services = HmiServices(runtime, auth=auth, commands=commands)
+    out: dict[str, Application] = {}
+    for name, path in PAGE_PATHS.items():
+        build = _page_builder(name)
+
+        def make_document(doc: Document, name: str = name, build: Any = build) -> None:
+            hmi_auth = services.auth()
+            user = _session_user(doc, hmi_auth)
+            if user is None:
+                _login_required(doc)
+                return
+            session = HmiSession(doc, runtime, user, hmi_auth, page=name)
+            build(session, doc, services)
+
+        out[path] = Application(_HmiHandler(make_document, services))
+    return out

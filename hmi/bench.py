@@ -1,0 +1,240 @@
+"""HMI benchmark: first render of a 1,000-unit building in Chromium, server CPU at 1 Hz updates.
+
+``scada bench hmi`` generates a building of ``--floors`` x ``--units`` households (valve,
+room temperature, setpoint per unit), serves the HMI on a loopback port, opens the building
+page in headless Chromium (Debian's ``/usr/bin/chromium`` through Playwright) and measures:
+
+* time to first complete render: from navigation until the mimic's data source holds every
+  unit and the document is idle (median of ``--renders`` page loads);
+* server CPU while every unit's room temperature (and a tenth of the valves) changes once a
+  second for ``--seconds``: process CPU time / wall time, with ``--sessions`` pages open.
+
+Goals (issue 7): render <= 2 s, CPU under half a core. Tag values are written straight into
+the TagDatabase (no simulator, no Modbus) so the figure is the HMI's own cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_arguments", "estate_yaml", "run"]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+PASSWORD = "bench password 1"
+
+
+def estate_yaml(floors: int = 25, units: int = 40, building: str = "big") -> str:
+    """Return a site config with one generated building of ``floors`` x ``units`` households."""
+    return f"""
+site: {{id: bench, name: Benchmark Estate, timezone: UTC}}
+templates:
+  valve:
+    role: valve
+    poll_s: 30
+    points:
+      open:       {{address: 0, kind: coil, type: bool, writable: true}}
+      room_c:     {{address: 0, kind: input, type: int16, scale: 0.1, unit: degC, deadband: 0.05}}
+      fault:      {{address: 1, kind: input, type: bit, bit: 0}}
+      setpoint_c: {{address: 1, kind: holding, type: int16, scale: 0.1, unit: degC, writable: true, min: 5, max: 30}}
+  heat-meter:
+    role: heat_meter
+    points:
+      energy_kwh: {{address: 0, kind: holding, type: float32, unit: kWh}}
+      power_kw:   {{address: 2, kind: holding, type: float32, unit: kW}}
+      flow_m3h:   {{address: 4, kind: holding, type: float32, unit: m3/h}}
+      supply_c:   {{address: 6, kind: holding, type: float32, unit: degC}}
+      return_c:   {{address: 8, kind: holding, type: float32, unit: degC}}
+channels:
+  - {{id: {building}-hm, protocol: modbus-tcp, host: 127.0.0.1, port: 15999}}
+devices:
+  - {{id: {building}.hm, template: heat-meter, channel: {building}-hm, unit: 1, building: {building}}}
+buildings:
+  - id: {building}
+    name: Tower {building}
+    heat: {{energy_tag: {building}.hm.energy_kwh, power_tag: {building}.hm.power_kw,
+           flow_tag: {building}.hm.flow_m3h, supply_tag: {building}.hm.supply_c,
+           return_tag: {building}.hm.return_c}}
+    generate:
+      floors: {floors}
+      units_per_floor: {units}
+      household_id: "{{building}}.{{floor}}-{{unit:02d}}"
+      area_m2: 70
+      valve_tag: "{{household}}.valve.open"
+      room_tag: "{{household}}.valve.room_c"
+      setpoint_tag: "{{household}}.valve.setpoint_c"
+      devices:
+        - {{id: "{{household}}.valve", template: valve}}
+      channels:
+        create: {{id: "{{building}}-bus-{{n}}", protocol: modbus-tcp, host: 127.0.0.1, port: 16000}}
+        units_per_channel: 200
+"""
+
+
+class Estate:
+    """A generated estate's runtime (not started: values are written directly) and tag ids."""
+
+    def __init__(self, floors: int, units: int, data_dir: Path) -> None:
+        from scada.config import load_site_text
+        from scada.runtime import Runtime
+
+        self.site = load_site_text(estate_yaml(floors, units), name="bench-estate.yaml")
+        self.runtime = Runtime(self.site, data_dir, simulate=False)
+        db = self.runtime.db
+        households = self.site.building("big").households
+        self.n = len(households)
+        self.room_ids = db.ids_of([h.room_tag for h in households])
+        self.sp_ids = db.ids_of([h.setpoint_tag for h in households])
+        self.valve_ids = db.ids_of([h.valve_tag for h in households])
+        self.fault_ids = db.ids_of([f"{h.id}.valve.fault" for h in households])
+        self.online_ids = db.ids_of([f"{h.id}.valve.online" for h in households])
+        self.rng = np.random.default_rng(7)
+        self.room = 20.0 + self.rng.normal(0, 1.5, self.n)
+        self.seed()
+
+    def seed(self) -> None:
+        """Give every unit a first good value."""
+        db = self.runtime.db
+        db.update_many(self.sp_ids, np.full(self.n, 20.0))
+        db.update_many(self.valve_ids, (self.rng.random(self.n) < 0.5).astype(float))
+        db.update_many(self.fault_ids, np.zeros(self.n))
+        db.update_many(self.online_ids, np.ones(self.n))
+        db.update_many(self.room_ids, np.round(self.room, 1))
+        for name, v in (("power_kw", 320.0), ("flow_m3h", 9.5), ("supply_c", 68.0),
+                        ("return_c", 44.0), ("energy_kwh", 123456.0)):
+            db.update(f"big.hm.{name}", v)
+
+    def step(self) -> int:
+        """Move every room temperature by >= 0.1 °C and toggle a tenth of the valves."""
+        db = self.runtime.db
+        self.room += self.rng.choice([-0.1, 0.1], self.n) + self.rng.normal(0, 0.02, self.n)
+        changed = db.update_many(self.room_ids, np.round(self.room, 1))
+        flip = self.rng.random(self.n) < 0.1
+        valves = db.values_of(self.valve_ids)
+        valves[flip] = 1.0 - valves[flip]
+        changed += db.update_many(self.valve_ids, valves)
+        return changed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--floors", type=int, default=25, help="floors of the building (default 25)")
+    parser.add_argument("--units", type=int, default=40, help="units per floor (default 40)")
+    parser.add_argument("--renders", type=int, default=5, help="page loads to time (default 5)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="CPU measurement time (default 20)")
+    parser.add_argument("--sessions", type=int, default=1, help="open building pages during the CPU run")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not Path(CHROMIUM).exists():
+        print(f"{CHROMIUM} not found: install Debian's chromium to run this benchmark")
+        return 2
+    figures = asyncio.run(_bench(args))
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(f"HMI building of {figures['units']} units (headless Chromium, loopback)")
+        print(f"  first complete render: median {figures['render_s_median']:.2f} s, "
+              f"max {figures['render_s_max']:.2f} s over {figures['renders']} loads (goal <= 2 s)")
+        print(f"  server CPU at 1 Hz updates of every unit, {figures['sessions']} session(s): "
+              f"{figures['cpu_cores']:.2f} core (goal < 0.5)")
+        print(f"  tag changes/s {figures['changes_per_s']:.0f}; "
+              f"update-to-screen latency p50 {figures['latency_ms_p50']:.0f} ms, "
+              f"max {figures['latency_ms_max']:.0f} ms")
+    return 0
+
+
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    from hmi.serve import serve_hmi
+    from scada.server.auth import SESSION_COOKIE, Auth
+    from scada.server.users import UserStore
+
+    with tempfile.TemporaryDirectory(prefix="hmi-bench-") as tmp:
+        estate = Estate(args.floors, args.units, Path(tmp))
+        users = UserStore.in_data_dir(tmp)
+        users.add_user("bench", "viewer", PASSWORD)
+        token = users.create_token("bench", kind="session", ttl_s=3600)
+        auth = Auth(users)
+        server, port = serve_hmi(estate.runtime, auth=auth)
+        url = f"http://127.0.0.1:{port}/hmi/building?building=big"
+        renders: list[float] = []
+        latencies: list[float] = []
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                context = await browser.new_context(viewport={"width": 1920, "height": 1080})
+                await context.add_cookies([{"name": SESSION_COOKIE, "value": token, "url": url}])
+                ready = (
+                    "(n) => { if (!(window.Bokeh && Bokeh.documents.length)) return false;"
+                    " const d = Bokeh.documents[0]; const m = d.get_model_by_name('mimic-units');"
+                    " return d.is_idle && m && m.data.household.length === n; }"
+                )
+                for _ in range(args.renders):
+                    page = await context.new_page()
+                    t0 = time.perf_counter()
+                    await page.goto(url)
+                    await page.wait_for_function(ready, arg=estate.n, timeout=60000)
+                    renders.append(time.perf_counter() - t0)
+                    await page.close()
+                pages = []
+                for _ in range(max(1, args.sessions)):
+                    page = await context.new_page()
+                    await page.goto(url)
+                    await page.wait_for_function(ready, arg=estate.n, timeout=60000)
+                    pages.append(page)
+                probe = pages[0]
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                changes = 0
+                ticks = 0
+                while time.perf_counter() - wall0 < args.seconds:
+                    tick = time.perf_counter()
+                    changes += estate.step()
+                    target = f"{estate.room[0]:.1f}"
+                    try:
+                        await probe.wait_for_function(
+                            "(t) => Bokeh.documents[0].get_model_by_name('mimic-units').data.room[0] === t",
+                            arg=target, timeout=5000,
+                        )
+                        latencies.append((time.perf_counter() - tick) * 1000.0)
+                    except Exception:
+                        latencies.append(float("nan"))
+                    ticks += 1
+                    await asyncio.sleep(max(0.0, ticks - (time.perf_counter() - wall0)))
+                wall = time.perf_counter() - wall0
+                cpu = time.process_time() - cpu0
+                await browser.close()
+        finally:
+            server.stop()
+            users.close()
+    good = [x for x in latencies if x == x]
+    return {
+        "units": estate.n,
+        "renders": len(renders),
+        "render_s_median": statistics.median(renders),
+        "render_s_max": max(renders),
+        "sessions": max(1, args.sessions),
+        "seconds": wall,
+        "cpu_cores": cpu / wall,
+        "changes_per_s": changes / wall,
+        "latency_ms_p50": statistics.median(good) if good else float("nan"),
+        "latency_ms_max": max(good) if good else float("nan"),
+        "pid": os.getpid(),
+    }

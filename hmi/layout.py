@@ -1,0 +1,102 @@
+"""The frame of every page: navigation, user, the alarm banner, then the page body.
+
+The frame fills the window (``sizing_mode="stretch_both"``); pages give their body a
+stretching layout so nothing scrolls on a wall display, only long lists scroll inside
+themselves. Which pages a user sees follows the role: a ``tenant`` sees only the tenant
+page; the configuration page needs the ``config`` permission.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from bokeh.document import Document
+from bokeh.layouts import column, row
+from bokeh.models import Div, InlineStyleSheet
+
+from hmi.banner import AlarmBanner
+from hmi.session import HmiSession
+from hmi.theme import PAGE_CSS, PAGE_TEMPLATE
+
+__all__ = ["PAGES", "denied_body", "header_row", "html_div", "page_allowed", "page_frame"]
+
+#: URL name -> navigation label, in menu order.
+PAGES: dict[str, str] = {
+    "overview": "Overview",
+    "building": "Building",
+    "alarms": "Alarms",
+    "trends": "Trends",
+    "meters": "Meters",
+    "config": "Configuration",
+    "tenant": "My account",
+}
+
+
+def page_allowed(session: HmiSession, page: str) -> bool:
+    """Return True when the session's user may open ``page``."""
+    user = session.user
+    if user is None:
+        return False
+    if user.role == "tenant":
+        return page == "tenant"
+    if page == "tenant":
+        return False
+    if page == "config":
+        return session.may("config.read")
+    return session.may("tags.read")
+
+
+def html_div(text: str = "", *, name: str | None = None, css: str = "", **kwargs: Any) -> Div:
+    """Return a Div with the HMI stylesheet (plus ``css``) applied."""
+    return Div(
+        text=text, name=name, stylesheets=[InlineStyleSheet(css=PAGE_CSS + css)], **kwargs
+    )
+
+
+def _nav(session: HmiSession, current: str) -> str:
+    links = []
+    for page, label in PAGES.items():
+        if not page_allowed(session, page):
+            continue
+        cls = ' class="current"' if page == current else ""
+        links.append(f'<a href="{page}"{cls}>{label}</a>')
+    who = html.escape(f"{session.user_name} ({session.user.role})") if session.user else ""
+    site = getattr(session.runtime, "site", None)
+    title = html.escape(getattr(getattr(site, "site", None), "name", "") or "SCADA")
+    return (
+        f'<nav class="hmi-nav"><b>{title}</b>{"".join(links)}'
+        f'<span class="who" data-user="{html.escape(session.user_name)}">{who}</span></nav>'
+    )
+
+
+def denied_body(message: str) -> Div:
+    """Return the body shown instead of a page the user may not open."""
+    return html_div(f'<p class="denied" data-denied="1">{html.escape(message)}</p>', name="denied")
+
+
+def page_frame(session: HmiSession, doc: Document, current: str, body: Any, title: str) -> Any:
+    """Add the framed page (nav, banner, ``body``) as the document's root and set its title."""
+    nav = html_div(_nav(session, current), name="nav", sizing_mode="stretch_width")
+    parts: list[Any] = [nav]
+    if session.user is not None and session.user.role != "tenant":
+        banner = AlarmBanner(session)
+        parts.append(banner.layout)
+    header = column(*parts, sizing_mode="stretch_width", styles={"padding": "4px 8px 0 8px"})
+    root = column(
+        header,
+        body,
+        sizing_mode="stretch_both",
+        styles={"padding": "0 8px 8px 8px", "box-sizing": "border-box"},
+        name="page",
+    )
+    doc.template = PAGE_TEMPLATE
+    doc.title = title
+    doc.add_root(root)
+    return root
+
+
+def header_row(*items: Any) -> Any:
+    """Return a toolbar row that stretches to the page width."""
+    return row(*items, sizing_mode="stretch_width")
+

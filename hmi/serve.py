@@ -1,0 +1,63 @@
+"""A Bokeh server with only the HMI pages, for the HMI benchmark and tests.
+
+``scada run`` serves the HMI from the full server (issue 6: REST, websocket, login page);
+this module starts just the Bokeh part with the same auth provider (``BokehAuth``), so a
+benchmark can measure the HMI alone. Loop-thread only: call from a running asyncio loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from bokeh.server.server import Server
+from tornado.ioloop import IOLoop
+
+from hmi.app import apps
+
+__all__ = ["serve_hmi"]
+
+log = logging.getLogger(__name__)
+
+
+def serve_hmi(
+    runtime: Any,
+    *,
+    auth: Any,
+    commands: Any = None,
+    address: str = "127.0.0.1",
+    port: int = 0,
+    extra_patterns: list[Any] | None = None,
+) -> tuple[Server, int]:
+    """Start a Bokeh server with every HMI page on the current loop; return it and its port.
+
+    ``auth`` is the server's ``Auth`` (login required on every page); ``port=0`` picks a
+    free port. Stop it with ``server.stop()``.
+    """
+    from scada.server.auth import SESSION_COOKIE, BokehAuth
+
+    server = Server(
+        apps(runtime, auth=auth, commands=commands),
+        io_loop=IOLoop.current(),
+        address=address,
+        port=port,
+        allow_websocket_origin=[f"{address}:{port}" if port else "*"],
+        auth_provider=BokehAuth(auth),
+        extra_patterns=extra_patterns or [],
+        keep_alive_milliseconds=0,
+        secret_key=secrets.token_bytes(32),
+        sign_sessions=True,  # the user goes into the session token (see hmi.app)
+        exclude_cookies=[SESSION_COOKIE],
+        exclude_headers=["Authorization"],
+        check_unused_sessions_milliseconds=2000,
+        unused_session_lifetime_milliseconds=5000,
+    )
+    server.start()
+    actual = port
+    if not actual:
+        for sock in server._http._sockets.values():  # the port the OS picked
+            actual = sock.getsockname()[1]
+            break
+    log.info("HMI served on http://%s:%d/hmi/overview", address, actual)
+    return server, actual

@@ -1,0 +1,152 @@
+"""Users, tokens, roles and the audit log over REST (admins manage users; audit readers read)."""
+
+from __future__ import annotations
+
+from scada.server.auth import ASSIGNABLE_ROLES, PERMISSIONS, SCOPED_ACTIONS, Role
+from scada.server.handlers.base import ApiError, ApiHandler
+from scada.server.schemas import TokenBody, UserCreateBody, UserUpdateBody
+from scada.server.users import UserError
+
+__all__ = ["AuditApi", "RolesApi", "UserApi", "UserTokensApi", "UsersApi"]
+
+
+class UsersApi(ApiHandler):
+    """``GET /api/users`` and ``POST /api/users``."""
+
+    def get(self) -> None:
+        self.reply({"users": [u.to_json() for u in self.ctx.users.list()]})
+
+    async def post(self) -> None:
+        body = self.body(UserCreateBody)
+        try:
+            # scrypt is slow by design: hash in a worker thread
+            user = await self.ctx.run_blocking(self._add, body)
+        except UserError as exc:
+            status = 409 if "already exists" in str(exc) else 422
+            raise ApiError(status, str(exc)) from None
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+        self.ctx.audit.record(
+            "user.add", user=self.user, source=self.source, target=user.name, after=user.to_json()
+        )
+        self.reply(user.to_json(), 201)
+
+    def _add(self, body: UserCreateBody):  # type: ignore[no-untyped-def]
+        from scada.server.users import UserStore
+
+        store = UserStore(self.ctx.users.path)  # own connection for the worker thread
+        try:
+            return store.add_user(body.name, body.role, body.password, body.links)
+        finally:
+            store.close()
+
+
+class UserApi(ApiHandler):
+    """``GET``, ``PATCH`` and ``DELETE /api/users/{name}``."""
+
+    def _get(self, name: str):  # type: ignore[no-untyped-def]
+        user = self.ctx.users.get(name)
+        if user is None:
+            raise ApiError(404, f"no user {name!r}")
+        return user
+
+    def get(self, name: str) -> None:
+        user = self._get(name)
+        self.reply({**user.to_json(), "tokens": self.ctx.users.tokens(name)})
+
+    async def patch(self, name: str) -> None:
+        body = self.body(UserUpdateBody)
+        before = self._get(name)
+
+        def update():  # type: ignore[no-untyped-def]
+            from scada.server.users import UserStore
+
+            store = UserStore(self.ctx.users.path)
+            try:
+                return store.update(name, role=body.role, links=body.links, password=body.password)
+            finally:
+                store.close()
+
+        try:
+            user = await self.ctx.run_blocking(update)
+        except (UserError, ValueError) as exc:
+            raise ApiError(422, str(exc)) from None
+        self.ctx.audit.record(
+            "user.update",
+            user=self.user,
+            source=self.source,
+            target=name,
+            before=before.to_json(),
+            after={**user.to_json(), "password_changed": body.password is not None},
+        )
+        self.reply(user.to_json())
+
+    def delete(self, name: str) -> None:
+        before = self._get(name)
+        try:
+            self.ctx.users.remove(name)
+        except UserError as exc:
+            raise ApiError(409, str(exc)) from None
+        self.ctx.audit.record(
+            "user.remove", user=self.user, source=self.source, target=name, before=before.to_json()
+        )
+        self.reply({"removed": name})
+
+
+class UserTokensApi(ApiHandler):
+    """``POST /api/users/{name}/tokens`` (new bearer token) and ``DELETE`` (revoke all)."""
+
+    def post(self, name: str) -> None:
+        body = self.body(TokenBody)
+        if self.ctx.users.get(name) is None:
+            raise ApiError(404, f"no user {name!r}")
+        token = self.ctx.users.create_token(name, kind="api", ttl_s=body.ttl_s, label=body.label)
+        self.ctx.audit.record(
+            "token.create",
+            user=self.user,
+            source=self.source,
+            target=name,
+            after={"label": body.label, "ttl_s": body.ttl_s},
+        )
+        self.reply({"token": token, "user": name}, 201)
+
+    def delete(self, name: str) -> None:
+        if self.ctx.users.get(name) is None:
+            raise ApiError(404, f"no user {name!r}")
+        n = self.ctx.users.revoke_tokens(name)
+        self.ctx.audit.record(
+            "token.revoke", user=self.user, source=self.source, target=name, after={"revoked": n}
+        )
+        self.reply({"revoked": n})
+
+
+class RolesApi(ApiHandler):
+    """``GET /api/roles``: the permission table."""
+
+    def get(self) -> None:
+        self.reply(
+            {
+                "roles": {
+                    r.value: sorted(a.value for a in PERMISSIONS[r]) for r in ASSIGNABLE_ROLES
+                },
+                "scoped_for_tenant": sorted(a.value for a in SCOPED_ACTIONS),
+                "tenant": Role.TENANT.value,
+            }
+        )
+
+
+class AuditApi(ApiHandler):
+    """``GET /api/audit``: audit entries, newest first."""
+
+    async def get(self) -> None:
+        kw = {
+            "since": self.arg_time("since"),
+            "until": self.arg_time("until"),
+            "user": self.arg("user"),
+            "action": self.arg("action"),
+            "target": self.arg("target"),
+            "result": self.arg("result"),
+            "limit": self.arg_int("limit", 1000, lo=1, hi=10000),
+        }
+        rows = await self.ctx.run_blocking(lambda: self.ctx.audit.query(**kw))
+        self.reply({"entries": rows})

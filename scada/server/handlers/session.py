@@ -1,0 +1,233 @@
+"""Login, logout, first-run setup and the current user (REST and two small HTML pages).
+
+``GET /login`` is the page Bokeh's auth redirects to (``?next=/hmi/...``): a form that
+posts JSON to ``/api/login`` and then goes to ``next`` (same-site paths only).
+``GET /setup`` takes the one-time setup token printed by ``scada run`` while no admin
+exists, and creates the first admin through ``POST /api/setup``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+from scada.server.auth import SESSION_COOKIE, XSRF_COOKIE, LoginRefused, Role, xsrf_for
+from scada.server.handlers.base import ApiError, ApiHandler
+from scada.server.schemas import LoginBody, SetupBody
+from scada.server.users import UserError
+
+__all__ = [
+    "LoginApi",
+    "LoginPage",
+    "LogoutApi",
+    "LogoutPage",
+    "MeApi",
+    "RootPage",
+    "SetupApi",
+    "SetupPage",
+]
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+ body {{ font-family: system-ui, sans-serif; background: #e6e6e6; color: #222; margin: 0; }}
+ form {{ max-width: 22rem; margin: 12vh auto; background: #f4f4f4; padding: 1.5rem;
+        border: 1px solid #bbb; border-radius: 4px; }}
+ label {{ display: block; margin-top: .8rem; font-size: .9rem; }}
+ input {{ width: 100%; box-sizing: border-box; padding: .5rem; font-size: 1rem; }}
+ button {{ margin-top: 1.2rem; width: 100%; padding: .6rem; font-size: 1rem; }}
+ #msg {{ color: #a00; min-height: 1.2rem; margin-top: .8rem; }}
+</style></head>
+<body><form id="f" method="post" autocomplete="on">
+<h1 style="font-size:1.2rem">{title}</h1>
+{fields}
+<button type="submit">{button}</button><div id="msg" role="alert"></div>
+</form>
+<script>
+const NEXT = {next_json};
+document.getElementById("f").addEventListener("submit", async (ev) => {{
+  ev.preventDefault();
+  const data = Object.fromEntries(new FormData(ev.target).entries());
+  const r = await fetch("{action}", {{method: "POST", headers: {{"Content-Type": "application/json"}},
+                                      body: JSON.stringify(data), credentials: "same-origin"}});
+  if (r.ok) {{ window.location.assign({after}); return; }}
+  let text = r.statusText;
+  try {{ text = (await r.json()).error; }} catch (e) {{}}
+  document.getElementById("msg").textContent = text;
+}});
+</script></body></html>
+"""
+
+_FIELD = '<label for="{n}">{label}</label><input id="{n}" name="{n}" type="{t}" required{extra}>'
+
+
+def _safe_next(target: str | None) -> str:
+    """Return ``target`` if it is a same-site absolute path, else ``/``."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+class LoginPage(ApiHandler):
+    """``GET /login``: the login form."""
+
+    def get(self) -> None:
+        target = _safe_next(self.get_query_argument("next", None))
+        fields = _FIELD.format(
+            n="username", label="User", t="text", extra=' autocomplete="username"'
+        ) + _FIELD.format(
+            n="password", label="Password", t="password", extra=' autocomplete="current-password"'
+        )
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(
+            _PAGE.format(
+                title="Sign in",
+                fields=fields,
+                button="Sign in",
+                action="/api/login",
+                next_json=json.dumps(target),
+                after="NEXT",
+            )
+        )
+
+
+class SetupPage(ApiHandler):
+    """``GET /setup``: create the first admin with the one-time setup token."""
+
+    def get(self) -> None:
+        if self.ctx.users.has_admin():
+            raise ApiError(404, "setup is done: an admin exists")
+        fields = (
+            _FIELD.format(n="token", label="Setup token (printed by scada run)", t="text", extra="")
+            + _FIELD.format(n="username", label="Admin user", t="text", extra="")
+            + _FIELD.format(
+                n="password",
+                label="Password (8+ characters)",
+                t="password",
+                extra=' autocomplete="new-password" minlength="8"',
+            )
+        )
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            _PAGE.format(
+                title=html.escape("First-run setup"),
+                fields=fields,
+                button="Create admin",
+                action="/api/setup",
+                next_json='"/login"',
+                after="NEXT",
+            )
+        )
+
+
+class LoginApi(ApiHandler):
+    """``POST /api/login``: check the password, open a session, set the cookies."""
+
+    async def post(self) -> None:
+        body = self.body(LoginBody)
+        try:
+            user, token = await self.ctx.auth.login(body.username, body.password, self.source)
+        except LoginRefused as exc:
+            self.ctx.audit.record(
+                "login", user=body.username, source=self.source, result="denied", detail=str(exc)
+            )
+            headers = {}
+            if exc.retry_after_s:
+                headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
+            raise ApiError(exc.status, str(exc), headers=headers) from None
+        self.ctx.audit.record("login", user=user, source=self.source)
+        secure = self.ctx.tls
+        self.set_cookie(
+            SESSION_COOKIE,
+            token,
+            httponly=True,
+            samesite="Lax",
+            secure=secure,
+            path="/",
+            expires_days=None,
+        )
+        xsrf = xsrf_for(token)
+        self.set_cookie(XSRF_COOKIE, xsrf, samesite="Lax", secure=secure, path="/")
+        self.reply(
+            {
+                "token": token,
+                "xsrf": xsrf,
+                "user": user.to_json(),
+                "expires_in_s": self.ctx.auth.session_ttl_s,
+            }
+        )
+
+
+class LogoutApi(ApiHandler):
+    """``POST /api/logout``: end the session (or revoke the bearer token used)."""
+
+    def post(self) -> None:
+        token = self._token()
+        if token:
+            self.ctx.auth.logout(token)
+        self.ctx.audit.record("logout", user=self.user, source=self.source)
+        self.clear_cookie(SESSION_COOKIE, path="/")
+        self.clear_cookie(XSRF_COOKIE, path="/")
+        self.reply({"ok": True})
+
+    def _token(self) -> str | None:
+        auth = self.request.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return self.get_cookie(SESSION_COOKIE)
+
+
+class LogoutPage(ApiHandler):
+    """``GET /logout`` (Bokeh's logout link): end the session, back to the login page."""
+
+    def get(self) -> None:
+        token = self.get_cookie(SESSION_COOKIE)
+        if token:
+            self.ctx.auth.logout(token)
+            self.ctx.audit.record("logout", user=self.user, source=self.source)
+        self.clear_cookie(SESSION_COOKIE, path="/")
+        self.clear_cookie(XSRF_COOKIE, path="/")
+        self.redirect("/login")
+
+
+class SetupApi(ApiHandler):
+    """``POST /api/setup``: create the first admin (one-time setup token)."""
+
+    def post(self) -> None:
+        body = self.body(SetupBody)
+        if not self.ctx.auth.use_setup_token(body.token):
+            self.ctx.audit.record("setup", user=body.username, source=self.source, result="denied")
+            raise ApiError(403, "wrong or used setup token (or an admin exists already)")
+        try:
+            user = self.ctx.users.add_user(body.username, Role.ADMIN, body.password)
+        except UserError as exc:
+            self.ctx.auth.setup_token = body.token  # not used up: the input was wrong
+            raise ApiError(422, str(exc)) from None
+        self.ctx.audit.record("setup", user=user, source=self.source, after=user.to_json())
+        self.reply({"user": user.to_json()}, 201)
+
+
+class MeApi(ApiHandler):
+    """``GET /api/me``: the current user and what the role may do."""
+
+    def get(self) -> None:
+        from scada.server.auth import PERMISSIONS
+
+        assert self.user is not None
+        self.reply(
+            {
+                "user": self.user.to_json(),
+                "actions": sorted(a.value for a in PERMISSIONS[self.user.role]),
+                "via": self.auth_via,
+            }
+        )
+
+
+class RootPage(ApiHandler):
+    """``GET /``: to the HMI when it is installed, else to the API document."""
+
+    def get(self) -> None:
+        self.redirect(self.ctx.home)

@@ -1,0 +1,192 @@
+"""Tags (list with filters, one tag with metadata and value) and history queries.
+
+Tenants see only the tags of their linked households (filtered item by item with
+``may``). History queries run in the server's worker threads (the historian is sync).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from scada.server.auth import Action
+from scada.server.handlers.base import ApiError, ApiHandler
+from tags.model import Quality, TagDef, iso
+
+__all__ = ["HistoryAggApi", "HistoryRawApi", "TagApi", "TagsApi", "tag_json"]
+
+MAX_TAGS_PER_QUERY = 100
+MAX_BUCKETS = 100000
+MAX_SAMPLES = 200000
+
+
+def tag_json(d: TagDef, value: Any = None) -> dict[str, Any]:
+    """Return a tag's metadata (and current value) as the API shows it."""
+    out: dict[str, Any] = {
+        "name": d.name,
+        "type": d.type.value,
+        "unit": d.unit,
+        "description": d.description,
+        "source": d.source.value,
+        "writable": d.writable,
+        "min": d.min,
+        "max": d.max,
+        "device": d.device,
+        "building": d.building,
+        "household": d.household,
+        "poll_s": d.poll_s,
+        "historize": d.historize,
+    }
+    if value is not None:
+        out.update(value.to_json())
+    return out
+
+
+class _TagBase(ApiHandler):
+    def visible(self, d: TagDef, action: Action = Action.TAGS_READ) -> bool:
+        return self.may(action, (d.name, d.household or ""))
+
+    def tag_def(self, name: str, action: Action = Action.TAGS_READ) -> TagDef:
+        db = self.ctx.runtime.db
+        if name not in db:
+            raise ApiError(404, f"unknown tag {name!r}")
+        d = db.definition(name)
+        if not self.visible(d, action):
+            raise ApiError(404, f"unknown tag {name!r}")  # tenants do not learn others' names
+        return d
+
+
+class TagsApi(_TagBase):
+    """``GET /api/tags``: tags with metadata and current values, filtered."""
+
+    def get(self) -> None:
+        db = self.ctx.runtime.db
+        pattern = self.arg("pattern", "*") or "*"
+        building, device = self.arg("building"), self.arg("device")
+        household = self.arg("household")
+        quality_text = self.arg("quality")
+        quality = None
+        if quality_text is not None:
+            try:
+                quality = Quality.parse(quality_text)
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+        values = self.arg_bool("values", True)
+        limit = self.arg_int("limit", 10000, lo=1, hi=1000000)
+        out = []
+        for name in db.match(pattern):
+            d = db.definition(name)
+            if building is not None and d.building != building:
+                continue
+            if device is not None and d.device != device:
+                continue
+            if household is not None and d.household != household:
+                continue
+            if not self.visible(d):
+                continue
+            v = db.read(name)
+            if quality is not None and v.quality is not quality:
+                continue
+            out.append(tag_json(d, v if values else None))
+            if len(out) >= limit:
+                break
+        self.reply({"seq": db.seq, "count": len(out), "tags": out})
+
+
+class TagApi(_TagBase):
+    """``GET /api/tags/{name}``: one tag's metadata and current value."""
+
+    def get(self, name: str) -> None:
+        d = self.tag_def(name)
+        self.reply(tag_json(d, self.ctx.runtime.db.read(name)))
+
+
+def _sample_json(s: Any) -> dict[str, Any]:
+    v = s.value
+    if isinstance(v, float) and v != v:
+        v = None
+    return {"ts": iso(s.ts), "value": v, "quality": s.quality.label, "reason": s.reason.label}
+
+
+class _HistoryBase(_TagBase):
+    def historian(self) -> Any:
+        h = self.ctx.historian
+        if h is None:
+            raise ApiError(503, "the historian is not running")
+        return h
+
+    def window(self) -> tuple[float, float]:
+        now = time.time()
+        end = self.arg_time("end", now)
+        start = self.arg_time("start", None)
+        assert end is not None
+        if start is None:
+            start = end - 3600.0
+        if end < start:
+            raise ApiError(400, f"end ({iso(end)}) is before start ({iso(start)})")
+        return start, end
+
+
+class HistoryRawApi(_HistoryBase):
+    """``GET /api/history/raw?tag=&start=&end=``: stored samples in ``[start, end)``."""
+
+    async def get(self) -> None:
+        tag = self.arg("tag")
+        if not tag:
+            raise ApiError(400, "tag: required")
+        self.tag_def(tag, Action.HISTORY_READ)
+        start, end = self.window()
+        include_bad = self.arg_bool("include_bad", True)
+        limit = self.arg_int("limit", MAX_SAMPLES, lo=1, hi=MAX_SAMPLES)
+        h = self.historian()
+        samples = await self.ctx.run_blocking(
+            lambda: h.query_raw(tag, start, end, include_bad=include_bad)
+        )
+        self.reply(
+            {
+                "tag": tag,
+                "start": iso(start),
+                "end": iso(end),
+                "truncated": len(samples) > limit,
+                "samples": [_sample_json(s) for s in samples[:limit]],
+            }
+        )
+
+
+class HistoryAggApi(_HistoryBase):
+    """``GET /api/history/agg?tags=a,b&start=&end=&every=&fn=``: aggregated buckets."""
+
+    async def get(self) -> None:
+        from historian.base import AggFn
+
+        text = self.arg("tags")
+        if not text:
+            raise ApiError(400, "tags: required (comma-separated names)")
+        tags = [t for t in dict.fromkeys(x.strip() for x in text.split(",")) if t]
+        if not tags or len(tags) > MAX_TAGS_PER_QUERY:
+            raise ApiError(400, f"tags: give 1 to {MAX_TAGS_PER_QUERY} tag names")
+        for t in tags:
+            self.tag_def(t, Action.HISTORY_READ)
+        start, end = self.window()
+        every = self.arg_float("every", 3600.0, lo=1.0, hi=366 * 86400.0)
+        assert every is not None
+        if (end - start) / every > MAX_BUCKETS:
+            raise ApiError(400, f"too many buckets: at most {MAX_BUCKETS} (widen 'every')")
+        try:
+            fn = AggFn.parse(self.arg("fn", "twa") or "twa")
+        except ValueError as exc:
+            raise ApiError(400, f"fn: {exc}") from None
+        include_bad = self.arg_bool("include_bad", False)
+        h = self.historian()
+        series = await self.ctx.run_blocking(
+            lambda: h.query_agg(tags, start, end, every, fn, include_bad=include_bad)
+        )
+        self.reply(
+            {
+                "start": iso(start),
+                "end": iso(end),
+                "every_s": every,
+                "fn": fn.value,
+                "series": {t: [[iso(ts), v] for ts, v in series.get(t, [])] for t in tags},
+            }
+        )

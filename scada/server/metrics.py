@@ -1,0 +1,155 @@
+"""Prometheus metrics at ``/metrics`` (prometheus-client exposition format).
+
+Every figure is read from the running parts at scrape time (a custom collector on a
+registry of its own, so several servers in one process do not collide):
+
+* per channel: requests sent, request errors, devices online / total, the mean and max
+  of the devices' last request latency (the poll cycle time of one request);
+* tag changes published (a counter: ``rate()`` gives tag updates/s) and the tag count;
+* websocket clients and messages sent;
+* alarms by state (active, unacked, shelved, suppressed, out of service);
+* historian samples queued in the recorder, spool points, backend health;
+* command results by state.
+
+Threading: the collector runs on the loop thread (``/metrics`` handler).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from scada.server.context import ServerContext
+
+__all__ = ["CONTENT_TYPE", "ScadaCollector", "make_registry", "render"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ScadaCollector(Collector):
+    """Collect the figures of one server context (module docstring)."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._channels()
+        rt = self.ctx.runtime
+        hub = self.ctx.hub
+        c = CounterMetricFamily("scada_tag_changes", "Tag changes published on the bus")
+        c.add_metric([], float(hub.changes_seen))
+        yield c
+        g = GaugeMetricFamily("scada_tags", "Tags in the tag database")
+        g.add_metric([], float(len(rt.db)))
+        yield g
+        g = GaugeMetricFamily("scada_websocket_clients", "Connected websocket clients")
+        g.add_metric([], float(len(hub.clients)))
+        yield g
+        c = CounterMetricFamily("scada_websocket_messages", "Websocket messages sent")
+        c.add_metric([], float(hub.messages_sent))
+        yield c
+        c = CounterMetricFamily("scada_websocket_connections", "Websocket connections opened")
+        c.add_metric([], float(self.ctx.ws_opened))
+        yield c
+        yield from self._alarms()
+        yield from self._historian()
+        c = CounterMetricFamily(
+            "scada_commands", "Command steps by resulting state", labels=["state"]
+        )
+        for state, n in sorted(self.ctx.commands.counts.items()):
+            c.add_metric([state], float(n))
+        yield c
+        c = CounterMetricFamily(
+            "scada_http_requests", "REST requests by status class", labels=["status"]
+        )
+        for status, n in sorted(self.ctx.http_counts.items()):
+            c.add_metric([status], float(n))
+        yield c
+
+    def _channels(self) -> Iterator[Metric]:
+        drivers = getattr(self.ctx.runtime, "drivers", None)
+        req = CounterMetricFamily(
+            "scada_channel_requests", "Requests sent per channel", labels=["channel"]
+        )
+        err = CounterMetricFamily(
+            "scada_channel_errors", "Failed requests per channel", labels=["channel"]
+        )
+        online = GaugeMetricFamily(
+            "scada_channel_devices_online", "Devices online per channel", labels=["channel"]
+        )
+        total = GaugeMetricFamily(
+            "scada_channel_devices", "Devices per channel", labels=["channel"]
+        )
+        lat = GaugeMetricFamily(
+            "scada_channel_latency_seconds",
+            "Last request latency per channel (mean and max over devices)",
+            labels=["channel", "stat"],
+        )
+        for cid, driver in (getattr(drivers, "drivers", {}) or {}).items():
+            status: dict[str, Any] = getattr(driver, "status", {}) or {}
+            req.add_metric([cid], float(getattr(driver, "requests_sent", 0)))
+            err.add_metric([cid], float(sum(s.errors for s in status.values())))
+            online.add_metric([cid], float(sum(1 for s in status.values() if s.online)))
+            total.add_metric([cid], float(len(getattr(driver, "devices", {}))))
+            lats = [
+                s.latency_ms / 1000.0
+                for s in status.values()
+                if s.online and not math.isnan(s.latency_ms)
+            ]
+            if lats:
+                lat.add_metric([cid, "mean"], sum(lats) / len(lats))
+                lat.add_metric([cid, "max"], max(lats))
+        yield from (req, err, online, total, lat)
+
+    def _alarms(self) -> Iterator[Metric]:
+        alarms = self.ctx.alarms
+        g = GaugeMetricFamily(
+            "scada_alarms", "Alarm points by state and area (all: totals)", labels=["state", "area"]
+        )
+        if alarms is not None:
+            for key, n in sorted(alarms.counts().items()):
+                area, _, state = key.rpartition(".")
+                g.add_metric([state, area or "all"], float(n))
+        yield g
+
+    def _historian(self) -> Iterator[Metric]:
+        rt = self.ctx.runtime
+        recorder = getattr(rt, "recorder", None)
+        historian = getattr(rt, "historian", None)
+        q = GaugeMetricFamily("scada_historian_queue", "Samples waiting in the recorder")
+        q.add_metric([], float(len(getattr(recorder, "_pending", ()) or ())))
+        yield q
+        s = GaugeMetricFamily(
+            "scada_historian_spool_points", "Points in the store-and-forward spool"
+        )
+        s.add_metric([], float(getattr(historian, "spool_points", 0) or 0))
+        yield s
+        ok = GaugeMetricFamily("scada_historian_backend_ok", "Historian backend reachable (1/0)")
+        status = recorder.status() if recorder is not None else {}
+        ok.add_metric([], 1.0 if status.get("historian.backend_ok", historian is not None) else 0.0)
+        yield ok
+        for attr, name in (
+            ("points_written", "scada_historian_points_written"),
+            ("points_failed", "scada_historian_points_failed"),
+        ):
+            c = CounterMetricFamily(name, f"Historian {attr.replace('_', ' ')}")
+            c.add_metric([], float(getattr(recorder, attr, 0) or 0))
+            yield c
+
+
+def make_registry(ctx: ServerContext) -> CollectorRegistry:
+    """Return a registry holding the collector of ``ctx``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ScadaCollector(ctx))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """Return the exposition text of ``registry``."""
+    return generate_latest(registry)

@@ -1,0 +1,172 @@
+"""The websocket /ws against a running server on the simulator: protocol, flow control, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from scada.server.ws import MAX_MESSAGE_BYTES, MAX_PATTERNS
+from tests.scada.server_fixtures import (
+    Served,
+    recv,
+    recv_until,
+    served_fixture,  # noqa: F401
+)
+
+
+async def test_snapshot_then_changes_with_increasing_seq(served: Served) -> None:
+    ws = await served.ws("viewer")
+    await ws.write_message(json.dumps({"op": "subscribe", "patterns": ["test.*"], "req": 7}))
+    snap = await recv(ws)
+    assert snap["type"] == "snapshot" and snap["req"] == 7
+    assert set(snap["tags"]) == set(served.db.match("test.*"))
+    assert snap["tags"]["test.level"] == served.db.read("test.level").to_json()
+    assert snap["seq"] == served.db.seq or snap["seq"] <= served.db.seq
+    served.db.update("test.level", 42.5)
+    msg, _ = await recv_until(ws, lambda m: m["type"] == "changes" and "test.level" in m["tags"])
+    assert msg["seq"] > snap["seq"]
+    assert msg["tags"]["test.level"] == served.db.read("test.level").to_json()
+    assert msg["tags"]["test.level"]["value"] == 42.5
+    assert set(msg["tags"]) <= set(served.db.match("test.*"))  # nothing unsubscribed
+    served.db.update("test.level", 43.5)
+    msg2, _ = await recv_until(ws, lambda m: m["type"] == "changes" and "test.level" in m["tags"])
+    assert msg2["seq"] > msg["seq"] and msg2["tags"]["test.level"]["value"] == 43.5
+    # a second subscribe sends a snapshot of the added tags only
+    await ws.write_message(json.dumps({"op": "subscribe", "patterns": ["test.*", "demo.note"]}))
+    snap2, _ = await recv_until(ws, lambda m: m["type"] == "snapshot")
+    assert set(snap2["tags"]) == {"demo.note"}
+    await ws.write_message(json.dumps({"op": "unsubscribe", "patterns": ["test.*"], "req": "u"}))
+    res, _ = await recv_until(ws, lambda m: m.get("req") == "u")
+    assert res == {"type": "result", "op": "unsubscribe", "req": "u", "patterns": ["demo.note"]}
+
+
+async def test_rapid_changes_are_coalesced_to_the_latest_value(served: Served) -> None:
+    ws = await served.ws("viewer")
+    await ws.write_message(json.dumps({"op": "subscribe", "patterns": ["test.level"]}))
+    await recv(ws)
+    for i in range(1, 51):  # 50 separate batches, one per loop iteration
+        served.db.update("test.level", float(i))
+        await asyncio.sleep(0)
+    last, before = await recv_until(
+        ws, lambda m: m["type"] == "changes" and m["tags"]["test.level"]["value"] == 50.0
+    )
+    changes = [m for m in before if m["type"] == "changes"] + [last]
+    # at most one message per 100 ms: far fewer messages than batches, latest value last
+    assert len(changes) <= 5
+    seqs = [m["seq"] for m in changes]
+    assert seqs == sorted(seqs)
+
+
+async def test_slow_client_gets_coalesced_values_and_never_blocks_others(served: Served) -> None:
+    hub = served.server.ctx.hub
+    hub.min_interval_s = 0.0  # send as fast as the client reads, to fill the socket
+    slow = await served.ws("viewer")
+    fast = await served.ws("operator")
+    for conn in (slow, fast):
+        await conn.write_message(json.dumps({"op": "subscribe", "patterns": ["demo.note"]}))
+        await recv(conn)
+    handler = next(c for c in hub.clients if c.user.name == "viewer")
+    n = 300
+    payload = "x" * 200_000
+    for i in range(n):  # 60 MB of changes: far more than the socket buffers hold
+        served.db.update("demo.note", f"{i}:{payload}")
+        await asyncio.sleep(0)
+        assert handler.pending <= 1  # one pending value per subscribed tag, never a queue
+    last, _ = await recv_until(
+        fast,
+        lambda m: (
+            m["type"] == "changes" and m["tags"]["demo.note"]["value"].startswith(f"{n - 1}:")
+        ),
+    )
+    assert last["tags"]["demo.note"]["value"] == f"{n - 1}:{payload}"
+    got: list[str] = []
+    final, before = await recv_until(
+        slow,
+        lambda m: (
+            m["type"] == "changes" and m["tags"]["demo.note"]["value"].startswith(f"{n - 1}:")
+        ),
+        timeout_s=30,
+    )
+    got = [m["tags"]["demo.note"]["value"].split(":")[0] for m in [*before, final]]
+    assert len(got) < n // 2  # coalesced: skipped values, never every one queued
+    assert [int(x) for x in got] == sorted(int(x) for x in got)
+
+
+async def test_handshake_needs_a_valid_token(served: Served) -> None:
+    url = served.url.replace("http", "ws", 1) + "/ws"
+    with pytest.raises(HTTPClientError) as exc:
+        await websocket_connect(HTTPRequest(url))
+    assert exc.value.code == 401
+    with pytest.raises(HTTPClientError) as exc:
+        await websocket_connect(HTTPRequest(url, headers={"Authorization": "Bearer scada_nope"}))
+    assert exc.value.code == 401
+
+
+async def test_origin_check(served: Served) -> None:
+    with pytest.raises(HTTPClientError) as exc:
+        await served.ws("viewer", headers={"Origin": "http://evil.example"})
+    assert exc.value.code == 403
+    host = served.url.split("//", 1)[1]
+    ws = await served.ws("viewer", headers={"Origin": f"http://{host}"})
+    await ws.write_message(json.dumps({"op": "ping"}))
+    assert (await recv(ws))["type"] == "pong"
+
+
+async def test_bad_messages_get_errors_without_closing(served: Served) -> None:
+    ws = await served.ws("viewer")
+    await ws.write_message("not json")
+    assert (await recv(ws)) == {"type": "error", "reason": "invalid JSON"}
+    await ws.write_message(json.dumps({"op": "fly", "req": 1}))
+    err = await recv(ws)
+    assert err["type"] == "error" and "unknown op" in err["reason"] and err["req"] == 1
+    await ws.write_message(json.dumps({"op": "ping", "pad": "x" * MAX_MESSAGE_BYTES}))
+    err = await recv(ws)
+    assert err["type"] == "error" and "too large" in err["reason"]
+    patterns = [f"p{i}.*" for i in range(MAX_PATTERNS + 1)]
+    await ws.write_message(json.dumps({"op": "subscribe", "patterns": patterns}))
+    err = await recv(ws)
+    assert err["type"] == "error" and err["status"] == 429
+    await ws.write_message(json.dumps({"op": "subscribe", "patterns": []}))
+    err = await recv(ws)
+    assert err["type"] == "error" and err["status"] == 422
+    await ws.write_message(json.dumps({"op": "select", "tag": "test.level", "value": 1}))
+    err = await recv(ws)
+    assert err["type"] == "error" and err["status"] == 403  # a viewer may not command
+    await ws.write_message(json.dumps({"op": "ping", "req": "still-open"}))
+    pong = await recv(ws)
+    assert pong["type"] == "pong" and pong["req"] == "still-open"
+
+
+async def test_alarm_and_command_events_and_ops(served: Served) -> None:
+    viewer = await served.ws("viewer")
+    operator = await served.ws("operator")
+    served.db.update("test.flag", True)
+    raised, _ = await recv_until(viewer, lambda m: m["type"] == "alarm")
+    assert raised["event"] == "raised" and raised["alarm"]["key"] == "flag:test.flag"
+    occurrence = raised["alarm"]["occurrence"]
+    await operator.write_message(
+        json.dumps({"op": "ack", "alarms": [occurrence], "comment": "seen", "req": "a"})
+    )
+    res, _ = await recv_until(operator, lambda m: m.get("req") == "a")
+    assert res["type"] == "result" and res["acked"][0]["state"] == "acknowledged"
+    acked, _ = await recv_until(viewer, lambda m: m["type"] == "alarm" and m["event"] == "acked")
+    assert acked["user"] == "operator" and acked["comment"] == "seen"
+    # a command selected and operated over the websocket, seen by the viewer as events
+    await operator.write_message(
+        json.dumps({"op": "select", "tag": "test.level", "value": 77, "req": "s"})
+    )
+    sel, _ = await recv_until(operator, lambda m: m.get("req") == "s")
+    cid = sel["command"]["id"]
+    assert sel["command"]["state"] == "selected"
+    await operator.write_message(json.dumps({"op": "operate", "command": cid, "req": "o"}))
+    op, _ = await recv_until(operator, lambda m: m.get("req") == "o")
+    assert op["command"]["state"] == "confirmed" and served.db.read("test.level").value == 77.0
+    events = []
+    while len(events) < 3:
+        m, _ = await recv_until(viewer, lambda m: m["type"] == "command")
+        events.append(m["event"])
+    assert events == ["selected", "operated", "confirmed"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ import numpy as np
 
 from billing.periods import cents, energy_decimal
 from historian.base import OnTime, on_time_many
+from historian.ontime import on_time_windows, sqlite_backend, unknown_spans_many
 
 if TYPE_CHECKING:
     from historian.base import Historian
@@ -183,24 +185,14 @@ def unknown_spans(
     historian: Historian, tag: str, start: float, end: float
 ) -> list[tuple[float, float]]:
     """Return the spans of ``[start, end)`` where ``tag`` has no good value (comm lost, no data)."""
-    spans: list[tuple[float, float]] = []
-    carry = historian.value_at(tag, start)
-    t = start
-    good = carry is not None and carry.known
-    for s in historian.query_raw(tag, start, end):
-        if s.ts > t and not good:
-            spans.append((t, s.ts))
-        t = max(t, s.ts)
-        good = s.known
-    if not good and end > t:
-        spans.append((t, end))
-    merged: list[tuple[float, float]] = []
-    for a, b in spans:
-        if merged and merged[-1][1] >= a:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
+    return unknown_spans_many(historian, [tag], start, end)[tag]
+
+
+def _on_time_many(
+    historian: Historian, tags: Sequence[str], start: float, end: float
+) -> dict[str, OnTime]:
+    """Return ``on_time_many`` from the SQLite backend itself when a spool wraps it."""
+    return on_time_many(sqlite_backend(historian) or historian, tags, start, end)
 
 
 def estimate_on_s(
@@ -209,12 +201,16 @@ def estimate_on_s(
     period: dict[str, OnTime],
     start: float,
     end: float,
+    spans: dict[str, list[tuple[float, float]]] | None = None,
+    windows: dict[tuple[float, float], dict[str, OnTime]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (open seconds with estimates, estimated flags) for the building's valve tags.
 
     Each span where a household's valve state is unknown is filled with the building's open
     ratio in exactly that span (open / known seconds over the building's households); a span
-    nobody reported uses the period's ratio.
+    nobody reported uses the period's ratio. ``spans`` (``unknown_spans_many`` of the flagged
+    tags) and ``windows`` (span -> ``on_time_many`` of ``tags`` in it) save the look-ups when
+    the caller fetched them for many buildings at once.
     """
     on = np.array([period[t].on_s for t in tags])
     known = np.array([period[t].known_s for t in tags])
@@ -225,9 +221,15 @@ def estimate_on_s(
     total_known = known.sum()
     period_ratio = on.sum() / total_known if total_known > 0 else 0.0
     est = on.copy()
+    wanted = [tags[i] for i in np.flatnonzero(flagged).tolist()]
+    if spans is None or any(t not in spans for t in wanted):
+        spans = unknown_spans_many(historian, wanted, start, end)
+    ratios: dict[tuple[float, float], dict[str, OnTime]] = dict(windows or {})
     for i in np.flatnonzero(flagged).tolist():
-        for a, b in unknown_spans(historian, tags[i], start, end):
-            span = on_time_many(historian, tags, a, b)
+        for a, b in spans[tags[i]]:
+            span = ratios.get((a, b))
+            if span is None:  # households often lose contact together: one query per span
+                span = ratios[(a, b)] = _on_time_many(historian, tags, a, b)
             s_on = sum(x.on_s for x in span.values())
             s_known = sum(x.known_s for x in span.values())
             ratio = s_on / s_known if s_known > 0 else period_ratio
@@ -258,12 +260,36 @@ def allocate_heat(
         hh = [h for h in b.households if h.valve_tag is not None]
         if hh:
             plan.append((b, hh, [h.valve_tag for h in hh if h.valve_tag is not None]))
-    # one bulk on-time query for every valve of every building
-    period = on_time_many(historian, [t for _, _, tags in plan for t in tags], start, end)
+    # one bulk on-time query of every valve (it uses the CPUs itself), then the building
+    # meters' deltas in a thread beside the estimates of the valves that lost contact
+    all_tags = [t for _, _, tags in plan for t in tags]
+    period = _on_time_many(historian, all_tags, start, end)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="heat-delta") as pool:
+        deltas = pool.submit(
+            lambda: [historian.delta(b.heat.energy_tag, start, end) for b, _, _ in plan]
+        )
+        lost = [t for t in all_tags if period[t].unknown_s > UNKNOWN_TOLERANCE_S]
+        spans = unknown_spans_many(historian, lost, start, end) if lost else {}
+        # the building's open ratio in each span of each lost valve: all in one batch
+        jobs = list(
+            dict.fromkeys(
+                (i, a, b)
+                for i, (_, _, vt) in enumerate(plan)
+                for t in vt
+                for a, b in spans.get(t, ())
+            )
+        )
+        found = on_time_windows(historian, [(plan[i][2], a, b) for i, a, b in jobs], workers=1)
+        windows: list[dict[tuple[float, float], dict[str, OnTime]]] = [{} for _ in plan]
+        for (i, a, b), res in zip(jobs, found, strict=True):
+            windows[i][(a, b)] = res
+        estimates = [
+            estimate_on_s(historian, vt, period, start, end, spans, windows[i])
+            for i, (_, _, vt) in enumerate(plan)
+        ]
+        qs = deltas.result()
     out: list[BuildingHeat] = []
-    for b, hh, vt in plan:
-        q = historian.delta(b.heat.energy_tag, start, end)
-        on, flagged = estimate_on_s(historian, vt, period, start, end)
+    for (b, hh, vt), q, (on, flagged) in zip(plan, qs, estimates, strict=True):
         unknown = np.array([period[t].unknown_s for t in vt])
         if flagged.any():
             log.info(

@@ -12,6 +12,7 @@ retries it. Loop-thread only (it awaits the commander and updates the TagDatabas
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -109,6 +110,9 @@ class PrepaidController:
         self.commander = commander
         self.db = db
         self.accounts: dict[str, ResolvedAccount] = {a.id: a for a in resolve_accounts(site)}
+        # One evaluation per account at a time: a scheduled check, a top-up and a manual
+        # "restore prepaid" must not race two commands onto the same relay.
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def level(self, account_id: str) -> tuple[Decimal, Level]:
         """Return (balance, level) of an account from the ledger."""
@@ -128,7 +132,16 @@ class PrepaidController:
                 self.db.update(name, value)
 
     async def evaluate(self, account_id: str) -> AccountStatus | None:
-        """Publish the account's level and trip / close its relays; None if it is not open."""
+        """Publish the account's level and trip / close its relays; None if it is not open.
+
+        Evaluations of one account are serialised (event loop only): a second caller waits for
+        the first and then sees the relay state it left.
+        """
+        lock = self._locks.setdefault(account_id, asyncio.Lock())
+        async with lock:
+            return await self._evaluate(account_id)
+
+    async def _evaluate(self, account_id: str) -> AccountStatus | None:
         acct = self.accounts[account_id]
         if not self.ledger.is_open(account_id):
             return None

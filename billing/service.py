@@ -3,16 +3,18 @@
 Queries (allocations, bills, accounts, ledgers, reports) are synchronous and read the historian
 (SQLite: call them from a worker thread on the event loop). Money operations write the ledger
 and, when a ``PrepaidController`` is attached, re-evaluate the account's level and relays:
-those are ``async``. Account ids are checked against the configuration (``KeyError``); ledger
-rule violations raise ``LedgerError``.
+those are ``async``; their ledger (and historian) writes run through ``offload`` when given
+(the REST API passes its worker threads), the relay evaluation on the loop. Account ids are
+checked against the configuration (``KeyError``); ledger rule violations raise ``LedgerError``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from billing.accounts import ResolvedAccount, resolve_accounts
 from billing.bills import BillRun, bill_accounts
@@ -27,7 +29,21 @@ if TYPE_CHECKING:
     from historian.base import Historian
     from scada.config import SiteConfig
 
-__all__ = ["Billing"]
+__all__ = ["Billing", "Offload"]
+
+T = TypeVar("T")
+
+#: Runs a blocking call off the event loop and returns its result (e.g. ``asyncio.to_thread``
+#: or the server's ``ServerContext.run_blocking``).
+Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+async def _run(fn: Callable[[], T], offload: Offload | None) -> T:
+    """Call ``fn`` here, or through ``offload`` (a worker thread) when given."""
+    if offload is None:
+        return fn()
+    result: T = await offload(fn)
+    return result
 
 
 class Billing:
@@ -142,6 +158,10 @@ class Billing:
         self.account_config(account_id)
         return self.ledger.entries(account_id, **filters)
 
+    def account_ids(self) -> list[str]:
+        """Return the configured account ids (configuration order)."""
+        return list(self._accounts)
+
     async def _after(self, account_id: str) -> AccountStatus | None:
         return await self.prepaid.evaluate(account_id)
 
@@ -167,28 +187,60 @@ class Billing:
         return e
 
     async def topup(
-        self, account_id: str, amount: Decimal | str, *, user: str = "", note: str = ""
+        self,
+        account_id: str,
+        amount: Decimal | str,
+        *,
+        user: str = "",
+        note: str = "",
+        offload: Offload | None = None,
+        evaluate: bool = True,
     ) -> Entry:
-        """Credit a top-up; closes the relays if the balance is above zero again."""
+        """Credit a top-up; closes the relays if the balance is above zero again.
+
+        ``evaluate=False`` leaves the level and relay evaluation to the caller (who then calls
+        ``prepaid.evaluate`` to see the relay actions); the same for every money operation.
+        """
         self.account_config(account_id)
-        e = self.ledger.topup(account_id, amount, user=user, note=note)
-        await self._after(account_id)
+        e = await _run(lambda: self.ledger.topup(account_id, amount, user=user, note=note), offload)
+        if evaluate:
+            await self._after(account_id)
         return e
 
     async def refund(
-        self, account_id: str, amount: Decimal | str, *, user: str = "", note: str = ""
+        self,
+        account_id: str,
+        amount: Decimal | str,
+        *,
+        user: str = "",
+        note: str = "",
+        offload: Offload | None = None,
+        evaluate: bool = True,
     ) -> Entry:
         """Pay money back (at most the balance)."""
         self.account_config(account_id)
-        e = self.ledger.refund(account_id, amount, user=user, note=note)
-        await self._after(account_id)
+        e = await _run(
+            lambda: self.ledger.refund(account_id, amount, user=user, note=note), offload
+        )
+        if evaluate:
+            await self._after(account_id)
         return e
 
-    async def reverse(self, account_id: str, seq: int, *, user: str = "", note: str = "") -> Entry:
+    async def reverse(
+        self,
+        account_id: str,
+        seq: int,
+        *,
+        user: str = "",
+        note: str = "",
+        offload: Offload | None = None,
+        evaluate: bool = True,
+    ) -> Entry:
         """Reverse one named entry of the account (top-up, refund, opening, shared loss)."""
         self.account_config(account_id)
-        e = self.ledger.reverse(account_id, seq, user=user, note=note)
-        await self._after(account_id)
+        e = await _run(lambda: self.ledger.reverse(account_id, seq, user=user, note=note), offload)
+        if evaluate:
+            await self._after(account_id)
         return e
 
     async def replace_meter(
@@ -201,18 +253,26 @@ class Billing:
         ts: float | None = None,
         user: str = "",
         note: str = "",
+        offload: Offload | None = None,
+        evaluate: bool = True,
     ) -> Entry:
         """Record a meter swap in the ledger and the historian (``delta`` then spans it)."""
         acct = self.account_config(account_id)
         if meter not in {m.energy for m in acct.meters}:
             raise KeyError(f"account {account_id!r} has no meter {meter!r}")
         at = time.time() if ts is None else ts
-        e = self.ledger.replace_meter(
-            account_id, meter, at, old_final, new_initial, user=user, note=note
-        )
-        if self.historian is not None:
-            self.historian.record_replacement(meter, at, old_final, new_initial)
-        await self._after(account_id)
+
+        def write() -> Entry:
+            e = self.ledger.replace_meter(
+                account_id, meter, at, old_final, new_initial, user=user, note=note
+            )
+            if self.historian is not None:
+                self.historian.record_replacement(meter, at, old_final, new_initial)
+            return e
+
+        e = await _run(write, offload)
+        if evaluate:
+            await self._after(account_id)
         return e
 
     # ------------------------------------------------------------------ reports

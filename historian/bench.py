@@ -93,25 +93,37 @@ def bench_sqlite(
 ) -> dict[str, Any]:
     h = SqliteHistorian(tmp / "history.sqlite")
     out: dict[str, Any] = {}
-    sec, _ = _timed(lambda: write_all(h.write, trend, args.batch))
-    out["write_series_pts_s"] = len(trend) / sec
-    sec, _ = _timed(lambda: write_all(h.write, valves, args.batch))
-    out["write_valves_pts_s"] = len(valves) / sec
+    for key, data in (("series", trend), ("valves", valves)):
+        sec, _ = _timed(lambda data=data: write_all(h.write, data, args.batch))
+        merge_s, _ = _timed(h.flush)  # what the next query (or the merge threshold) would pay
+        out[f"write_{key}_pts_s"] = len(data) / sec
+        out[f"merge_{key}_s"] = merge_s
+        out[f"sustained_{key}_pts_s"] = len(data) / (sec + merge_s)
     span = len(trend) * 60.0
-    every = math.ceil(span / args.buckets / 3600) * 3600  # whole hours: the rollups answer
+    every = math.ceil(span / args.buckets / 3600) * 3600  # whole hours
     tag = trend[0].tag
-    raw_every = span / args.buckets  # not hour-aligned: read from the raw samples
+    raw_every = span / args.buckets  # not a whole hour, and an unaligned start below
+    odd_start = T0 + 1234.5
     for fn in ("mean", "twa"):
         sec, res = _timed(lambda fn=fn: h.query_agg([tag], T0, T0 + span, every, fn), repeat=5)
         out[f"trend_{fn}_ms"] = sec * 1000
         out["trend_buckets"] = len(res[tag])
-        sec, _ = _timed(lambda fn=fn: h.query_agg_raw(tag, T0, T0 + span, raw_every, fn))
+        sec, _ = _timed(
+            lambda fn=fn: h.query_agg([tag], odd_start, odd_start + span, raw_every, fn), repeat=5
+        )
+        out[f"trend_{fn}_unaligned_ms"] = sec * 1000
+        sec, _ = _timed(
+            lambda fn=fn: h.query_agg_raw(tag, odd_start, odd_start + span, raw_every, fn)
+        )
         out[f"trend_{fn}_raw_ms"] = sec * 1000
     out["trend_every_s"] = every
     names = sorted({s.tag for s in valves})
     sec, res = _timed(lambda: [h.on_time_detail(n, T0, T0 + MONTH_S) for n in names])
     out["on_time_s"] = sec
     out["on_time_total_h"] = sum(r.on_s for r in res) / 3600
+    sec, many = _timed(lambda: h.on_time_many(names, T0, T0 + MONTH_S))
+    out["on_time_many_s"] = sec
+    out["on_time_many_total_h"] = sum(r.on_s for r in many.values()) / 3600
     start, end = T0 + 4321.5, T0 + MONTH_S - 777.25  # unaligned: raw edges + rollups
     sec, _ = _timed(lambda: [h.on_time_detail(n, start, end) for n in names])
     out["on_time_unaligned_s"] = sec
@@ -317,12 +329,14 @@ def _print(
             "write_series_pts_s",
             ",.0f",
         ),
+        ("  incl. rollup merge (pts/s)", "sustained_series_pts_s", "write_series_pts_s", ",.0f"),
         (
             f"write {n_valves:,} valve events (pts/s)",
             "write_valves_pts_s",
             "write_valves_pts_s",
             ",.0f",
         ),
+        ("  incl. rollup merge (pts/s)", "sustained_valves_pts_s", "write_valves_pts_s", ",.0f"),
         (
             f"trend 1 y -> {buckets} x {every_h:g} h, mean (ms)",
             "trend_mean_ms",
@@ -330,27 +344,46 @@ def _print(
             ".1f",
         ),
         ("trend twa (ms) [influx: integral]", "trend_twa_ms", "trend_integral_ms", ".1f"),
+        ("trend, unaligned start and width, mean (ms)", "trend_mean_unaligned_ms", "-", ".1f"),
+        ("trend, unaligned start and width, twa (ms)", "trend_twa_unaligned_ms", "-", ".1f"),
         (f"on_time {args.valves:,} valves, month (s)", "on_time_s", "on_time_s", ".2f"),
         ("  check: total on-time (h)", "on_time_total_h", "on_time_total_h", ",.1f"),
+        ("  on_time_many, all valves at once (s)", "on_time_many_s", "on_time_s", ".2f"),
+        ("  check: total on-time (h)", "on_time_many_total_h", "on_time_total_h", ",.1f"),
     ]
     print(f"{'':46} {'scada SQLite':>14} {label:>16}")
     for title, k1, k2, spec in rows:
         print(f"{title:46} {fmt(ours, k1, spec):>14} {fmt(theirs, k2, spec):>16}")
     print(
-        f"{'trend from raw, 1000 unaligned buckets, mean/twa (ms)':46} "
+        f"{'same unaligned trend, all raw, mean/twa (ms)':46} "
         f"{ours['trend_mean_raw_ms']:.0f}/{ours['trend_twa_raw_ms']:.0f}"
     )
     print(f"{'on_time, unaligned month (raw edges) (s)':46} {ours['on_time_unaligned_s']:>14.2f}")
     print(f"{'SQLite file (MB)':46} {ours['file_mb']:>14.1f}")
     if note:
         print(note)
+    worst_write = min(ours["sustained_series_pts_s"], ours["sustained_valves_pts_s"])
+    worst_trend = max(
+        ours[f"trend_{fn}{kind}_ms"] for fn in ("mean", "twa") for kind in ("", "_unaligned")
+    )
     goals = [
-        ("write >= 300k pts/s", ours["write_series_pts_s"] >= 300_000),
-        ("trend <= 50 ms", max(ours["trend_mean_ms"], ours["trend_twa_ms"]) <= 50),
+        (
+            "write >= 300k pts/s",
+            min(ours["write_series_pts_s"], ours["write_valves_pts_s"]) >= 300_000,
+        ),
+        ("incl. merge", worst_write >= 300_000),
+        ("trend <= 50 ms", worst_trend <= 50),
     ]
     if theirs:
-        goals.append(
-            ("write ahead of InfluxDB", ours["write_series_pts_s"] > theirs["write_series_pts_s"])
-        )
-        goals.append(("trend ahead of InfluxDB", ours["trend_mean_ms"] < theirs["trend_mean_ms"]))
+        for key in ("series", "valves"):
+            goals.append(
+                (
+                    f"{key} write ahead of InfluxDB",
+                    ours[f"write_{key}_pts_s"] > theirs[f"write_{key}_pts_s"],
+                )
+            )
+            goals.append(
+                ("incl. merge", ours[f"sustained_{key}_pts_s"] > theirs[f"write_{key}_pts_s"])
+            )
+        goals.append(("trend ahead of InfluxDB", worst_trend < theirs["trend_mean_ms"]))
     print("goals: " + ", ".join(f"{g}: {'yes' if ok else 'NO'}" for g, ok in goals))

@@ -1,16 +1,29 @@
 """On-time of many boolean tags at once from the SQLite historian (billing's hot path).
 
 ``on_time_many(path, ids, start, end, split)`` answers ``on_time_detail`` for thousands of tags
-with a handful of aggregate SQL queries per window segment instead of one query per tag: the
-raw head and tail of the window come from the samples, whole hours and days from the
-rollups. Each row (a sample, or a rollup row) accounts for its own inside time plus the gap
-to the next row of its segment (the value it leaves in force), found by a join on the next
-bucket (an index seek) and, only when that bucket is empty, a correlated sub-query. The value
-in force at each segment start chains from the previous segment. Same rules as
+with one aggregate SQL query per window segment instead of one query per tag: the raw head and
+tail of the window come from the samples, whole hours and days from the rollups. Same rules as
 ``historian.compute.on_time``: bad samples and the time before the first sample are unknown.
 
-The queries run on their own read-only connections (WAL readers), split by tag over a few
-threads: sqlite3 releases the GIL while a query runs.
+Each row of a segment (a sample, or a rollup row) accounts for its own inside time plus the gap
+to the next row of its segment, during which its last value (``carry``) is in force. Finding
+that next row is an index seek, so the queries avoid it wherever algebra can:
+
+- the gaps of *all* rows of a tag sum to ``sum(first_ts - last_ts) + end - min(first_ts)`` (the
+  next row's start minus this row's end, telescoped; each term is bounded by the bucket width,
+  so the sum keeps full precision), so known time needs a seek only for rows whose carry is
+  unknown (a bad last sample, rare);
+- on time needs the gap only of rows whose carry is "on".
+
+The first and last rows of each tag are one seek each. The value in force at each segment
+start chains from the previous segment; the value in force at ``start`` is one seek per tag.
+
+Billing's estimates: ``unknown_spans_many`` finds the spans where tags had no good value with
+one query; ``on_time_windows`` answers many small ``(tags, start, end)`` windows at once. Both
+take a historian (the SQLite one, also behind a spool; others are asked the slow way), have it
+merge its pending batches first (``flush``), then read on connections of their own. Queries run
+on read-only connections (WAL readers), split over a few threads: sqlite3 releases the GIL while
+a query runs.
 """
 
 from __future__ import annotations
@@ -19,44 +32,70 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["on_time_many"]
+from historian.base import OnTime, check_range
+
+__all__ = ["on_time_many", "on_time_windows", "sqlite_backend", "unknown_spans_many"]
 
 _TABLE = {3600: "rollup_1h", 86400: "rollup_1d"}
 
+#: The first row of ``{t}`` after row ``r`` inside the segment (its first sample time).
+_NEXT_ROLLUP = (
+    "(SELECT x.first_ts FROM {t} x WHERE x.tag_id = r.tag_id AND x.bucket > r.bucket"
+    " AND x.bucket < :b ORDER BY x.bucket LIMIT 1)"
+)
+_EDGE_ROLLUP = (
+    "(SELECT x.{col} FROM {t} x WHERE x.tag_id = g.tag_id AND x.bucket >= :a AND x.bucket < :b"
+    " ORDER BY x.bucket {order} LIMIT 1)"
+)
+
+# Per tag: first sample time, on seconds, known seconds without ``end - first`` (added by the
+# caller), and the carry of the last row. The first and last rows are one seek each: cheaper
+# than MIN / MAX over every row.
 _ROLLUP_SQL = """
-SELECT tag_id, MIN(first_ts),
-  SUM(on_s + CASE WHEN carry != 0 THEN COALESCE(nf, :b) - last_ts ELSE 0 END),
-  SUM(known_s + CASE WHEN carry IS NOT NULL THEN COALESCE(nf, :b) - last_ts ELSE 0 END),
-  SUM(CASE WHEN nf IS NULL THEN carry END)
-FROM (
-  SELECT r.tag_id AS tag_id, r.first_ts AS first_ts, r.last_ts AS last_ts, r.carry AS carry,
-    COALESCE(r.known_s, 0) AS known_s, COALESCE(r.on_s, 0) AS on_s,
-    CASE WHEN n.tag_id IS NOT NULL THEN n.first_ts ELSE
-      (SELECT x.first_ts FROM {t} x WHERE x.tag_id = r.tag_id AND x.bucket > r.bucket
-       AND x.bucket < :b ORDER BY x.bucket LIMIT 1) END AS nf
-  FROM {t} r LEFT JOIN {t} n ON n.tag_id = r.tag_id AND n.bucket = r.bucket + :level
-    AND n.bucket < :b
+SELECT g.tag_id, {first}, g.o, g.k, {last} FROM (
+  SELECT r.tag_id AS tag_id,
+    TOTAL(r.on_s) + TOTAL(CASE WHEN r.carry != 0 THEN COALESCE({nx}, :b) - r.last_ts END) AS o,
+    TOTAL(COALESCE(r.known_s, 0) + (r.first_ts - r.last_ts))
+      - TOTAL(CASE WHEN r.carry IS NULL THEN COALESCE({nx}, :b) - r.last_ts END) AS k
+  FROM {t} r
   WHERE r.tag_id IN (SELECT value FROM json_each(:ids)) AND r.bucket >= :a AND r.bucket < :b
-) GROUP BY tag_id
+  GROUP BY r.tag_id
+) g
 """
 
-_RAW_SQL = """
-SELECT tag_id, MIN(ts),
-  SUM(CASE WHEN c != 0 THEN COALESCE(nf, :b) - ts ELSE 0 END),
-  SUM(CASE WHEN c IS NOT NULL THEN COALESCE(nf, :b) - ts ELSE 0 END),
-  SUM(CASE WHEN nf IS NULL THEN c END)
-FROM (
-  SELECT s.tag_id AS tag_id, s.ts AS ts, CASE WHEN s.quality < 2 THEN s.value END AS c,
-    (SELECT MIN(x.ts) FROM samples x WHERE x.tag_id = s.tag_id AND x.ts > s.ts AND x.ts < :b) AS nf
+
+def _rollup_sql(table: str) -> str:
+    return _ROLLUP_SQL.format(
+        t=table,
+        nx=_NEXT_ROLLUP.format(t=table),
+        first=_EDGE_ROLLUP.format(t=table, col="first_ts", order="ASC"),
+        last=_EDGE_ROLLUP.format(t=table, col="carry", order="DESC"),
+    )
+
+
+_NEXT_RAW = (
+    "(SELECT MIN(x.ts) FROM samples x WHERE x.tag_id = s.tag_id AND x.ts > s.ts AND x.ts < :b)"
+)
+_CARRY_OF = "CASE WHEN {s}.quality < 2 THEN {s}.value END"
+
+_RAW_SQL = f"""
+SELECT g.tag_id, g.f, g.o, -g.u, {_CARRY_OF.format(s="l")} FROM (
+  SELECT s.tag_id AS tag_id, MIN(s.ts) AS f, MAX(s.ts) AS mt,
+    TOTAL(CASE WHEN {_CARRY_OF.format(s="s")} != 0 THEN COALESCE({_NEXT_RAW}, :b) - s.ts END) AS o,
+    TOTAL(CASE WHEN {_CARRY_OF.format(s="s")} IS NULL THEN COALESCE({_NEXT_RAW}, :b) - s.ts END)
+      AS u
   FROM samples s
   WHERE s.tag_id IN (SELECT value FROM json_each(:ids)) AND s.ts >= :a AND s.ts < :b
-) GROUP BY tag_id
+  GROUP BY s.tag_id
+) g JOIN samples l ON l.tag_id = g.tag_id AND l.ts = g.mt
 """
 
 _CARRY_SQL = """
@@ -64,6 +103,34 @@ SELECT j.value, (SELECT CASE WHEN s.quality < 2 THEN s.value END FROM samples s
                  WHERE s.tag_id = j.value AND s.ts < :t ORDER BY s.ts DESC LIMIT 1)
 FROM json_each(:ids) j
 """
+
+#: A sample counts as known (``historian.base.Sample.known``): not bad, numeric and finite.
+_KNOWN = "({s}.quality < 2 AND {s}.value IS NOT NULL AND abs({s}.value) < 1e999)"
+
+_SPANS_SQL = f"""
+SELECT s.tag_id, s.ts,
+  (SELECT MIN(x.ts) FROM samples x WHERE x.tag_id = s.tag_id AND x.ts > s.ts AND x.ts < :b
+     AND {_KNOWN.format(s="x")})
+FROM samples s
+WHERE s.tag_id IN (SELECT value FROM json_each(:ids)) AND s.ts >= :a AND s.ts < :b
+  AND NOT {_KNOWN.format(s="s")}
+ORDER BY s.tag_id, s.ts
+"""
+
+_HEAD_SQL = f"""
+SELECT j.value,
+  (SELECT {_KNOWN.format(s="s")} FROM samples s WHERE s.tag_id = j.value AND s.ts <= :a
+     ORDER BY s.ts DESC LIMIT 1),
+  (SELECT MIN(x.ts) FROM samples x WHERE x.tag_id = j.value AND x.ts > :a AND x.ts < :b
+     AND {_KNOWN.format(s="x")})
+FROM json_each(:ids) j
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    con.execute("PRAGMA busy_timeout=10000")
+    return con
 
 
 def _chunk(
@@ -74,9 +141,8 @@ def _chunk(
     split: Sequence[tuple[float, float, int | None]],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (on seconds, known seconds) per id of ``ids`` (in order) on a new read connection."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    con = _connect(path)
     try:
-        con.execute("PRAGMA busy_timeout=10000")
         return _query(con, ids, start, end, split)
     finally:
         con.close()
@@ -99,22 +165,23 @@ def _query(
     on = np.zeros(n)
     known = np.zeros(n)
     for a, b, level in split:
-        sql = _RAW_SQL if level is None else _ROLLUP_SQL.format(t=_TABLE[level])
-        params = {"ids": ids_json, "a": float(a), "b": float(b), "level": level or 0}
-        if level is not None:
-            params["a"], params["b"] = int(a), int(b)
-        rows = con.execute(sql, params).fetchall()
+        if level is None:
+            sql = _RAW_SQL
+            params: dict[str, Any] = {"ids": ids_json, "a": float(a), "b": float(b)}
+        else:
+            sql = _rollup_sql(_TABLE[level])
+            params = {"ids": ids_json, "a": int(a), "b": int(b)}
         has = np.zeros(n, dtype=bool)
         first = np.zeros(n)
         s_on = np.zeros(n)
         s_known = np.zeros(n)
         last = np.full(n, math.nan)
-        for tid, f, o, k, c in rows:
+        for tid, f, o, k, c in con.execute(sql, params):
             i = pos[tid]
             has[i] = True
             first[i] = f
             s_on[i] = o or 0.0
-            s_known[i] = k or 0.0
+            s_known[i] = (k or 0.0) + (b - f)  # the gaps telescope (module docstring)
             if c is not None:
                 last[i] = c
         ok = np.isfinite(cur)
@@ -159,3 +226,148 @@ def on_time_many(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="on-time-many") as pool:
         results = list(pool.map(lambda part: _chunk(p, part, start, end, split), parts))
     return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
+def sqlite_backend(historian: Any) -> Any:
+    """Return the ``SqliteHistorian`` behind ``historian`` (itself, or a spool's backend), or None."""
+    from historian.sqlite import SqliteHistorian
+
+    h = historian
+    for _ in range(3):
+        if isinstance(h, SqliteHistorian):
+            return h
+        h = getattr(h, "backend", None)
+        if h is None:
+            return None
+    return None
+
+
+def _caught_up(h: Any) -> None:
+    """Have the historian merge batches still pending, so our own connections see every write."""
+    flush = getattr(h, "flush", None)
+    if flush is not None:
+        flush()
+
+
+def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if merged and merged[-1][1] >= a:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def unknown_spans_many(
+    historian: Any, tags: Iterable[str], start: float, end: float
+) -> dict[str, list[tuple[float, float]]]:
+    """Return, per tag, the merged spans of ``[start, end)`` where it had no good value.
+
+    A span starts at ``start`` when the value in force there is unknown (no sample, or a bad
+    one), or at a bad (or non-numeric) sample, and ends at the next good sample (or ``end``).
+    The SQLite historian (also behind a spool) answers with two queries on a read-only
+    connection; other backends are asked tag by tag (``value_at`` and ``query_raw``).
+    """
+    names = list(dict.fromkeys(tags))
+    if end <= start or not names:
+        return {n: [] for n in names}
+    h = sqlite_backend(historian)
+    if h is None:
+        return {n: _spans_of(historian, n, start, end) for n in names}
+    _caught_up(h)
+    con = _connect(h.path)
+    try:
+        ids = dict(
+            con.execute(
+                "SELECT id, name FROM tags WHERE name IN (SELECT value FROM json_each(?))",
+                (json.dumps(names),),
+            ).fetchall()
+        )
+        params = {"ids": json.dumps(list(ids)), "a": float(start), "b": float(end)}
+        spans: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+        for tid, in_force_known, first_good in con.execute(_HEAD_SQL, params):
+            if not in_force_known:
+                spans[ids[tid]].append((float(start), end if first_good is None else first_good))
+        for tid, ts, next_good in con.execute(_SPANS_SQL, params):
+            spans[ids[tid]].append((ts, end if next_good is None else next_good))
+    finally:
+        con.close()
+    for n in names:
+        if n not in ids.values():
+            spans[n] = [(float(start), float(end))]
+    return {n: _merge(s) for n, s in spans.items()}
+
+
+def _spans_of(historian: Any, tag: str, start: float, end: float) -> list[tuple[float, float]]:
+    """Return the unknown spans of one tag through the generic historian interface."""
+    spans: list[tuple[float, float]] = []
+    carry = historian.value_at(tag, start)
+    t = start
+    good = carry is not None and carry.known
+    for s in historian.query_raw(tag, start, end):
+        if s.ts > t and not good:
+            spans.append((t, s.ts))
+        t = max(t, s.ts)
+        good = s.known
+    if not good and end > t:
+        spans.append((t, end))
+    return _merge(spans)
+
+
+def on_time_windows(
+    historian: Any,
+    jobs: Sequence[tuple[Sequence[str], float, float]],
+    *,
+    workers: int | None = None,
+) -> list[dict[str, OnTime]]:
+    """Return ``on_time_many`` of each ``(tags, start, end)`` job, in order.
+
+    The SQLite historian (also behind a spool) answers on read-only connections of its own,
+    the jobs spread over ``workers`` threads (default: up to 2, one per CPU), with the same
+    arithmetic as ``SqliteHistorian.on_time_many``; other backends are asked job by job.
+    """
+    from historian.base import on_time_many as generic
+
+    h = sqlite_backend(historian)
+    if h is None or not jobs:
+        return [generic(historian, tags, a, b) for tags, a, b in jobs]
+    from historian.rollup import split as split_window
+
+    _caught_up(h)
+    rollups = getattr(h, "_rollups", True)
+    names = list(dict.fromkeys(t for tags, _, _ in jobs for t in tags))
+    with closing(_connect(h.path)) as con:
+        ids = dict(
+            con.execute(
+                "SELECT name, id FROM tags WHERE name IN (SELECT value FROM json_each(?))",
+                (json.dumps(names),),
+            ).fetchall()
+        )
+
+    def run(part: Sequence[tuple[Sequence[str], float, float]]) -> list[dict[str, OnTime]]:
+        out: list[dict[str, OnTime]] = []
+        with closing(_connect(h.path)) as con:
+            for tags, a, b in part:
+                check_range(a, b)
+                known_tags = [t for t in dict.fromkeys(tags) if t in ids]
+                split = split_window(a, b) if rollups else [(a, b, None)]
+                on, known = _query(con, [ids[t] for t in known_tags], a, b, split)
+                res = {t: OnTime(0.0, 0.0, b - a) for t in tags}
+                for i, t in enumerate(known_tags):
+                    res[t] = OnTime(float(on[i]), float(known[i]), b - a)
+                out.append(res)
+        return out
+
+    if workers is None:
+        workers = max(1, min(2, os.cpu_count() or 1, len(jobs) // 8))
+    if workers == 1:
+        return run(jobs)
+    parts = [jobs[i::workers] for i in range(workers)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="on-time-windows") as pool:
+        results = list(pool.map(run, parts))
+    merged: list[dict[str, OnTime]] = [{} for _ in jobs]
+    for w, res in enumerate(results):
+        for k, r in enumerate(res):
+            merged[w + k * workers] = r
+    return merged

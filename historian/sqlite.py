@@ -3,13 +3,23 @@
 Layout: ``tags(id, name)``; ``samples(tag_id, ts, value REAL, text, quality, reason)`` keyed by
 ``(tag_id, ts)`` WITHOUT ROWID so a tag's time range is one contiguous B-tree scan (numbers go to
 ``value``, strings to ``text``); ``rollup_1h`` / ``rollup_1d`` keyed by ``(tag_id, bucket)`` with the
-columns of ``historian.rollup.COLUMNS``; ``replacements(tag_id, ts, old_final, new_initial)``.
+columns of ``historian.rollup.COLUMNS``; ``replacements(tag_id, ts, old_final, new_initial)``;
+``pending(seq, n, data, texts)``, the log of written but not yet merged batches.
 
-Writes: one transaction per batch (``executemany`` in key order). Rollups are maintained in the
-same transaction: rows of the newest bucket of each tag are cached and merged with in-order
-samples; a late or out-of-order sample recomputes its hour from the raw samples and its day
-from the hours. ``purge(before)`` drops raw samples (keeping each tag's last one before the
-horizon, so the value in force stays known); rollups are kept forever.
+Writes: one transaction per batch. A small batch (fewer than ``defer_points`` samples, the
+recorder's case) is merged at once; a large one (bulk import, a collector's backlog, a
+benchmark) is appended to ``pending`` as one packed row (``historian.pending``) and merged
+later in big sorted chunks (``historian.merge``): when ``merge_points`` samples are pending, on
+``flush()``, on ``close()``, and before *every* read, so no query ever sees stale rollups or
+misses a sample. A merge moves pending rows into ``samples`` and the rollups in one transaction,
+so a crash leaves either the pending rows or their merged result, never both or neither; pending
+rows left by a crash or by another process are merged by the next reader.
+
+Queries: ``query_agg`` and ``on_time_detail`` cut the window into whole days and hours
+(rollups) and raw pieces at the unaligned edges (``historian.rollup.plan``), so a trend costs
+about one rollup row per hour plus the raw samples of the hours its bucket edges fall into,
+whatever the start and bucket width. ``purge(before)`` drops raw samples (keeping each tag's
+last one before the horizon, so the value in force stays known); rollups are kept forever.
 
 Threading: every method may be called from any thread; one lock serialises use of the
 connection. If another process commits to the same file (``scada history import`` while the
@@ -37,12 +47,14 @@ from historian.base import (
     Sample,
     check_range,
 )
+from historian.merge import merge, new_cache
+from historian.pending import Columns, encode
+from historian.sqlite_query import atom_rows, carry_in
 from tags.model import Quality, Reason
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-_ROLLUP_COLS = ", ".join(rollup.COLUMNS)
+SCHEMA_VERSION = 2  # 2: the pending table
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -56,36 +68,53 @@ CREATE TABLE IF NOT EXISTS rollup_1d (tag_id INTEGER NOT NULL, bucket INTEGER NO
     {", ".join(c + " REAL" for c in rollup.COLUMNS)}, PRIMARY KEY (tag_id, bucket)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS replacements (tag_id INTEGER NOT NULL, ts REAL NOT NULL,
     old_final REAL NOT NULL, new_initial REAL NOT NULL, PRIMARY KEY (tag_id, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL,
+    data BLOB NOT NULL, texts TEXT);
 """
-_TABLE = {rollup.HOUR_S: "rollup_1h", rollup.DAY_S: "rollup_1d"}
 _SAMPLE_COLS = "ts, value, text, quality, reason"
+_ADDITIVE = frozenset({AggFn.COUNT, AggFn.SUM, AggFn.MEAN, AggFn.TWA})
 
 
 class SqliteHistorian:
-    """The embedded historian (see the module docstring); ``path`` is created if missing."""
+    """The embedded historian (see the module docstring); ``path`` is created if missing.
 
-    def __init__(self, path: str | Path, *, rollups: bool = True) -> None:
+    ``rollups=False`` keeps raw samples only (tests compare both paths). ``defer_points``: a
+    write this large goes to the pending log; ``merge_points``: pending samples merged per
+    transaction, and the backlog that triggers a merge inside ``write``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        rollups: bool = True,
+        defer_points: int = 5_000,
+        merge_points: int = 1_000_000,
+    ) -> None:
+        if defer_points < 1 or merge_points < 1:
+            raise ValueError("defer_points and merge_points must be >= 1")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.defer_points = defer_points
+        self.merge_points = merge_points
         self._lock = threading.RLock()
         self._con = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._con.execute("PRAGMA page_size=16384")  # only takes effect on a new file
+        self._con.execute("PRAGMA page_size=4096")  # only takes effect on a new file
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=NORMAL")
         self._con.execute("PRAGMA busy_timeout=10000")
-        self._con.execute("PRAGMA cache_size=-65536")
+        self._con.execute("PRAGMA cache_size=-131072")  # 128 MiB: a merge touches many pages
+        self._con.execute("PRAGMA temp_store=MEMORY")
         self._con.executescript(_SCHEMA)
         self._con.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
         self._rollups = rollups
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
-        self._cache: dict[int, dict[int, tuple[int, rollup.Row] | None]] = {
-            rollup.HOUR_S: {},
-            rollup.DAY_S: {},
-        }
+        self._cache = new_cache()
         self._data_version = self._con.execute("PRAGMA data_version").fetchone()[0]
+        self._pending_points = self._count_pending()
         self._load_tags()
 
     # -- tags ---------------------------------------------------------------------------------
@@ -116,157 +145,136 @@ class SqliteHistorian:
     # -- write --------------------------------------------------------------------------------
 
     def write(self, batch: Sequence[Sample]) -> None:
-        """Store ``batch`` in one transaction and update the rollups (see the module docstring)."""
+        """Store ``batch`` durably in one transaction (see the module docstring).
+
+        A batch of ``defer_points`` or more samples goes to the pending log; a smaller one is
+        merged at once when nothing is pending. Raise ``ValueError`` for bad samples (nothing
+        stored), ``BackendUnavailable`` when the file cannot be written.
+        """
         if not batch:
             return
+        deferred = 0
         with self._lock:
             self._check_data_version()
             try:
                 self._con.execute("BEGIN IMMEDIATE")
                 try:
-                    self._write_locked(batch)
+                    cols = encode(batch, self._ids_for(batch))
+                    if self._pending_points == 0 and len(cols) < self.defer_points:
+                        merge(self._con, cols, self._cache if self._rollups else None)
+                    else:
+                        data, texts = cols.pack()
+                        self._con.execute(
+                            "INSERT INTO pending (n, data, texts) VALUES (?, ?, ?)",
+                            (len(cols), data, texts),
+                        )
+                        deferred = len(cols)
                     self._con.execute("COMMIT")
                 except BaseException:
-                    self._con.execute("ROLLBACK")
-                    for c in self._cache.values():
-                        c.clear()
-                    self._ids.clear()
-                    self._names.clear()
-                    self._load_tags()
+                    self._rollback()
                     raise
             except sqlite3.OperationalError as exc:  # locked, disk full, I/O error
                 raise BackendUnavailable(f"{self.path}: {exc}") from exc
             self._data_version = self._con.execute("PRAGMA data_version").fetchone()[0]
+            self._pending_points += deferred
+            if self._pending_points >= self.merge_points:
+                try:
+                    self._flush_locked()
+                except sqlite3.OperationalError as exc:  # the batch is stored; merge later
+                    log.warning(
+                        "%s: merging pending samples failed, will retry: %s", self.path, exc
+                    )
 
-    def _check_data_version(self) -> None:
-        dv = self._con.execute("PRAGMA data_version").fetchone()[0]
-        if dv != self._data_version:
-            for c in self._cache.values():
-                c.clear()
-            self._data_version = dv
+    def flush(self) -> int:
+        """Merge the pending log into the samples and rollups now; return the samples merged.
 
-    def _write_locked(self, batch: Sequence[Sample]) -> None:
-        count = len(batch)
+        Reads do this on their own before answering, so calling it is never needed for
+        correctness; it moves the cost off the next query (e.g. after a bulk import).
+        """
+        with self._lock:
+            self._check_data_version()
+            try:
+                return self._flush_locked()
+            except sqlite3.OperationalError as exc:
+                raise BackendUnavailable(f"{self.path}: {exc}") from exc
+
+    @property
+    def pending_points(self) -> int:
+        """Samples written but not yet merged into ``samples`` and the rollups."""
+        return self._pending_points
+
+    def _ids_for(self, batch: Sequence[Sample]) -> list[int]:
         ids = self._ids
         try:
-            tag_ids = [ids[s.tag] for s in batch]
+            return [ids[s.tag] for s in batch]
         except KeyError:
             self._load_tags()  # another process may have added some
             for s in batch:
                 if s.tag not in ids:
                     self._tag_id(s.tag, create=True)
-            tag_ids = [ids[s.tag] for s in batch]
-        tid_a = np.array(tag_ids, dtype=np.int64)
-        ts = np.fromiter((s.ts for s in batch), dtype=np.float64, count=count)
-        if not np.isfinite(ts).all():
-            bad = next(s for s in batch if not math.isfinite(s.ts))
-            raise ValueError(f"tag {bad.tag}: timestamp {bad.ts!r} is not a finite number")
-        raw_values = [s.value for s in batch]
-        texts: list[str | None] | None = None
-        if any(type(x) is str for x in raw_values):
-            texts = [x if isinstance(x, str) else None for x in raw_values]
-            raw_values = [None if isinstance(x, str) else x for x in raw_values]
-        try:
-            v = np.array(raw_values, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"historian write: a value is neither number nor string: {exc}"
-            ) from exc
-        q = np.fromiter((s.quality for s in batch), dtype=np.int64, count=count)
-        r = np.fromiter((s.reason for s in batch), dtype=np.int64, count=count)
-        # sort by (tag, ts, arrival); for duplicate (tag, ts) the last one in the batch wins
-        order = np.lexsort((np.arange(count), ts, tid_a))
-        tid_a, ts, v, q, r = tid_a[order], ts[order], v[order], q[order], r[order]
-        keep = np.ones(count, dtype=bool)
-        keep[:-1] = (tid_a[1:] != tid_a[:-1]) | (ts[1:] != ts[:-1])
-        if not keep.all():
-            order, tid_a, ts, v, q, r = (x[keep] for x in (order, tid_a, ts, v, q, r))
-        text_col: Iterable[str | None]
-        if texts is None:
-            text_col = [None] * len(ts)
-        else:
-            text_col = [texts[i] for i in order.tolist()]
-        self._con.executemany(
-            "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?)",
-            zip(
-                tid_a.tolist(),
-                ts.tolist(),
-                v.tolist(),
-                text_col,
-                q.tolist(),
-                r.tolist(),
-                strict=True,
-            ),
-        )
-        if self._rollups:
-            self._update_level(rollup.HOUR_S, tid_a, ts, v, q)
-            self._update_level(rollup.DAY_S, tid_a, ts, v, q)
+            return [ids[s.tag] for s in batch]
 
-    def _update_level(
-        self, level: int, tid: np.ndarray, ts: np.ndarray, v: np.ndarray, q: np.ndarray
-    ) -> None:
-        bucket = (ts // level).astype(np.int64) * level
-        change = np.ones(len(ts), dtype=bool)
-        change[1:] = (tid[1:] != tid[:-1]) | (bucket[1:] != bucket[:-1])
-        starts = np.flatnonzero(change)
-        rows = rollup.group_stats(ts, v, q, starts)
-        cache = self._cache[level]
-        table = _TABLE[level]
-        gts = tid[starts].tolist()
-        gbs = bucket[starts].tolist()
-        first_ts = rows[:, rollup.FIRST_TS].tolist()
-        merge: list[int] = []
-        merge_rows: list[rollup.Row] = []
-        recompute: list[int] = []
-        for i, (gt, gb) in enumerate(zip(gts, gbs, strict=True)):
-            if gt not in cache:
-                cache[gt] = self._latest_row(table, gt)
-            cached = cache[gt]
-            if cached is None or gb > cached[0]:
-                continue
-            if gb == cached[0] and first_ts[i] > cached[1][rollup.LAST_TS]:
-                merge.append(i)
-                merge_rows.append(cached[1])
-            else:
-                recompute.append(i)
-        if merge:
-            rows[merge] = rollup.combine_arrays(np.array(merge_rows), rows[merge])
-        for i in recompute:
-            rows[i] = self._recompute(level, gts[i], gbs[i])
-        out = rows.tolist()
-        for gt, gb, row in zip(gts, gbs, out, strict=True):
-            cached = cache[gt]
-            if cached is None or gb >= cached[0]:
-                cache[gt] = (gb, tuple(row))
-        self._con.executemany(
-            f"INSERT OR REPLACE INTO {table} VALUES ({', '.join('?' * (2 + len(rollup.COLUMNS)))})",
-            ([gt, gb, *row] for gt, gb, row in zip(gts, gbs, out, strict=True)),
-        )
+    def _rollback(self) -> None:
+        self._con.execute("ROLLBACK")
+        self._cache = new_cache()
+        self._ids.clear()
+        self._names.clear()
+        self._load_tags()
+        self._pending_points = self._count_pending()
 
-    def _latest_row(self, table: str, tid: int) -> tuple[int, rollup.Row] | None:
-        row = self._con.execute(
-            f"SELECT bucket, {_ROLLUP_COLS} FROM {table} WHERE tag_id = ? ORDER BY bucket DESC LIMIT 1",
-            (tid,),
-        ).fetchone()
-        return None if row is None else (int(row[0]), rollup.row_from_db(row[1:]))
+    def _count_pending(self) -> int:
+        return int(self._con.execute("SELECT coalesce(sum(n), 0) FROM pending").fetchone()[0])
 
-    def _recompute(self, level: int, tid: int, bucket: int) -> rollup.Row:
-        """Return the row of one bucket rebuilt from the level below (raw samples for hours)."""
-        if level == rollup.HOUR_S:
-            cur = self._con.execute(
-                "SELECT ts, value, quality FROM samples WHERE tag_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
-                (tid, bucket, bucket + level),
-            )
-            data = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, 3)
-            stats = rollup.group_stats(
-                data[:, 0], data[:, 1], data[:, 2].astype(np.int64), np.array([0])
-            )
-            return tuple(stats[0].tolist())
-        hours = self._con.execute(
-            f"SELECT {_ROLLUP_COLS} FROM rollup_1h WHERE tag_id = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
-            (tid, bucket, bucket + level),
-        ).fetchall()
-        return rollup.combine_all([rollup.row_from_db(h) for h in hours])
+    def _check_data_version(self) -> None:
+        """Drop what another process's commit may have made stale (rollup cache, pending count)."""
+        dv = self._con.execute("PRAGMA data_version").fetchone()[0]
+        if dv != self._data_version:
+            self._cache = new_cache()
+            self._pending_points = self._count_pending()
+            self._data_version = dv
+
+    def _flush_locked(self) -> int:
+        """Merge pending rows in chunks of about ``merge_points``, one transaction each."""
+        merged = 0
+        while self._pending_points > 0:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                last_seq, total = None, 0
+                for seq, n in self._con.execute("SELECT seq, n FROM pending ORDER BY seq"):
+                    last_seq, total = seq, total + n
+                    if total >= self.merge_points:
+                        break
+                if last_seq is None:
+                    self._con.execute("COMMIT")
+                    self._pending_points = 0
+                    break
+                parts = [
+                    Columns.unpack(data, texts)
+                    for data, texts in self._con.execute(
+                        "SELECT data, texts FROM pending WHERE seq <= ? ORDER BY seq", (last_seq,)
+                    )
+                ]
+                merge(self._con, Columns.concat(parts), self._cache if self._rollups else None)
+                self._con.execute("DELETE FROM pending WHERE seq <= ?", (last_seq,))
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            merged += total
+            self._pending_points = self._count_pending()
+        self._data_version = self._con.execute("PRAGMA data_version").fetchone()[0]
+        if merged:
+            log.debug("%s: merged %d pending samples", self.path, merged)
+        return merged
+
+    def _catch_up(self) -> None:
+        """Merge pending samples so a read sees every write (call with the lock held)."""
+        self._check_data_version()
+        if self._pending_points:
+            try:
+                self._flush_locked()
+            except sqlite3.OperationalError as exc:
+                raise BackendUnavailable(f"{self.path}: {exc}") from exc
 
     def record_replacement(self, tag: str, ts: float, old_final: float, new_initial: float) -> None:
         """Record that the meter behind ``tag`` was replaced at ``ts`` (see ``delta``)."""
@@ -287,6 +295,7 @@ class SqliteHistorian:
         """Delete raw samples older than ``before`` (each tag keeps its last one); return the count."""
         deleted = 0
         with self._lock:
+            self._catch_up()
             self._load_tags()
             for tid in list(self._names):
                 self._con.execute("BEGIN IMMEDIATE")
@@ -304,6 +313,7 @@ class SqliteHistorian:
             self._con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('purged_before', ?)", (repr(float(before)),)
             )
+            self._data_version = self._con.execute("PRAGMA data_version").fetchone()[0]
         log.info("%s: purged %d raw samples before %s", self.path, deleted, before)
         return deleted
 
@@ -319,6 +329,7 @@ class SqliteHistorian:
         """Return the newest sample of each tag that has history."""
         out: dict[str, Sample] = {}
         with self._lock:
+            self._catch_up()
             for name in tags:
                 tid = self._tag_id(name)
                 if tid is None:
@@ -334,6 +345,7 @@ class SqliteHistorian:
     def value_at(self, tag: str, t: float, *, include_bad: bool = True) -> Sample | None:
         """Return the last sample at or before ``t`` (optionally the last not-bad one)."""
         with self._lock:
+            self._catch_up()
             tid = self._tag_id(tag)
             if tid is None:
                 return None
@@ -351,6 +363,7 @@ class SqliteHistorian:
         """Return the samples with ``start <= ts < end`` in time order."""
         check_range(start, end)
         with self._lock:
+            self._catch_up()
             tid = self._tag_id(tag)
             if tid is None:
                 return []
@@ -381,29 +394,6 @@ class SqliteHistorian:
             int(cq),
         )
 
-    def _dense(
-        self,
-        tid: int,
-        start: float,
-        end: float,
-        level: int,
-        columns: Sequence[str] = rollup.COLUMNS,
-    ) -> dict[str, np.ndarray]:
-        table = _TABLE[level]
-        carry0 = math.nan
-        if "carry" in columns:
-            before = self._con.execute(
-                f"SELECT carry FROM {table} WHERE tag_id = ? AND bucket < ? ORDER BY bucket DESC LIMIT 1",
-                (tid, int(start)),
-            ).fetchone()
-            carry0 = math.nan if before is None or before[0] is None else float(before[0])
-        rows = self._con.execute(
-            f"SELECT bucket, {', '.join(columns)} FROM {table} WHERE tag_id = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
-            (tid, int(start), int(end)),
-        ).fetchall()
-        data = np.array(rows, dtype=np.float64).reshape(-1, 1 + len(columns))
-        return rollup.dense(data[:, 0], data[:, 1:], carry0, start, end, level, columns)
-
     def query_agg(
         self,
         tags: Iterable[str],
@@ -414,41 +404,31 @@ class SqliteHistorian:
         *,
         include_bad: bool = False,
     ) -> dict[str, AggSeries]:
-        """Return ``{tag: [(bucket_start, value or None)]}``; rollups answer aligned windows.
+        """Return ``{tag: [(bucket_start, value or None)]}`` (rules in ``historian.base``).
 
-        Rollups answer when ``include_bad`` is False and ``start`` and ``every_s`` are whole
-        days or whole hours (a partial last bucket is read raw); otherwise the raw samples are
-        read. Trend callers should align ``start`` to the hour for speed.
+        With ``include_bad`` False and buckets of an hour or more, whole hours and days come
+        from the rollups and only the hours holding a bucket edge are read raw, for any
+        ``start`` and ``every_s``; otherwise the raw samples are read. Both give the same figures.
         """
         check_range(start, end, every_s)
         agg = AggFn.parse(fn)
-        # whole query buckets from the rollups, a partial last bucket from the raw samples
-        whole_end = start + math.floor((end - start) / every_s) * every_s
-        level = None
-        if self._rollups and not include_bad and whole_end > start:
-            level = rollup.aligned_level(start, whole_end, every_s)
+        atoms = None
+        if self._rollups and not include_bad and every_s >= rollup.HOUR_S and end > start:
+            atoms = rollup.plan(start, end, every_s)
         out: dict[str, AggSeries] = {}
         with self._lock:
-            self._check_data_version()
+            self._catch_up()
             for name in tags:
                 tid = self._tag_id(name)
                 if tid is None:
-                    out[name] = compute.aggregate(
-                        compute.Series(np.zeros(0), np.zeros(0), np.zeros(0, np.int64)),
-                        start,
-                        end,
-                        every_s,
-                        agg,
-                        include_bad,
+                    empty = compute.Series(np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+                    out[name] = compute.aggregate(empty, start, end, every_s, agg, include_bad)
+                elif atoms is not None:
+                    full = atom_rows(
+                        self._con, tid, atoms, rollup.FN_COLUMNS[agg], additive=agg in _ADDITIVE
                     )
-                elif level is not None:
-                    d = self._dense(tid, start, whole_end, level, rollup.FN_COLUMNS[agg])
-                    out[name] = rollup.aggregate_dense(d, start, every_s, level, agg)
-                    if whole_end < end:
-                        tail = self._series(tid, whole_end, end)
-                        out[name] += compute.aggregate(
-                            tail, whole_end, end, end - whole_end, agg, False
-                        )
+                    carry0 = carry_in(self._con, tid, start) if agg is AggFn.TWA else math.nan
+                    out[name] = rollup.reduce(full, atoms, agg, carry0)
                 else:
                     s = self._series(tid, start, end)
                     out[name] = compute.aggregate(s, start, end, every_s, agg, include_bad)
@@ -467,6 +447,7 @@ class SqliteHistorian:
         """Answer ``query_agg`` for one tag from the raw samples only (tests compare the paths)."""
         check_range(start, end, every_s)
         with self._lock:
+            self._catch_up()
             tid = self._tag_id(tag)
             s = (
                 compute.Series(np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
@@ -487,17 +468,16 @@ class SqliteHistorian:
         check_range(start, end)
         on = known = 0.0
         with self._lock:
-            self._check_data_version()
+            self._catch_up()
             tid = self._tag_id(tag)
-            if tid is not None:
-                for a, b, level in _split(start, end) if self._rollups else [(start, end, None)]:
-                    if level is None:
-                        o, k = compute.on_time(self._series(tid, a, b), a, b)
-                    else:
-                        d = self._dense(tid, a, b, level, rollup.STEP_COLUMNS)
-                        o, k = float(d["on"].sum()), float(d["known"].sum())
-                    on += o
-                    known += k
+            if tid is not None and end > start:
+                if self._rollups:
+                    atoms = rollup.plan(start, end, end - start)
+                    full = atom_rows(self._con, tid, atoms, rollup.STEP_COLUMNS, additive=True)
+                    _, k, o = rollup.step(full, atoms, carry_in(self._con, tid, start))
+                    on, known = float(o.sum()), float(k.sum())
+                else:
+                    on, known = compute.on_time(self._series(tid, start, end), start, end)
         return OnTime(on, known, end - start)
 
     def on_time_many(self, tags: Iterable[str], start: float, end: float) -> dict[str, OnTime]:
@@ -510,13 +490,15 @@ class SqliteHistorian:
         check_range(start, end)
         names = list(dict.fromkeys(tags))
         with self._lock:
-            self._check_data_version()
+            self._catch_up()
             if any(n not in self._ids for n in names):
                 self._load_tags()  # another process may have added some
             ids = {n: self._ids[n] for n in names if n in self._ids}
-            split = _split(start, end) if self._rollups else [(start, end, None)]
+            split = rollup.split(start, end) if self._rollups else [(start, end, None)]
             if len(ids) < 500:  # one worker: on this connection, under the lock
-                on, known = on_time_many(self.path, list(ids.values()), start, end, split, con=self._con)
+                on, known = on_time_many(
+                    self.path, list(ids.values()), start, end, split, con=self._con
+                )
         if len(ids) >= 500:
             on, known = on_time_many(self.path, list(ids.values()), start, end, split)
         span = end - start
@@ -529,6 +511,7 @@ class SqliteHistorian:
         """Return the increase of counter ``tag`` over ``[start, end]`` (rule in historian.base)."""
         check_range(start, end)
         with self._lock:
+            self._catch_up()
             tid = self._tag_id(tag)
             if tid is None:
                 return 0.0
@@ -553,30 +536,14 @@ class SqliteHistorian:
         return compute.counter_delta(bts, bv, data[:, 0], data[:, 1], reps, rollover)
 
     def close(self) -> None:
-        """Close the database file."""
+        """Merge what is pending (best effort: it stays in the log if that fails) and close."""
         with self._lock:
+            try:
+                self._check_data_version()
+                if self._pending_points:
+                    self._flush_locked()
+            except sqlite3.Error as exc:
+                log.warning(
+                    "%s: pending samples stay in the log until next open: %s", self.path, exc
+                )
             self._con.close()
-
-
-def _split(start: float, end: float) -> list[tuple[float, float, int | None]]:
-    """Split ``[start, end)`` into a raw head, whole days/hours (rollups) and a raw tail."""
-    parts: list[tuple[float, float, int | None]] = []
-    h0 = math.ceil(start / rollup.HOUR_S) * rollup.HOUR_S
-    h1 = math.floor(end / rollup.HOUR_S) * rollup.HOUR_S
-    if h1 <= h0:
-        return [(start, end, None)]
-    d0 = math.ceil(h0 / rollup.DAY_S) * rollup.DAY_S
-    d1 = math.floor(h1 / rollup.DAY_S) * rollup.DAY_S
-    if start < h0:
-        parts.append((start, float(h0), None))
-    if d1 > d0:
-        if h0 < d0:
-            parts.append((float(h0), float(d0), rollup.HOUR_S))
-        parts.append((float(d0), float(d1), rollup.DAY_S))
-        if d1 < h1:
-            parts.append((float(d1), float(h1), rollup.HOUR_S))
-    else:
-        parts.append((float(h0), float(h1), rollup.HOUR_S))
-    if h1 < end:
-        parts.append((float(h1), end, None))
-    return parts

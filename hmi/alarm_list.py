@@ -53,8 +53,17 @@ PRIORITY_CELL = (
 STATE_CELL = '<span style="<%= (unacked ? "font-weight:700" : "") %>"><%= value %></span>'
 
 ROW_KEYS = (
-    "occurrence", "key", "priority", "pcolour", "ptext", "time", "state", "unacked", "message",
-    "source", "area",
+    "occurrence",
+    "key",
+    "priority",
+    "pcolour",
+    "ptext",
+    "time",
+    "state",
+    "unacked",
+    "message",
+    "source",
+    "area",
 )
 
 
@@ -87,9 +96,19 @@ def make_alarms(session: HmiSession, doc: Document) -> None:
         return
     source = ColumnDataSource(alarm_rows([]), name="alarm-rows")
     columns = [
-        TableColumn(field="priority", title="P", width=34, formatter=HTMLTemplateFormatter(template=PRIORITY_CELL)),
+        TableColumn(
+            field="priority",
+            title="P",
+            width=34,
+            formatter=HTMLTemplateFormatter(template=PRIORITY_CELL),
+        ),
         TableColumn(field="time", title="time (UTC)", width=150),
-        TableColumn(field="state", title="state", width=120, formatter=HTMLTemplateFormatter(template=STATE_CELL)),
+        TableColumn(
+            field="state",
+            title="state",
+            width=120,
+            formatter=HTMLTemplateFormatter(template=STATE_CELL),
+        ),
         TableColumn(field="message", title="message", width=420),
         TableColumn(field="source", title="source", width=160),
     ]
@@ -104,13 +123,17 @@ def make_alarms(session: HmiSession, doc: Document) -> None:
         fit_columns=True,
         min_height=200,
     )
-    prio = CheckboxButtonGroup(labels=["P1", "P2", "P3", "P4"], active=[0, 1, 2, 3], name="alarm-prio")
+    prio = CheckboxButtonGroup(
+        labels=["P1", "P2", "P3", "P4"], active=[0, 1, 2, 3], name="alarm-prio"
+    )
     state_sel = Select(value="all", options=list(STATE_FILTERS), name="alarm-state", width=150)
     text = TextInput(placeholder="search", name="alarm-search", width=160)
     comment = TextInput(placeholder="comment (optional)", name="alarm-comment", width=220)
     ack = Button(label="Acknowledge selected", button_type="primary", name="alarm-ack", width=190)
     ack_all = Button(label="Ack all shown", name="alarm-ack-all", width=130)
-    duration = Select(value="1 h", options=list(SHELVE_DURATIONS), name="alarm-shelve-for", width=90)
+    duration = Select(
+        value="1 h", options=list(SHELVE_DURATIONS), name="alarm-shelve-for", width=90
+    )
     reason = TextInput(placeholder="shelve reason", name="alarm-shelve-reason", width=180)
     shelve = Button(label="Shelve", name="alarm-shelve", width=90)
     unshelve = Button(label="Unshelve", name="alarm-unshelve", width=100)
@@ -155,7 +178,9 @@ def make_alarms(session: HmiSession, doc: Document) -> None:
             return
         data = source.data
         rows = range(len(data["key"])) if all_shown else selected_rows()
-        refs = [data["occurrence"][i] for i in rows if data["occurrence"][i] >= 0 and data["unacked"][i]]
+        refs = [
+            data["occurrence"][i] for i in rows if data["occurrence"][i] >= 0 and data["unacked"][i]
+        ]
         if not refs:
             say("select unacknowledged alarms first", False)
             return
@@ -214,8 +239,20 @@ def make_alarms(session: HmiSession, doc: Document) -> None:
     show_hidden.on_change("active", lambda _a, _o, _n: refresh())
     count = html_div("", name="alarm-count")
     wrap = {"flex-wrap": "wrap", "gap": "4px"}
-    filters = row(prio, state_sel, text, show_hidden, count, sizing_mode="stretch_width", styles=wrap)
-    actions = row(comment, ack, ack_all, duration, reason, shelve, unshelve, sizing_mode="stretch_width", styles=wrap)
+    filters = row(
+        prio, state_sel, text, show_hidden, count, sizing_mode="stretch_width", styles=wrap
+    )
+    actions = row(
+        comment,
+        ack,
+        ack_all,
+        duration,
+        reason,
+        shelve,
+        unshelve,
+        sizing_mode="stretch_width",
+        styles=wrap,
+    )
     body = column(filters, table, actions, result, sizing_mode="stretch_both")
     refresh()
     page_frame(session, doc, "alarms", body, "Alarms")

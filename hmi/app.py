@@ -53,7 +53,11 @@ class HmiServices:
 
     def commands(self) -> CommandClient | None:
         """Return the command client, or None when no command service runs."""
-        raw = self._commands if self._commands is not None else getattr(self.runtime, "commands", None)
+        raw = (
+            self._commands
+            if self._commands is not None
+            else getattr(self.runtime, "commands", None)
+        )
         if raw is None:
             return None
         if isinstance(raw, ServiceCommands) or not hasattr(raw, "select_batch"):

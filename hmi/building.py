@@ -73,7 +73,11 @@ class HeatMeterPanel:
 
         def v(key: str, unit: str, digits: int = 1) -> str:
             tag = self.tags.get(key)
-            return value_html(db.read(tag), unit, digits, tag=tag) if tag else '<span class="u">n/a</span>'
+            return (
+                value_html(db.read(tag), unit, digits, tag=tag)
+                if tag
+                else '<span class="u">n/a</span>'
+            )
 
         if self.device is None:
             self.div.text = '<div class="tile hm"><h2>Heat meter</h2><span class="u">none configured</span></div>'
@@ -101,13 +105,17 @@ class HeatMeterPanel:
 class UnitDetail:
     """Detail of the selected unit: values, trend (history then live) and the command panel."""
 
-    def __init__(self, session: HmiSession, commands: CommandClient | None, mimic_ref: list[Mimic]) -> None:
+    def __init__(
+        self, session: HmiSession, commands: CommandClient | None, mimic_ref: list[Mimic]
+    ) -> None:
         self.session = session
         self.tz = session.runtime.site.site.timezone
         self.mimic_ref = mimic_ref
         self.cell: UnitCell | None = None
         self.info = html_div(
-            '<p class="u">click a unit for its detail</p>', name="unit-detail", sizing_mode="stretch_width"
+            '<p class="u">click a unit for its detail</p>',
+            name="unit-detail",
+            sizing_mode="stretch_width",
         )
         self.trend_source = ColumnDataSource({"t": [], "room": [], "sp": []}, name="unit-trend")
         fig = figure(
@@ -120,15 +128,32 @@ class UnitDetail:
             background_fill_color="#F2F2F2",
             border_fill_color=None,
         )
-        fig.line("t", "room", source=self.trend_source, color=EQUIPMENT_DARK, line_width=2, legend_label="room")
-        fig.step("t", "sp", source=self.trend_source, color=TEXT_DIM, line_dash="dashed", legend_label="setpoint", mode="after")
+        fig.line(
+            "t",
+            "room",
+            source=self.trend_source,
+            color=EQUIPMENT_DARK,
+            line_width=2,
+            legend_label="room",
+        )
+        fig.step(
+            "t",
+            "sp",
+            source=self.trend_source,
+            color=TEXT_DIM,
+            line_dash="dashed",
+            legend_label="setpoint",
+            mode="after",
+        )
         fig.legend.location = "top_left"
         fig.legend.background_fill_alpha = 0.6
         fig.yaxis.axis_label = "°C"
         fig.xaxis.formatter = time_formatter()
         self.trend = fig
         self.panel = CommandPanel(session, commands, on_busy=self._busy, name="cmd")
-        self.layout = column(self.info, self.trend, self.panel.layout, sizing_mode="stretch_width", width=420)
+        self.layout = column(
+            self.info, self.trend, self.panel.layout, sizing_mode="stretch_width", width=420
+        )
         self._unsubscribe: Any = None
         self._loading = 0
 
@@ -156,7 +181,17 @@ class UnitDetail:
         sp = self.session.runtime.db.read(cell.setpoint_tag).value if cell.setpoint_tag else None
         self.panel.set_target(cell.household, actions, setpoint=sp)
         self.render()
-        tags = [t for t in (cell.valve_tag, cell.room_tag, cell.setpoint_tag, cell.fault_tag, cell.online_tag) if t]
+        tags = [
+            t
+            for t in (
+                cell.valve_tag,
+                cell.room_tag,
+                cell.setpoint_tag,
+                cell.fault_tag,
+                cell.online_tag,
+            )
+            if t
+        ]
         self._unsubscribe = self.session.subscribe(tags, self._on_changes)
         self._load_history(cell)
 
@@ -176,7 +211,9 @@ class UnitDetail:
             comm = mimic.source.data["comm"][i]
 
         def v(tag: str | None, unit: str) -> str:
-            return value_html(db.read(tag), unit, 1, tag=tag) if tag else '<span class="u">n/a</span>'
+            return (
+                value_html(db.read(tag), unit, 1, tag=tag) if tag else '<span class="u">n/a</span>'
+            )
 
         name = f" {html.escape(c.name)}" if c.name else ""
         comm_html = (
@@ -244,7 +281,9 @@ def _nan(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
-def make_building(session: HmiSession, doc: Document, commands: CommandClient | None = None) -> None:
+def make_building(
+    session: HmiSession, doc: Document, commands: CommandClient | None = None
+) -> None:
     """Build the building page into ``doc``."""
     if not page_allowed(session, "building"):
         page_frame(session, doc, "building", denied_body("not allowed for your role"), "Building")
@@ -265,8 +304,11 @@ def make_building(session: HmiSession, doc: Document, commands: CommandClient | 
     except ValueError:
         rotate_s = 0.0
     select = Select(
-        title="", value=wanted, options=[(b.id, b.name or b.id) for b in site.buildings],
-        name="building-select", width=220,
+        title="",
+        value=wanted,
+        options=[(b.id, b.name or b.id) for b in site.buildings],
+        name="building-select",
+        width=220,
     )
     mimic_ref: list[Mimic] = []
     detail = UnitDetail(session, commands, mimic_ref)

@@ -94,7 +94,9 @@ class CommandPanel:
         self.set_target(None, {})
 
     # ------------------------------------------------------------------ target
-    def set_target(self, target: str | None, actions: dict[str, CommandAction], setpoint: Any = None) -> None:
+    def set_target(
+        self, target: str | None, actions: dict[str, CommandAction], setpoint: Any = None
+    ) -> None:
         """Point the panel at ``target`` (a household) with its available ``actions``."""
         if self.pending is not None and target != self.pending_target:
             self._cancel()
@@ -104,16 +106,24 @@ class CommandPanel:
             self.spinner.value = float(setpoint)
         allowed = [self.session.may("commands.operate", a.tag) for a in actions.values()]
         can = self.commands is not None and any(allowed)
-        for key, button in (("open", self.btn_open), ("close", self.btn_close), ("setpoint", self.btn_sp)):
+        for key, button in (
+            ("open", self.btn_open),
+            ("close", self.btn_close),
+            ("setpoint", self.btn_sp),
+        ):
             a = actions.get(key)
-            button.disabled = not can or a is None or not self.session.may("commands.operate", a.tag)
+            button.disabled = (
+                not can or a is None or not self.session.may("commands.operate", a.tag)
+            )
         self.spinner.disabled = self.btn_sp.disabled
         if target is None:
             self.note.text = ""
         elif self.commands is None:
             self.note.text = '<span class="denied">no command service</span>'
         elif not can:
-            self.note.text = '<span class="denied" data-denied="1">your role may not send commands</span>'
+            self.note.text = (
+                '<span class="denied" data-denied="1">your role may not send commands</span>'
+            )
         else:
             self.note.text = ""
 
@@ -134,7 +144,12 @@ class CommandPanel:
         )
 
     def _selected(
-        self, target: str | None, a: CommandAction, value: Any, status: CommandStatus | None, error: BaseException | None
+        self,
+        target: str | None,
+        a: CommandAction,
+        value: Any,
+        status: CommandStatus | None,
+        error: BaseException | None,
     ) -> None:
         if error is not None or status is None:
             self._show_result(CommandStatus(None, "rejected", a.tag, value, None, str(error)))
@@ -168,7 +183,9 @@ class CommandPanel:
             if target is not None:
                 self.on_busy(target, False)
             if err is not None or st is None:
-                self._show_result(CommandStatus(status.id, "failed", status.tag, status.value, None, str(err)))
+                self._show_result(
+                    CommandStatus(status.id, "failed", status.tag, status.value, None, str(err))
+                )
             else:
                 self._show_result(st)
 
@@ -183,7 +200,10 @@ class CommandPanel:
         self.session.spawn(
             self.commands.cancel(self.session.user, str(status.id)),
             lambda st, err: self._show_result(
-                st or CommandStatus(status.id, "cancelled", status.tag, status.value, None, str(err or ""))
+                st
+                or CommandStatus(
+                    status.id, "cancelled", status.tag, status.value, None, str(err or "")
+                )
             ),
         )
 

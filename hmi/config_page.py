@@ -40,6 +40,7 @@ __all__ = ["config_items", "csv_devices_yaml", "errors_html", "make_config"]
 log = logging.getLogger(__name__)
 
 IMPORT_FILE = "imported-devices.yaml"
+MAX_FILE_CHARS = 5_000_000  # the editor truncates at 500 characters by default
 CSV_FIELDS = ("id", "template", "channel", "unit")
 
 
@@ -50,7 +51,11 @@ def config_items(site: Any, files: dict[str, str]) -> dict[str, list[Any]]:
     def where(ident: str) -> tuple[str, int]:
         for rel, text in files.items():
             for n, line in enumerate(text.splitlines(), 1):
-                if f"id: {ident}" in line or f"name: {ident}" in line or line.strip() == f"{ident}:":
+                if (
+                    f"id: {ident}" in line
+                    or f"name: {ident}" in line
+                    or line.strip() == f"{ident}:"
+                ):
                     return rel, n
         return "", 0
 
@@ -108,8 +113,12 @@ def csv_devices_yaml(text: str) -> str:
             unit = int(str(r["unit"]).strip())
         except ValueError:
             raise ValueError(f"CSV line {n}: unit {r['unit']!r} is not a number") from None
-        parts = [f"id: {r['id'].strip()}", f"template: {r['template'].strip()}",
-                 f"channel: {r['channel'].strip()}", f"unit: {unit}"]
+        parts = [
+            f"id: {r['id'].strip()}",
+            f"template: {r['template'].strip()}",
+            f"channel: {r['channel'].strip()}",
+            f"unit: {unit}",
+        ]
         for opt in ("building", "household"):
             if (r.get(opt) or "").strip():
                 parts.append(f"{opt}: {r[opt].strip()}")
@@ -131,11 +140,19 @@ def _with_include(main_text: str, rel: str) -> str:
 def make_config(session: HmiSession, doc: Document) -> None:
     """Build the configuration page into ``doc``."""
     if not page_allowed(session, "config"):
-        page_frame(session, doc, "config", denied_body("configuration needs the engineer role"), "Configuration")
+        page_frame(
+            session,
+            doc,
+            "config",
+            denied_body("configuration needs the engineer role"),
+            "Configuration",
+        )
         return
     api = getattr(session.runtime, "config_api", None)
     if api is None:
-        page_frame(session, doc, "config", denied_body("no config API (start the server)"), "Configuration")
+        page_frame(
+            session, doc, "config", denied_body("no config API (start the server)"), "Configuration"
+        )
         return
     can_write = session.may("config.write")
     files = api.current_files()
@@ -156,17 +173,29 @@ def make_config(session: HmiSession, doc: Document) -> None:
     )
     file_sel = Select(value=api.main_name(), options=sorted(files), name="config-file", width=260)
     editor = TextAreaInput(
-        value=files.get(file_sel.value, ""), rows=28, name="config-editor",
-        sizing_mode="stretch_both", styles={"font-family": "monospace"},
+        value=files.get(file_sel.value, ""),
+        rows=28,
+        name="config-editor",
+        max_length=MAX_FILE_CHARS,
+        sizing_mode="stretch_both",
+        styles={"font-family": "monospace"},
     )
-    comment = TextInput(placeholder="comment for the version history", name="config-comment", width=260)
+    comment = TextInput(
+        placeholder="comment for the version history", name="config-comment", width=260
+    )
     validate_btn = Button(label="Validate", name="config-validate", width=90)
     diff_btn = Button(label="Diff", name="config-diff", width=70)
     apply_btn = Button(label="Apply", button_type="primary", name="config-apply", width=80)
     csv_in = FileInput(accept=".csv", name="config-csv", width=220)
-    result = html_div("", name="config-result", sizing_mode="stretch_width",
-                      css="pre { margin: 0.2em 0; font-size: 0.85em; } ul { padding-left: 1.2em; }")
-    versions_src = ColumnDataSource({"version": [], "when": [], "user": [], "comment": []}, name="config-versions")
+    result = html_div(
+        "",
+        name="config-result",
+        sizing_mode="stretch_width",
+        css="pre { margin: 0.2em 0; font-size: 0.85em; } ul { padding-left: 1.2em; }",
+    )
+    versions_src = ColumnDataSource(
+        {"version": [], "when": [], "user": [], "comment": []}, name="config-versions"
+    )
     versions = DataTable(
         source=versions_src,
         columns=[
@@ -175,7 +204,10 @@ def make_config(session: HmiSession, doc: Document) -> None:
             TableColumn(field="user", title="user", width=80),
             TableColumn(field="comment", title="comment", width=200),
         ],
-        height=180, sizing_mode="stretch_width", name="config-version-table", index_position=None,
+        height=180,
+        sizing_mode="stretch_width",
+        name="config-version-table",
+        index_position=None,
     )
     rollback_btn = Button(label="Roll back to selected", name="config-rollback", width=170)
     for w in (validate_btn, apply_btn, rollback_btn, csv_in, comment):
@@ -188,7 +220,10 @@ def make_config(session: HmiSession, doc: Document) -> None:
         vs = list(reversed(api.versions()))
         versions_src.data = {
             "version": [v.get("version") for v in vs],
-            "when": [(iso(v.get("ts")) or str(v.get("created_at", "")))[:19].replace("T", " ") for v in vs],
+            "when": [
+                (iso(v.get("ts")) or str(v.get("created_at", "")))[:19].replace("T", " ")
+                for v in vs
+            ],
             "user": [v.get("user", "") for v in vs],
             "comment": [v.get("comment", "") for v in vs],
         }
@@ -206,21 +241,32 @@ def make_config(session: HmiSession, doc: Document) -> None:
             rel = items.data["file"][new[0]]
             if rel and rel != file_sel.value:
                 file_sel.value = rel
-            say(f'<span class="u">{html.escape(items.data["kind"][new[0]])} '
-                f'{html.escape(items.data["id"][new[0]])}: {html.escape(rel)} line {items.data["line"][new[0]]}</span>')
+            say(
+                f'<span class="u">{html.escape(items.data["kind"][new[0]])} '
+                f"{html.escape(items.data['id'][new[0]])}: {html.escape(rel)} line {items.data['line'][new[0]]}</span>"
+            )
 
     def show_validation(res: dict[str, Any], what: str) -> None:
         bundle = {**files, **proposal}
         text = errors_html(res.get("errors", []), bundle)
         if res.get("valid") and res.get("diff") is not None and what == "diff":
-            text += "".join(f"<pre>{html.escape(d)}</pre>" for d in res["diff"].values()) or "<p>no changes</p>"
+            text += (
+                "".join(f"<pre>{html.escape(d)}</pre>" for d in res["diff"].values())
+                or "<p>no changes</p>"
+            )
         say(text)
 
     def run_validate(what: str) -> None:
         changes = stage()
         say('<span class="u">validating…</span>')
-        session.spawn(api.validate(changes), lambda res, err: say(f'<span class="result-bad">{html.escape(str(err))}</span>')
-                      if err else show_validation(res, what))
+        session.spawn(
+            api.validate(changes),
+            lambda res, err: (
+                say(f'<span class="result-bad">{html.escape(str(err))}</span>')
+                if err
+                else show_validation(res, what)
+            ),
+        )
 
     def run_apply() -> None:
         if not session.may("config.write"):
@@ -246,10 +292,14 @@ def make_config(session: HmiSession, doc: Document) -> None:
             editor.value = files.get(file_sel.value, "")
             items.data = config_items(session.runtime.site, files)
             refresh_versions()
-            say(f'<span class="result-ok" data-applied="{res.get("version")}">applied as version '
-                f'{res.get("version")} ({len(res.get("diff", {}))} file(s))</span>')
+            say(
+                f'<span class="result-ok" data-applied="{res.get("version")}">applied as version '
+                f"{res.get('version')} ({len(res.get('diff', {}))} file(s))</span>"
+            )
 
-        session.spawn(api.apply(session.user.raw, changes, comment=comment.value, source="hmi"), done)
+        session.spawn(
+            api.apply(session.user.raw, changes, comment=comment.value, source="hmi"), done
+        )
 
     def run_rollback() -> None:
         sel = versions_src.selected.indices
@@ -267,7 +317,9 @@ def make_config(session: HmiSession, doc: Document) -> None:
             proposal.clear()
             editor.value = files.get(file_sel.value, "")
             refresh_versions()
-            say(f'<span class="result-ok">rolled back to version {number} as version {res.get("version")}</span>')
+            say(
+                f'<span class="result-ok">rolled back to version {number} as version {res.get("version")}</span>'
+            )
 
         session.spawn(api.rollback(session.user.raw, int(number), source="hmi"), done)
 
@@ -302,4 +354,6 @@ def make_config(session: HmiSession, doc: Document) -> None:
         result,
         sizing_mode="stretch_both",
     )
-    page_frame(session, doc, "config", row(left, right, sizing_mode="stretch_both"), "Configuration")
+    page_frame(
+        session, doc, "config", row(left, right, sizing_mode="stretch_both"), "Configuration"
+    )

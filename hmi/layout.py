@@ -49,9 +49,7 @@ def page_allowed(session: HmiSession, page: str) -> bool:
 
 def html_div(text: str = "", *, name: str | None = None, css: str = "", **kwargs: Any) -> Div:
     """Return a Div with the HMI stylesheet (plus ``css``) applied."""
-    return Div(
-        text=text, name=name, stylesheets=[InlineStyleSheet(css=PAGE_CSS + css)], **kwargs
-    )
+    return Div(text=text, name=name, stylesheets=[InlineStyleSheet(css=PAGE_CSS + css)], **kwargs)
 
 
 def _nav(session: HmiSession, current: str) -> str:
@@ -99,4 +97,3 @@ def page_frame(session: HmiSession, doc: Document, current: str, body: Any, titl
 def header_row(*items: Any) -> Any:
     """Return a toolbar row that stretches to the page width."""
     return row(*items, sizing_mode="stretch_width")
-

@@ -141,7 +141,9 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
     db = session.runtime.db
     meters = site_meters(session.runtime.site, db)
     if not meters:
-        page_frame(session, doc, "meters", denied_body("no electricity meters configured"), "Meters")
+        page_frame(
+            session, doc, "meters", denied_body("no electricity meters configured"), "Meters"
+        )
         return
     xs, ys, ylabels = [], [], {}
     y = 0
@@ -159,9 +161,12 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
         ys.append(y)
         col += 1
     data: dict[str, list[Any]] = {
-        "x": xs, "y": ys,
+        "x": xs,
+        "y": ys,
         "device": [m.device for m in meters],
-        "label": [m.device.rsplit(".", 1)[0] if m.device.endswith(".em") else m.device for m in meters],
+        "label": [
+            m.device.rsplit(".", 1)[0] if m.device.endswith(".em") else m.device for m in meters
+        ],
         "account": [m.account or "" for m in meters],
         "building": [m.building for m in meters],
     }
@@ -170,39 +175,88 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
         data[key] = [r[key] for r in rows]
     source = ColumnDataSource(data, name="meter-grid")
     fig = figure(
-        name="meters", sizing_mode="stretch_both", tools="", toolbar_location=None,
-        x_range=(-0.6, PER_ROW - 0.4), y_range=(min(ys) - 0.6, 0.8),
-        background_fill_color="#DADADA", border_fill_color=None, outline_line_color=None,
+        name="meters",
+        sizing_mode="stretch_both",
+        tools="",
+        toolbar_location=None,
+        x_range=(-0.6, PER_ROW - 0.4),
+        y_range=(min(min(ys), -7) - 0.6, 0.8),  # at least 8 rows: cells stay wider than tall
+        background_fill_color="#DADADA",
+        border_fill_color=None,
+        outline_line_color=None,
     )
     fig.axis.visible = False
     fig.grid.visible = False
-    cells = fig.rect("x", "y", 0.92, 0.86, source=source, fill_color="fill", line_color="line", line_width=2)
+    cells = fig.rect(
+        "x", "y", 0.92, 0.86, source=source, fill_color="fill", line_color="line", line_width=2
+    )
     cells.nonselection_glyph = cells.glyph
     cells.selection_glyph = cells.glyph.clone(line_color="#1E78C8", line_width=5)
-    fig.text("x", "y", text="label", source=source, text_align="center", text_baseline="bottom",
-             text_font_size="13px", text_color=TEXT)
-    fig.text("x", "y", text="relay", source=source, text_align="center", text_baseline="top",
-             text_font_size="11px", text_color=TEXT, y_offset=2)
+    labels = fig.text(
+        "x",
+        "y",
+        text="label",
+        source=source,
+        text_align="center",
+        text_baseline="bottom",
+        text_font_size="13px",
+        text_color=TEXT,
+    )
+    relays = fig.text(
+        "x",
+        "y",
+        text="relay",
+        source=source,
+        text_align="center",
+        text_baseline="top",
+        text_font_size="11px",
+        text_color=TEXT,
+        y_offset=2,
+    )
+    for r in (labels, relays):  # texts never fade with the selection
+        r.selection_glyph = r.nonselection_glyph = r.glyph
     for yy, name in ylabels.items():
-        fig.text([-0.55], [yy + 0.62], text=[name], text_font_size="15px", text_font_style="bold",
-                 text_color=TEXT)
+        fig.text(
+            [-0.55],
+            [yy + 0.62],
+            text=[name],
+            text_font_size="15px",
+            text_font_style="bold",
+            text_color=TEXT,
+        )
     fig.add_tools(TapTool(renderers=[cells], mode="xor"), BoxSelectTool(renderers=[cells]))
-    fig.add_tools(HoverTool(renderers=[cells], tooltips=[
-        ("meter", "@device"), ("account", "@account"), ("state", "@state_label"),
-        ("relay", "@relay"), ("balance", "@balance")]))
+    fig.add_tools(
+        HoverTool(
+            renderers=[cells],
+            tooltips=[
+                ("meter", "@device"),
+                ("account", "@account"),
+                ("state", "@state_label"),
+                ("relay", "@relay"),
+                ("balance", "@balance"),
+            ],
+        )
+    )
     legend = html_div(
         "".join(
             f'<span class="pill" style="background:{ACCOUNT_COLOURS[k]};color:#000" data-state-key="{k}">'
             f'{html.escape(v)} <b data-count-of="{k}">{data["state"].count(k)}</b></span>'
             for k, v in ACCOUNT_LABELS.items()
         ),
-        name="meter-legend", sizing_mode="stretch_width",
+        name="meter-legend",
+        sizing_mode="stretch_width",
     )
     results = ColumnDataSource({"meter": [], "state": [], "message": []}, name="meter-results")
     result_table = DataTable(
-        source=results, height=160, sizing_mode="stretch_width", index_position=None,
-        columns=[TableColumn(field="meter", title="meter"), TableColumn(field="state", title="result"),
-                 TableColumn(field="message", title="message")],
+        source=results,
+        height=160,
+        sizing_mode="stretch_width",
+        index_position=None,
+        columns=[
+            TableColumn(field="meter", title="meter"),
+            TableColumn(field="state", title="result"),
+            TableColumn(field="message", title="message"),
+        ],
         name="meter-result-table",
     )
     note = html_div("", name="meter-note", sizing_mode="stretch_width")
@@ -210,9 +264,15 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
     btn_close = Button(label="Close", name="meter-close", width=90)
     btn_keep = Button(label="Keep power", name="meter-keep", width=110)
     btn_restore = Button(label="Restore prepaid", name="meter-restore", width=130)
-    btn_confirm = Button(label="Confirm batch", button_type="primary", name="meter-confirm", width=130, visible=False)
+    btn_confirm = Button(
+        label="Confirm batch", button_type="primary", name="meter-confirm", width=130, visible=False
+    )
     btn_cancel = Button(label="Cancel", name="meter-cancel", width=90, visible=False)
-    can_cmd = commands is not None and hasattr(commands, "select_batch") and session.may("commands.operate")
+    can_cmd = (
+        commands is not None
+        and hasattr(commands, "select_batch")
+        and session.may("commands.operate")
+    )
     billing = getattr(session.runtime, "billing", None)
     can_bill = billing is not None and session.may("billing.write")
     btn_trip.disabled = btn_close.disabled = not can_cmd
@@ -252,8 +312,10 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
                 return
             pending["batch"] = batch_id
             what = "close" if closed else "trip"
-            note.text = (f'<div class="confirm" data-batch="{html.escape(batch_id)}"><b>{what}</b> '
-                         f"{ok} meter relay(s)? Confirm before the selection expires.</div>")
+            note.text = (
+                f'<div class="confirm" data-batch="{html.escape(batch_id)}"><b>{what}</b> '
+                f"{ok} meter relay(s)? Confirm before the selection expires.</div>"
+            )
             btn_confirm.visible = btn_cancel.visible = True
 
         session.spawn(commands.select_batch(session.user, targets), selected_done)
@@ -279,8 +341,9 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
         batch_id, pending["batch"] = pending["batch"], None
         btn_confirm.visible = btn_cancel.visible = False
         if batch_id is not None:
-            session.spawn(commands.cancel_batch(session.user, batch_id),
-                          lambda st, err: show(st or []))
+            session.spawn(
+                commands.cancel_batch(session.user, batch_id), lambda st, err: show(st or [])
+            )
         note.text = '<span class="u">cancelled</span>'
 
     def billing_op(name: str) -> None:
@@ -302,7 +365,10 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
                     out.append(CommandStatus(None, "failed", a, None, None, str(exc)))
             return out
 
-        session.spawn(run(), lambda st, err: show(st or [CommandStatus(None, "failed", "", None, None, str(err))]))
+        session.spawn(
+            run(),
+            lambda st, err: show(st or [CommandStatus(None, "failed", "", None, None, str(err))]),
+        )
 
     btn_trip.on_click(lambda: batch(False))
     btn_close.on_click(lambda: batch(True))
@@ -311,7 +377,9 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
     btn_keep.on_click(lambda: billing_op("keep"))
     btn_restore.on_click(lambda: billing_op("restore"))
 
-    watched = [t for m in meters for t in (m.online_tag, m.relay_tag, m.level_tag, m.balance_tag) if t]
+    watched = [
+        t for m in meters for t in (m.online_tag, m.relay_tag, m.level_tag, m.balance_tag) if t
+    ]
     rows_of: dict[str, list[int]] = {}
     for i, m in enumerate(meters):
         for t in (m.online_tag, m.relay_tag, m.level_tag, m.balance_tag):
@@ -335,8 +403,16 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
             )
 
     session.subscribe(watched, on_changes)
-    actions = row(btn_trip, btn_close, btn_keep, btn_restore, btn_confirm, btn_cancel,
-                  sizing_mode="stretch_width", styles={"flex-wrap": "wrap"})
+    actions = row(
+        btn_trip,
+        btn_close,
+        btn_keep,
+        btn_restore,
+        btn_confirm,
+        btn_cancel,
+        sizing_mode="stretch_width",
+        styles={"flex-wrap": "wrap"},
+    )
     side = column(actions, note, result_table, width=520, sizing_mode="stretch_height")
     body = column(legend, row(fig, side, sizing_mode="stretch_both"), sizing_mode="stretch_both")
     page_frame(session, doc, "meters", body, "Meters and accounts")

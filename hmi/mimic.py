@@ -48,6 +48,8 @@ from tags.model import Quality
 __all__ = ["COLD_DELTA_C", "Mimic", "unit_state"]
 
 COLD_DELTA_C = 2.0
+#: Above this many units the cells carry only the room temperature (labels go to the axes).
+DENSE_UNITS = 300
 ROLES = ("valve", "room", "setpoint", "fault", "online")
 _GOOD, _UNC, _BAD = int(Quality.GOOD), int(Quality.UNCERTAIN), int(Quality.BAD)
 
@@ -59,12 +61,12 @@ setTimeout(() => {
   const cw = plot.inner_width / nx;
   const ch = plot.inner_height / ny;
   const big = Math.max(6, Math.min(cw / 3.6, ch / 2.4, 44));
-  const small = Math.max(5, Math.min(cw / 6, ch / 4.5, 22));
+  const size = Math.max(5, Math.min(cw / 6, ch / 4.5, 22));
   room.text_font_size = `${big.toFixed(0)}px`;
-  label.text_font_size = `${small.toFixed(0)}px`;
-  sp.text_font_size = `${small.toFixed(0)}px`;
-  label.text_alpha = small < 7 ? 0 : 1;
-  sp.text_alpha = small < 7 ? 0 : 1;
+  for (const g of small) {
+    g.text_font_size = `${size.toFixed(0)}px`;
+    g.text_alpha = size < 7 ? 0 : 1;
+  }
 }, 0);
 """
 
@@ -157,7 +159,9 @@ class Mimic:
         "text_color",
     )
 
-    def __init__(self, db: Any, cells: Sequence[UnitCell], on_select: Callable[[str], None]) -> None:
+    def __init__(
+        self, db: Any, cells: Sequence[UnitCell], on_select: Callable[[str], None]
+    ) -> None:
         self.db = db
         self.cells = list(cells)
         self.on_select = on_select
@@ -168,7 +172,9 @@ class Mimic:
         self.tag_names: list[str] = []
         for i, c in enumerate(self.cells):
             for role, tag in zip(
-                ROLES, (c.valve_tag, c.room_tag, c.setpoint_tag, c.fault_tag, c.online_tag), strict=True
+                ROLES,
+                (c.valve_tag, c.room_tag, c.setpoint_tag, c.fault_tag, c.online_tag),
+                strict=True,
             ):
                 if tag is None:
                     continue
@@ -266,34 +272,58 @@ class Mimic:
             line_width=2,
         )
         room = p.text(
-            "x", "y", text="room", source=src, x_offset=4, text_align="center", text_baseline="middle",
-            text_color="text_color", text_font_style="bold", text_font_size="14px",
+            "x",
+            "y",
+            text="room",
+            source=src,
+            x_offset=4,
+            text_align="center",
+            text_baseline="middle",
+            text_color="text_color",
+            text_font_style="bold",
+            text_font_size="14px",
         )
-        label = p.text(
-            "x", "y", text="label", source=src, text_align="right", text_baseline="top",
-            x_offset=0, y_offset=0, text_color=TEXT_DIM, text_font_size="10px",
-        )
-        sp = p.text(
-            "x", "y", text="sp", source=src, text_align="center", text_baseline="top",
-            text_color=TEXT_DIM, text_font_size="10px",
-        )
-        # put the unit label top right and the setpoint under the room temperature
-        label.glyph.x = dodge("x", 0.44, range=p.x_range)
-        label.glyph.y = dodge("y", 0.42, range=p.y_range)
-        sp.glyph.y = dodge("y", -0.2, range=p.y_range)
-        for r in (room, label, sp, valves):
+        small: list[Any] = []
+        texts = [room]
+        if len(self.cells) <= DENSE_UNITS:
+            label = p.text(
+                "x",
+                dodge("y", 0.42, range=p.y_range),
+                text="label",
+                source=src,
+                text_align="right",
+                text_baseline="top",
+                text_color=TEXT_DIM,
+                text_font_size="10px",
+            )
+            label.glyph.x = dodge("x", 0.44, range=p.x_range)  # top right of the cell
+            sp = p.text(
+                "x",
+                dodge("y", -0.2, range=p.y_range),  # under the room temperature
+                text="sp",
+                source=src,
+                text_align="center",
+                text_baseline="top",
+                text_color=TEXT_DIM,
+                text_font_size="10px",
+            )
+            texts += [label, sp]
+            small = [label.glyph, sp.glyph]
+        else:
+            # a dense building: unit numbers on the axis, setpoints in the hover and detail;
+            # two thousand fewer texts to lay out on every update
+            p.xaxis.visible = True
+            p.xaxis.ticker = FixedTicker(ticks=list(range(width)))
+            p.xaxis.major_label_overrides = {i: str(i + 1) for i in range(width)}
+            p.xaxis.major_label_text_color = TEXT_DIM
+            p.xaxis.axis_line_color = None
+            p.xaxis.major_tick_line_color = None
+        for r in (*texts, valves):
             # the same glyph whatever the selection, so the font resizing below applies to all
             r.nonselection_glyph = r.glyph
             r.selection_glyph = r.glyph
         font = CustomJS(
-            args={
-                "plot": p,
-                "xr": p.x_range,
-                "yr": p.y_range,
-                "room": room.glyph,
-                "label": label.glyph,
-                "sp": sp.glyph,
-            },
+            args={"plot": p, "xr": p.x_range, "yr": p.y_range, "room": room.glyph, "small": small},
             code=FONT_JS,
         )
         p.js_on_change("inner_width", font)
@@ -360,4 +390,3 @@ class Mimic:
         if patches:
             self.source.patch(patches)
         return changed
-

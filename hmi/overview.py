@@ -52,11 +52,16 @@ class _Tile:
             "energy": tag_or_none(db, heat.energy_tag) if heat else None,
         }
         self.online_tags = [
-            t for d in building_devices(session.runtime.site, building.id) if (t := f"{d}.online") in db
+            t
+            for d in building_devices(session.runtime.site, building.id)
+            if (t := f"{d}.online") in db
         ]
         self.energy_base: float | None = None
         self.div = html_div(
-            "", name=f"tile-{building.id}", sizing_mode="stretch_both", css=":host > div { height: 100%; }"
+            "",
+            name=f"tile-{building.id}",
+            sizing_mode="stretch_both",
+            css=":host > div { height: 100%; }",
         )
 
     @property
@@ -81,7 +86,10 @@ class _Tile:
 
                 today = max(0.0, float(tv.value) - self.energy_base)
                 energy_today = value_html(
-                    TagValue(today, tv.quality, tv.reason, tv.ts), "kWh", 1, tag=f"{b.id}.energy_today"
+                    TagValue(today, tv.quality, tv.reason, tv.ts),
+                    "kWh",
+                    1,
+                    tag=f"{b.id}.energy_today",
                 )
         online, total = comm_summary(db.read_many(self.online_tags))
         comm_cls = "comm-ok" if online == total else "comm-lost"

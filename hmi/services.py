@@ -169,7 +169,9 @@ class ServiceCommands:
             return self._refused(exc, "", None)
         return status_from(cmd)
 
-    async def select_batch(self, user: HmiUser, targets: list[tuple[str, Any]]) -> tuple[str | None, list[CommandStatus]]:
+    async def select_batch(
+        self, user: HmiUser, targets: list[tuple[str, Any]]
+    ) -> tuple[str | None, list[CommandStatus]]:
         """Select several writes at once; return the batch id and one status per target."""
         try:
             batch = self.service.select_batch(user.raw, targets, source=self.SOURCE)
@@ -196,7 +198,9 @@ class ServiceCommands:
 
 def _is_refusal(exc: Exception) -> bool:
     """Return True for the service's own refusals (``CommandError``) and value errors."""
-    return type(exc).__name__ == "CommandError" or isinstance(exc, ValueError | KeyError | PermissionError)
+    return type(exc).__name__ == "CommandError" or isinstance(
+        exc, ValueError | KeyError | PermissionError
+    )
 
 
 def _batch_statuses(batch: Any) -> list[CommandStatus]:

@@ -98,7 +98,9 @@ class HmiSession:
             for key, values in (request.arguments or {}).items():
                 if values:
                     v = values[-1]
-                    self.args[key] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                    self.args[key] = (
+                        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                    )
         doc.on_session_destroyed(self._on_destroyed)
 
     # ------------------------------------------------------------------ identity
@@ -216,7 +218,9 @@ class HmiSession:
         """Run a blocking call (historian query, report) in a worker thread and return its result."""
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    def spawn(self, awaitable: Awaitable[Any], then: Callable[[Any, BaseException | None], None]) -> None:
+    def spawn(
+        self, awaitable: Awaitable[Any], then: Callable[[Any, BaseException | None], None]
+    ) -> None:
         """Run ``awaitable`` without holding the document lock, then ``then(result, error)`` with it.
 
         For slow service calls (commands, historian queries) started from a widget callback:
@@ -257,4 +261,3 @@ class HmiSession:
                 log.exception("HMI session clean-up failed")
         self._cleanups.clear()
         log.debug("HMI session on %s for %s closed", self.page, self.user_name)
-

@@ -26,15 +26,19 @@ from bokeh.plotting import figure
 from hmi.layout import denied_body, html_div, page_frame
 from hmi.model import tag_or_none
 from hmi.session import HmiSession
-from hmi.theme import EQUIPMENT_DARK, value_html
+from hmi.theme import EQUIPMENT_DARK, local_ms, time_formatter, value_html
 
 __all__ = ["day_starts", "make_tenant", "tenant_scope"]
 
 log = logging.getLogger(__name__)
 
 DAYS = 30
-LEVEL_TEXT = {0: ("ok", ""), 1: ("balance low (alarm 1)", "p3"), 2: ("balance very low (alarm 2)", "p2"),
-              3: ("in arrears: power may be cut", "p1")}
+LEVEL_TEXT = {
+    0: ("ok", ""),
+    1: ("balance low (alarm 1)", "p3"),
+    2: ("balance very low (alarm 2)", "p2"),
+    3: ("in arrears: power may be cut", "p1"),
+}
 
 
 def tenant_scope(session: HmiSession) -> tuple[list[Any], list[Any]]:
@@ -74,14 +78,22 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
     """Build the tenant page into ``doc``."""
     user = session.user
     if user is None or user.role != "tenant":
-        page_frame(session, doc, "tenant", denied_body("this page is for tenant accounts"), "My account")
+        page_frame(
+            session, doc, "tenant", denied_body("this page is for tenant accounts"), "My account"
+        )
         return
     runtime = session.runtime
     db = runtime.db
     tz = runtime.site.site.timezone
     households, accounts = tenant_scope(session)
     if not households and not accounts:
-        page_frame(session, doc, "tenant", denied_body("no household is linked to your login"), "My account")
+        page_frame(
+            session,
+            doc,
+            "tenant",
+            denied_body("no household is linked to your login"),
+            "My account",
+        )
         return
     energy_tags = []
     for h in households:
@@ -89,37 +101,66 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
     for a in accounts:
         energy_tags += [m.energy for m in a.meters if m.energy in db]
     energy_tags = list(dict.fromkeys(t for t in energy_tags if session.may("tags.read", t)))
-    live = [t for h in households for t in (h.room_tag, h.setpoint_tag, h.valve_tag) if t and t in db]
-    live += [t for a in accounts for t in (tag_or_none(db, f"acct.{a.id}.balance"), tag_or_none(db, f"acct.{a.id}.level")) if t]
+    live = [
+        t for h in households for t in (h.room_tag, h.setpoint_tag, h.valve_tag) if t and t in db
+    ]
+    live += [
+        t
+        for a in accounts
+        for t in (tag_or_none(db, f"acct.{a.id}.balance"), tag_or_none(db, f"acct.{a.id}.level"))
+        if t
+    ]
     live = [t for t in live if session.may("tags.read", t) or t.startswith("acct.")]
 
     status = html_div("", name="tenant-status", sizing_mode="stretch_width")
-    month = html_div('<span class="u">loading consumption…</span>', name="tenant-month", sizing_mode="stretch_width")
-    ledger = html_div("", name="tenant-ledger", sizing_mode="stretch_width")
-    bars = ColumnDataSource({"day": [], "kwh": [], "label": []}, name="tenant-daily")
-    fig = figure(
-        name="tenant-daily-plot", x_range=[], height=240, sizing_mode="stretch_width",
-        toolbar_location=None, tools="", background_fill_color="#F2F2F2", border_fill_color=None,
+    month = html_div(
+        '<span class="u">loading consumption…</span>',
+        name="tenant-month",
+        sizing_mode="stretch_width",
     )
-    fig.vbar(x="label", top="kwh", width=0.8, source=bars, color=EQUIPMENT_DARK)
+    ledger = html_div("", name="tenant-ledger", sizing_mode="stretch_width")
+    bars = ColumnDataSource({"day": [], "kwh": []}, name="tenant-daily")
+    fig = figure(
+        name="tenant-daily-plot",
+        x_axis_type="datetime",
+        height=240,
+        sizing_mode="stretch_width",
+        toolbar_location=None,
+        tools="",
+        background_fill_color="#F2F2F2",
+        border_fill_color=None,
+    )
+    fig.vbar(x="day", top="kwh", width=0.8 * 86400000, source=bars, color=EQUIPMENT_DARK)
     fig.yaxis.axis_label = "kWh per day"
-    fig.xaxis.major_label_orientation = 1.0
+    fig.xaxis.formatter = time_formatter()
 
     def render_status() -> None:
         parts = []
         for h in households:
             rows = [f"<h2>{html.escape(h.name or h.id)}</h2><table>"]
             if h.room_tag and h.room_tag in db:
-                rows.append(f"<tr><td>room</td><td>{value_html(db.read(h.room_tag), '°C', tag=h.room_tag)}</td></tr>")
+                rows.append(
+                    f"<tr><td>room</td><td>{value_html(db.read(h.room_tag), '°C', tag=h.room_tag)}</td></tr>"
+                )
             if h.setpoint_tag and h.setpoint_tag in db:
-                rows.append(f"<tr><td>setpoint</td><td>{value_html(db.read(h.setpoint_tag), '°C', tag=h.setpoint_tag)}</td></tr>")
+                rows.append(
+                    f"<tr><td>setpoint</td><td>{value_html(db.read(h.setpoint_tag), '°C', tag=h.setpoint_tag)}</td></tr>"
+                )
             rows.append(f"<tr><td>area</td><td>{h.area_m2:g} m²</td></tr></table>")
-            parts.append(f'<div class="tile" data-household="{html.escape(h.id)}">{"".join(rows)}</div>')
+            parts.append(
+                f'<div class="tile" data-household="{html.escape(h.id)}">{"".join(rows)}</div>'
+            )
         for a in accounts:
             bal_tag, lvl_tag = f"acct.{a.id}.balance", f"acct.{a.id}.level"
-            bal = value_html(db.read(bal_tag), "CNY", 2, tag=bal_tag) if bal_tag in db else '<span class="u">n/a</span>'
+            bal = (
+                value_html(db.read(bal_tag), "CNY", 2, tag=bal_tag)
+                if bal_tag in db
+                else '<span class="u">n/a</span>'
+            )
             level = db.read(lvl_tag).value if lvl_tag in db else None
-            text, cls = LEVEL_TEXT.get(int(level), ("", "")) if level is not None else ("not opened", "")
+            text, cls = (
+                LEVEL_TEXT.get(int(level), ("", "")) if level is not None else ("not opened", "")
+            )
             parts.append(
                 f'<div class="tile" data-account="{html.escape(a.id)}"><h2>Account {html.escape(a.id)}</h2>'
                 f"<table><tr><td>balance</td><td>{bal}</td></tr>"
@@ -149,13 +190,13 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
 
         def done(res: Any, err: BaseException | None) -> None:
             if err is not None:
-                month.text = f'<span class="result-bad">history unavailable: {html.escape(str(err))}</span>'
+                month.text = (
+                    f'<span class="result-bad">history unavailable: {html.escape(str(err))}</span>'
+                )
                 return
             daily, this_month, last_month = res
-            zone = ZoneInfo(tz)
-            labels = [datetime.fromtimestamp(s, zone).strftime("%d %b") for s in starts[:-1]]
-            fig.x_range.factors = labels
-            bars.data = {"day": starts[:-1], "kwh": daily, "label": labels}
+            # bars centred on local noon of each day
+            bars.data = {"day": [local_ms(s, tz) + 43200000 for s in starts[:-1]], "kwh": daily}
             month.text = (
                 f'<div class="tile"><table><tr><td>this month</td><td><span class="v" data-this-month="{this_month:.1f}">'
                 f'{this_month:,.1f}</span><span class="u">kWh</span></td></tr>'
@@ -184,12 +225,15 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
                     f"<td>{html.escape(str(j.get('kind', '')))}</td>"
                     f"<td>{html.escape(str(j.get('amount', '')))}</td></tr>"
                 )
-        ledger.text = '<div class="tile"><h2>Bills and top-ups</h2><table>' + "".join(rows) + "</table></div>"
+        ledger.text = (
+            '<div class="tile"><h2>Bills and top-ups</h2><table>' + "".join(rows) + "</table></div>"
+        )
 
     render_status()
     render_ledger()
     session.subscribe(live, lambda _b: render_status())
     doc.add_next_tick_callback(load_history)
-    body = column(status, month, fig, ledger, sizing_mode="stretch_width", styles={"overflow-y": "auto"})
+    body = column(
+        status, month, fig, ledger, sizing_mode="stretch_width", styles={"overflow-y": "auto"}
+    )
     page_frame(session, doc, "tenant", body, "My account")
-

@@ -48,7 +48,9 @@ def default_tags(runtime: Any) -> list[str]:
         heat = b.heat
         if heat is None:
             continue
-        tags = [t for t in (heat.power_tag, heat.supply_tag, heat.return_tag) if t and t in runtime.db]
+        tags = [
+            t for t in (heat.power_tag, heat.supply_tag, heat.return_tag) if t and t in runtime.db
+        ]
         if tags:
             return tags
     return []
@@ -65,8 +67,12 @@ def make_trends(session: HmiSession, doc: Document) -> None:
     options = [d.name for d in db.definitions() if d.type.numeric and d.historize]
     wanted = [t for t in (session.arg("tags") or "").split(",") if t in db] or default_tags(runtime)
     picker = MultiChoice(
-        value=wanted[:MAX_TAGS], options=options, name="trend-tags", sizing_mode="stretch_width",
-        placeholder="pick tags", max_items=MAX_TAGS,
+        value=wanted[:MAX_TAGS],
+        options=options,
+        name="trend-tags",
+        sizing_mode="stretch_width",
+        placeholder="pick tags",
+        max_items=MAX_TAGS,
     )
     span = Select(value="last day", options=list(RANGES), name="trend-range", width=140)
     reload_btn = Button(label="Reload", name="trend-reload", width=90)
@@ -94,8 +100,14 @@ def make_trends(session: HmiSession, doc: Document) -> None:
         for i, tag in enumerate(tags):
             src = ColumnDataSource({"t": [], "v": []}, name=f"trend-{tag}")
             unit = db.definition(tag).unit
-            fig.line("t", "v", source=src, color=PENS[i % len(PENS)], line_width=2,
-                     legend_label=f"{tag} [{unit}]" if unit else tag)
+            fig.line(
+                "t",
+                "v",
+                source=src,
+                color=PENS[i % len(PENS)],
+                line_width=2,
+                legend_label=f"{tag} [{unit}]" if unit else tag,
+            )
             sources[tag] = src
         if tags:
             fig.legend.visible = True
@@ -157,6 +169,11 @@ def make_trends(session: HmiSession, doc: Document) -> None:
     picker.on_change("value", lambda _a, _o, _n: build())
     span.on_change("value", lambda _a, _o, _n: build())
     reload_btn.on_click(build)
-    body = column(row(picker, span, reload_btn, sizing_mode="stretch_width"), status, slot, sizing_mode="stretch_both")
+    body = column(
+        row(picker, span, reload_btn, sizing_mode="stretch_width"),
+        status,
+        slot,
+        sizing_mode="stretch_both",
+    )
     page_frame(session, doc, "trends", body, "Trends")
     build()

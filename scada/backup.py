@@ -189,8 +189,14 @@ def backup(
                 _sqlite_copy(path, target)
             else:
                 shutil.copy2(path, target)
-            entries.append({"path": rel.as_posix(), "kind": kind,
-                            "bytes": target.stat().st_size, "sha256": _sha256(target)})
+            entries.append(
+                {
+                    "path": rel.as_posix(),
+                    "kind": kind,
+                    "bytes": target.stat().st_size,
+                    "sha256": _sha256(target),
+                }
+            )
         configs = []
         for cfg in config_files:
             cpath = Path(cfg)
@@ -249,8 +255,10 @@ def restore(src: str | Path, data_dir: str | Path, *, force: bool = False) -> di
         if _sha256(path) != entry["sha256"]:
             raise BackupError(f"{src_dir}: {entry['path']} is damaged (checksum mismatch)")
     if is_running(target) and not force:
-        raise BackupError(f"data dir {target} is in use by a running scada process; stop it "
-                          "first (or use --force)")
+        raise BackupError(
+            f"data dir {target} is in use by a running scada process; stop it "
+            "first (or use --force)"
+        )
     staging = target.with_name(f".{target.name}.restore-tmp")
     shutil.rmtree(staging, ignore_errors=True)
     if (src_dir / "data").exists():
@@ -278,8 +286,9 @@ def next_run(at: str, tz: str, now: dt.datetime) -> dt.datetime:
     local = now.astimezone(zoneinfo.ZoneInfo(tz))
     candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if candidate <= local:
-        candidate = (local + dt.timedelta(days=1)).replace(hour=hour, minute=minute, second=0,
-                                                           microsecond=0)
+        candidate = (local + dt.timedelta(days=1)).replace(
+            hour=hour, minute=minute, second=0, microsecond=0
+        )
     return candidate
 
 
@@ -304,8 +313,7 @@ def prune(root: str | Path, keep_days: int, now: float | None = None) -> list[Pa
             shutil.rmtree(path)
             removed.append(path)
     if removed:
-        log.info("backup retention: removed %d backups older than %d days", len(removed),
-                 keep_days)
+        log.info("backup retention: removed %d backups older than %d days", len(removed), keep_days)
     return removed
 
 
@@ -316,9 +324,16 @@ class BackupScheduler:
     ``clock`` returns aware datetimes (tests). Call ``start()``/``await stop()``.
     """
 
-    def __init__(self, config: Any, data_dir: str | Path, *, site_id: str, tz: str,
-                 config_files: Iterable[str | Path] = (),
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+    def __init__(
+        self,
+        config: Any,
+        data_dir: str | Path,
+        *,
+        site_id: str,
+        tz: str,
+        config_files: Iterable[str | Path] = (),
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
         self.site_id = site_id

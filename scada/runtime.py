@@ -196,7 +196,6 @@ class Runtime:
         Automatic trips and closes go through the command service when the server runs (role
         check, read-back, audit); without a server, straight to the writer.
         """
-        from billing import Billing
         from billing.jobs import BillingScheduler
         from billing.ledger import Ledger
         from billing.prepaid import WriterRelayCommander
@@ -204,10 +203,10 @@ class Runtime:
         commands = getattr(self, "commands", None)
         commander = CommandRelayCommander(commands) if commands is not None else WriterRelayCommander(self.writer)
         self.ledger = Ledger.in_data_dir(self.data_dir)
-        self.billing = Billing(self.site, self.ledger, self.historian, commander=commander, db=self.db,
-                               data_dir=self.data_dir)
         self.billing_scheduler = BillingScheduler(self.site, self.db, self.historian, self.ledger, commander,
                                                   self.data_dir)
+        # One Billing for the API, the HMI and the schedules: one place serialises relay commands.
+        self.billing = self.billing_scheduler.billing
         await self.billing_scheduler.start()
 
     async def _housekeeping(self) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 from redis.exceptions import ResponseError
 
-from scada.scaleout.redis_bus import LINK_ERRORS
+from scada.scaleout.redis_bus import LINK_ERRORS, raise_if_cancelled, stop_task
 from scada.scaleout.wire import KIND_DATA, KIND_HEARTBEAT, Entry, StreamKeys, decode_entry
 from tags.catalog import KIND_STR
 from tags.model import Quality, Reason, Source, TagDef, TagType
@@ -98,8 +99,13 @@ return 1
 def link_tag_defs(buildings: list[str]) -> list[TagDef]:
     """Return the central's ``collector.<building>.online`` tags."""
     return [
-        TagDef(f"collector.{b}.online", TagType.BOOL, source=Source.SYSTEM, building=b,
-               description=f"the collector of building {b} is heard (stream not silent)")
+        TagDef(
+            f"collector.{b}.online",
+            TagType.BOOL,
+            source=Source.SYSTEM,
+            building=b,
+            description=f"the collector of building {b} is heard (stream not silent)",
+        )
         for b in buildings
     ]
 
@@ -183,8 +189,9 @@ class Central:
         await self._seed()
         for b in self.buildings:
             try:
-                await self.redis.xgroup_create(self.keys.changes(b), self.group, id="0",
-                                               mkstream=True)
+                await self.redis.xgroup_create(
+                    self.keys.changes(b), self.group, id="0", mkstream=True
+                )
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -208,13 +215,8 @@ class Central:
         for task in (self._task, self._health_task):
             if task is None:
                 continue
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # it had died already; say why once more, then stop cleanly
-                log.exception("central: the consumer task had failed")
+            if (exc := await stop_task(task)) is not None:
+                log.error("central: the consumer task had failed", exc_info=exc)
         self._task = self._health_task = None
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
@@ -253,12 +255,14 @@ class Central:
                     for b in self.buildings:
                         await self._recover(b)
                     recovered = True
-                reply = await self.redis.xreadgroup(self.group, self.consumer, streams,
-                                                    count=self.count, block=self.block_ms)
+                reply = await self.redis.xreadgroup(
+                    self.group, self.consumer, streams, count=self.count, block=self.block_ms
+                )
                 for stream, entries in reply or ():
                     await self._process(names[_sid(stream)], entries)
                 retry_s = _RETRY_MIN_S
             except LINK_ERRORS as exc:
+                raise_if_cancelled()
                 log.warning("central: redis unreachable (%s); retrying", exc)
                 await asyncio.sleep(retry_s)
                 retry_s = min(retry_s * 2, _RETRY_MAX_S)
@@ -273,22 +277,32 @@ class Central:
                 break
             wait_ms = self.claim_idle_ms - min(int(p["time_since_delivered"]) for p in foreign)
             if wait_ms > 0:
-                log.warning("central: %d entries of %s pending at another consumer; claiming "
-                            "them in %d ms", len(foreign), stream, wait_ms)
+                log.warning(
+                    "central: %d entries of %s pending at another consumer; claiming them in %d ms",
+                    len(foreign),
+                    stream,
+                    wait_ms,
+                )
                 await asyncio.sleep(wait_ms / 1000)
                 continue
             start = "0-0"
             while True:
-                reply = await self.redis.xautoclaim(stream, self.group, self.consumer,
-                                                    self.claim_idle_ms, start_id=start,
-                                                    count=self.count)
+                reply = await self.redis.xautoclaim(
+                    stream,
+                    self.group,
+                    self.consumer,
+                    self.claim_idle_ms,
+                    start_id=start,
+                    count=self.count,
+                )
                 self.claimed += len(reply[1])  # [next start, [(id, fields)], deleted ids]
                 start = _sid(reply[0])
                 if start == "0-0":
                     break
         while True:
-            reply = await self.redis.xreadgroup(self.group, self.consumer, {stream: "0"},
-                                                count=self.count)
+            reply = await self.redis.xreadgroup(
+                self.group, self.consumer, {stream: "0"}, count=self.count
+            )
             entries = reply[0][1] if reply else []
             if not entries:
                 return
@@ -326,25 +340,40 @@ class Central:
             return
         latest: dict[str, str] = {}
         data_entries = records = 0
-        for _sid_, entry in new:
+        for _, entry in new:
             if entry.kind == KIND_HEARTBEAT:
                 continue
             data_entries += 1
             records += len(entry.names)
             self._apply(entry)
             self.db.flush()  # one bus delivery per entry: subscribers see every change
-            for i, n in enumerate(entry.names):
-                latest[n] = json.dumps([entry.values[i], entry.quality[i], entry.reason[i],
-                                        entry.ts[i]])
+            for n, v, q, r, t in zip(
+                entry.names, entry.values, entry.quality, entry.reason, entry.ts, strict=True
+            ):
+                # the hash value is JSON [value, quality, reason, ts]; floats formatted directly
+                text = repr(v) if type(v) is float and math.isfinite(v) else json.dumps(v)
+                latest[n] = f"[{text},{q},{r},{t!r}]"
         last_id, last_entry = new[-1]
-        args: list[Any] = [building, self.group, new[0][0], last_id,
-                           f"{last_entry.epoch}:{last_entry.seq}", len(ack), *ack,
-                           data_entries, records]
+        args: list[Any] = [
+            building,
+            self.group,
+            new[0][0],
+            last_id,
+            f"{last_entry.epoch}:{last_entry.seq}",
+            len(ack),
+            *ack,
+            data_entries,
+            records,
+        ]
         for n, v in latest.items():
             args.append(n)
             args.append(v)
-        keys = [self.keys.applied(self.group), self.keys.current, self.keys.stats(self.group),
-                self.keys.changes(building)]
+        keys = [
+            self.keys.applied(self.group),
+            self.keys.current,
+            self.keys.stats(self.group),
+            self.keys.changes(building),
+        ]
         done = await self._commit(keys, args)
         self._applied[building] = last_id
         self._src[building] = (last_entry.epoch, last_entry.seq)
@@ -355,8 +384,11 @@ class Central:
                 now = self._clock()
                 self.latencies.extend(now - e.t0 for _, e in new if e.kind != KIND_HEARTBEAT)
         else:
-            log.warning("central: entries of %s up to %s were committed by another consumer",
-                        building, last_id)
+            log.warning(
+                "central: entries of %s up to %s were committed by another consumer",
+                building,
+                last_id,
+            )
         if self.on_commit is not None and done:
             self.on_commit(building, data_entries, records)
         self._progress.set()
@@ -376,6 +408,7 @@ class Central:
             try:
                 reply = await self._script(keys=keys, args=args)
             except LINK_ERRORS as exc:
+                raise_if_cancelled()
                 log.warning("central: commit failed (%s); retrying", exc)
                 retried = True
                 await asyncio.sleep(retry_s)
@@ -395,8 +428,9 @@ class Central:
         catalog = db.catalog
         index = catalog.index
         kinds = catalog.kinds
-        ids = np.fromiter((index.get(n, -1) for n in entry.names), dtype=np.int64,
-                          count=len(entry.names))
+        ids = np.fromiter(
+            (index.get(n, -1) for n in entry.names), dtype=np.int64, count=len(entry.names)
+        )
         known = ids >= 0
         if not known.all():
             self.unknown_tags += int(np.count_nonzero(~known))
@@ -404,25 +438,30 @@ class Central:
         plain = known.all() and None not in values and not (kinds[ids] == KIND_STR).any()
         if plain:
             if ids.size:
-                db.update_many(ids, np.asarray(values, dtype=np.float64),
-                               np.asarray(entry.quality, dtype=np.uint8),
-                               np.asarray(entry.ts, dtype=np.float64),
-                               np.asarray(entry.reason, dtype=np.uint8))
+                db.update_many(
+                    ids,
+                    np.asarray(values, dtype=np.float64),
+                    np.asarray(entry.quality, dtype=np.uint8),
+                    np.asarray(entry.ts, dtype=np.float64),
+                    np.asarray(entry.reason, dtype=np.uint8),
+                )
             return int(ids.size)
         rows = np.flatnonzero(known).tolist()
         num = [i for i in rows if values[i] is not None and kinds[ids[i]] != KIND_STR]
         if num:
             sel = np.asarray(num, dtype=np.int64)
-            db.update_many(ids[sel], np.asarray([values[i] for i in num], dtype=np.float64),
-                           np.asarray(entry.quality, dtype=np.uint8)[sel],
-                           np.asarray(entry.ts, dtype=np.float64)[sel],
-                           np.asarray(entry.reason, dtype=np.uint8)[sel])
+            db.update_many(
+                ids[sel],
+                np.asarray([values[i] for i in num], dtype=np.float64),
+                np.asarray(entry.quality, dtype=np.uint8)[sel],
+                np.asarray(entry.ts, dtype=np.float64)[sel],
+                np.asarray(entry.reason, dtype=np.uint8)[sel],
+            )
         for i in rows:
             if values[i] is None:
                 db.set_quality([int(ids[i])], entry.quality[i], entry.reason[i], entry.ts[i])
             elif kinds[ids[i]] == KIND_STR:
-                db.update(entry.names[i], values[i], entry.quality[i], entry.ts[i],
-                          entry.reason[i])
+                db.update(entry.names[i], values[i], entry.quality[i], entry.ts[i], entry.reason[i])
         return len(rows)
 
     # ------------------------------------------------------------------ link health
@@ -448,8 +487,11 @@ class Central:
                 q = self.db.state_of(ids)[0]
                 good = ids[q == Quality.GOOD]
                 self.db.set_quality(good, Quality.UNCERTAIN, Reason.STALE)
-            log.warning("central: building %s silent for %.0f s: its values marked stale",
-                        building, self.offline_after_s)
+            log.warning(
+                "central: building %s silent for %.0f s: its values marked stale",
+                building,
+                self.offline_after_s,
+            )
         elif was is False and self.resync is not None:
             log.info("central: building %s heard again; requesting a snapshot", building)
             asyncio.create_task(self._resync(building), name=f"resync-{building}")  # noqa: RUF006

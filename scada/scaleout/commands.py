@@ -20,7 +20,6 @@ Loop-thread only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -39,7 +38,7 @@ from drivers.base import (
     WriteState,
     WrongType,
 )
-from scada.scaleout.redis_bus import LINK_ERRORS
+from scada.scaleout.redis_bus import LINK_ERRORS, raise_if_cancelled, stop_task
 from scada.scaleout.wire import StreamKeys
 
 __all__ = ["COLLECTOR_GROUP", "CommandServer", "RemoteWriter"]
@@ -102,9 +101,7 @@ class RemoteWriter:
     async def stop(self) -> None:
         """Stop reading results; writes still waiting fail with their timeout message."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def write(self, tag: str, value: Any) -> WriteResult:
@@ -115,7 +112,10 @@ class RemoteWriter:
         reply = await self._call(building, {"op": "write", "tag": tag, "value": value})
         if reply is None:
             return WriteResult(
-                tag, tag.rpartition(".")[0], WriteState.FAILED, value,
+                tag,
+                tag.rpartition(".")[0],
+                WriteState.FAILED,
+                value,
                 message=f"no result from the collector of building {building} within "
                 f"{self.timeout_s:g} s",
             )
@@ -125,8 +125,13 @@ class RemoteWriter:
             message = str(error.get("message", ""))
             if cls is not None:
                 raise cls(message, tag, error.get("device"))
-            return WriteResult(tag, tag.rpartition(".")[0], WriteState.FAILED, value,
-                               message=f"collector error: {message}")
+            return WriteResult(
+                tag,
+                tag.rpartition(".")[0],
+                WriteState.FAILED,
+                value,
+                message=f"collector error: {message}",
+            )
         return _result_from_json(reply["result"])
 
     async def resync(self, building: str) -> bool:
@@ -140,15 +145,21 @@ class RemoteWriter:
         cid = uuid.uuid4().hex
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[cid] = fut
-        message = {**body, "id": cid, "reply_to": self.results_stream,
-                   "deadline": time.time() + self.timeout_s}
+        message = {
+            **body,
+            "id": cid,
+            "reply_to": self.results_stream,
+            "deadline": time.time() + self.timeout_s,
+        }
         try:
-            await self.redis.xadd(self.keys.commands(building),
-                                  {"p": json.dumps(message)}, maxlen=_RESULTS_MAXLEN)
+            await self.redis.xadd(
+                self.keys.commands(building), {"p": json.dumps(message)}, maxlen=_RESULTS_MAXLEN
+            )
             return await asyncio.wait_for(fut, self.timeout_s)
         except TimeoutError:
             return None
         except LINK_ERRORS as exc:
+            raise_if_cancelled()
             log.warning("command to building %s not sent: %s", building, exc)
             return None
         finally:
@@ -164,6 +175,7 @@ class RemoteWriter:
             except ResponseError:  # the stream does not exist yet
                 last = "0-0"
             except LINK_ERRORS:
+                raise_if_cancelled()
                 self._ready.set()
                 await asyncio.sleep(_RETRY_S)
                 continue
@@ -171,6 +183,7 @@ class RemoteWriter:
             try:
                 reply = await self.redis.xread({self.results_stream: last}, count=100, block=1000)
             except LINK_ERRORS:
+                raise_if_cancelled()
                 await asyncio.sleep(_RETRY_S)
                 continue
             for _stream, entries in reply or ():
@@ -221,16 +234,15 @@ class CommandServer:
     async def stop(self) -> None:
         """Stop consuming (a command being executed is cancelled, not acknowledged)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def _ensure_groups(self) -> None:
         for b in self.buildings:
             try:
-                await self.redis.xgroup_create(self.keys.commands(b), COLLECTOR_GROUP, id="$",
-                                               mkstream=True)
+                await self.redis.xgroup_create(
+                    self.keys.commands(b), COLLECTOR_GROUP, id="$", mkstream=True
+                )
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -247,9 +259,11 @@ class CommandServer:
                     await self._ensure_groups()
                     grouped = True
                 self._ready.set()
-                reply = await self.redis.xreadgroup(COLLECTOR_GROUP, self.consumer, streams,
-                                                    count=50, block=1000)
+                reply = await self.redis.xreadgroup(
+                    COLLECTOR_GROUP, self.consumer, streams, count=50, block=1000
+                )
             except LINK_ERRORS:
+                raise_if_cancelled()
                 grouped = False
                 self._ready.set()
                 await asyncio.sleep(_RETRY_S)
@@ -286,8 +300,11 @@ class CommandServer:
                 result = await self.writer(tag, cmd.get("value"))
                 reply["result"] = result.to_json()
             except WriteRejected as exc:
-                reply["error"] = {"type": type(exc).__name__, "message": str(exc),
-                                  "device": exc.device}
+                reply["error"] = {
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "device": exc.device,
+                }
             except Exception as exc:  # a driver bug must not stop the command loop
                 log.exception("command %s: write %s failed", cid, tag)
                 reply["error"] = {"type": type(exc).__name__, "message": str(exc)}
@@ -297,14 +314,18 @@ class CommandServer:
         else:
             reply["error"] = {"type": "UnknownCommand", "message": f"unknown command op {op!r}"}
         try:
-            await self.redis.xadd(reply_to, {"p": json.dumps(reply, default=str)},
-                                  maxlen=_RESULTS_MAXLEN)
+            await self.redis.xadd(
+                reply_to, {"p": json.dumps(reply, default=str)}, maxlen=_RESULTS_MAXLEN
+            )
         except LINK_ERRORS:
+            raise_if_cancelled()
             log.warning("result of command %s not delivered: redis unreachable", cid)
             return  # not acknowledged: it is re-read (and answered, or expired) after reconnect
         self.handled += 1
         await self._ack(stream, entry_id)
 
     async def _ack(self, stream: str, entry_id: bytes) -> None:
-        with contextlib.suppress(*LINK_ERRORS):
+        try:
             await self.redis.xack(stream, COLLECTOR_GROUP, entry_id)
+        except LINK_ERRORS:
+            raise_if_cancelled()

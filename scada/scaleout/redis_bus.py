@@ -38,7 +38,7 @@ from scada.scaleout.wire import (
 from tags.bus import ChangeBatch, LocalBus
 from tags.catalog import TagCatalog
 
-__all__ = ["LINK_ERRORS", "RedisBus", "StreamPublisher"]
+__all__ = ["LINK_ERRORS", "RedisBus", "StreamPublisher", "raise_if_cancelled", "stop_task"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,33 @@ LINK_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeo
 
 _RETRY_MIN_S = 0.05
 _RETRY_MAX_S = 2.0
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a pending cancellation inside a ``except LINK_ERRORS`` retry handler.
+
+    redis-py can turn a cancellation that lands mid-read into a ``ConnectionError``;
+    without this check a retry loop would swallow ``task.cancel()`` and never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> BaseException | None:
+    """Cancel ``task`` and wait for it; return the exception it had died of, if any.
+
+    Cancels again every 0.5 s: a cancellation landing inside redis-py's read timeout
+    (``asyncio.timeout`` on Python 3.11) can be lost, and a blocking read would go on.
+    """
+    if task is None:
+        return None
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if task.cancelled():
+        return None
+    return task.exception()
 
 
 class StreamPublisher:
@@ -109,7 +136,9 @@ class StreamPublisher:
         """Open the spool and start the sending task (entries left in the spool go first)."""
         self.spool.open()
         if len(self.spool):
-            log.info("spool %s holds %d entries from an earlier run", self.spool.path, len(self.spool))
+            log.info(
+                "spool %s holds %d entries from an earlier run", self.spool.path, len(self.spool)
+            )
             self._wake.set()
         self._task = asyncio.create_task(self._run(), name="scaleout-publisher")
 
@@ -121,9 +150,8 @@ class StreamPublisher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wait_idle(), drain_timeout_s)
         self._stopping.set()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        if (exc := await stop_task(self._task)) is not None:
+            log.error("publisher task had failed", exc_info=exc)
         self._task = None
         self._spill()
         self.spool.close()
@@ -163,6 +191,7 @@ class StreamPublisher:
                 try:
                     await self.redis.ping()
                 except LINK_ERRORS:
+                    raise_if_cancelled()
                     await self._pause(retry_s)
                     retry_s = min(retry_s * 2, _RETRY_MAX_S)
                     continue
@@ -173,14 +202,18 @@ class StreamPublisher:
                 try:
                     await self._send([(s, p) for _, s, p in rows])
                 except LINK_ERRORS:
+                    raise_if_cancelled()
                     self._set_link(False)
                     continue
                 self.spool.remove_through(rows[-1][0])
                 continue
-            items = [self._queue.popleft() for _ in range(min(len(self._queue), self.pipeline_entries))]
+            items = [
+                self._queue.popleft() for _ in range(min(len(self._queue), self.pipeline_entries))
+            ]
             try:
                 await self._send([(s, p) for s, p, _ in items])
             except LINK_ERRORS:
+                raise_if_cancelled()
                 self._queue.extendleft(reversed(items))
                 self._set_link(False)
                 self._spill()
@@ -246,8 +279,15 @@ class RedisBus(LocalBus):
         for building, cols in batch_payloads(batch, self._codes, self.buildings, self.chunk):
             self._seq[building] += 1
             payload = encode_entry(
-                kind, self.epoch, self._seq[building], now,
-                cols["n"], cols["v"], cols["q"], cols["r"], cols["t"],
+                kind,
+                self.epoch,
+                self._seq[building],
+                now,
+                cols["n"],
+                cols["v"],
+                cols["q"],
+                cols["r"],
+                cols["t"],
             )
             self.publisher.enqueue(self.keys.changes(building), payload)
             self._last_sent[building] = now

@@ -50,8 +50,13 @@ def connect(url: str) -> Redis:
     One immediate retry covers a pooled connection that died with a Redis restart;
     the scale-out loops do their own back-off.
     """
-    return Redis.from_url(url, retry=Retry(NoBackoff(), 1), socket_connect_timeout=2.0,
-                          socket_timeout=10.0, health_check_interval=0)
+    return Redis.from_url(
+        url,
+        retry=Retry(NoBackoff(), 1),
+        socket_connect_timeout=2.0,
+        socket_timeout=10.0,
+        health_check_interval=0,
+    )
 
 
 def filter_site(site: Any, buildings: Iterable[str] | None) -> Any:
@@ -64,17 +69,21 @@ def filter_site(site: Any, buildings: Iterable[str] | None) -> Any:
     wanted = set(known if buildings is None else buildings)
     unknown = sorted(wanted - known)
     if unknown:
-        raise ValueError(f"unknown building(s) {', '.join(unknown)}; the site has "
-                         f"{', '.join(sorted(known)) or 'none'}")
+        raise ValueError(
+            f"unknown building(s) {', '.join(unknown)}; the site has "
+            f"{', '.join(sorted(known)) or 'none'}"
+        )
     devices = [d for d in site.devices if device_building(site, d) in wanted]
     channel_ids = {d.channel for d in devices}
-    sub = site.model_copy(update={
-        "devices": devices,
-        "channels": [c for c in site.channels if c.id in channel_ids],
-        "buildings": [b for b in site.buildings if b.id in wanted],
-        "tags": [],
-        "alarms": [],
-    })
+    sub = site.model_copy(
+        update={
+            "devices": devices,
+            "channels": [c for c in site.channels if c.id in channel_ids],
+            "buildings": [b for b in site.buildings if b.id in wanted],
+            "tags": [],
+            "alarms": [],
+        }
+    )
     sub._index = None
     return sub
 
@@ -86,9 +95,16 @@ class CollectorRole:
     ``bus=role.bus``, then ``await start(db, writer)`` with ``DriverManager.write``.
     """
 
-    def __init__(self, site: Any, redis_url: str, data_dir: str | Path, *,
-                 node_id: str | None = None, maxlen: int = 100_000,
-                 heartbeat_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        site: Any,
+        redis_url: str,
+        data_dir: str | Path,
+        *,
+        node_id: str | None = None,
+        maxlen: int = 100_000,
+        heartbeat_s: float = 5.0,
+    ) -> None:
         self.site = site
         self.keys = StreamKeys(site.site.id)
         self.tag_building = tag_buildings(site)
@@ -96,8 +112,9 @@ class CollectorRole:
         self.node_id = node_id or "collector-" + ("-".join(self.buildings) or NO_BUILDING)
         self.heartbeat_s = heartbeat_s
         self.redis = connect(redis_url)
-        self.publisher = StreamPublisher(self.redis, Spool(Path(data_dir) / SPOOL_FILE),
-                                         maxlen=maxlen)
+        self.publisher = StreamPublisher(
+            self.redis, Spool(Path(data_dir) / SPOOL_FILE), maxlen=maxlen
+        )
         self.bus = RedisBus(self.publisher, self.keys, self.tag_building)
         self.commands: CommandServer | None = None
         self.db: Any = None
@@ -107,8 +124,9 @@ class CollectorRole:
         """Start publishing (spooled entries first), heartbeats and the command server."""
         self.db = db
         await self.publisher.start()
-        self.commands = CommandServer(self.redis, self.keys, self.buildings, writer,
-                                      self.resync, consumer=self.node_id)
+        self.commands = CommandServer(
+            self.redis, self.keys, self.buildings, writer, self.resync, consumer=self.node_id
+        )
         await self.commands.start()
         self._heartbeat = asyncio.create_task(self._beat(), name="scaleout-heartbeat")
         log.info("collector %s: publishing buildings %s", self.node_id, ", ".join(self.buildings))
@@ -144,19 +162,36 @@ class CollectorRole:
 class CentralRole:
     """Consume every building stream into the central database; route writes to collectors."""
 
-    def __init__(self, site: Any, redis_url: str, *, node_id: str = "central-1",
-                 group: str = CENTRAL_GROUP, claim_idle_ms: int = 30_000,
-                 offline_after_s: float | None = 15.0, command_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        site: Any,
+        redis_url: str,
+        *,
+        node_id: str = "central-1",
+        group: str = CENTRAL_GROUP,
+        claim_idle_ms: int = 30_000,
+        offline_after_s: float | None = 15.0,
+        command_timeout_s: float = 10.0,
+    ) -> None:
         self.site = site
         self.keys = StreamKeys(site.site.id)
         self.tag_building = tag_buildings(site)
         self.buildings = sorted(set(self.tag_building.values()))
         self.node_id = node_id
         self.redis = connect(redis_url)
-        self.writer = RemoteWriter(self.redis, self.keys, self.tag_building, central_id=node_id,
-                                   timeout_s=command_timeout_s)
-        self._central_kwargs = {"group": group, "consumer": node_id,
-                                "claim_idle_ms": claim_idle_ms, "offline_after_s": offline_after_s}
+        self.writer = RemoteWriter(
+            self.redis,
+            self.keys,
+            self.tag_building,
+            central_id=node_id,
+            timeout_s=command_timeout_s,
+        )
+        self._central_kwargs = {
+            "group": group,
+            "consumer": node_id,
+            "claim_idle_ms": claim_idle_ms,
+            "offline_after_s": offline_after_s,
+        }
         self.central: Central | None = None
 
     def tag_defs(self) -> list[TagDef]:
@@ -166,8 +201,14 @@ class CentralRole:
     async def start(self, db: Any) -> None:
         """Start the result reader and the consumer (which first seeds ``db`` from Redis)."""
         await self.writer.start()
-        self.central = Central(self.redis, self.keys, db, self.tag_building,
-                               resync=self.writer.resync, **self._central_kwargs)  # type: ignore[arg-type]
+        self.central = Central(
+            self.redis,
+            self.keys,
+            db,
+            self.tag_building,
+            resync=self.writer.resync,
+            **self._central_kwargs,
+        )  # type: ignore[arg-type]
         await self.central.start()
         log.info("central %s: consuming %d building streams", self.node_id, len(self.buildings))
 

@@ -71,9 +71,11 @@ class Spool:
 
     def head(self, limit: int) -> list[tuple[int, str, bytes]]:
         """Return up to ``limit`` oldest entries as ``(row id, stream, payload)``."""
-        rows = self._db().execute(
-            "SELECT id, stream, payload FROM spool ORDER BY id LIMIT ?", (limit,)
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute("SELECT id, stream, payload FROM spool ORDER BY id LIMIT ?", (limit,))
+            .fetchall()
+        )
         return [(int(i), str(s), bytes(p)) for i, s, p in rows]
 
     def remove_through(self, row_id: int) -> None:

@@ -228,8 +228,9 @@ def batch_payloads(
             )
 
 
-def building_code_array(names: list[str | None], tag_building: Mapping[str, str],
-                        buildings: list[str]) -> np.ndarray:
+def building_code_array(
+    names: list[str | None], tag_building: Mapping[str, str], buildings: list[str]
+) -> np.ndarray:
     """Return the id-indexed building code array for a catalog's ``names`` (-1: not published)."""
     pos = {b: i for i, b in enumerate(buildings)}
     return np.fromiter(

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from scada.server import schemas
 from scada.server.auth import Action
-from scada.server.handlers import admin, alarms, commands, config, session, system, tags
+from scada.server.handlers import admin, alarms, billing, commands, config, session, system, tags
 from scada.server.ws import WsHandler
 
 __all__ = ["ROUTES", "Op", "Param", "Route", "tornado_routes"]
@@ -56,6 +56,10 @@ class Op:
     body: type[BaseModel] | None = None
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     content: str = "application/json"
+    #: the success answer's model (documented in OpenAPI; None: any JSON object)
+    response: type[BaseModel] | None = None
+    #: other content types of the success answer (downloads chosen by a ``format`` parameter)
+    produces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,14 @@ _TIME = "ISO-8601 time with offset, or epoch seconds"
 _AUTH = {401: "not signed in", 403: "not allowed for this role"}
 _WRITE = {**_AUTH, 422: "invalid body"}
 _CMD = {**_WRITE, 404: "unknown command or tag", 409: "conflicting state"}
+_BTIME = "ISO date or date-time (site time unless an offset is given), or epoch seconds"
+_MONEY = {
+    **_WRITE,
+    400: "bad amount",
+    404: "unknown account",
+    409: "refused by the ledger (not open, exceeds the balance, already reversed)",
+    503: "billing not running",
+}
 _IDEM = Param("Idempotency-Key", "header", description="repeat-safe key (also idempotency_key)")
 
 ROUTES: tuple[Route, ...] = (
@@ -666,6 +678,203 @@ ROUTES: tuple[Route, ...] = (
             ),
         ),
         "config",
+    ),
+    Route(
+        "/api/accounts",
+        billing.AccountsApi,
+        (
+            Op(
+                "GET",
+                "Prepaid accounts with balance and level (tenants: their own)",
+                A.BILLING_READ,
+                params=(_q("building"),),
+                responses={200: "OK", 503: "billing not running", **_AUTH},
+                response=billing.AccountsOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/accounts/{account_id}",
+        billing.AccountApi,
+        (
+            Op(
+                "GET",
+                "One account: balance, level, meters, relays",
+                A.BILLING_READ,
+                params=(_p("account_id"),),
+                responses={200: "OK", 404: "unknown account", 503: "billing not running", **_AUTH},
+                response=billing.AccountOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/accounts/{account_id}/ledger",
+        billing.AccountLedgerApi,
+        (
+            Op(
+                "GET",
+                "Ledger entries of an account, oldest first (the last `limit`)",
+                A.BILLING_READ,
+                params=(
+                    _p("account_id"),
+                    _q("from", _BTIME),
+                    _q("to", _BTIME),
+                    _q("kind", "comma-separated entry kinds (topup, refund, consumption, ...)"),
+                    _q("limit", type="integer"),
+                ),
+                responses={
+                    200: "OK",
+                    400: "bad query",
+                    404: "unknown account",
+                    503: "billing not running",
+                    **_AUTH,
+                },
+                response=billing.LedgerOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/accounts/{account_id}/topup",
+        billing.AccountTopupApi,
+        (
+            Op(
+                "POST",
+                "Top up an account (closes relays tripped for arrears once above zero)",
+                A.BILLING_WRITE,
+                params=(_p("account_id"),),
+                body=billing.MoneyBody,
+                responses=_MONEY,
+                response=billing.MoneyOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/accounts/{account_id}/refund",
+        billing.AccountRefundApi,
+        (
+            Op(
+                "POST",
+                "Refund money (at most the balance)",
+                A.BILLING_WRITE,
+                params=(_p("account_id"),),
+                body=billing.MoneyBody,
+                responses=_MONEY,
+                response=billing.MoneyOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/accounts/{account_id}/reverse",
+        billing.AccountReverseApi,
+        (
+            Op(
+                "POST",
+                "Reverse one ledger entry (once)",
+                A.BILLING_WRITE,
+                params=(_p("account_id"),),
+                body=billing.ReverseBody,
+                responses={**_MONEY, 404: "unknown account or entry"},
+                response=billing.MoneyOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/accounts/{account_id}/replace-meter",
+        billing.AccountReplaceMeterApi,
+        (
+            Op(
+                "POST",
+                "Record a meter replacement (final and first readings; balance carried over)",
+                A.BILLING_METER,
+                params=(_p("account_id"),),
+                body=billing.ReplaceMeterBody,
+                responses={**_MONEY, 404: "unknown account or meter"},
+                response=billing.MoneyOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/billing/heat",
+        billing.HeatApi,
+        (
+            Op(
+                "GET",
+                "Heat allocation (on-off time area method) of a period",
+                A.BILLING_READ,
+                params=(
+                    _q("from", _BTIME, required=True),
+                    _q("to", _BTIME, required=True),
+                    _q("building"),
+                ),
+                responses={
+                    200: "OK",
+                    400: "bad period",
+                    404: "unknown building",
+                    503: "billing or historian not running",
+                    **_AUTH,
+                },
+                response=billing.HeatAllocationOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/billing/bills",
+        billing.BillsApi,
+        (
+            Op(
+                "GET",
+                "Electricity bills of a period (tenants: their own)",
+                A.BILLING_READ,
+                params=(
+                    _q("from", _BTIME, required=True),
+                    _q("to", _BTIME, required=True),
+                    _q("account"),
+                ),
+                responses={
+                    200: "OK",
+                    400: "bad period",
+                    404: "unknown account",
+                    503: "billing or historian not running",
+                    **_AUTH,
+                },
+                response=billing.BillsOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/reports/{kind}",
+        billing.ReportApi,
+        (
+            Op(
+                "GET",
+                "A report (energy, heat, unit, bills, financial, lost-contact, alarms)",
+                A.BILLING_REPORT,
+                params=(
+                    _p("kind", "report kind"),
+                    _q("period", "YYYY, YYYY-Qn, YYYY-MM or YYYY-MM-DD (site time)", required=True),
+                    _q("format", enum=tuple(billing.REPORT_FORMATS)),
+                ),
+                responses={
+                    200: "the report (JSON) or a download (CSV, Excel)",
+                    400: "bad period or format",
+                    404: "unknown report kind",
+                    503: "billing or historian not running",
+                    **_AUTH,
+                },
+                response=billing.ReportOut,
+                produces=("text/csv", billing.XLSX),
+            ),
+        ),
+        "billing",
     ),
     Route(
         "/api/users",

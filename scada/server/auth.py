@@ -6,17 +6,24 @@ handlers, the websocket ops and the HMI alike, always through :func:`may`:
 ========== ====================================================================
 role       may
 ========== ====================================================================
-viewer     read tags, history, alarms, commands, metrics, billing
+viewer     read tags, history, alarms, commands, metrics, billing, reports
 tenant     read tags, history and billing of the households / accounts linked
-           to the user (``links``), nothing else
-operator   viewer + acknowledge alarms, remote commands, billing operations
+           to the user (``links``), nothing else (no site-wide reports)
+operator   viewer + acknowledge alarms, remote commands, billing money
+           operations (``billing.write``: top-up, refund, reversal: the
+           cashier's right) and meter replacements
 oncall     viewer + acknowledge, shelve and unshelve alarms
 engineer   viewer + read/validate/apply/roll back configuration, alarms out of
-           service, read the audit log
+           service, read the audit log, meter replacements (``billing.meter``;
+           no money operations)
 admin      everything (users and tokens included)
 system     internal callers only (billing's automatic trip): commands and reads;
            never stored in the user database
 ========== ====================================================================
+
+Billing actions: ``billing.read`` (accounts, ledgers, heat allocation, bills; scoped for
+tenants), ``billing.write`` (money: top-up, refund, reversal), ``billing.meter`` (record a
+meter replacement), ``billing.report`` (site-wide reports, CSV / Excel downloads).
 
 Authentication: a request carries either the session cookie :data:`SESSION_COOKIE`
 (set by ``POST /api/login``; HttpOnly, SameSite=Lax, Secure behind TLS) or an
@@ -114,20 +121,31 @@ class Action(enum.StrEnum):
     METRICS_READ = "metrics.read"
     BILLING_READ = "billing.read"
     BILLING_WRITE = "billing.write"
+    BILLING_METER = "billing.meter"
+    BILLING_REPORT = "billing.report"
 
 
 A = Action
 _VIEWER = frozenset(
-    {A.TAGS_READ, A.HISTORY_READ, A.ALARMS_READ, A.COMMANDS_READ, A.METRICS_READ, A.BILLING_READ}
+    {
+        A.TAGS_READ,
+        A.HISTORY_READ,
+        A.ALARMS_READ,
+        A.COMMANDS_READ,
+        A.METRICS_READ,
+        A.BILLING_READ,
+        A.BILLING_REPORT,
+    }
 )
 
 #: The permission table: role -> actions it may take. The one place to change rights.
 PERMISSIONS: Mapping[Role, frozenset[Action]] = {
     Role.VIEWER: _VIEWER,
     Role.TENANT: frozenset({A.TAGS_READ, A.HISTORY_READ, A.BILLING_READ}),
-    Role.OPERATOR: _VIEWER | {A.ALARMS_ACK, A.COMMANDS_OPERATE, A.BILLING_WRITE},
+    Role.OPERATOR: _VIEWER | {A.ALARMS_ACK, A.COMMANDS_OPERATE, A.BILLING_WRITE, A.BILLING_METER},
     Role.ONCALL: _VIEWER | {A.ALARMS_ACK, A.ALARMS_SHELVE},
-    Role.ENGINEER: _VIEWER | {A.CONFIG_READ, A.CONFIG_WRITE, A.ALARMS_SERVICE, A.AUDIT_READ},
+    Role.ENGINEER: _VIEWER
+    | {A.CONFIG_READ, A.CONFIG_WRITE, A.ALARMS_SERVICE, A.AUDIT_READ, A.BILLING_METER},
     Role.ADMIN: frozenset(Action),
     Role.SYSTEM: frozenset(
         {

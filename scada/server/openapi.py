@@ -1,8 +1,10 @@
 """The OpenAPI 3.1 document of the server, generated from the route table.
 
 Request bodies are the pydantic models' JSON schemas (the same models validate the
-bodies), hoisted into ``components.schemas``. Each operation names the permission it
-needs in ``x-permission`` (see :data:`scada.server.auth.PERMISSIONS`).
+bodies), hoisted into ``components.schemas``; so are the answers of operations that name a
+response model (``Op.response``), and downloads list their content types (``Op.produces``).
+Each operation names the permission it needs in ``x-permission`` (see
+:data:`scada.server.auth.PERMISSIONS`).
 """
 
 from __future__ import annotations
@@ -61,9 +63,16 @@ def _operation(route: Route, op: Op, components: dict[str, Any]) -> dict[str, An
         resp: dict[str, Any] = {"description": text}
         if code < 300 and code != 101:
             if op.content == "application/json":
-                resp["content"] = {"application/json": {"schema": {"type": "object"}}}
+                schema = (
+                    {"type": "object"}
+                    if op.response is None
+                    else _schema_of(op.response, components)
+                )
+                resp["content"] = {"application/json": {"schema": schema}}
             else:
                 resp["content"] = {op.content: {"schema": {"type": "string"}}}
+            for extra in op.produces:  # downloads (CSV, Excel) of the same answer
+                resp["content"][extra] = {"schema": {"type": "string", "format": "binary"}}
         elif code >= 400:
             resp["content"] = {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}}
         responses[str(code)] = resp

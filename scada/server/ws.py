@@ -16,11 +16,9 @@ Protocol (JSON text messages):
   ``{"type": "error", "reason", "op", "req"}`` without closing the connection;
   ``{"type": "pong"}``; ``{"type": "overflow", "dropped": n}`` when events were dropped.
 
-Flow control: one bus subscription for all clients (:class:`Hub`); each change is
-encoded once into a JSON fragment, and each client keeps only a dirty bit per tag, so a
-slow client costs at most one pending value per subscribed tag, never a queue of batches.
-Each client has one sender task that awaits ``write_message`` before sending more.
-Events are kept in a bounded deque per client.
+Flow control, the send cadence and the latency design are in :mod:`scada.server.hub`.
+Each client is written to without awaiting: the write buffer of a connection never holds
+more than one round (answers, events, then changes); answers and events go out at once.
 
 Threading: loop-thread only.
 """
@@ -33,221 +31,26 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 import tornado.websocket
 
-from scada.server.auth import Action, Role, User, may
-from tags.catalog import KIND_BOOL, KIND_FLOAT, KIND_STR
-from tags.model import Quality, Reason, iso
+from scada.server.auth import Action, User, may
+from scada.server.hub import MIN_INTERVAL_S, Hub
 
 if TYPE_CHECKING:
     from scada.server.context import ServerContext
 
-__all__ = ["Hub", "WsHandler"]
+__all__ = ["MIN_INTERVAL_S", "Hub", "WsHandler"]
 
 log = logging.getLogger(__name__)
 
-MIN_INTERVAL_S = 0.1
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_PATTERNS = 256
 MAX_EVENTS = 1000
 MAX_REPLIES = 100
-
-_QUALITY_JSON = [json.dumps(q.label) for q in Quality]
-_REASON_JSON = [json.dumps(r.label) for r in Reason]
-
-
-class Hub:
-    """Fan-out of tag changes, alarm and command events to every websocket client."""
-
-    def __init__(self, ctx: ServerContext, *, min_interval_s: float = MIN_INTERVAL_S) -> None:
-        self.ctx = ctx
-        self.db = ctx.runtime.db
-        self.min_interval_s = min_interval_s
-        self.clients: set[WsHandler] = set()
-        self._frag: list[str | None] = []
-        self._names_json: list[str | None] = []
-        self._union = np.zeros(0, dtype=bool)
-        self._fresh = np.zeros(0, dtype=bool)  # fragment up to date
-        self._unsubscribers: list[Callable[[], None]] = []
-        self.changes_seen = 0
-        self.messages_sent = 0
-
-    def start(self) -> None:
-        """Subscribe to the tag bus, alarm and command events and config reloads."""
-        self._unsubscribers.append(self.db.subscribe("*", self._on_batch, name="websocket"))
-        self._unsubscribers.append(self.db.add_reload_listener(self._on_reload))
-        alarms = self.ctx.alarms
-        if alarms is not None:
-            self._unsubscribers.append(alarms.subscribe(self._on_alarm))
-        self._unsubscribers.append(self.ctx.commands.subscribe(self._on_command))
-        self._on_reload(None)
-
-    def stop(self) -> None:
-        for unsub in self._unsubscribers:
-            unsub()
-        self._unsubscribers.clear()
-        for c in list(self.clients):
-            c.close(1001, "server stopping")
-
-    # ------------------------------------------------------------------ clients
-    def add(self, client: WsHandler) -> None:
-        self.clients.add(client)
-
-    def remove(self, client: WsHandler) -> None:
-        self.clients.discard(client)
-        self._recompute_union()
-
-    def _size(self) -> int:
-        return len(self.db.catalog)
-
-    def _on_reload(self, _summary: Any) -> None:
-        n = self._size()
-        if len(self._frag) < n:
-            extra = n - len(self._frag)
-            self._frag.extend([None] * extra)
-            self._names_json.extend([None] * extra)
-        names = self.db.catalog.names
-        for i in range(n):
-            name = names[i]
-            self._names_json[i] = None if name is None else json.dumps(name)
-            if name is None:
-                self._frag[i] = None
-        self._fresh = np.zeros(n, dtype=bool)  # a tag's kind may have changed: encode again
-        for c in self.clients:
-            c.rebuild_mask()
-        self._recompute_union()
-
-    def _recompute_union(self) -> None:
-        u = np.zeros(self._size(), dtype=bool)
-        for c in self.clients:
-            u |= c.mask
-        self._union = u
-
-    def tenant_mask(self, user: User) -> np.ndarray:
-        """Return the tags ``user`` may read (all, or a tenant's linked ones)."""
-        n = self._size()
-        if user.role is not Role.TENANT:
-            return np.ones(n, dtype=bool) if may(user, Action.TAGS_READ) else np.zeros(n, bool)
-        m = np.zeros(n, dtype=bool)
-        for i, name in enumerate(self.db.catalog.names):
-            if name is None:
-                continue
-            d = self.db.definition(name)
-            if may(user, Action.TAGS_READ, (name, d.household or "")):
-                m[i] = True
-        return m
-
-    # ------------------------------------------------------------------ bus
-    def _on_batch(self, batch: Any) -> None:
-        self.changes_seen += len(batch)
-        if self._union.size < self._size():
-            self._fresh[:] = False
-            return  # a reload is pending; the listener rebuilds before the next batch
-        ids = batch.ids
-        inside = self._union[ids]
-        if not inside.all():
-            self._fresh[ids[~inside]] = False  # encoded again when someone subscribes
-        rows = np.flatnonzero(inside)
-        if not rows.size or not self.clients:
-            return
-        sub_ids = ids[rows]
-        self._encode(
-            sub_ids,
-            batch.values[rows],
-            batch.valid[rows],
-            batch.quality[rows],
-            batch.reason[rows],
-            batch.ts[rows],
-            batch.texts,
-        )
-        for c in self.clients:
-            c.mark(sub_ids, batch.seq)
-
-    def _encode(
-        self,
-        ids: np.ndarray,
-        values: np.ndarray,
-        valid: np.ndarray,
-        quality: np.ndarray,
-        reason: np.ndarray,
-        ts: np.ndarray,
-        texts: Any,
-    ) -> None:
-        """Store the JSON fragment ``"name":{"value","quality","reason","ts"}`` of each row.
-
-        The same wire form as ``TagValue.to_json``, built from the arrays in one pass.
-        """
-        kinds = self.db.catalog.kinds
-        frag, names, fresh = self._frag, self._names_json, self._fresh
-        iso_cache: dict[float, str] = {}
-        for tid, v, ok, q, r, t in zip(
-            ids.tolist(),
-            values.tolist(),
-            valid.tolist(),
-            quality.tolist(),
-            reason.tolist(),
-            ts.tolist(),
-            strict=True,
-        ):
-            name = names[tid]
-            if name is None:
-                continue
-            kind = kinds[tid]
-            if not ok:
-                text = "null"
-            elif kind == KIND_FLOAT:
-                text = repr(v) if math.isfinite(v) else "null"
-            elif kind == KIND_STR:
-                text = json.dumps(texts.get(tid))
-            elif kind == KIND_BOOL:
-                text = "true" if v else "false"
-            else:
-                text = str(int(v)) if math.isfinite(v) else "null"
-            when = iso_cache.get(t)
-            if when is None:
-                stamp = iso(t)
-                when = iso_cache[t] = "null" if stamp is None else f'"{stamp}"'
-            frag[tid] = (
-                f'{name}:{{"value":{text},"quality":{_QUALITY_JSON[q]},'
-                f'"reason":{_REASON_JSON[r]},"ts":{when}}}'
-            )
-            fresh[tid] = True
-
-    def fragments(self, ids: np.ndarray) -> str:
-        frag = self._frag
-        return ",".join(f for i in ids.tolist() if (f := frag[i]) is not None)
-
-    def snapshot(self, ids: np.ndarray) -> str:
-        """Return the JSON body (``"name": {...}, ...``) of the current values of ``ids``.
-
-        Reuses the fragments kept fresh for subscribed tags; encodes only the others.
-        """
-        stale = ids[~self._fresh[ids]]
-        if stale.size:
-            db = self.db
-            q, r, ts, valid = db.state_of(stale)
-            kinds = db.catalog.kinds[stale]
-            strs = stale[kinds == KIND_STR]
-            texts = {int(i): db.read_id(int(i)).value for i in strs.tolist()} if strs.size else {}
-            self._encode(stale, db.values_of(stale), valid, q, r, ts, texts)
-        return self.fragments(ids)
-
-    def _on_alarm(self, event: Any) -> None:
-        text = json.dumps(event.to_json())
-        for c in self.clients:
-            if may(c.user, Action.ALARMS_READ):
-                c.push_event(text)
-
-    def _on_command(self, event: dict[str, Any]) -> None:
-        text = json.dumps(event, default=str)
-        for c in self.clients:
-            if may(c.user, Action.COMMANDS_READ):
-                c.push_event(text)
 
 
 class WsHandler(tornado.websocket.WebSocketHandler):
@@ -262,15 +65,16 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self.patterns: list[str] = []
         self.mask = np.zeros(0, dtype=bool)
         self._allowed = np.zeros(0, dtype=bool)
-        self._dirty = np.zeros(0, dtype=bool)
-        self._has_dirty = False
-        self._seq = 0
+        self.mask_key = b""
+        self.sent_seq = 0  # seq of the last changes (or first snapshot): changes after it pend
         self._events: collections.deque[str] = collections.deque(maxlen=MAX_EVENTS)
         self._replies: collections.deque[str] = collections.deque()
         self._dropped = 0
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._last_changes = 0.0
+        self._inflight: asyncio.Future[None] | None = None  # the last write not yet done
+        self._pump_scheduled = False
+        self._owed: float | None = None  # nominal time of a step skipped while busy
+        self.next_changes_at = -math.inf  # earliest nominal time of the next changes
+        self._open = False
         self.messages_sent = 0
         self.source = ""
 
@@ -296,16 +100,15 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        self._open = True
+        self.set_nodelay(True)  # a message's last segment must not wait for an ACK (Nagle)
         self.rebuild_mask()
         self.hub.add(self)
         self.ctx.metrics_ws_opened()
-        self._task = asyncio.create_task(self._sender(), name="ws-sender")
 
     def on_close(self) -> None:
+        self._open = False
         self.hub.remove(self)
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
 
     # ------------------------------------------------------------------ subscriptions
     def rebuild_mask(self) -> None:
@@ -314,34 +117,31 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self._allowed = self.hub.tenant_mask(self.user)
         mask = self.hub.db.catalog.mask(self.patterns) if self.patterns else np.zeros(n, bool)
         self.mask = mask & self._allowed
-        if self._dirty.size < n:
-            self._dirty = np.concatenate((self._dirty, np.zeros(n - self._dirty.size, bool)))
-        self._dirty &= self.mask
-
-    def mark(self, ids: np.ndarray, seq: int) -> None:
-        """Note changed tag ids (bus callback via the hub): coalesced, latest value wins."""
-        sel = self.mask[ids]
-        if not sel.any():
-            return
-        self._dirty[ids[sel]] = True
-        self._has_dirty = True
-        self._seq = max(self._seq, seq)
-        self._wake.set()
+        self.mask_key = self.mask.tobytes()
 
     @property
     def pending(self) -> int:
         """Tags waiting to be sent to this client (bounded by the subscribed tags)."""
-        return int(self._dirty.sum())
+        return int(self.hub.pending_ids(self).size)
+
+    @property
+    def busy(self) -> bool:
+        """True while the last write to this client has not completed."""
+        return self._inflight is not None
+
+    def owe(self, nominal: float) -> None:
+        """Remember a step skipped while a write was in flight (sent when it completes)."""
+        self._owed = nominal
 
     def push_event(self, text: str) -> None:
         if len(self._events) == self._events.maxlen:
             self._dropped += 1
         self._events.append(text)
-        self._wake.set()
+        self._schedule_pump()
 
     def _reply(self, obj: dict[str, Any]) -> None:
         self._replies.append(json.dumps(obj, default=str))
-        self._wake.set()
+        self._schedule_pump()
 
     def _error(
         self, reason: str, msg: dict[str, Any] | None = None, status: int | None = None
@@ -356,50 +156,68 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self._reply(out)
 
     # ------------------------------------------------------------------ sending
-    async def _sender(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        if not self.busy:
+            self._send_round(None)
+
+    def send_changes(self, data: bytes, seq: int, next_at: float) -> None:
+        """Write the queued answers and events, then ``data`` (hub step; client not busy).
+
+        ``seq`` is the hub's seq the message is current to; ``next_at`` the earliest
+        nominal time of the next changes message.
+        """
+        self._owed = None
+        self.sent_seq = seq
+        self.next_changes_at = next_at
+        self._send_round(data)
+
+    def _send_round(self, changes: bytes | None) -> None:
+        """Write answers, events, an overflow note, then ``changes``, without awaiting.
+
+        Only the last write's future is kept: the next round starts when it is done, so
+        the connection's write buffer never holds more than one round.
+        """
+        if not self._open:
+            return
+        texts: list[str | bytes] = list(self._replies)
+        self._replies.clear()
+        texts.extend(self._events)
+        self._events.clear()
+        if self._dropped:
+            texts.append(json.dumps({"type": "overflow", "dropped": self._dropped}))
+            self._dropped = 0
+        if changes is not None:
+            texts.append(changes)
+        fut: asyncio.Future[None] | None = None
         try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._replies:
-                    await self._send(self._replies.popleft())
-                while self._events:
-                    await self._send(self._events.popleft())
-                if self._dropped:
-                    n, self._dropped = self._dropped, 0
-                    await self._send(json.dumps({"type": "overflow", "dropped": n}))
-                if self._has_dirty:
-                    wait = self._last_changes + self.hub.min_interval_s - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    if self._replies or self._events:
-                        self._wake.set()  # answers first; changes follow at once
-                        self._last_changes = loop.time() - self.hub.min_interval_s
-                        continue
-                    msg = self._take_changes()
-                    if msg is not None:
-                        self._last_changes = loop.time()
-                        await self._send(msg)
-        except (tornado.websocket.WebSocketClosedError, asyncio.CancelledError):
-            pass
-        except Exception:
-            log.exception("websocket sender for %s failed", getattr(self, "user", None))
-            self.close(1011, "internal error")
+            for text in texts:
+                fut = self.write_message(text)
+                fut.add_done_callback(self._on_written)
+        except tornado.websocket.WebSocketClosedError:
+            return
+        self.messages_sent += len(texts)
+        self.hub.messages_sent += len(texts)
+        self._inflight = fut
 
-    def _take_changes(self) -> str | None:
-        self._has_dirty = False
-        ids = np.flatnonzero(self._dirty)
-        if not ids.size:
-            return None
-        self._dirty[ids] = False
-        body = self.hub.fragments(ids)
-        return f'{{"type":"changes","seq":{self._seq},"tags":{{{body}}}}}'
-
-    async def _send(self, text: str) -> None:
-        self.messages_sent += 1
-        self.hub.messages_sent += 1
-        await self.write_message(text)
+    def _on_written(self, fut: asyncio.Future[None]) -> None:
+        if fut.cancelled() or fut.exception() is not None or fut is not self._inflight:
+            return
+        self._inflight = None
+        if not self._open:
+            return
+        owed, self._owed = self._owed, None
+        hub = self.hub
+        ids = hub.pending_ids(self) if owed is not None else None
+        if ids is not None and ids.size:
+            self.send_changes(hub.changes_message(ids), hub.seq, owed + hub.min_interval_s)
+        elif self._replies or self._events or self._dropped:
+            self._send_round(None)
 
     # ------------------------------------------------------------------ receiving
     async def on_message(self, message: str | bytes) -> None:
@@ -455,6 +273,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         if len(self.patterns) + len(new) > MAX_PATTERNS:
             raise _OpError(f"too many subscriptions (limit {MAX_PATTERNS} patterns)", 429)
         before = self.mask.copy()
+        quiet = not self.hub.pending_ids(self).size
         self.patterns.extend(new)
         self.rebuild_mask()
         self.hub._recompute_union()
@@ -463,13 +282,16 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         old[:k] = before[:k]
         added = np.flatnonzero(self.mask & ~old)
         seq = self.hub.db.seq
-        self._seq = max(self._seq, seq)
+        if quiet:
+            # nothing else pending: the snapshot is the state at seq (otherwise the
+            # pending changes follow, some of the added tags maybe among them again)
+            self.sent_seq = max(self.sent_seq, seq)
         body = self.hub.snapshot(added)
         text = f'{{"type":"snapshot","seq":{seq},"tags":{{{body}}}}}'
         if "req" in msg:
             text = text[:-1] + f',"req":{json.dumps(msg["req"])}}}'
         self._replies.append(text)
-        self._wake.set()
+        self._schedule_pump()
 
     async def _op_unsubscribe(self, msg: dict[str, Any]) -> None:
         patterns = _patterns(msg)

@@ -143,7 +143,8 @@ def test_shares_sum_to_one_and_energy_to_q(
     )
     assert sum(h.heat_kwh for h in b.households) == pytest.approx(q, rel=1e-9, abs=1e-6)
     assert sum(h.basic_kwh for h in b.households) == pytest.approx(q * basic, rel=1e-9, abs=1e-6)
-    # each cost is its energy priced and rounded to the cent: within half a cent
+    # each cost is its energy (rounded to 1e-6 kWh) priced and rounded to the cent: within half
+    # a cent plus the price of half a micro-kWh
     for h in b.households:
         assert h.cost is not None and h.cost == h.cost.quantize(Decimal("0.01"))
-        assert abs(float(h.cost) - h.heat_kwh * 0.30) <= 0.005 + 1e-9
+        assert abs(float(h.cost) - h.heat_kwh * 0.30) <= 0.005 + 0.30 * 0.5e-6 + 1e-9

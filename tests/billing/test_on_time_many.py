@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from historian.base import OnTime, Sample, on_time_many
+from historian.ontime import _spans_of, unknown_spans_many
 from historian.sqlite import SqliteHistorian
 from tags.model import Quality
 
@@ -57,7 +62,7 @@ def test_bulk_equals_tag_by_tag(
 def test_many_workers_and_fallback(filled: tuple[SqliteHistorian, list[str]]) -> None:
     h, tags = filled
     from historian.ontime import on_time_many as raw
-    from historian.sqlite import _split
+    from historian.rollup import split as _split
 
     ids = [h._ids[t] for t in tags]
     start, end = T0 + 100, T0 + 5 * 86400
@@ -71,3 +76,55 @@ def test_many_workers_and_fallback(filled: tuple[SqliteHistorian, list[str]]) ->
 
     got = on_time_many(Plain(), tags, start, end)  # type: ignore[arg-type]
     assert got == {t: h.on_time_detail(t, start, end) for t in tags}
+
+
+_DAY = 86400.0
+_sample = st.tuples(
+    st.floats(-0.3 * _DAY, 2.7 * _DAY, allow_nan=False),  # around two day boundaries
+    st.sampled_from([0.0, 1.0, 0.0, 1.0, 2.5, math.nan]),  # NaN: a value with no number
+    st.sampled_from([Quality.GOOD, Quality.GOOD, Quality.UNCERTAIN, Quality.BAD]),
+)
+
+
+@given(
+    series=st.lists(st.lists(_sample, max_size=25), min_size=1, max_size=4),
+    window=st.tuples(
+        st.floats(-0.5 * _DAY, 3 * _DAY, allow_nan=False),
+        st.floats(0, 3 * _DAY, allow_nan=False),
+    ),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_bulk_answers_equal_the_reference_for_any_history(
+    series: list[list[tuple[float, float, Quality]]], window: tuple[float, float]
+) -> None:
+    """Property: on_time_many == on_time_detail (rollups) == the raw samples' answer, and the
+    bulk unknown spans equal the tag-by-tag ones, for any samples and any window."""
+    a = T0 + window[0]
+    b = a + window[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        h = SqliteHistorian(Path(tmp) / "h.sqlite")
+        raw = SqliteHistorian(Path(tmp) / "raw.sqlite", rollups=False)
+        try:
+            tags = [f"p{i}.open" for i in range(len(series))]
+            for tag, samples in zip(tags, series, strict=True):
+                batch = [
+                    Sample(tag, T0 + t, v, q)
+                    for t, v, q in dict((s[0], s) for s in samples).values()
+                ]
+                for hist in (h, raw):
+                    hist.write(sorted(batch, key=lambda s: s.ts))
+            many = h.on_time_many([*tags, "never.open"], a, b)
+            spans = unknown_spans_many(h, [*tags, "never.open"], a, b)
+            for t in tags:
+                one, ref = h.on_time_detail(t, a, b), raw.on_time_detail(t, a, b)
+                for got in (many[t], one):
+                    assert got.on_s == pytest.approx(ref.on_s, abs=1e-6), t
+                    assert got.known_s == pytest.approx(ref.known_s, abs=1e-6), t
+                assert spans[t] == _spans_of(h, t, a, b), t
+                unknown = sum(y - x for x, y in spans[t])
+                assert unknown == pytest.approx(ref.unknown_s, abs=1e-6), t
+            assert many["never.open"].known_s == 0.0
+            assert spans["never.open"] == ([(a, b)] if b > a else [])
+        finally:
+            h.close()
+            raw.close()

@@ -39,8 +39,10 @@ def close(a: float | None, b: float | None) -> bool:
 
 
 def assert_same(with_rollups: SqliteHistorian, raw: SqliteHistorian, tag: str) -> None:
-    for every in (3600.0, 7200.0, DAY):
-        for start, end in ((T0, T0 + SPAN), (T0 + 3600, T0 + DAY + 7200), (T0, T0 + DAY + 5000.5)):
+    windows = ((T0, T0 + SPAN), (T0 + 3600, T0 + DAY + 7200), (T0, T0 + DAY + 5000.5))
+    unaligned = ((T0 + 1234.5, T0 + SPAN - 99.25), (T0 + DAY - 1800.0, T0 + 2 * DAY + 61.0))
+    for every in (3600.0, 7200.0, DAY, 5000.0, 31536.0, 1.5 * DAY):
+        for start, end in windows + unaligned:
             for fn in AggFn:
                 a = with_rollups.query_agg([tag], start, end, every, fn)[tag]
                 b = raw.query_agg([tag], start, end, every, fn)[tag]
@@ -57,6 +59,8 @@ def assert_same(with_rollups: SqliteHistorian, raw: SqliteHistorian, tag: str) -
 @given(
     samples=st.lists(sample_st, min_size=0, max_size=80),
     in_order=st.booleans(),
+    deferred=st.booleans(),
+    merge_points=st.integers(min_value=1, max_value=60),
     batch_sizes=st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=10),
     windows=st.lists(
         st.tuples(st.floats(0, SPAN, allow_nan=False), st.floats(0, SPAN, allow_nan=False)),
@@ -64,12 +68,20 @@ def assert_same(with_rollups: SqliteHistorian, raw: SqliteHistorian, tag: str) -
         max_size=4,
     ),
 )
-def test_rollups_equal_raw(samples, in_order, batch_sizes, windows) -> None:
-    """Random values, qualities and write order (late samples, duplicates) in random batches."""
+def test_rollups_equal_raw(samples, in_order, deferred, merge_points, batch_sizes, windows) -> None:
+    """Random values, qualities and write order (late samples, duplicates) in random batches.
+
+    ``deferred``: every batch goes through the pending log, merged in chunks of about
+    ``merge_points`` samples (inside writes and before reads).
+    """
     if in_order:
         samples = sorted(samples, key=lambda s: s[0])
     with tempfile.TemporaryDirectory() as d:
-        with_rollups = SqliteHistorian(Path(d) / "a.sqlite")
+        with_rollups = SqliteHistorian(
+            Path(d) / "a.sqlite",
+            defer_points=1 if deferred else 5000,
+            merge_points=merge_points if deferred else 1_000_000,
+        )
         raw = SqliteHistorian(Path(d) / "b.sqlite", rollups=False)
         try:
             pos = 0
@@ -82,6 +94,7 @@ def test_rollups_equal_raw(samples, in_order, batch_sizes, windows) -> None:
                 pos += n
                 i += 1
             assert_same(with_rollups, raw, "x")
+            assert with_rollups.pending_points == 0  # the reads merged everything
             for a, b in windows:
                 lo, hi = sorted((a, b))
                 x = with_rollups.on_time_detail("x", T0 + lo, T0 + hi)
@@ -135,3 +148,92 @@ def test_another_process_writing_invalidates_the_cache(tmp_path: Path) -> None:
     assert a.query_agg(["x"], T0, T0 + 3600, 3600, "count")["x"][0][1] == 3
     a.close()
     b.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.floats(min_value=-DAY, max_value=2 * DAY, allow_nan=False),
+    span=st.floats(min_value=0.5, max_value=3 * DAY, allow_nan=False),
+    every=st.one_of(
+        st.floats(min_value=3600.0, max_value=2 * DAY, allow_nan=False),
+        st.sampled_from([3600.0, 7200.0, DAY, 10800.5]),
+    ),
+    fn=st.sampled_from(list(AggFn)),
+)
+def test_unaligned_windows_equal_raw(rolled: SqliteHistorian, start, span, every, fn) -> None:
+    """Any start and bucket width: rollups for whole hours/days, raw edges == all raw."""
+    a = rolled.query_agg(["x"], T0 + start, T0 + start + span, every, fn)["x"]
+    b = rolled.query_agg_raw("x", T0 + start, T0 + start + span, every, fn)
+    assert [t for t, _ in a] == [t for t, _ in b]
+    assert all(close(x, y) for (_, x), (_, y) in zip(a, b, strict=True)), (start, span, every, fn)
+    on = rolled.on_time_detail("x", T0 + start, T0 + start + span)
+    raw_on = rolled.query_agg_raw("x", T0 + start, T0 + start + span, span, "twa")
+    assert (on.known_s > 0) == (raw_on[0][1] is not None)
+
+
+@pytest.fixture(scope="module")
+def rolled(tmp_path_factory: pytest.TempPathFactory) -> SqliteHistorian:
+    """Three days of irregular samples (gaps, bad values, strings) written through the log."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    ts = np.sort(rng.uniform(-DAY / 2, SPAN + DAY / 2, 3000)).round(3)
+    ts = ts[(ts < DAY + 3600) | (ts > DAY + 5 * 3600)]  # a gap of 4 hours
+    values = rng.normal(50, 20, len(ts)).round(2)
+    quality = rng.choice([Quality.GOOD, Quality.GOOD, Quality.UNCERTAIN, Quality.BAD], len(ts))
+    batch = [
+        Sample("x", T0 + float(t), "text" if i % 97 == 0 else float(v), Quality(int(q)))
+        for i, (t, v, q) in enumerate(zip(ts, values, quality, strict=True))
+    ]
+    h = SqliteHistorian(tmp_path_factory.mktemp("rolled") / "h.sqlite", defer_points=1)
+    rng.shuffle(batch)  # out of order: merges must recompute touched buckets
+    for i in range(0, len(batch), 700):
+        h.write(batch[i : i + 700])
+    assert h.pending_points == len(batch)
+    yield h
+    h.close()
+
+
+def test_pending_log_is_durable_and_merged_by_the_next_reader(tmp_path: Path) -> None:
+    """A crash before the merge loses nothing; another process's reads merge the log."""
+    path = tmp_path / "h.sqlite"
+    a = SqliteHistorian(path, defer_points=1)
+    samples = [Sample("x", T0 + 60 * i, float(i % 5), Quality.GOOD) for i in range(600)]
+    a.write(samples[:300])
+    a.write(samples[300:])
+    assert a.pending_points == 600
+    a._con.close()  # simulated crash: no flush, no close()
+    b = SqliteHistorian(path)
+    assert b.pending_points == 600
+    c = SqliteHistorian(path)  # a second reader on the same file
+    assert len(b.query_raw("x", T0, T0 + DAY)) == 600
+    assert b.pending_points == 0
+    twa = c.query_agg(["x"], T0, T0 + 36000, 3600, "twa")["x"]  # c sees b's merge
+    raw = SqliteHistorian(tmp_path / "raw.sqlite", rollups=False)
+    raw.write(samples)
+    assert twa == raw.query_agg(["x"], T0, T0 + 36000, 3600, "twa")["x"]
+    assert c.pending_points == 0
+    for h in (b, c, raw):
+        h.close()
+
+
+def test_small_write_after_pending_keeps_arrival_order(tmp_path: Path) -> None:
+    """The same (tag, ts) written twice: the later write wins across log and direct paths."""
+    h = SqliteHistorian(tmp_path / "h.sqlite", defer_points=3)
+    h.write([Sample("x", T0 + i, 1.0) for i in range(3)])  # deferred
+    h.write([Sample("x", T0 + 1, 9.0)])  # small, but queued behind the log
+    assert h.pending_points == 4
+    assert [s.value for s in h.query_raw("x", T0, T0 + 10)] == [1.0, 9.0, 1.0]
+    h.write([Sample("x", T0 + 2, 7.0)])  # nothing pending: merged at once
+    assert h.pending_points == 0
+    assert h.query_agg(["x"], T0, T0 + 3600, 3600, "max")["x"] == [(T0, 9.0)]
+    h.close()
+
+
+def test_bad_batch_stores_nothing_and_names_the_tag(tmp_path: Path) -> None:
+    h = SqliteHistorian(tmp_path / "h.sqlite", defer_points=1)
+    with pytest.raises(ValueError, match="tag y: timestamp"):
+        h.write([Sample("x", T0, 1.0), Sample("y", math.inf, 2.0)])
+    assert h.pending_points == 0
+    assert h.last(["x", "y"]) == {}
+    h.close()

@@ -80,7 +80,9 @@ def write_test_site(dest: Path) -> Path:
         f.write_text(text, encoding="utf-8")
     (dest / "hmi-test.yaml").write_text(EXTRA_YAML, encoding="utf-8")
     main = dest / "demo-site.yaml"
-    text = main.read_text(encoding="utf-8").replace("include:\n", "include:\n  - hmi-test.yaml\n", 1)
+    text = main.read_text(encoding="utf-8").replace(
+        "include:\n", "include:\n  - hmi-test.yaml\n", 1
+    )
     main.write_text(text, encoding="utf-8")
     return main
 
@@ -180,8 +182,14 @@ async def open_page(rig: HmiRig, browser: Any) -> AsyncIterator[Opener]:
     """Return ``open(page, user, width=1920, height=1080, query="")`` -> PageProbe (rendered)."""
     contexts: list[Any] = []
 
-    async def open_(page_name: str, user: str = "olga", *, width: int = 1920, height: int = 1080,
-                    query: str = "") -> PageProbe:
+    async def open_(
+        page_name: str,
+        user: str = "olga",
+        *,
+        width: int = 1920,
+        height: int = 1080,
+        query: str = "",
+    ) -> PageProbe:
         context = await browser.new_context(viewport={"width": width, "height": height})
         contexts.append(context)
         await rig.login(context, user)

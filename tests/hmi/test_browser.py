@@ -108,7 +108,9 @@ async def test_mimic_cells_match_the_tag_database(open_page, rig) -> None:
             continue
         room = db.read(f"{hid}.valve.room_c").value
         valve = db.read(f"{hid}.valve.open").value
-        if data["room"][i] != f"{room:.1f}" or data["valve_state"][i] != ("open" if valve else "closed"):
+        if data["room"][i] != f"{room:.1f}" or data["valve_state"][i] != (
+            "open" if valve else "closed"
+        ):
             mismatches.append((hid, data["room"][i], room, data["valve_state"][i], valve))
     # a value may move between the two reads: at most a couple of cells lag by one update
     assert len(mismatches) <= 2, mismatches
@@ -152,7 +154,9 @@ async def test_close_and_open_a_valve_through_the_confirm_step(open_page, rig) -
         result = page.locator("[data-state]")
         await result.and_(page.locator("[data-state='confirmed']")).wait_for(timeout=15000)
         assert sim.value("b1.102.valve", "open") is want
-        await wait_for(lambda w=want: rig.runtime.db.read("b1.102.valve.open").value is w, db=rig.runtime.db)
+        await wait_for(
+            lambda w=want: rig.runtime.db.read("b1.102.valve.open").value is w, db=rig.runtime.db
+        )
         state = "open" if want else "closed"
         await page.locator(f"[data-valve-state='{state}']").wait_for(timeout=5000)
     sim.release_valve("b1.102.valve")
@@ -171,7 +175,9 @@ async def test_acknowledge_an_alarm_by_clicking(open_page, rig) -> None:
     engine = rig.runtime.alarms
     banner_page = (await open_page("overview")).page
     rig.runtime.db.update("test.trip", True)
-    await wait_for(lambda: any(a.rule_id == "test_trip" for a in engine.active()), db=rig.runtime.db)
+    await wait_for(
+        lambda: any(a.rule_id == "test_trip" for a in engine.active()), db=rig.runtime.db
+    )
     # the banner counts it and rings the priority-1 chime
     await banner_page.locator(".banner [data-priority='1'][data-count='1']").wait_for(timeout=5000)
     await banner_page.wait_for_function("() => (window.hmiChimes || 0) >= 1", timeout=5000)
@@ -179,7 +185,9 @@ async def test_acknowledge_an_alarm_by_clicking(open_page, rig) -> None:
     row = page.locator(".slick-row", has_text="test trip raised")
     await row.wait_for()
     await row.locator(".slick-cell").first.click()
-    await page.locator("[name='alarm-comment'] input, input[placeholder='comment (optional)']").first.fill("checked on site")
+    await page.locator(
+        "[name='alarm-comment'] input, input[placeholder='comment (optional)']"
+    ).first.fill("checked on site")
     await page.locator(".bk-btn", has_text="Acknowledge selected").click()
     await page.locator(".result-ok", has_text="acknowledged 1 alarm").wait_for(timeout=5000)
     acked = next(a for a in engine.points() if a.rule_id == "test_trip")
@@ -234,7 +242,8 @@ async def test_trends_load_history_then_append_live(open_page, rig) -> None:
     rig.runtime.db.update("b1.hm.power_kw", 999.0)
     await page.wait_for_function(
         "(n) => Bokeh.documents[0].get_model_by_name('trend-b1.hm.power_kw').data.t.length > n",
-        arg=before, timeout=5000,
+        arg=before,
+        timeout=5000,
     )
 
 
@@ -272,14 +281,16 @@ async def test_meters_grid_colours_by_state_and_batch_trips(open_page, rig) -> N
     # drag a box over two meters, trip them as a batch through the confirm step
     corners = []
     for dev in ("b1.s1.em", "b1.s2.em"):
-        corners.append(await page.evaluate(
-            """(dev) => { const v = Bokeh.index.query_one((v) => v.model.name == "meters");
+        corners.append(
+            await page.evaluate(
+                """(dev) => { const v = Bokeh.index.query_one((v) => v.model.name == "meters");
                 const r = v.el.getBoundingClientRect();
                 const d = Bokeh.documents[0].get_model_by_name("meter-grid").data;
                 const i = d.device.indexOf(dev);
                 return [r.left + v.frame.x_scale.compute(d.x[i]), r.top + v.frame.y_scale.compute(d.y[i])]; }""",
-            dev,
-        ))
+                dev,
+            )
+        )
     (x1, y1), (x2, y2) = corners
     await page.mouse.move(x1 - 10, y1 - 10)
     await page.mouse.down()

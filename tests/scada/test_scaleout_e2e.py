@@ -19,14 +19,27 @@ B2 = ["b2.hm.energy_kwh", "b2.101.valve.room_c", "b2.hm.online"]
 
 
 async def test_collectors_feed_the_central_and_run_its_commands(
-    tmp_path: Path, redis_server: RedisServer  # noqa: F811
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
 ) -> None:
     site = load(tmp_path)
     central = Runtime(site, tmp_path / "central", role="central", redis_url=redis_server.url)
-    c1 = Runtime(site, tmp_path / "c1", role="collector", buildings=["b1"],
-                 redis_url=redis_server.url, simulate=True)
-    c2 = Runtime(site, tmp_path / "c2", role="collector", buildings=["b2"],
-                 redis_url=redis_server.url, simulate=True)
+    c1 = Runtime(
+        site,
+        tmp_path / "c1",
+        role="collector",
+        buildings=["b1"],
+        redis_url=redis_server.url,
+        simulate=True,
+    )
+    c2 = Runtime(
+        site,
+        tmp_path / "c2",
+        role="collector",
+        buildings=["b2"],
+        redis_url=redis_server.url,
+        simulate=True,
+    )
     # a collector holds only its own building's device tags
     assert "b1.hm.energy_kwh" in c1.db and "b2.hm.energy_kwh" not in c1.db
     assert "t9.b1_power" not in c1.db and "t9.b1_power" in central.db
@@ -41,9 +54,14 @@ async def test_collectors_feed_the_central_and_run_its_commands(
 
         # quality: the b2 heat meter goes offline at the simulator
         c2.simulator.set_fault("b2.hm", "offline")
-        await wait_for(central.db, ["b2.hm.*"], lambda db: (
-            db.read("b2.hm.energy_kwh").quality is Quality.BAD
-            and db.read("b2.hm.online").value is False))
+        await wait_for(
+            central.db,
+            ["b2.hm.*"],
+            lambda db: (
+                db.read("b2.hm.energy_kwh").quality is Quality.BAD
+                and db.read("b2.hm.online").value is False
+            ),
+        )
         assert central.db.read("b2.hm.energy_kwh").reason is Reason.COMM_LOST
         assert central.db.read("b1.hm.energy_kwh").quality is Quality.GOOD
 

@@ -71,7 +71,9 @@ async def _stats(redis: Redis) -> dict[str, int]:
 
 @pytest.mark.parametrize("successor", ["central-1", "central-2"])
 async def test_a_central_crash_loses_nothing_and_applies_nothing_twice(
-    tmp_path: Path, redis_server: RedisServer, successor: str  # noqa: F811
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    successor: str,
 ) -> None:
     """``central-1`` restarts as itself (own pending entries) or ``central-2`` takes over (claim)."""
     redis = connect(redis_server.url)
@@ -79,14 +81,24 @@ async def test_a_central_crash_loses_nothing_and_applies_nothing_twice(
     cdb, bus = _collector_db(publisher)
     tag_building = bus.tag_building
     await publisher.start()
-    first = CrashingCentral(connect(redis_server.url), KEYS, _central_db(), tag_building,
-                            consumer="central-1", count=4, commits=5, offline_after_s=None)
+    first = CrashingCentral(
+        connect(redis_server.url),
+        KEYS,
+        _central_db(),
+        tag_building,
+        consumer="central-1",
+        count=4,
+        commits=5,
+        offline_after_s=None,
+    )
     try:
         await first.start()
         _publish_rounds(cdb, 0, 30)
         await publisher.wait_idle()
         with pytest.raises(Crash):
-            await asyncio.wait_for(first._task, 20)  # it died mid-stream with entries read but not committed
+            await asyncio.wait_for(
+                first._task, 20
+            )  # it died mid-stream with entries read but not committed
         assert 0 < first.applied_entries < bus.entries
         pending = 0
         for b in BUILDINGS:
@@ -95,19 +107,32 @@ async def test_a_central_crash_loses_nothing_and_applies_nothing_twice(
         _publish_rounds(cdb, 30, 20)  # more changes arrive while no central runs
         await publisher.wait_idle()
 
-        second = Central(connect(redis_server.url), KEYS, _central_db(), tag_building,
-                         consumer=successor, claim_idle_ms=0, count=4, offline_after_s=None)
+        second = Central(
+            connect(redis_server.url),
+            KEYS,
+            _central_db(),
+            tag_building,
+            consumer=successor,
+            claim_idle_ms=0,
+            count=4,
+            offline_after_s=None,
+        )
         changes: list[tuple[str, float]] = []
         second.db.subscribe("*", lambda b: changes.extend((n, tv.ts) for n, tv in b.items()))
         await second.start()
-        await asyncio.wait_for(second.wait_until(
-            lambda: first.applied_entries + second.applied_entries >= bus.entries), 20)
+        await asyncio.wait_for(
+            second.wait_until(
+                lambda: first.applied_entries + second.applied_entries >= bus.entries
+            ),
+            20,
+        )
         stats = await _stats(redis)
         # every entry committed exactly once, over both lives of the central
         assert sum(stats[f"{b}:entries"] for b in BUILDINGS) == bus.entries
         assert first.applied_entries + second.applied_entries == bus.entries
         assert sum(stats[f"{b}:records"] for b in BUILDINGS) == sum(
-            len(e) for e in await _all_entries(redis))
+            len(e) for e in await _all_entries(redis)
+        )
         if successor == "central-2":
             assert second.claimed == pending
         # the successor's database equals the collector's, and saw each (tag, ts) once
@@ -138,14 +163,16 @@ async def _all_entries(redis: Redis) -> list[list[str]]:
 
 
 async def test_duplicated_entries_from_a_replayed_pipeline_are_applied_once(
-    tmp_path: Path, redis_server: RedisServer  # noqa: F811
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
 ) -> None:
     redis = connect(redis_server.url)
     publisher = StreamPublisher(redis, Spool(tmp_path / "spool.sqlite"))
     cdb, bus = _collector_db(publisher)
     await publisher.start()
-    central = Central(connect(redis_server.url), KEYS, _central_db(), bus.tag_building,
-                      offline_after_s=None)
+    central = Central(
+        connect(redis_server.url), KEYS, _central_db(), bus.tag_building, offline_after_s=None
+    )
     try:
         _publish_rounds(cdb, 0, 3)
         await publisher.wait_idle()
@@ -156,7 +183,8 @@ async def test_duplicated_entries_from_a_replayed_pipeline_are_applied_once(
         await redis.xadd(stream, fields)
         await central.start()
         await asyncio.wait_for(
-            central.wait_until(lambda: central.applied_entries >= bus.entries), 20)
+            central.wait_until(lambda: central.applied_entries >= bus.entries), 20
+        )
         assert central.applied_entries == bus.entries
         assert central.duplicates == 1
         assert (await _stats(redis))["b1:entries"] == bus.entries // len(BUILDINGS)
@@ -168,15 +196,26 @@ async def test_duplicated_entries_from_a_replayed_pipeline_are_applied_once(
 
 
 async def test_a_redis_outage_under_a_running_collector_loses_no_change(
-    tmp_path: Path, redis_server: RedisServer  # noqa: F811
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
 ) -> None:
     site = load(tmp_path)
     central = Runtime(site, tmp_path / "central", role="central", redis_url=redis_server.url)
-    collector = Runtime(site, tmp_path / "c1", role="collector", buildings=["b1"],
-                        redis_url=redis_server.url, simulate=True)
+    collector = Runtime(
+        site,
+        tmp_path / "c1",
+        role="collector",
+        buildings=["b1"],
+        redis_url=redis_server.url,
+        simulate=True,
+    )
     seen: list[tuple[str, Any, int, int, float]] = []
-    collector.db.subscribe("*", lambda b: seen.extend(
-        (n, tv.value, int(tv.quality), int(tv.reason), tv.ts) for n, tv in b.items()))
+    collector.db.subscribe(
+        "*",
+        lambda b: seen.extend(
+            (n, tv.value, int(tv.quality), int(tv.reason), tv.ts) for n, tv in b.items()
+        ),
+    )
     watched = ["b1.hm.energy_kwh", "b1.101.valve.room_c"]
     await central.start()
     await collector.start()
@@ -189,7 +228,8 @@ async def test_a_redis_outage_under_a_running_collector_loses_no_change(
         more = asyncio.Event()
         count = len(seen)
         unsubscribe = collector.db.subscribe(
-            "*", lambda _b: more.set() if publisher.spooled and len(seen) > count + 20 else None)
+            "*", lambda _b: more.set() if publisher.spooled and len(seen) > count + 20 else None
+        )
         await asyncio.wait_for(more.wait(), 20)
         unsubscribe()
         assert publisher.spooled > 0 and len(publisher.spool) > 0
@@ -204,7 +244,8 @@ async def test_a_redis_outage_under_a_running_collector_loses_no_change(
         consumer = central.scaleout.central
         await asyncio.wait_for(
             consumer.wait_until(lambda: consumer.applied_entries >= collector.scaleout.bus.entries),
-            20)
+            20,
+        )
         assert consumer.applied_entries == collector.scaleout.bus.entries
         # the stream holds every change the collector published, once, in order
         streamed: list[tuple[str, Any, int, int, float]] = []
@@ -215,13 +256,16 @@ async def test_a_redis_outage_under_a_running_collector_loses_no_change(
             if entry.kind == KIND_HEARTBEAT or (entry.epoch, entry.seq) in sources:
                 continue
             sources.add((entry.epoch, entry.seq))
-            streamed.extend(zip(entry.names, entry.values, entry.quality, entry.reason,
-                                entry.ts, strict=True))
+            streamed.extend(
+                zip(entry.names, entry.values, entry.quality, entry.reason, entry.ts, strict=True)
+            )
         assert streamed == [(n, _plain(v), q, r, t) for n, v, q, r, t in seen]
         for name, value in collector.db.snapshot("*").items():
             assert central.db.read(name) == value, name
-        assert json.loads(await consumer.redis.hget(keys.current, "b1.hm.energy_kwh"))[0] == \
-            collector.db.read("b1.hm.energy_kwh").value
+        assert (
+            json.loads(await consumer.redis.hget(keys.current, "b1.hm.energy_kwh"))[0]
+            == collector.db.read("b1.hm.energy_kwh").value
+        )
         assert central.db.read("b1.hm.energy_kwh").quality is Quality.GOOD
     finally:
         await collector.stop()

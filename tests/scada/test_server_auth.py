@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,7 @@ async def test_cookie_writes_need_the_xsrf_header(served: Served) -> None:
 
 
 def _request(route_path: str, method: str) -> tuple[str, Any]:
-    path = route_path.replace("{", "").replace("}", "")
-    for name in ("name", "ref", "command_id", "batch_id", "number"):
-        path = path.replace(f"/{name}", "/nonexistent")
+    path = re.sub(r"\{\w+\}", "nonexistent", route_path)  # every path parameter
     body = {} if method in ("POST", "PATCH") else None
     return path, body
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -59,6 +61,55 @@ async def test_rapid_changes_are_coalesced_to_the_latest_value(served: Served) -
     assert len(changes) <= 5
     seqs = [m["seq"] for m in changes]
     assert seqs == sorted(seqs)
+
+
+async def test_first_change_after_quiet_goes_out_at_once_then_waits_for_the_interval(
+    served: Served,
+) -> None:
+    hub = served.server.ctx.hub
+    hub.min_interval_s = 0.05
+    ws = await served.ws("viewer")
+    await ws.write_message(json.dumps({"op": "subscribe", "patterns": ["test.level"]}))
+    await recv(ws)
+    handler = next(c for c in hub.clients if c.user.name == "viewer")
+
+    def level(value: float) -> Callable[[dict[str, Any]], bool]:
+        return lambda m: m["type"] == "changes" and m["tags"]["test.level"]["value"] == value
+
+    served.db.update("test.level", 1.0)
+    await recv_until(ws, level(1.0))
+    await hub.wait_idle()  # a step found nothing to send: the cadence stopped
+    assert hub.idle
+    # a change held for the interval would now wait an hour: it must go out at once,
+    # ahead of the answer to a ping sent right after it
+    hub.min_interval_s = 3600.0
+    served.db.update("test.level", 2.0)
+    await ws.write_message(json.dumps({"op": "ping", "req": 1}))
+    pong, before = await recv_until(ws, lambda m: m["type"] == "pong")
+    assert [m["tags"]["test.level"]["value"] for m in before if m["type"] == "changes"] == [2.0]
+    assert not hub.idle
+    # the next change is held until the next step: the pong of a later ping overtakes it
+    served.db.update("test.level", 3.0)
+    served.db.update("test.level", 4.0)
+    await ws.write_message(json.dumps({"op": "ping", "req": 2}))
+    pong = await recv(ws)
+    assert pong["type"] == "pong" and pong["req"] == 2
+    assert handler.pending == 1  # coalesced: one pending value, the latest
+    assert served.db.read("test.level").value == 4.0
+
+
+async def test_clients_with_the_same_subscription_share_each_step(served: Served) -> None:
+    hub = served.server.ctx.hub
+    conns = [await served.ws(role) for role in ("viewer", "operator", "engineer")]
+    for conn in conns:
+        await conn.write_message(json.dumps({"op": "subscribe", "patterns": ["test.*"]}))
+        await recv(conn)
+    encodings = hub.encodings
+    served.db.update("test.level", 55.0)
+    got = [(await recv_until(conn, lambda m: m["type"] == "changes"))[0] for conn in conns]
+    assert got[0] == got[1] == got[2]
+    assert got[0]["tags"]["test.level"]["value"] == 55.0
+    assert hub.encodings == encodings + 1  # encoded once, written to all three
 
 
 async def test_slow_client_gets_coalesced_values_and_never_blocks_others(served: Served) -> None:

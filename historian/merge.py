@@ -1,0 +1,178 @@
+"""Merge columnar samples into the SQLite historian's ``samples`` table and hourly/daily rollups.
+
+Called by ``SqliteHistorian`` inside its write transaction, with its lock held. The samples are
+sorted by (tag, ts, arrival) and de-duplicated (the last arrival of a (tag, ts) wins), inserted
+with one ``executemany`` in key order, and grouped by (tag, bucket) in numpy so each touched
+rollup bucket costs one upsert per merge, however many samples it got.
+
+Each tag's newest bucket per level is cached (``RollupCache``). A group newer than the cached
+bucket is a fresh row; a group in the cached bucket whose samples all come after the cached
+row's last sample is merged with it (``rollup.combine_arrays``); anything else (a late or
+out-of-order sample, a replaced value) is recomputed exactly: its hour from the raw samples
+(one query for all such hours), its day from its hours.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+
+import numpy as np
+
+from historian import rollup
+from historian.pending import Columns
+
+__all__ = ["TABLE", "RollupCache", "merge", "new_cache"]
+
+TABLE = {rollup.HOUR_S: "rollup_1h", rollup.DAY_S: "rollup_1d"}
+_COLS = ", ".join(rollup.COLUMNS)
+_UPSERT = {
+    level: f"INSERT OR REPLACE INTO {t} VALUES ({', '.join('?' * (2 + len(rollup.COLUMNS)))})"
+    for level, t in TABLE.items()
+}
+
+# newest bucket per tag and level: tag id -> (bucket, row), or None when the tag has no row
+RollupCache = dict[int, dict[int, tuple[int, rollup.Row] | None]]
+
+
+def new_cache() -> RollupCache:
+    """Return an empty cache (also what to use after a rollback or another process's commit)."""
+    return {rollup.HOUR_S: {}, rollup.DAY_S: {}}
+
+
+def merge(con: sqlite3.Connection, cols: Columns, cache: RollupCache | None) -> int:
+    """Store ``cols`` in ``samples`` and, unless ``cache`` is None, update the rollups.
+
+    Runs inside the caller's transaction. Return the number of distinct (tag, ts) stored.
+    """
+    count = len(cols)
+    if count == 0:
+        return 0
+    order = np.lexsort((np.arange(count), cols.ts, cols.tid))
+    tid, ts, v, q, r = (x[order] for x in (cols.tid, cols.ts, cols.v, cols.q, cols.r))
+    keep = np.ones(count, dtype=bool)
+    keep[:-1] = (tid[1:] != tid[:-1]) | (ts[1:] != ts[:-1])
+    if not keep.all():
+        order, tid, ts, v, q, r = (x[keep] for x in (order, tid, ts, v, q, r))
+    n = len(ts)
+    text_col: Iterable[str | None]
+    if cols.texts is None:
+        text_col = [None] * n
+    else:
+        get = cols.texts.get
+        text_col = [get(i) for i in order.tolist()]
+    con.executemany(
+        "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?)",
+        zip(tid.tolist(), ts.tolist(), v.tolist(), text_col, q.tolist(), r.tolist(), strict=True),
+    )
+    if cache is not None:
+        for level in (rollup.HOUR_S, rollup.DAY_S):
+            _update_level(con, cache[level], level, tid, ts, v, q)
+    return n
+
+
+def _update_level(
+    con: sqlite3.Connection,
+    cache: dict[int, tuple[int, rollup.Row] | None],
+    level: int,
+    tid: np.ndarray,
+    ts: np.ndarray,
+    v: np.ndarray,
+    q: np.ndarray,
+) -> None:
+    bucket = (ts // level).astype(np.int64) * level
+    change = np.ones(len(ts), dtype=bool)
+    change[1:] = (tid[1:] != tid[:-1]) | (bucket[1:] != bucket[:-1])
+    starts = np.flatnonzero(change)
+    rows = rollup.group_stats(ts, v, q, starts)
+    gt = tid[starts]
+    gb = bucket[starts]
+    # one entry per tag (groups are sorted by tag, then bucket)
+    tag_first = np.flatnonzero(np.concatenate([[True], gt[1:] != gt[:-1]]))
+    utags = gt[tag_first].tolist()
+    missing = [t for t in utags if t not in cache]
+    if missing:
+        _load_latest(con, cache, level, missing)
+    cached = [cache[t] for t in utags]
+    ng = len(gt)
+    per_tag = np.diff(np.append(tag_first, ng))
+    c_bucket = np.repeat([-1 if c is None else c[0] for c in cached], per_tag)
+    newer = gb > c_bucket
+    same = gb == c_bucket
+    fixed = newer.copy()
+    if same.any():
+        # at most one group per tag is in the cached bucket
+        gi = np.flatnonzero(same)
+        old = np.array([cache[t][1] for t in gt[gi].tolist()])  # type: ignore[index]
+        appendable = rows[gi, rollup.FIRST_TS] > old[:, rollup.LAST_TS]
+        mi = gi[appendable]
+        if len(mi):
+            rows[mi] = rollup.combine_arrays(old[appendable], rows[mi])
+            fixed[mi] = True
+    redo = np.flatnonzero(~fixed)
+    if len(redo):
+        if level == rollup.HOUR_S:
+            rows[redo] = _recompute_hours(con, gt[redo], gb[redo])
+        else:
+            for i in redo.tolist():
+                rows[i] = _recompute_day(con, int(gt[i]), int(gb[i]))
+    # the newest group of each tag becomes its cached row when it is at least as new
+    tag_last = np.append(tag_first[1:], ng) - 1
+    for t, c, i in zip(utags, cached, tag_last.tolist(), strict=True):
+        b = int(gb[i])
+        if c is None or b >= c[0]:
+            cache[t] = (b, tuple(rows[i].tolist()))
+    con.executemany(_UPSERT[level], zip(gt.tolist(), gb.tolist(), *rows.T.tolist(), strict=True))
+
+
+def _load_latest(
+    con: sqlite3.Connection,
+    cache: dict[int, tuple[int, rollup.Row] | None],
+    level: int,
+    tags: list[int],
+) -> None:
+    """Fill the cache with the newest row of each tag (one query; SQLite's max() bare columns)."""
+    for t in tags:
+        cache[t] = None
+    for chunk in range(0, len(tags), 50_000):
+        sql = (
+            f"SELECT tag_id, max(bucket), {_COLS} FROM {TABLE[level]} "
+            "WHERE tag_id IN (SELECT value FROM json_each(?)) GROUP BY tag_id"
+        )
+        for row in con.execute(sql, (json.dumps(tags[chunk : chunk + 50_000]),)):
+            cache[int(row[0])] = (int(row[1]), rollup.row_from_db(row[2:]))
+
+
+def _recompute_hours(con: sqlite3.Connection, tids: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """Return the rows of hours ``(tids[i], buckets[i])`` rebuilt from their raw samples."""
+    ranges = json.dumps(
+        [[t, b, b + rollup.HOUR_S] for t, b in zip(tids.tolist(), buckets.tolist(), strict=True)]
+    )
+    data = np.array(
+        con.execute(
+            "SELECT j.key, s.ts, s.value, s.quality FROM json_each(?) j CROSS JOIN samples s "
+            "ON s.tag_id = json_extract(j.value, '$[0]') AND s.ts >= json_extract(j.value, '$[1]') "
+            "AND s.ts < json_extract(j.value, '$[2]')",
+            (ranges,),
+        ).fetchall(),
+        dtype=np.float64,
+    ).reshape(-1, 4)
+    data = data[np.lexsort((data[:, 1], data[:, 0]))]
+    key = data[:, 0].astype(np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) else key
+    out = rollup.empty_rows(len(tids))
+    if len(key):
+        stats = rollup.group_stats(data[:, 1], data[:, 2], data[:, 3].astype(np.int64), starts)
+        out[key[starts]] = stats
+    return out
+
+
+def _recompute_day(con: sqlite3.Connection, tid: int, bucket: int) -> np.ndarray:
+    """Return the row of one day rebuilt from its hour rows (written earlier in this merge)."""
+    hours = con.execute(
+        f"SELECT {_COLS} FROM rollup_1h WHERE tag_id = ? AND bucket >= ? AND bucket < ? "
+        "ORDER BY bucket",
+        (tid, bucket, bucket + rollup.DAY_S),
+    ).fetchall()
+    return np.array(rollup.combine_all([rollup.row_from_db(h) for h in hours]))

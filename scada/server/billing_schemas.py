@@ -1,0 +1,187 @@
+"""Wire models of the billing REST API: request bodies and the documented answers.
+
+The handlers (:mod:`scada.server.handlers.billing`) validate bodies with the ``*Body`` models
+(422 with the field path on error); :mod:`scada.server.openapi` publishes every model's JSON
+schema. Money is always a string (``"50.00"``); the answers allow extra keys so they can grow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AccountBillOut",
+    "AccountOut",
+    "AccountsOut",
+    "BillLineOut",
+    "BillsOut",
+    "BuildingHeatOut",
+    "EntryOut",
+    "HeatAllocationOut",
+    "HouseholdHeatOut",
+    "LedgerOut",
+    "MoneyBody",
+    "MoneyOut",
+    "ReplaceMeterBody",
+    "ReportOut",
+    "ReportSheetOut",
+    "ReverseBody",
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MoneyBody(_Body):
+    """A top-up or refund: ``amount`` as a decimal string (> 0, at most two decimals)."""
+
+    amount: str = Field(min_length=1, max_length=32, description='money as a string, e.g. "50.00"')
+    reference: str = Field("", max_length=200, description="receipt or payment reference")
+
+
+class ReverseBody(_Body):
+    """Reverse one entry of the account (top-up, refund, opening, shared-loss charge)."""
+
+    seq: int = Field(ge=1, le=2**62, description="sequence number of the entry to reverse")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ReplaceMeterBody(_Body):
+    """A meter swap: the old meter's final reading and the new meter's first (kWh)."""
+
+    meter: str = Field(min_length=1, max_length=300, description="the account meter's energy tag")
+    old_final_kwh: float = Field(ge=0, le=1e12)
+    new_initial_kwh: float = Field(ge=0, le=1e12)
+    at: str | None = Field(None, max_length=64, description="when (default: now); time as `from`")
+    note: str = Field("", max_length=2000)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class AccountOut(_Out):
+    """An account: balance (string), warning level (0 ok .. 3 arrears; None if not open)."""
+
+    id: str
+    tenant: str
+    tariff: str
+    building: str | None
+    household: str | None
+    meters: list[str]
+    open: bool
+    balance: str
+    level: int | None
+    level_name: str | None
+    keep_power: bool
+    alarm1: str
+    alarm2: str
+    area_m2: float | None
+    relays: dict[str, bool] = Field(description="relay tag -> tripped by billing")
+
+
+class AccountsOut(_Out):
+    accounts: list[AccountOut]
+
+
+class EntryOut(_Out):
+    seq: int
+    account: str
+    ts: str
+    kind: str
+    amount: str
+    energy_kwh: float | None
+    meter: str | None
+    period: str | None
+    reverses: int | None
+    user: str
+    note: str
+
+
+class LedgerOut(_Out):
+    account: str
+    balance: str
+    count: int
+    truncated: bool
+    entries: list[EntryOut]
+
+
+class MoneyOut(_Out):
+    """The entry written, the balance before and after and the relay actions it caused."""
+
+    account: str
+    entry: EntryOut
+    balance_before: str
+    balance: str
+    level: int | None
+    relay_actions: list[str]
+    relay_failures: list[str]
+
+
+class HouseholdHeatOut(_Out):
+    id: str
+    area_m2: float
+    on_hours: float
+    share: float
+    heat_kwh: float
+    cost: str | None
+    estimated: bool
+
+
+class BuildingHeatOut(_Out):
+    id: str
+    heat_kwh: float
+    basic_kwh: float
+    households: list[HouseholdHeatOut]
+
+
+class HeatAllocationOut(_Out):
+    """The heat allocation of ``scada allocate heat --json`` (issue 8 item 7)."""
+
+    start: str
+    end: str
+    buildings: list[BuildingHeatOut]
+
+
+class BillLineOut(_Out):
+    name: str
+    kwh: float
+    price: str
+    amount: str
+
+
+class AccountBillOut(_Out):
+    id: str
+    energy_kwh: float
+    lines: list[BillLineOut]
+    shared_kwh: float
+    total: str
+
+
+class BillsOut(_Out):
+    """The bills of ``scada bill --json`` (issue 8 item 7), money as strings."""
+
+    start: str
+    end: str
+    accounts: list[AccountBillOut]
+
+
+class ReportSheetOut(_Out):
+    name: str
+    columns: list[dict[str, str]]
+    rows: list[list[Any]]
+    totals: list[Any] | None
+
+
+class ReportOut(_Out):
+    """A report as JSON (``format=json``); CSV and Excel are downloads."""
+
+    kind: str
+    period: str
+    start: str
+    end: str
+    title: str
+    sheets: list[ReportSheetOut]

@@ -1,0 +1,539 @@
+"""Billing over REST: accounts, ledgers, money operations, heat allocation, bills, reports.
+
+Thin handlers over the runtime's :class:`billing.Billing` (``runtime.billing``; 503 while it
+is not running). Permissions (:data:`scada.server.auth.PERMISSIONS`): reads need
+``billing.read`` and tenants see only the accounts / households linked to them (others are
+404, as if they did not exist); top-up, refund and reversal need ``billing.write`` (the
+cashier's right); a meter replacement ``billing.meter``; site-wide reports ``billing.report``.
+
+Money is a string in and out (``"50.00"``), parsed as ``Decimal``: a bad amount is 400.
+Times (``from`` / ``to``) are ISO dates or date-times, local to the site unless they carry an
+offset (as on the CLI), or epoch seconds. Every money or meter operation is audited (``before``
+and ``after`` balance), refused ones too. Historian and ledger work runs in the server's worker
+threads (``ServerContext.run_blocking``); relay commands after a top-up run on the loop through
+the command service.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from scada.server.auth import Action, Role
+from scada.server.billing_schemas import (
+    AccountOut,
+    AccountsOut,
+    BillsOut,
+    HeatAllocationOut,
+    LedgerOut,
+    MoneyBody,
+    MoneyOut,
+    ReplaceMeterBody,
+    ReportOut,
+    ReverseBody,
+)
+from scada.server.handlers.base import ApiError, ApiHandler
+
+__all__ = [
+    "REPORT_FORMATS",
+    "AccountApi",
+    "AccountLedgerApi",
+    "AccountOut",
+    "AccountRefundApi",
+    "AccountReplaceMeterApi",
+    "AccountReverseApi",
+    "AccountTopupApi",
+    "AccountsApi",
+    "AccountsOut",
+    "BillsApi",
+    "BillsOut",
+    "HeatAllocationOut",
+    "HeatApi",
+    "LedgerOut",
+    "MoneyBody",
+    "MoneyOut",
+    "ReplaceMeterBody",
+    "ReportApi",
+    "ReportOut",
+    "ReverseBody",
+    "report_json",
+]
+
+#: Longest window of a heat allocation or a bill run (a heating season, a year of bills).
+MAX_WINDOW_S = 400 * 86400.0
+_MIN_TS, _MAX_TS = 0.0, 4_102_444_800.0  # 1970 .. 2100
+MAX_LEDGER_ROWS = 10000
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV = "text/csv; charset=utf-8"
+#: Report formats and their content types.
+REPORT_FORMATS = {"json": "application/json", "csv": CSV, "xlsx": XLSX}
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _level_name(level: int | None) -> str | None:
+    from billing.tags import Level
+
+    return None if level is None else Level(level).name.lower()
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    """Return a ``billing.reports.Report`` as JSON (money as strings)."""
+    from tags.model import iso
+
+    return {
+        "kind": report.kind,
+        "period": report.period.label,
+        "start": iso(report.period.start),
+        "end": iso(report.period.end),
+        "title": report.title,
+        "sheets": [
+            {
+                "name": s.name,
+                "columns": [{"name": c.name, "unit": c.unit} for c in s.columns],
+                "rows": [[_cell(v) for v in r] for r in s.rows],
+                "totals": None if (t := s.totals()) is None else [_cell(v) for v in t],
+            }
+            for s in report.sheets
+        ],
+    }
+
+
+class _BillingBase(ApiHandler):
+    """Shared parts: the Billing service, account look-up with tenant scoping, times, money."""
+
+    def billing(self) -> Any:
+        b = getattr(self.ctx.runtime, "billing", None)
+        if b is None:
+            raise ApiError(503, "billing is not running")
+        return b
+
+    def account_visible(self, billing: Any, account_id: str) -> bool:
+        """Return True if the user may read ``account_id`` (tenants: linked account/household)."""
+        try:
+            cfg = billing.account_config(account_id).config
+        except KeyError:
+            return False
+        return self.may(Action.BILLING_READ, (cfg.id, cfg.household or ""))
+
+    def account(self, account_id: str) -> Any:
+        """Return the account's resolved configuration; 404 if unknown or not the tenant's."""
+        billing = self.billing()
+        if not self.account_visible(billing, account_id):
+            raise ApiError(404, f"unknown account {account_id!r}")
+        return billing.account_config(account_id)
+
+    def time_arg(self, name: str, *, required: bool = True) -> float | None:
+        text = self.arg(name)
+        if text is None or not text.strip():
+            if required:
+                raise ApiError(400, f"{name}: required (ISO date or date-time, or epoch seconds)")
+            return None
+        return self.parse_when(text, name)
+
+    def parse_when(self, text: str, name: str) -> float:
+        from billing.periods import parse_time
+
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                value = parse_time(text, self.billing().tz)
+            except (ValueError, OverflowError) as exc:
+                raise ApiError(400, f"{name}: {exc}") from None
+        if not (math.isfinite(value) and _MIN_TS <= value <= _MAX_TS):
+            raise ApiError(400, f"{name}: time out of range (1970 .. 2100): {text!r}")
+        return value
+
+    def window(self) -> tuple[float, float]:
+        start = self.time_arg("from")
+        end = self.time_arg("to")
+        assert start is not None and end is not None
+        if end <= start:
+            raise ApiError(400, "to: must be after from")
+        if end - start > MAX_WINDOW_S:
+            raise ApiError(400, f"the window is longer than {MAX_WINDOW_S / 86400:.0f} days")
+        return start, end
+
+    def account_json(self, billing: Any, item: dict[str, Any]) -> dict[str, Any]:
+        acct = billing.account_config(item["id"])
+        cfg = acct.config
+        relays = {m.relay: billing.ledger.relay_tripped(m.relay) for m in acct.meters if m.relay}
+        return {
+            **item,
+            "household": cfg.household,
+            "level_name": _level_name(item["level"]),
+            "alarm1": str(cfg.alarm1),
+            "alarm2": str(cfg.alarm2),
+            "area_m2": acct.area_m2,
+            "relays": relays,
+        }
+
+    def amount(self, text: str) -> Decimal:
+        try:
+            a = Decimal(text.strip())
+        except (InvalidOperation, ValueError):
+            raise ApiError(400, f"amount: not a decimal number: {text!r}") from None
+        if not a.is_finite() or a <= 0:
+            raise ApiError(400, f"amount: must be a positive amount, got {text!r}")
+        if a >= Decimal("1e12") or a != a.quantize(Decimal("0.01")):
+            raise ApiError(400, f"amount: at most two decimals and below 1e12, got {text!r}")
+        return a.quantize(Decimal("0.01"))
+
+
+# ---------------------------------------------------------------------- accounts
+
+
+class AccountsApi(_BillingBase):
+    """``GET /api/accounts``: accounts with balance and level (tenants: their own)."""
+
+    async def get(self) -> None:
+        billing = self.billing()
+        building = self.arg("building")
+
+        def load() -> list[dict[str, Any]]:
+            out = []
+            for item in billing.accounts():
+                if building is not None and item["building"] != building:
+                    continue
+                if self.account_visible(billing, item["id"]):
+                    out.append(self.account_json(billing, item))
+            return out
+
+        self.reply({"accounts": await self.ctx.run_blocking(load)})
+
+
+class AccountApi(_BillingBase):
+    """``GET /api/accounts/{id}``: one account (balance, level, meters, relays)."""
+
+    async def get(self, account_id: str) -> None:
+        self.account(account_id)
+        billing = self.billing()
+
+        def load() -> dict[str, Any]:
+            item = next(a for a in billing.accounts() if a["id"] == account_id)
+            return self.account_json(billing, item)
+
+        self.reply(await self.ctx.run_blocking(load))
+
+
+class AccountLedgerApi(_BillingBase):
+    """``GET /api/accounts/{id}/ledger?from=&to=&kind=``: entries, oldest first (last ``limit``)."""
+
+    async def get(self, account_id: str) -> None:
+        from billing.ledger import EntryKind
+
+        self.account(account_id)
+        billing = self.billing()
+        since = self.time_arg("from", required=False)
+        until = self.time_arg("to", required=False)
+        kinds = None
+        text = self.arg("kind")
+        if text:
+            try:
+                kinds = [EntryKind(k.strip()) for k in text.split(",") if k.strip()]
+            except ValueError:
+                names = ", ".join(k.value for k in EntryKind)
+                raise ApiError(400, f"kind: expected some of {names}, got {text!r}") from None
+        limit = self.arg_int("limit", 1000, lo=1, hi=MAX_LEDGER_ROWS)
+
+        def load() -> tuple[list[Any], Decimal]:
+            entries = billing.entries(account_id, since=since, until=until, kinds=kinds)
+            return entries, billing.ledger.balance(account_id)
+
+        entries, balance = await self.ctx.run_blocking(load)
+        self.reply(
+            {
+                "account": account_id,
+                "balance": str(balance),
+                "count": len(entries),
+                "truncated": len(entries) > limit,
+                "entries": [e.to_json() for e in entries[-limit:]],
+            }
+        )
+
+
+class _MoneyOp(_BillingBase):
+    """A ledger-writing operation: audit before/after, LedgerError -> 409 (404 unknown entry)."""
+
+    action_name = ""
+
+    async def run(self, account_id: str, detail: dict[str, Any], call: Any) -> None:
+        from billing.ledger import LedgerError
+
+        self.account(account_id)
+        billing = self.billing()
+        before = await self.ctx.run_blocking(billing.ledger.balance, account_id)
+        audit: dict[str, Any] = {
+            "user": self.user,
+            "source": self.source,
+            "target": account_id,
+            "before": {"balance": str(before)},
+        }
+        try:
+            entry = await call(billing)
+        except LedgerError as exc:
+            self.ctx.audit.record(
+                self.action_name, **audit, result="failed", after=detail, detail=str(exc)
+            )
+            status = 404 if "has no entry" in str(exc) else 409
+            raise ApiError(status, str(exc)) from None
+        except KeyError as exc:  # e.g. a meter the account does not have
+            self.ctx.audit.record(
+                self.action_name, **audit, result="failed", after=detail, detail=str(exc)
+            )
+            raise ApiError(404, str(exc.args[0] if exc.args else exc)) from None
+        status = await billing.prepaid.evaluate(account_id)
+        after = await self.ctx.run_blocking(billing.ledger.balance, account_id)
+        actions = [] if status is None else status.actions
+        failures = [] if status is None else status.failures
+        self.ctx.audit.record(
+            self.action_name,
+            **audit,
+            after={
+                **detail,
+                "balance": str(after),
+                "entry": entry.seq,
+                "relay_actions": actions,
+                "relay_failures": failures,
+            },
+        )
+        self.reply(
+            {
+                "account": account_id,
+                "entry": entry.to_json(),
+                "balance_before": str(before),
+                "balance": str(after),
+                "level": None if status is None else int(status.level),
+                "relay_actions": actions,
+                "relay_failures": failures,
+            }
+        )
+
+    def who(self) -> str:
+        assert self.user is not None
+        return self.user.name
+
+
+class AccountTopupApi(_MoneyOp):
+    """``POST /api/accounts/{id}/topup``: credit money; closes relays billing tripped."""
+
+    action_name = "billing.topup"
+
+    async def post(self, account_id: str) -> None:
+        body = self.body(MoneyBody)
+        amount = self.amount(body.amount)
+        await self.run(
+            account_id,
+            {"amount": str(amount), "reference": body.reference},
+            lambda b: b.topup(
+                account_id,
+                amount,
+                user=self.who(),
+                note=body.reference,
+                offload=self.ctx.run_blocking,
+                evaluate=False,
+            ),
+        )
+
+
+class AccountRefundApi(_MoneyOp):
+    """``POST /api/accounts/{id}/refund``: pay money back (at most the balance)."""
+
+    action_name = "billing.refund"
+
+    async def post(self, account_id: str) -> None:
+        body = self.body(MoneyBody)
+        amount = self.amount(body.amount)
+        await self.run(
+            account_id,
+            {"amount": str(amount), "reference": body.reference},
+            lambda b: b.refund(
+                account_id,
+                amount,
+                user=self.who(),
+                note=body.reference,
+                offload=self.ctx.run_blocking,
+                evaluate=False,
+            ),
+        )
+
+
+class AccountReverseApi(_MoneyOp):
+    """``POST /api/accounts/{id}/reverse``: cancel one entry with an opposite entry (once)."""
+
+    action_name = "billing.reverse"
+
+    async def post(self, account_id: str) -> None:
+        body = self.body(ReverseBody)
+        await self.run(
+            account_id,
+            {"seq": body.seq, "reason": body.reason},
+            lambda b: b.reverse(
+                account_id,
+                body.seq,
+                user=self.who(),
+                note=body.reason,
+                offload=self.ctx.run_blocking,
+                evaluate=False,
+            ),
+        )
+
+
+class AccountReplaceMeterApi(_MoneyOp):
+    """``POST /api/accounts/{id}/replace-meter``: record a meter swap; balance carried over."""
+
+    action_name = "billing.replace_meter"
+
+    async def post(self, account_id: str) -> None:
+        body = self.body(ReplaceMeterBody)
+        for name in ("old_final_kwh", "new_initial_kwh"):
+            if not math.isfinite(getattr(body, name)):
+                raise ApiError(400, f"{name}: must be a finite number")
+        at = None if body.at is None else self.parse_when(body.at, "at")
+        await self.run(
+            account_id,
+            {
+                "meter": body.meter,
+                "old_final_kwh": body.old_final_kwh,
+                "new_initial_kwh": body.new_initial_kwh,
+                "at": at,
+            },
+            lambda b: b.replace_meter(
+                account_id,
+                body.meter,
+                body.old_final_kwh,
+                body.new_initial_kwh,
+                ts=at,
+                user=self.who(),
+                note=body.note,
+                offload=self.ctx.run_blocking,
+                evaluate=False,
+            ),
+        )
+
+
+# ---------------------------------------------------------------------- computations
+
+
+class HeatApi(_BillingBase):
+    """``GET /api/billing/heat?from=&to=[&building=]``: the heat allocation (tenants: own rows)."""
+
+    async def get(self) -> None:
+        billing = self.billing()
+        start, end = self.window()
+        building = self.arg("building")
+        buildings = None
+        if building is not None:
+            if building not in {b.id for b in billing.site.buildings}:
+                raise ApiError(404, f"unknown building {building!r}")
+            buildings = [building]
+        if billing.historian is None:
+            raise ApiError(503, "the historian is not running")
+        try:
+            alloc = await self.ctx.run_blocking(billing.allocate_heat, start, end, buildings)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        doc = alloc.to_json()
+        if self.user is not None and self.user.role is Role.TENANT:
+            for b in doc["buildings"]:
+                b["households"] = [
+                    h for h in b["households"] if self.may(Action.BILLING_READ, h["id"])
+                ]
+            doc["buildings"] = [b for b in doc["buildings"] if b["households"]]
+        from tags.model import iso
+
+        self.reply({"start": iso(start), "end": iso(end), **doc})
+
+
+class BillsApi(_BillingBase):
+    """``GET /api/billing/bills?from=&to=[&account=]``: electricity bills (tenants: their own)."""
+
+    async def get(self) -> None:
+        from tags.model import iso
+
+        billing = self.billing()
+        start, end = self.window()
+        account = self.arg("account")
+        if account is not None:
+            self.account(account)
+            wanted = [account]
+        else:
+            wanted = [a for a in billing.account_ids() if self.account_visible(billing, a)]
+        if billing.historian is None:
+            raise ApiError(503, "the historian is not running")
+        if not wanted:
+            self.reply({"start": iso(start), "end": iso(end), "accounts": []})
+            return
+        scoped = account is not None or (self.user is not None and self.user.role is Role.TENANT)
+        try:
+            run = await self.ctx.run_blocking(
+                lambda: billing.bill(start, end, wanted if scoped else None)
+            )
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        self.reply({"start": iso(start), "end": iso(end), **run.to_json()})
+
+
+class ReportApi(_BillingBase):
+    """``GET /api/reports/{kind}?period=&format=json|csv|xlsx``: a report, or its download."""
+
+    async def get(self, kind: str) -> None:
+        from billing.reports import KINDS, write_csv, write_xlsx
+
+        billing = self.billing()
+        if kind not in KINDS:
+            raise ApiError(404, f"unknown report {kind!r}; expected one of {', '.join(KINDS)}")
+        fmt = (self.arg("format") or "json").lower()
+        if fmt not in REPORT_FORMATS:
+            raise ApiError(400, f"format: expected one of {', '.join(REPORT_FORMATS)}")
+        period = self.arg("period")
+        if not period:
+            raise ApiError(400, "period: required (YYYY, YYYY-Qn, YYYY-MM or YYYY-MM-DD)")
+        from billing.periods import parse_period
+
+        try:
+            p = parse_period(period, billing.tz)
+        except (ValueError, OverflowError) as exc:
+            raise ApiError(400, f"period: {exc}") from None
+        if not (p.start >= _MIN_TS and p.end <= _MAX_TS):
+            raise ApiError(400, "period: out of range (1970 .. 2100)")
+        if billing.historian is None:
+            raise ApiError(503, "the historian is not running")
+
+        def build() -> Any:
+            report = billing.report(kind, p)
+            if fmt == "json":
+                return report_json(report)
+            if fmt == "csv":
+                buf = io.StringIO(newline="")
+                write_csv(report, buf)
+                return buf.getvalue().encode("utf-8")
+            with tempfile.TemporaryDirectory(prefix="scada-report-") as tmp:
+                path = Path(tmp) / "report.xlsx"
+                write_xlsx(report, path)
+                return path.read_bytes()
+
+        out = await self.ctx.run_blocking(build)
+        if fmt == "json":
+            self.reply(out)
+            return
+        name = f"{kind}-{p.label}.{fmt}"
+        self.set_header("Content-Type", REPORT_FORMATS[fmt])
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.set_header("Cache-Control", "no-store")
+        self.finish(out)

@@ -1,0 +1,135 @@
+"""HMI logic without a browser: unit states, mimic patching, CSV import, formatting, layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bokeh.document import Document
+from bokeh.document.events import ColumnsPatchedEvent
+
+from hmi.config_page import csv_devices_yaml, errors_html
+from hmi.mimic import Mimic, unit_state
+from hmi.model import building_layout
+from hmi.theme import COLD, COMM_LOST, value_html
+from tags.model import Quality, Reason, TagValue
+
+G, U, B = int(Quality.GOOD), int(Quality.UNCERTAIN), int(Quality.BAD)
+
+
+def test_unit_state_draws_quality_and_valve() -> None:
+    ok = unit_state((True, G, 0), (21.0, G, 0), (20.0, G, 0), (False, G, 0), (True, G, 0), False)
+    assert ok["valve_state"] == "open" and ok["comm"] == "ok" and ok["hatch"] == " "
+    cold = unit_state((False, G, 0), (16.0, G, 0), (20.0, G, 0), None, None, False)
+    assert cold["valve_state"] == "closed" and cold["fill"] == COLD
+    stale = unit_state((True, G, 0), (21.0, U, int(Reason.STALE)), (20.0, G, 0), None, None, False)
+    assert stale["comm"] == "stale" and stale["hatch"] == "/"
+    lost = unit_state(
+        (True, B, int(Reason.COMM_LOST)), (21.0, B, 1), (20.0, B, 1), None, None, False
+    )
+    assert lost["comm"] == "lost" and lost["hatch"] == "x" and lost["line"] == COMM_LOST
+    assert lost["fill"] != COLD  # a lost room is never judged cold on old data
+    offline = unit_state((True, G, 0), (21.0, G, 0), (20.0, G, 0), None, (False, G, 0), False)
+    assert offline["comm"] == "lost"
+    fault = unit_state((True, G, 0), None, None, (True, G, 0), None, True)
+    assert fault["valve_state"] == "fault"  # a fault wins over a command in progress
+    cmd = unit_state((True, G, 0), None, None, None, None, True)
+    assert cmd["valve_state"] == "commanded"
+    none = unit_state(None, None, None, None, None, False)
+    assert none["valve_state"] == "none" and none["valve_alpha"] == 0.0 and none["room"] == ""
+
+
+def test_value_html_never_shows_bad_values_as_fresh() -> None:
+    good = value_html(TagValue(21.456, Quality.GOOD), "°C", tag="t")
+    assert "21.5" in good and "q-bad" not in good and "q-uncertain" not in good
+    stale = value_html(TagValue(21.4, Quality.UNCERTAIN, Reason.STALE), "°C")
+    assert "q-uncertain" in stale and 'title="uncertain: stale"' in stale
+    lost = value_html(TagValue(21.4, Quality.BAD, Reason.COMM_LOST), "°C")
+    assert "q-bad" in lost and "comm_lost" in lost
+    assert "q-bad" in value_html(None)
+
+
+@pytest.fixture()
+def estate(tmp_path: Path):
+    from hmi.bench import Estate
+
+    return Estate(3, 4, tmp_path)
+
+
+def test_layout_follows_floors_and_order(estate) -> None:
+    cells = building_layout(estate.site, estate.runtime.db, "big")
+    assert len(cells) == 12
+    assert {c.floor for c in cells} == {1, 2, 3}
+    first_floor = [c for c in cells if c.floor == 1]
+    assert [c.position for c in first_floor] == [0, 1, 2, 3]
+    assert (
+        first_floor[0].household == "big.1-01"
+        and first_floor[0].online_tag == "big.1-01.valve.online"
+    )
+
+
+def test_mimic_patches_only_changed_cells(estate) -> None:
+    db = estate.runtime.db
+    db.flush()
+    mimic = Mimic(db, building_layout(estate.site, db, "big"), lambda h: None)
+    doc = Document()
+    doc.add_root(mimic.figure)
+    sent: list[dict] = []  # what the document would send to the browser
+
+    def on_event(event) -> None:
+        if isinstance(event, ColumnsPatchedEvent):
+            sent.append({k: [tuple(x) for x in v] for k, v in event.patches.items()})
+        else:
+            sent.append({"other": type(event).__name__})
+
+    doc.on_change(on_event)
+    batches = []
+    unsubscribe = db.subscribe("*", batches.append)
+    db.update("big.2-03.valve.room_c", 30.0)
+    db.flush()
+    unsubscribe()
+    assert mimic.apply(batches[-1]) == 1
+    assert sent == [{"room": [(6, "30.0")]}]
+    # quality only: the same cell gets the stale hatch, nothing else is sent
+    db.set_quality(db.ids_of(["big.2-03.valve.room_c"]), Quality.UNCERTAIN, Reason.STALE)
+    batch = db.snapshot_batch(["big.2-03.valve.room_c"])
+    mimic.apply(batch)
+    assert set(sent[-1]) == {"comm", "hatch", "text_color"}
+    assert all(row == 6 for col in sent[-1].values() for row, _ in col)
+    # an unrelated tag changes nothing
+    db.update("big.hm.power_kw", 1.0)
+    assert mimic.apply(db.snapshot_batch(["big.hm.power_kw"])) == 0
+    assert np.all(np.asarray(mimic.source.data["y"]) >= 1)
+
+
+def test_csv_import_builds_devices_and_names_bad_rows() -> None:
+    text = "id,template,channel,unit,household\nb3.101.valve,valve,b3-bus,11,b3.101\nb3.102.valve,valve,b3-bus,12,\n"
+    yaml_text = csv_devices_yaml(text)
+    assert (
+        "{id: b3.101.valve, template: valve, channel: b3-bus, unit: 11, household: b3.101}"
+        in yaml_text
+    )
+    assert "{id: b3.102.valve, template: valve, channel: b3-bus, unit: 12}" in yaml_text
+    with pytest.raises(ValueError, match="line 2: unit 'x'"):
+        csv_devices_yaml("id,template,channel,unit\na,valve,bus,x\n")
+    with pytest.raises(ValueError, match="lacks unit"):
+        csv_devices_yaml("id,template,channel\na,valve,bus\n")
+
+
+def test_errors_show_location_field_and_source_line() -> None:
+    files = {"site.yaml": "site: {id: demo}\ndevices:\n  - {id: d1, template: valvee}\n"}
+    out = errors_html(
+        [
+            {
+                "file": "site.yaml",
+                "line": 3,
+                "col": 24,
+                "path": "devices[0].template",
+                "message": "unknown template",
+            }
+        ],
+        files,
+    )
+    assert "site.yaml:3:24" in out and "devices[0].template" in out and "unknown template" in out
+    assert "{id: d1, template: valvee}" in out and "^" in out

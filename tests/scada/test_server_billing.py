@@ -1,0 +1,350 @@
+"""Billing over REST against the running server on the simulator: accounts, money, relays,
+heat allocation, bills, reports, tenant scoping, the permission table and the audit log."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import openpyxl
+import pytest
+
+from billing.tags import Level
+from scada.server.app import ROUTES
+from scada.server.auth import Action, Role, User, may
+from scada.server.handlers.billing import (
+    XLSX,
+    AccountOut,
+    AccountsOut,
+    BillsOut,
+    HeatAllocationOut,
+    LedgerOut,
+    MoneyOut,
+    ReportOut,
+)
+from tests.scada.server_fixtures import ROLES, Served, start_served
+
+BILLING_YAML = """
+templates:
+  electricity-meter:
+    role: electricity_meter
+    points:
+      energy_kwh: {address: 0, kind: input, type: uint32, scale: 0.01, unit: kWh}
+      power_kw:   {address: 2, kind: input, type: float32, unit: kW}
+      relay:      {address: 0, kind: coil, type: bool, writable: true}
+devices:
+  - {id: b1.101.em, template: electricity-meter, channel: b1-bus, unit: 21, building: b1}
+  - {id: b1.102.em, template: electricity-meter, channel: b1-bus, unit: 22, building: b1}
+tariffs:
+  - {id: flat, price: "0.5000"}
+accounts:
+  - {id: a101, tenant: "Flat 101", tariff: flat, household: b1.101, meters: [b1.101.em.energy_kwh],
+     alarm1: "30.00", alarm2: "10.00", opening_balance: "0.00"}
+  - {id: a102, tenant: "Flat 102", tariff: flat, household: b1.102, meters: [b1.102.em.energy_kwh],
+     alarm1: "30.00", alarm2: "10.00", opening_balance: "100.00"}
+"""
+
+RELAY = "b1.101.em.relay"
+MUTATIONS = ("topup", "refund", "reverse", "replace-meter")
+
+
+@pytest.fixture(name="site")
+async def site_fixture(tmp_path: Path) -> AsyncIterator[Served]:
+    """The server test site plus two electricity meters with prepaid accounts (a101 in arrears)."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "billing.yaml").write_text(BILLING_YAML, encoding="utf-8")
+    s = await start_served(tmp_path, extra_yaml="include: [billing.yaml]\n")
+    try:
+        await s.wait_good([RELAY, "b1.102.em.relay", "b1.101.em.energy_kwh", "b1.hm.energy_kwh"])
+        yield s
+    finally:
+        await s.runtime.stop()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+async def _balance(site: Served, account: str) -> str:
+    st, body, _ = await site.api("GET", f"/api/accounts/{account}")
+    assert st == 200, body
+    return str(body["balance"])
+
+
+async def test_accounts_are_listed_with_balance_and_tenants_see_only_their_own(
+    site: Served,
+) -> None:
+    await site.runtime.billing.prepaid.evaluate("a101")  # in arrears: tripped (retried if early)
+    st, body, _ = await site.api("GET", "/api/accounts", role="viewer")
+    assert st == 200
+    accounts = {a.id: a for a in AccountsOut.model_validate(body).accounts}
+    assert set(accounts) == {"a101", "a102"}
+    a102 = accounts["a102"]
+    assert (a102.balance, a102.level, a102.level_name) == ("100.00", int(Level.OK), "ok")
+    assert a102.meters == ["b1.102.em.energy_kwh"] and a102.household == "b1.102"
+    assert (a102.alarm1, a102.alarm2, a102.open) == ("30.00", "10.00", True)
+    assert accounts["a101"].level == int(Level.ARREARS)  # opened with 0.00
+    st, body, _ = await site.api("GET", "/api/accounts?building=b9")
+    assert st == 200 and body["accounts"] == []
+
+    st, body, _ = await site.api("GET", "/api/accounts", role="tenant")
+    assert st == 200 and [a["id"] for a in body["accounts"]] == ["a101"]
+    st, one, _ = await site.api("GET", "/api/accounts/a101", role="tenant")
+    assert st == 200 and AccountOut.model_validate(one).relays == {RELAY: True}
+    for path in ("/api/accounts/a102", "/api/accounts/a102/ledger", "/api/accounts/nope"):
+        st, err, _ = await site.api("GET", path, role="tenant")
+        assert st == 404 and "unknown account" in err["error"], path  # as if it did not exist
+
+
+async def test_topup_out_of_arrears_closes_the_relay_through_the_command_service(
+    site: Served,
+) -> None:
+    # a101 opened at 0.00: in arrears, billing tripped its relay (system user, command service)
+    await site.runtime.billing.prepaid.evaluate("a101")  # retried if the first try was early
+    await site.wait_for(lambda: site.db.read(RELAY).value is False, RELAY)
+    assert site.runtime.simulator.value("b1.101.em", "relay") is False
+
+    st, body, _ = await site.api(
+        "POST",
+        "/api/accounts/a101/topup",
+        role="operator",
+        body={"amount": "50.00", "reference": "receipt 0815"},
+    )
+    assert st == 200, body
+    out = MoneyOut.model_validate(body)
+    assert (out.balance_before, out.balance, out.level) == ("0.00", "50.00", int(Level.OK))
+    assert out.entry.kind == "topup" and out.entry.user == "operator"
+    assert out.entry.note == "receipt 0815" and out.relay_actions == [f"{RELAY} closed"]
+    await site.wait_for(lambda: site.db.read(RELAY).value is True, RELAY)
+    assert site.runtime.simulator.value("b1.101.em", "relay") is True  # the meter follows
+    cmds = site.server.ctx.commands.list(limit=100)
+    closes = [c for c in cmds if c.tag == RELAY and c.value is True]
+    assert closes and closes[0].user == "billing" and closes[0].state.value == "confirmed"
+
+    (rec,) = site.server.ctx.audit.query(action="billing.topup")
+    assert (rec["user"], rec["role"], rec["target"], rec["result"]) == (
+        "operator",
+        "operator",
+        "a101",
+        "ok",
+    )
+    assert rec["before"] == {"balance": "0.00"}
+    assert rec["after"]["balance"] == "50.00" and rec["after"]["reference"] == "receipt 0815"
+    assert rec["after"]["relay_actions"] == [f"{RELAY} closed"]
+    st, ledger, _ = await site.api("GET", "/api/accounts/a101/ledger?kind=topup", role="tenant")
+    assert st == 200 and [e["amount"] for e in ledger["entries"]] == ["50.00"]
+
+
+async def test_bad_amounts_are_400_and_change_nothing(site: Served) -> None:
+    for amount in ("abc", "-5.00", "0", "0.00", "1.234", "NaN", "Infinity", " ", "1e20", "1e99"):
+        st, err, _ = await site.api(
+            "POST", "/api/accounts/a102/topup", role="operator", body={"amount": amount}
+        )
+        assert st == 400 and "amount" in err["error"], (amount, st, err)
+    st, _, _ = await site.api(
+        "POST", "/api/accounts/a102/topup", role="operator", body={"amount": ""}
+    )
+    assert st == 422  # the body model (min length) refuses it first
+    assert await _balance(site, "a102") == "100.00"
+    assert not site.server.ctx.audit.query(action="billing.topup")
+
+
+async def test_money_as_a_json_number_or_an_unknown_account_is_refused(site: Served) -> None:
+    st, _, _ = await site.api(
+        "POST", "/api/accounts/a102/topup", role="operator", body={"amount": 5}
+    )
+    assert st == 422
+    st, err, _ = await site.api(
+        "POST", "/api/accounts/nope/topup", role="operator", body={"amount": "5.00"}
+    )
+    assert st == 404 and "unknown account" in err["error"]
+
+
+async def test_refund_and_reverse_follow_the_ledger_rules(site: Served) -> None:
+    st, body, _ = await site.api(
+        "POST", "/api/accounts/a102/topup", role="admin", body={"amount": "20.00"}
+    )
+    assert st == 200 and body["balance"] == "120.00"
+    seq = body["entry"]["seq"]
+    st, err, _ = await site.api(
+        "POST", "/api/accounts/a102/refund", role="operator", body={"amount": "500.00"}
+    )
+    assert st == 409 and "exceeds the balance" in err["error"]
+    st, body, _ = await site.api(
+        "POST", "/api/accounts/a102/refund", role="operator", body={"amount": "5.50"}
+    )
+    assert st == 200 and body["balance"] == "114.50" and body["entry"]["amount"] == "-5.50"
+
+    rev = {"seq": seq, "reason": "paid twice"}
+    st, body, _ = await site.api("POST", "/api/accounts/a102/reverse", role="operator", body=rev)
+    assert st == 200 and body["balance"] == "94.50"
+    assert body["entry"]["reverses"] == seq and body["entry"]["note"] == "paid twice"
+    st, err, _ = await site.api("POST", "/api/accounts/a102/reverse", role="operator", body=rev)
+    assert st == 409 and "already reversed" in err["error"]
+    st, err, _ = await site.api(
+        "POST", "/api/accounts/a101/reverse", role="operator", body=rev
+    )  # an entry of another account
+    assert st == 404 and "no entry" in err["error"]
+    failed = site.server.ctx.audit.query(action="billing.*", result="failed")
+    assert {e["action"] for e in failed} == {"billing.refund", "billing.reverse"}
+
+    st, body, _ = await site.api("GET", "/api/accounts/a102/ledger", role="viewer")
+    ledger = LedgerOut.model_validate(body)
+    assert ledger.balance == "94.50"
+    assert sum(Decimal(e.amount) for e in ledger.entries) == Decimal("94.50")
+    kinds = [e.kind for e in ledger.entries]
+    assert kinds[:1] == ["opening"] and kinds[-3:] == ["topup", "refund", "reversal"]
+    st, body, _ = await site.api("GET", "/api/accounts/a102/ledger?kind=refund,reversal&limit=1")
+    assert st == 200 and body["count"] == 2 and body["truncated"] is True
+    assert [e["kind"] for e in body["entries"]] == ["reversal"]
+    future = _iso(time.time() + 3600)
+    st, body, _ = await site.api("GET", f"/api/accounts/a102/ledger?{urlencode({'from': future})}")
+    assert st == 200 and body["entries"] == []
+    for bad in ("kind=nonsense", "from=yesterday", "limit=0"):
+        st, _, _ = await site.api("GET", f"/api/accounts/a102/ledger?{bad}")
+        assert st == 400, bad
+
+
+async def test_meter_replacement_is_recorded_and_audited(site: Served) -> None:
+    body = {"meter": "b1.102.em.energy_kwh", "old_final_kwh": 1234.5, "new_initial_kwh": 0.0}
+    st, out, _ = await site.api(
+        "POST", "/api/accounts/a102/replace-meter", role="engineer", body=body
+    )
+    assert st == 200, out
+    assert out["entry"]["kind"] == "replacement" and out["balance"] == out["balance_before"]
+    assert out["entry"]["meter"] == "b1.102.em.energy_kwh"
+    st, err, _ = await site.api(
+        "POST",
+        "/api/accounts/a102/replace-meter",
+        role="engineer",
+        body={**body, "meter": "b1.101.em.energy_kwh"},
+    )
+    assert st == 404 and "has no meter" in err["error"]
+    (rec,) = site.server.ctx.audit.query(action="billing.replace_meter", result="ok")
+    assert rec["user"] == "engineer" and rec["after"]["old_final_kwh"] == 1234.5
+
+
+def _mutation_body(kind: str, seq: int) -> dict[str, Any]:
+    if kind in ("topup", "refund"):
+        return {"amount": "1.00", "reference": "perm"}
+    if kind == "reverse":
+        return {"seq": seq, "reason": "permission test"}
+    return {"meter": "b1.102.em.energy_kwh", "old_final_kwh": 10.0, "new_initial_kwh": 0.0}
+
+
+async def test_permission_table_over_every_role_and_billing_mutation(site: Served) -> None:
+    """Each role gets 403 exactly where PERMISSIONS says no; allowed ones change the ledger."""
+    ops = {
+        r.path.rsplit("/", 1)[1]: op
+        for r in ROUTES
+        for op in r.ops
+        if r.path.startswith("/api/accounts/{account_id}/") and op.method == "POST"
+    }
+    assert set(ops) == set(MUTATIONS)
+    checked = 0
+    for role in ROLES:
+        user = User(role.value, role, ("b1.101",) if role is Role.TENANT else ())
+        for kind in MUTATIONS:
+            st, top, _ = await site.api(
+                "POST", "/api/accounts/a102/topup", role="admin", body={"amount": "2.00"}
+            )
+            assert st == 200
+            before = await _balance(site, "a102")
+            body = _mutation_body(kind, top["entry"]["seq"])
+            st, out, _ = await site.api(
+                "POST", f"/api/accounts/a102/{kind}", role=role.value, body=body
+            )
+            allowed = may(user, ops[kind].action)
+            assert (st == 403) is (not allowed), (role, kind, st, out)
+            if allowed:
+                assert st == 200, (role, kind, out)
+                assert out["entry"]["user"] == role.value
+            else:
+                assert await _balance(site, "a102") == before
+            checked += 1
+    assert checked == len(ROLES) * len(MUTATIONS)
+    denied = site.server.ctx.audit.query(result="denied", limit=10000)
+    assert {e["user"] for e in denied} >= {"viewer", "tenant", "oncall"}
+    # the chosen rights: cashier = operator (and admin); meters also engineers
+    assert may(User("e", Role.ENGINEER), Action.BILLING_METER)
+    assert not may(User("e", Role.ENGINEER), Action.BILLING_WRITE)
+    assert not may(User("t", Role.TENANT, ("b1.101",)), Action.BILLING_REPORT)
+
+
+async def test_heat_allocation_and_bills_as_the_cli_prints_them(site: Served) -> None:
+    now = time.time()
+    q = urlencode({"from": _iso(now - 3600), "to": _iso(now + 60)})
+    st, body, _ = await site.api("GET", f"/api/billing/heat?{q}", role="viewer")
+    assert st == 200, body
+    heat = HeatAllocationOut.model_validate(body)
+    (b1,) = heat.buildings
+    assert b1.id == "b1" and [h.id for h in b1.households] == ["b1.101", "b1.102"]
+    assert sum(h.share for h in b1.households) == pytest.approx(1.0)
+    assert sum(h.heat_kwh for h in b1.households) == pytest.approx(b1.heat_kwh, abs=1e-5)
+    st, mine, _ = await site.api("GET", f"/api/billing/heat?{q}", role="tenant")
+    assert st == 200 and [h["id"] for h in mine["buildings"][0]["households"]] == ["b1.101"]
+    st, _, _ = await site.api("GET", f"/api/billing/heat?{q}&building=b9")
+    assert st == 404
+
+    st, body, _ = await site.api("GET", f"/api/billing/bills?{q}", role="viewer")
+    assert st == 200, body
+    bills = BillsOut.model_validate(body)
+    assert [a.id for a in bills.accounts] == ["a101", "a102"]
+    for a in bills.accounts:
+        assert Decimal(a.total) == sum(Decimal(ln.amount) for ln in a.lines)
+    st, mine, _ = await site.api("GET", f"/api/billing/bills?{q}", role="tenant")
+    assert st == 200 and [a["id"] for a in mine["accounts"]] == ["a101"]
+    st, _, _ = await site.api("GET", f"/api/billing/bills?{q}&account=a102", role="tenant")
+    assert st == 404
+    st, one, _ = await site.api("GET", f"/api/billing/bills?{q}&account=a102", role="viewer")
+    assert st == 200 and [a["id"] for a in one["accounts"]] == ["a102"]
+
+    for bad in (
+        {"from": "yesterday", "to": "2025-01-01"},
+        {"from": "2025-01-02", "to": "2025-01-01"},
+        {"from": "2020-01-01", "to": "2025-01-01"},  # longer than a season or a year
+        {"from": "2025-01-01"},
+        {"from": "1e30", "to": "2e30"},
+    ):
+        st, err, _ = await site.api("GET", f"/api/billing/heat?{urlencode(bad)}")
+        assert st == 400 and err["error"], bad
+        st, _, _ = await site.api("GET", f"/api/billing/bills?{urlencode(bad)}")
+        assert st == 400, bad
+
+
+async def test_reports_download_as_json_csv_and_excel(site: Served) -> None:
+    await site.api("POST", "/api/accounts/a102/topup", role="operator", body={"amount": "7.25"})
+    month = datetime.now(UTC).strftime("%Y-%m")
+    st, body, _ = await site.api("GET", f"/api/reports/financial?period={month}", role="viewer")
+    assert st == 200, body
+    report = ReportOut.model_validate(body)
+    assert report.kind == "financial" and report.period == month
+    st, text, resp = await site.api("GET", f"/api/reports/financial?period={month}&format=csv")
+    assert st == 200 and resp.headers["Content-Type"].startswith("text/csv")
+    assert "7.25" in text
+    resp = await site.http.fetch(  # binary: not through the JSON helper
+        f"{site.url}/api/reports/energy?period={month}&format=xlsx",
+        headers={"Authorization": f"Bearer {site.tokens['viewer']}"},
+        raise_error=False,
+    )
+    assert resp.code == 200 and resp.headers["Content-Type"] == XLSX
+    assert f'filename="energy-{month}.xlsx"' in resp.headers["Content-Disposition"]
+    wb = openpyxl.load_workbook(io.BytesIO(resp.body))
+    ws = wb.worksheets[0]
+    assert "Energy" in str(ws["A1"].value) and ws.max_row >= 2
+    for path, status in (
+        (f"/api/reports/nonsense?period={month}", 404),
+        ("/api/reports/energy?period=2025-13", 400),
+        ("/api/reports/energy", 400),
+        (f"/api/reports/energy?period={month}&format=pdf", 400),
+    ):
+        st, _, _ = await site.api("GET", path)
+        assert st == status, path
+    st, _, _ = await site.api("GET", f"/api/reports/energy?period={month}", role="tenant")
+    assert st == 403

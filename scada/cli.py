@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scada",
         description="Metering SCADA for buildings' heat and electricity.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
@@ -47,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     """Add the shared ``--data-dir`` option (every file the runtime writes lives there)."""
-    parser.add_argument("--data-dir", default="var", help="directory for every file the runtime writes (default: ./var)")
+    parser.add_argument(
+        "--data-dir",
+        default="var",
+        help="directory for every file the runtime writes (default: ./var)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

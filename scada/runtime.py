@@ -31,7 +31,11 @@ def system_tag_defs(site: SiteConfig) -> list[TagDef]:
     from billing.tags import account_tag_defs
     from historian.status import status_tag_defs
 
-    return [*status_tag_defs(), *count_tag_defs(b.id for b in site.buildings), *account_tag_defs(site)]
+    return [
+        *status_tag_defs(),
+        *count_tag_defs(b.id for b in site.buildings),
+        *account_tag_defs(site),
+    ]
 
 
 class Runtime:
@@ -44,12 +48,23 @@ class Runtime:
     write entry point in every role.
     """
 
-    def __init__(self, site: SiteConfig, data_dir: str | Path, *, simulate: bool | None = None,
-                 speed: float | None = None, role: str = "all",
-                 buildings: list[str] | None = None, redis_url: str | None = None,
-                 node_id: str | None = None, serve: bool = False, host: str = "127.0.0.1",
-                 port: int = 8080, tls_cert: str | None = None,
-                 tls_key: str | None = None) -> None:
+    def __init__(
+        self,
+        site: SiteConfig,
+        data_dir: str | Path,
+        *,
+        simulate: bool | None = None,
+        speed: float | None = None,
+        role: str = "all",
+        buildings: list[str] | None = None,
+        redis_url: str | None = None,
+        node_id: str | None = None,
+        serve: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
         if role != "all" and not redis_url:
@@ -110,7 +125,9 @@ class Runtime:
             if self.simulate:
                 from drivers.simulator import Simulator
 
-                self.simulator = Simulator(self.site, speed=self.speed, seed=self.site.simulate.seed)
+                self.simulator = Simulator(
+                    self.site, speed=self.speed, seed=self.site.simulate.seed
+                )
                 await self.simulator.start()
             if self.role == "central":
                 await self.scaleout.start(self.db)
@@ -126,14 +143,20 @@ class Runtime:
             else:
                 await self._start_historian()
                 await self._start_alarms()
-            self._tasks.append(asyncio.create_task(self._housekeeping(), name="runtime-housekeeping"))
+            self._tasks.append(
+                asyncio.create_task(self._housekeeping(), name="runtime-housekeeping")
+            )
             backup_cfg = getattr(self.site, "backup", None)
             if backup_cfg is not None and backup_cfg.enabled:
                 from scada.backup import BackupScheduler
 
                 self.backup_scheduler = BackupScheduler(
-                    backup_cfg, self.data_dir, site_id=self.site.site.id,
-                    tz=self.site.site.timezone, config_files=self.site.source_files())
+                    backup_cfg,
+                    self.data_dir,
+                    site_id=self.site.site.id,
+                    tz=self.site.site.timezone,
+                    config_files=self.site.source_files(),
+                )
                 self.backup_scheduler.start()
             if self.serve:
                 await self._start_server()
@@ -156,7 +179,9 @@ class Runtime:
         start = getattr(self.historian, "start", None)
         if start is not None:  # the spooling wrapper runs a retry thread
             start()
-        self.recorder = Recorder(self.db, self.historian, batch_size=cfg.batch_size, flush_s=cfg.flush_s)
+        self.recorder = Recorder(
+            self.db, self.historian, batch_size=cfg.batch_size, flush_s=cfg.flush_s
+        )
         await self.recorder.start()
 
     async def _start_alarms(self) -> None:
@@ -171,13 +196,22 @@ class Runtime:
         self.alarm_journal = AlarmJournal.in_data_dir(self.data_dir)
         cfg = self.site.notifications
         if cfg.notifiers:
-            self.alarm_router = Router(cfg, build_notifiers(cfg.notifiers), journal=self.alarm_journal,
-                                       timezone=self.site.site.timezone)
+            self.alarm_router = Router(
+                cfg,
+                build_notifiers(cfg.notifiers),
+                journal=self.alarm_journal,
+                timezone=self.site.site.timezone,
+            )
         from billing.tags import alarm_rules as billing_alarm_rules
 
         rules = [*self.site.alarms, *billing_alarm_rules(self.site)]
-        self.alarms = AlarmEngine(self.db, rules, self.alarm_journal, router=self.alarm_router,
-                                  devices_by_template=by_template)
+        self.alarms = AlarmEngine(
+            self.db,
+            rules,
+            self.alarm_journal,
+            router=self.alarm_router,
+            devices_by_template=by_template,
+        )
         self.alarms.start()
         if self.alarm_router is not None:
             self.alarm_router.adopt(self.alarms.active())
@@ -201,10 +235,15 @@ class Runtime:
         from billing.prepaid import WriterRelayCommander
 
         commands = getattr(self, "commands", None)
-        commander = CommandRelayCommander(commands) if commands is not None else WriterRelayCommander(self.writer)
+        commander = (
+            CommandRelayCommander(commands)
+            if commands is not None
+            else WriterRelayCommander(self.writer)
+        )
         self.ledger = Ledger.in_data_dir(self.data_dir)
-        self.billing_scheduler = BillingScheduler(self.site, self.db, self.historian, self.ledger, commander,
-                                                  self.data_dir)
+        self.billing_scheduler = BillingScheduler(
+            self.site, self.db, self.historian, self.ledger, commander, self.data_dir
+        )
         # One Billing for the API, the HMI and the schedules: one place serialises relay commands.
         self.billing = self.billing_scheduler.billing
         await self.billing_scheduler.start()
@@ -233,7 +272,9 @@ class Runtime:
         try:
             removed = await asyncio.to_thread(purge, now - days * 86400.0)
             if removed:
-                log.info("historian retention: purged %d raw samples older than %g days", removed, days)
+                log.info(
+                    "historian retention: purged %d raw samples older than %g days", removed, days
+                )
         except Exception:
             log.exception("historian purge failed")
 
@@ -251,8 +292,15 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for part in ("backup_scheduler", "alarm_router", "alarms", "drivers", "simulator",
-                     "scaleout", "recorder"):
+        for part in (
+            "backup_scheduler",
+            "alarm_router",
+            "alarms",
+            "drivers",
+            "simulator",
+            "scaleout",
+            "recorder",
+        ):
             obj = getattr(self, part)
             if obj is not None:
                 try:
@@ -293,8 +341,9 @@ class CommandRelayCommander:
         from scada.server.commands import CommandError
 
         try:
-            cmd = await self.commands.execute(system_user("billing"), meter, bool(closed), reason,
-                                              source="billing")
+            cmd = await self.commands.execute(
+                system_user("billing"), meter, bool(closed), reason, source="billing"
+            )
         except CommandError as exc:
             return _RelayOutcome(False, str(exc))
         return _RelayOutcome(cmd.state.value == "confirmed", cmd.message or cmd.state.value)

@@ -146,4 +146,9 @@ class TagValue:
         v = self.value
         if isinstance(v, float) and not math.isfinite(v):
             v = None
-        return {"value": v, "quality": self.quality.label, "reason": self.reason.label, "ts": iso(self.ts)}
+        return {
+            "value": v,
+            "quality": self.quality.label,
+            "reason": self.reason.label,
+            "ts": iso(self.ts),
+        }

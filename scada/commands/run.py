@@ -14,29 +14,63 @@ from scada.cli import DEFAULT_CONFIG, add_data_dir
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="start the site runtime (default: the demo site)")
-    p.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=f"site config (default: {DEFAULT_CONFIG})")
+    p.add_argument(
+        "config", nargs="?", default=DEFAULT_CONFIG, help=f"site config (default: {DEFAULT_CONFIG})"
+    )
     add_data_dir(p)
     sim = p.add_mutually_exclusive_group()
-    sim.add_argument("--simulate", dest="simulate", action="store_true", default=None,
-                     help="start the building simulator in-process (overrides the config)")
-    sim.add_argument("--no-simulate", dest="simulate", action="store_false",
-                     help="do not start the simulator even if the config says so")
+    sim.add_argument(
+        "--simulate",
+        dest="simulate",
+        action="store_true",
+        default=None,
+        help="start the building simulator in-process (overrides the config)",
+    )
+    sim.add_argument(
+        "--no-simulate",
+        dest="simulate",
+        action="store_false",
+        help="do not start the simulator even if the config says so",
+    )
     p.add_argument("--speed", type=float, default=None, help="simulator time acceleration")
     p.add_argument("--for-seconds", type=float, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--role", choices=("all", "collector", "central"), default="all",
-                   help="all: everything in this process (default); collector: drivers of "
-                        "--buildings publishing to Redis; central: fed from Redis")
-    p.add_argument("--redis", metavar="URL", default=os.environ.get("SCADA_REDIS"),
-                   help="Redis URL for the collector/central roles, e.g. redis://redis:6379/0 "
-                        "(default: $SCADA_REDIS)")
-    p.add_argument("--buildings", metavar="IDS", type=lambda v: [b for b in v.split(",") if b],
-                   default=None, help="collector: comma-separated building ids (default: all)")
-    p.add_argument("--node-id", default=None,
-                   help="name of this collector/central in the Redis consumer groups")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address the server listens on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=8080,
-                   help="port of the server: REST, websocket, metrics, HMI (default 8080; 0: any free)")
+    p.add_argument(
+        "--role",
+        choices=("all", "collector", "central"),
+        default="all",
+        help="all: everything in this process (default); collector: drivers of "
+        "--buildings publishing to Redis; central: fed from Redis",
+    )
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("SCADA_REDIS"),
+        help="Redis URL for the collector/central roles, e.g. redis://redis:6379/0 "
+        "(default: $SCADA_REDIS)",
+    )
+    p.add_argument(
+        "--buildings",
+        metavar="IDS",
+        type=lambda v: [b for b in v.split(",") if b],
+        default=None,
+        help="collector: comma-separated building ids (default: all)",
+    )
+    p.add_argument(
+        "--node-id",
+        default=None,
+        help="name of this collector/central in the Redis consumer groups",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the server listens on (default 127.0.0.1; 0.0.0.0 for all)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="port of the server: REST, websocket, metrics, HMI (default 8080; 0: any free)",
+    )
     p.add_argument("--tls-cert", default=None, help="TLS certificate (PEM) to serve HTTPS")
     p.add_argument("--tls-key", default=None, help="TLS private key (PEM) of --tls-cert")
     p.set_defaults(func=main)
@@ -58,13 +92,21 @@ async def _serve(site, args: argparse.Namespace) -> int:
     from scada.runtime import Runtime
 
     try:
-        runtime = Runtime(site, args.data_dir, simulate=args.simulate, speed=args.speed,
-                          role=getattr(args, "role", "all"),
-                          buildings=getattr(args, "buildings", None),
-                          redis_url=getattr(args, "redis", None),
-                          node_id=getattr(args, "node_id", None),
-                          serve=getattr(args, "role", "all") != "collector", host=args.host, port=args.port, tls_cert=args.tls_cert,
-                          tls_key=args.tls_key)
+        runtime = Runtime(
+            site,
+            args.data_dir,
+            simulate=args.simulate,
+            speed=args.speed,
+            role=getattr(args, "role", "all"),
+            buildings=getattr(args, "buildings", None),
+            redis_url=getattr(args, "redis", None),
+            node_id=getattr(args, "node_id", None),
+            serve=getattr(args, "role", "all") != "collector",
+            host=args.host,
+            port=args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+        )
     except ValueError as exc:
         print(f"scada run: {exc}", file=sys.stderr)
         return 2
@@ -81,15 +123,20 @@ async def _serve(site, args: argparse.Namespace) -> int:
         print(f"scada run: cannot start: {exc}", file=sys.stderr)
         return 1
     s = runtime.summary()
-    print(f"{site.site.name}: running with {s['tags']} tags on {s['devices']} devices; "
-          f"data in {args.data_dir}; Ctrl-C to stop", flush=True)
+    print(
+        f"{site.site.name}: running with {s['tags']} tags on {s['devices']} devices; "
+        f"data in {args.data_dir}; Ctrl-C to stop",
+        flush=True,
+    )
     if runtime.server is not None:
         print(f"serving {runtime.server.url} (API: /api/openapi.json, websocket: /ws)", flush=True)
         if runtime.server.setup_token:
-            print(f"no admin user yet: open {runtime.server.url}/setup and enter the one-time "
-                  f"setup token {runtime.server.setup_token}\n(or: scada user add "
-                  f"{args.config} NAME --role admin --password-stdin --data-dir {args.data_dir})",
-                  flush=True)
+            print(
+                f"no admin user yet: open {runtime.server.url}/setup and enter the one-time "
+                f"setup token {runtime.server.setup_token}\n(or: scada user add "
+                f"{args.config} NAME --role admin --password-stdin --data-dir {args.data_dir})",
+                flush=True,
+            )
     try:
         if args.for_seconds is not None:
             with contextlib.suppress(TimeoutError):

@@ -181,9 +181,11 @@ class Checker(ExpressionChecks, BillingChecks):
             },
         }
 
-    def check_alarms(self, devices: list[tuple[PathT, DeviceConfig]], types: dict[str, TagType]) -> None:
+    def check_alarms(
+        self, devices: list[tuple[PathT, DeviceConfig]], types: dict[str, TagType]
+    ) -> None:
         """Report alarm rules naming unknown tags, templates or devices, and notification mistakes."""
-        from alarms.config import check_references, check_notifications
+        from alarms.config import check_notifications, check_references
         from historian.status import status_tag_defs
 
         names = set(types) | {d.name for d in status_tag_defs()}

@@ -105,13 +105,17 @@ class SiteConfig(_Model):
     site: SiteInfo
     historian: HistorianConfig = Field(default_factory=HistorianConfig)
     simulate: SimulateConfig = Field(default_factory=lambda: SimulateConfig(enabled=False))
-    backup: BackupConfig | None = Field(None, description="scheduled daily backup (docs: docker/README.md)")
+    backup: BackupConfig | None = Field(
+        None, description="scheduled daily backup (docs: docker/README.md)"
+    )
     channels: list[ChannelConfig] = Field(default_factory=list)
     templates: dict[Id, TemplateConfig] = Field(default_factory=dict)
     devices: list[DeviceConfig] = Field(default_factory=list)
     tags: list[TagConfig] = Field(default_factory=list)
     buildings: list[BuildingConfig] = Field(default_factory=list)
-    alarms: list[AlarmRule] = Field(default_factory=list, description="alarm rules (docs/alarms.md)")
+    alarms: list[AlarmRule] = Field(
+        default_factory=list, description="alarm rules (docs/alarms.md)"
+    )
     notifications: NotificationsConfig = Field(
         default_factory=NotificationsConfig, description="notifiers, on-call roster, escalation"
     )

@@ -124,6 +124,11 @@ class Entry:
 _COLS = "seq, account, ts, kind, amount, energy_kwh, meter, period, key, reverses, user, note, data"
 
 
+def idempotency_key(kind: EntryKind, account: str, key: str) -> str:
+    """Return the ledger key of a client's idempotency ``key`` for ``kind`` on ``account``."""
+    return f"{kind.value}:{account}:{key}"
+
+
 def _entry(row: Sequence[Any]) -> Entry:
     seq, account, ts, kind, amount, energy, meter, period, key, reverses, user, note, data = row
     return Entry(
@@ -270,13 +275,37 @@ class Ledger:
         user: str = "",
         note: str = "",
         ts: float | None = None,
+        key: str | None = None,
     ) -> Entry:
-        """Credit ``amount`` (> 0, at most two decimals) to ``account``."""
+        """Credit ``amount`` (> 0, at most two decimals) to ``account``.
+
+        ``key`` (an idempotency key from the till or the API client) makes a retry safe: the
+        same key again returns the entry already posted; LedgerError if it came with another
+        amount.
+        """
         a = _positive(amount, f"account {account}: top-up")
         with self._tx():
             self._require_open(account)
-            e = self._insert(account, EntryKind.TOPUP, a, ts=ts, user=user, note=note)
-        assert e is not None
+            full = None if key is None else idempotency_key(EntryKind.TOPUP, account, key)
+            e = self._insert(account, EntryKind.TOPUP, a, ts=ts, user=user, note=note, key=full)
+            if e is None:
+                return self._repeated(full, a)
+        return e
+
+    def by_key(self, key: str) -> Entry | None:
+        """Return the entry posted with the full ``key`` (see ``idempotency_key``), or None."""
+        with self._lock:
+            row = self._con.execute(f"SELECT {_COLS} FROM entries WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _entry(row)
+
+    def _repeated(self, key: str | None, amount: Decimal) -> Entry:
+        e = self.by_key(key) if key is not None else None
+        if e is None:  # pragma: no cover - INSERT OR IGNORE only ignores on the key
+            raise LedgerError(f"entry with key {key!r} could not be posted")
+        if abs(e.amount) != amount:
+            raise LedgerError(
+                f"idempotency key {key!r} was used for {abs(e.amount)}, not {amount} (entry {e.seq})"
+            )
         return e
 
     def refund(
@@ -287,16 +316,24 @@ class Ledger:
         user: str = "",
         note: str = "",
         ts: float | None = None,
+        key: str | None = None,
     ) -> Entry:
-        """Pay ``amount`` back to the tenant; LedgerError if it exceeds the balance."""
+        """Pay ``amount`` back to the tenant; LedgerError if it exceeds the balance.
+
+        ``key``: idempotency key, as for ``topup``.
+        """
         a = _positive(amount, f"account {account}: refund")
         with self._tx():
             self._require_open(account)
+            full = None if key is None else idempotency_key(EntryKind.REFUND, account, key)
+            if full is not None and self.by_key(full) is not None:
+                return self._repeated(full, a)
             bal = self.balance(account)
             if a > bal:
                 raise LedgerError(f"account {account}: refund {a} exceeds the balance {bal}")
-            e = self._insert(account, EntryKind.REFUND, -a, ts=ts, user=user, note=note)
-        assert e is not None
+            e = self._insert(account, EntryKind.REFUND, -a, ts=ts, user=user, note=note, key=full)
+            if e is None:
+                return self._repeated(full, a)
         return e
 
     def reverse(

@@ -195,6 +195,7 @@ class Billing:
         note: str = "",
         offload: Offload | None = None,
         evaluate: bool = True,
+        key: str | None = None,
     ) -> Entry:
         """Credit a top-up; closes the relays if the balance is above zero again.
 
@@ -202,7 +203,9 @@ class Billing:
         ``prepaid.evaluate`` to see the relay actions); the same for every money operation.
         """
         self.account_config(account_id)
-        e = await _run(lambda: self.ledger.topup(account_id, amount, user=user, note=note), offload)
+        e = await _run(
+            lambda: self.ledger.topup(account_id, amount, user=user, note=note, key=key), offload
+        )
         if evaluate:
             await self._after(account_id)
         return e
@@ -216,11 +219,12 @@ class Billing:
         note: str = "",
         offload: Offload | None = None,
         evaluate: bool = True,
+        key: str | None = None,
     ) -> Entry:
         """Pay money back (at most the balance)."""
         self.account_config(account_id)
         e = await _run(
-            lambda: self.ledger.refund(account_id, amount, user=user, note=note), offload
+            lambda: self.ledger.refund(account_id, amount, user=user, note=note, key=key), offload
         )
         if evaluate:
             await self._after(account_id)

@@ -40,6 +40,12 @@ class MoneyBody(_Body):
 
     amount: str = Field(min_length=1, max_length=32, description='money as a string, e.g. "50.00"')
     reference: str = Field("", max_length=200, description="receipt or payment reference")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="repeat-safe key (or the Idempotency-Key header): a retry posts nothing new",
+    )
 
 
 class ReverseBody(_Body):
@@ -119,6 +125,7 @@ class MoneyOut(_Out):
     level: int | None
     relay_actions: list[str]
     relay_failures: list[str]
+    repeated: bool = False
 
 
 class HouseholdHeatOut(_Out):

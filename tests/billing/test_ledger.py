@@ -172,3 +172,21 @@ def test_consumption_charging_is_month_to_date_and_idempotent(site: Any, ledger:
     assert ledger.charged("home-102", EntryKind.CONSUMPTION, "2025-11") == D("11.72")
     kwh = sum(e.energy_kwh or 0 for e in ledger.entries("home-102", kinds=["consumption"]))
     assert kwh == pytest.approx(24.0)
+
+
+def test_an_idempotency_key_makes_a_retried_topup_or_refund_post_once(ledger: Ledger) -> None:
+    ledger.open_account("shop-101", "10.00")
+    first = ledger.topup("shop-101", "50.00", user="till-1", key="receipt-0815")
+    again = ledger.topup("shop-101", "50.00", user="till-1", key="receipt-0815")
+    assert again.seq == first.seq
+    # 10.00 + 50.00, once
+    assert ledger.balance("shop-101") == D("60.00")
+    with pytest.raises(LedgerError, match="receipt-0815"):
+        ledger.topup("shop-101", "5.00", key="receipt-0815")  # same key, another amount
+    r1 = ledger.refund("shop-101", "20.00", key="refund-1")
+    assert ledger.refund("shop-101", "20.00", key="refund-1").seq == r1.seq
+    # keys are scoped per kind and account: the same text is a new top-up on another kind
+    ledger.topup("shop-101", "20.00", key="refund-1")
+    # 60.00 - 20.00 + 20.00
+    assert ledger.balance("shop-101") == D("60.00")
+    assert [e.kind for e in ledger.entries("shop-101")].count(EntryKind.TOPUP) == 2

@@ -348,3 +348,29 @@ async def test_reports_download_as_json_csv_and_excel(site: Served) -> None:
         assert st == status, path
     st, _, _ = await site.api("GET", f"/api/reports/energy?period={month}", role="tenant")
     assert st == 403
+
+
+async def test_a_retried_topup_with_an_idempotency_key_credits_once(site: Served) -> None:
+    before = Decimal(await _balance(site, "a102"))
+    body = {"amount": "12.34", "reference": "till 3", "idempotency_key": "pos-3-000123"}
+    st, first, _ = await site.api("POST", "/api/accounts/a102/topup", role="operator", body=body)
+    assert st == 200 and first["repeated"] is False, first
+    # the same request again (a retry after a lost answer), this time with the header form
+    st, again, _ = await site.api(
+        "POST",
+        "/api/accounts/a102/topup",
+        role="operator",
+        body={"amount": "12.34", "reference": "till 3"},
+        headers={"Idempotency-Key": "pos-3-000123"},
+    )
+    assert st == 200 and again["repeated"] is True
+    assert again["entry"]["seq"] == first["entry"]["seq"]
+    assert Decimal(await _balance(site, "a102")) == before + Decimal("12.34")
+    st, err, _ = await site.api(
+        "POST",
+        "/api/accounts/a102/topup",
+        role="operator",
+        body={"amount": "99.00", "idempotency_key": "pos-3-000123"},
+    )
+    assert st == 409 and "pos-3-000123" in err["error"]
+    assert Decimal(await _balance(site, "a102")) == before + Decimal("12.34")

@@ -277,6 +277,30 @@ class _MoneyOp(_BillingBase):
 
         self.account(account_id)
         billing = self.billing()
+        if (done := await self.repeated(account_id, billing)) is not None:
+            self.ctx.audit.record(
+                self.action_name,
+                user=self.user,
+                source=self.source,
+                target=account_id,
+                result="repeated",
+                after={**detail, "entry": done.seq},
+                detail="idempotency key seen before: nothing posted",
+            )
+            balance = await self.ctx.run_blocking(billing.ledger.balance, account_id)
+            self.reply(
+                {
+                    "account": account_id,
+                    "entry": done.to_json(),
+                    "balance_before": str(balance),
+                    "balance": str(balance),
+                    "level": None,
+                    "relay_actions": [],
+                    "relay_failures": [],
+                    "repeated": True,
+                }
+            )
+            return
         before = await self.ctx.run_blocking(billing.ledger.balance, account_id)
         audit: dict[str, Any] = {
             "user": self.user,
@@ -321,6 +345,7 @@ class _MoneyOp(_BillingBase):
                 "level": None if status is None else int(status.level),
                 "relay_actions": actions,
                 "relay_failures": failures,
+                "repeated": False,
             }
         )
 
@@ -328,15 +353,48 @@ class _MoneyOp(_BillingBase):
         assert self.user is not None
         return self.user.name
 
+    #: the ledger entry kind an idempotency key is scoped to (top-up and refund)
+    entry_kind: str | None = None
+    idempotency: str | None = None
+
+    def key_of(self, body: Any) -> str | None:
+        """Return the client's idempotency key (body field, else the ``Idempotency-Key`` header)."""
+        key = getattr(body, "idempotency_key", None) or self.request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 200:
+            raise ApiError(400, "Idempotency-Key must have 1 to 200 characters")
+        self.idempotency = key
+        return key
+
+    async def repeated(self, account_id: str, billing: Any) -> Any:
+        """Return the entry already posted under this request's idempotency key, or None.
+
+        The same key with another amount is a 409 from the ledger when posting.
+        """
+        if self.idempotency is None or self.entry_kind is None:
+            return None
+        from billing.ledger import EntryKind, idempotency_key
+
+        full = idempotency_key(EntryKind(self.entry_kind), account_id, self.idempotency)
+        done = await self.ctx.run_blocking(billing.ledger.by_key, full)
+        if done is not None and abs(done.amount) != self.amount_value:
+            raise ApiError(
+                409, f"idempotency key {self.idempotency!r} was used for {abs(done.amount)}"
+            )
+        return done
+
+    amount_value: Any = None
+
 
 class AccountTopupApi(_MoneyOp):
     """``POST /api/accounts/{id}/topup``: credit money; closes relays billing tripped."""
 
     action_name = "billing.topup"
+    entry_kind = "topup"
 
     async def post(self, account_id: str) -> None:
         body = self.body(MoneyBody)
-        amount = self.amount(body.amount)
+        amount = self.amount_value = self.amount(body.amount)
+        key = self.key_of(body)
         await self.run(
             account_id,
             {"amount": str(amount), "reference": body.reference},
@@ -347,6 +405,7 @@ class AccountTopupApi(_MoneyOp):
                 note=body.reference,
                 offload=self.ctx.run_blocking,
                 evaluate=False,
+                key=key,
             ),
         )
 
@@ -355,10 +414,12 @@ class AccountRefundApi(_MoneyOp):
     """``POST /api/accounts/{id}/refund``: pay money back (at most the balance)."""
 
     action_name = "billing.refund"
+    entry_kind = "refund"
 
     async def post(self, account_id: str) -> None:
         body = self.body(MoneyBody)
-        amount = self.amount(body.amount)
+        amount = self.amount_value = self.amount(body.amount)
+        key = self.key_of(body)
         await self.run(
             account_id,
             {"amount": str(amount), "reference": body.reference},
@@ -369,6 +430,7 @@ class AccountRefundApi(_MoneyOp):
                 note=body.reference,
                 offload=self.ctx.run_blocking,
                 evaluate=False,
+                key=key,
             ),
         )
 

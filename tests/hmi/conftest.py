@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+
+from tests.demo import demo_site_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -63,21 +63,9 @@ def chromium_or_skip() -> str:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on the loopback interface now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_test_site(dest: Path) -> Path:
-    """Copy the demo config to ``dest`` and add ``hmi-test.yaml``; return the main file."""
-    shutil.copytree(ROOT / "config", dest, dirs_exist_ok=True)
-    for f in (dest / "buildings").glob("*.yaml"):  # free ports: other test runs use the demo's
-        text = f.read_text(encoding="utf-8")
-        for fixed in ("port: 5020", "port: 5021"):
-            text = text.replace(fixed, f"port: {free_port()}")
-        f.write_text(text, encoding="utf-8")
+    """Copy the demo config to ``dest`` (free ports) and add ``hmi-test.yaml``; return the main file."""
+    demo_site_copy(dest)
     (dest / "hmi-test.yaml").write_text(EXTRA_YAML, encoding="utf-8")
     main = dest / "demo-site.yaml"
     text = main.read_text(encoding="utf-8").replace(

@@ -13,9 +13,9 @@ from historian.sqlite import SqliteHistorian
 from scada.config import load_site
 from scada.runtime import Runtime
 from tags.model import Quality
+from tests.demo import demo_site_copy
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "config" / "demo-site.yaml"
 
 
 async def _wait_good(db, names: list[str], timeout_s: float = 20.0) -> None:
@@ -39,8 +39,8 @@ async def _wait_good(db, names: list[str], timeout_s: float = 20.0) -> None:
 
 
 async def test_demo_site_polls_simulator_and_historises(tmp_path: Path) -> None:
-    site = load_site(DEMO)
-    runtime = Runtime(site, tmp_path)
+    site = load_site(demo_site_copy(tmp_path / "config"))
+    runtime = Runtime(site, tmp_path / "var")
     await runtime.start()
     try:
         watched = [
@@ -70,7 +70,7 @@ async def test_demo_site_polls_simulator_and_historises(tmp_path: Path) -> None:
         assert runtime.alarms is not None and runtime.alarms.counts() is not None
     finally:
         await runtime.stop()
-    history = SqliteHistorian(tmp_path / "history.sqlite")
+    history = SqliteHistorian(tmp_path / "var" / "history.sqlite")
     try:
         last = history.last(["b1.hm.energy_kwh", "b1.hm.online"])
         assert set(last) == {"b1.hm.energy_kwh", "b1.hm.online"}
@@ -86,9 +86,9 @@ def test_scada_run_stops_cleanly(tmp_path: Path) -> None:
             "-m",
             "scada.cli",
             "run",
-            str(DEMO),
+            str(demo_site_copy(tmp_path / "config")),
             "--data-dir",
-            str(tmp_path),
+            str(tmp_path / "var"),
             "--for-seconds",
             "2",
             "--port",
@@ -101,7 +101,7 @@ def test_scada_run_stops_cleanly(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "running with" in out.stdout and "stopped cleanly" in out.stdout
-    assert (tmp_path / "history.sqlite").exists()
+    assert (tmp_path / "var" / "history.sqlite").exists()
 
 
 def test_scada_run_rejects_a_bad_config(tmp_path: Path) -> None:

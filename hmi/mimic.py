@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bokeh.models import (
+    CDSView,
     ColumnDataSource,
     CustomJS,
     FixedTicker,
+    GroupFilter,
     HoverTool,
     Range1d,
     TapTool,
@@ -251,14 +253,32 @@ class Mimic:
             fill_color="fill",
             line_color="line",
             line_width="line_width",
-            hatch_pattern="hatch",
-            hatch_color="hatch_color",
-            hatch_alpha=0.6,
-            hatch_scale=8,
             name="units",
         )
         units.nonselection_glyph = units.glyph
         units.selection_glyph = units.glyph.clone(line_color=COMMANDED, line_width=4)
+        # Quality hatches: one overlay per pattern with *scalar* hatch properties, filtered in
+        # the browser on the ``hatch`` column. A per-cell (vectorised) hatch_pattern makes
+        # BokehJS create one canvas per cell on every data change: seconds per update at
+        # 1,000 units. Here each overlay has one pattern image, whatever the cell count.
+        for pattern, colour, label in (("/", STALE, "stale"), ("x", COMM_LOST, "lost")):
+            overlay = p.rect(
+                "x",
+                "y",
+                0.94,
+                0.88,
+                source=src,
+                view=CDSView(filter=GroupFilter(column_name="hatch", group=pattern)),
+                fill_color=None,
+                line_color=None,
+                hatch_pattern=pattern,
+                hatch_color=colour,
+                hatch_alpha=0.6,
+                hatch_scale=8,
+                name=f"units-{label}",
+            )
+            overlay.nonselection_glyph = overlay.glyph
+            overlay.selection_glyph = overlay.glyph
         valves = p.rect(
             "valve_x",
             "valve_y",

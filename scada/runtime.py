@@ -108,6 +108,8 @@ class Runtime:
         self.ledger: Any = None  # billing.ledger.Ledger (roles all and central)
         self.billing: Any = None  # billing.Billing facade for the API and HMI
         self.billing_scheduler: Any = None
+        self.tenant_notices: Any = None  # billing.notices.TenantNotices
+        self.notifiers: dict[str, Any] = {}  # name -> Notifier, shared by alarms and billing
         self._lock: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -195,10 +197,13 @@ class Runtime:
             by_template.setdefault(d.template, []).append(d.id)
         self.alarm_journal = AlarmJournal.in_data_dir(self.data_dir)
         cfg = self.site.notifications
+        # One notifier object per configured notifier: alarms and tenant notices share them
+        # (an SMS modem is one serial port).
+        self.notifiers = build_notifiers(cfg.notifiers)
         if cfg.notifiers:
             self.alarm_router = Router(
                 cfg,
-                build_notifiers(cfg.notifiers),
+                self.notifiers,
                 journal=self.alarm_journal,
                 timezone=self.site.site.timezone,
             )
@@ -247,6 +252,10 @@ class Runtime:
         # One Billing for the API, the HMI and the schedules: one place serialises relay commands.
         self.billing = self.billing_scheduler.billing
         await self.billing_scheduler.start()
+        from billing.notices import TenantNotices
+
+        self.tenant_notices = TenantNotices(self.site, self.db, self.notifiers)
+        self.tenant_notices.start()
 
     async def _housekeeping(self) -> None:
         """Mark stale tags, publish historian health (once a second), purge old history (daily)."""
@@ -293,6 +302,8 @@ class Runtime:
                 await task
         self._tasks.clear()
         for part in (
+            "tenant_notices",
+            "billing_scheduler",
             "backup_scheduler",
             "alarm_router",
             "alarms",
@@ -309,6 +320,12 @@ class Runtime:
                     log.exception("stopping %s failed", part)
                 setattr(self, part, None)
         self.computed.stop()
+        for name, notifier in self.notifiers.items():
+            try:
+                await notifier.close()
+            except Exception:
+                log.exception("closing notifier %s failed", name)
+        self.notifiers = {}
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = None

@@ -23,14 +23,13 @@ import numpy as np
 from historian import rollup
 from historian.pending import Columns
 
-__all__ = ["TABLE", "RollupCache", "merge", "new_cache"]
+__all__ = ["TABLE", "RollupCache", "insert_rows", "merge", "new_cache"]
 
 TABLE = {rollup.HOUR_S: "rollup_1h", rollup.DAY_S: "rollup_1d"}
 _COLS = ", ".join(rollup.COLUMNS)
-_UPSERT = {
-    level: f"INSERT OR REPLACE INTO {t} VALUES ({', '.join('?' * (2 + len(rollup.COLUMNS)))})"
-    for level, t in TABLE.items()
-}
+_UPSERT = {level: f"INSERT OR REPLACE INTO {t}" for level, t in TABLE.items()}
+#: rows per INSERT statement: a multi-row VALUES halves the per-row cost of ``executemany``
+ROWS_PER_STATEMENT = 64
 
 # newest bucket per tag and level: tag id -> (bucket, row), or None when the tag has no row
 RollupCache = dict[int, dict[int, tuple[int, rollup.Row] | None]]
@@ -59,10 +58,10 @@ def merge(con: sqlite3.Connection, cols: Columns, cache: RollupCache | None) -> 
     if cols.texts is None:
         # one 2-D tolist is far cheaper than a list per column zipped; the INTEGER columns
         # take the integral floats back as integers (column affinity)
-        con.executemany(
-            "INSERT OR REPLACE INTO samples (tag_id, ts, value, quality, reason) "
-            "VALUES (?, ?, ?, ?, ?)",
-            np.column_stack((tid, ts, v, q, r)).tolist(),
+        insert_rows(
+            con,
+            "INSERT OR REPLACE INTO samples (tag_id, ts, value, quality, reason)",
+            np.column_stack((tid, ts, v, q, r)),
         )
     else:
         get = cols.texts.get
@@ -77,6 +76,25 @@ def merge(con: sqlite3.Connection, cols: Columns, cache: RollupCache | None) -> 
         for level in (rollup.HOUR_S, rollup.DAY_S):
             _update_level(con, cache[level], level, tid, ts, v, q)
     return n
+
+
+def insert_rows(con: sqlite3.Connection, head: str, rows: np.ndarray) -> None:
+    """Run ``head VALUES (...), (...), ...`` for the rows of 2-D float array ``rows``.
+
+    ``ROWS_PER_STATEMENT`` rows go into one statement (the rest one by one): binding the
+    values of one row costs far less than stepping a statement, so this halves the cost of a
+    bulk insert. NaN is stored as NULL; INTEGER columns take integral floats as integers.
+    """
+    count, width = rows.shape
+    one = "(" + ", ".join("?" * width) + ")"
+    k = ROWS_PER_STATEMENT
+    whole = count // k * k
+    if whole:
+        con.executemany(
+            f"{head} VALUES {', '.join([one] * k)}", rows[:whole].reshape(-1, width * k).tolist()
+        )
+    if whole < count:
+        con.executemany(f"{head} VALUES {one}", rows[whole:].tolist())
 
 
 def _update_level(
@@ -130,7 +148,7 @@ def _update_level(
         b = int(gb[i])
         if c is None or b >= c[0]:
             cache[t] = (b, tuple(rows[i].tolist()))
-    con.executemany(_UPSERT[level], np.column_stack((gt, gb, rows)).tolist())
+    insert_rows(con, _UPSERT[level], np.column_stack((gt, gb, rows)))
 
 
 def _load_latest(

@@ -117,7 +117,22 @@ class UnitDetail:
             name="unit-detail",
             sizing_mode="stretch_width",
         )
-        self.trend_source = ColumnDataSource({"t": [], "room": [], "sp": []}, name="unit-trend")
+        self.commands = commands
+        # The trend and the command panel are built on the first click: a wall display that
+        # never opens a unit does not pay for a second figure and a dozen widgets in its
+        # first render.
+        self.trend_source: ColumnDataSource | None = None
+        self.trend: Any = None
+        self.panel: CommandPanel | None = None
+        self.layout = column(self.info, sizing_mode="stretch_width", width=420)
+        self._unsubscribe: Any = None
+        self._loading = 0
+
+    def _build(self) -> tuple[ColumnDataSource, CommandPanel]:
+        """Create the trend and the command panel (once) and add them under the values."""
+        if self.trend_source is not None and self.panel is not None:
+            return self.trend_source, self.panel
+        source = ColumnDataSource({"t": [], "room": [], "sp": []}, name="unit-trend")
         fig = figure(
             name="unit-trend-plot",
             x_axis_type="datetime",
@@ -129,17 +144,12 @@ class UnitDetail:
             border_fill_color=None,
         )
         fig.line(
-            "t",
-            "room",
-            source=self.trend_source,
-            color=EQUIPMENT_DARK,
-            line_width=2,
-            legend_label="room",
+            "t", "room", source=source, color=EQUIPMENT_DARK, line_width=2, legend_label="room"
         )
         fig.step(
             "t",
             "sp",
-            source=self.trend_source,
+            source=source,
             color=TEXT_DIM,
             line_dash="dashed",
             legend_label="setpoint",
@@ -149,13 +159,10 @@ class UnitDetail:
         fig.legend.background_fill_alpha = 0.6
         fig.yaxis.axis_label = "°C"
         fig.xaxis.formatter = time_formatter()
-        self.trend = fig
-        self.panel = CommandPanel(session, commands, on_busy=self._busy, name="cmd")
-        self.layout = column(
-            self.info, self.trend, self.panel.layout, sizing_mode="stretch_width", width=420
-        )
-        self._unsubscribe: Any = None
-        self._loading = 0
+        panel = CommandPanel(self.session, self.commands, on_busy=self._busy, name="cmd")
+        self.trend_source, self.trend, self.panel = source, fig, panel
+        self.layout.children = [self.info, fig, panel.layout]
+        return source, panel
 
     def _busy(self, household: str, on: bool) -> None:
         if self.mimic_ref:
@@ -167,11 +174,14 @@ class UnitDetail:
             self._unsubscribe()
             self._unsubscribe = None
         self.cell = cell
-        self.trend_source.data = {"t": [], "room": [], "sp": []}
         if cell is None:
             self.info.text = '<p class="u">click a unit for its detail</p>'
-            self.panel.set_target(None, {})
+            if self.trend_source is not None and self.panel is not None:
+                self.trend_source.data = {"t": [], "room": [], "sp": []}
+                self.panel.set_target(None, {})
             return
+        trend_source, panel = self._build()
+        trend_source.data = {"t": [], "room": [], "sp": []}
         actions: dict[str, CommandAction] = {}
         if cell.valve_tag and self._writable(cell.valve_tag):
             actions["open"] = CommandAction("open", "Open valve", cell.valve_tag, True)
@@ -179,7 +189,7 @@ class UnitDetail:
         if cell.setpoint_tag and self._writable(cell.setpoint_tag):
             actions["setpoint"] = CommandAction("setpoint", "Set setpoint", cell.setpoint_tag, None)
         sp = self.session.runtime.db.read(cell.setpoint_tag).value if cell.setpoint_tag else None
-        self.panel.set_target(cell.household, actions, setpoint=sp)
+        panel.set_target(cell.household, actions, setpoint=sp)
         self.render()
         tags = [
             t
@@ -236,7 +246,7 @@ class UnitDetail:
         if c is None:
             return
         self.render()
-        if c.room_tag in batch or c.setpoint_tag in batch:
+        if self.trend_source is not None and (c.room_tag in batch or c.setpoint_tag in batch):
             db = self.session.runtime.db
             room = db.read(c.room_tag).value if c.room_tag else None
             sp = db.read(c.setpoint_tag).value if c.setpoint_tag else None
@@ -267,8 +277,11 @@ class UnitDetail:
             room = dict(series.get(cell.room_tag, [])) if cell.room_tag else {}
             sp = dict(series.get(cell.setpoint_tag, [])) if cell.setpoint_tag else {}
             ts = sorted(set(room) | set(sp))
-            old = dict(self.trend_source.data)
-            self.trend_source.data = {
+            source = self.trend_source
+            if source is None:
+                return
+            old = dict(source.data)
+            source.data = {
                 "t": [local_ms(t, self.tz) for t in ts] + list(old["t"]),
                 "room": [_nan(room.get(t)) for t in ts] + list(old["room"]),
                 "sp": [_nan(sp.get(t)) for t in ts] + list(old["sp"]),
@@ -288,6 +301,7 @@ def make_building(
     if not page_allowed(session, "building"):
         page_frame(session, doc, "building", denied_body("not allowed for your role"), "Building")
         return
+    doc.template_variables["hmi_skip_tables"] = True  # no DataTable on this page
     runtime = session.runtime
     site = runtime.site
     ids = [b.id for b in site.buildings]

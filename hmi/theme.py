@@ -80,9 +80,11 @@ html, body { margin: 0; padding: 0; height: 100%; width: 100%; overflow: hidden;
 </style>
 {% endblock %}
 {% block js_resources -%}
-{# no MathJax (1.8 MB) nor WebGL bundle: the HMI uses neither; first render is faster #}
+{# no MathJax (1.8 MB) nor WebGL bundle: the HMI uses neither; first render is faster.
+   A page without a DataTable sets hmi_skip_tables and spares the tables bundle too. #}
 {% for line in (bokeh_js or "").split("\n")
-   if "bokeh-mathjax" not in line and "bokeh-gl" not in line %}{{ line }}
+   if "bokeh-mathjax" not in line and "bokeh-gl" not in line
+      and not (hmi_skip_tables and "bokeh-tables" in line) %}{{ line }}
 {% endfor %}
 {%- endblock js_resources %}"""
 )

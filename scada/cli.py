@@ -44,7 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
+    _inherit_data_dir(parser)
     return parser
+
+
+def _inherit_data_dir(parser: argparse.ArgumentParser, inherited: bool = False) -> None:
+    """Accept ``--data-dir`` after a nested action too (``scada account CONFIG show X --data-dir D``).
+
+    argparse reads a parent's options only before the subcommand; the copy on the child has
+    no default of its own (``SUPPRESS``), so the parent's value or default stands otherwise.
+    """
+    has = any("--data-dir" in a.option_strings for a in parser._actions)
+    if inherited and not has:
+        parser.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _inherit_data_dir(child, inherited or has)
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:

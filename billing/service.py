@@ -92,8 +92,17 @@ class Billing:
     def allocate_heat(
         self, start: float, end: float, buildings: list[str] | None = None
     ) -> HeatAllocation:
-        """Return the heat allocation of ``[start, end)`` (see ``billing.heat``)."""
-        return allocate_heat(self.site, self._hist(), start, end, buildings)
+        """Return the heat allocation of ``[start, end)`` (see ``billing.heat``).
+
+        A period that reaches into the future is allocated up to now: the historian holds a
+        valve's last state until its next sample, and a state cannot be known to hold beyond
+        the present (a month-to-date allocation must not give the rest of the month to the
+        valves that happen to be open now). ValueError if the period has not begun.
+        """
+        now = time.time()
+        if start >= now:
+            raise ValueError("the allocation period has not begun yet")
+        return allocate_heat(self.site, self._hist(), start, min(end, now), buildings)
 
     def readings(self, source: str = "historian") -> Any:
         """Return a reading source: ``historian`` (every sample) or ``billing`` (30-min readings)."""

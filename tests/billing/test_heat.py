@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -148,3 +149,26 @@ def test_shares_sum_to_one_and_energy_to_q(
     for h in b.households:
         assert h.cost is not None and h.cost == h.cost.quantize(Decimal("0.01"))
         assert abs(float(h.cost) - h.heat_kwh * 0.30) <= 0.005 + 0.30 * 0.5e-6 + 1e-9
+
+
+def test_a_month_to_date_allocation_counts_valve_time_up_to_now(
+    site: Any, ledger: Any, historian: SqliteHistorian
+) -> None:
+    from billing.service import Billing
+
+    now = time.time()
+    write(historian, "b1.hm.energy_kwh", [(now - 3 * HOUR, 100.0), (now - 60, 130.0)])
+    write(historian, "b1.101.valve.open", [(now - 3 * HOUR, True)])  # open since 3 h ago
+    write(historian, "b1.102.valve.open", [(now - 3 * HOUR, True), (now - 2 * HOUR, False)])
+    write(historian, "b1.201.valve.open", [(now - 3 * HOUR, False)])
+    # the period runs 30 days into the future: only the 3 h up to now are known
+    (b,) = (
+        Billing(site, ledger, historian).allocate_heat(now - 3 * HOUR, now + 30 * 86400).buildings
+    )
+    got = {h.id: h for h in b.households}
+    assert 2.99 <= got["b1.101"].on_s / 3600 <= 3.01  # not 723 h
+    assert got["b1.102"].on_s == pytest.approx(3600.0)
+    assert got["b1.201"].on_s == 0.0
+    assert b.heat_kwh == pytest.approx(30.0)
+    with pytest.raises(ValueError, match="not begun"):
+        Billing(site, ledger, historian).allocate_heat(now + 86400, now + 2 * 86400)

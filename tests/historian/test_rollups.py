@@ -237,3 +237,56 @@ def test_bad_batch_stores_nothing_and_names_the_tag(tmp_path: Path) -> None:
     assert h.pending_points == 0
     assert h.last(["x", "y"]) == {}
     h.close()
+
+
+@pytest.mark.parametrize("count", [0, 1, 63, 64, 65, 200])
+def test_insert_rows_stores_every_row_like_one_by_one(tmp_path: Path, count: int) -> None:
+    """Multi-row statements store exactly what single inserts do (NaN as NULL, ints as ints)."""
+    import sqlite3
+
+    import numpy as np
+
+    from historian.merge import insert_rows
+
+    con = sqlite3.connect(tmp_path / "t.sqlite")
+    con.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, ts REAL, v REAL, q INTEGER)")
+    rows = np.column_stack(
+        (np.arange(count), T0 + np.arange(count) * 0.125, np.arange(count) / 3, np.ones(count))
+    )
+    rows[::7, 2] = math.nan
+    insert_rows(con, "INSERT INTO t", rows)
+    got = con.execute("SELECT k, ts, v, q, typeof(k), typeof(q) FROM t ORDER BY k").fetchall()
+    assert len(got) == count
+    for i, (k, ts, v, q, tk, tq) in enumerate(got):
+        assert (k, ts, q, tk, tq) == (i, T0 + i * 0.125, 1, "integer", "integer")
+        assert v == (None if i % 7 == 0 else i / 3)
+    con.close()
+
+
+def test_a_large_merge_of_many_sparse_tags_equals_raw(tmp_path: Path) -> None:
+    """Valve-like data (many tags, about one sample an hour) merged in one go matches raw."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    batch = [
+        Sample(
+            f"v{i % 40}", T0 + float(t), float(i % 2), Quality.BAD if i % 53 == 0 else Quality.GOOD
+        )
+        for i, t in enumerate(np.sort(rng.uniform(0, SPAN, 4000)).round(3))
+    ]
+    h = SqliteHistorian(tmp_path / "h.sqlite", defer_points=100, merge_points=10**9)
+    raw = SqliteHistorian(tmp_path / "raw.sqlite", rollups=False)
+    for i in range(0, len(batch), 1000):
+        h.write(batch[i : i + 1000])
+        raw.write(batch[i : i + 1000])
+    assert h.pending_points == len(batch)
+    assert h.flush() == len(batch)
+    for tag in ("v0", "v13", "v39"):
+        assert_same(h, raw, tag)
+        assert math.isclose(
+            h.on_time(tag, T0 + 1000.5, T0 + SPAN - 3),
+            raw.on_time(tag, T0 + 1000.5, T0 + SPAN - 3),
+            abs_tol=1e-6,
+        )
+    h.close()
+    raw.close()

@@ -7,7 +7,10 @@ than ``COLD_DELTA_C`` below setpoint), and the data quality: a stale value is ha
 whose device lost contact is crossed and outlined in magenta, never drawn as fresh.
 
 Updates are vectorised over the tag ids of a change batch and sent with
-``ColumnDataSource.patch`` for the changed cells and columns only.
+``ColumnDataSource.patch`` for the changed cells and columns only: one patch per flush,
+a busy column as one slice. Everything drawn per cell is a plain colour, number or text;
+the quality hatches are two overlays with one scalar pattern each (see ``_figure``), as
+per-cell hatch patterns cost BokehJS a canvas per cell on every update.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from hmi.theme import (
 from tags.bus import ChangeBatch
 from tags.model import Quality
 
-__all__ = ["COLD_DELTA_C", "Mimic", "unit_state"]
+__all__ = ["COLD_DELTA_C", "Mimic", "column_patch", "unit_state"]
 
 COLD_DELTA_C = 2.0
 #: Above this many units the cells carry only the room temperature (labels go to the axes).
@@ -410,15 +413,15 @@ class Mimic:
                     hit = True
             changed += hit
         if patches:
-            self.source.patch({col: _compact(data[col], p) for col, p in patches.items()})
+            self.source.patch({col: column_patch(data[col], p) for col, p in patches.items()})
         return changed
 
 
-#: A column with at least this many changed cells is patched as one slice (see ``_compact``).
+#: A column with at least this many changed cells is patched as one slice (see ``column_patch``).
 SLICE_MIN = 32
 
 
-def _compact(column: Sequence[Any], changes: list[tuple[int, Any]]) -> list[tuple[Any, Any]]:
+def column_patch(column: Sequence[Any], changes: list[tuple[int, Any]]) -> list[tuple[Any, Any]]:
     """Return the patch of one column: per-cell pairs, or one slice when most cells changed.
 
     At 1 Hz every room of a building changes: one ``(slice(a, b), [values])`` is half the

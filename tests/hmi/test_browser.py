@@ -130,6 +130,14 @@ async def test_bad_quality_is_drawn_as_such(open_page, rig) -> None:
                    return d.comm[a] === 'lost' && d.hatch[a] === 'x' && d.comm[b] === 'stale' && d.hatch[b] === '/'; }""",
         timeout=5000,
     )
+    # drawn: each hatch overlay shows exactly the cells of its quality
+    shown = await probe.page.evaluate(
+        """() => { const doc = Bokeh.documents[0], d = doc.get_model_by_name('mimic-units').data;
+                   const cells = (name) => [...doc.get_model_by_name(name).view.indices.ones()]
+                                           .map((i) => d.household[i]);
+                   return [cells('units-lost'), cells('units-stale')]; }"""
+    )
+    assert shown == [["b2.301"], ["b2.302"]]
     supply = probe.page.locator("[data-tag='b2.hm.supply_c']")
     await supply.and_(probe.page.locator("[data-quality='uncertain']")).wait_for(timeout=5000)
     assert "q-uncertain" in (await supply.get_attribute("class") or "")

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bokeh.core.property.vectorization import Value
 from bokeh.document import Document
 from bokeh.document.events import ColumnsPatchedEvent
 
 from hmi.config_page import csv_devices_yaml, errors_html
-from hmi.mimic import Mimic, unit_state
+from hmi.mimic import Mimic, column_patch, unit_state
 from hmi.model import building_layout
 from hmi.theme import COLD, COMM_LOST, value_html
 from tags.model import Quality, Reason, TagValue
@@ -133,3 +134,50 @@ def test_errors_show_location_field_and_source_line() -> None:
     )
     assert "site.yaml:3:24" in out and "devices[0].template" in out and "unknown template" in out
     assert "{id: d1, template: valvee}" in out and "^" in out
+
+
+def test_mimic_patches_a_busy_column_as_one_slice(tmp_path: Path) -> None:
+    from hmi.bench import Estate
+
+    estate = Estate(4, 10, tmp_path)  # 40 units, every room moves: one slice per column
+    db = estate.runtime.db
+    db.flush()
+    mimic = Mimic(db, building_layout(estate.site, db, "big"), lambda h: None)
+    doc = Document()
+    doc.add_root(mimic.figure)
+    sent: list[dict] = []
+    doc.on_change(lambda e: sent.append(e.patches) if isinstance(e, ColumnsPatchedEvent) else None)
+    batches = []
+    unsubscribe = db.subscribe("*", batches.append)
+    estate.step()
+    db.flush()
+    unsubscribe()
+    mimic.apply(batches[-1])
+    assert len(sent) == 1
+    (index, values), *more = sent[0]["room"]
+    assert more == [] and index == slice(0, 40)
+    assert values == mimic.source.data["room"] == estate.room_texts()
+    # few changes stay per cell; a column patched at 3 of 40 cells is not sent whole
+    assert column_patch(list("abcdefghij"), [(1, "B"), (8, "I")]) == [(1, "B"), (8, "I")]
+    col = [str(i) for i in range(100)]
+    sparse = [(i, "x") for i in range(0, 100, 3)]  # 34 changes over 100 cells
+    assert column_patch(col, sparse) == sparse
+
+
+def test_quality_hatches_are_scalar_overlays(estate) -> None:
+    db = estate.runtime.db
+    mimic = Mimic(db, building_layout(estate.site, db, "big"), lambda h: None)
+    hatched = {}
+    for r in mimic.figure.renderers:
+        spec = (
+            r.glyph.lookup("hatch_pattern").get_value(r.glyph)
+            if "hatch_pattern" in r.glyph.properties()
+            else None
+        )
+        if spec is None:
+            continue
+        # a per-cell (field) hatch makes BokehJS build one canvas per cell on every update
+        assert isinstance(spec, Value), f"{r.name}: hatch_pattern {spec}"
+        if spec.value is not None:
+            hatched[r.name] = (spec.value, r.view.filter.column_name, r.view.filter.group)
+    assert hatched == {"units-stale": ("/", "hatch", "/"), "units-lost": ("x", "hatch", "x")}

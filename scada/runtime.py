@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from scada.config import SiteConfig
 from tags.computed import ComputedTags
 from tags.database import TagDatabase
-from tags.model import Quality, TagDef
+from tags.model import Quality, TagDef, iso
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Runtime:
         self.db = TagDatabase(defs, bus=bus)
         self.computed = ComputedTags(self.db)
         self.simulator: Any = None
+        self.backfill_result: Any = None  # drivers.simulator.backfill.BackfillResult, if run
         self.drivers: Any = None
         self.historian: Any = None
         self.recorder: Any = None
@@ -125,12 +127,7 @@ class Runtime:
             self._init_memory_tags()
             self.computed.start()
             if self.simulate:
-                from drivers.simulator import Simulator
-
-                self.simulator = Simulator(
-                    self.site, speed=self.speed, seed=self.site.simulate.seed
-                )
-                await self.simulator.start()
+                await self._start_simulator()
             if self.role == "central":
                 await self.scaleout.start(self.db)
                 self.writer = self.scaleout.writer
@@ -172,15 +169,73 @@ class Runtime:
     def _init_memory_tags(self) -> None:
         self.db.set_initial(self.site.initial_values())
 
-    async def _start_historian(self) -> None:
-        from historian.factory import open_historian
-        from historian.recorder import Recorder
+    async def _start_simulator(self) -> None:
+        """Start the simulator, first backfilling ``simulate.backfill_days`` of history if asked.
 
-        cfg = self.site.historian
-        self.historian = open_historian(cfg, self.data_dir)
+        The backfill runs only where history is kept (not in the collector role) and only into
+        a historian that is empty or whose newest sample is older than the backfill start, so
+        existing history is never overwritten or duplicated. The simulator then runs on from
+        the backfilled state (counters stay monotonic across the boundary).
+        """
+        from drivers.simulator import Simulator
+
+        days = self.site.simulate.backfill_days
+        start_ts: float | None = None
+        if days > 0 and self.role != "collector":
+            from drivers.simulator.backfill import newest_sample_ts
+
+            self._open_historian()
+            begin = time.time() - days * 86400.0
+            names = [d.name for d in self.db.definitions() if d.historize]
+            try:
+                newest = await asyncio.to_thread(newest_sample_ts, self.historian, names)
+            except Exception:  # e.g. InfluxDB down: never risk writing over history
+                log.exception("simulator backfill skipped: cannot read the newest sample")
+                newest = math.inf
+            if newest is None or newest < begin:
+                start_ts = begin
+            elif math.isfinite(newest):
+                log.info(
+                    "simulator backfill skipped: the historian has samples up to %s",
+                    iso(newest),
+                )
+        self.simulator = Simulator(
+            self.site, speed=self.speed, seed=self.site.simulate.seed, start_ts=start_ts
+        )
+        if start_ts is not None:
+            from drivers.simulator.backfill import backfill
+
+            try:
+                self.backfill_result = r = await asyncio.to_thread(
+                    backfill, self.simulator, self.db.definitions(), self.historian.write
+                )
+                log.info(
+                    "simulator backfill: %d samples of %d tags from %s to %s in %.1f s",
+                    r.samples, r.tags, iso(r.start_ts), iso(r.end_ts), r.elapsed_s,
+                )  # fmt: skip
+            except Exception:  # history is a convenience of the demo: run without it
+                log.exception("simulator backfill failed; the simulator starts now without it")
+                self.simulator = Simulator(
+                    self.site, speed=self.speed, seed=self.site.simulate.seed
+                )
+        await self.simulator.start()
+
+    def _open_historian(self) -> None:
+        """Open the configured historian (once) and start its spool thread, if it has one."""
+        if self.historian is not None:
+            return
+        from historian.factory import open_historian
+
+        self.historian = open_historian(self.site.historian, self.data_dir)
         start = getattr(self.historian, "start", None)
         if start is not None:  # the spooling wrapper runs a retry thread
             start()
+
+    async def _start_historian(self) -> None:
+        from historian.recorder import Recorder
+
+        cfg = self.site.historian
+        self._open_historian()
         self.recorder = Recorder(
             self.db, self.historian, batch_size=cfg.batch_size, flush_s=cfg.flush_s
         )

@@ -18,6 +18,7 @@ BENCHES: dict[str, str] = {
     "ws": "scada.server.bench",
     "billing": "billing.bench",
     "hmi": "hmi.bench",
+    "backfill": "drivers.simulator.bench_backfill",
 }
 
 

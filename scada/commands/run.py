@@ -117,6 +117,11 @@ async def _serve(site, args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     from scada.backup import BackupError
 
+    if runtime.simulate and site.simulate.backfill_days > 0:
+        print(
+            f"simulating up to {site.simulate.backfill_days:g} days of history first ...",
+            flush=True,
+        )
     try:
         await runtime.start()
     except (OSError, BackupError) as exc:  # e.g. the server's port is taken, data dir in use
@@ -128,6 +133,13 @@ async def _serve(site, args: argparse.Namespace) -> int:
         f"data in {args.data_dir}; Ctrl-C to stop",
         flush=True,
     )
+    filled = getattr(runtime, "backfill_result", None)
+    if filled is not None:
+        print(
+            f"history: {filled.samples:,} simulated samples of {filled.tags} tags written "
+            f"in {filled.elapsed_s:.1f} s",
+            flush=True,
+        )
     if runtime.server is not None:
         print(f"serving {runtime.server.url} (API: /api/openapi.json, websocket: /ws)", flush=True)
         if runtime.server.setup_token:

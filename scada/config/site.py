@@ -53,6 +53,12 @@ class SimulateConfig(_Model):
     enabled: bool = True
     speed: float = Field(1.0, gt=0, description="simulated seconds per wall-clock second")
     seed: int = 0
+    backfill_days: float = Field(
+        0,
+        ge=0,
+        le=400,
+        description="at start-up, simulate this many past days into an empty historian (0: off)",
+    )
 
 
 class BackupConfig(_Model):

@@ -14,12 +14,15 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
 from historian.base import Sample
 
 __all__ = ["Columns", "encode"]
+
+_TS, _VALUE, _QUALITY, _REASON = (attrgetter(a) for a in ("ts", "value", "quality", "reason"))
 
 # 24 bytes a sample: the packed layout of one pending row (little-endian, fixed)
 _REC = np.dtype([("tid", "<i4"), ("ts", "<f8"), ("v", "<f8"), ("q", "<i2"), ("r", "<i2")])
@@ -95,11 +98,11 @@ def encode(batch: Sequence[Sample], tag_ids: Sequence[int]) -> Columns:
     number nor a string.
     """
     count = len(batch)
-    ts = np.fromiter((s.ts for s in batch), dtype=np.float64, count=count)
+    ts = np.fromiter(map(_TS, batch), dtype=np.float64, count=count)
     if not np.isfinite(ts).all():
         bad = next(s for s in batch if not math.isfinite(s.ts))
         raise ValueError(f"tag {bad.tag}: timestamp {bad.ts!r} is not a finite number")
-    raw_values = [s.value for s in batch]
+    raw_values = list(map(_VALUE, batch))
     texts: dict[int, str] | None = None
     if any(type(x) is str for x in raw_values):
         texts = {i: x for i, x in enumerate(raw_values) if isinstance(x, str)}
@@ -114,6 +117,6 @@ def encode(batch: Sequence[Sample], tag_ids: Sequence[int]) -> Columns:
         raise ValueError(
             f"historian write: {where}a value is neither number nor string: {exc}"
         ) from exc
-    q = np.fromiter((s.quality for s in batch), dtype=np.int64, count=count)
-    r = np.fromiter((s.reason for s in batch), dtype=np.int64, count=count)
+    q = np.array(list(map(_QUALITY, batch)), dtype=np.int64)
+    r = np.array(list(map(_REASON, batch)), dtype=np.int64)
     return Columns(np.asarray(tag_ids, dtype=np.int64), ts, v, q, r, texts)

@@ -33,6 +33,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,7 @@ CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL,
     data BLOB NOT NULL, texts TEXT);
 """
 _SAMPLE_COLS = "ts, value, text, quality, reason"
+_TAG = attrgetter("tag")
 _ADDITIVE = frozenset({AggFn.COUNT, AggFn.SUM, AggFn.MEAN, AggFn.TWA})
 
 
@@ -206,7 +208,7 @@ class SqliteHistorian:
     def _ids_for(self, batch: Sequence[Sample]) -> list[int]:
         ids = self._ids
         try:
-            return [ids[s.tag] for s in batch]
+            return list(map(ids.__getitem__, map(_TAG, batch)))
         except KeyError:
             self._load_tags()  # another process may have added some
             for s in batch:

@@ -290,3 +290,19 @@ def test_a_large_merge_of_many_sparse_tags_equals_raw(tmp_path: Path) -> None:
         )
     h.close()
     raw.close()
+
+
+def test_insert_rows_template_repeats_columns_and_spells_literals(tmp_path: Path) -> None:
+    import sqlite3
+
+    import numpy as np
+
+    from historian.merge import insert_rows
+
+    con = sqlite3.connect(tmp_path / "t.sqlite")
+    con.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, a REAL, b REAL, c INTEGER)")
+    rows = np.column_stack((np.arange(70), np.arange(70) * 1.5))
+    insert_rows(con, "INSERT INTO t", rows, "({0}, {1}, {1}, 7)")
+    got = con.execute("SELECT k, a, b, c FROM t ORDER BY k").fetchall()
+    assert got == [(i, i * 1.5, i * 1.5, 7) for i in range(70)]
+    con.close()

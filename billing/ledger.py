@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS runs (job TEXT NOT NULL, period TEXT NOT NULL, ts REA
     result TEXT, PRIMARY KEY (job, period)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS relay_state (meter TEXT PRIMARY KEY, tripped INTEGER NOT NULL,
     ts REAL NOT NULL, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS keep_power (seq INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL,
+    keep INTEGER NOT NULL, ts REAL NOT NULL, user TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS documents (kind TEXT NOT NULL, period TEXT NOT NULL, ts REAL NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (kind, period)) WITHOUT ROWID;
 """
@@ -599,6 +601,23 @@ class Ledger:
             self._con.execute(
                 "INSERT OR REPLACE INTO relay_state VALUES (?, ?, ?, ?)",
                 (meter, int(tripped), time.time(), reason),
+            )
+
+    def keep_power(self, account: str, default: bool) -> bool:
+        """Return the account's keep-power setting: the last one set here, else ``default`` (config)."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT keep FROM keep_power WHERE account = ? ORDER BY seq DESC LIMIT 1",
+                (account,),
+            ).fetchone()
+        return default if row is None else bool(row[0])
+
+    def set_keep_power(self, account: str, keep: bool, *, user: str = "", note: str = "") -> None:
+        """Set keep-power for ``account`` (kept as a history: every change with who and why)."""
+        with self._tx():
+            self._con.execute(
+                "INSERT INTO keep_power (account, keep, ts, user, note) VALUES (?, ?, ?, ?, ?)",
+                (account, int(keep), time.time(), user, note),
             )
 
     def save_document(self, kind: str, period: str, body: dict[str, Any]) -> bool:

@@ -150,7 +150,8 @@ class PrepaidController:
         status = AccountStatus(account_id, bal, lvl)
         if self.commander is None:
             return status
-        trip = lvl is Level.ARREARS and not acct.config.keep_power
+        keep = self.ledger.keep_power(account_id, acct.config.keep_power)
+        trip = lvl is Level.ARREARS and not keep
         for m in acct.meters:
             if m.relay is None:
                 continue

@@ -150,7 +150,7 @@ class Billing:
                     "level": int(level_of(bal, a.config.alarm1, a.config.alarm2))
                     if opened
                     else None,
-                    "keep_power": a.config.keep_power,
+                    "keep_power": self.ledger.keep_power(a.id, a.config.keep_power),
                 }
             )
         return out
@@ -218,6 +218,25 @@ class Billing:
         if evaluate:
             await self._after(account_id)
         return e
+
+    async def set_keep_power(
+        self,
+        account_id: str,
+        keep: bool,
+        *,
+        user: str = "",
+        note: str = "",
+        offload: Offload | None = None,
+        evaluate: bool = True,
+    ) -> None:
+        """Switch keep-power on or off (overrides the config); an account in arrears with keep-power
+        gets its relay closed again, one without it is tripped (through the command service)."""
+        self.account_config(account_id)
+        await _run(
+            lambda: self.ledger.set_keep_power(account_id, keep, user=user, note=note), offload
+        )
+        if evaluate:
+            await self._after(account_id)
 
     async def refund(
         self,

@@ -357,10 +357,21 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
             for a in accounts:
                 try:
                     if name == "keep":
-                        await billing.set_keep_power(a, True, user=session.user_name)
+                        await billing.set_keep_power(
+                            a, True, user=session.user_name, note="HMI meters page"
+                        )
                     else:
                         await billing.prepaid.evaluate(a)
                     out.append(CommandStatus(None, "done", a, None))
+                    audit = getattr(session.runtime, "audit", None)
+                    if audit is not None:  # money-relevant: who kept which account powered
+                        audit.record(
+                            "billing.keep_power" if name == "keep" else "billing.restore_prepaid",
+                            user=session.user,
+                            source="hmi",
+                            target=a,
+                            after={"keep_power": True} if name == "keep" else None,
+                        )
                 except Exception as exc:  # shown per account, like a batch result
                     out.append(CommandStatus(None, "failed", a, None, None, str(exc)))
             return out

@@ -769,6 +769,22 @@ ROUTES: tuple[Route, ...] = (
         "billing",
     ),
     Route(
+        "/api/accounts/{account_id}/keep-power",
+        billing.KeepPowerApi,
+        (
+            Op(
+                "POST",
+                "Keep the supply on in arrears (or let billing trip it again); audited",
+                A.BILLING_WRITE,
+                params=(_p("account_id"),),
+                body=billing.KeepPowerBody,
+                responses=_MONEY,
+                response=billing.KeepPowerOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
         "/api/accounts/{account_id}/reverse",
         billing.AccountReverseApi,
         (

@@ -48,6 +48,13 @@ class MoneyBody(_Body):
     )
 
 
+class KeepPowerBody(_Body):
+    """Keep the supply on in arrears (``keep: true``) or let billing trip it again."""
+
+    keep: bool
+    reason: str = Field(min_length=1, max_length=2000, description="why (audited)")
+
+
 class ReverseBody(_Body):
     """Reverse one entry of the account (top-up, refund, opening, shared-loss charge)."""
 
@@ -126,6 +133,16 @@ class MoneyOut(_Out):
     relay_actions: list[str]
     relay_failures: list[str]
     repeated: bool = False
+
+
+class KeepPowerOut(_Out):
+    """The account's keep-power setting and the relay commands it caused."""
+
+    account: str
+    keep_power: bool
+    previous: bool
+    relay_actions: list[str]
+    relay_failures: list[str]
 
 
 class HouseholdHeatOut(_Out):

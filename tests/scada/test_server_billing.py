@@ -51,7 +51,7 @@ accounts:
 """
 
 RELAY = "b1.101.em.relay"
-MUTATIONS = ("topup", "refund", "reverse", "replace-meter")
+MUTATIONS = ("topup", "refund", "reverse", "replace-meter", "keep-power")
 
 
 @pytest.fixture(name="site")
@@ -235,6 +235,8 @@ def _mutation_body(kind: str, seq: int) -> dict[str, Any]:
         return {"amount": "1.00", "reference": "perm"}
     if kind == "reverse":
         return {"seq": seq, "reason": "permission test"}
+    if kind == "keep-power":
+        return {"keep": False, "reason": "permission test"}
     return {"meter": "b1.102.em.energy_kwh", "old_final_kwh": 10.0, "new_initial_kwh": 0.0}
 
 
@@ -264,7 +266,11 @@ async def test_permission_table_over_every_role_and_billing_mutation(site: Serve
             assert (st == 403) is (not allowed), (role, kind, st, out)
             if allowed:
                 assert st == 200, (role, kind, out)
-                assert out["entry"]["user"] == role.value
+                if kind == "keep-power":
+                    (rec,) = site.server.ctx.audit.query(action="billing.keep_power", limit=1)
+                    assert rec["user"] == role.value and rec["target"] == "a102"
+                else:
+                    assert out["entry"]["user"] == role.value
             else:
                 assert await _balance(site, "a102") == before
             checked += 1
@@ -374,3 +380,33 @@ async def test_a_retried_topup_with_an_idempotency_key_credits_once(site: Served
     )
     assert st == 409 and "pos-3-000123" in err["error"]
     assert Decimal(await _balance(site, "a102")) == before + Decimal("12.34")
+
+
+async def test_keep_power_closes_an_account_in_arrears_and_trips_it_again(site: Served) -> None:
+    """a101 is in arrears and tripped; keep-power closes its relay, withdrawing it trips again."""
+    await site.runtime.billing.prepaid.evaluate("a101")
+    await site.wait_for(lambda: site.db.read(RELAY).value is False, RELAY)
+    body = {"keep": True, "reason": "medical equipment at home"}
+    st, out, _ = await site.api("POST", "/api/accounts/a101/keep-power", role="operator", body=body)
+    assert st == 200, out
+    assert (out["keep_power"], out["previous"], out["relay_actions"]) == (
+        True,
+        False,
+        [f"{RELAY} closed"],
+    )
+    await site.wait_for(lambda: site.db.read(RELAY).value is True, RELAY)
+    assert site.runtime.simulator.value("b1.101.em", "relay") is True  # the meter follows
+    st, acct, _ = await site.api("GET", "/api/accounts/a101", role="viewer")
+    assert st == 200 and acct["keep_power"] is True and acct["balance"] == "0.00"
+    st, out, _ = await site.api(
+        "POST",
+        "/api/accounts/a101/keep-power",
+        role="operator",
+        body={"keep": False, "reason": "ended"},
+    )
+    assert st == 200 and out["relay_actions"] == [f"{RELAY} tripped"]
+    await site.wait_for(lambda: site.db.read(RELAY).value is False, RELAY)
+    recs = site.server.ctx.audit.query(action="billing.keep_power", limit=10)
+    assert [r["after"]["keep_power"] for r in recs][:2] in ([False, True], [True, False])
+    st, _, _ = await site.api("POST", "/api/accounts/a101/keep-power", role="viewer", body=body)
+    assert st == 403

@@ -29,6 +29,8 @@ from scada.server.billing_schemas import (
     AccountsOut,
     BillsOut,
     HeatAllocationOut,
+    KeepPowerBody,
+    KeepPowerOut,
     LedgerOut,
     MoneyBody,
     MoneyOut,
@@ -53,6 +55,9 @@ __all__ = [
     "BillsOut",
     "HeatAllocationOut",
     "HeatApi",
+    "KeepPowerApi",
+    "KeepPowerBody",
+    "KeepPowerOut",
     "LedgerOut",
     "MoneyBody",
     "MoneyOut",
@@ -432,6 +437,48 @@ class AccountRefundApi(_MoneyOp):
                 evaluate=False,
                 key=key,
             ),
+        )
+
+
+class KeepPowerApi(_MoneyOp):
+    """``POST /api/accounts/{id}/keep-power``: keep the supply on in arrears, or stop doing so."""
+
+    action_name = "billing.keep_power"
+
+    async def post(self, account_id: str) -> None:
+        body = self.body(KeepPowerBody)
+        cfg = self.account(account_id)
+        billing = self.billing()
+        default = bool(getattr(getattr(cfg, "config", cfg), "keep_power", False))
+        before = await self.ctx.run_blocking(billing.ledger.keep_power, account_id, default)
+        await billing.set_keep_power(
+            account_id,
+            body.keep,
+            user=self.who(),
+            note=body.reason,
+            offload=self.ctx.run_blocking,
+            evaluate=False,
+        )
+        status = await billing.prepaid.evaluate(account_id)
+        actions = [] if status is None else status.actions
+        failures = [] if status is None else status.failures
+        self.ctx.audit.record(
+            self.action_name,
+            user=self.user,
+            source=self.source,
+            target=account_id,
+            before={"keep_power": before},
+            after={"keep_power": body.keep, "reason": body.reason, "relay_actions": actions},
+            detail="; ".join(failures) or None,
+        )
+        self.reply(
+            {
+                "account": account_id,
+                "keep_power": body.keep,
+                "previous": before,
+                "relay_actions": actions,
+                "relay_failures": failures,
+            }
         )
 
 

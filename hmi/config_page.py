@@ -315,10 +315,13 @@ def make_config(session: HmiSession, doc: Document) -> None:
             files.clear()
             files.update(api.current_files())
             proposal.clear()
+            file_sel.options = sorted(files)
             editor.value = files.get(file_sel.value, "")
+            items.data = config_items(session.runtime.site, files)
             refresh_versions()
             say(
-                f'<span class="result-ok">rolled back to version {number} as version {res.get("version")}</span>'
+                f'<span class="result-ok" data-rolled-back="{res.get("version")}">rolled back to '
+                f"version {number} as version {res.get('version')}</span>"
             )
 
         session.spawn(api.rollback(session.user.raw, int(number), source="hmi"), done)

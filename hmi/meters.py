@@ -311,6 +311,7 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
                 note.text = '<span class="result-bad">nothing could be selected</span>'
                 return
             pending["batch"] = batch_id
+            pending["billing"] = None
             what = "close" if closed else "trip"
             note.text = (
                 f'<div class="confirm" data-batch="{html.escape(batch_id)}"><b>{what}</b> '
@@ -322,7 +323,11 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
 
     def confirm() -> None:
         batch_id, pending["batch"] = pending["batch"], None
+        op, pending["billing"] = pending.get("billing"), None
         btn_confirm.visible = btn_cancel.visible = False
+        if op is not None:
+            run_billing(*op)
+            return
         if batch_id is None:
             return
         note.text = '<span class="u">operating…</span>'
@@ -339,6 +344,7 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
 
     def cancel() -> None:
         batch_id, pending["batch"] = pending["batch"], None
+        pending["billing"] = None
         btn_confirm.visible = btn_cancel.visible = False
         if batch_id is not None:
             session.spawn(
@@ -351,6 +357,17 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
         if not accounts or billing is None:
             note.text = '<span class="result-bad">select meters with an account first</span>'
             return
+        pending["batch"] = None
+        pending["billing"] = (name, accounts)
+        what = "keep power on for" if name == "keep" else "restore prepaid for"
+        note.text = (
+            f'<div class="confirm" data-billing="{name}"><b>{what}</b> '
+            f"{html.escape(', '.join(accounts))}?</div>"
+        )
+        btn_confirm.visible = btn_cancel.visible = True
+
+    def run_billing(name: str, accounts: list[str]) -> None:
+        note.text = '<span class="u">operating…</span>'
 
         async def run() -> list[CommandStatus]:
             out = []
@@ -376,10 +393,16 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
                     out.append(CommandStatus(None, "failed", a, None, None, str(exc)))
             return out
 
-        session.spawn(
-            run(),
-            lambda st, err: show(st or [CommandStatus(None, "failed", "", None, None, str(err))]),
-        )
+        def done(st: list[CommandStatus] | None, err: BaseException | None) -> None:
+            statuses = st or [CommandStatus(None, "failed", "", None, None, str(err))]
+            show(statuses)
+            good = sum(s.state == "done" for s in statuses)
+            note.text = (
+                f'<span class="result-ok" data-billing-done="{good}">'
+                f"{good} of {len(statuses)} done</span>"
+            )
+
+        session.spawn(run(), done)
 
     btn_trip.on_click(lambda: batch(False))
     btn_close.on_click(lambda: batch(True))

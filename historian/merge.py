@@ -22,6 +22,7 @@ out-of-order sample, a replaced value) is recomputed exactly: its hour from the 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable
 
@@ -34,7 +35,31 @@ __all__ = ["TABLE", "RollupCache", "insert_rows", "merge", "new_cache"]
 
 TABLE = {rollup.HOUR_S: "rollup_1h", rollup.DAY_S: "rollup_1d"}
 _COLS = ", ".join(rollup.COLUMNS)
-_UPSERT = {level: f"INSERT OR REPLACE INTO {t}" for level, t in TABLE.items()}
+#: the upsert of a rollup row keeps an existing row's ``carry_in`` and ``gap_in`` (only a new
+#: row takes the bound ones): they depend on the previous row, and a row appended to keeps
+#: its first sample
+_UPSERT = {
+    level: f"INSERT INTO {t} (tag_id, bucket, {_COLS}, carry_in, gap_in)"
+    for level, t in TABLE.items()
+}
+_ON_CONFLICT = " ON CONFLICT (tag_id, bucket) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in rollup.COLUMNS
+)
+_PREV = (
+    "(SELECT p.{c} FROM {t} p WHERE p.tag_id = {t}.tag_id AND p.bucket < {t}.bucket"
+    " ORDER BY p.bucket DESC LIMIT 1)"
+)
+#: ``carry_in`` and ``gap_in`` of one tag's rows from ``?2`` through the first row after
+#: ``?3``, re-read from the previous rows (after a late or out-of-order sample, which may sit
+#: before other rows)
+_FIX_LINKS = (
+    "UPDATE {t} SET carry_in = "
+    + _PREV.format(c="carry", t="{t}")
+    + ", gap_in = first_ts - "
+    + _PREV.format(c="last_ts", t="{t}")
+    + " WHERE tag_id = ?1 AND bucket >= ?2 AND bucket <= COALESCE("
+    "(SELECT MIN(x.bucket) FROM {t} x WHERE x.tag_id = ?1 AND x.bucket > ?3), ?3)"
+)
 #: rows per INSERT statement: a multi-row VALUES halves the per-row cost of ``executemany``
 ROWS_PER_STATEMENT = 64
 
@@ -87,7 +112,11 @@ def merge(con: sqlite3.Connection, cols: Columns, cache: RollupCache | None) -> 
 
 
 def insert_rows(
-    con: sqlite3.Connection, head: str, rows: np.ndarray, template: str | None = None
+    con: sqlite3.Connection,
+    head: str,
+    rows: np.ndarray,
+    template: str | None = None,
+    tail: str = "",
 ) -> None:
     """Run ``head VALUES (...), (...), ...`` for the rows of 2-D float array ``rows``.
 
@@ -95,8 +124,8 @@ def insert_rows(
     values of one row costs far less than stepping a statement, so this halves the cost of a
     bulk insert. ``template`` is one row's VALUES tuple with ``{c}`` for column ``c`` of
     ``rows`` and SQL literals for the rest, e.g. ``"({0}, {1}, 0)"`` (default: every column in
-    order); a column may appear more than once. NaN is stored as NULL; INTEGER columns take
-    integral floats as integers.
+    order); a column may appear more than once. ``tail`` follows the VALUES (an ON CONFLICT
+    clause). NaN is stored as NULL; INTEGER columns take integral floats as integers.
     """
     count, width = rows.shape
     if count == 0:
@@ -112,19 +141,31 @@ def insert_rows(
     k = ROWS_PER_STATEMENT
     whole = count // k * k
     if whole:
-        con.executemany(f"{head} VALUES {values(k)}", rows[:whole].reshape(-1, width * k).tolist())
+        con.executemany(
+            f"{head} VALUES {values(k)}{tail}", rows[:whole].reshape(-1, width * k).tolist()
+        )
     if whole < count:
-        con.executemany(f"{head} VALUES {values(1)}", rows[whole:].tolist())
+        con.executemany(f"{head} VALUES {values(1)}{tail}", rows[whole:].tolist())
 
 
-#: a rollup row of one good sample, from (tag, bucket, value, ts): 4 values bound instead of 14
-_SINGLE = "({0}, {1}, 1, {2}, {2}, {2}, {2}, {2}, {3}, {3}, {2}, 0, 0, 0)"
+#: a rollup row of one good sample, from (tag, bucket, value, ts, carry_in, gap_in): 6 values
+#: bound instead of 16
+_SINGLE = "({0}, {1}, 1, {2}, {2}, {2}, {2}, {2}, {3}, {3}, {2}, 0, 0, 0, {4}, {5})"
 
 
 def _insert_rollups(
-    con: sqlite3.Connection, level: int, gt: np.ndarray, gb: np.ndarray, rows: np.ndarray
+    con: sqlite3.Connection,
+    level: int,
+    gt: np.ndarray,
+    gb: np.ndarray,
+    rows: np.ndarray,
+    links: np.ndarray,
 ) -> None:
-    """Upsert rollup rows; a row of one good sample (most hours of sparse tags) binds 4 values."""
+    """Upsert rollup rows; a row of one good sample (most hours of sparse tags) binds 6 values.
+
+    ``links`` (columns ``carry_in``, ``gap_in``) only go into new rows (an existing row keeps
+    its own).
+    """
     v = rows[:, rollup.CARRY]
     single = (
         (rows[:, rollup.N] == 1)
@@ -143,12 +184,13 @@ def _insert_rollups(
         insert_rows(
             con,
             _UPSERT[level],
-            np.column_stack((gt[s], gb[s], v[s], rows[s, rollup.FIRST_TS])),
+            np.column_stack((gt[s], gb[s], v[s], rows[s, rollup.FIRST_TS], links[s])),
             _SINGLE,
+            _ON_CONFLICT,
         )
         rest = np.flatnonzero(~single)
-        gt, gb, rows = gt[rest], gb[rest], rows[rest]
-    insert_rows(con, _UPSERT[level], np.column_stack((gt, gb, rows)))
+        gt, gb, rows, links = gt[rest], gb[rest], rows[rest], links[rest]
+    insert_rows(con, _UPSERT[level], np.column_stack((gt, gb, rows, links)), None, _ON_CONFLICT)
 
 
 def _update_level(
@@ -196,13 +238,28 @@ def _update_level(
         else:
             for i in redo.tolist():
                 rows[i] = _recompute_day(con, int(gt[i]), int(gb[i]))
+    # carry_in / gap_in of a new row: from the tag's previous group here, or from its cached
+    # newest row for its first group (a row appended to keeps its own: the upsert ignores it)
+    prev = np.empty((ng, 2))
+    prev[1:] = rows[:-1][:, [rollup.CARRY, rollup.LAST_TS]]
+    prev[tag_first] = [
+        (math.nan, math.nan) if c is None else (c[1][rollup.CARRY], c[1][rollup.LAST_TS])
+        for c in cached
+    ]
+    links = np.column_stack((prev[:, 0], rows[:, rollup.FIRST_TS] - prev[:, 1]))
     # the newest group of each tag becomes its cached row when it is at least as new
     tag_last = np.append(tag_first[1:], ng) - 1
     last_rows = rows[tag_last].tolist()  # one conversion, not one per tag
     for t, c, b, row in zip(utags, cached, gb[tag_last].tolist(), last_rows, strict=True):
         if c is None or b >= c[0]:
             cache[t] = (b, tuple(row))
-    _insert_rollups(con, level, gt, gb, rows)
+    _insert_rollups(con, level, gt, gb, rows, links)
+    if len(redo):
+        # a late group may sit before rows of its tag: re-read carry_in from the group on
+        fix = _FIX_LINKS.format(t=TABLE[level])
+        tag_of = np.searchsorted(tag_first, redo, side="right") - 1
+        for k in np.unique(tag_of).tolist():
+            con.execute(fix, (utags[k], int(gb[redo[tag_of == k]].min()), int(gb[tag_last[k]])))
 
 
 def _load_latest(

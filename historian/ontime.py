@@ -6,17 +6,15 @@ tail of the window come from the samples, whole hours and days from the rollups.
 ``historian.compute.on_time``: bad samples and the time before the first sample are unknown.
 
 Each row of a segment (a sample, or a rollup row) accounts for its own inside time plus the gap
-to the next row of its segment, during which its last value (``carry``) is in force. Finding
-that next row is an index seek, so the queries avoid it wherever algebra can:
+to the next row of its segment, during which its last value (``carry``) is in force. For
+samples, finding that next sample is an index seek, needed only for samples whose carry is
+"on" or unknown. Rollup rows carry the link to their previous row (``carry_in``, ``gap_in``,
+kept by ``historian.merge``), so the gaps of a rollup segment are plain sums: the caller takes
+out the first row's gap (the segment head covers it) and adds the last row's gap to the
+segment end, from the first and last rows (one seek each).
 
-- the gaps of *all* rows of a tag sum to ``sum(first_ts - last_ts) + end - min(first_ts)`` (the
-  next row's start minus this row's end, telescoped; each term is bounded by the bucket width,
-  so the sum keeps full precision), so known time needs a seek only for rows whose carry is
-  unknown (a bad last sample, rare);
-- on time needs the gap only of rows whose carry is "on".
-
-The first and last rows of each tag are one seek each. The value in force at each segment
-start chains from the previous segment; the value in force at ``start`` is one seek per tag.
+The value in force at each segment start chains from the previous segment; the value in force
+at ``start`` is one seek per tag.
 
 Billing's estimates: ``unknown_spans_many`` finds the spans where tags had no good value with
 one query; ``on_time_windows`` answers many small ``(tags, start, end)`` windows at once. Both
@@ -46,38 +44,36 @@ __all__ = ["on_time_many", "on_time_windows", "sqlite_backend", "unknown_spans_m
 
 _TABLE = {3600: "rollup_1h", 86400: "rollup_1d"}
 
-#: The first row of ``{t}`` after row ``r`` inside the segment (its first sample time).
-_NEXT_ROLLUP = (
-    "(SELECT x.first_ts FROM {t} x WHERE x.tag_id = r.tag_id AND x.bucket > r.bucket"
-    " AND x.bucket < :b ORDER BY x.bucket LIMIT 1)"
-)
+#: The first / last row of ``{t}`` in the segment.
 _EDGE_ROLLUP = (
-    "(SELECT x.{col} FROM {t} x WHERE x.tag_id = g.tag_id AND x.bucket >= :a AND x.bucket < :b"
+    "(SELECT x.bucket FROM {t} x WHERE x.tag_id = g.tag_id AND x.bucket >= :a AND x.bucket < :b"
     " ORDER BY x.bucket {order} LIMIT 1)"
 )
 
-# Per tag: first sample time, on seconds, known seconds without ``end - first`` (added by the
-# caller), and the carry of the last row. The first and last rows are one seek each: cheaper
-# than MIN / MAX over every row.
+# Per tag: on seconds and known seconds of its rows, each with the gap from the previous row
+# (``gap_in``) while its carry (``carry_in``) was in force; the caller takes out the first
+# row's gap (the head of the segment covers it) and adds the last row's gap to the segment
+# end, from the first and last rows (one seek each).
 _ROLLUP_SQL = """
-SELECT g.tag_id, {first}, g.o, g.k, {last} FROM (
+SELECT g.tag_id, f.first_ts, f.carry_in, f.gap_in, g.o, g.k, l.carry, l.last_ts FROM (
   SELECT r.tag_id AS tag_id,
-    TOTAL(r.on_s) + TOTAL(CASE WHEN r.carry != 0 THEN COALESCE({nx}, :b) - r.last_ts END) AS o,
-    TOTAL(COALESCE(r.known_s, 0) + (r.first_ts - r.last_ts))
-      - TOTAL(CASE WHEN r.carry IS NULL THEN COALESCE({nx}, :b) - r.last_ts END) AS k
+    TOTAL(COALESCE(r.on_s, 0) + CASE WHEN r.carry_in != 0 THEN r.gap_in ELSE 0 END) AS o,
+    TOTAL(COALESCE(r.known_s, 0) + CASE WHEN r.carry_in IS NOT NULL THEN r.gap_in ELSE 0 END)
+      AS k
   FROM {t} r
   WHERE r.tag_id IN (SELECT value FROM json_each(:ids)) AND r.bucket >= :a AND r.bucket < :b
   GROUP BY r.tag_id
 ) g
+JOIN {t} f ON f.tag_id = g.tag_id AND f.bucket = {first}
+JOIN {t} l ON l.tag_id = g.tag_id AND l.bucket = {last}
 """
 
 
 def _rollup_sql(table: str) -> str:
     return _ROLLUP_SQL.format(
         t=table,
-        nx=_NEXT_ROLLUP.format(t=table),
-        first=_EDGE_ROLLUP.format(t=table, col="first_ts", order="ASC"),
-        last=_EDGE_ROLLUP.format(t=table, col="carry", order="DESC"),
+        first=_EDGE_ROLLUP.format(t=table, order="ASC"),
+        last=_EDGE_ROLLUP.format(t=table, order="DESC"),
     )
 
 
@@ -165,25 +161,24 @@ def _query(
     on = np.zeros(n)
     known = np.zeros(n)
     for a, b, level in split:
-        if level is None:
-            sql = _RAW_SQL
-            params: dict[str, Any] = {"ids": ids_json, "a": float(a), "b": float(b)}
-        else:
-            sql = _rollup_sql(_TABLE[level])
-            params = {"ids": ids_json, "a": int(a), "b": int(b)}
         has = np.zeros(n, dtype=bool)
         first = np.zeros(n)
         s_on = np.zeros(n)
         s_known = np.zeros(n)
         last = np.full(n, math.nan)
-        for tid, f, o, k, c in con.execute(sql, params):
-            i = pos[tid]
-            has[i] = True
-            first[i] = f
-            s_on[i] = o or 0.0
-            s_known[i] = (k or 0.0) + (b - f)  # the gaps telescope (module docstring)
-            if c is not None:
-                last[i] = c
+        if level is None:
+            params: dict[str, Any] = {"ids": ids_json, "a": float(a), "b": float(b)}
+            for tid, f, o, k, c in con.execute(_RAW_SQL, params):
+                i = pos[tid]
+                has[i] = True
+                first[i] = f
+                s_on[i] = o or 0.0
+                s_known[i] = (k or 0.0) + (b - f)  # the gaps telescope (module docstring)
+                if c is not None:
+                    last[i] = c
+        else:
+            params = {"ids": ids_json, "a": int(a), "b": int(b), "w": int(level)}
+            _rollup_rows(con, _TABLE[level], params, pos, has, first, s_on, s_known, last)
         ok = np.isfinite(cur)
         lit = ok & (np.where(ok, cur, 0.0) != 0)
         head = np.where(has, first - a, b - a)
@@ -191,6 +186,38 @@ def _query(
         known += np.where(ok, head, 0.0) + s_known
         cur = np.where(has, last, cur)
     return on, known
+
+
+def _rollup_rows(
+    con: sqlite3.Connection,
+    table: str,
+    params: dict[str, Any],
+    pos: dict[int, int],
+    has: np.ndarray,
+    first: np.ndarray,
+    s_on: np.ndarray,
+    s_known: np.ndarray,
+    last: np.ndarray,
+) -> None:
+    """Fill the per-tag arrays of one rollup segment from ``_ROLLUP_SQL`` (see its comment)."""
+    rows = con.execute(_rollup_sql(table), params).fetchall()
+    if not rows:
+        return
+    idx = np.fromiter((pos[r[0]] for r in rows), dtype=np.int64, count=len(rows))
+    f1, cin, gap, o, k, c, lt = (
+        np.array([r[j] for r in rows], dtype=np.float64) for j in range(1, 8)
+    )  # None -> nan
+    b = float(params["b"])
+    cin_known = ~np.isnan(cin)
+    cin_on = cin_known & (np.nan_to_num(cin) != 0)
+    c_known = ~np.isnan(c)
+    c_on = c_known & (np.nan_to_num(c) != 0)
+    tail = b - lt  # the last row's carry is in force to the segment end
+    has[idx] = True
+    first[idx] = f1
+    s_on[idx] = o - np.where(cin_on, gap, 0.0) + np.where(c_on, tail, 0.0)
+    s_known[idx] = k - np.where(cin_known, gap, 0.0) + np.where(c_known, tail, 0.0)
+    last[idx] = c
 
 
 def on_time_many(

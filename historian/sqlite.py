@@ -3,7 +3,9 @@
 Layout: ``tags(id, name)``; ``samples(tag_id, ts, value REAL, text, quality, reason)`` keyed by
 ``(tag_id, ts)`` WITHOUT ROWID so a tag's time range is one contiguous B-tree scan (numbers go to
 ``value``, strings to ``text``); ``rollup_1h`` / ``rollup_1d`` keyed by ``(tag_id, bucket)`` with the
-columns of ``historian.rollup.COLUMNS``; ``replacements(tag_id, ts, old_final, new_initial)``;
+columns of ``historian.rollup.COLUMNS`` plus the link to the tag's previous row (``carry_in``: its
+carry, ``gap_in``: this row's first sample time minus its last; schema version 3, older files are
+migrated on open); ``replacements(tag_id, ts, old_final, new_initial)``;
 ``pending(seq, n, data, texts)``, the log of written but not yet merged batches.
 
 Writes: one transaction per batch. A small batch (fewer than ``defer_points`` samples, the
@@ -33,6 +35,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 
@@ -48,14 +51,14 @@ from historian.base import (
     Sample,
     check_range,
 )
-from historian.merge import merge, new_cache
+from historian.merge import TABLE, merge, new_cache
 from historian.pending import Columns, encode
 from historian.sqlite_query import atom_rows, carry_in
 from tags.model import Quality, Reason
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: the pending table
+SCHEMA_VERSION = 3  # 2: the pending table; 3: carry_in, gap_in of the rollup rows
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -64,9 +67,11 @@ CREATE TABLE IF NOT EXISTS samples (
     quality INTEGER NOT NULL, reason INTEGER NOT NULL,
     PRIMARY KEY (tag_id, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_1h (tag_id INTEGER NOT NULL, bucket INTEGER NOT NULL,
-    {", ".join(c + " REAL" for c in rollup.COLUMNS)}, PRIMARY KEY (tag_id, bucket)) WITHOUT ROWID;
+    {", ".join(c + " REAL" for c in rollup.COLUMNS)}, carry_in REAL, gap_in REAL,
+    PRIMARY KEY (tag_id, bucket)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_1d (tag_id INTEGER NOT NULL, bucket INTEGER NOT NULL,
-    {", ".join(c + " REAL" for c in rollup.COLUMNS)}, PRIMARY KEY (tag_id, bucket)) WITHOUT ROWID;
+    {", ".join(c + " REAL" for c in rollup.COLUMNS)}, carry_in REAL, gap_in REAL,
+    PRIMARY KEY (tag_id, bucket)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS replacements (tag_id INTEGER NOT NULL, ts REAL NOT NULL,
     old_final REAL NOT NULL, new_initial REAL NOT NULL, PRIMARY KEY (tag_id, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL,
@@ -75,6 +80,35 @@ CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL,
 _SAMPLE_COLS = "ts, value, text, quality, reason"
 _TAG = attrgetter("tag")
 _ADDITIVE = frozenset({AggFn.COUNT, AggFn.SUM, AggFn.MEAN, AggFn.TWA})
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a file of an older schema up to date (version 3: add and fill the link columns).
+
+    ``carry_in`` of a rollup row is the ``carry`` of the tag's previous row (the value in force
+    at the row's start) and ``gap_in`` its ``first_ts`` minus that row's ``last_ts``; both are
+    NULL on a tag's first row.
+    """
+    for table in TABLE.values():
+        cols = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+        if {"carry_in", "gap_in"} <= cols:
+            continue
+        log.info("%s: migrating %s to schema version 3 (carry_in, gap_in)", table, table)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for col in ("carry_in", "gap_in"):
+                if col not in cols:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {col} REAL")
+            con.execute(
+                f"UPDATE {table} SET carry_in = p.c, gap_in = {table}.first_ts - p.l FROM ("
+                "SELECT tag_id, bucket, LAG(carry) OVER w AS c, LAG(last_ts) OVER w AS l "
+                f"FROM {table} WINDOW w AS (PARTITION BY tag_id ORDER BY bucket)) p "
+                f"WHERE {table}.tag_id = p.tag_id AND {table}.bucket = p.bucket"
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
 
 class SqliteHistorian:
@@ -108,6 +142,7 @@ class SqliteHistorian:
         self._con.execute("PRAGMA cache_size=-131072")  # 128 MiB: a merge touches many pages
         self._con.execute("PRAGMA temp_store=MEMORY")
         self._con.executescript(_SCHEMA)
+        _migrate(self._con)
         self._con.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -522,10 +557,16 @@ class SqliteHistorian:
                 f"SELECT ts, value FROM samples WHERE tag_id = ? AND ts <= ? AND {good} ORDER BY ts DESC LIMIT 1",
                 (tid, float(start)),
             ).fetchone()
-            rows = self._con.execute(
-                f"SELECT ts, value FROM samples WHERE tag_id = ? AND ts > ? AND ts <= ? AND {good} ORDER BY ts",
-                (tid, float(start), float(end)),
-            ).fetchall()
+            # straight from the cursor into one flat array: no list of row tuples
+            data = np.fromiter(
+                chain.from_iterable(
+                    self._con.execute(
+                        f"SELECT ts, value FROM samples WHERE tag_id = ? AND ts > ? AND ts <= ? AND {good} ORDER BY ts",
+                        (tid, float(start), float(end)),
+                    )
+                ),
+                dtype=np.float64,
+            ).reshape(-1, 2)
             reps = [
                 Replacement(tag, *r)
                 for r in self._con.execute(
@@ -533,7 +574,6 @@ class SqliteHistorian:
                     (tid, float(end)),
                 )
             ]
-        data = np.array(rows, dtype=np.float64).reshape(-1, 2)
         bts, bv = (None, None) if base is None else base
         return compute.counter_delta(bts, bv, data[:, 0], data[:, 1], reps, rollover)
 

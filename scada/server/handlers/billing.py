@@ -390,54 +390,49 @@ class _MoneyOp(_BillingBase):
     amount_value: Any = None
 
 
-class AccountTopupApi(_MoneyOp):
+class _CashOp(_MoneyOp):
+    """A top-up or refund (same body, same rules); ``operation`` picks the ``Billing`` method."""
+
+    def operation(self, billing: Any) -> Any:
+        raise NotImplementedError
+
+    async def post(self, account_id: str) -> None:
+        body = self.body(MoneyBody)
+        amount = self.amount_value = self.amount(body.amount)
+        key = self.key_of(body)
+        await self.run(
+            account_id,
+            {"amount": str(amount), "reference": body.reference},
+            lambda b: self.operation(b)(
+                account_id,
+                amount,
+                user=self.who(),
+                note=body.reference,
+                offload=self.ctx.run_blocking,
+                evaluate=False,
+                key=key,
+            ),
+        )
+
+
+class AccountTopupApi(_CashOp):
     """``POST /api/accounts/{id}/topup``: credit money; closes relays billing tripped."""
 
     action_name = "billing.topup"
     entry_kind = "topup"
 
-    async def post(self, account_id: str) -> None:
-        body = self.body(MoneyBody)
-        amount = self.amount_value = self.amount(body.amount)
-        key = self.key_of(body)
-        await self.run(
-            account_id,
-            {"amount": str(amount), "reference": body.reference},
-            lambda b: b.topup(
-                account_id,
-                amount,
-                user=self.who(),
-                note=body.reference,
-                offload=self.ctx.run_blocking,
-                evaluate=False,
-                key=key,
-            ),
-        )
+    def operation(self, billing: Any) -> Any:
+        return billing.topup
 
 
-class AccountRefundApi(_MoneyOp):
+class AccountRefundApi(_CashOp):
     """``POST /api/accounts/{id}/refund``: pay money back (at most the balance)."""
 
     action_name = "billing.refund"
     entry_kind = "refund"
 
-    async def post(self, account_id: str) -> None:
-        body = self.body(MoneyBody)
-        amount = self.amount_value = self.amount(body.amount)
-        key = self.key_of(body)
-        await self.run(
-            account_id,
-            {"amount": str(amount), "reference": body.reference},
-            lambda b: b.refund(
-                account_id,
-                amount,
-                user=self.who(),
-                note=body.reference,
-                offload=self.ctx.run_blocking,
-                evaluate=False,
-                key=key,
-            ),
-        )
+    def operation(self, billing: Any) -> Any:
+        return billing.refund
 
 
 class KeepPowerApi(_MoneyOp):

@@ -81,3 +81,22 @@ def print_json(doc: Any) -> None:
     """Print ``doc`` as indented JSON on stdout."""
     json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def emit(args: Any, billing: Any, kind: str, start: float, end: float, document: Any) -> bool:
+    """Print ``document`` as JSON (``--json``) or write report ``kind`` (``--xlsx F``).
+
+    Return True when done; False leaves the caller to print its text form.
+    """
+    if args.json:
+        print_json(document.to_json())
+        return True
+    if args.xlsx:
+        from billing.periods import Period, local_label
+        from billing.reports import build_report, write_xlsx
+
+        label = f"{local_label(start, billing.tz)} .. {local_label(end, billing.tz)}"
+        write_xlsx(build_report(billing, kind, Period("window", label, start, end)), args.xlsx)
+        print(f"wrote {args.xlsx}")
+        return True
+    return False

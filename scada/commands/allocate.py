@@ -34,8 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from billing.cli import open_billing, print_json, window
-    from billing.periods import Period, local_label
+    from billing.cli import emit, open_billing, window
 
     with open_billing(args) as billing:
         try:
@@ -44,17 +43,7 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if args.json:
-            print_json(alloc.to_json())
-            return 0
-        if args.xlsx:
-            from billing.reports import build_report, write_xlsx
-
-            label = f"{local_label(start, billing.tz)} .. {local_label(end, billing.tz)}"
-            write_xlsx(
-                build_report(billing, "heat", Period("window", label, start, end)), args.xlsx
-            )
-            print(f"wrote {args.xlsx}")
+        if emit(args, billing, "heat", start, end, alloc):
             return 0
         for b in alloc.buildings:
             print(f"{b.id}: {b.heat_kwh:.3f} kWh (basic {b.basic_kwh:.3f}), cost {b.cost}")

@@ -36,8 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from billing.cli import open_billing, print_json, window
-    from billing.periods import Period, local_label
+    from billing.cli import emit, open_billing, window
 
     with open_billing(args) as billing:
         try:
@@ -46,17 +45,7 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if args.json:
-            print_json(bills.to_json())
-            return 0
-        if args.xlsx:
-            from billing.reports import build_report, write_xlsx
-
-            label = f"{local_label(start, billing.tz)} .. {local_label(end, billing.tz)}"
-            write_xlsx(
-                build_report(billing, "bills", Period("window", label, start, end)), args.xlsx
-            )
-            print(f"wrote {args.xlsx}")
+        if emit(args, billing, "bills", start, end, bills):
             return 0
         for a in bills.accounts:
             print(f"{a.id}: {a.energy_kwh:.3f} kWh, shared {a.shared_kwh:.3f} kWh, total {a.total}")

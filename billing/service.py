@@ -174,6 +174,17 @@ class Billing:
     async def _after(self, account_id: str) -> AccountStatus | None:
         return await self.prepaid.evaluate(account_id)
 
+    async def _ledger_op(
+        self, account_id: str, op: Callable[[], T], offload: Offload | None, evaluate: bool
+    ) -> T:
+        """Run one ledger write for a known account (off the loop with ``offload``), then
+        re-check the account's level and relays unless ``evaluate`` is False."""
+        self.account_config(account_id)
+        result = await _run(op, offload)
+        if evaluate:
+            await self._after(account_id)
+        return result
+
     async def open_account(
         self,
         account_id: str,
@@ -211,13 +222,12 @@ class Billing:
         ``evaluate=False`` leaves the level and relay evaluation to the caller (who then calls
         ``prepaid.evaluate`` to see the relay actions); the same for every money operation.
         """
-        self.account_config(account_id)
-        e = await _run(
-            lambda: self.ledger.topup(account_id, amount, user=user, note=note, key=key), offload
+        return await self._ledger_op(
+            account_id,
+            lambda: self.ledger.topup(account_id, amount, user=user, note=note, key=key),
+            offload,
+            evaluate,
         )
-        if evaluate:
-            await self._after(account_id)
-        return e
 
     async def set_keep_power(
         self,
@@ -231,12 +241,12 @@ class Billing:
     ) -> None:
         """Switch keep-power on or off (overrides the config); an account in arrears with keep-power
         gets its relay closed again, one without it is tripped (through the command service)."""
-        self.account_config(account_id)
-        await _run(
-            lambda: self.ledger.set_keep_power(account_id, keep, user=user, note=note), offload
+        await self._ledger_op(
+            account_id,
+            lambda: self.ledger.set_keep_power(account_id, keep, user=user, note=note),
+            offload,
+            evaluate,
         )
-        if evaluate:
-            await self._after(account_id)
 
     async def refund(
         self,
@@ -250,13 +260,12 @@ class Billing:
         key: str | None = None,
     ) -> Entry:
         """Pay money back (at most the balance)."""
-        self.account_config(account_id)
-        e = await _run(
-            lambda: self.ledger.refund(account_id, amount, user=user, note=note, key=key), offload
+        return await self._ledger_op(
+            account_id,
+            lambda: self.ledger.refund(account_id, amount, user=user, note=note, key=key),
+            offload,
+            evaluate,
         )
-        if evaluate:
-            await self._after(account_id)
-        return e
 
     async def reverse(
         self,
@@ -269,11 +278,12 @@ class Billing:
         evaluate: bool = True,
     ) -> Entry:
         """Reverse one named entry of the account (top-up, refund, opening, shared loss)."""
-        self.account_config(account_id)
-        e = await _run(lambda: self.ledger.reverse(account_id, seq, user=user, note=note), offload)
-        if evaluate:
-            await self._after(account_id)
-        return e
+        return await self._ledger_op(
+            account_id,
+            lambda: self.ledger.reverse(account_id, seq, user=user, note=note),
+            offload,
+            evaluate,
+        )
 
     async def replace_meter(
         self,

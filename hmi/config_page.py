@@ -285,13 +285,7 @@ def make_config(session: HmiSession, doc: Document) -> None:
             if not res.get("valid"):
                 show_validation(res, "apply")
                 return
-            files.clear()
-            files.update(api.current_files())
-            proposal.clear()
-            file_sel.options = sorted(files)
-            editor.value = files.get(file_sel.value, "")
-            items.data = config_items(session.runtime.site, files)
-            refresh_versions()
+            reload_from_runtime()
             say(
                 f'<span class="result-ok" data-applied="{res.get("version")}">applied as version '
                 f"{res.get('version')} ({len(res.get('diff', {}))} file(s))</span>"
@@ -300,6 +294,16 @@ def make_config(session: HmiSession, doc: Document) -> None:
         session.spawn(
             api.apply(session.user.raw, changes, comment=comment.value, source="hmi"), done
         )
+
+    def reload_from_runtime() -> None:
+        """Show the running configuration again after an apply or a rollback."""
+        files.clear()
+        files.update(api.current_files())
+        proposal.clear()
+        file_sel.options = sorted(files)
+        editor.value = files.get(file_sel.value, "")
+        items.data = config_items(session.runtime.site, files)
+        refresh_versions()
 
     def run_rollback() -> None:
         sel = versions_src.selected.indices
@@ -312,13 +316,7 @@ def make_config(session: HmiSession, doc: Document) -> None:
             if err is not None:
                 say(f'<span class="result-bad">{html.escape(str(err))}</span>')
                 return
-            files.clear()
-            files.update(api.current_files())
-            proposal.clear()
-            file_sel.options = sorted(files)
-            editor.value = files.get(file_sel.value, "")
-            items.data = config_items(session.runtime.site, files)
-            refresh_versions()
+            reload_from_runtime()
             say(
                 f'<span class="result-ok" data-rolled-back="{res.get("version")}">rolled back to '
                 f"version {number} as version {res.get('version')}</span>"

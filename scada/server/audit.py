@@ -169,28 +169,17 @@ class AuditLog:
         ``action`` and ``target`` are globs (``command.*``, ``b1.*``). Opens its own
         connection: safe from any thread.
         """
-        where, args = [], []
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("ts < ?")
-            args.append(until)
-        if user is not None:
-            where.append("user = ?")
-            args.append(user)
-        if action is not None:
-            where.append("action GLOB ?")
-            args.append(action)
-        if target is not None:
-            where.append("target GLOB ?")
-            args.append(target)
-        if result is not None:
-            where.append("result = ?")
-            args.append(result)
-        if after_seq is not None:
-            where.append("seq > ?")
-            args.append(after_seq)
+        filters = (
+            ("ts >= ?", since),
+            ("ts < ?", until),
+            ("user = ?", user),
+            ("action GLOB ?", action),
+            ("target GLOB ?", target),
+            ("result = ?", result),
+            ("seq > ?", after_seq),
+        )
+        where = [clause for clause, value in filters if value is not None]
+        args: list[Any] = [value for _, value in filters if value is not None]
         sql = "SELECT * FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -65,6 +65,7 @@ class Runtime:
         port: int = 8080,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        ws_batch_s: float | None = None,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
@@ -104,7 +105,16 @@ class Runtime:
         self.alarm_journal: Any = None
         self.writer: Any = None  # write(tag, value) -> WriteResult: drivers, or remote collectors
         self.serve = serve  # the HTTP server (scada.server): REST, websocket, HMI
-        self.server_options = {"host": host, "port": port, "tls_cert": tls_cert, "tls_key": tls_key}
+        self.server_options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+        }
+        if ws_batch_s is not None:
+            if not 0.01 <= ws_batch_s <= 0.1:
+                raise ValueError("the websocket batching step must be from 10 to 100 ms")
+            self.server_options["ws_min_interval_s"] = ws_batch_s
         self.server: Any = None  # ScadaServer; it also sets auth, audit, commands, config_api
         self.backup_scheduler: Any = None
         self.ledger: Any = None  # billing.ledger.Ledger (roles all and central)

@@ -71,6 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=8080,
         help="port of the server: REST, websocket, metrics, HMI (default 8080; 0: any free)",
     )
+    p.add_argument(
+        "--ws-batch-ms",
+        type=float,
+        default=50.0,
+        help="websocket batching step: the shortest time between two changes messages "
+        "to a client (default 50; 10 to 100)",
+    )
     p.add_argument("--tls-cert", default=None, help="TLS certificate (PEM) to serve HTTPS")
     p.add_argument("--tls-key", default=None, help="TLS private key (PEM) of --tls-cert")
     p.set_defaults(func=main)
@@ -106,6 +113,7 @@ async def _serve(site, args: argparse.Namespace) -> int:
             port=args.port,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            ws_batch_s=args.ws_batch_ms / 1000,
         )
     except ValueError as exc:
         print(f"scada run: {exc}", file=sys.stderr)

@@ -65,8 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interval",
         type=float,
-        default=0.1,
-        help="per-client coalescing interval in seconds (protocol: 0.1)",
+        default=None,
+        help="the server's batching step in seconds (default: as scada run, 0.05)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
@@ -197,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.interval is None:
+        from scada.server.hub import MIN_INTERVAL_S
+
+        args.interval = MIN_INTERVAL_S
     with tempfile.TemporaryDirectory(prefix="scada-bench-ws-") as tmp:
         result = asyncio.run(_serve(args, Path(tmp)))
     if args.json:

@@ -36,6 +36,7 @@ from scada.server.audit import AuditLog
 from scada.server.auth import SESSION_COOKIE, Auth, BokehAuth
 from scada.server.commands import CommandService
 from scada.server.context import ServerContext
+from scada.server.hub import MIN_INTERVAL_S
 from scada.server.users import UserStore
 
 __all__ = ["ScadaServer"]
@@ -74,7 +75,7 @@ class ScadaServer:
         tls_key: str | None = None,
         select_timeout_s: float = 30.0,
         allowed_origins: Iterable[str] = (),
-        ws_min_interval_s: float = 0.1,
+        ws_min_interval_s: float = MIN_INTERVAL_S,
         hmi: bool = True,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):

@@ -2,15 +2,16 @@
 
 Protocol (JSON text messages):
 
-* client -> server: ``{"op": "subscribe", "patterns": ["b1.*"]}``, ``{"op":
+* client -> server: ``{"op": "subscribe", "patterns": ["b1.*"], "interval_ms": 1000}``
+  (``interval_ms`` optional: a longer time between changes messages, for slow links), ``{"op":
   "unsubscribe", "patterns": [...]}``, ``{"op": "ack", "alarms": [id or key, ...],
   "comment": "..."}``, ``{"op": "shelve", "alarm", "duration_s", "reason"}``,
   ``{"op": "unshelve", "alarm"}``, ``{"op": "select", "tag", "value", "reason", "key"}``,
   ``{"op": "operate", "command"}``, ``{"op": "cancel", "command"}``, ``{"op": "ping"}``.
   Any op may carry ``"req"``, echoed in the answer.
 * server -> client: ``{"type": "snapshot", "seq", "tags"}`` for the tags a subscribe
-  added, then ``{"type": "changes", "seq", "tags"}`` at most every ``min_interval_s``
-  (100 ms) with the latest value per tag (``tags`` maps names to ``{"value", "quality",
+  added, then ``{"type": "changes", "seq", "tags"}`` every ``min_interval_s`` (50 ms) at
+  most, or the client's ``interval_ms``, with the latest value per tag (``tags`` maps names to ``{"value", "quality",
   "reason", "ts"}`` as ``scada poll --json``); ``{"type": "alarm", ...}`` and
   ``{"type": "command", ...}`` events; ``{"type": "result", "op", "req", ...}`` answers;
   ``{"type": "error", "reason", "op", "req"}`` without closing the connection;
@@ -38,7 +39,7 @@ import numpy as np
 import tornado.websocket
 
 from scada.server.auth import Action, User, may
-from scada.server.hub import MIN_INTERVAL_S, Hub
+from scada.server.hub import MAX_CLIENT_INTERVAL_S, MIN_INTERVAL_S, Hub
 
 if TYPE_CHECKING:
     from scada.server.context import ServerContext
@@ -74,6 +75,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self._pump_scheduled = False
         self._owed: float | None = None  # nominal time of a step skipped while busy
         self.next_changes_at = -math.inf  # earliest nominal time of the next changes
+        self.interval_s = 0.0  # asked time between changes messages (0: the hub's step)
         self._open = False
         self.messages_sent = 0
         self.source = ""
@@ -215,7 +217,8 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         hub = self.hub
         ids = hub.pending_ids(self) if owed is not None else None
         if ids is not None and ids.size:
-            self.send_changes(hub.changes_message(ids), hub.seq, owed + hub.min_interval_s)
+            next_at = owed + max(hub.min_interval_s, self.interval_s)
+            self.send_changes(hub.changes_message(ids), hub.seq, next_at)
         elif self._replies or self._events or self._dropped:
             self._send_round(None)
 
@@ -269,11 +272,14 @@ class WsHandler(tornado.websocket.WebSocketHandler):
 
     async def _op_subscribe(self, msg: dict[str, Any]) -> None:
         patterns = _patterns(msg)
+        interval_s = _interval(msg, self.hub.min_interval_s)
         new = [p for p in patterns if p not in self.patterns]
         if len(self.patterns) + len(new) > MAX_PATTERNS:
             raise _OpError(f"too many subscriptions (limit {MAX_PATTERNS} patterns)", 429)
         before = self.mask.copy()
         quiet = not self.hub.pending_ids(self).size
+        if interval_s is not None:
+            self.interval_s = interval_s
         self.patterns.extend(new)
         self.rebuild_mask()
         self.hub._recompute_union()
@@ -420,6 +426,17 @@ def _patterns(msg: dict[str, Any]) -> list[str]:
     if len(p) > MAX_PATTERNS:
         raise _OpError(f"too many patterns (limit {MAX_PATTERNS})", 429)
     return list(dict.fromkeys(p))
+
+
+def _interval(msg: dict[str, Any], step_s: float) -> float | None:
+    """Return the ``interval_ms`` of a subscribe in seconds (None: not given)."""
+    ms = msg.get("interval_ms")
+    if ms is None:
+        return None
+    low, high = step_s * 1000, MAX_CLIENT_INTERVAL_S * 1000
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not low <= ms <= high:
+        raise _OpError(f'"interval_ms" must be a number from {low:g} to {high:g}', 422)
+    return ms / 1000
 
 
 _OPS = {

@@ -98,6 +98,41 @@ async def test_first_change_after_quiet_goes_out_at_once_then_waits_for_the_inte
     assert served.db.read("test.level").value == 4.0
 
 
+async def test_a_client_may_ask_for_a_longer_interval_than_the_step(served: Served) -> None:
+    hub = served.server.ctx.hub
+    hub.min_interval_s = 0.05
+    slow = await served.ws("viewer")
+    fast = await served.ws("operator")
+    await slow.write_message(
+        json.dumps({"op": "subscribe", "patterns": ["test.level"], "interval_ms": 3_600_000})
+    )
+    err = await recv(slow)
+    assert err["type"] == "error" and err["status"] == 422 and "interval_ms" in err["reason"]
+    await slow.write_message(
+        json.dumps({"op": "subscribe", "patterns": ["test.level"], "interval_ms": 60_000})
+    )
+    await fast.write_message(json.dumps({"op": "subscribe", "patterns": ["test.level"]}))
+    await recv(slow)
+    await recv(fast)
+    handler = next(c for c in hub.clients if c.user.name == "viewer")
+    assert handler.interval_s == 60.0
+
+    def level(value: float) -> Callable[[dict[str, Any]], bool]:
+        return lambda m: m["type"] == "changes" and m["tags"]["test.level"]["value"] == value
+
+    served.db.update("test.level", 1.0)  # leading edge: both get it at once
+    await recv_until(slow, level(1.0))
+    await recv_until(fast, level(1.0))
+    for value in (2.0, 3.0):  # the next steps: the fast client gets each value
+        served.db.update("test.level", value)
+        await recv_until(fast, level(value))
+    # the slow client waits for its minute: a pong overtakes the pending change
+    await slow.write_message(json.dumps({"op": "ping", "req": 1}))
+    pong, before = await recv_until(slow, lambda m: m["type"] == "pong")
+    assert pong["req"] == 1 and not [m for m in before if m["type"] == "changes"]
+    assert handler.pending == 1  # coalesced: 2.0 and 3.0 are one pending value
+
+
 async def test_clients_with_the_same_subscription_share_each_step(served: Served) -> None:
     hub = served.server.ctx.hub
     conns = [await served.ws(role) for role in ("viewer", "operator", "engineer")]

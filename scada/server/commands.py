@@ -13,8 +13,14 @@ Select-before-operate:
 3. ``cancel(user, id)`` ends a selection (``cancelled``); an unused selection ends
    ``expired``.
 
-Idempotency: a ``key`` given with a select is remembered per user; the same key with the
-same tag and value returns the same command (``CommandError`` 409 for another request).
+Idempotency: a ``key`` given with a select is remembered per user for
+``IDEMPOTENCY_TTL_S``; the same key with the same tag and value returns the same command
+(``CommandError`` 409 for another request).
+
+Durability: with a :class:`~scada.server.command_store.CommandStore` every state change is
+saved, so commands, batches and idempotency keys survive a restart; on start the commands
+a stop or crash interrupted end ``expired`` (a selection) or ``failed`` (a write whose
+read-back never came: outcome unknown), audited as done by ``system``.
 Operating a finished command returns it unchanged (never writes twice). Batches select
 many targets at once and report a result per target. Every step is written to the
 audit log and published to ``subscribe`` callbacks as ``{"type": "command", ...}``.
@@ -37,6 +43,7 @@ from typing import Any
 
 from scada.server.auth import Action, User, may
 from scada.server.command_model import Batch, Command, CommandError, CommandState
+from scada.server.command_store import CommandStore
 from tags.model import Quality, Source
 
 __all__ = ["Batch", "Command", "CommandError", "CommandService", "CommandState"]
@@ -62,6 +69,7 @@ class CommandService:
         select_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
         keep: int = 1000,
+        store: CommandStore | None = None,
     ) -> None:
         if not select_timeout_s > 0:
             raise ValueError(f"select_timeout_s must be > 0, got {select_timeout_s!r}")
@@ -78,6 +86,39 @@ class CommandService:
         self._inflight: dict[str, asyncio.Future[Command]] = {}
         self._subscribers: list[Callable[[dict[str, Any]], Any]] = []
         self.counts: collections.Counter[str] = collections.Counter()
+        self.store = store
+        if store is not None:
+            self._recover(store)
+
+    def _recover(self, store: CommandStore) -> None:
+        """Load the recent commands; end those a stop or crash interrupted (audited)."""
+        for cmd in store.recent(self._keep):
+            self._commands[cmd.id] = cmd
+            if cmd.key is not None:
+                self._keys[(cmd.user, cmd.key)] = (cmd.id, cmd.created_ts)
+        for old in store.unfinished():
+            cmd = self._commands.get(old.id, old)
+            if cmd.state is CommandState.SELECTED:
+                state, message = CommandState.EXPIRED, "the server restarted before operate"
+            else:
+                state = CommandState.FAILED
+                message = (
+                    "the server restarted before the read-back: outcome unknown, "
+                    "check the tag's value"
+                )
+            before = {"id": cmd.id, "state": cmd.state.value}
+            cmd.state, cmd.message, cmd.finished_ts = state, message, self._clock()
+            store.save(cmd)
+            self.counts[state.value] += 1
+            self._audit(
+                f"command.{state.value}",
+                "system",
+                cmd,
+                result="failed",
+                before=before,
+                detail=message,
+                source="internal",
+            )
 
     # ------------------------------------------------------------------ events
     def subscribe(self, callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
@@ -91,6 +132,8 @@ class CommandService:
         return unsubscribe
 
     def _publish(self, cmd: Command) -> None:
+        if self.store is not None:
+            self.store.save(cmd)
         self.counts[cmd.state.value] += 1
         event = {"type": "command", "event": cmd.state.value, "command": cmd.to_json()}
         for cb in tuple(self._subscribers):
@@ -133,6 +176,8 @@ class CommandService:
     def get(self, command_id: str) -> Command:
         """Return the command ``command_id``; raise :class:`CommandError` 404."""
         cmd = self._commands.get(command_id)
+        if cmd is None and self.store is not None:
+            cmd = self.store.get(command_id)  # older than the working set: final
         if cmd is None:
             raise CommandError(404, f"no command {command_id!r}")
         return cmd
@@ -144,9 +189,18 @@ class CommandService:
 
     def get_batch(self, batch_id: str) -> Batch:
         batch = self._batches.get(batch_id)
+        if batch is None and self.store is not None:
+            batch = self.store.get_batch(batch_id)
+            if batch is not None:
+                self._remember_batch(batch)
         if batch is None:
             raise CommandError(404, f"no batch {batch_id!r}")
         return batch
+
+    def _remember_batch(self, batch: Batch) -> None:
+        self._batches[batch.id] = batch
+        while len(self._batches) > self._keep:
+            self._batches.popitem(last=False)
 
     # ------------------------------------------------------------------ checks
     def _check_target(self, tag: str, value: Any) -> tuple[Any, str | None]:
@@ -282,10 +336,12 @@ class CommandService:
 
     def by_key(self, user: User, key: str) -> Command | None:
         hit = self._keys.get((user.name, key))
-        if hit is None:
-            return None
-        cmd = self._commands.get(hit[0])
-        return cmd
+        horizon = self._clock() - IDEMPOTENCY_TTL_S
+        if hit is not None and hit[1] >= horizon:
+            return self.get(hit[0])
+        if self.store is not None:
+            return self.store.by_key(user.name, key, horizon)
+        return None
 
     def _store(self, cmd: Command) -> None:
         self._commands[cmd.id] = cmd
@@ -484,19 +540,20 @@ class CommandService:
             )
             raise CommandError(403, f"user {user.name} ({user.role.value}) may not operate")
         if key is not None:
-            hit = self._keys.get((user.name, "batch:" + key))
-            if hit is not None and hit[0] in self._batches:
-                batch = self._batches[hit[0]]
-                if batch.targets == list(targets):
+            batch = self._batch_by_key(user, key)
+            if batch is not None:
+                if batch.targets == [tuple(t) for t in targets]:
                     return batch
                 raise CommandError(409, f"idempotency key {key!r} was used for another request")
         now = self._clock()
         batch = Batch(
-            secrets.token_hex(8), user.name, now, now + self.select_timeout_s, list(targets)
+            secrets.token_hex(8),
+            user.name,
+            now,
+            now + self.select_timeout_s,
+            [tuple(t) for t in targets],
         )
-        self._batches[batch.id] = batch
-        while len(self._batches) > self._keep:
-            self._batches.popitem(last=False)
+        self._remember_batch(batch)
         if key is not None:
             self._keys[(user.name, "batch:" + key)] = (batch.id, now)
         self._audit(
@@ -516,6 +573,20 @@ class CommandService:
             except CommandError as exc:
                 batch.commands.append(exc.command)
                 batch.errors.append(exc.message)
+        if self.store is not None:
+            self.store.save_batch(batch, key)
+        return batch
+
+    def _batch_by_key(self, user: User, key: str) -> Batch | None:
+        horizon = self._clock() - IDEMPOTENCY_TTL_S
+        hit = self._keys.get((user.name, "batch:" + key))
+        if hit is not None and hit[1] >= horizon:
+            return self.get_batch(hit[0])
+        if self.store is None:
+            return None
+        batch = self.store.batch_by_key(user.name, key, horizon)
+        if batch is not None:
+            self._remember_batch(batch)
         return batch
 
     async def operate_batch(self, user: User, batch_id: str, *, source: str | None = None) -> Batch:
@@ -541,6 +612,8 @@ class CommandService:
                 batch.errors[i] = exc.message
 
         await asyncio.gather(*(one(i, c) for i, c in enumerate(batch.commands)))
+        if self.store is not None:
+            self.store.save_batch(batch)
         return batch
 
     def cancel_batch(self, user: User, batch_id: str, *, source: str | None = None) -> Batch:
@@ -559,10 +632,16 @@ class CommandService:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Cancel the expiry timers (server shutdown); selections stay as they are."""
+        """Cancel the expiry timers and close the store (server shutdown).
+
+        Selections stay as they are in the store; the next start ends them (``_recover``).
+        """
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     def states(self) -> Iterable[CommandState]:
         return (c.state for c in self._commands.values())

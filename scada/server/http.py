@@ -34,6 +34,7 @@ from tornado.ioloop import IOLoop
 
 from scada.server.audit import AuditLog
 from scada.server.auth import SESSION_COOKIE, Auth, BokehAuth
+from scada.server.command_store import CommandStore
 from scada.server.commands import CommandService
 from scada.server.context import ServerContext
 from scada.server.hub import MIN_INTERVAL_S
@@ -127,7 +128,12 @@ class ScadaServer:
         users = UserStore.in_data_dir(self.data_dir)
         audit = AuditLog.in_data_dir(self.data_dir)
         auth = Auth(users)
-        commands = CommandService(self.runtime, audit, select_timeout_s=self.select_timeout_s)
+        commands = CommandService(
+            self.runtime,
+            audit,
+            select_timeout_s=self.select_timeout_s,
+            store=CommandStore.in_data_dir(self.data_dir),
+        )
         sockets = netutil.bind_sockets(self.requested_port, self.host or None)
         self.port = int(sockets[0].getsockname()[1])
         origins = {

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 from typing import Any
 
+from scada.config import load_site
+from scada.runtime import Runtime
+from scada.server.audit import AuditLog
 from scada.server.auth import system_user
-from scada.server.commands import CommandError
+from scada.server.command_model import Command, CommandState
+from scada.server.command_store import CommandStore
+from scada.server.commands import CommandError, CommandService
 from tests.scada.server_fixtures import (
     Served,
     served_fixture,  # noqa: F401
+    start_served,
 )
 
 
@@ -227,3 +235,121 @@ async def test_execute_for_system_users_is_audited(served: Served) -> None:
         assert exc.status == 422 and exc.command is not None
     else:
         raise AssertionError("a read-only point was written")
+
+
+async def test_commands_batches_and_keys_survive_a_restart(tmp_path: Path) -> None:
+    served = await start_served(tmp_path)
+    try:
+        await served.wait_good(["b1.101.valve.open", "b1.102.valve.open"])
+        body = {"tag": "b1.101.valve.setpoint_c", "value": 20.5}
+        hdr = {"Idempotency-Key": "retry-me"}
+        st, done, _ = await served.api(
+            "POST", "/api/commands", role="operator", body=body, headers=hdr
+        )
+        assert st == 201
+        st, done, _ = await served.api(
+            "POST", f"/api/commands/{done['id']}/operate", role="operator"
+        )
+        assert done["state"] == "confirmed"
+        st, pending, _ = await served.api(
+            "POST", "/api/commands", role="operator", body={"tag": "test.level", "value": 7}
+        )
+        assert pending["state"] == "selected"
+        batch_body = {"pattern": "b1.*.valve.open", "value": True}
+        st, batch, _ = await served.api(
+            "POST",
+            "/api/commands/batch",
+            role="operator",
+            body=batch_body,
+            headers={"Idempotency-Key": "batch-1"},
+        )
+        assert st == 201
+    finally:
+        await served.runtime.stop()
+
+    again = Runtime(load_site(served.config), served.data_dir, serve=True, port=0)
+    await again.start()
+    served = Served(again, served.data_dir, served.config, served.tokens)
+    try:
+        st, old, _ = await served.api("GET", f"/api/commands/{done['id']}", role="viewer")
+        assert st == 200 and old["state"] == "confirmed" and old["read_back"] == 20.5
+        # the client retries its select after the restart: the same command, no new write
+        st, same, _ = await served.api(
+            "POST", "/api/commands", role="operator", body=body, headers=hdr
+        )
+        assert st == 200 and same["id"] == done["id"] and same["state"] == "confirmed"
+        st, _, _ = await served.api(
+            "POST",
+            "/api/commands",
+            role="operator",
+            body={"tag": "b1.101.valve.setpoint_c", "value": 22},
+            headers=hdr,
+        )
+        assert st == 409
+        # the selection the restart interrupted ended expired, audited as the system's doing
+        st, ended, _ = await served.api("GET", f"/api/commands/{pending['id']}", role="viewer")
+        assert ended["state"] == "expired" and "restarted" in ended["message"]
+        audit = again.server.ctx.audit.query(action="command.expired")
+        assert {(a["user"], a["target"]) for a in audit} == {
+            ("system", "test.level"),
+            ("system", "b1.101.valve.open"),
+            ("system", "b1.102.valve.open"),
+        }
+        st, _, _ = await served.api(
+            "POST", f"/api/commands/{pending['id']}/operate", role="operator"
+        )
+        assert st == 409
+        # the batch key too; its selections expired with the restart
+        st, same_batch, _ = await served.api(
+            "POST",
+            "/api/commands/batch",
+            role="operator",
+            body=batch_body,
+            headers={"Idempotency-Key": "batch-1"},
+        )
+        assert same_batch["id"] == batch["id"]
+        assert {r["state"] for r in same_batch["results"]} == {"expired"}
+        # the tag is free again: a new selection works
+        st, fresh, _ = await served.api(
+            "POST", "/api/commands", role="operator", body={"tag": "test.level", "value": 8}
+        )
+        assert st == 201 and fresh["state"] == "selected"
+    finally:
+        await again.stop()
+
+
+def test_a_write_interrupted_by_a_crash_ends_failed_with_outcome_unknown(tmp_path: Path) -> None:
+    store = CommandStore.in_data_dir(tmp_path)
+    now = time.time()
+    cmd = Command(
+        id="c1",
+        tag="b1.101.valve.open",
+        value=False,
+        user="olga",
+        reason="maintenance",
+        state=CommandState.OPERATED,
+        created_ts=now - 5,
+        expires_ts=now + 25,
+        source="10.0.0.7",
+        device="b1.101.valve",
+        operated_ts=now - 1,
+    )
+    store.save(cmd)
+    store.close()  # the process dies before the read-back
+    audit = AuditLog.in_data_dir(tmp_path)
+    service = CommandService(None, audit, store=CommandStore.in_data_dir(tmp_path))
+    try:
+        got = service.get("c1")
+        assert got.state is CommandState.FAILED and "outcome unknown" in got.message
+        assert got.finished_ts is not None and got.operated_ts == cmd.operated_ts
+        entries = audit.query(action="command.failed")
+        assert len(entries) == 1 and entries[0]["before"]["state"] == "operated"
+    finally:
+        service.close()
+    reopened = CommandStore.in_data_dir(tmp_path)
+    try:
+        assert reopened.get("c1").state is CommandState.FAILED  # saved, not only in memory
+        assert reopened.unfinished() == []
+    finally:
+        reopened.close()
+    audit.close()

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from scada.server.audit import AuditLog
 from scada.server.auth import Auth
 from scada.server.commands import CommandService
+from scada.server.proxy import TrustedProxies
 from scada.server.users import UserStore
 
 __all__ = ["ServerContext"]
@@ -40,6 +41,7 @@ class ServerContext:
     commands: CommandService
     tls: bool = False
     allowed_origins: frozenset[str] = frozenset()
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="scada-api")
     )

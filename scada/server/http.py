@@ -38,6 +38,7 @@ from scada.server.command_store import CommandStore
 from scada.server.commands import CommandService
 from scada.server.context import ServerContext
 from scada.server.hub import MIN_INTERVAL_S
+from scada.server.proxy import TrustedProxies
 from scada.server.users import UserStore
 
 __all__ = ["ScadaServer"]
@@ -77,6 +78,7 @@ class ScadaServer:
         select_timeout_s: float = 30.0,
         allowed_origins: Iterable[str] = (),
         ws_min_interval_s: float = MIN_INTERVAL_S,
+        trusted_proxies: Iterable[str] = (),
         hmi: bool = True,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
@@ -90,6 +92,7 @@ class ScadaServer:
         self.select_timeout_s = select_timeout_s
         self.allowed_origins = frozenset(allowed_origins)
         self.ws_min_interval_s = ws_min_interval_s
+        self.proxies = TrustedProxies(trusted_proxies)
         self.hmi = hmi
         self.ctx: ServerContext | None = None
         self.port: int | None = None
@@ -151,6 +154,7 @@ class ScadaServer:
             commands,
             tls=ssl_ctx is not None,
             allowed_origins=frozenset(origins),
+            proxies=self.proxies,
         )
         self.ctx = ctx
         try:

@@ -98,7 +98,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
             self.finish(json.dumps({"error": "authentication required"}))
             return
         self.user = user
-        self.source = self.request.remote_ip or ""
+        self.source = self.ctx.proxies.client(self.request)
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:

@@ -130,7 +130,8 @@ class ApiHandler(tornado.web.RequestHandler):
 
     @property
     def source(self) -> str:
-        return self.request.remote_ip or ""
+        """The client's address (from a trusted proxy's headers: scada.server.proxy)."""
+        return self.ctx.proxies.client(self.request)
 
     def on_finish(self) -> None:
         self.ctx.http_counts[f"{self.get_status() // 100}xx"] += 1

@@ -139,7 +139,7 @@ class LoginApi(ApiHandler):
                 headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
             raise ApiError(exc.status, str(exc), headers=headers) from None
         self.ctx.audit.record("login", user=user, source=self.source)
-        secure = self.ctx.tls
+        secure = self.ctx.proxies.https(self.request, self.ctx.tls)
         self.set_cookie(
             SESSION_COOKIE,
             token,

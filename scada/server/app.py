@@ -156,6 +156,20 @@ ROUTES: tuple[Route, ...] = (
         "session",
     ),
     Route(
+        "/password",
+        session.PasswordPage,
+        (
+            Op(
+                "GET",
+                "Change-password page (signed-in users; else to the login page)",
+                public=True,
+                responses={200: "OK", 302: "redirect to /login"},
+                content="text/html",
+            ),
+        ),
+        "session",
+    ),
+    Route(
         "/setup",
         session.SetupPage,
         (
@@ -269,6 +283,25 @@ ROUTES: tuple[Route, ...] = (
         "/api/me",
         session.MeApi,
         (Op("GET", "The signed-in user and its permissions", responses={200: "OK", **_AUTH}),),
+        "session",
+    ),
+    Route(
+        "/api/me/password",
+        session.PasswordApi,
+        (
+            Op(
+                "POST",
+                "Change one's own password: every session ends, a new one is returned",
+                body=schemas.PasswordBody,
+                responses={
+                    **_AUTH,
+                    200: "changed",
+                    401: "not signed in, or wrong current password",
+                    422: "password refused by the policy",
+                    429: "too many failed attempts",
+                },
+            ),
+        ),
         "session",
     ),
     Route(

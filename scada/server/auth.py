@@ -300,6 +300,41 @@ class Auth:
         token = self.users.create_token(user.name, kind="session", ttl_s=self.session_ttl_s)
         return user, token
 
+    async def change_password(self, name: str, current: str, new: str, ip: str) -> str:
+        """Change ``name``'s own password; return a new session token.
+
+        The current password is checked like a login (rate limited per client and name:
+        :class:`LoginRefused` 401 / 429). Every session of the user ends (``UserStore.update``)
+        and a new one is opened for the caller; API tokens stay. Raises ``UserError`` for
+        a new password the policy refuses or equal to the current one.
+        """
+        from scada.server.users import UserError, UserStore, check_password
+
+        wait = self.limiter.retry_after(ip, name)
+        if wait > 0:
+            raise LoginRefused(429, "too many failed attempts; try again later", wait)
+        check_password(new)
+        if new == current:
+            raise UserError("the new password must differ from the current one")
+        loop = asyncio.get_running_loop()
+        user = await loop.run_in_executor(
+            None, self.users.verify_password_threadsafe, name, current
+        )
+        if user is None:
+            self.limiter.failed(ip, name)
+            raise LoginRefused(401, "wrong current password")
+        self.limiter.succeeded(ip, name)
+
+        def update() -> None:  # scrypt is slow: a worker thread with its own connection
+            store = UserStore(self.users.path)
+            try:
+                store.update(name, password=new)
+            finally:
+                store.close()
+
+        await loop.run_in_executor(None, update)
+        return self.users.create_token(name, kind="session", ttl_s=self.session_ttl_s)
+
     def logout(self, token: str) -> None:
         """Revoke a session or bearer token."""
         self.users.revoke_token(token)

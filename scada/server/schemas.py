@@ -42,6 +42,13 @@ class LoginBody(_Body):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class PasswordBody(_Body):
+    """``POST /api/me/password``: the current password and the new one."""
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
 class SetupBody(_Body):
     """First-run admin bootstrap: the one-time setup token and the new admin's credentials."""
 

@@ -400,3 +400,58 @@ def test_user_cli(
     with UserStore.in_data_dir(data) as store:
         assert store.verify_password_threadsafe("alice", "new alice password") is not None
         assert store.get("t1") is None
+
+
+async def test_users_change_their_own_password(served: Served) -> None:
+    async def login(password: str) -> tuple[int, Any]:
+        st, body, _ = await served.api(
+            "POST", "/api/login", role=None, body={"username": "viewer", "password": password}
+        )
+        return st, body
+
+    _, first = await login(PASSWORD)
+    _, other = await login(PASSWORD)  # the same user on another screen
+    cookie = {
+        "Cookie": f"scada_session={first['token']}; scada_xsrf={first['xsrf']}",
+        XSRF_HEADER: first["xsrf"],
+    }
+    new = "a brand new passphrase"
+
+    async def change(current: str, wanted: str) -> tuple[int, Any, Any]:
+        body = {"current_password": current, "new_password": wanted}
+        return await served.api("POST", "/api/me/password", role=None, body=body, headers=cookie)
+
+    st, err, _ = await change("not my password", new)
+    assert st == 401 and "wrong current password" in err["error"]
+    st, err, _ = await change(PASSWORD, "short")
+    assert st == 422 and "too short" in err["error"]
+    st, err, _ = await change(PASSWORD, PASSWORD)
+    assert st == 422 and "differ" in err["error"]
+    st, done, resp = await change(PASSWORD, new)
+    assert st == 200
+    jar = _cookies(resp)
+    assert jar["scada_session"][0] == done["token"] and jar["scada_xsrf"][0] == done["xsrf"]
+    # every earlier session ended; the new one works; API tokens stay
+    for token in (first["token"], other["token"]):
+        st, _, _ = await served.api("GET", "/api/me", token=token)
+        assert st == 401
+    st, me, _ = await served.api("GET", "/api/me", token=done["token"])
+    assert st == 200 and me["user"]["name"] == "viewer"
+    st, _, _ = await served.api("GET", "/api/me", role="viewer")
+    assert st == 200
+    assert (await login(PASSWORD))[0] == 401
+    assert (await login(new))[0] == 200
+    entries = served.server.ctx.audit.query(action="user.password")
+    assert [(e["result"], e["user"]) for e in entries] == [("ok", "viewer"), ("denied", "viewer")]
+    # a bearer client may change it too (no XSRF needed), and guessing is rate limited
+    limiter = served.server.ctx.auth.limiter
+    codes = []
+    for _ in range(limiter.max_failures + 1):
+        st, _, _ = await served.api(
+            "POST",
+            "/api/me/password",
+            role="operator",
+            body={"current_password": "guess", "new_password": "another passphrase"},
+        )
+        codes.append(st)
+    assert codes[:-1] == [401] * limiter.max_failures and codes[-1] == 429

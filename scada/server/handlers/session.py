@@ -3,7 +3,8 @@
 ``GET /login`` is the page Bokeh's auth redirects to (``?next=/hmi/...``): a form that
 posts JSON to ``/api/login`` and then goes to ``next`` (same-site paths only).
 ``GET /setup`` takes the one-time setup token printed by ``scada run`` while no admin
-exists, and creates the first admin through ``POST /api/setup``.
+exists, and creates the first admin through ``POST /api/setup``. ``GET /password`` lets
+a signed-in user change their own password (``POST /api/me/password``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,16 @@ from __future__ import annotations
 import html
 import json
 
-from scada.server.auth import SESSION_COOKIE, XSRF_COOKIE, LoginRefused, Role, xsrf_for
+from scada.server.auth import (
+    SESSION_COOKIE,
+    XSRF_COOKIE,
+    XSRF_HEADER,
+    LoginRefused,
+    Role,
+    xsrf_for,
+)
 from scada.server.handlers.base import ApiError, ApiHandler
-from scada.server.schemas import LoginBody, SetupBody
+from scada.server.schemas import LoginBody, PasswordBody, SetupBody
 from scada.server.users import UserError
 
 __all__ = [
@@ -22,6 +30,8 @@ __all__ = [
     "LogoutApi",
     "LogoutPage",
     "MeApi",
+    "PasswordApi",
+    "PasswordPage",
     "RootPage",
     "SetupApi",
     "SetupPage",
@@ -50,9 +60,11 @@ const NEXT = {next_json};
 document.getElementById("f").addEventListener("submit", async (ev) => {{
   ev.preventDefault();
   const data = Object.fromEntries(new FormData(ev.target).entries());
-  const r = await fetch("{action}", {{method: "POST", headers: {{"Content-Type": "application/json"}},
+  const xsrf = (document.cookie.match(/(?:^|; ){xsrf_cookie}=([^;]*)/) || [])[1] || "";
+  const r = await fetch("{action}", {{method: "POST",
+                                      headers: {{"Content-Type": "application/json", "{xsrf_header}": xsrf}},
                                       body: JSON.stringify(data), credentials: "same-origin"}});
-  if (r.ok) {{ window.location.assign({after}); return; }}
+  if (r.ok) {{ window.location.assign(NEXT); return; }}
   let text = r.statusText;
   try {{ text = (await r.json()).error; }} catch (e) {{}}
   document.getElementById("msg").textContent = text;
@@ -61,6 +73,19 @@ document.getElementById("f").addEventListener("submit", async (ev) => {{
 """
 
 _FIELD = '<label for="{n}">{label}</label><input id="{n}" name="{n}" type="{t}" required{extra}>'
+
+
+def _page(title: str, fields: str, button: str, action: str, next_path: str) -> str:
+    """Return a form page that posts its fields as JSON to ``action``, then goes to ``next_path``."""
+    return _PAGE.format(
+        title=html.escape(title),
+        fields=fields,
+        button=html.escape(button),
+        action=action,
+        next_json=json.dumps(next_path),
+        xsrf_cookie=XSRF_COOKIE,
+        xsrf_header=XSRF_HEADER,
+    )
 
 
 def _safe_next(target: str | None) -> str:
@@ -82,16 +107,7 @@ class LoginPage(ApiHandler):
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(
-            _PAGE.format(
-                title="Sign in",
-                fields=fields,
-                button="Sign in",
-                action="/api/login",
-                next_json=json.dumps(target),
-                after="NEXT",
-            )
-        )
+        self.finish(_page("Sign in", fields, "Sign in", "/api/login", target))
 
 
 class SetupPage(ApiHandler):
@@ -111,16 +127,7 @@ class SetupPage(ApiHandler):
             )
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(
-            _PAGE.format(
-                title=html.escape("First-run setup"),
-                fields=fields,
-                button="Create admin",
-                action="/api/setup",
-                next_json='"/login"',
-                after="NEXT",
-            )
-        )
+        self.finish(_page("First-run setup", fields, "Create admin", "/api/setup", "/login"))
 
 
 class LoginApi(ApiHandler):
@@ -139,18 +146,7 @@ class LoginApi(ApiHandler):
                 headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
             raise ApiError(exc.status, str(exc), headers=headers) from None
         self.ctx.audit.record("login", user=user, source=self.source)
-        secure = self.ctx.proxies.https(self.request, self.ctx.tls)
-        self.set_cookie(
-            SESSION_COOKIE,
-            token,
-            httponly=True,
-            samesite="Lax",
-            secure=secure,
-            path="/",
-            expires_days=None,
-        )
-        xsrf = xsrf_for(token)
-        self.set_cookie(XSRF_COOKIE, xsrf, samesite="Lax", secure=secure, path="/")
+        xsrf = _set_session_cookies(self, token)
         self.reply(
             {
                 "token": token,
@@ -159,6 +155,83 @@ class LoginApi(ApiHandler):
                 "expires_in_s": self.ctx.auth.session_ttl_s,
             }
         )
+
+
+def _set_session_cookies(handler: ApiHandler, token: str) -> str:
+    """Set the session and XSRF cookies of ``token``; return the XSRF value."""
+    secure = handler.ctx.proxies.https(handler.request, handler.ctx.tls)
+    handler.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+        path="/",
+        expires_days=None,
+    )
+    xsrf = xsrf_for(token)
+    handler.set_cookie(XSRF_COOKIE, xsrf, samesite="Lax", secure=secure, path="/")
+    return xsrf
+
+
+class PasswordApi(ApiHandler):
+    """``POST /api/me/password``: change one's own password (any role).
+
+    Checked like a login (wrong current password: 401, rate limited: 429). Every session
+    of the user ends; the caller gets a new one (token in the answer; new cookies when
+    it came with the session cookie). API tokens stay valid. Audited ``user.password``.
+    """
+
+    async def post(self) -> None:
+        body = self.body(PasswordBody)
+        assert self.user is not None
+        try:
+            token = await self.ctx.auth.change_password(
+                self.user.name, body.current_password, body.new_password, self.source
+            )
+        except LoginRefused as exc:
+            self.ctx.audit.record(
+                "user.password",
+                user=self.user,
+                source=self.source,
+                target=self.user.name,
+                result="denied",
+                detail=str(exc),
+            )
+            headers = {}
+            if exc.retry_after_s:
+                headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
+            raise ApiError(exc.status, str(exc), headers=headers) from None
+        except UserError as exc:
+            raise ApiError(422, str(exc)) from None
+        self.ctx.audit.record(
+            "user.password", user=self.user, source=self.source, target=self.user.name
+        )
+        xsrf = _set_session_cookies(self, token) if self.auth_via == "cookie" else xsrf_for(token)
+        self.reply({"token": token, "xsrf": xsrf, "expires_in_s": self.ctx.auth.session_ttl_s})
+
+
+class PasswordPage(ApiHandler):
+    """``GET /password``: the form to change one's own password (signed-in users)."""
+
+    def get(self) -> None:
+        if self.user is None:
+            self.redirect("/login?next=/password")
+            return
+        fields = _FIELD.format(
+            n="current_password",
+            label=f"Current password of {html.escape(self.user.name)}",
+            t="password",
+            extra=' autocomplete="current-password"',
+        ) + _FIELD.format(
+            n="new_password",
+            label="New password (8+ characters)",
+            t="password",
+            extra=' autocomplete="new-password" minlength="8"',
+        )
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(_page("Change password", fields, "Change password", "/api/me/password", "/"))
 
 
 class LogoutApi(ApiHandler):

@@ -3,14 +3,19 @@
 ``check_notifications`` reports duplicate names and unknown recipients/notifiers as
 ``(path, message)`` pairs whose paths start with ``"notifications"``.
 
+Secret fields (``password``, ``pin``, webhook ``url`` and ``headers``) take ``${NAME}``
+(environment) and ``${file:/path}`` references (``scada.secrets``); their values never print.
+
 Example::
 
     notifications:
       timezone: Europe/Moscow          # default: the site's
       notifiers:
-        - {name: mail, type: email, host: smtp.example.org, port: 587, starttls: true, sender: scada@example.org}
+        - {name: mail, type: email, host: smtp.example.org, port: 587, starttls: true, sender: scada@example.org,
+           username: scada, password: "${file:/run/secrets/smtp_password}"}
         - {name: gsm, type: sms, port: /dev/ttyUSB0}
-        - {name: ops, type: webhook, url: "https://ops.example.org/hooks/scada"}
+        - {name: ops, type: webhook, url: "https://ops.example.org/hooks/scada",
+           headers: {Authorization: "Bearer ${OPS_HOOK_TOKEN}"}}
       recipients:
         - {name: ivan, email: ivan@example.org, phone: "+79161234567"}
         - {name: ops-channel, webhook: ops}
@@ -29,10 +34,13 @@ Example::
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from scada.secrets import Secret, SecretValue, has_reference
 
 __all__ = [
     "DAYS",
@@ -61,13 +69,26 @@ Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class WebhookNotifierConfig(_Model):
-    """HTTP POST of a JSON document to ``url`` (chat bots, ticketing, another SCADA)."""
+    """HTTP POST of a JSON document to ``url`` (chat bots, ticketing, another SCADA).
+
+    ``url`` and the ``headers`` values are secrets (a hook URL often carries its token).
+    """
 
     name: Name
     type: Literal["webhook"]
-    url: Annotated[str, StringConstraints(pattern=r"^https?://")]
-    headers: dict[str, str] = Field(default_factory=dict)
+    url: Secret = Field(description="http(s) URL; a secret: ${NAME} or ${file:/path}")
+    headers: dict[str, Secret] = Field(
+        default_factory=dict, description="extra HTTP headers; values are secrets"
+    )
     timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: SecretValue) -> SecretValue:
+        if not v.get_secret_value().startswith(("http://", "https://")):
+            where = " (after expanding references)" if has_reference(v.written) else ""
+            raise ValueError(f"the URL must start with http:// or https://{where}")
+        return v
 
 
 class EmailNotifierConfig(_Model):
@@ -79,7 +100,7 @@ class EmailNotifierConfig(_Model):
     port: int = Field(25, ge=1, le=65535)
     sender: str
     username: str | None = None
-    password: str | None = None
+    password: Secret | None = Field(None, description="a secret: ${NAME} or ${file:/path}")
     starttls: bool = False
     ssl: bool = False
     timeout_s: float = Field(10.0, gt=0)
@@ -94,6 +115,16 @@ class SmsNotifierConfig(_Model):
     baudrate: int = Field(115200, gt=0)
     timeout_s: float = Field(15.0, gt=0, description="longest wait for one modem reply")
     max_chars: int = Field(160, ge=20, le=1600, description="longer texts are cut")
+    pin: Secret | None = Field(
+        None, description="SIM PIN, entered when the modem asks for it (a secret: ${NAME})"
+    )
+
+    @field_validator("pin")
+    @classmethod
+    def _pin(cls, v: SecretValue | None) -> SecretValue | None:
+        if v is not None and not re.fullmatch(r"[0-9]{4,8}", v.get_secret_value()):
+            raise ValueError("the SIM PIN must be 4 to 8 digits")
+        return v
 
 
 NotifierConfig = Annotated[

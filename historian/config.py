@@ -6,22 +6,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scada.secrets import Expanded, Secret
+
 
 class HistorianConfig(BaseModel):
     """Where and how tag history is stored.
 
     ``backend: sqlite`` (default) keeps everything in ``<data-dir>/<path>``; ``influxdb`` needs
-    ``url``, ``org``, ``bucket`` and ``token`` (InfluxDB 2.x, or 1.8+ with its v2 API).
+    ``url``, ``org``, ``bucket`` and ``token`` (InfluxDB 2.x, or 1.8+ with its v2 API). All four
+    expand ``${NAME}`` and ``${file:/path}`` when validated (``scada.secrets``); ``token`` is a
+    secret and never prints.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     backend: Literal["sqlite", "influxdb"] = "sqlite"
     path: str = Field("history.sqlite", description="SQLite file, relative to --data-dir")
-    url: str | None = Field(None, description="InfluxDB URL, e.g. http://influxdb:8086")
-    org: str | None = None
-    bucket: str | None = None
-    token: str | None = Field(None, description="InfluxDB API token; ${ENV} is expanded")
+    url: Expanded | None = Field(
+        None, description="InfluxDB URL, e.g. http://influxdb:8086; ${NAME} is expanded"
+    )
+    org: Expanded | None = None
+    bucket: Expanded | None = None
+    token: Secret | None = Field(
+        None, description="InfluxDB API token; a secret: ${NAME} or ${file:/path}"
+    )
     retention_days: float | None = Field(
         400, gt=0, description="raw data kept this long; rollups forever"
     )

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -48,7 +46,6 @@ MEASUREMENT = "tag_value"
 REPLACEMENT_MEASUREMENT = "meter_replacement"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LOOKBACKS_S = (86400.0, 32 * 86400.0, None)  # widening search for the value in force
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SERVER_FNS = {
     AggFn.MEAN: "mean",
     AggFn.MIN: "min",
@@ -164,20 +161,6 @@ def flux_agg(
     return q
 
 
-def expand_env(text: str | None, field: str, env: Mapping[str, str]) -> str | None:
-    """Expand ``${NAME}`` from ``env``; raise ``ValueError`` naming the field and variable."""
-    if text is None:
-        return None
-
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in env:
-            raise ValueError(f"historian.{field}: environment variable {name} is not set")
-        return env[name]
-
-    return _ENV.sub(sub, text)
-
-
 # -- the backend ------------------------------------------------------------------------------
 
 
@@ -205,18 +188,20 @@ class InfluxHistorian:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(
-        cls, config: HistorianConfig, env: Mapping[str, str] | None = None
-    ) -> InfluxHistorian:
-        """Build from the ``historian`` config section (``${ENV}`` expanded in every field)."""
-        env = os.environ if env is None else env
-        values: dict[str, str] = {}
-        for field in ("url", "org", "bucket", "token"):
-            value = expand_env(getattr(config, field), field, env)
+    def from_config(cls, config: HistorianConfig) -> InfluxHistorian:
+        """Build from the ``historian`` config section.
+
+        ``${NAME}`` / ``${file:...}`` references were expanded when the section was validated
+        (``scada.secrets``). Raises ``ValueError`` naming the first missing setting.
+        """
+        token = config.token.get_secret_value() if config.token is not None else None
+        values = {"url": config.url, "org": config.org, "bucket": config.bucket, "token": token}
+        given: dict[str, str] = {}
+        for field, value in values.items():
             if not value:
                 raise ValueError(f"historian.{field} is required for backend influxdb")
-            values[field] = value
-        return cls(**values, batch_size=config.batch_size)
+            given[field] = value
+        return cls(**given, batch_size=config.batch_size)
 
     # -- write ----------------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""E-mail notifier: SMTP through smtplib in a worker thread (plain, STARTTLS or SSL)."""
+"""E-mail notifier: SMTP through smtplib in a worker thread (plain, STARTTLS or SSL).
+
+The password is a secret (``scada.secrets``): it reaches only ``SMTP.login``.
+"""
 
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ class EmailNotifier:
             if c.starttls and not c.ssl:
                 smtp.starttls(context=ssl.create_default_context())
             if c.username:
-                smtp.login(c.username, c.password or "")
+                smtp.login(c.username, c.password.get_secret_value() if c.password else "")
             refused = smtp.send_message(mail)
         if refused:
             raise smtplib.SMTPRecipientsRefused(refused)

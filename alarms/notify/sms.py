@@ -1,6 +1,8 @@
 """SMS notifier: a GSM modem on a serial port, driven with AT commands (pyserial).
 
 Sequence per message (3GPP TS 27.005, text mode): ``AT`` -> ``OK``; ``ATE0`` (no echo);
+with a configured ``pin``, ``AT+CPIN?`` and, if the answer is ``+CPIN: SIM PIN``,
+``AT+CPIN="<pin>"`` (the PIN is a secret: errors never show it);
 ``AT+CMGF=1``; ``AT+CSCS="GSM"`` for plain ASCII texts, or ``AT+CSCS="UCS2"`` and
 ``AT+CSMP=17,167,0,8`` with number and text hex-encoded as UCS-2 for anything else
 (Cyrillic, Chinese); ``AT+CMGS="<number>"`` -> the ``> `` prompt; the text and Ctrl-Z ->
@@ -46,10 +48,11 @@ class _Modem:
         self.port = port
         self.timeout_s = timeout_s
 
-    def _read_until(self, final: bytes | None, what: str) -> bytes:
+    def _read_until(self, final: bytes | None, what: str, *, show: bool = True) -> bytes:
         """Read until a line starting with ``final`` (None: the ``> `` prompt); return all read.
 
-        A line reporting an error raises ``ModemError``; so does silence for ``timeout_s``.
+        A line reporting an error raises ``ModemError``; so does silence for ``timeout_s``
+        (with what was read, unless ``show`` is false: the reply may echo a secret).
         """
         buf = b""
         deadline = time.monotonic() + self.timeout_s
@@ -64,7 +67,8 @@ class _Modem:
                 return buf
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ModemError(f"{what}: no answer within {self.timeout_s:g} s (got {buf!r})")
+                got = f" (got {buf!r})" if show else ""
+                raise ModemError(f"{what}: no answer within {self.timeout_s:g} s{got}")
             self.port.timeout = min(remaining, 0.2)
             buf += self.port.read(max(1, self.port.in_waiting))
 
@@ -72,10 +76,20 @@ class _Modem:
         self.port.write(cmd.encode("ascii") + b"\r")
         return self._read_until(b"OK", cmd)
 
-    def send(self, number: str, text: str, max_chars: int) -> str:
+    def unlock(self, pin: str) -> None:
+        """Enter the SIM PIN if the modem asks for one (``+CPIN: SIM PIN``)."""
+        reply = self.command("AT+CPIN?")
+        if b"SIM PIN" not in reply.upper():
+            return
+        self.port.write(f'AT+CPIN="{pin}"\r'.encode("ascii"))
+        self._read_until(b"OK", "AT+CPIN=<pin>", show=False)
+
+    def send(self, number: str, text: str, max_chars: int, pin: str | None = None) -> str:
         self.port.reset_input_buffer()
         self.command("AT")
         self.command("ATE0")
+        if pin:
+            self.unlock(pin)
         self.command("AT+CMGF=1")
         if text.isascii():
             self.command('AT+CSCS="GSM"')
@@ -109,15 +123,18 @@ def send_sms(
     *,
     timeout_s: float = 15.0,
     max_chars: int = 160,
+    pin: str | None = None,
 ) -> str:
     """Send one SMS through the modem on ``port`` (blocking); return the modem's message reference.
+
+    ``pin`` is entered first if the SIM asks for it.
 
     Raises ``ModemError`` (modem error or silence) or ``serial.SerialException`` (port).
     """
     with serial.serial_for_url(
         port, baudrate=baudrate, timeout=0.2, write_timeout=timeout_s
     ) as ser:
-        return _Modem(ser, timeout_s).send(number, text, max_chars)
+        return _Modem(ser, timeout_s).send(number, text, max_chars, pin)
 
 
 class SmsNotifier:
@@ -134,7 +151,13 @@ class SmsNotifier:
         with self._lock:
             c = self.config
             return send_sms(
-                c.port, c.baudrate, number, text, timeout_s=c.timeout_s, max_chars=c.max_chars
+                c.port,
+                c.baudrate,
+                number,
+                text,
+                timeout_s=c.timeout_s,
+                max_chars=c.max_chars,
+                pin=c.pin.get_secret_value() if c.pin else None,
             )
 
     async def send(self, address: str, message: Message) -> None:

@@ -1,8 +1,10 @@
 """``scada check [CONFIG]``: validate a site configuration, or write its JSON Schema.
 
 Exit 0 and a one-line summary on stdout when the configuration is valid; exit 1 and every
-problem as ``file:line:col: field.path: message`` on stderr otherwise. ``--json`` prints
-``{"ok", "summary", "errors"}`` on stdout instead. ``--schema`` writes the JSON Schema of
+problem as ``file:line:col: field.path: message`` on stderr otherwise. Warnings (a secret
+written inline instead of ``${NAME}`` / ``${file:/path}``) go to stderr in the same form and
+do not fail the check. ``--json`` prints ``{"ok", "summary", "errors", "warnings"}`` on stdout
+instead. Expanded secrets are never printed. ``--schema`` writes the JSON Schema of
 the configuration (for editor completion) to stdout or ``--output``.
 """
 
@@ -67,14 +69,24 @@ def run(args: argparse.Namespace) -> int:
         issues = exc.issues
     else:
         summary = cfg.summary()
+        warnings = cfg.warnings()
         if args.json:
-            print(json.dumps({"ok": True, "summary": summary, "errors": []}))
+            doc = {
+                "ok": True,
+                "summary": summary,
+                "errors": [],
+                "warnings": [w.to_json() for w in warnings],
+            }
+            print(json.dumps(doc))
         else:
+            for warning in warnings:
+                print(warning, file=sys.stderr)
             counts = " ".join(f"{name}={n}" for name, n in summary.items())
             print(f"{args.config}: ok: {counts}")
         return 0
     if args.json:
-        print(json.dumps({"ok": False, "summary": {}, "errors": [i.to_json() for i in issues]}))
+        errors = [i.to_json() for i in issues]
+        print(json.dumps({"ok": False, "summary": {}, "errors": errors, "warnings": []}))
     else:
         for issue in issues:
             print(issue, file=sys.stderr)

@@ -32,6 +32,7 @@ from scada.config.models import (
 )
 from scada.config.site import SiteConfig
 from scada.config.source import Document, PathT, SourceMap, read_document
+from scada.secrets import find_secrets
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,21 @@ def _finish(doc: Document | None, issues: list[ConfigIssue]) -> SiteConfig:
     if cfg is None:
         raise ConfigError(issues)
     cfg._files = list(dict.fromkeys(doc.files))
+    cfg._warnings = inline_secrets(cfg, doc.smap)  # shown by `scada check` and `scada run`
     log.debug("loaded %s: %s", doc.files[0] if doc.files else "?", cfg.summary())
     return cfg
+
+
+INLINE_SECRET = (
+    "warning: secret written inline; use ${NAME} (environment) or ${file:/path} (docker secret)"
+)
+
+
+def inline_secrets(cfg: SiteConfig, smap: SourceMap) -> list[ConfigIssue]:
+    """Return a located warning for every secret field whose value is written in the file."""
+    return [
+        smap.issue(path, INLINE_SECRET) for path, value in find_secrets(cfg) if value.inline
+    ]
 
 
 class _Loader:

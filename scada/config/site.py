@@ -12,6 +12,7 @@ from alarms.config import AlarmRule, NotificationsConfig
 from billing.config import AccountConfig, TariffConfig
 from historian.config import HistorianConfig
 from scada.config.buildings import BuildingConfig, HouseholdConfig
+from scada.config.errors import ConfigIssue
 from scada.config.models import (
     STATUS_POINTS,
     ChannelConfig,
@@ -135,6 +136,7 @@ class SiteConfig(_Model):
 
     _index: _Index | None = PrivateAttr(None)
     _files: list[str] = PrivateAttr(default_factory=list)
+    _warnings: list[ConfigIssue] = PrivateAttr(default_factory=list)
 
     @field_validator("simulate", mode="before")
     @classmethod
@@ -144,6 +146,10 @@ class SiteConfig(_Model):
         return v
 
     # ------------------------------------------------------------------ lookups
+
+    def warnings(self) -> list[ConfigIssue]:
+        """Return the loader's warnings (secrets written inline), located like errors."""
+        return list(self._warnings)
 
     def source_files(self) -> list[str]:
         """Return the files this configuration was read from (main file first), for reloads."""

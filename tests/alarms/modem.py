@@ -3,7 +3,9 @@
 Speaks the text-mode subset real modems do: ``AT``, ``ATE0``/``ATE1`` (echo is on at
 power-up, as on real modems), ``AT+CMGF=1``, ``AT+CSCS="GSM"|"UCS2"``, ``AT+CSMP=...``,
 ``AT+CMGS="<number>"`` -> ``> `` prompt, text until Ctrl-Z -> ``+CMGS: <ref>`` ``OK``;
-Esc cancels. Unknown commands answer ``ERROR``. Faults: ``fail_next`` answers the next
+Esc cancels. With ``pin`` set the SIM is locked: ``AT+CPIN?`` answers ``+CPIN: SIM PIN``,
+``AT+CMGS`` ``+CME ERROR: 11`` until ``AT+CPIN="<pin>"`` (a wrong PIN: ``+CME ERROR: 16``);
+without, ``AT+CPIN?`` answers ``+CPIN: READY``. Unknown commands answer ``ERROR``. Faults: ``fail_next`` answers the next
 messages with ``+CMS ERROR: 38`` (network out of order); ``silent`` stops answering.
 """
 
@@ -36,6 +38,8 @@ class ModemEmulator:
         self.silent = False
         self.echo = True
         self.charset = "GSM"
+        self.pin: str | None = None
+        self.unlocked = False
         self._text_mode = False
         self._pending_number: str | None = None
         self._stop = threading.Event()
@@ -125,6 +129,17 @@ class ModemEmulator:
             self._write(ok)
         elif up.startswith("AT+CSMP="):
             self._write(ok)
+        elif up == "AT+CPIN?":
+            state = "SIM PIN" if self.pin and not self.unlocked else "READY"
+            self._write(f"\r\n+CPIN: {state}\r\n\r\nOK\r\n".encode())
+        elif up.startswith("AT+CPIN="):
+            if self.pin is not None and cmd.split("=", 1)[1].strip('"') == self.pin:
+                self.unlocked = True
+                self._write(ok)
+            else:
+                self._write(b"\r\n+CME ERROR: 16\r\n")
+        elif up.startswith("AT+CMGS=") and self.pin and not self.unlocked:
+            self._write(b"\r\n+CME ERROR: 11\r\n")
         elif up.startswith("AT+CMGS=") and self._text_mode:
             self._pending_number = cmd.split("=", 1)[1].strip('"')
             self._write(b"\r\n> ")

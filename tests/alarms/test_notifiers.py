@@ -191,3 +191,108 @@ async def test_sms_bad_port() -> None:
     n = SmsNotifier(SmsNotifierConfig(name="gsm", type="sms", port="/dev/nonexistent-modem"))
     with pytest.raises(DeliveryError, match="nonexistent-modem"):
         await n.send("+79161234567", Message("x", ""))
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def _auth(secret: str, seen: list):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password.decode() == secret
+        seen.append((auth_data.login.decode(), ok))
+        return AuthResult(success=ok)
+
+    return authenticator
+
+
+@pytest.fixture
+def smtp_auth_server():
+    handler, seen = _Collect(), []
+    sock, port = bind_unused_port()
+    sock.close()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=_auth("pa$$-from-env", seen),
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    yield handler, port, seen
+    controller.stop()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_email_logs_in_with_a_password_from_the_environment(
+    smtp_auth_server, monkeypatch
+) -> None:
+    handler, port, seen = smtp_auth_server
+
+    def mail() -> EmailNotifierConfig:
+        return EmailNotifierConfig(
+            name="mail",
+            type="email",
+            host="127.0.0.1",
+            port=port,
+            sender="scada@heat.example",
+            username="scada",
+            password="${SCADA_TEST_SMTP_PASSWORD}",
+        )
+
+    monkeypatch.setenv("SCADA_TEST_SMTP_PASSWORD", "pa$$-from-env")
+    cfg = mail()
+    assert "pa$$" not in repr(cfg) and "pa$$" not in cfg.model_dump_json()
+    await EmailNotifier(cfg).send("oncall@heat.example", MSG)
+    assert seen == [("scada", True)] and handler.envelopes[0].rcpt_tos == ["oncall@heat.example"]
+    # a wrong password: the server refuses, nothing is delivered, the error shows no password
+    monkeypatch.setenv("SCADA_TEST_SMTP_PASSWORD", "wrong-one")
+    with pytest.raises(DeliveryError, match="mail") as info:
+        await EmailNotifier(mail()).send("oncall@heat.example", MSG)
+    assert "wrong-one" not in str(info.value) and len(handler.envelopes) == 1
+    assert seen[-1] == ("scada", False)
+
+
+async def test_webhook_url_and_header_from_secrets_never_in_errors(
+    hook_server, tmp_path, monkeypatch
+) -> None:
+    from alarms.notify.webhook import WebhookNotifier
+
+    url, received, codes = hook_server
+    token_file = tmp_path / "hook_token"
+    token_file.write_text("t0k3n-in-a-file\n")  # docker secrets end with a newline
+    monkeypatch.setenv("SCADA_TEST_HOOK_URL", url + "?key=url-secret")
+    cfg = WebhookNotifierConfig(
+        name="hook",
+        type="webhook",
+        url="${SCADA_TEST_HOOK_URL}",
+        headers={"X-Token": f"${{file:{token_file}}}"},
+    )
+    n = WebhookNotifier(cfg)
+    await n.send("", MSG)
+    assert received[0][1] == "t0k3n-in-a-file"
+    codes.append(500)
+    with pytest.raises(
+        DeliveryError, match=r"hook: POST http://127\.0\.0\.1:\d+/\.\.\. answered 500"
+    ):
+        await n.send("", MSG)
+    for text in (repr(cfg), cfg.model_dump_json()):
+        assert "url-secret" not in text and "t0k3n" not in text
+
+
+async def test_sms_enters_the_sim_pin(modem, monkeypatch) -> None:
+    modem.pin = "4711"
+    monkeypatch.setenv("SCADA_TEST_PIN", "4711")
+    await sms(modem, pin="${SCADA_TEST_PIN}").send("+79161234567", Message("pin ok", ""))
+    assert [s.text for s in modem.sent] == ["pin ok"] and modem.unlocked
+    assert modem.commands[:4] == ["AT", "ATE0", "AT+CPIN?", 'AT+CPIN="4711"']
+    # a wrong PIN: the error names the step, never the PIN
+    modem.unlocked = False
+    monkeypatch.setenv("SCADA_TEST_PIN", "9999")
+    with pytest.raises(DeliveryError, match=r"AT\+CPIN=<pin>.*CME ERROR: 16") as info:
+        await sms(modem, pin="${SCADA_TEST_PIN}").send("+79161234567", Message("x", ""))
+    assert "9999" not in str(info.value)
+    with pytest.raises(ValueError, match="SIM PIN must be 4 to 8 digits"):
+        SmsNotifierConfig(name="gsm", type="sms", port=modem.port, pin='12";AT+X')

@@ -9,7 +9,6 @@ from historian.config import HistorianConfig
 from historian.factory import open_historian
 from historian.influx import (
     InfluxHistorian,
-    expand_env,
     flux_agg,
     flux_duration,
     flux_str,
@@ -69,21 +68,29 @@ def test_flux_aggregate_query_text() -> None:
     assert "r.quality < 2" not in with_bad and "fn: count" in with_bad
 
 
-def test_env_expansion_names_field_and_variable() -> None:
-    assert expand_env("Token ${A}-${B}", "token", {"A": "x", "B": "y"}) == "Token x-y"
-    assert expand_env(None, "token", {}) is None
-    with pytest.raises(ValueError, match=r"historian.token: environment variable NOPE is not set"):
-        expand_env("${NOPE}", "token", {})
+def test_env_expansion_names_field_and_variable(monkeypatch) -> None:
+    monkeypatch.setenv("SCADA_TEST_A", "x")
+    monkeypatch.setenv("SCADA_TEST_B", "y")
+    monkeypatch.delenv("SCADA_TEST_NOPE", raising=False)
+    cfg = HistorianConfig(org="${SCADA_TEST_A}", token="Token ${SCADA_TEST_A}-${SCADA_TEST_B}")
+    assert cfg.org == "x" and cfg.token is not None
+    assert cfg.token.get_secret_value() == "Token x-y" and "x-y" not in repr(cfg)
+    assert HistorianConfig().token is None
+    with pytest.raises(
+        ValueError, match=r"token\n.*environment variable SCADA_TEST_NOPE is not set"
+    ):
+        HistorianConfig(token="${SCADA_TEST_NOPE}")
 
 
-def test_from_config_requires_every_setting() -> None:
+def test_from_config_requires_every_setting(monkeypatch) -> None:
     cfg = HistorianConfig(backend="influxdb", url="http://127.0.0.1:1", org="o", bucket="b")
     with pytest.raises(ValueError, match=r"historian\.token is required"):
-        InfluxHistorian.from_config(cfg, env={})
+        InfluxHistorian.from_config(cfg)
+    monkeypatch.setenv("SCADA_TEST_T", "tok")
     cfg = HistorianConfig(
-        backend="influxdb", url="http://127.0.0.1:1", org="o", bucket="b", token="${T}"
+        backend="influxdb", url="http://127.0.0.1:1", org="o", bucket="b", token="${SCADA_TEST_T}"
     )
-    h = InfluxHistorian.from_config(cfg, env={"T": "tok"})
+    h = InfluxHistorian.from_config(cfg)
     assert (h.url, h.org, h.bucket, h.batch_size) == ("http://127.0.0.1:1", "o", "b", 5000)
     h.close()
 

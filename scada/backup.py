@@ -6,7 +6,10 @@ SQLite file (detected by its header) through SQLite's online backup API
 not blocked), every other file byte for byte (``-wal``/``-shm``/``-journal`` files and
 the runtime lock are skipped: the snapshot contains them). ``dest`` gets a
 ``manifest.json`` listing each file with its kind, size and SHA-256, plus copies of the
-site configuration files under ``config/``.
+site configuration files under ``config/``, and ``audit``: the audit log's hash-chain check
+of the copy with its head (``seq``, ``hash``), logged too, so a head kept outside the
+machine can later show that no audit entry was changed or cut off
+(``scada audit verify --head SEQ:HASH``).
 
 ``restore(src, data_dir)`` checks the manifest and every checksum, refuses to touch a
 data dir a running ``scada run`` holds (its ``runtime.lock``) unless ``force``, builds
@@ -204,6 +207,7 @@ def backup(
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(cpath, target)
             configs.append({"source": str(cpath.resolve()), "path": f"config/{cpath.name}"})
+        audit = _audit_check(partial / "data")
         manifest = {
             "format": FORMAT,
             "site": site_id,
@@ -213,6 +217,7 @@ def backup(
             "data_dir": str(src_dir),
             "files": entries,
             "config": configs,
+            "audit": audit,
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
@@ -222,7 +227,31 @@ def backup(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     log.info("backup of %s to %s: %d files", src_dir, out, len(entries))
+    if audit is not None:
+        head = audit["head"] or {"seq": 0, "hash": "-"}
+        log.log(
+            logging.INFO if audit["ok"] else logging.ERROR,
+            "audit log chain %s: %d entries, head %s:%s%s",
+            "intact" if audit["ok"] else "BROKEN",
+            audit["entries"],
+            head["seq"],
+            head["hash"],
+            "" if audit["ok"] else f" (broken at {audit['broken_at']}: {audit['reason']})",
+        )
     return manifest
+
+
+def _audit_check(data: Path) -> dict[str, Any] | None:
+    """Return the hash-chain check of the backed-up audit log, or None without one."""
+    from scada.server.audit import FILE_NAME, verify_file
+
+    path = data / FILE_NAME
+    if not path.exists():
+        return None
+    try:
+        return verify_file(path)
+    except sqlite3.Error as exc:
+        return {"ok": False, "entries": 0, "head": None, "broken_at": None, "reason": str(exc)}
 
 
 def read_manifest(src: str | Path) -> dict[str, Any]:

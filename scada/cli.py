@@ -20,6 +20,7 @@ COMMANDS = [
     "scada.commands.history",
     "scada.commands.alarms",
     "scada.commands.backup",
+    "scada.commands.audit",
     "scada.commands.user",
     "scada.commands.allocate",
     "scada.commands.bill",

@@ -1019,6 +1019,24 @@ ROUTES: tuple[Route, ...] = (
         ),
         "audit",
     ),
+    Route(
+        "/api/audit/verify",
+        admin.AuditVerifyApi,
+        (
+            Op(
+                "GET",
+                "Recompute the audit log's hash chain (tamper evidence)",
+                A.AUDIT_READ,
+                params=(_q("head", "SEQ:HASH written down earlier: checks nothing was cut off"),),
+                responses={
+                    200: "the result (ok or where the chain breaks)",
+                    400: "bad head",
+                    **_AUTH,
+                },
+            ),
+        ),
+        "audit",
+    ),
 )
 
 

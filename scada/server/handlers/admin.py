@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from scada.server.audit import verify_file
 from scada.server.auth import ASSIGNABLE_ROLES, PERMISSIONS, SCOPED_ACTIONS, Role
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import TokenBody, UserCreateBody, UserUpdateBody
 from scada.server.users import UserError
 
-__all__ = ["AuditApi", "RolesApi", "UserApi", "UserTokensApi", "UsersApi"]
+__all__ = ["AuditApi", "AuditVerifyApi", "RolesApi", "UserApi", "UserTokensApi", "UsersApi"]
 
 
 class UsersApi(ApiHandler):
@@ -133,6 +134,21 @@ class RolesApi(ApiHandler):
                 "tenant": Role.TENANT.value,
             }
         )
+
+
+class AuditVerifyApi(ApiHandler):
+    """``GET /api/audit/verify``: recompute the audit log's hash chain."""
+
+    async def get(self) -> None:
+        text = self.arg("head")
+        head = None
+        if text is not None:
+            seq, _, digest = text.partition(":")
+            if not seq.isdigit() or len(digest) != 64:
+                raise ApiError(400, "head must be SEQ:HASH as written down (64 hex digits)")
+            head = (int(seq), digest.lower())
+        result = await self.ctx.run_blocking(lambda: verify_file(self.ctx.audit.path, head=head))
+        self.reply(result)
 
 
 class AuditApi(ApiHandler):

@@ -31,8 +31,8 @@ site: {{id: srvtest, name: Server test site, timezone: UTC}}
 simulate: {{enabled: true, seed: 3}}
 historian: {{backend: sqlite, path: history.sqlite, flush_s: 0.2}}
 channels:
-  - {{id: b1-bus, protocol: modbus-tcp, host: 127.0.0.1, port: {port}, timeout_s: 0.3, retries: 1,
-      poll_s: 0.5, offline_probe_s: 60}}
+  - {{id: b1-bus, protocol: modbus-tcp, host: 127.0.0.1, port: {port}, timeout_s: 1.0, retries: 1,
+      poll_s: 0.5, offline_probe_s: 2}}
 templates:
   heat-meter:
     role: heat_meter

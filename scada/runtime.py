@@ -46,7 +46,8 @@ class Runtime:
     ``role`` (see ``scada.scaleout``): ``all`` runs everything here; ``collector`` runs the
     drivers (and simulator) of ``buildings`` (None: all) and publishes to ``redis_url``;
     ``central`` runs no drivers and is fed from Redis. ``writer.write(tag, value)`` is the
-    write entry point in every role.
+    write entry point in every role. ``backlog`` (a ``scada.scaleout.BacklogPolicy``) sets
+    the collector's stream cap.
     """
 
     def __init__(
@@ -66,6 +67,8 @@ class Runtime:
         tls_cert: str | None = None,
         tls_key: str | None = None,
         ws_batch_s: float | None = None,
+        trusted_proxies: list[str] | None = None,
+        backlog: Any = None,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
@@ -84,8 +87,10 @@ class Runtime:
             from scada.scaleout.roles import CollectorRole, filter_site
 
             site = filter_site(site, buildings)
-            self.scaleout = CollectorRole(site, redis_url, self.data_dir, node_id=node_id)
-            defs, bus = site.tag_defs(), self.scaleout.bus
+            self.scaleout = CollectorRole(
+                site, redis_url, self.data_dir, node_id=node_id, backlog=backlog
+            )
+            defs, bus = [*site.tag_defs(), *self.scaleout.tag_defs()], self.scaleout.bus
         elif role == "central":  # no drivers; fed from the building streams
             from scada.scaleout.roles import CentralRole
 
@@ -115,6 +120,11 @@ class Runtime:
             if not 0.01 <= ws_batch_s <= 0.1:
                 raise ValueError("the websocket batching step must be from 10 to 100 ms")
             self.server_options["ws_min_interval_s"] = ws_batch_s
+        if trusted_proxies:
+            from scada.server.proxy import TrustedProxies
+
+            TrustedProxies(trusted_proxies)  # a bad address is a usage error, before start
+            self.server_options["trusted_proxies"] = list(trusted_proxies)
         self.server: Any = None  # ScadaServer; it also sets auth, audit, commands, config_api
         self.backup_scheduler: Any = None
         self.ledger: Any = None  # billing.ledger.Ledger (roles all and central)

@@ -61,6 +61,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="name of this collector/central in the Redis consumer groups",
     )
     p.add_argument(
+        "--backlog-max-entries",
+        type=int,
+        default=5_000_000,
+        help="collector: hard cap of each building stream in entries while the central has "
+        "not acknowledged them (default 5000000; drops beyond it are counted and logged)",
+    )
+    p.add_argument(
+        "--backlog-max-mb",
+        type=float,
+        default=2048.0,
+        help="collector: Redis memory budget of each building stream in MiB (default 2048)",
+    )
+    p.add_argument(
         "--host",
         default="127.0.0.1",
         help="address the server listens on (default 127.0.0.1; 0.0.0.0 for all)",
@@ -78,6 +91,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="websocket batching step: the shortest time between two changes messages "
         "to a client (default 50; 10 to 100)",
     )
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=None,
+        metavar="ADDR",
+        help="a reverse proxy (address or network, repeatable) whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed: client addresses in the audit log and "
+        "the login rate limit, Secure cookies when it ends TLS",
+    )
     p.add_argument("--tls-cert", default=None, help="TLS certificate (PEM) to serve HTTPS")
     p.add_argument("--tls-key", default=None, help="TLS private key (PEM) of --tls-cert")
     p.set_defaults(func=main)
@@ -92,13 +114,20 @@ def main(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 1
+    for warning in site.warnings():  # secrets written inline
+        print(warning, file=sys.stderr)
     return asyncio.run(_serve(site, args))
 
 
 async def _serve(site, args: argparse.Namespace) -> int:
     from scada.runtime import Runtime
+    from scada.scaleout.backlog import BacklogPolicy
 
     try:
+        backlog = BacklogPolicy(
+            max_entries=getattr(args, "backlog_max_entries", 5_000_000),
+            max_bytes=int(getattr(args, "backlog_max_mb", 2048.0) * 1024 * 1024),
+        )
         runtime = Runtime(
             site,
             args.data_dir,
@@ -114,6 +143,8 @@ async def _serve(site, args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             ws_batch_s=args.ws_batch_ms / 1000,
+            trusted_proxies=args.trusted_proxy,
+            backlog=backlog,
         )
     except ValueError as exc:
         print(f"scada run: {exc}", file=sys.stderr)

@@ -1,9 +1,9 @@
 """Scale-out: collectors -> Redis Streams -> one central; changes/s end to end, latency p99.
 
 Each collector is its own process with a real ``TagDatabase`` on a ``RedisBus`` (publisher,
-spool, pipelines: the production path). Its database is fed synthetically, not by Modbus
-polls: every round changes every point of every device (``--devices`` x ``--points``) and
-rounds come every ``--interval`` seconds (0: as fast as possible). One central in this
+spool, pipelines, stream trimmer: the production path). Its database is fed synthetically,
+not by Modbus polls: every round changes every point of every device (``--devices`` x
+``--points``) and rounds come every ``--interval`` seconds (0: as fast as possible). One central in this
 process consumes with ``XREADGROUP``, applies to its ``TagDatabase``, commits with the Lua
 script and acknowledges. Latency is commit time at the central minus publish time at the
 collector, per entry. Uses ``--redis URL`` or starts a private ``redis-server``.
@@ -87,6 +87,7 @@ async def _collector_main(
     go: Any,
     done: Any,
 ) -> None:
+    from scada.scaleout.backlog import BacklogTrimmer
     from scada.scaleout.redis_bus import RedisBus, StreamPublisher
     from scada.scaleout.roles import connect
     from scada.scaleout.spool import Spool
@@ -96,12 +97,17 @@ async def _collector_main(
 
     names = _tags(building, devices, points)
     redis = connect(url)
-    publisher = StreamPublisher(redis, Spool(Path(spool_dir) / f"{building}.sqlite"))
-    bus = RedisBus(publisher, StreamKeys("bench"), dict.fromkeys(names, building))
+    keys = StreamKeys("bench")
+    trimmer = BacklogTrimmer(redis, {keys.changes(building): building}, keys.lost)
+    publisher = StreamPublisher(
+        redis, Spool(Path(spool_dir) / f"{building}.sqlite"), on_sent=trimmer.note_sent
+    )
+    bus = RedisBus(publisher, keys, dict.fromkeys(names, building))
     db = TagDatabase([TagDef(n, TagType.FLOAT) for n in names], bus=bus)
     ids = db.ids_of(names)
     base = np.arange(ids.size, dtype=np.float64)
     await publisher.start()
+    await trimmer.start()
     await redis.ping()
     done.put(("ready", building))
     await asyncio.to_thread(go.wait)
@@ -113,6 +119,7 @@ async def _collector_main(
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
     await publisher.wait_idle()
     done.put((building, bus.entries, publisher.spooled))
+    await trimmer.stop()
     await publisher.stop()
     await redis.aclose()
 

@@ -2,7 +2,8 @@
 
 ``RedisBus`` is a ``LocalBus`` (so the collector's own subscribers work unchanged) whose
 ``publish`` also hands every batch, split by building, to a ``StreamPublisher``. The
-publisher ``XADD``s entries with ``MAXLEN ~ maxlen`` in pipelines; when Redis cannot be
+publisher ``XADD``s entries in pipelines (``scada.scaleout.backlog`` trims the streams to
+what the centrals have not acknowledged, under a hard cap); when Redis cannot be
 reached it appends them to the on-disk ``Spool`` and, once Redis answers again, replays
 the spool oldest first before anything newer: no change is lost and per-building order
 is kept. Entries carry ``(epoch, seq)`` so the central can drop the duplicates a
@@ -79,9 +80,10 @@ async def stop_task(task: asyncio.Task[Any] | None) -> BaseException | None:
 class StreamPublisher:
     """Send ``(stream, payload)`` entries to Redis in order; spool them while Redis is down.
 
-    ``redis`` is a ``redis.asyncio.Redis`` (bytes responses). ``maxlen`` bounds each
-    stream (approximate trimming: size it for the longest central outage you accept).
-    ``max_queue`` entries at most wait in memory; beyond that they go to the spool.
+    ``redis`` is a ``redis.asyncio.Redis`` (bytes responses). Entries are added without
+    ``MAXLEN``: the streams are trimmed by a ``BacklogTrimmer``, fed by ``on_sent(items)``
+    (called with every batch Redis accepted). ``max_queue`` entries at most wait in
+    memory; beyond that they go to the spool.
     Call ``await start()`` and ``await stop()``; ``stop`` spools what was not sent.
     """
 
@@ -90,13 +92,13 @@ class StreamPublisher:
         redis: Any,
         spool: Spool,
         *,
-        maxlen: int = 100_000,
         pipeline_entries: int = 200,
         max_queue: int = 10_000,
+        on_sent: Callable[[list[tuple[str, bytes]]], None] | None = None,
     ) -> None:
         self.redis = redis
         self.spool = spool
-        self.maxlen = maxlen
+        self.on_sent = on_sent
         self.pipeline_entries = pipeline_entries
         self.max_queue = max_queue
         self.connected = True
@@ -221,9 +223,11 @@ class StreamPublisher:
     async def _send(self, items: list[tuple[str, bytes]]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for stream, payload in items:
-            pipe.xadd(stream, {"p": payload}, maxlen=self.maxlen, approximate=True)
+            pipe.xadd(stream, {"p": payload})
         await pipe.execute()
         self.published += len(items)
+        if self.on_sent is not None:
+            self.on_sent(items)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -3,8 +3,10 @@
 * ``filter_site(site, buildings)``: the part of a site one collector serves (its
   buildings' devices and channels; memory and computed tags stay at the central).
 * ``CollectorRole``: owns the ``RedisBus`` its ``TagDatabase`` publishes to, the
-  publisher with its spool (``<data dir>/collector-spool.sqlite``), the command server
-  and the heartbeats.
+  publisher with its spool (``<data dir>/collector-spool.sqlite``), the stream trimmer
+  and its backlog status tags (``collector.<building>.backlog``, ``.backlog_high``,
+  ``.lost``: published to the central like device tags), the command server and the
+  heartbeats.
 * ``CentralRole``: owns the ``Central`` consumer and the ``RemoteWriter`` (its
   ``writer.write(tag, value)`` is what the command service calls in central mode).
 
@@ -24,6 +26,13 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from scada.scaleout.backlog import (
+    Backlog,
+    BacklogPolicy,
+    BacklogTrimmer,
+    backlog_tag_defs,
+    backlog_tag_names,
+)
 from scada.scaleout.central import CENTRAL_GROUP, Central, link_tag_defs
 from scada.scaleout.commands import CommandServer, RemoteWriter
 from scada.scaleout.redis_bus import RedisBus, StreamPublisher
@@ -92,7 +101,9 @@ class CollectorRole:
     """Publish a collector's device tags to Redis and run the commands sent to it.
 
     ``site`` is the filtered site (``filter_site``). Create the ``TagDatabase`` with
-    ``bus=role.bus``, then ``await start(db, writer)`` with ``DriverManager.write``.
+    ``bus=role.bus`` and the site's tags plus ``role.tag_defs()``, then
+    ``await start(db, writer)`` with ``DriverManager.write``. ``backlog`` sets the
+    streams' hard cap and warning level (default ``BacklogPolicy()``).
     """
 
     def __init__(
@@ -102,28 +113,42 @@ class CollectorRole:
         data_dir: str | Path,
         *,
         node_id: str | None = None,
-        maxlen: int = 100_000,
+        backlog: BacklogPolicy | None = None,
         heartbeat_s: float = 5.0,
     ) -> None:
         self.site = site
         self.keys = StreamKeys(site.site.id)
         self.tag_building = tag_buildings(site)
         self.buildings = sorted(set(self.tag_building.values()))
+        for b in self.buildings:  # the backlog tags travel to the central with the changes
+            self.tag_building.update(dict.fromkeys(backlog_tag_names(b).values(), b))
         self.node_id = node_id or "collector-" + ("-".join(self.buildings) or NO_BUILDING)
         self.heartbeat_s = heartbeat_s
         self.redis = connect(redis_url)
+        self.trimmer = BacklogTrimmer(
+            self.redis,
+            {self.keys.changes(b): b for b in self.buildings},
+            self.keys.lost,
+            backlog,
+            on_status=self._on_backlog,
+        )
         self.publisher = StreamPublisher(
-            self.redis, Spool(Path(data_dir) / SPOOL_FILE), maxlen=maxlen
+            self.redis, Spool(Path(data_dir) / SPOOL_FILE), on_sent=self.trimmer.note_sent
         )
         self.bus = RedisBus(self.publisher, self.keys, self.tag_building)
         self.commands: CommandServer | None = None
         self.db: Any = None
         self._heartbeat: asyncio.Task[None] | None = None
 
+    def tag_defs(self) -> list[TagDef]:
+        """Return the collector's backlog status tags (``collector.<building>.backlog`` ...)."""
+        return backlog_tag_defs(self.buildings)
+
     async def start(self, db: Any, writer: Callable[[str, Any], Awaitable[Any]]) -> None:
-        """Start publishing (spooled entries first), heartbeats and the command server."""
+        """Start publishing (spooled entries first), trimming, heartbeats and commands."""
         self.db = db
         await self.publisher.start()
+        await self.trimmer.start()
         self.commands = CommandServer(
             self.redis, self.keys, self.buildings, writer, self.resync, consumer=self.node_id
         )
@@ -133,10 +158,25 @@ class CollectorRole:
 
     def resync(self, building: str) -> int:
         """Publish the current state of every tag of ``building``; return the entry count."""
-        tags = [t for t, b in self.tag_building.items() if b == building]
-        if self.db is None or not tags:
+        if self.db is None:
+            return 0
+        tags = [t for t, b in self.tag_building.items() if b == building and t in self.db]
+        if not tags:
             return 0
         return self.bus.forward(self.db.snapshot_batch(tags), KIND_SNAPSHOT)
+
+    def _on_backlog(self, state: Backlog) -> None:
+        """Write one stream's backlog into the status tags (if the database has them)."""
+        if self.db is None:
+            return
+        names = backlog_tag_names(state.building)
+        for field, value in (
+            ("backlog", state.backlog),
+            ("backlog_high", state.high),
+            ("lost", state.lost_total),
+        ):
+            if names[field] in self.db:
+                self.db.update(names[field], value)
 
     async def _beat(self) -> None:
         while True:
@@ -155,6 +195,7 @@ class CollectorRole:
         if self.commands is not None:
             await self.commands.stop()
             self.commands = None
+        await self.trimmer.stop()
         await self.publisher.stop()
         await self.redis.aclose()
 
@@ -195,8 +236,8 @@ class CentralRole:
         self.central: Central | None = None
 
     def tag_defs(self) -> list[TagDef]:
-        """Return the central's link tags (``collector.<building>.online``)."""
-        return link_tag_defs(self.buildings)
+        """Return the central's link and backlog tags (``collector.<building>.online`` ...)."""
+        return [*link_tag_defs(self.buildings), *backlog_tag_defs(self.buildings)]
 
     async def start(self, db: Any) -> None:
         """Start the result reader and the consumer (which first seeds ``db`` from Redis)."""

@@ -3,7 +3,8 @@
 One site uses these Redis keys (``P`` = ``scada:<site id>``):
 
 * ``P:changes:<building>``: stream of tag changes, one per building, written by the
-  collector of that building (``XADD MAXLEN ~ N``);
+  collector of that building, trimmed by it to what the central groups have not
+  acknowledged, under a hard cap (``scada.scaleout.backlog``);
 * ``P:commands:<building>``: stream of commands to that building's collector (consumer
   group ``collectors``);
 * ``P:results:<central id>``: stream of command results for one central (``XREAD``);
@@ -12,7 +13,8 @@ One site uses these Redis keys (``P`` = ``scada:<site id>``):
 * ``P:applied:<group>``: hash ``<building> -> last applied entry id`` and
   ``<building>:src -> <epoch>:<seq>`` of the last applied source sequence;
 * ``P:stats:<group>``: hash ``<building>:entries`` / ``<building>:records`` counters
-  of applied data entries and records.
+  of applied data entries and records;
+* ``P:lost``: hash ``<building> -> entries`` dropped unacknowledged at a stream's hard cap.
 
 A change entry has one field ``p``: JSON ``{"k": kind, "e": epoch, "s": seq, "t0":
 publish time, "n": names, "v": values, "q": quality codes, "r": reason codes, "t":
@@ -84,6 +86,10 @@ class StreamKeys:
 
     def stats(self, group: str) -> str:
         return f"{self.prefix}:stats:{group}"
+
+    @property
+    def lost(self) -> str:
+        return f"{self.prefix}:lost"
 
 
 def device_building(site: Any, device: Any) -> str:

@@ -205,34 +205,14 @@ class AuditLog:
         """
         return verify_file(self.path)
 
-    def query(
-        self,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        user: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        result: str | None = None,
-        after_seq: int | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    def query(self, **filters: Any) -> list[dict[str, Any]]:
         """Return matching entries, newest first (ISO times, JSON decoded).
 
-        ``action`` and ``target`` are globs (``command.*``, ``b1.*``). Opens its own
-        connection: safe from any thread.
+        ``filters`` as :meth:`query_file` (``since``, ``until``, ``user``, ``action`` and
+        ``target`` globs such as ``command.*``, ``result``, ``after_seq``, ``limit``).
+        Opens its own connection: safe from any thread.
         """
-        return self.query_file(
-            self.path,
-            since=since,
-            until=until,
-            user=user,
-            action=action,
-            target=target,
-            result=result,
-            after_seq=after_seq,
-            limit=limit,
-        )
+        return self.query_file(self.path, **filters)
 
     @staticmethod
     def query_file(

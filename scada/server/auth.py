@@ -286,17 +286,7 @@ class Auth:
 
         Raises :class:`LoginRefused` (401 for wrong credentials, 429 when rate limited).
         """
-        wait = self.limiter.retry_after(ip, name)
-        if wait > 0:
-            raise LoginRefused(429, "too many failed logins; try again later", wait)
-        loop = asyncio.get_running_loop()
-        user = await loop.run_in_executor(
-            None, self.users.verify_password_threadsafe, name, password
-        )
-        if user is None:
-            self.limiter.failed(ip, name)
-            raise LoginRefused(401, "wrong username or password")
-        self.limiter.succeeded(ip, name)
+        user = await self._check_password(name, password, ip, "wrong username or password")
         token = self.users.create_token(user.name, kind="session", ttl_s=self.session_ttl_s)
         return user, token
 
@@ -310,20 +300,11 @@ class Auth:
         """
         from scada.server.users import UserError, UserStore, check_password
 
-        wait = self.limiter.retry_after(ip, name)
-        if wait > 0:
-            raise LoginRefused(429, "too many failed attempts; try again later", wait)
         check_password(new)
         if new == current:
             raise UserError("the new password must differ from the current one")
+        await self._check_password(name, current, ip, "wrong current password")
         loop = asyncio.get_running_loop()
-        user = await loop.run_in_executor(
-            None, self.users.verify_password_threadsafe, name, current
-        )
-        if user is None:
-            self.limiter.failed(ip, name)
-            raise LoginRefused(401, "wrong current password")
-        self.limiter.succeeded(ip, name)
 
         def update() -> None:  # scrypt is slow: a worker thread with its own connection
             store = UserStore(self.users.path)
@@ -334,6 +315,24 @@ class Auth:
 
         await loop.run_in_executor(None, update)
         return self.users.create_token(name, kind="session", ttl_s=self.session_ttl_s)
+
+    async def _check_password(self, name: str, password: str, ip: str, wrong: str) -> User:
+        """Return the user if ``password`` is right; rate limited per (ip, name) and ip.
+
+        Raises :class:`LoginRefused` 429 while limited, 401 with ``wrong`` otherwise.
+        """
+        wait = self.limiter.retry_after(ip, name)
+        if wait > 0:
+            raise LoginRefused(429, "too many failed attempts; try again later", wait)
+        loop = asyncio.get_running_loop()
+        user = await loop.run_in_executor(
+            None, self.users.verify_password_threadsafe, name, password
+        )
+        if user is None:
+            self.limiter.failed(ip, name)
+            raise LoginRefused(401, wrong)
+        self.limiter.succeeded(ip, name)
+        return user
 
     def logout(self, token: str) -> None:
         """Revoke a session or bearer token."""

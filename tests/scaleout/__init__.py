@@ -1,0 +1,1 @@
+"""Tests of scada.scaleout (Redis streams between collectors and the central)."""

@@ -4,7 +4,9 @@ Phone-first: the list and the action bar reflow to one column on a 390-px screen
 are alarm occurrences from the engine (``runtime.alarms``), newest first; acknowledging
 names exactly the occurrences the operator saw. Buttons are disabled for roles that may
 not ack (``alarms.ack``) or shelve (``alarms.shelve``); the engine raises for anything else,
-and the page shows the message.
+and the page shows the message. Actions go through the server's alarm operations
+(``runtime.alarm_ops``), which audit each alarm with the user and the source
+``hmi <client address>``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from alarms.model import AlarmFilter
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.session import HmiSession
 from hmi.theme import PRIORITY_COLOURS, PRIORITY_TEXT
+from scada.server.alarm_ops import AlarmOpError, AlarmOps
 from tags.model import iso
 
 __all__ = ["alarm_rows", "make_alarms"]
@@ -85,8 +88,12 @@ def alarm_rows(alarms: list[Any]) -> dict[str, list[Any]]:
     return data
 
 
-def make_alarms(session: HmiSession, doc: Document) -> None:
-    """Build the alarm page into ``doc``."""
+def make_alarms(session: HmiSession, doc: Document, ops: Any = None) -> None:
+    """Build the alarm page into ``doc``.
+
+    ``ops`` is the :class:`~scada.server.alarm_ops.AlarmOps` that acknowledges and shelves
+    (audited); default ``runtime.alarm_ops``, else unaudited operations on the engine.
+    """
     if not page_allowed(session, "alarms"):
         page_frame(session, doc, "alarms", denied_body("not allowed for your role"), "Alarms")
         return
@@ -94,6 +101,10 @@ def make_alarms(session: HmiSession, doc: Document) -> None:
     if engine is None:
         page_frame(session, doc, "alarms", denied_body("no alarm engine is running"), "Alarms")
         return
+    if ops is None:
+        ops = getattr(session.runtime, "alarm_ops", None)
+    if ops is None:
+        ops = AlarmOps(session.runtime)  # an HMI without a server: nothing to audit into
     source = ColumnDataSource(alarm_rows([]), name="alarm-rows")
     columns = [
         TableColumn(
@@ -179,15 +190,19 @@ def make_alarms(session: HmiSession, doc: Document) -> None:
         data = source.data
         rows = range(len(data["key"])) if all_shown else selected_rows()
         refs = [
-            data["occurrence"][i] for i in rows if data["occurrence"][i] >= 0 and data["unacked"][i]
+            int(data["occurrence"][i])
+            for i in rows
+            if data["occurrence"][i] >= 0 and data["unacked"][i]
         ]
         if not refs:
             say("select unacknowledged alarms first", False)
             return
         try:
-            done = engine.ack(refs, session.user_name, comment.value.strip() or None)
-        except (KeyError, ValueError) as exc:
-            say(str(exc), False)
+            done = ops.ack(
+                session.actor, refs, comment.value.strip() or None, source=session.source
+            )
+        except AlarmOpError as exc:
+            say(exc.message, False)
             return
         comment.value = ""
         say(f"acknowledged {len(done)} alarm(s)")
@@ -207,9 +222,11 @@ def make_alarms(session: HmiSession, doc: Document) -> None:
             return
         try:
             for key in keys:
-                engine.shelve(key, session.user_name, SHELVE_DURATIONS[duration.value], why)
-        except (KeyError, ValueError) as exc:
-            say(str(exc), False)
+                ops.shelve(
+                    session.actor, key, SHELVE_DURATIONS[duration.value], why, source=session.source
+                )
+        except AlarmOpError as exc:
+            say(exc.message, False)
             return
         reason.value = ""
         say(f"shelved {len(keys)} alarm(s) for {duration.value}")
@@ -222,9 +239,9 @@ def make_alarms(session: HmiSession, doc: Document) -> None:
         keys = [source.data["key"][i] for i in selected_rows()]
         try:
             for key in keys:
-                engine.unshelve(key, session.user_name)
-        except (KeyError, ValueError) as exc:
-            say(str(exc), False)
+                ops.unshelve(session.actor, key, source=session.source)
+        except AlarmOpError as exc:
+            say(exc.message, False)
             return
         say(f"unshelved {len(keys)} alarm(s)")
         refresh()

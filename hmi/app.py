@@ -7,12 +7,18 @@ session cookie or bearer token (``auth.user_for``) and builds its document in a
 
 Services are looked up when a session starts, so the server may create them after calling
 ``apps``: ``auth`` (the server's ``Auth``; default ``runtime.auth``), ``commands`` (the
-``CommandService``; default ``runtime.commands``), alarms (``runtime.alarms``), billing
+``CommandService``; default ``runtime.commands``), alarm operations (``runtime.alarm_ops``,
+audited; without a server the engine ``runtime.alarms`` unaudited), billing
 (``runtime.billing``) and the config API (``runtime.config_api``).
+
+The client address of a session is taken on the request that creates it (through the
+server's trusted proxies, ``runtime.server.ctx.proxies``) and travels in the signed token with
+the user, so every HMI action is audited with the source ``hmi <address>``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +70,14 @@ class HmiServices:
             return raw
         return ServiceCommands(raw)
 
+    def client_address(self, request: Any) -> str:
+        """Return the client address of an HTTP request (via the server's trusted proxies)."""
+        ctx = getattr(getattr(self.runtime, "server", None), "ctx", None)
+        proxies = getattr(ctx, "proxies", None)
+        if proxies is not None:
+            return str(proxies.client(request))
+        return str(getattr(request, "remote_ip", None) or "")
+
 
 def _page_builder(name: str) -> Callable[[HmiSession, Document, HmiServices], None]:
     if name == "overview":
@@ -109,12 +123,13 @@ def _login_required(doc: Document) -> None:
 
 
 class _HmiHandler(FunctionHandler):
-    """A FunctionHandler that records the logged-in user in the session token.
+    """A FunctionHandler that records the logged-in user and its address in the session token.
 
     ``process_request`` runs on the HTTP request that creates the session, where the
     session cookie or bearer token is still present (the server keeps them out of the
-    Bokeh session token); the resolved user goes into the token payload, which the
-    server signs (``sign_sessions=True``), so a browser cannot forge it.
+    Bokeh session token); the resolved user and the client address go into the token
+    payload, which the server signs (``sign_sessions=True``), so a browser cannot forge
+    either.
     """
 
     def __init__(self, func: Callable[[Document], None], services: HmiServices) -> None:
@@ -129,10 +144,17 @@ class _HmiHandler(FunctionHandler):
         user = auth.user_of(cookies, dict(request.headers))
         if user is None:
             return {}
-        return {"hmi_user": {"name": user.name, "role": user.role, "links": list(user.households)}}
+        return {
+            "hmi_user": {
+                "name": user.name,
+                "role": user.role,
+                "links": list(user.households),
+                "address": self._services.client_address(request),
+            }
+        }
 
 
-def _session_user(doc: Document, auth: HmiAuth | None) -> HmiUser | None:
+def _session_user(doc: Document, auth: HmiAuth | None, services: HmiServices) -> HmiUser | None:
     """Return the user of a session: from the signed token payload, else from its cookies."""
     ctx = doc.session_context
     if ctx is None or auth is None:
@@ -140,16 +162,20 @@ def _session_user(doc: Document, auth: HmiAuth | None) -> HmiUser | None:
     payload = getattr(ctx, "token_payload", None) or {}
     info = payload.get("hmi_user") if isinstance(payload, dict) else None
     if isinstance(info, dict) and info.get("name"):
+        address = str(info.get("address") or "")
         fresh = getattr(auth, "user_named", None)
         user = fresh(str(info["name"])) if fresh is not None else None
-        if user is not None:
-            return user  # the current role, should it have changed since login
+        if user is not None:  # the current role, should it have changed since login
+            return dataclasses.replace(user, address=address)
         links = tuple(str(x) for x in info.get("links") or ())
-        return HmiUser(str(info["name"]), str(info.get("role", "")), None, links, links)
+        return HmiUser(str(info["name"]), str(info.get("role", "")), None, links, links, address)
     request = ctx.request
     if request is None:
         return None
-    return auth.user_of(dict(request.cookies), dict(request.headers))
+    user = auth.user_of(dict(request.cookies), dict(request.headers))
+    if user is None:
+        return None
+    return dataclasses.replace(user, address=services.client_address(request))
 
 
 def apps(runtime: Any, *, auth: Any = None, commands: Any = None) -> dict[str, Application]:
@@ -166,7 +192,7 @@ def apps(runtime: Any, *, auth: Any = None, commands: Any = None) -> dict[str, A
 
         def make_document(doc: Document, name: str = name, build: Any = build) -> None:
             hmi_auth = services.auth()
-            user = _session_user(doc, hmi_auth)
+            user = _session_user(doc, hmi_auth, services)
             if user is None:
                 _login_required(doc)
                 return

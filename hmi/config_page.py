@@ -292,7 +292,7 @@ def make_config(session: HmiSession, doc: Document) -> None:
             )
 
         session.spawn(
-            api.apply(session.user.raw, changes, comment=comment.value, source="hmi"), done
+            api.apply(session.user.raw, changes, comment=comment.value, source=session.source), done
         )
 
     def reload_from_runtime() -> None:
@@ -322,7 +322,7 @@ def make_config(session: HmiSession, doc: Document) -> None:
                 f"version {number} as version {res.get('version')}</span>"
             )
 
-        session.spawn(api.rollback(session.user.raw, int(number), source="hmi"), done)
+        session.spawn(api.rollback(session.user.raw, int(number), source=session.source), done)
 
     def on_csv(_a: str, _o: Any, new: str) -> None:
         try:

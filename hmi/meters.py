@@ -384,8 +384,8 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
                     if audit is not None:  # money-relevant: who kept which account powered
                         audit.record(
                             "billing.keep_power" if name == "keep" else "billing.restore_prepaid",
-                            user=session.user,
-                            source="hmi",
+                            user=session.actor,
+                            source=session.source,
                             target=a,
                             after={"keep_power": True} if name == "keep" else None,
                         )

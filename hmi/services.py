@@ -125,10 +125,9 @@ class ServiceCommands:
 
     A refusal (``CommandError``: role, limits, unknown tag, device offline, expired) comes
     back as a status carrying the failed command's state and message, so the panel shows it.
-    Steps are recorded with ``source="hmi"`` in the audit log.
+    Steps are recorded in the audit log with the user's source, ``hmi <client address>``
+    (:attr:`HmiUser.source <hmi.session.HmiUser.source>`).
     """
-
-    SOURCE = "hmi"
 
     def __init__(self, service: Any) -> None:
         self.service = service
@@ -144,7 +143,7 @@ class ServiceCommands:
 
     async def select(self, user: HmiUser, tag: str, value: Any) -> CommandStatus:
         try:
-            cmd = self.service.select(user.raw, tag, value, source=self.SOURCE)
+            cmd = self.service.select(user.raw, tag, value, source=user.source)
         except Exception as exc:
             if not _is_refusal(exc):
                 raise
@@ -153,7 +152,7 @@ class ServiceCommands:
 
     async def operate(self, user: HmiUser, command_id: str) -> CommandStatus:
         try:
-            cmd = await self.service.operate(user.raw, command_id, source=self.SOURCE)
+            cmd = await self.service.operate(user.raw, command_id, source=user.source)
         except Exception as exc:
             if not _is_refusal(exc):
                 raise
@@ -162,7 +161,7 @@ class ServiceCommands:
 
     async def cancel(self, user: HmiUser, command_id: str) -> CommandStatus:
         try:
-            cmd = self.service.cancel(user.raw, command_id, source=self.SOURCE)
+            cmd = self.service.cancel(user.raw, command_id, source=user.source)
         except Exception as exc:
             if not _is_refusal(exc):
                 raise
@@ -174,7 +173,7 @@ class ServiceCommands:
     ) -> tuple[str | None, list[CommandStatus]]:
         """Select several writes at once; return the batch id and one status per target."""
         try:
-            batch = self.service.select_batch(user.raw, targets, source=self.SOURCE)
+            batch = self.service.select_batch(user.raw, targets, source=user.source)
         except Exception as exc:
             if not _is_refusal(exc):
                 raise
@@ -183,12 +182,12 @@ class ServiceCommands:
 
     async def operate_batch(self, user: HmiUser, batch_id: str) -> list[CommandStatus]:
         """Operate a selected batch; return one final status per target."""
-        batch = await self.service.operate_batch(user.raw, batch_id, source=self.SOURCE)
+        batch = await self.service.operate_batch(user.raw, batch_id, source=user.source)
         return _batch_statuses(batch)
 
     async def cancel_batch(self, user: HmiUser, batch_id: str) -> list[CommandStatus]:
         """Cancel what is still selected of a batch."""
-        batch = self.service.cancel_batch(user.raw, batch_id, source=self.SOURCE)
+        batch = self.service.cancel_batch(user.raw, batch_id, source=user.source)
         return _batch_statuses(batch)
 
     def subscribe(self, callback: Any) -> Any:

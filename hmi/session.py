@@ -33,7 +33,9 @@ class HmiUser:
     """The logged-in user as the HMI sees it.
 
     ``raw`` is the server's own user object (passed back to ``HmiAuth.may``);
-    ``households`` and ``accounts`` are what a ``tenant`` may see.
+    ``households`` and ``accounts`` are what a ``tenant`` may see; ``address`` is the
+    client address of the request that opened the session (behind a trusted proxy: the
+    client's, not the proxy's), ``""`` when unknown.
     """
 
     name: str
@@ -41,6 +43,17 @@ class HmiUser:
     raw: Any = None
     households: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
+    address: str = ""
+
+    @property
+    def source(self) -> str:
+        """The audit log's "from where" of this user's HMI actions: ``hmi <address>``."""
+        return f"hmi {self.address}" if self.address else "hmi"
+
+    @property
+    def actor(self) -> Any:
+        """The user as the server's services take it (its own user object when known)."""
+        return self.raw if self.raw is not None else self
 
 
 class HmiAuth(Protocol):
@@ -108,6 +121,16 @@ class HmiSession:
     def user_name(self) -> str:
         """Name of the logged-in user (``""`` without one)."""
         return self.user.name if self.user is not None else ""
+
+    @property
+    def source(self) -> str:
+        """The audit source of this session's actions: ``hmi <client address>``."""
+        return self.user.source if self.user is not None else "hmi"
+
+    @property
+    def actor(self) -> Any:
+        """The session's user as the server's services take it (None without one)."""
+        return self.user.actor if self.user is not None else None
 
     def may(self, action: str, target: str | None = None) -> bool:
         """Return True when the session's user may do ``action`` on ``target``."""

@@ -102,9 +102,7 @@ INLINE_SECRET = (
 
 def inline_secrets(cfg: SiteConfig, smap: SourceMap) -> list[ConfigIssue]:
     """Return a located warning for every secret field whose value is written in the file."""
-    return [
-        smap.issue(path, INLINE_SECRET) for path, value in find_secrets(cfg) if value.inline
-    ]
+    return [smap.issue(path, INLINE_SECRET) for path, value in find_secrets(cfg) if value.inline]
 
 
 class _Loader:

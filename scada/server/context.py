@@ -1,4 +1,4 @@
-"""What every handler of the server shares: the runtime, auth, audit, commands, hub, config.
+"""What every handler shares: the runtime, auth, audit, commands, alarm ops, hub, config.
 
 Built once by :func:`scada.server.http.start_server` and handed to every route through
 Tornado's ``initialize(ctx=...)``. Loop-thread only; ``run_blocking`` hands sync work
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from scada.server.alarm_ops import AlarmOps
 from scada.server.audit import AuditLog
 from scada.server.auth import Auth
 from scada.server.commands import CommandService
@@ -51,6 +52,10 @@ class ServerContext:
     home: str = "/api/openapi.json"
     ws_opened: int = 0
     http_counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    alarm_ops: AlarmOps = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.alarm_ops = AlarmOps(self.runtime, self.audit)
 
     @property
     def alarms(self) -> Any:
@@ -60,14 +65,6 @@ class ServerContext:
     @property
     def historian(self) -> Any:
         return getattr(self.runtime, "historian", None)
-
-    def require_alarms_ws(self) -> Any:
-        """Return the alarm engine or raise the websocket op error 503."""
-        if self.alarms is None:
-            from scada.server.ws import _OpError
-
-            raise _OpError("the alarm engine is not running", 503)
-        return self.alarms
 
     def metrics_ws_opened(self) -> None:
         self.ws_opened += 1

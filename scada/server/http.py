@@ -198,7 +198,11 @@ class ScadaServer:
         log.info("server listening on %s (%d HMI apps)", self.url, len(apps))
 
     def _expose(self) -> None:
-        """Give the runtime the services other parts call (HMI, billing)."""
+        """Give the runtime the services other parts call (HMI, billing).
+
+        ``alarm_ops`` is the audited alarm operations the HMI uses; ``server.ctx.proxies``
+        gives the HMI the client address of the request that opens a session.
+        """
         assert self.ctx is not None
         rt = self.runtime
         for name, value in (
@@ -206,6 +210,7 @@ class ScadaServer:
             ("auth", self.ctx.auth),
             ("audit", self.ctx.audit),
             ("commands", self.ctx.commands),
+            ("alarm_ops", self.ctx.alarm_ops),
             ("config_api", self.ctx.config),
         ):
             try:

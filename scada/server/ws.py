@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 import tornado.websocket
 
+from scada.server.alarm_ops import AlarmOpError
 from scada.server.auth import Action, User, may
 from scada.server.hub import MAX_CLIENT_INTERVAL_S, MIN_INTERVAL_S, Hub
 
@@ -307,7 +310,6 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self._answer(msg, patterns=self.patterns)
 
     async def _op_ack(self, msg: dict[str, Any]) -> None:
-        alarms = self.ctx.require_alarms_ws()
         refs = msg.get("alarms")
         if (
             not isinstance(refs, list)
@@ -318,55 +320,26 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         comment = msg.get("comment")
         if comment is not None and not isinstance(comment, str):
             raise _OpError('"comment" must be a string', 422)
-        try:
-            done = alarms.ack(refs, self.user.name, comment)
-        except KeyError as exc:
-            raise _OpError(str(exc.args[0]), 404) from None
-        for a in done:
-            self.ctx.audit.record(
-                "alarm.ack",
-                user=self.user,
-                source=self.source,
-                target=a.key,
-                before={"state": "unacked"},
-                after={"state": a.state.value},
-                detail=comment,
-            )
+        with _alarm_op():
+            done = self.ctx.alarm_ops.ack(self.user, refs, comment, source=self.source)
         self._answer(msg, acked=[a.to_json() for a in done])
 
     async def _op_shelve(self, msg: dict[str, Any]) -> None:
-        alarms = self.ctx.require_alarms_ws()
         ref, duration, reason = msg.get("alarm"), msg.get("duration_s"), msg.get("reason")
         if not isinstance(ref, str | int) or isinstance(ref, bool):
             raise _OpError('"alarm" must be an occurrence id or key', 422)
-        try:
-            a = alarms.shelve(ref, self.user.name, duration, reason)
-        except KeyError as exc:
-            raise _OpError(str(exc.args[0]), 404) from None
-        except (ValueError, TypeError) as exc:
-            raise _OpError(str(exc), 422) from None
-        self.ctx.audit.record(
-            "alarm.shelve",
-            user=self.user,
-            source=self.source,
-            target=a.key,
-            after={"until": a.shelved_until},
-            detail=reason,
-        )
+        with _alarm_op():
+            a = self.ctx.alarm_ops.shelve(self.user, ref, duration, reason, source=self.source)
         self._answer(msg, alarm=a.to_json())
 
     async def _op_unshelve(self, msg: dict[str, Any]) -> None:
-        alarms = self.ctx.require_alarms_ws()
-        ref = msg.get("alarm")
+        ref, comment = msg.get("alarm"), msg.get("comment")
         if not isinstance(ref, str | int) or isinstance(ref, bool):
             raise _OpError('"alarm" must be an occurrence id or key', 422)
-        try:
-            a = alarms.unshelve(ref, self.user.name, msg.get("comment"))
-        except KeyError as exc:
-            raise _OpError(str(exc.args[0]), 404) from None
-        except (ValueError, TypeError) as exc:
-            raise _OpError(str(exc), 422) from None
-        self.ctx.audit.record("alarm.unshelve", user=self.user, source=self.source, target=a.key)
+        if comment is not None and not isinstance(comment, str):
+            raise _OpError('"comment" must be a string', 422)
+        with _alarm_op():
+            a = self.ctx.alarm_ops.unshelve(self.user, ref, comment, source=self.source)
         self._answer(msg, alarm=a.to_json())
 
     async def _op_select(self, msg: dict[str, Any]) -> None:
@@ -415,6 +388,15 @@ class _OpError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+@contextlib.contextmanager
+def _alarm_op() -> Iterator[None]:
+    """Turn an :class:`AlarmOpError` into the op's error answer (404, 422, 503)."""
+    try:
+        yield
+    except AlarmOpError as exc:
+        raise _OpError(exc.message, exc.status) from None
 
 
 def _patterns(msg: dict[str, Any]) -> list[str]:

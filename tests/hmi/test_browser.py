@@ -201,6 +201,12 @@ async def test_acknowledge_an_alarm_by_clicking(open_page, rig) -> None:
     acked = next(a for a in engine.points() if a.rule_id == "test_trip")
     assert acked.acked_by == "olga"
     assert acked.state.value == "acknowledged" and acked.ack_comment == "checked on site"
+    # the control-room acknowledgement is in the audit log: who, from where, what
+    (entry,) = rig.server.ctx.audit.query(action="alarm.ack", target=acked.key, user="olga")
+    assert entry["source"].startswith("hmi 127.0.0.1") and entry["role"] == "operator"
+    assert entry["detail"] == "checked on site"
+    assert entry["before"]["state"] == "unacknowledged" and entry["before"]["occurrence"]
+    assert entry["after"]["state"] == "acknowledged"
     await page.locator("[data-unacked='0']").first.wait_for(timeout=5000)
     await screenshot(page, "alarms-acked")
     rig.runtime.db.update("test.trip", False)

@@ -59,6 +59,9 @@ async def test_set_a_setpoint_through_the_confirm_step(open_page, rig) -> None:
     cmd = rig.commands.get(command_id)
     assert cmd.tag == "b1.201.valve.setpoint_c" and cmd.state.value == "confirmed"
     assert cmd.value == pytest.approx(want)
+    steps = rig.runtime.audit.query(action="command.*", target=cmd.tag, user="olga")
+    assert {"command.select", "command.operate"} <= {e["action"] for e in steps}
+    assert all(e["source"] == "hmi 127.0.0.1" for e in steps), steps
     await screenshot(page, "building-setpoint")
 
 
@@ -107,6 +110,9 @@ async def test_config_apply_then_roll_back_from_the_page(open_page, rig) -> None
     )
     shown = (await model_data(page, "config-versions"))["version"]
     assert {before, new_version, rollback_version} <= set(shown)
+    changes = rig.runtime.audit.query(action="config.*", user="erik", limit=2)
+    assert [e["action"] for e in changes] == ["config.rollback", "config.apply"]
+    assert all(e["source"] == "hmi 127.0.0.1" for e in changes), changes
     await screenshot(page, "config-rolled-back")
 
 
@@ -143,7 +149,8 @@ async def test_keep_power_for_an_account_in_arrears(open_page, rig) -> None:
     assert info()["keep_power"] is True
     await wait_for(lambda: sim.value(meter, "relay") is True, db=db)
     records = rig.runtime.audit.query(action="billing.keep_power", target=account)
-    assert records and records[0]["user"] == "olga" and records[0]["source"] == "hmi", records
+    assert records and records[0]["user"] == "olga" and records[0]["role"] == "operator"
+    assert records[0]["source"] == "hmi 127.0.0.1", records
     await screenshot(page, "meters-keep-power")
     await billing.topup(account, "200.00", user="test", note="test clean-up")
     await billing.set_keep_power(account, False, user="test")

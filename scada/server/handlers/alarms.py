@@ -1,15 +1,18 @@
 """Alarms: list, acknowledge, shelve / unshelve, out of service, journal, KPIs.
 
-Operator actions go to the runtime's :class:`~alarms.engine.AlarmEngine` on the loop and
-are audited; journal and KPI queries open their own journal connection in a worker
+Operator actions go through the server's :class:`~scada.server.alarm_ops.AlarmOps` (the
+engine, on the loop, and one audit entry per alarm); journal and KPI queries open their own journal connection in a worker
 thread (``<data-dir>/alarms.sqlite``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from scada.server.alarm_ops import AlarmOpError
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import AckBody, ServiceBody, ShelveBody, UnshelveBody
 from tags.model import iso
@@ -36,12 +39,6 @@ class _AlarmBase(ApiHandler):
         if alarms is None:
             raise ApiError(503, "the alarm engine is not running")
         return alarms
-
-    def point(self, ref: str) -> Any:
-        try:
-            return self.engine().get(_ref(ref))
-        except KeyError as exc:
-            raise ApiError(404, str(exc.args[0])) from None
 
     def journal_call(self, fn: Any) -> Any:
         from alarms.journal import AlarmJournal
@@ -97,21 +94,8 @@ class AlarmAckApi(_AlarmBase):
 
     def post(self) -> None:
         body = self.body(AckBody)
-        assert self.user is not None
-        try:
-            done = self.engine().ack(body.alarms, self.user.name, body.comment)
-        except KeyError as exc:
-            raise ApiError(404, str(exc.args[0])) from None
-        for a in done:
-            self.ctx.audit.record(
-                "alarm.ack",
-                user=self.user,
-                source=self.source,
-                target=a.key,
-                before={"state": "unacked", "occurrence": a.occurrence},
-                after={"state": a.state.value},
-                detail=body.comment,
-            )
+        with _op_errors():
+            done = self.ctx.alarm_ops.ack(self.user, body.alarms, body.comment, source=self.source)
         self.reply({"acked": [a.to_json() for a in done]})
 
 
@@ -120,21 +104,10 @@ class AlarmShelveApi(_AlarmBase):
 
     def post(self, ref: str) -> None:
         body = self.body(ShelveBody)
-        before = self.point(ref)
-        assert self.user is not None
-        try:
-            a = self.engine().shelve(_ref(ref), self.user.name, body.duration_s, body.reason)
-        except ValueError as exc:
-            raise ApiError(422, str(exc)) from None
-        self.ctx.audit.record(
-            "alarm.shelve",
-            user=self.user,
-            source=self.source,
-            target=a.key,
-            before={"state": before.state.value},
-            after={"state": a.state.value, "until": iso(a.shelved_until)},
-            detail=body.reason,
-        )
+        with _op_errors():
+            a = self.ctx.alarm_ops.shelve(
+                self.user, _ref(ref), body.duration_s, body.reason, source=self.source
+            )
         self.reply({"alarm": a.to_json()})
 
 
@@ -143,18 +116,8 @@ class AlarmUnshelveApi(_AlarmBase):
 
     def post(self, ref: str) -> None:
         body = self.body(UnshelveBody)
-        before = self.point(ref)
-        assert self.user is not None
-        a = self.engine().unshelve(_ref(ref), self.user.name, body.comment)
-        self.ctx.audit.record(
-            "alarm.unshelve",
-            user=self.user,
-            source=self.source,
-            target=a.key,
-            before={"state": before.state.value},
-            after={"state": a.state.value},
-            detail=body.comment,
-        )
+        with _op_errors():
+            a = self.ctx.alarm_ops.unshelve(self.user, _ref(ref), body.comment, source=self.source)
         self.reply({"alarm": a.to_json()})
 
 
@@ -163,22 +126,20 @@ class AlarmServiceApi(_AlarmBase):
 
     def post(self, ref: str) -> None:
         body = self.body(ServiceBody)
-        before = self.point(ref)
-        assert self.user is not None
-        try:
-            a = self.engine().set_out_of_service(_ref(ref), self.user.name, body.on, body.reason)
-        except ValueError as exc:
-            raise ApiError(422, str(exc)) from None
-        self.ctx.audit.record(
-            "alarm.out_of_service" if body.on else "alarm.in_service",
-            user=self.user,
-            source=self.source,
-            target=a.key,
-            before={"state": before.state.value},
-            after={"state": a.state.value},
-            detail=body.reason,
-        )
+        with _op_errors():
+            a = self.ctx.alarm_ops.set_out_of_service(
+                self.user, _ref(ref), body.on, body.reason, source=self.source
+            )
         self.reply({"alarm": a.to_json()})
+
+
+@contextlib.contextmanager
+def _op_errors() -> Iterator[None]:
+    """Answer an :class:`AlarmOpError` with its status (404, 422, 503)."""
+    try:
+        yield
+    except AlarmOpError as exc:
+        raise ApiError(exc.status, exc.message) from None
 
 
 def _iso_times(row: dict[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,24 @@ no reason binds (tag, ts, value), an hour of one good sample binds (tag, bucket,
 spells the rest as SQL literals. Computing the rollups inside SQLite (``INSERT ... SELECT`` with
 ``LEAD`` over the new samples) was measured at twice the cost of binding them.
 
-Each tag's newest bucket per level is cached (``RollupCache``). A group newer than the cached
-bucket is a fresh row; a group in the cached bucket whose samples all come after the cached
-row's last sample is merged with it (``rollup.combine_arrays``); anything else (a late or
-out-of-order sample, a replaced value) is recomputed exactly: its hour from the raw samples
-(one query for all such hours), its day from its hours.
+An hour holding a single sample has no stored row (schema version 4): its row *is* that
+sample, and readers summarise it from the raw sample (``hours_from_raw``). For sparse tags
+(valves: about one event an hour) this saves most rollup rows, and with them about half the
+bytes and B-tree inserts of a merge. The invariant readers rely on: every (tag, hour) holding
+samples has a stored row, or exactly one raw sample and no row (``purge`` stores the row
+before it deletes such a sample). Stored rows win; a row is never removed.
+
+Each tag's newest bucket per level is cached (``RollupCache``; for hours also an unstored one,
+found from the tag's last raw sample before this merge's samples go in). A group newer than
+the cached bucket is a fresh row (not stored when it is one sample of an hour); a group in the
+cached bucket whose samples all come after the cached row's last sample is merged with it
+(``rollup.combine_arrays``); anything else (a late or out-of-order sample, a replaced value) is
+recomputed exactly: its hour from the raw samples (one query for all such hours), its day from
+its hours. Recomputed and merged hours are stored whatever their sample count.
+
+Day rows carry the link to the tag's previous day row (``carry_in``, ``gap_in``) for
+``historian.ontime``; hour rows leave them NULL (on-time reads hour segments with a window
+query over the stored rows and the single samples instead).
 """
 
 from __future__ import annotations
@@ -31,7 +44,15 @@ import numpy as np
 from historian import rollup
 from historian.pending import Columns
 
-__all__ = ["TABLE", "RollupCache", "insert_rows", "merge", "new_cache"]
+__all__ = [
+    "TABLE",
+    "RollupCache",
+    "hours_from_raw",
+    "insert_rows",
+    "merge",
+    "new_cache",
+    "store_single_hours",
+]
 
 TABLE = {rollup.HOUR_S: "rollup_1h", rollup.DAY_S: "rollup_1d"}
 _COLS = ", ".join(rollup.COLUMNS)
@@ -39,8 +60,8 @@ _COLS = ", ".join(rollup.COLUMNS)
 #: row takes the bound ones): they depend on the previous row, and a row appended to keeps
 #: its first sample
 _UPSERT = {
-    level: f"INSERT INTO {t} (tag_id, bucket, {_COLS}, carry_in, gap_in)"
-    for level, t in TABLE.items()
+    rollup.HOUR_S: f"INSERT INTO rollup_1h (tag_id, bucket, {_COLS})",
+    rollup.DAY_S: f"INSERT INTO rollup_1d (tag_id, bucket, {_COLS}, carry_in, gap_in)",
 }
 _ON_CONFLICT = " ON CONFLICT (tag_id, bucket) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in rollup.COLUMNS
@@ -49,16 +70,16 @@ _PREV = (
     "(SELECT p.{c} FROM {t} p WHERE p.tag_id = {t}.tag_id AND p.bucket < {t}.bucket"
     " ORDER BY p.bucket DESC LIMIT 1)"
 )
-#: ``carry_in`` and ``gap_in`` of one tag's rows from ``?2`` through the first row after
+#: ``carry_in`` and ``gap_in`` of one tag's day rows from ``?2`` through the first row after
 #: ``?3``, re-read from the previous rows (after a late or out-of-order sample, which may sit
 #: before other rows)
 _FIX_LINKS = (
-    "UPDATE {t} SET carry_in = "
-    + _PREV.format(c="carry", t="{t}")
+    "UPDATE rollup_1d SET carry_in = "
+    + _PREV.format(c="carry", t="rollup_1d")
     + ", gap_in = first_ts - "
-    + _PREV.format(c="last_ts", t="{t}")
+    + _PREV.format(c="last_ts", t="rollup_1d")
     + " WHERE tag_id = ?1 AND bucket >= ?2 AND bucket <= COALESCE("
-    "(SELECT MIN(x.bucket) FROM {t} x WHERE x.tag_id = ?1 AND x.bucket > ?3), ?3)"
+    "(SELECT MIN(x.bucket) FROM rollup_1d x WHERE x.tag_id = ?1 AND x.bucket > ?3), ?3)"
 )
 #: rows per INSERT statement: a multi-row VALUES halves the per-row cost of ``executemany``
 ROWS_PER_STATEMENT = 64
@@ -87,6 +108,9 @@ def merge(con: sqlite3.Connection, cols: Columns, cache: RollupCache | None) -> 
     if not keep.all():
         order, tid, ts, v, q, r = (x[keep] for x in (order, tid, ts, v, q, r))
     n = len(ts)
+    if cache is not None:
+        # before the samples go in: the newest hour of a tag may be an unstored single sample
+        _prime(con, cache, np.unique(tid).tolist())
     if cols.texts is None:
         # one 2-D tolist is far cheaper than a list per column zipped; the INTEGER columns
         # take the integral floats back as integers (column affinity)
@@ -148,9 +172,10 @@ def insert_rows(
         con.executemany(f"{head} VALUES {values(1)}{tail}", rows[whole:].tolist())
 
 
-#: a rollup row of one good sample, from (tag, bucket, value, ts, carry_in, gap_in): 6 values
-#: bound instead of 16
-_SINGLE = "({0}, {1}, 1, {2}, {2}, {2}, {2}, {2}, {3}, {3}, {2}, 0, 0, 0, {4}, {5})"
+#: a rollup row of one good sample, from (tag, bucket, value, ts[, carry_in, gap_in]): 4 or 6
+#: values bound instead of 14 or 16
+_SINGLE = "({0}, {1}, 1, {2}, {2}, {2}, {2}, {2}, {3}, {3}, {2}, 0, 0, 0"
+_SINGLE_ROW = {rollup.HOUR_S: _SINGLE + ")", rollup.DAY_S: _SINGLE + ", {4}, {5})"}
 
 
 def _insert_rollups(
@@ -159,13 +184,15 @@ def _insert_rollups(
     gt: np.ndarray,
     gb: np.ndarray,
     rows: np.ndarray,
-    links: np.ndarray,
+    links: np.ndarray | None,
 ) -> None:
-    """Upsert rollup rows; a row of one good sample (most hours of sparse tags) binds 6 values.
+    """Upsert rollup rows; a row of one good sample binds 4 (hour) or 6 (day) values.
 
-    ``links`` (columns ``carry_in``, ``gap_in``) only go into new rows (an existing row keeps
-    its own).
+    ``links`` (columns ``carry_in``, ``gap_in``; None for hours) only go into new rows (an
+    existing row keeps its own).
     """
+    if links is None:
+        links = np.zeros((len(rows), 0))
     v = rows[:, rollup.CARRY]
     single = (
         (rows[:, rollup.N] == 1)
@@ -185,7 +212,7 @@ def _insert_rollups(
             con,
             _UPSERT[level],
             np.column_stack((gt[s], gb[s], v[s], rows[s, rollup.FIRST_TS], links[s])),
-            _SINGLE,
+            _SINGLE_ROW[level],
             _ON_CONFLICT,
         )
         rest = np.flatnonzero(~single)
@@ -205,6 +232,10 @@ def _update_level(
     bucket = (ts // level).astype(np.int64) * level
     change = np.ones(len(ts), dtype=bool)
     change[1:] = (tid[1:] != tid[:-1]) | (bucket[1:] != bucket[:-1])
+    if level == rollup.HOUR_S:
+        keep = _not_single_hours(cache, tid, bucket, change)
+        if keep is not None:
+            tid, ts, v, q, bucket, change = (x[keep] for x in (tid, ts, v, q, bucket, change))
     starts = np.flatnonzero(change)
     rows = rollup.group_stats(ts, v, q, starts)
     gt = tid[starts]
@@ -212,10 +243,7 @@ def _update_level(
     # one entry per tag (groups are sorted by tag, then bucket)
     tag_first = np.flatnonzero(np.concatenate([[True], gt[1:] != gt[:-1]]))
     utags = gt[tag_first].tolist()
-    missing = [t for t in utags if t not in cache]
-    if missing:
-        _load_latest(con, cache, level, missing)
-    cached = [cache[t] for t in utags]
+    cached = [cache[t] for t in utags]  # filled by ``_prime``
     ng = len(gt)
     per_tag = np.diff(np.append(tag_first, ng))
     c_bucket = np.repeat([-1 if c is None else c[0] for c in cached], per_tag)
@@ -234,32 +262,81 @@ def _update_level(
     redo = np.flatnonzero(~fixed)
     if len(redo):
         if level == rollup.HOUR_S:
-            rows[redo] = _recompute_hours(con, gt[redo], gb[redo])
+            rows[redo] = hours_from_raw(con, gt[redo], gb[redo])
         else:
             for i in redo.tolist():
                 rows[i] = _recompute_day(con, int(gt[i]), int(gb[i]))
-    # carry_in / gap_in of a new row: from the tag's previous group here, or from its cached
-    # newest row for its first group (a row appended to keeps its own: the upsert ignores it)
-    prev = np.empty((ng, 2))
-    prev[1:] = rows[:-1][:, [rollup.CARRY, rollup.LAST_TS]]
-    prev[tag_first] = [
-        (math.nan, math.nan) if c is None else (c[1][rollup.CARRY], c[1][rollup.LAST_TS])
-        for c in cached
-    ]
-    links = np.column_stack((prev[:, 0], rows[:, rollup.FIRST_TS] - prev[:, 1]))
+    links = None
+    if level == rollup.DAY_S:
+        # carry_in / gap_in of a new row: from the tag's previous group here, or from its
+        # cached newest row for its first group (a row appended to keeps its own)
+        prev = np.empty((ng, 2))
+        prev[1:] = rows[:-1][:, [rollup.CARRY, rollup.LAST_TS]]
+        prev[tag_first] = [
+            (math.nan, math.nan) if c is None else (c[1][rollup.CARRY], c[1][rollup.LAST_TS])
+            for c in cached
+        ]
+        links = np.column_stack((prev[:, 0], rows[:, rollup.FIRST_TS] - prev[:, 1]))
     # the newest group of each tag becomes its cached row when it is at least as new
     tag_last = np.append(tag_first[1:], ng) - 1
     last_rows = rows[tag_last].tolist()  # one conversion, not one per tag
     for t, c, b, row in zip(utags, cached, gb[tag_last].tolist(), last_rows, strict=True):
         if c is None or b >= c[0]:
             cache[t] = (b, tuple(row))
+    if level == rollup.HOUR_S:
+        # a new hour of one sample stays unstored: readers summarise that sample
+        keep = np.flatnonzero(~(newer & (rows[:, rollup.FIRST_TS] == rows[:, rollup.LAST_TS])))
+        if len(keep) < ng:
+            gt, gb, rows = gt[keep], gb[keep], rows[keep]
     _insert_rollups(con, level, gt, gb, rows, links)
-    if len(redo):
+    if len(redo) and level == rollup.DAY_S:
         # a late group may sit before rows of its tag: re-read carry_in from the group on
-        fix = _FIX_LINKS.format(t=TABLE[level])
         tag_of = np.searchsorted(tag_first, redo, side="right") - 1
         for k in np.unique(tag_of).tolist():
-            con.execute(fix, (utags[k], int(gb[redo[tag_of == k]].min()), int(gb[tag_last[k]])))
+            con.execute(
+                _FIX_LINKS, (utags[k], int(gb[redo[tag_of == k]].min()), int(gb[tag_last[k]]))
+            )
+
+
+def _not_single_hours(
+    cache: dict[int, tuple[int, rollup.Row] | None],
+    tid: np.ndarray,
+    bucket: np.ndarray,
+    change: np.ndarray,
+) -> np.ndarray | None:
+    """Return a mask of the samples to summarise, or None for all of them.
+
+    Leaves out the samples of new hours holding just that one sample (they get no row), but
+    not a tag's newest hour, whose row becomes the cached one. Saves the statistics of most
+    groups of sparse tags.
+    """
+    starts = np.flatnonzero(change)
+    size = np.diff(np.append(starts, len(tid)))
+    gt = tid[starts]
+    newest = np.append(gt[1:] != gt[:-1], True)
+    drop = (size == 1) & ~newest
+    if not drop.any():
+        return None
+    drop &= bucket[starts] > _cached_buckets(cache, gt)
+    keep = np.ones(len(tid), dtype=bool)
+    keep[starts[drop]] = False
+    return keep
+
+
+def _cached_buckets(cache: dict[int, tuple[int, rollup.Row] | None], gt: np.ndarray) -> np.ndarray:
+    """Return the cached newest bucket of each group's tag (-1 when none); ``gt`` is sorted."""
+    tag_first = np.flatnonzero(np.concatenate([[True], gt[1:] != gt[:-1]]))
+    per_tag = np.diff(np.append(tag_first, len(gt)))
+    cached = [cache[t] for t in gt[tag_first].tolist()]
+    return np.repeat([-1 if c is None else c[0] for c in cached], per_tag)
+
+
+def _prime(con: sqlite3.Connection, cache: RollupCache, tags: list[int]) -> None:
+    """Load the newest bucket of each tag not yet cached, per level (call before inserting)."""
+    for level in (rollup.HOUR_S, rollup.DAY_S):
+        missing = [t for t in tags if t not in cache[level]]
+        if missing:
+            _load_latest(con, cache[level], level, missing)
 
 
 def _load_latest(
@@ -268,20 +345,50 @@ def _load_latest(
     level: int,
     tags: list[int],
 ) -> None:
-    """Fill the cache with the newest row of each tag (one query; SQLite's max() bare columns)."""
+    """Fill the cache with the newest row of each tag (one query; SQLite's max() bare columns).
+
+    For hours, the hour of the tag's last raw sample wins when it is newer than the newest
+    stored row (an unstored single-sample hour); its row is summarised from the raw samples.
+    """
     for t in tags:
         cache[t] = None
     for chunk in range(0, len(tags), 50_000):
+        part = json.dumps(tags[chunk : chunk + 50_000])
         sql = (
             f"SELECT tag_id, max(bucket), {_COLS} FROM {TABLE[level]} "
             "WHERE tag_id IN (SELECT value FROM json_each(?)) GROUP BY tag_id"
         )
-        for row in con.execute(sql, (json.dumps(tags[chunk : chunk + 50_000]),)):
+        for row in con.execute(sql, (part,)):
             cache[int(row[0])] = (int(row[1]), rollup.row_from_db(row[2:]))
+        if level != rollup.HOUR_S:
+            continue
+        newer: list[tuple[int, int]] = []
+        for t, last_ts in con.execute(
+            "SELECT j.value, (SELECT max(s.ts) FROM samples s WHERE s.tag_id = j.value) "
+            "FROM json_each(?) j",
+            (part,),
+        ):
+            if last_ts is None:
+                continue
+            hour = math.floor(last_ts / level) * level
+            c = cache[int(t)]
+            if c is None or hour > c[0]:
+                newer.append((int(t), hour))
+        if newer:
+            tids = np.array([t for t, _ in newer], dtype=np.int64)
+            hours = np.array([h for _, h in newer], dtype=np.int64)
+            for (t, h), row in zip(newer, hours_from_raw(con, tids, hours).tolist(), strict=True):
+                cache[t] = (h, tuple(row))
 
 
-def _recompute_hours(con: sqlite3.Connection, tids: np.ndarray, buckets: np.ndarray) -> np.ndarray:
-    """Return the rows of hours ``(tids[i], buckets[i])`` rebuilt from their raw samples."""
+def hours_from_raw(con: sqlite3.Connection, tids: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """Return the rows of hours ``(tids[i], buckets[i])`` summarised from their raw samples.
+
+    An hour without samples gets an empty row (``rollup.empty_rows``). Used for late or
+    replaced samples (the hour is rebuilt) and for hours with no stored row (one sample).
+    """
+    if len(tids) == 0:
+        return rollup.empty_rows(0)
     ranges = json.dumps(
         [[t, b, b + rollup.HOUR_S] for t, b in zip(tids.tolist(), buckets.tolist(), strict=True)]
     )
@@ -304,11 +411,49 @@ def _recompute_hours(con: sqlite3.Connection, tids: np.ndarray, buckets: np.ndar
     return out
 
 
+def store_single_hours(con: sqlite3.Connection, tid: int, before: float) -> int:
+    """Store the rows of tag ``tid``'s unstored hours with samples before ``before``.
+
+    ``purge`` calls this before deleting those samples, so an hour of a single sample keeps its
+    rollup row once its sample is gone. Return the number of rows stored.
+    """
+    data = np.array(
+        con.execute(
+            "SELECT s.ts, s.value, s.quality FROM samples s WHERE s.tag_id = ?1 AND s.ts < ?2 "
+            "AND NOT EXISTS (SELECT 1 FROM rollup_1h x WHERE x.tag_id = ?1 "
+            "AND x.bucket <= s.ts AND x.bucket > s.ts - 3600) ORDER BY s.ts",
+            (tid, float(before)),
+        ).fetchall(),
+        dtype=np.float64,
+    ).reshape(-1, 3)
+    if len(data) == 0:
+        return 0
+    ts = data[:, 0]
+    bucket = np.floor(ts / rollup.HOUR_S) * rollup.HOUR_S
+    starts = np.flatnonzero(np.concatenate([[True], bucket[1:] != bucket[:-1]]))
+    rows = rollup.group_stats(ts, data[:, 1], data[:, 2].astype(np.int64), starts)
+    tids = np.full(len(starts), float(tid))
+    insert_rows(con, _UPSERT[rollup.HOUR_S], np.column_stack((tids, bucket[starts], rows)))
+    return len(starts)
+
+
 def _recompute_day(con: sqlite3.Connection, tid: int, bucket: int) -> np.ndarray:
-    """Return the row of one day rebuilt from its hour rows (written earlier in this merge)."""
-    hours = con.execute(
-        f"SELECT {_COLS} FROM rollup_1h WHERE tag_id = ? AND bucket >= ? AND bucket < ? "
-        "ORDER BY bucket",
-        (tid, bucket, bucket + rollup.DAY_S),
-    ).fetchall()
-    return np.array(rollup.combine_all([rollup.row_from_db(h) for h in hours]))
+    """Return the row of one day rebuilt from its hours (stored rows written earlier in this
+    merge, and the hours of a single sample summarised from it)."""
+    stored = {
+        int(h[0]): rollup.row_from_db(h[1:])
+        for h in con.execute(
+            f"SELECT bucket, {_COLS} FROM rollup_1h WHERE tag_id = ? AND bucket >= ? "
+            "AND bucket < ?",
+            (tid, bucket, bucket + rollup.DAY_S),
+        )
+    }
+    missing = np.array(
+        [h for h in range(bucket, bucket + rollup.DAY_S, rollup.HOUR_S) if h not in stored],
+        dtype=np.int64,
+    )
+    rows = hours_from_raw(con, np.full(len(missing), tid, dtype=np.int64), missing)
+    for h, row in zip(missing.tolist(), rows.tolist(), strict=True):
+        if row[rollup.FIRST_TS] == row[rollup.FIRST_TS]:  # not NaN: the hour holds a sample
+            stored[h] = tuple(row)
+    return np.array(rollup.combine_all([stored[h] for h in sorted(stored)]))

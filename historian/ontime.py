@@ -8,10 +8,12 @@ tail of the window come from the samples, whole hours and days from the rollups.
 Each row of a segment (a sample, or a rollup row) accounts for its own inside time plus the gap
 to the next row of its segment, during which its last value (``carry``) is in force. For
 samples, finding that next sample is an index seek, needed only for samples whose carry is
-"on" or unknown. Rollup rows carry the link to their previous row (``carry_in``, ``gap_in``,
-kept by ``historian.merge``), so the gaps of a rollup segment are plain sums: the caller takes
+"on" or unknown. Day rows carry the link to their previous row (``carry_in``, ``gap_in``,
+kept by ``historian.merge``), so the gaps of a day segment are plain sums: the caller takes
 out the first row's gap (the segment head covers it) and adds the last row's gap to the
-segment end, from the first and last rows (one seek each).
+segment end, from the first and last rows (one seek each). An hour segment (at most 23 hours
+at each end of the window) reads its stored hour rows and the samples of the hours without
+one (an hour of a single sample has no row), ordered with a window function.
 
 The value in force at each segment start chains from the previous segment; the value in force
 at ``start`` is one seek per tag.
@@ -77,6 +79,31 @@ def _rollup_sql(table: str) -> str:
     )
 
 
+# Per tag: the hour segment's items (stored hour rows, and the samples of hours with no stored
+# row, which hold one sample each) in time order; each adds its own on / known seconds and the
+# time to the next item (or the segment end) while its carry is in force.
+_HOUR_SQL = """
+SELECT tag_id, MIN(f),
+  TOTAL(o + CASE WHEN c != 0 THEN nx - l ELSE 0 END),
+  TOTAL(k + CASE WHEN c IS NOT NULL THEN nx - l ELSE 0 END),
+  MAX(CASE WHEN nx_row IS NULL THEN c END)
+FROM (
+  SELECT tag_id, f, l, c, o, k, LEAD(f, 1, :b) OVER w AS nx, LEAD(f) OVER w AS nx_row
+  FROM (
+    SELECT r.tag_id AS tag_id, r.first_ts AS f, r.last_ts AS l, r.carry AS c,
+      COALESCE(r.on_s, 0) AS o, COALESCE(r.known_s, 0) AS k
+    FROM rollup_1h r
+    WHERE r.tag_id IN (SELECT value FROM json_each(:ids)) AND r.bucket >= :a AND r.bucket < :b
+    UNION ALL
+    SELECT s.tag_id, s.ts, s.ts, CASE WHEN {known} THEN s.value END, 0, 0
+    FROM samples s
+    WHERE s.tag_id IN (SELECT value FROM json_each(:ids)) AND s.ts >= :a AND s.ts < :b
+      AND NOT EXISTS (SELECT 1 FROM rollup_1h x WHERE x.tag_id = s.tag_id
+                      AND x.bucket <= s.ts AND x.bucket > s.ts - 3600)
+  ) WINDOW w AS (PARTITION BY tag_id ORDER BY f)
+) GROUP BY tag_id
+"""
+
 _NEXT_RAW = (
     "(SELECT MIN(x.ts) FROM samples x WHERE x.tag_id = s.tag_id AND x.ts > s.ts AND x.ts < :b)"
 )
@@ -94,10 +121,16 @@ SELECT g.tag_id, g.f, g.o, -g.u, {_CARRY_OF.format(s="l")} FROM (
 ) g JOIN samples l ON l.tag_id = g.tag_id AND l.ts = g.mt
 """
 
+# The value in force at :t: the last sample before it, or the carry of the last hour row before
+# :t's hour (:h) when that row ends later (``purge`` dropped the samples; as
+# ``historian.sqlite_query.carry_in``).
 _CARRY_SQL = """
-SELECT j.value, (SELECT CASE WHEN s.quality < 2 THEN s.value END FROM samples s
-                 WHERE s.tag_id = j.value AND s.ts < :t ORDER BY s.ts DESC LIMIT 1)
+SELECT j.value, s.ts, CASE WHEN s.quality < 2 THEN s.value END, r.last_ts, r.carry
 FROM json_each(:ids) j
+LEFT JOIN samples s ON s.tag_id = j.value AND s.ts = (
+  SELECT max(x.ts) FROM samples x WHERE x.tag_id = j.value AND x.ts < :t)
+LEFT JOIN rollup_1h r ON r.tag_id = j.value AND r.bucket = (
+  SELECT max(y.bucket) FROM rollup_1h y WHERE y.tag_id = j.value AND y.bucket < :h)
 """
 
 #: A sample counts as known (``historian.base.Sample.known``): not bad, numeric and finite.
@@ -112,6 +145,8 @@ WHERE s.tag_id IN (SELECT value FROM json_each(:ids)) AND s.ts >= :a AND s.ts < 
   AND NOT {_KNOWN.format(s="s")}
 ORDER BY s.tag_id, s.ts
 """
+
+_HOUR_SQL = _HOUR_SQL.format(known=_KNOWN.format(s="s"))
 
 _HEAD_SQL = f"""
 SELECT j.value,
@@ -155,7 +190,14 @@ def _query(
     n = len(ids)
     ids_json = json.dumps(ids)
     cur = np.full(n, math.nan)
-    for tid, value in con.execute(_CARRY_SQL, {"ids": ids_json, "t": float(start)}):
+    hour = math.floor(start / 3600) * 3600
+    for tid, ts, value, row_ts, row_carry in con.execute(
+        _CARRY_SQL, {"ids": ids_json, "t": float(start), "h": hour}
+    ):
+        if ts is None and row_ts is None:
+            continue
+        if row_ts is not None and (ts is None or row_ts > ts):
+            value = row_carry
         if value is not None:
             cur[pos[tid]] = float(value)
     on = np.zeros(n)
@@ -174,6 +216,16 @@ def _query(
                 first[i] = f
                 s_on[i] = o or 0.0
                 s_known[i] = (k or 0.0) + (b - f)  # the gaps telescope (module docstring)
+                if c is not None:
+                    last[i] = c
+        elif level == 3600:
+            params = {"ids": ids_json, "a": int(a), "b": int(b)}
+            for tid, f, o, k, c in con.execute(_HOUR_SQL, params):
+                i = pos[tid]
+                has[i] = True
+                first[i] = f
+                s_on[i] = o
+                s_known[i] = k
                 if c is not None:
                     last[i] = c
         else:

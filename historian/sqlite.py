@@ -4,8 +4,8 @@ Layout: ``tags(id, name)``; ``samples(tag_id, ts, value REAL, text, quality, rea
 ``(tag_id, ts)`` WITHOUT ROWID so a tag's time range is one contiguous B-tree scan (numbers go to
 ``value``, strings to ``text``); ``rollup_1h`` / ``rollup_1d`` keyed by ``(tag_id, bucket)`` with the
 columns of ``historian.rollup.COLUMNS`` plus the link to the tag's previous row (``carry_in``: its
-carry, ``gap_in``: this row's first sample time minus its last; schema version 3, older files are
-migrated on open); ``replacements(tag_id, ts, old_final, new_initial)``;
+carry, ``gap_in``: this row's first sample time minus its last; kept for day rows, NULL in new
+hour rows); ``replacements(tag_id, ts, old_final, new_initial)``;
 ``pending(seq, n, data, texts)``, the log of written but not yet merged batches.
 
 Writes: one transaction per batch. A small batch (fewer than ``defer_points`` samples, the
@@ -17,11 +17,16 @@ misses a sample. A merge moves pending rows into ``samples`` and the rollups in 
 so a crash leaves either the pending rows or their merged result, never both or neither; pending
 rows left by a crash or by another process are merged by the next reader.
 
+Schema version 4: an hour holding a single sample has no ``rollup_1h`` row; readers summarise
+it from that sample (``historian.merge``). Older files (every hour stored) are read as they are:
+a stored row always wins, so opening a version 3 file only updates the version number.
+
 Queries: ``query_agg`` and ``on_time_detail`` cut the window into whole days and hours
 (rollups) and raw pieces at the unaligned edges (``historian.rollup.plan``), so a trend costs
 about one rollup row per hour plus the raw samples of the hours its bucket edges fall into,
 whatever the start and bucket width. ``purge(before)`` drops raw samples (keeping each tag's
-last one before the horizon, so the value in force stays known); rollups are kept forever.
+last one before the horizon, so the value in force stays known) after storing the hour rows of
+single samples it drops; rollups are kept forever.
 
 Threading: every method may be called from any thread; one lock serialises use of the
 connection. If another process commits to the same file (``scada history import`` while the
@@ -46,19 +51,21 @@ from historian.base import (
     AggFn,
     AggSeries,
     BackendUnavailable,
+    HistorianError,
     OnTime,
     Replacement,
     Sample,
     check_range,
 )
-from historian.merge import TABLE, merge, new_cache
+from historian.merge import TABLE, merge, new_cache, store_single_hours
 from historian.pending import Columns, encode
 from historian.sqlite_query import atom_rows, carry_in
 from tags.model import Quality, Reason
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: the pending table; 3: carry_in, gap_in of the rollup rows
+# 2: the pending table; 3: carry_in, gap_in of the rollup rows; 4: no hour rows of one sample
+SCHEMA_VERSION = 4
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -142,6 +149,14 @@ class SqliteHistorian:
         self._con.execute("PRAGMA cache_size=-131072")  # 128 MiB: a merge touches many pages
         self._con.execute("PRAGMA temp_store=MEMORY")
         self._con.executescript(_SCHEMA)
+        row = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            self._con.close()
+            raise HistorianError(
+                f"{self.path}: written by a newer version of this software (schema {row[0]}; "
+                f"this one reads up to {SCHEMA_VERSION}): upgrade, or restore a backup made "
+                "before the upgrade"
+            )
         _migrate(self._con)
         self._con.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -329,7 +344,11 @@ class SqliteHistorian:
                 raise
 
     def purge(self, before: float) -> int:
-        """Delete raw samples older than ``before`` (each tag keeps its last one); return the count."""
+        """Delete raw samples older than ``before`` (each tag keeps its last one); return the count.
+
+        An hour whose single sample goes gets its rollup row stored first (in the same
+        transaction), so rollup answers stay as they were.
+        """
         deleted = 0
         with self._lock:
             self._catch_up()
@@ -337,6 +356,13 @@ class SqliteHistorian:
             for tid in list(self._names):
                 self._con.execute("BEGIN IMMEDIATE")
                 try:
+                    if self._rollups:
+                        cutoff = self._con.execute(
+                            "SELECT max(ts) FROM samples WHERE tag_id = ? AND ts < ?",
+                            (tid, float(before)),
+                        ).fetchone()[0]
+                        if cutoff is not None:
+                            store_single_hours(self._con, tid, cutoff)
                     cur = self._con.execute(
                         "DELETE FROM samples WHERE tag_id = ?1 AND ts < "
                         "(SELECT max(ts) FROM samples WHERE tag_id = ?1 AND ts < ?2)",

@@ -1,7 +1,8 @@
 """Read a SQLite historian window as atoms: rollup rows for whole hours/days, raw edge pieces.
 
 Used by ``SqliteHistorian.query_agg`` and ``on_time_detail`` with its lock held; the window plan
-and the arithmetic live in ``historian.rollup`` (``plan``, ``step``, ``reduce``).
+and the arithmetic live in ``historian.rollup`` (``plan``, ``step``, ``reduce``). An hour with
+no stored row holds at most one sample (``historian.merge``): its row is summarised from it.
 """
 
 from __future__ import annotations
@@ -22,27 +23,30 @@ BAD = int(Quality.BAD)
 __all__ = ["atom_rows", "carry_in"]
 
 
+# the last sample before ?2 and the last hour row before hour ?3, in one statement
+_CARRY_IN = (
+    "SELECT s.ts, s.value, s.quality, r.last_ts, r.carry FROM (SELECT 1) "
+    "LEFT JOIN samples s ON s.tag_id = ?1 AND s.ts = "
+    "(SELECT max(x.ts) FROM samples x WHERE x.tag_id = ?1 AND x.ts < ?2) "
+    "LEFT JOIN rollup_1h r ON r.tag_id = ?1 AND r.bucket = "
+    "(SELECT max(y.bucket) FROM rollup_1h y WHERE y.tag_id = ?1 AND y.bucket < ?3)"
+)
+
+
 def carry_in(con: sqlite3.Connection, tid: int, start: float) -> float:
     """Return the good value in force at ``start`` (NaN if none), as the rollups see it.
 
-    The last hour row before ``start``'s hour gives it unless a raw sample lies between that
-    hour and ``start``; this stays right after ``purge`` dropped the older raw samples.
+    The later of the last raw sample before ``start`` and the last stored hour row before
+    ``start``'s hour gives it; this stays right after ``purge`` dropped the older raw samples.
     """
     hour = math.floor(start / rollup.HOUR_S) * rollup.HOUR_S
-    raw = con.execute(
-        "SELECT value, quality FROM samples WHERE tag_id = ? AND ts >= ? AND ts < ? "
-        "ORDER BY ts DESC LIMIT 1",
-        (tid, float(hour), float(start)),
+    ts, value, quality, row_ts, row_carry = con.execute(
+        _CARRY_IN, (tid, float(start), hour)
     ).fetchone()
-    if raw is not None:
-        value, quality = raw
+    if ts is not None and (row_ts is None or ts >= row_ts):
         ok = value is not None and quality != int(Quality.BAD) and math.isfinite(value)
         return float(value) if ok else math.nan
-    row = con.execute(
-        "SELECT carry FROM rollup_1h WHERE tag_id = ? AND bucket < ? ORDER BY bucket DESC LIMIT 1",
-        (tid, hour),
-    ).fetchone()
-    return math.nan if row is None or row[0] is None else float(row[0])
+    return math.nan if row_carry is None else float(row_carry)
 
 
 def atom_rows(
@@ -62,6 +66,7 @@ def atom_rows(
     """
     full = rollup.empty_rows(len(atoms))
     col_idx = [rollup.COLUMNS.index(c) for c in columns]
+    unstored = np.zeros(0, dtype=np.int64)  # hour atoms without a stored row
     for level, table in TABLE.items():
         sel = atoms.level == level
         count = int(sel.sum())
@@ -83,12 +88,24 @@ def atom_rows(
         idx = np.minimum(np.searchsorted(atoms.a, data[:, 0]), len(atoms) - 1)
         ok = (atoms.a[idx] == data[:, 0]) & (atoms.level[idx] == level)
         full[np.ix_(idx[ok], col_idx)] = data[ok, 1:]
+        if level == rollup.HOUR_S and ok.sum() < count:  # hours of one sample, or none
+            stored = np.zeros(len(atoms), dtype=bool)
+            stored[idx[ok]] = True
+            unstored = np.flatnonzero(sel & ~stored)
     raw = np.flatnonzero(atoms.level == 0)
-    if len(raw):
-        ra, rb = atoms.a[raw], atoms.b[raw]
-        # a few pieces (on-time, short windows): one query for their hours is cheapest
-        rows = _pieces_by_difference(con, tid, ra, rb) if additive and len(raw) >= 16 else None
-        full[raw] = _pieces_from_hours(con, tid, ra, rb) if rows is None else rows
+    rows = None
+    if additive and len(raw) >= 16:
+        rows = _pieces_by_difference(con, tid, atoms.a[raw], atoms.b[raw])
+    if rows is not None:
+        full[raw] = rows
+        if len(unstored):
+            full[unstored] = _unstored_hours(con, tid, atoms.a[unstored])
+    else:
+        # a few pieces (on-time, short windows): one query for their hours, and for the
+        # unstored hours (each a piece of its own) is cheapest
+        pieces = np.union1d(raw, unstored)
+        if len(pieces):
+            full[pieces] = _pieces_from_hours(con, tid, atoms.a[pieces], atoms.b[pieces])
     return full
 
 
@@ -112,6 +129,18 @@ def _fetch(
     if len(data) > 1 and not (np.diff(data[:, 0]) > 0).all():
         data = data[np.argsort(data[:, 0], kind="stable")]
     return data[:, 0], data[:, 1], data[:, 2].astype(np.int64)
+
+
+def _unstored_hours(con: sqlite3.Connection, tid: int, hours: np.ndarray) -> np.ndarray:
+    """Return the rows of hours (sorted starts) with no stored row, from their raw samples.
+
+    Such an hour holds one sample or none; adjacent hours are read with one range.
+    """
+    hi = hours + rollup.HOUR_S
+    new = np.concatenate([[True], hours[1:] > hi[:-1]])
+    ts, v, q = _fetch(con, tid, hours[new], np.maximum.reduceat(hi, np.flatnonzero(new)))
+    key = np.searchsorted(hours, ts, side="right") - 1
+    return _stats_by(key, ts, v, q, len(hours))
 
 
 def _stats_by(
@@ -218,7 +247,11 @@ def _pieces_by_difference(
         ).fetchall(),
         dtype=np.float64,
     ).reshape(-1, 1 + len(rollup.COLUMNS))
-    whole[np.searchsorted(hours, data[:, 0])] = data[:, 1:]
+    at = np.searchsorted(hours, data[:, 0])
+    whole[at] = data[:, 1:]
+    if len(at) < nh:  # hours of one sample have no stored row
+        missing = np.setdiff1d(np.arange(nh), at)
+        whole[missing] = _unstored_hours(con, tid, hours[missing])
     sl = short_left[:, None]
     left_rows = np.where(sl, short, rollup.earlier_part(whole, short, prev_ts, prev_carry))
     right_rows = np.where(sl, rollup.later_part(whole, short, next_ts), short)

@@ -132,6 +132,11 @@ class MoneyOut(_Out):
     level: int | None
     relay_actions: list[str]
     relay_failures: list[str]
+    relays: dict[str, bool] = Field(
+        default_factory=dict,
+        description="each relay of the account: tripped by billing (true) or not, after this "
+        "request (another evaluation may have made the change: relay_actions lists this one's)",
+    )
     repeated: bool = False
 
 

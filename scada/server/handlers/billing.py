@@ -174,10 +174,16 @@ class _BillingBase(ApiHandler):
             raise ApiError(400, f"the window is longer than {MAX_WINDOW_S / 86400:.0f} days")
         return start, end
 
+    @staticmethod
+    def relays(billing: Any, account_id: str) -> dict[str, bool]:
+        """Return ``{relay tag: tripped by billing}`` of an account's meters."""
+        acct = billing.account_config(account_id)
+        return {m.relay: billing.ledger.relay_tripped(m.relay) for m in acct.meters if m.relay}
+
     def account_json(self, billing: Any, item: dict[str, Any]) -> dict[str, Any]:
         acct = billing.account_config(item["id"])
         cfg = acct.config
-        relays = {m.relay: billing.ledger.relay_tripped(m.relay) for m in acct.meters if m.relay}
+        relays = self.relays(billing, item["id"])
         return {
             **item,
             "household": cfg.household,
@@ -302,6 +308,7 @@ class _MoneyOp(_BillingBase):
                     "level": None,
                     "relay_actions": [],
                     "relay_failures": [],
+                    "relays": self.relays(billing, account_id),
                     "repeated": True,
                 }
             )
@@ -350,6 +357,7 @@ class _MoneyOp(_BillingBase):
                 "level": None if status is None else int(status.level),
                 "relay_actions": actions,
                 "relay_failures": failures,
+                "relays": self.relays(billing, account_id),
                 "repeated": False,
             }
         )

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scada.scaleout.redis_bus import LINK_ERRORS, raise_if_cancelled, stop_task
+from scada.scaleout.wire import LUA_STREAM_IDS
 from tags.model import Source, TagDef, TagType
 
 __all__ = ["Backlog", "BacklogPolicy", "BacklogTrimmer", "backlog_tag_defs", "backlog_tag_names"]
@@ -42,18 +43,10 @@ ENTRY_OVERHEAD_BYTES = 40
 
 # KEYS: stream, lost hash. ARGV: building, cap (entries).
 # Returns {length after, trimmed (acknowledged), lost (over the cap), lost total, groups}.
-_TRIM_LUA = """
+_TRIM_LUA = (
+    LUA_STREAM_IDS
+    + """
 local stream = KEYS[1]
-local function split(id)
-  local ms, sq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(sq)
-end
-local function less(a, b)
-  local am, as = split(a)
-  local bm, bs = split(b)
-  if am ~= bm then return am < bm end
-  return as < bs
-end
 local function total(add)
   if add > 0 then return redis.call('HINCRBY', KEYS[2], ARGV[1], add) end
   return tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
@@ -88,6 +81,7 @@ if len > cap then
 end
 return {len, trimmed, lost, total(lost), #groups}
 """
+)
 
 
 def backlog_tag_names(building: str) -> dict[str, str]:

@@ -42,7 +42,14 @@ import numpy as np
 from redis.exceptions import ResponseError
 
 from scada.scaleout.redis_bus import LINK_ERRORS, raise_if_cancelled, stop_task
-from scada.scaleout.wire import KIND_DATA, KIND_HEARTBEAT, Entry, StreamKeys, decode_entry
+from scada.scaleout.wire import (
+    KIND_DATA,
+    KIND_HEARTBEAT,
+    LUA_STREAM_IDS,
+    Entry,
+    StreamKeys,
+    decode_entry,
+)
 from tags.catalog import KIND_STR
 from tags.model import Quality, Reason, Source, TagDef, TagType
 
@@ -57,17 +64,9 @@ _HSET_CHUNK = 1000
 
 # KEYS: applied, current, stats, stream. ARGV: building, group, first id, last id, src,
 # n_ack, ack ids..., data entries, records, field/value pairs...
-_COMMIT_LUA = """
-local function split(id)
-  local ms, sq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(sq)
-end
-local function ge(a, b)
-  local am, as = split(a)
-  local bm, bs = split(b)
-  if am ~= bm then return am > bm end
-  return as >= bs
-end
+_COMMIT_LUA = (
+    LUA_STREAM_IDS
+    + """
 local b = ARGV[1]
 local nack = tonumber(ARGV[6])
 local function ack()
@@ -94,6 +93,7 @@ redis.call('HINCRBY', KEYS[3], b .. ':records', records)
 ack()
 return 1
 """
+)
 
 
 def link_tag_defs(buildings: list[str]) -> list[TagDef]:

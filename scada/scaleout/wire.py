@@ -38,6 +38,7 @@ from tags.bus import ChangeBatch
 from tags.catalog import KIND_STR
 
 __all__ = [
+    "LUA_STREAM_IDS",
     "NO_BUILDING",
     "Entry",
     "StreamKeys",
@@ -251,3 +252,22 @@ def parse_stream_id(sid: bytes | str) -> tuple[int, int]:
     text = sid.decode() if isinstance(sid, bytes) else sid
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
+
+
+#: Lua helpers for stream entry ids ("<ms>-<seq>"), compared as numbers (the scripts of
+#: :mod:`scada.scaleout.central` and :mod:`scada.scaleout.backlog` start with it).
+LUA_STREAM_IDS = """
+local function split(id)
+  local ms, sq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(sq)
+end
+local function less(a, b)
+  local am, as = split(a)
+  local bm, bs = split(b)
+  if am ~= bm then return am < bm end
+  return as < bs
+end
+local function ge(a, b)
+  return not less(a, b)
+end
+"""

@@ -305,6 +305,31 @@ ROUTES: tuple[Route, ...] = (
         "session",
     ),
     Route(
+        "/api/me/sessions",
+        session.SessionsApi,
+        (
+            Op(
+                "GET",
+                "The caller's live sessions (address, browser, times; which one is this)",
+                responses={200: "OK", **_AUTH},
+            ),
+        ),
+        "session",
+    ),
+    Route(
+        "/api/me/sessions/{session_id}",
+        session.SessionApi,
+        (
+            Op(
+                "DELETE",
+                "End one of the caller's sessions",
+                params=(_p("session_id"),),
+                responses={200: "revoked", 404: "no such live session of the caller", **_AUTH},
+            ),
+        ),
+        "session",
+    ),
+    Route(
         "/api/tags",
         tags.TagsApi,
         (

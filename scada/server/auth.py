@@ -281,16 +281,21 @@ class Auth:
         self.setup_token: str | None = None
 
     # ------------------------------------------------------------------ login
-    async def login(self, name: str, password: str, ip: str) -> tuple[User, str]:
+    async def login(self, name: str, password: str, ip: str, label: str = "") -> tuple[User, str]:
         """Check a password (in a worker thread) and open a session; return (user, token).
 
+        ``label`` describes the session in the user's session list (address, browser).
         Raises :class:`LoginRefused` (401 for wrong credentials, 429 when rate limited).
         """
         user = await self._check_password(name, password, ip, "wrong username or password")
-        token = self.users.create_token(user.name, kind="session", ttl_s=self.session_ttl_s)
+        token = self.users.create_token(
+            user.name, kind="session", ttl_s=self.session_ttl_s, label=label[:200]
+        )
         return user, token
 
-    async def change_password(self, name: str, current: str, new: str, ip: str) -> str:
+    async def change_password(
+        self, name: str, current: str, new: str, ip: str, label: str = ""
+    ) -> str:
         """Change ``name``'s own password; return a new session token.
 
         The current password is checked like a login (rate limited per client and name:
@@ -314,7 +319,9 @@ class Auth:
                 store.close()
 
         await loop.run_in_executor(None, update)
-        return self.users.create_token(name, kind="session", ttl_s=self.session_ttl_s)
+        return self.users.create_token(
+            name, kind="session", ttl_s=self.session_ttl_s, label=label[:200]
+        )
 
     async def _check_password(self, name: str, password: str, ip: str, wrong: str) -> User:
         """Return the user if ``password`` is right; rate limited per (ip, name) and ip.

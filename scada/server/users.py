@@ -349,6 +349,31 @@ class UserStore:
         with self._conn:
             return self._conn.execute(sql, args).rowcount
 
+    def sessions(self, name: str) -> list[dict[str, Any]]:
+        """Return the live sessions of ``name`` (not revoked, not expired), newest first."""
+        rows = self._conn.execute(
+            "SELECT id, hash, label, created_ts, expires_ts, last_used_ts FROM tokens "
+            "WHERE name = ? AND kind = 'session' AND revoked = 0 "
+            "AND (expires_ts IS NULL OR expires_ts > ?) ORDER BY created_ts DESC, id DESC",
+            (name, self._clock()),
+        )
+        return [dict(r) for r in rows]
+
+    def revoke_session(self, name: str, session_id: int) -> bool:
+        """Revoke one live session of ``name`` by id; return False if it has no such session."""
+        with self._conn:
+            cur = self._conn.execute(
+                "UPDATE tokens SET revoked = 1 WHERE id = ? AND name = ? AND kind = 'session' "
+                "AND revoked = 0",
+                (session_id, name),
+            )
+        return cur.rowcount > 0
+
+    @staticmethod
+    def token_hash(token: str) -> str:
+        """The stored form of a token (to recognise the caller's own session)."""
+        return _token_hash(token)
+
     def tokens(self, name: str) -> list[dict[str, Any]]:
         """Return the token records of ``name`` (no secrets)."""
         rows = self._conn.execute(

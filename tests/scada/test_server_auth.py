@@ -455,3 +455,53 @@ async def test_users_change_their_own_password(served: Served) -> None:
         )
         codes.append(st)
     assert codes[:-1] == [401] * limiter.max_failures and codes[-1] == 429
+
+
+async def test_users_see_and_end_their_own_sessions(served: Served) -> None:
+    async def login(agent: str) -> Any:
+        st, body, _ = await served.api(
+            "POST",
+            "/api/login",
+            role=None,
+            body={"username": "oncall", "password": PASSWORD},
+            headers={"User-Agent": agent},
+        )
+        assert st == 200
+        return body
+
+    desk = await login("Firefox/140 control-room desk")
+    phone = await login("Mobile Safari on-call phone")
+    st, listed, _ = await served.api("GET", "/api/me/sessions", token=desk["token"])
+    assert st == 200
+    sessions = listed["sessions"]
+    assert [s["label"] for s in sessions] == [
+        "127.0.0.1 Mobile Safari on-call phone",
+        "127.0.0.1 Firefox/140 control-room desk",
+    ]
+    assert [s["current"] for s in sessions] == [False, True]  # seen from the desk
+    assert all(s["expires_at"] and s["created_at"] for s in sessions)
+    # the phone is lost: end its session from the desk
+    phone_id = sessions[0]["id"]
+    st, done, _ = await served.api("DELETE", f"/api/me/sessions/{phone_id}", token=desk["token"])
+    assert st == 200 and done == {"revoked": phone_id}
+    st, _, _ = await served.api("GET", "/api/me", token=phone["token"])
+    assert st == 401
+    st, _, _ = await served.api("GET", "/api/me", token=desk["token"])
+    assert st == 200
+    # only one's own, live sessions: another user's id or an ended one is 404
+    st, _, _ = await served.api("DELETE", f"/api/me/sessions/{phone_id}", token=desk["token"])
+    assert st == 404
+    st, other, _ = await served.api(
+        "POST", "/api/login", role=None, body={"username": "viewer", "password": PASSWORD}
+    )
+    viewer_id = (await served.api("GET", "/api/me/sessions", token=other["token"]))[1]["sessions"][
+        0
+    ]["id"]
+    st, _, _ = await served.api("DELETE", f"/api/me/sessions/{viewer_id}", token=desk["token"])
+    assert st == 404
+    st, _, _ = await served.api("GET", "/api/me", token=other["token"])
+    assert st == 200
+    st, _, _ = await served.api("DELETE", "/api/me/sessions/abc", token=desk["token"])
+    assert st == 404
+    entries = served.server.ctx.audit.query(action="session.revoke")
+    assert [(e["user"], e["target"]) for e in entries] == [("oncall", f"session {phone_id}")]

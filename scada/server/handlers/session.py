@@ -23,6 +23,7 @@ from scada.server.auth import (
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import LoginBody, PasswordBody, SetupBody
 from scada.server.users import UserError
+from tags.model import iso
 
 __all__ = [
     "LoginApi",
@@ -33,6 +34,8 @@ __all__ = [
     "PasswordApi",
     "PasswordPage",
     "RootPage",
+    "SessionApi",
+    "SessionsApi",
     "SetupApi",
     "SetupPage",
 ]
@@ -136,7 +139,9 @@ class LoginApi(ApiHandler):
     async def post(self) -> None:
         body = self.body(LoginBody)
         try:
-            user, token = await self.ctx.auth.login(body.username, body.password, self.source)
+            user, token = await self.ctx.auth.login(
+                body.username, body.password, self.source, _session_label(self)
+            )
         except LoginRefused as exc:
             self.ctx.audit.record(
                 "login", user=body.username, source=self.source, result="denied", detail=str(exc)
@@ -155,6 +160,60 @@ class LoginApi(ApiHandler):
                 "expires_in_s": self.ctx.auth.session_ttl_s,
             }
         )
+
+
+def _session_label(handler: ApiHandler) -> str:
+    """Describe a new session for its user's session list: client address and browser."""
+    agent = " ".join(handler.request.headers.get("User-Agent", "").split())[:150]
+    return f"{handler.source} {agent}".strip()
+
+
+def _request_token(handler: ApiHandler) -> str | None:
+    """The token the request authenticated with (bearer header, else the session cookie)."""
+    auth = handler.request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return handler.get_cookie(SESSION_COOKIE)
+
+
+class SessionsApi(ApiHandler):
+    """``GET /api/me/sessions``: the caller's live sessions (browsers signed in)."""
+
+    def get(self) -> None:
+        assert self.user is not None
+        token = _request_token(self)
+        mine = self.ctx.users.token_hash(token) if token else None
+        rows = self.ctx.users.sessions(self.user.name)
+        self.reply(
+            {
+                "sessions": [
+                    {
+                        "id": r["id"],
+                        "label": r["label"],
+                        "created_at": iso(r["created_ts"]),
+                        "last_used_at": iso(r["last_used_ts"]),
+                        "expires_at": iso(r["expires_ts"]),
+                        "current": r["hash"] == mine,
+                    }
+                    for r in rows
+                ]
+            }
+        )
+
+
+class SessionApi(ApiHandler):
+    """``DELETE /api/me/sessions/{id}``: end one of the caller's sessions (e.g. a lost laptop)."""
+
+    def delete(self, session_id: str) -> None:
+        assert self.user is not None
+        if not session_id.isdigit() or not self.ctx.users.revoke_session(
+            self.user.name, int(session_id)
+        ):
+            raise ApiError(404, f"no live session {session_id} of user {self.user.name}")
+        self.ctx.audit.record(
+            "session.revoke", user=self.user, source=self.source, target=f"session {session_id}"
+        )
+        self.reply({"revoked": int(session_id)})
 
 
 def _set_session_cookies(handler: ApiHandler, token: str) -> str:
@@ -187,7 +246,11 @@ class PasswordApi(ApiHandler):
         assert self.user is not None
         try:
             token = await self.ctx.auth.change_password(
-                self.user.name, body.current_password, body.new_password, self.source
+                self.user.name,
+                body.current_password,
+                body.new_password,
+                self.source,
+                _session_label(self),
             )
         except LoginRefused as exc:
             self.ctx.audit.record(
@@ -238,19 +301,13 @@ class LogoutApi(ApiHandler):
     """``POST /api/logout``: end the session (or revoke the bearer token used)."""
 
     def post(self) -> None:
-        token = self._token()
+        token = _request_token(self)
         if token:
             self.ctx.auth.logout(token)
         self.ctx.audit.record("logout", user=self.user, source=self.source)
         self.clear_cookie(SESSION_COOKIE, path="/")
         self.clear_cookie(XSRF_COOKIE, path="/")
         self.reply({"ok": True})
-
-    def _token(self) -> str | None:
-        auth = self.request.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            return auth[7:].strip()
-        return self.get_cookie(SESSION_COOKIE)
 
 
 class LogoutPage(ApiHandler):

@@ -104,6 +104,10 @@ def _page_builder(name: str) -> Callable[[HmiSession, Document, HmiServices], No
         from hmi.config_page import make_config
 
         return lambda s, d, _svc: make_config(s, d)
+    if name == "audit":
+        from hmi.audit_page import make_audit
+
+        return lambda s, d, _svc: make_audit(s, d)
     if name == "tenant":
         from hmi.tenant import make_tenant
 

@@ -3,7 +3,9 @@
 The frame fills the window (``sizing_mode="stretch_both"``); pages give their body a
 stretching layout so nothing scrolls on a wall display, only long lists scroll inside
 themselves. Which pages a user sees follows the role: a ``tenant`` sees only the tenant
-page; the configuration page needs the ``config`` permission.
+page; the configuration page needs the ``config.read`` permission, the audit page
+``audit.read``. At the right of the navigation: the user, a "password" link to the
+change-password page (``/password``) and a "log out" link (``/logout``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ PAGES: dict[str, str] = {
     "trends": "Trends",
     "meters": "Meters",
     "config": "Configuration",
+    "audit": "Audit log",
     "tenant": "My account",
 }
 
@@ -44,6 +47,8 @@ def page_allowed(session: HmiSession, page: str) -> bool:
         return False
     if page == "config":
         return session.may("config.read")
+    if page == "audit":
+        return session.may("audit.read")
     return session.may("tags.read")
 
 
@@ -62,9 +67,16 @@ def _nav(session: HmiSession, current: str) -> str:
     who = html.escape(f"{session.user_name} ({session.user.role})") if session.user else ""
     site = getattr(session.runtime, "site", None)
     title = html.escape(getattr(getattr(site, "site", None), "name", "") or "SCADA")
+    account = (
+        '<a href="/password" class="account" data-link="password" title="change your password">'
+        'password</a><a href="/logout" class="account" data-link="logout">log out</a>'
+        if session.user is not None
+        else ""
+    )
     return (
         f'<nav class="hmi-nav"><b>{title}</b>{"".join(links)}'
-        f'<span class="who" data-user="{html.escape(session.user_name)}">{who}</span></nav>'
+        f'<span class="who" data-user="{html.escape(session.user_name)}">{who}</span>'
+        f"{account}</nav>"
     )
 
 

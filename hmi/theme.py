@@ -96,6 +96,7 @@ PAGE_CSS = f"""
 .hmi-nav a {{ color: {TEXT}; text-decoration: none; padding: 0.15em 0.4em; border-radius: 3px; }}
 .hmi-nav a.current {{ background: {EQUIPMENT_DARK}; color: #FFF; }}
 .hmi-nav .who {{ margin-left: auto; color: {TEXT_DIM}; }}
+.hmi-nav a.account {{ color: {TEXT_DIM}; font-size: 0.9em; text-decoration: underline; }}
 .v {{ font-variant-numeric: tabular-nums; font-weight: 600; }}
 .u {{ color: {TEXT_DIM}; font-size: 0.85em; margin-left: 0.15em; }}
 .q-uncertain {{ background: repeating-linear-gradient(45deg, transparent 0 4px, {STALE}66 4px 8px);

@@ -16,29 +16,12 @@ age such as ``30d``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from scada.cli import add_data_dir
-
-COLUMNS = (
-    "seq",
-    "time",
-    "user",
-    "role",
-    "source",
-    "action",
-    "target",
-    "result",
-    "before",
-    "after",
-    "detail",
-    "hash",
-)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,7 +88,7 @@ def verify(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     from scada.commands.alarms import parse_time
-    from scada.server.audit import MAX_QUERY_ROWS, AuditLog
+    from scada.server.audit import EXPORT_COLUMNS, MAX_QUERY_ROWS, AuditLog, write_csv
 
     now = time.time()
     try:
@@ -120,9 +103,7 @@ def export(args: argparse.Namespace) -> int:
     query = AuditLog.query_file
     after_seq = 0
     out = sys.stdout
-    writer = csv.writer(out) if args.format == "csv" else None
-    if writer is not None:
-        writer.writerow(COLUMNS)
+    first = True
     while True:  # pages of MAX_QUERY_ROWS, oldest first
         rows = query(
             path,
@@ -134,22 +115,14 @@ def export(args: argparse.Namespace) -> int:
             limit=MAX_QUERY_ROWS,
             oldest_first=True,
         )
-        for r in rows:
-            _emit(writer, out, r)
+        if args.format == "csv":
+            write_csv(rows, out, header=first)
+        else:
+            for r in rows:
+                line = {k: r.get(k) for k in EXPORT_COLUMNS}
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        first = False
         if len(rows) < MAX_QUERY_ROWS:
             break
         after_seq = rows[-1]["seq"]
     return 0
-
-
-def _emit(writer: Any, out: Any, r: dict[str, Any]) -> None:
-    if writer is None:
-        out.write(json.dumps({k: r.get(k) for k in COLUMNS}, ensure_ascii=False) + "\n")
-        return
-    cells = []
-    for k in COLUMNS:
-        v = r.get(k)
-        if k in ("before", "after"):
-            v = "" if v is None else json.dumps(v, ensure_ascii=False)
-        cells.append("" if v is None else v)
-    writer.writerow(cells)

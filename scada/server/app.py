@@ -1028,7 +1028,7 @@ ROUTES: tuple[Route, ...] = (
         (
             Op(
                 "GET",
-                "Audit log entries, newest first",
+                "Audit log entries, newest first (JSON, or a CSV download)",
                 A.AUDIT_READ,
                 params=(
                     _q("since", _TIME),
@@ -1037,9 +1037,16 @@ ROUTES: tuple[Route, ...] = (
                     _q("action", "glob"),
                     _q("target", "glob"),
                     _q("result", enum=("ok", "denied", "failed")),
-                    _q("limit", type="integer"),
+                    _q("limit", "at most 10000 (default 1000; CSV 10000)", type="integer"),
+                    _q(
+                        "format",
+                        "json (default) or csv: a download with a header row, "
+                        "before/after as JSON text",
+                        enum=tuple(admin.AUDIT_FORMATS),
+                    ),
                 ),
-                responses={200: "OK", 400: "bad query", **_AUTH},
+                responses={200: "the entries (JSON) or a CSV download", 400: "bad query", **_AUTH},
+                produces=("text/csv",),
             ),
         ),
         "audit",

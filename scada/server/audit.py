@@ -24,19 +24,29 @@ Entries written before the chain existed (schema without ``hash``) are counted a
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from tags.model import iso
 
-__all__ = ["FILE_NAME", "GENESIS", "AuditLog", "entry_hash", "verify_file"]
+__all__ = [
+    "EXPORT_COLUMNS",
+    "FILE_NAME",
+    "GENESIS",
+    "AuditLog",
+    "entry_hash",
+    "export_cells",
+    "verify_file",
+    "write_csv",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +83,56 @@ _FIELDS = ("seq", "ts", "user", "role", "source", "action", "target", "result", 
 _FIELDS += ("after", "detail")
 
 
+#: Columns of an exported entry, in order: the CSV header (``scada audit export``,
+#: ``GET /api/audit?format=csv``) and the keys of a JSON-lines export.
+EXPORT_COLUMNS = (
+    "seq",
+    "time",
+    "user",
+    "role",
+    "source",
+    "action",
+    "target",
+    "result",
+    "before",
+    "after",
+    "detail",
+    "hash",
+)
+
+
 def _json(v: Any) -> str | None:
     return None if v is None else json.dumps(v, default=str, ensure_ascii=False)
+
+
+def export_cells(entry: dict[str, Any]) -> list[Any]:
+    """Return the CSV cells of a queried entry (``EXPORT_COLUMNS`` order).
+
+    ``before`` and ``after`` become JSON text, a missing value an empty cell.
+    """
+    cells: list[Any] = []
+    for k in EXPORT_COLUMNS:
+        v = entry.get(k)
+        if k in ("before", "after"):
+            v = _json(v)
+        cells.append("" if v is None else v)
+    return cells
+
+
+def write_csv(entries: Iterable[dict[str, Any]], out: Any, *, header: bool = True) -> int:
+    """Write queried entries to the text stream ``out`` as CSV; return the number of rows.
+
+    One row per entry (:func:`export_cells`), after a header row unless ``header`` is False
+    (a later page of the same export).
+    """
+    writer = csv.writer(out)
+    if header:
+        writer.writerow(EXPORT_COLUMNS)
+    n = 0
+    for entry in entries:
+        writer.writerow(export_cells(entry))
+        n += 1
+    return n
 
 
 def entry_hash(prev: str, row: tuple[Any, ...]) -> str:

@@ -10,6 +10,7 @@ from bokeh.core.property.vectorization import Value
 from bokeh.document import Document
 from bokeh.document.events import ColumnsPatchedEvent
 
+from hmi.audit_page import audit_rows, chain_html, csv_link
 from hmi.config_page import csv_devices_yaml, errors_html
 from hmi.mimic import Mimic, column_patch, unit_state
 from hmi.model import building_layout
@@ -181,3 +182,37 @@ def test_quality_hatches_are_scalar_overlays(estate) -> None:
         if spec.value is not None:
             hatched[r.name] = (spec.value, r.view.filter.column_name, r.view.filter.group)
     assert hatched == {"units-stale": ("/", "hatch", "/"), "units-lost": ("x", "hatch", "x")}
+
+
+def test_chain_status_is_intact_with_its_head_or_broken_in_the_alarm_colour() -> None:
+    intact = chain_html(
+        {"ok": True, "entries": 7, "head": {"seq": 7, "hash": "ab" * 32}, "broken_at": None}
+    )
+    assert 'data-chain="intact"' in intact and 'data-head="7"' in intact and "abababab" in intact
+    broken = chain_html(
+        {"ok": False, "entries": 4, "head": None, "broken_at": 3, "reason": "changed <x>"}
+    )
+    assert 'class="result-bad"' in broken and "BROKEN at seq 3" in broken
+    assert "&lt;x&gt;" in broken  # escaped
+    assert 'data-chain="error"' in chain_html(None, OSError("disk gone"))
+
+
+def test_rows_use_the_site_time_zone_and_links_carry_the_filters() -> None:
+    entry = {
+        "seq": 1,
+        "ts": 1714521600.0,  # 2024-05-01 00:00 UTC
+        "user": "olga",
+        "role": "operator",
+        "source": "hmi 10.0.0.1",
+        "action": "alarm.ack",
+        "target": "b1.trip",
+        "result": "ok",
+        "detail": None,
+        "before": {"state": "unacknowledged"},
+        "after": None,
+    }
+    rows = audit_rows([entry], "Europe/Berlin")
+    assert rows["time"] == ["2024-05-01 02:00:00"] and rows["detail"] == [""]
+    assert '"unacknowledged"' in rows["before"][0] and rows["after"] == [""]
+    link = csv_link({"since": 10.5, "until": 20.2, "user": "olga", "action": "alarm.*"})
+    assert link == "/api/audit?format=csv&since=10&until=21&user=olga&action=alarm.%2A"

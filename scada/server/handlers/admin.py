@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from scada.server.audit import verify_file
+import io
+import time
+from datetime import UTC, datetime
+
+from scada.server.audit import MAX_QUERY_ROWS, verify_file, write_csv
 from scada.server.auth import ASSIGNABLE_ROLES, PERMISSIONS, SCOPED_ACTIONS, Role
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import TokenBody, UserCreateBody, UserUpdateBody
 from scada.server.users import UserError
 
-__all__ = ["AuditApi", "AuditVerifyApi", "RolesApi", "UserApi", "UserTokensApi", "UsersApi"]
+__all__ = [
+    "AUDIT_FORMATS",
+    "AuditApi",
+    "AuditVerifyApi",
+    "RolesApi",
+    "UserApi",
+    "UserTokensApi",
+    "UsersApi",
+]
 
 
 class UsersApi(ApiHandler):
@@ -152,9 +164,20 @@ class AuditVerifyApi(ApiHandler):
 
 
 class AuditApi(ApiHandler):
-    """``GET /api/audit``: audit entries, newest first."""
+    """``GET /api/audit``: audit entries, newest first, as JSON or a CSV download.
+
+    ``format=csv`` answers the same entries as ``text/csv`` with a header row
+    (:func:`~scada.server.audit.write_csv`, as ``scada audit export``) and a file name
+    ``audit-<from>-<to>.csv`` (UTC; ``from`` is ``since`` or the oldest entry sent, ``to``
+    is ``until`` or the time of the request). A CSV's default ``limit`` is the most a
+    query returns (10,000) rather than 1,000.
+    """
 
     async def get(self) -> None:
+        fmt = (self.arg("format") or "json").lower()
+        if fmt not in AUDIT_FORMATS:
+            raise ApiError(400, f"format: expected one of {', '.join(AUDIT_FORMATS)}")
+        default_limit = MAX_QUERY_ROWS if fmt == "csv" else 1000
         kw = {
             "since": self.arg_time("since"),
             "until": self.arg_time("until"),
@@ -162,7 +185,39 @@ class AuditApi(ApiHandler):
             "action": self.arg("action"),
             "target": self.arg("target"),
             "result": self.arg("result"),
-            "limit": self.arg_int("limit", 1000, lo=1, hi=10000),
+            "limit": self.arg_int("limit", default_limit, lo=1, hi=MAX_QUERY_ROWS),
         }
-        rows = await self.ctx.run_blocking(lambda: self.ctx.audit.query(**kw))
-        self.reply({"entries": rows})
+        if fmt == "json":
+            rows = await self.ctx.run_blocking(lambda: self.ctx.audit.query(**kw))
+            self.reply({"entries": rows})
+            return
+        now = time.time()
+
+        def build() -> tuple[bytes, float | None]:
+            rows = self.ctx.audit.query(**kw)
+            buf = io.StringIO(newline="")
+            write_csv(rows, buf)
+            return buf.getvalue().encode("utf-8"), (rows[-1]["ts"] if rows else None)
+
+        body, oldest = await self.ctx.run_blocking(build)
+        start = kw["since"] if kw["since"] is not None else oldest
+        end = kw["until"] if kw["until"] is not None else now
+        name = f"audit-{_file_time(start)}-{_file_time(end)}.csv"
+        self.set_header("Content-Type", AUDIT_FORMATS["csv"])
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+
+#: ``GET /api/audit?format=`` -> content type of the answer.
+AUDIT_FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+
+
+def _file_time(ts: float | None) -> str:
+    """Return ``ts`` as a compact UTC time for a file name (``start`` for no time)."""
+    if ts is None:
+        return "start"
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%dT%H%M%SZ")
+    except (OverflowError, ValueError, OSError):  # before year 1: epoch seconds will do
+        return f"{ts:.0f}"

@@ -123,6 +123,8 @@ class TagDef:
     historize: bool = True
     history_deadband: float | None = None  # None: same as ``deadband``
     history_max_interval_s: float | None = None  # store at least this often while changing
+    min_interval_s: float | None = None  # commands: shortest time between two operates
+    max_step: float | None = None  # commands: largest change from the current value
 
 
 def iso(ts: float | None) -> str | None:

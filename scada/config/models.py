@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -73,6 +74,31 @@ STATUS_POINTS = ("online", "last_ok", "errors", "latency_ms")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_MIN_INTERVAL_DOC = (
+    "shortest time between two operated commands on this tag (s); protects relays and "
+    "actuators (scada/server/commands.py)"
+)
+_MAX_STEP_DOC = "largest change from the current value in one command (numeric writable tags)"
+_NOT_NUMERIC = frozenset({"bool", "bit", "str"})
+
+
+def _command_limit(
+    name: str, value: float | None, info: ValidationInfo, *, numeric: bool
+) -> float | None:
+    """Check a command limit against the fields validated before it (type, writable).
+
+    A field that failed its own validation is missing from ``info.data``: nothing to add then.
+    """
+    if value is None:
+        return value
+    if info.data.get("writable") is False:
+        raise ValueError(f"{name} is only for writable points")
+    typ = info.data.get("type")
+    if numeric and typ in _NOT_NUMERIC:
+        raise ValueError(f"{name} is only for numeric points, not type {typ}")
+    return value
 
 
 # --------------------------------------------------------------------------- channels
@@ -180,6 +206,8 @@ class PointConfig(_Model):
     writable: bool = False
     min: float | None = None
     max: float | None = None
+    min_interval_s: float | None = Field(None, gt=0, description=_MIN_INTERVAL_DOC)
+    max_step: float | None = Field(None, gt=0, description=_MAX_STEP_DOC)
     description: str = ""
     poll_s: float | None = Field(
         None, gt=0, description="poll period of this point (overrides the device's)"
@@ -189,6 +217,16 @@ class PointConfig(_Model):
     start_byte: int = Field(0, ge=0, le=63)
     mux: int | None = Field(None, ge=0, le=255)
     write: CanFrame | None = Field(None, description="CAN command frame for writes")
+
+    @field_validator("min_interval_s")
+    @classmethod
+    def _min_interval(cls, v: float | None, info: ValidationInfo) -> float | None:
+        return _command_limit("min_interval_s", v, info, numeric=False)
+
+    @field_validator("max_step")
+    @classmethod
+    def _max_step(cls, v: float | None, info: ValidationInfo) -> float | None:
+        return _command_limit("max_step", v, info, numeric=True)
 
     @model_validator(mode="after")
     def _check(self) -> PointConfig:
@@ -300,8 +338,23 @@ class MemoryTagConfig(_Model):
     writable: bool = True
     min: float | None = None
     max: float | None = None
+    min_interval_s: float | None = Field(None, gt=0, description=_MIN_INTERVAL_DOC)
+    max_step: float | None = Field(None, gt=0, description=_MAX_STEP_DOC)
     deadband: float = Field(0.0, ge=0)
     historize: bool = True
+
+    @field_validator("min_interval_s")
+    @classmethod
+    def _min_interval(cls, v: float | None, info: ValidationInfo) -> float | None:
+        return _command_limit("min_interval_s", v, info, numeric=False)
+
+    @field_validator("max_step")
+    @classmethod
+    def _max_step(cls, v: float | None, info: ValidationInfo) -> float | None:
+        v = _command_limit("max_step", v, info, numeric=True)
+        if v is not None and "initial" in info.data and info.data["initial"] is None:
+            raise ValueError("max_step needs an `initial` value (the first command steps from it)")
+        return v
 
     @model_validator(mode="after")
     def _check_initial(self) -> MemoryTagConfig:

@@ -280,6 +280,8 @@ def _tag_defs(cfg: SiteConfig, index: _Index) -> list[TagDef]:
                     writable=p.writable,
                     min=p.min,
                     max=p.max,
+                    min_interval_s=p.min_interval_s,
+                    max_step=p.max_step,
                     poll_s=p.poll_s or device_poll,
                     historize=p.historize,
                     **common,
@@ -319,6 +321,8 @@ def _tag_defs(cfg: SiteConfig, index: _Index) -> list[TagDef]:
                     writable=t.writable,
                     min=t.min,
                     max=t.max,
+                    min_interval_s=t.min_interval_s,
+                    max_step=t.max_step,
                     historize=t.historize,
                     building=building,
                 )

@@ -37,17 +37,29 @@ _FINAL = frozenset(
 class CommandError(Exception):
     """A command request was refused: ``status`` is the HTTP status to answer.
 
-    ``command`` is the (failed, expired, ...) command concerned, if there is one.
+    ``command`` is the (failed, expired, ...) command concerned, if there is one;
+    ``retry_ts`` (epoch seconds) when the same request may be tried again, for a refusal
+    that passes with time (``min_interval_s``).
     """
 
-    def __init__(self, status: int, message: str, command: Command | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        command: Command | None = None,
+        *,
+        retry_ts: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.command = command
+        self.retry_ts = retry_ts
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"error": self.message}
+        if self.retry_ts is not None:
+            out["retry_at"] = iso(self.retry_ts)
         if self.command is not None:
             out["command"] = self.command.to_json()
         return out

@@ -6,6 +6,7 @@ ask after a restart survive it:
 * ``GET /api/commands/{id}`` of a command from before the restart;
 * idempotency keys: a client that retries a select (or a batch) with the same key after
   the server restarted gets the command it already has, never a second write;
+* the time of each tag's last operate, for ``min_interval_s`` (:meth:`last_operated`);
 * the end of a command the restart interrupted: a selection cannot outlive the process
   that holds the reservation (``expired``), and a write whose read-back never came back
   ends ``failed`` with "outcome unknown" (the operator checks the read value). Both are
@@ -151,6 +152,17 @@ class CommandStore:
             (limit,),
         ).fetchall()
         return [_command(r) for r in reversed(rows)]
+
+    def last_operated(self) -> dict[str, float]:
+        """Return ``{tag: operated_ts}`` of the newest operate of every tag (command limits).
+
+        Covers what the store keeps (``KEEP_S``): a ``min_interval_s`` longer than that
+        would not survive a restart.
+        """
+        rows = self._conn.execute(
+            "SELECT tag, MAX(operated_ts) FROM command WHERE operated_ts IS NOT NULL GROUP BY tag"
+        ).fetchall()
+        return {tag: float(ts) for tag, ts in rows}
 
     def unfinished(self) -> list[Command]:
         """Return the commands left ``selected`` or ``operated`` (by a stop or a crash)."""

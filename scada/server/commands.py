@@ -28,6 +28,21 @@ audit log and published to ``subscribe`` callbacks as ``{"type": "command", ...}
 ``execute(user, tag, value, reason)`` is select + operate in one call, for in-process
 system users (billing's automatic trip), still audited.
 
+Limits that protect equipment (per point in the configuration, a :class:`~tags.model.TagDef`
+field; checked at select, for every user including ``billing``):
+
+* ``min_interval_s``: a select within this time after the tag's last *operate* is refused
+  (409, with ``retry_ts`` and the time in the message). The interval counts from any
+  operate, not only a confirmed one: a write whose read-back failed, mismatched or never
+  came (restart: "outcome unknown") may still have switched the contactor, and billing
+  retries a failed trip at every evaluation, so counting confirmed writes only would let a
+  relay with a flaky read-back switch every minute, the very wear the limit is for. An
+  operate the device never saw (it went offline after the select) counts too: rare, and the
+  safe side. The operate times come from the command store on start, so a restart does not
+  reset the interval.
+* ``max_step``: for numeric tags, the largest change from the current value at select (422
+  naming the current value and the step; 409 while the tag has no value to step from).
+
 Threading: loop-thread only (timers use the running loop).
 """
 
@@ -36,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,7 +60,7 @@ from typing import Any
 from scada.server.auth import Action, User, may
 from scada.server.command_model import Batch, Command, CommandError, CommandState
 from scada.server.command_store import CommandStore
-from tags.model import Quality, Source
+from tags.model import Quality, Source, TagType, iso
 
 __all__ = ["Batch", "Command", "CommandError", "CommandService", "CommandState"]
 
@@ -59,6 +75,7 @@ class CommandService:
 
     ``runtime`` supplies ``db`` and ``drivers`` (read at call time, so a config apply that
     replaces the drivers is seen); ``audit`` is an :class:`~scada.server.audit.AuditLog`.
+    ``clock`` (epoch seconds) times selections, expiry and the limits; tests may replace it.
     """
 
     def __init__(
@@ -76,8 +93,9 @@ class CommandService:
         self.runtime = runtime
         self.audit = audit
         self.select_timeout_s = float(select_timeout_s)
-        self._clock = clock
+        self.clock = clock
         self._keep = keep
+        self._last_operated: dict[str, float] = {}  # tag -> time of its last operate
         self._commands: collections.OrderedDict[str, Command] = collections.OrderedDict()
         self._batches: collections.OrderedDict[str, Batch] = collections.OrderedDict()
         self._selected: dict[str, str] = {}  # tag -> id of its live selection
@@ -91,7 +109,8 @@ class CommandService:
             self._recover(store)
 
     def _recover(self, store: CommandStore) -> None:
-        """Load the recent commands; end those a stop or crash interrupted (audited)."""
+        """Load the recent commands and operate times; end the interrupted ones (audited)."""
+        self._last_operated.update(store.last_operated())
         for cmd in store.recent(self._keep):
             self._commands[cmd.id] = cmd
             if cmd.key is not None:
@@ -107,7 +126,7 @@ class CommandService:
                     "check the tag's value"
                 )
             before = {"id": cmd.id, "state": cmd.state.value}
-            cmd.state, cmd.message, cmd.finished_ts = state, message, self._clock()
+            cmd.state, cmd.message, cmd.finished_ts = state, message, self.clock()
             store.save(cmd)
             self.counts[state.value] += 1
             self._audit(
@@ -244,6 +263,41 @@ class CommandService:
                 raise CommandError(422, f"tag {d.name}: {checked} is above max {d.max}")
         return checked
 
+    def _check_limits(self, tag: str, value: Any, now: float) -> None:
+        """Refuse a select inside ``min_interval_s`` (409) or beyond ``max_step`` (422)."""
+        db = self.runtime.db
+        d = db.definition(tag)
+        last = self._last_operated.get(tag)
+        if d.min_interval_s is not None and last is not None and now < last + d.min_interval_s:
+            retry = last + d.min_interval_s
+            raise CommandError(
+                409,
+                f"tag {tag}: operated {now - last:.1f} s ago and min_interval_s is "
+                f"{d.min_interval_s:g} s: try again at {iso(retry)} "
+                f"(in {math.ceil(retry - now)} s)",
+                retry_ts=retry,
+            )
+        if d.max_step is None or d.type not in (TagType.INT, TagType.FLOAT):
+            return
+        current = db.read(tag).value
+        if isinstance(current, bool) or not isinstance(current, int | float):
+            current = None
+        if current is None or not math.isfinite(current):
+            raise CommandError(
+                409,
+                f"tag {tag}: no current value to measure max_step {d.max_step:g} from; "
+                "try again when the tag has a value",
+            )
+        step = abs(float(value) - float(current))
+        # scaled registers read back as 20.000000000000004: a step of exactly max_step passes
+        if step > d.max_step * (1 + 1e-9) + 1e-9:
+            unit = f" {d.unit}" if d.unit else ""
+            raise CommandError(
+                422,
+                f"tag {tag}: {value:g} is {step:g}{unit} from the current value {current:g}; "
+                f"max_step is {d.max_step:g}{unit} (change it in smaller steps)",
+            )
+
     def _writer(self) -> Any:
         """The runtime's write entry point: its ``writer`` (drivers or collectors) or drivers."""
         writer = getattr(self.runtime, "writer", None)
@@ -274,8 +328,9 @@ class CommandService:
         """Select ``tag`` for writing ``value``; return the command in state ``selected``.
 
         Raises :class:`CommandError`: 403 (role), 404 (unknown tag), 409 (tag selected by
-        another command, device offline, idempotency key reused), 422 (not writable, wrong
-        type, out of range). From 404 on a ``failed`` command is recorded and attached.
+        another command, device offline, idempotency key reused, inside ``min_interval_s``
+        with ``retry_ts``), 422 (not writable, wrong type, out of range, beyond
+        ``max_step``). From 404 on a ``failed`` command is recorded and attached.
         """
         if not may(user, Action.COMMANDS_OPERATE, tag):
             self._audit(
@@ -297,7 +352,7 @@ class CommandService:
                 raise CommandError(
                     409, f"idempotency key {key!r} was used for another request", existing
                 )
-        now = self._clock()
+        now = self.clock()
         cmd = Command(
             id=secrets.token_hex(8),
             tag=tag,
@@ -317,6 +372,7 @@ class CommandService:
             other = self._selected.get(tag)
             if other is not None:
                 raise CommandError(409, f"tag {tag} is selected by another command ({other})")
+            self._check_limits(tag, checked, now)
         except CommandError as exc:
             cmd.state = CommandState.FAILED
             cmd.message = exc.message
@@ -336,7 +392,7 @@ class CommandService:
 
     def by_key(self, user: User, key: str) -> Command | None:
         hit = self._keys.get((user.name, key))
-        horizon = self._clock() - IDEMPOTENCY_TTL_S
+        horizon = self.clock() - IDEMPOTENCY_TTL_S
         if hit is not None and hit[1] >= horizon:
             return self.get(hit[0])
         if self.store is not None:
@@ -353,13 +409,13 @@ class CommandService:
                 break
             del self._commands[oldest_id]
         if len(self._keys) > 4 * self._keep:
-            horizon = self._clock() - IDEMPOTENCY_TTL_S
+            horizon = self.clock() - IDEMPOTENCY_TTL_S
             for k in [k for k, (_, ts) in self._keys.items() if ts < horizon]:
                 del self._keys[k]
 
     def _arm_timer(self, cmd: Command) -> None:
         loop = asyncio.get_running_loop()
-        delay = max(0.0, cmd.expires_ts - self._clock())
+        delay = max(0.0, cmd.expires_ts - self.clock())
         self._timers[cmd.id] = loop.call_later(delay, self._expire, cmd.id)
 
     def _release(self, cmd: Command) -> None:
@@ -380,7 +436,7 @@ class CommandService:
     def _finish(self, cmd: Command, state: CommandState, message: str = "") -> None:
         cmd.state = state
         cmd.message = message
-        cmd.finished_ts = self._clock()
+        cmd.finished_ts = self.clock()
         self._release(cmd)
         self._publish(cmd)
 
@@ -407,7 +463,7 @@ class CommandService:
             return await asyncio.shield(inflight)
         if cmd.state is CommandState.CONFIRMED:
             return cmd
-        if cmd.state is CommandState.SELECTED and self._clock() >= cmd.expires_ts:
+        if cmd.state is CommandState.SELECTED and self.clock() >= cmd.expires_ts:
             self._expire(cmd.id)
         if cmd.state is not CommandState.SELECTED:
             raise CommandError(409, f"command {command_id} is {cmd.state.value}", cmd)
@@ -427,7 +483,8 @@ class CommandService:
         db = self.runtime.db
         before = db.read(cmd.tag).to_json() if cmd.tag in db else None
         cmd.state = CommandState.OPERATED
-        cmd.operated_ts = self._clock()
+        cmd.operated_ts = self.clock()
+        self._last_operated[cmd.tag] = cmd.operated_ts  # min_interval_s counts from here
         self._audit("command.operate", user, cmd, before=before, source=source)
         self._publish(cmd)
         try:
@@ -545,7 +602,7 @@ class CommandService:
                 if batch.targets == [tuple(t) for t in targets]:
                     return batch
                 raise CommandError(409, f"idempotency key {key!r} was used for another request")
-        now = self._clock()
+        now = self.clock()
         batch = Batch(
             secrets.token_hex(8),
             user.name,
@@ -578,7 +635,7 @@ class CommandService:
         return batch
 
     def _batch_by_key(self, user: User, key: str) -> Batch | None:
-        horizon = self._clock() - IDEMPOTENCY_TTL_S
+        horizon = self.clock() - IDEMPOTENCY_TTL_S
         hit = self._keys.get((user.name, "batch:" + key))
         if hit is not None and hit[1] >= horizon:
             return self.get_batch(hit[0])

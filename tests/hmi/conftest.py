@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +65,16 @@ def chromium_or_skip() -> str:
 
 
 def write_test_site(dest: Path) -> Path:
-    """Copy the demo config to ``dest`` (free ports) and add ``hmi-test.yaml``; return the main file."""
+    """Copy the demo config to ``dest`` (free ports) and add ``hmi-test.yaml``; return the main file.
+
+    The demo's ``min_interval_s`` limits are dropped: these tests switch one relay or valve
+    several times within seconds to test the pages (tests/scada/test_command_limits.py tests
+    the limits).
+    """
     demo_site_copy(dest)
+    templates = dest / "templates" / "standard.yaml"
+    text = re.sub(r",\s*min_interval_s:\s*[0-9.]+", "", templates.read_text(encoding="utf-8"))
+    templates.write_text(text, encoding="utf-8")
     (dest / "hmi-test.yaml").write_text(EXTRA_YAML, encoding="utf-8")
     main = dest / "demo-site.yaml"
     text = main.read_text(encoding="utf-8").replace(

@@ -8,11 +8,14 @@ header.
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from scada.server.commands import CommandError
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import BatchBody, CommandBody
+from tags.model import iso
 
 __all__ = [
     "BatchApi",
@@ -28,9 +31,13 @@ __all__ = [
 
 def _fail(exc: CommandError) -> ApiError:
     extra: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    if exc.retry_ts is not None:  # min_interval_s: when the same request may pass
+        extra["retry_at"] = iso(exc.retry_ts)
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_ts - time.time())))
     if exc.command is not None:
         extra["command"] = exc.command.to_json()
-    return ApiError(exc.status, exc.message, **extra)
+    return ApiError(exc.status, exc.message, headers=headers, **extra)
 
 
 class _CmdBase(ApiHandler):

@@ -31,6 +31,8 @@ def tag_json(d: TagDef, value: Any = None) -> dict[str, Any]:
         "writable": d.writable,
         "min": d.min,
         "max": d.max,
+        "min_interval_s": d.min_interval_s,
+        "max_step": d.max_step,
         "device": d.device,
         "building": d.building,
         "household": d.household,

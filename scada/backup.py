@@ -17,8 +17,9 @@ the restored dir beside the target, moves the old one aside to
 ``<data dir>.before-restore-<time>`` and renames the restored one into place.
 
 ``BackupScheduler`` runs ``backup`` daily at the configured site-local time into
-``<dir>/<site>-<YYYYmmddTHHMMSS>`` and deletes backups older than ``keep_days``.
-Blocking functions; the scheduler runs them in a worker thread.
+``<dir>/<site>-<YYYYmmddTHHMMSS>`` and deletes backups older than ``keep_days``; it keeps
+the outcome (``last_ok``, ``last_backup_ts``, ``last_error``) for the health tags
+(``scada.health``). Blocking functions; the scheduler runs them in a worker thread.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "DataDirLock",
     "backup",
     "is_running",
+    "newest_backup_ts",
     "next_run",
     "prune",
     "restore",
@@ -346,11 +348,36 @@ def prune(root: str | Path, keep_days: int, now: float | None = None) -> list[Pa
     return removed
 
 
+def newest_backup_ts(root: str | Path) -> float | None:
+    """Return the creation time of the newest backup under ``root`` (None: there is none).
+
+    Only directories with a readable manifest count, as in :func:`prune`.
+    """
+    newest: float | None = None
+    base = Path(root)
+    if not base.is_dir():
+        return None
+    for path in base.iterdir():
+        if not path.is_dir():
+            continue
+        try:
+            created = float(read_manifest(path)["created_ts"])
+        except (BackupError, KeyError, TypeError, ValueError, OSError):
+            continue
+        newest = created if newest is None else max(newest, created)
+    return newest
+
+
 class BackupScheduler:
     """Run a backup daily at ``config.at`` (site time ``tz``) and apply the retention.
 
     ``config`` is a ``BackupConfig``; ``config_files`` are copied into each backup.
     ``clock`` returns aware datetimes (tests). Call ``start()``/``await stop()``.
+
+    Outcome, read on the loop thread (``scada.health``): ``last_ok`` (None until the first
+    run, True/False after each), ``last_error`` (the failure's message), ``last_backup_ts``
+    (creation time of the newest good backup, found in ``config.dir`` at start) and ``runs``
+    (scheduled or ``run_now`` runs so far). A failed run is logged and recorded, never raised.
     """
 
     def __init__(
@@ -370,6 +397,10 @@ class BackupScheduler:
         self.config_files = list(config_files)
         self.clock = clock
         self.last: Path | None = None
+        self.last_ok: bool | None = None
+        self.last_error: str | None = None
+        self.last_backup_ts: float | None = None
+        self.runs = 0
         self._task: asyncio.Task[None] | None = None
 
     def run_once(self) -> Path:
@@ -394,13 +425,36 @@ class BackupScheduler:
                 await self._task
             self._task = None
 
+    async def run_now(self) -> Path | None:
+        """Back up now in a worker thread and record the outcome; return the path (None: failed).
+
+        Loop thread only. Never raises for a failed backup: it is logged and recorded in
+        ``last_ok``/``last_error``.
+        """
+        started = time.time()
+        try:
+            dest = await asyncio.to_thread(self.run_once)
+        except Exception as exc:
+            log.exception("scheduled backup of %s failed", self.data_dir)
+            self.last_ok, self.last_error = False, f"{type(exc).__name__}: {exc}"
+            self.runs += 1
+            return None
+        log.info("scheduled backup written to %s", dest)
+        self.last_ok, self.last_error, self.last_backup_ts = True, None, started
+        self.runs += 1
+        return dest
+
     async def _run(self) -> None:
+        if self.last_backup_ts is None:  # a restart: the age counts from the newest backup kept
+            try:
+                newest = await asyncio.to_thread(newest_backup_ts, self.config.dir)
+            except OSError:
+                log.exception("cannot list the backups in %s", self.config.dir)
+            else:
+                if self.last_backup_ts is None:  # unless a run_now finished meanwhile
+                    self.last_backup_ts = newest
         while True:
             now = self.clock()
             due = next_run(self.config.at, self.tz, now)
             await asyncio.sleep(max(0.0, (due - now).total_seconds()))
-            try:
-                dest = await asyncio.to_thread(self.run_once)
-                log.info("scheduled backup written to %s", dest)
-            except Exception:
-                log.exception("scheduled backup of %s failed", self.data_dir)
+            await self.run_now()

@@ -27,13 +27,15 @@ ROLES = ("all", "collector", "central")
 
 
 def system_tag_defs(site: SiteConfig) -> list[TagDef]:
-    """Return the runtime's own tags: historian health and alarm counts (alarm-ready, historised)."""
+    """Return the runtime's own tags: historian and system health, alarm counts (alarm-ready)."""
     from alarms.points import count_tag_defs
     from billing.tags import account_tag_defs
     from historian.status import status_tag_defs
+    from scada.health import health_tag_defs
 
     return [
         *status_tag_defs(),
+        *health_tag_defs(),
         *count_tag_defs(b.id for b in site.buildings),
         *account_tag_defs(site),
     ]
@@ -127,6 +129,7 @@ class Runtime:
             self.server_options["trusted_proxies"] = list(trusted_proxies)
         self.server: Any = None  # ScadaServer; it also sets auth, audit, commands, config_api
         self.backup_scheduler: Any = None
+        self.health: Any = None  # scada.health.HealthMonitor (roles all and central)
         self.ledger: Any = None  # billing.ledger.Ledger (roles all and central)
         self.billing: Any = None  # billing.Billing facade for the API and HMI
         self.billing_scheduler: Any = None
@@ -181,6 +184,7 @@ class Runtime:
                 await self._start_server()
             if self.role != "collector":
                 await self._start_billing()
+                await self._start_health()
         except BaseException:
             await self.stop()
             raise
@@ -332,6 +336,21 @@ class Runtime:
         self.tenant_notices = TenantNotices(self.site, self.db, self.notifiers)
         self.tenant_notices.start()
 
+    async def _start_health(self) -> None:
+        """Start publishing the ``system.*`` health tags (``scada.health``)."""
+        from scada.health import HealthMonitor
+        from scada.server.audit import FILE_NAME
+
+        self.health = HealthMonitor(
+            self.db,
+            self.data_dir,
+            lambda: self.site.health,  # a hot reload may change the thresholds
+            backup=self.backup_scheduler,
+            tls_cert=self.server_options["tls_cert"] if self.serve else None,
+            audit_path=self.data_dir / FILE_NAME,
+        )
+        await self.health.start()
+
     async def _housekeeping(self) -> None:
         """Mark stale tags, publish historian health (once a second), purge old history (daily)."""
         next_purge = time.time() + 60.0
@@ -377,6 +396,7 @@ class Runtime:
                 await task
         self._tasks.clear()
         for part in (
+            "health",
             "tenant_notices",
             "billing_scheduler",
             "backup_scheduler",

@@ -187,8 +187,9 @@ class Checker(ExpressionChecks, BillingChecks):
         """Report alarm rules naming unknown tags, templates or devices, and notification mistakes."""
         from alarms.config import check_notifications, check_references
         from historian.status import status_tag_defs
+        from scada.health import health_tag_defs
 
-        names = set(types) | {d.name for d in status_tag_defs()}
+        names = set(types) | {d.name for d in (*status_tag_defs(), *health_tag_defs())}
         by_template: dict[str, list[str]] = {}
         for _, d in devices:
             by_template.setdefault(d.template, []).append(d.id)

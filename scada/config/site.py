@@ -75,6 +75,24 @@ class BackupConfig(_Model):
     enabled: bool = True
 
 
+class HealthConfig(_Model):
+    """Thresholds of the server's own health tags (``system.*``, docs/alarms.md#system-health).
+
+    ``system.disk_low`` is true while the data dir's filesystem has less than
+    ``disk_min_free_mb`` or less than ``disk_min_free_pct`` percent free (either one).
+    The audit log's hash chain is checked at start, after each scheduled backup and at least
+    every ``audit_check_h`` hours.
+    """
+
+    disk_min_free_mb: float = Field(1024, ge=0, description="disk_low below this many MB free")
+    disk_min_free_pct: float = Field(
+        5, ge=0, le=100, description="disk_low below this percentage free"
+    )
+    audit_check_h: float = Field(
+        24, gt=0, description="hours between two checks of the audit log's hash chain"
+    )
+
+
 def merge_points(template: TemplateConfig, device: DeviceConfig) -> dict[str, dict[str, Any]]:
     """Return the raw point dicts of ``device``: template points updated by the device's overrides."""
     merged: dict[str, dict[str, Any]] = {
@@ -114,6 +132,9 @@ class SiteConfig(_Model):
     simulate: SimulateConfig = Field(default_factory=lambda: SimulateConfig(enabled=False))
     backup: BackupConfig | None = Field(
         None, description="scheduled daily backup (docs: docker/README.md)"
+    )
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="system health thresholds (docs/alarms.md)"
     )
     channels: list[ChannelConfig] = Field(default_factory=list)
     templates: dict[Id, TemplateConfig] = Field(default_factory=dict)

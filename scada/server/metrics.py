@@ -9,7 +9,10 @@ registry of its own, so several servers in one process do not collide):
 * websocket clients and messages sent;
 * alarms by state (active, unacked, shelved, suppressed, out of service);
 * historian samples queued in the recorder, spool points, backend health;
-* command results by state.
+* command results by state;
+* the runtime's own health (``scada.health``): every numeric or boolean ``system.*`` tag
+  with a value, as ``scada_system_<name>`` (``system.loop_lag_ms`` ->
+  ``scada_system_loop_lag_ms``; booleans as 1/0).
 
 Threading: the collector runs on the loop thread (``/metrics`` handler).
 """
@@ -59,6 +62,7 @@ class ScadaCollector(Collector):
         yield c
         yield from self._alarms()
         yield from self._historian()
+        yield from self._health()
         c = CounterMetricFamily(
             "scada_commands", "Command steps by resulting state", labels=["state"]
         )
@@ -141,6 +145,20 @@ class ScadaCollector(Collector):
             c = CounterMetricFamily(name, f"Historian {attr.replace('_', ' ')}")
             c.add_metric([], float(getattr(recorder, attr, 0) or 0))
             yield c
+
+    def _health(self) -> Iterator[Metric]:
+        db = self.ctx.runtime.db
+        for name in db.match("system.*"):
+            tv = db.read(name)
+            value = tv.value
+            if isinstance(value, bool):
+                value = 1.0 if value else 0.0
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                continue  # no value yet (no TLS, no backups) or text
+            d = db.definition(name)
+            g = GaugeMetricFamily("scada_" + name.replace(".", "_"), d.description or name, unit="")
+            g.add_metric([], float(value))
+            yield g
 
 
 def make_registry(ctx: ServerContext) -> CollectorRegistry:

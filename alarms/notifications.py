@@ -4,7 +4,7 @@
 ``(path, message)`` pairs whose paths start with ``"notifications"``.
 
 Secret fields (``password``, ``pin``, webhook ``url`` and ``headers``) take ``${NAME}``
-(environment) and ``${file:/path}`` references (``scada.secrets``); their values never print.
+(environment) and ``${file:/path}`` references (``configbase.secrets``); their values never print.
 
 Example::
 
@@ -40,7 +40,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from scada.secrets import Secret, SecretValue, has_reference
+from configbase.secrets import Secret, SecretValue, has_reference
 
 __all__ = [
     "DAYS",

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scada.secrets import Expanded, Secret
+from configbase.secrets import Expanded, Secret
 
 
 class HistorianConfig(BaseModel):
@@ -14,7 +14,7 @@ class HistorianConfig(BaseModel):
 
     ``backend: sqlite`` (default) keeps everything in ``<data-dir>/<path>``; ``influxdb`` needs
     ``url``, ``org``, ``bucket`` and ``token`` (InfluxDB 2.x, or 1.8+ with its v2 API). All four
-    expand ``${NAME}`` and ``${file:/path}`` when validated (``scada.secrets``); ``token`` is a
+    expand ``${NAME}`` and ``${file:/path}`` when validated (``configbase.secrets``); ``token`` is a
     secret and never prints.
     """
 

@@ -192,7 +192,7 @@ class InfluxHistorian:
         """Build from the ``historian`` config section.
 
         ``${NAME}`` / ``${file:...}`` references were expanded when the section was validated
-        (``scada.secrets``). Raises ``ValueError`` naming the first missing setting.
+        (``configbase.secrets``). Raises ``ValueError`` naming the first missing setting.
         """
         token = config.token.get_secret_value() if config.token is not None else None
         values = {"url": config.url, "org": config.org, "bucket": config.bucket, "token": token}

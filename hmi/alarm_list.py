@@ -33,7 +33,7 @@ from alarms.model import AlarmFilter
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.session import HmiSession
 from hmi.theme import PRIORITY_COLOURS, PRIORITY_TEXT
-from scada.server.alarm_ops import AlarmOpError, AlarmOps
+from scada.services.alarm_ops import AlarmOpError, AlarmOps
 from tags.model import iso
 
 __all__ = ["alarm_rows", "make_alarms"]
@@ -91,7 +91,7 @@ def alarm_rows(alarms: list[Any]) -> dict[str, list[Any]]:
 def make_alarms(session: HmiSession, doc: Document, ops: Any = None) -> None:
     """Build the alarm page into ``doc``.
 
-    ``ops`` is the :class:`~scada.server.alarm_ops.AlarmOps` that acknowledges and shelves
+    ``ops`` is the :class:`~scada.services.alarm_ops.AlarmOps` that acknowledges and shelves
     (audited); default ``runtime.alarm_ops``, else unaudited operations on the engine.
     """
     if not page_allowed(session, "alarms"):

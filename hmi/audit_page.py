@@ -1,7 +1,7 @@
 """Audit page: the newest audit log entries, filters, the hash chain's status, a CSV download.
 
 For roles with ``audit.read`` (engineers, admins); others get the usual "not allowed" body.
-Entries come from the server's audit log (``runtime.audit``, :class:`scada.server.audit.AuditLog`)
+Entries come from the server's audit log (``runtime.audit``, :class:`scada.services.audit.AuditLog`)
 newest first, at most ``MAX_ROWS`` on screen, times in the site's time zone. Selecting a row
 shows its ``before`` and ``after`` state. Queries and the chain check (``AuditLog.verify``,
 which reads the whole file) run in worker threads (``HmiSession.in_thread``), so a refresh

@@ -1,6 +1,6 @@
 """What the HMI calls in other packages, behind small adapters (the HMI holds no business rules).
 
-* ``ServerAuth`` adapts the server's ``scada.server.auth.Auth`` (``user_for(cookies, headers)``)
+* ``ServerAuth`` adapts the server's ``scada.services.auth.Auth`` (``user_for(cookies, headers)``)
   and its one permission table (``may``) to :class:`hmi.session.HmiAuth`.
 * ``CommandClient`` is the select-before-operate interface the command panels use;
   ``ServiceCommands`` adapts the server's command service to it.
@@ -35,7 +35,7 @@ class ServerAuth:
     """``HmiAuth`` over the server's ``Auth`` object and its ``may`` function."""
 
     def __init__(self, auth: Any) -> None:
-        from scada.server import auth as auth_module
+        from scada.services import auth as auth_module
 
         self._auth = auth
         self._may = auth_module.may
@@ -121,7 +121,7 @@ def status_from(obj: Any, tag: str = "", value: Any = None) -> CommandStatus:
 
 
 class ServiceCommands:
-    """``CommandClient`` over the server's ``CommandService`` (``scada.server.commands``).
+    """``CommandClient`` over the server's ``CommandService`` (``scada.services.commands``).
 
     A refusal (``CommandError``: role, limits, unknown tag, device offline, expired) comes
     back as a status carrying the failed command's state and message, so the panel shows it.

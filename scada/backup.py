@@ -245,7 +245,7 @@ def backup(
 
 def _audit_check(data: Path) -> dict[str, Any] | None:
     """Return the hash-chain check of the backed-up audit log, or None without one."""
-    from scada.server.audit import FILE_NAME, verify_file
+    from scada.services.audit import FILE_NAME, verify_file
 
     path = data / FILE_NAME
     if not path.exists():

@@ -9,7 +9,7 @@
   thresholds in ``health:``, ``scada.config.site.HealthConfig``);
 - ``system.backup_ok`` / ``system.backup_age_h`` from the ``BackupScheduler`` (no value without
   scheduled backups, or before the first backup exists);
-- ``system.audit_chain_ok``: the audit log's hash chain (``scada.server.audit.verify_file``),
+- ``system.audit_chain_ok``: the audit log's hash chain (``scada.services.audit.verify_file``),
   checked in a worker thread at start, after each scheduled backup and every
   ``audit_check_h``; each check also requires the head seen by the previous one, so entries
   cut off the end while the runtime runs are found too (no value without an audit log);
@@ -262,7 +262,7 @@ class HealthMonitor:
         path = self.audit_path
         if path is None or not path.exists():
             return None
-        from scada.server.audit import verify_file
+        from scada.services.audit import verify_file
 
         try:
             result = await asyncio.to_thread(verify_file, path, head=self._audit_head)

@@ -339,7 +339,7 @@ class Runtime:
     async def _start_health(self) -> None:
         """Start publishing the ``system.*`` health tags (``scada.health``)."""
         from scada.health import HealthMonitor
-        from scada.server.audit import FILE_NAME
+        from scada.services.audit import FILE_NAME
 
         self.health = HealthMonitor(
             self.db,
@@ -449,8 +449,8 @@ class CommandRelayCommander:
 
     async def set_relay(self, meter: str, closed: bool, reason: str) -> Any:
         """Select and operate ``meter`` (the relay tag) as the system user ``billing``."""
-        from scada.server.auth import system_user
-        from scada.server.commands import CommandError
+        from scada.services.auth import system_user
+        from scada.services.commands import CommandError
 
         try:
             cmd = await self.commands.execute(

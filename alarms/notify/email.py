@@ -1,6 +1,6 @@
 """E-mail notifier: SMTP through smtplib in a worker thread (plain, STARTTLS or SSL).
 
-The password is a secret (``scada.secrets``): it reaches only ``SMTP.login``.
+The password is a secret (``configbase.secrets``): it reaches only ``SMTP.login``.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _path(args: argparse.Namespace) -> Path | None:
-    from scada.server.audit import FILE_NAME
+    from scada.services.audit import FILE_NAME
 
     path = Path(args.data_dir) / FILE_NAME
     if not path.exists():
@@ -58,7 +58,7 @@ def _path(args: argparse.Namespace) -> Path | None:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from scada.server.audit import verify_file
+    from scada.services.audit import verify_file
 
     head = None
     if args.head is not None:
@@ -88,7 +88,7 @@ def verify(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     from scada.commands.alarms import parse_time
-    from scada.server.audit import EXPORT_COLUMNS, MAX_QUERY_ROWS, AuditLog, write_csv
+    from scada.services.audit import EXPORT_COLUMNS, MAX_QUERY_ROWS, AuditLog, write_csv
 
     now = time.time()
     try:

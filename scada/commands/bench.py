@@ -10,15 +10,15 @@ import argparse
 import importlib
 
 BENCHES: dict[str, str] = {
-    "tags": "tags.bench",
-    "poll": "drivers.bench",
-    "historian": "historian.bench",
-    "alarms": "alarms.bench",
-    "scaleout": "scada.scaleout.bench",
-    "ws": "scada.server.bench",
-    "billing": "billing.bench",
-    "hmi": "hmi.bench",
-    "backfill": "drivers.simulator.bench_backfill",
+    "tags": "scada.bench.tags",
+    "poll": "scada.bench.poll",
+    "historian": "scada.bench.historian",
+    "alarms": "scada.bench.alarms",
+    "scaleout": "scada.bench.scaleout",
+    "ws": "scada.bench.ws",
+    "billing": "scada.bench.billing",
+    "hmi": "scada.bench.hmi",
+    "backfill": "scada.bench.backfill",
 }
 
 

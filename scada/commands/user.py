@@ -107,13 +107,13 @@ def _households(config: str) -> set[str] | None:
 
 
 def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from scada.server.users import UserStore
+    from scada.services.users import UserStore
 
     return UserStore.in_data_dir(args.data_dir)
 
 
 def _add(args: argparse.Namespace) -> int:
-    from scada.server.users import UserError
+    from scada.services.users import UserError
 
     if args.link:
         known = _households(args.config)
@@ -139,7 +139,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from scada.server.users import UserError
+    from scada.services.users import UserError
 
     ttl = None if args.ttl_days is None else args.ttl_days * 86400.0
     try:
@@ -166,7 +166,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from scada.server.users import UserError
+    from scada.services.users import UserError
 
     try:
         with _store(args) as store:
@@ -180,7 +180,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _passwd(args: argparse.Namespace) -> int:
-    from scada.server.users import UserError
+    from scada.services.users import UserError
 
     password = _read_password()
     try:
@@ -197,7 +197,7 @@ def _passwd(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace, action: str, target: str, after: object) -> None:
     import getpass
 
-    from scada.server.audit import AuditLog
+    from scada.services.audit import AuditLog
 
     log = AuditLog.in_data_dir(args.data_dir)
     try:

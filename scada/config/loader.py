@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from alarms.config import AlarmRule
 from billing.config import AccountConfig, TariffConfig
+from configbase.secrets import find_secrets
 from scada.config.buildings import BuildingConfig
 from scada.config.checks import Checker
 from scada.config.errors import ConfigError, ConfigIssue, did_you_mean
@@ -32,7 +33,6 @@ from scada.config.models import (
 )
 from scada.config.site import SiteConfig
 from scada.config.source import Document, PathT, SourceMap, read_document
-from scada.secrets import find_secrets
 
 log = logging.getLogger(__name__)
 

@@ -78,7 +78,7 @@ class _Model(BaseModel):
 
 _MIN_INTERVAL_DOC = (
     "shortest time between two operated commands on this tag (s); protects relays and "
-    "actuators (scada/server/commands.py)"
+    "actuators (scada/services/commands.py)"
 )
 _MAX_STEP_DOC = "largest change from the current value in one command (numeric writable tags)"
 _NOT_NUMERIC = frozenset({"bool", "bit", "str"})

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from scada.server import schemas
-from scada.server.auth import Action
 from scada.server.handlers import admin, alarms, billing, commands, config, session, system, tags
 from scada.server.ws import WsHandler
+from scada.services.auth import Action
 
 __all__ = ["ROUTES", "Op", "Param", "Route", "tornado_routes"]
 

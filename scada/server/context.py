@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from scada.server.alarm_ops import AlarmOps
-from scada.server.audit import AuditLog
-from scada.server.auth import Auth
-from scada.server.commands import CommandService
 from scada.server.proxy import TrustedProxies
-from scada.server.users import UserStore
+from scada.services.alarm_ops import AlarmOps
+from scada.services.audit import AuditLog
+from scada.services.auth import Auth
+from scada.services.commands import CommandService
+from scada.services.users import UserStore
 
 __all__ = ["ServerContext"]
 

@@ -2,7 +2,7 @@
 
 Everything listens on one port in the runtime's loop: a ``BokehTornado`` application
 (the HMI apps from ``hmi.app.apps(runtime)`` under ``/hmi/...`` when that module exists,
-guarded by :class:`~scada.server.auth.BokehAuth`) whose ``extra_patterns`` are the
+guarded by :class:`~scada.services.auth.BokehAuth`) whose ``extra_patterns`` are the
 server's routes (:mod:`scada.server.app`), served by one ``HTTPServer`` (TLS when a
 certificate is given) and run by Bokeh's ``BaseServer``. The sockets are bound first, so
 ``port=0`` picks a free port and the Bokeh websocket origin list knows it.
@@ -32,14 +32,15 @@ from tornado import netutil
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from scada.server.audit import AuditLog
-from scada.server.auth import SESSION_COOKIE, Auth, BokehAuth
-from scada.server.command_store import CommandStore
-from scada.server.commands import CommandService
+from scada.server.bokeh_auth import BokehAuth
 from scada.server.context import ServerContext
 from scada.server.hub import MIN_INTERVAL_S
 from scada.server.proxy import TrustedProxies
-from scada.server.users import UserStore
+from scada.services.audit import AuditLog
+from scada.services.auth import SESSION_COOKIE, Auth
+from scada.services.command_store import CommandStore
+from scada.services.commands import CommandService
+from scada.services.users import UserStore
 
 __all__ = ["ScadaServer"]
 
@@ -119,9 +120,9 @@ class ScadaServer:
         from bokeh.server.tornado import BokehTornado
 
         from scada.server.app import tornado_routes
-        from scada.server.confmgr import ConfigManager
         from scada.server.metrics import make_registry
         from scada.server.ws import Hub
+        from scada.services.config_versions import ConfigManager
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ssl_ctx = None

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scada.server.auth import Action, Role, User, may
+from scada.services.auth import Action, Role, User, may
 from tags.catalog import KIND_BOOL, KIND_FLOAT, KIND_STR
 from tags.model import Quality, Reason, iso
 

@@ -4,7 +4,7 @@ Request bodies are the pydantic models' JSON schemas (the same models validate t
 bodies), hoisted into ``components.schemas``; so are the answers of operations that name a
 response model (``Op.response``), and downloads list their content types (``Op.produces``).
 Each operation names the permission it needs in ``x-permission`` (see
-:data:`scada.server.auth.PERMISSIONS`).
+:data:`scada.services.auth.PERMISSIONS`).
 """
 
 from __future__ import annotations

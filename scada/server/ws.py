@@ -40,9 +40,9 @@ from urllib.parse import urlparse
 import numpy as np
 import tornado.websocket
 
-from scada.server.alarm_ops import AlarmOpError
-from scada.server.auth import Action, User, may
 from scada.server.hub import MAX_CLIENT_INTERVAL_S, MIN_INTERVAL_S, Hub
+from scada.services.alarm_ops import AlarmOpError
+from scada.services.auth import Action, User, may
 
 if TYPE_CHECKING:
     from scada.server.context import ServerContext
@@ -343,7 +343,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self._answer(msg, alarm=a.to_json())
 
     async def _op_select(self, msg: dict[str, Any]) -> None:
-        from scada.server.commands import CommandError
+        from scada.services.commands import CommandError
 
         tag, reason, key = msg.get("tag"), msg.get("reason", ""), msg.get("key")
         if not isinstance(tag, str) or "value" not in msg:
@@ -359,7 +359,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self._answer(msg, command=cmd.to_json())
 
     async def _op_operate(self, msg: dict[str, Any]) -> None:
-        from scada.server.commands import CommandError
+        from scada.services.commands import CommandError
 
         cid = msg.get("command")
         if not isinstance(cid, str):
@@ -371,7 +371,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self._answer(msg, command=cmd.to_json())
 
     async def _op_cancel(self, msg: dict[str, Any]) -> None:
-        from scada.server.commands import CommandError
+        from scada.services.commands import CommandError
 
         cid = msg.get("command")
         if not isinstance(cid, str):

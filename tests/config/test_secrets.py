@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from configbase.secrets import expand, find_secrets, has_reference
 from historian.config import HistorianConfig
 from scada.cli import main
 from scada.config import ConfigError, load_site, load_site_text
-from scada.secrets import expand, find_secrets, has_reference
 
 SECRET = "s3cr3t-Value-42"
 

@@ -138,7 +138,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HmiRig]
     from scada.config import load_site
     from scada.runtime import Runtime
     from scada.server.http import ScadaServer
-    from scada.server.users import UserStore
+    from scada.services.users import UserStore
 
     base = tmp_path_factory.mktemp("hmi")
     site = load_site(write_test_site(base / "config"))

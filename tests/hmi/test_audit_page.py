@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scada.server.auth import Role
+from scada.services.auth import Role
 from tests.hmi.conftest import PASSWORD, HmiRig, model_data, screenshot, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

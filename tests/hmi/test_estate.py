@@ -13,16 +13,18 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_a_1000_unit_building_renders_and_updates(browser: Any, tmp_path: Path) -> None:
-    from hmi.bench import Estate
-    from hmi.serve import serve_hmi
-    from scada.server.auth import SESSION_COOKIE, Auth
-    from scada.server.users import UserStore
+    from hmi.app import apps
+    from scada.bench.hmi import Estate
+    from scada.server.hmi_only import serve_hmi
+    from scada.services.auth import SESSION_COOKIE, Auth
+    from scada.services.users import UserStore
 
     estate = Estate(25, 40, tmp_path)
     users = UserStore.in_data_dir(tmp_path)
     users.add_user("wall", "viewer", PASSWORD)
     token = users.create_token("wall", kind="session", ttl_s=600)
-    server, port = serve_hmi(estate.runtime, auth=Auth(users))
+    auth = Auth(users)
+    server, port = serve_hmi(apps(estate.runtime, auth=auth), auth=auth)
     context = await browser.new_context(viewport={"width": 1920, "height": 1080})
     try:
         url = f"http://127.0.0.1:{port}/hmi/building?building=big"

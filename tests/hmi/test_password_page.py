@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from scada.server.auth import Role
+from scada.services.auth import Role
 from tests.hmi.conftest import PASSWORD, HmiRig
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -54,7 +54,7 @@ def test_value_html_never_shows_bad_values_as_fresh() -> None:
 
 @pytest.fixture()
 def estate(tmp_path: Path):
-    from hmi.bench import Estate
+    from scada.bench.hmi import Estate
 
     return Estate(3, 4, tmp_path)
 
@@ -138,7 +138,7 @@ def test_errors_show_location_field_and_source_line() -> None:
 
 
 def test_mimic_patches_a_busy_column_as_one_slice(tmp_path: Path) -> None:
-    from hmi.bench import Estate
+    from scada.bench.hmi import Estate
 
     estate = Estate(4, 10, tmp_path)  # 40 units, every room moves: one slice per column
     db = estate.runtime.db

@@ -22,8 +22,8 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from scada.config import load_site
 from scada.runtime import Runtime
-from scada.server.auth import Role
-from scada.server.users import UserStore
+from scada.services.auth import Role
+from scada.services.users import UserStore
 from tags.model import Quality
 
 SITE_YAML = """

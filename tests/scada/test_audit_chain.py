@@ -12,7 +12,7 @@ import pytest
 
 from scada.backup import backup
 from scada.cli import main
-from scada.server.audit import FILE_NAME, AuditLog, verify_file
+from scada.services.audit import FILE_NAME, AuditLog, verify_file
 from tests.scada.server_fixtures import Served, served_fixture  # noqa: F401
 
 

@@ -17,7 +17,7 @@ from scada.config import load_site
 from scada.config.site import HealthConfig
 from scada.health import HealthMonitor, LoopLagProbe, cert_not_after, health_tag_defs
 from scada.runtime import Runtime
-from scada.server.audit import FILE_NAME, AuditLog
+from scada.services.audit import FILE_NAME, AuditLog
 from tags.database import TagDatabase
 from tests.demo import demo_site_copy
 

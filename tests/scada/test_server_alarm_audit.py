@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from bokeh.util.token import get_token_payload
 
-from scada.server.alarm_ops import AlarmOpError, AlarmOps
 from scada.server.proxy import TrustedProxies
+from scada.services.alarm_ops import AlarmOpError, AlarmOps
 from tests.scada.server_fixtures import (
     Served,
     recv_until,

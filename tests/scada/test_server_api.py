@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tornado.web import RequestHandler
 
 from scada.server.app import ROUTES
-from scada.server.auth import Role
 from scada.server.openapi import document
-from scada.server.users import UserStore
+from scada.services.auth import Role
+from scada.services.users import UserStore
 from tests.scada.server_fixtures import (
     Served,
     served_fixture,  # noqa: F401

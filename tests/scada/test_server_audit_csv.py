@@ -10,7 +10,7 @@ import re
 import pytest
 
 from scada.cli import main
-from scada.server.audit import EXPORT_COLUMNS
+from scada.services.audit import EXPORT_COLUMNS
 from tests.scada.server_fixtures import Served, served_fixture  # noqa: F401
 
 

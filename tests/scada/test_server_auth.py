@@ -14,10 +14,10 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from scada.cli import main as cli_main
 from scada.server.app import ROUTES
-from scada.server.auth import PERMISSIONS, XSRF_HEADER, Role, User, may
 from scada.server.http import ScadaServer
-from scada.server.users import UserStore
 from scada.server.ws import OP_ACTIONS
+from scada.services.auth import PERMISSIONS, XSRF_HEADER, Role, User, may
+from scada.services.users import UserStore
 from tags.database import TagDatabase
 from tags.model import TagDef
 from tests.scada.server_fixtures import (

@@ -17,7 +17,6 @@ import pytest
 
 from billing.tags import Level
 from scada.server.app import ROUTES
-from scada.server.auth import Action, Role, User, may
 from scada.server.handlers.billing import (
     XLSX,
     AccountOut,
@@ -28,6 +27,7 @@ from scada.server.handlers.billing import (
     MoneyOut,
     ReportOut,
 )
+from scada.services.auth import Action, Role, User, may
 from tests.scada.server_fixtures import ROLES, Served, start_served
 
 BILLING_YAML = """

@@ -9,11 +9,11 @@ from typing import Any
 
 from scada.config import load_site
 from scada.runtime import Runtime
-from scada.server.audit import AuditLog
-from scada.server.auth import system_user
-from scada.server.command_model import Command, CommandState
-from scada.server.command_store import CommandStore
-from scada.server.commands import CommandError, CommandService
+from scada.services.audit import AuditLog
+from scada.services.auth import system_user
+from scada.services.command_model import Command, CommandState
+from scada.services.command_store import CommandStore
+from scada.services.commands import CommandError, CommandService
 from tests.scada.server_fixtures import (
     Served,
     served_fixture,  # noqa: F401

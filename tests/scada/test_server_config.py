@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scada.server.auth import Role, User
+from scada.services.auth import Role, User
 from tests.scada.server_fixtures import (
     Served,
     recv,

@@ -6,11 +6,11 @@ import io
 import time
 from datetime import UTC, datetime
 
-from scada.server.audit import MAX_QUERY_ROWS, verify_file, write_csv
-from scada.server.auth import ASSIGNABLE_ROLES, PERMISSIONS, SCOPED_ACTIONS, Role
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import TokenBody, UserCreateBody, UserUpdateBody
-from scada.server.users import UserError
+from scada.services.audit import MAX_QUERY_ROWS, verify_file, write_csv
+from scada.services.auth import ASSIGNABLE_ROLES, PERMISSIONS, SCOPED_ACTIONS, Role
+from scada.services.users import UserError
 
 __all__ = [
     "AUDIT_FORMATS",
@@ -45,7 +45,7 @@ class UsersApi(ApiHandler):
         self.reply(user.to_json(), 201)
 
     def _add(self, body: UserCreateBody):  # type: ignore[no-untyped-def]
-        from scada.server.users import UserStore
+        from scada.services.users import UserStore
 
         store = UserStore(self.ctx.users.path)  # own connection for the worker thread
         try:
@@ -72,7 +72,7 @@ class UserApi(ApiHandler):
         before = self._get(name)
 
         def update():  # type: ignore[no-untyped-def]
-            from scada.server.users import UserStore
+            from scada.services.users import UserStore
 
             store = UserStore(self.ctx.users.path)
             try:
@@ -167,7 +167,7 @@ class AuditApi(ApiHandler):
     """``GET /api/audit``: audit entries, newest first, as JSON or a CSV download.
 
     ``format=csv`` answers the same entries as ``text/csv`` with a header row
-    (:func:`~scada.server.audit.write_csv`, as ``scada audit export``) and a file name
+    (:func:`~scada.services.audit.write_csv`, as ``scada audit export``) and a file name
     ``audit-<from>-<to>.csv`` (UTC; ``from`` is ``since`` or the oldest entry sent, ``to``
     is ``until`` or the time of the request). A CSV's default ``limit`` is the most a
     query returns (10,000) rather than 1,000.

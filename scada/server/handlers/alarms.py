@@ -1,6 +1,6 @@
 """Alarms: list, acknowledge, shelve / unshelve, out of service, journal, KPIs.
 
-Operator actions go through the server's :class:`~scada.server.alarm_ops.AlarmOps` (the
+Operator actions go through the server's :class:`~scada.services.alarm_ops.AlarmOps` (the
 engine, on the loop, and one audit entry per alarm); journal and KPI queries open their own journal connection in a worker
 thread (``<data-dir>/alarms.sqlite``).
 """
@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from scada.server.alarm_ops import AlarmOpError
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import AckBody, ServiceBody, ShelveBody, UnshelveBody
+from scada.services.alarm_ops import AlarmOpError
 from tags.model import iso
 
 __all__ = [

@@ -4,7 +4,7 @@ Handlers are thin (Tornado style): the route table gives each handler class its
 operations (:class:`~scada.server.app.Op`, with the permission each method needs), and
 ``initialize(ctx=...)`` the shared :class:`~scada.server.context.ServerContext`.
 ``prepare`` authenticates (bearer token or session cookie), checks the permission with
-:func:`~scada.server.auth.may` and, for cookie-authenticated writes, the XSRF header.
+:func:`~scada.services.auth.may` and, for cookie-authenticated writes, the XSRF header.
 Errors are JSON ``{"error": message, ...}``. Loop-thread only.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tornado.web
 from pydantic import BaseModel, ValidationError
 
-from scada.server.auth import XSRF_HEADER, Action, User, may
+from scada.services.auth import XSRF_HEADER, Action, User, may
 
 if TYPE_CHECKING:
     from scada.server.app import Op

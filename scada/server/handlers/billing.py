@@ -1,7 +1,7 @@
 """Billing over REST: accounts, ledgers, money operations, heat allocation, bills, reports.
 
 Thin handlers over the runtime's :class:`billing.Billing` (``runtime.billing``; 503 while it
-is not running). Permissions (:data:`scada.server.auth.PERMISSIONS`): reads need
+is not running). Permissions (:data:`scada.services.auth.PERMISSIONS`): reads need
 ``billing.read`` and tenants see only the accounts / households linked to them (others are
 404, as if they did not exist); top-up, refund and reversal need ``billing.write`` (the
 cashier's right); a meter replacement ``billing.meter``; site-wide reports ``billing.report``.
@@ -23,7 +23,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from scada.server.auth import Action, Role
 from scada.server.billing_schemas import (
     AccountOut,
     AccountsOut,
@@ -39,6 +38,7 @@ from scada.server.billing_schemas import (
     ReverseBody,
 )
 from scada.server.handlers.base import ApiError, ApiHandler
+from scada.services.auth import Action, Role
 
 __all__ = [
     "REPORT_FORMATS",

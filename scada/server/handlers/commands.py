@@ -1,7 +1,7 @@
 """Commands over REST: select, operate, cancel, list, batches (select-before-operate).
 
-Thin wrappers over :class:`~scada.server.commands.CommandService`; its
-:class:`~scada.server.commands.CommandError` becomes the HTTP status it names. The
+Thin wrappers over :class:`~scada.services.commands.CommandService`; its
+:class:`~scada.services.commands.CommandError` becomes the HTTP status it names. The
 idempotency key comes from the body (``idempotency_key``) or the ``Idempotency-Key``
 header.
 """
@@ -12,9 +12,9 @@ import math
 import time
 from typing import Any
 
-from scada.server.commands import CommandError
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import BatchBody, CommandBody
+from scada.services.commands import CommandError
 from tags.model import iso
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Configuration API: get, validate, apply (hot, with a diff), versions, roll back.
 
-See :mod:`scada.server.confmgr` for what applying does; every apply and rollback is
+See :mod:`scada.services.config_versions` for what applying does; every apply and rollback is
 audited there.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from scada.server.confmgr import ConfigUnavailable, ProposalError
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import ConfigProposal, RollbackBody
+from scada.services.config_versions import ConfigUnavailable, ProposalError
 from tags.model import iso
 
 __all__ = [

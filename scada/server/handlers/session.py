@@ -12,7 +12,9 @@ from __future__ import annotations
 import html
 import json
 
-from scada.server.auth import (
+from scada.server.handlers.base import ApiError, ApiHandler
+from scada.server.schemas import LoginBody, PasswordBody, SetupBody
+from scada.services.auth import (
     SESSION_COOKIE,
     XSRF_COOKIE,
     XSRF_HEADER,
@@ -20,9 +22,7 @@ from scada.server.auth import (
     Role,
     xsrf_for,
 )
-from scada.server.handlers.base import ApiError, ApiHandler
-from scada.server.schemas import LoginBody, PasswordBody, SetupBody
-from scada.server.users import UserError
+from scada.services.users import UserError
 from tags.model import iso
 
 __all__ = [
@@ -344,7 +344,7 @@ class MeApi(ApiHandler):
     """``GET /api/me``: the current user and what the role may do."""
 
     def get(self) -> None:
-        from scada.server.auth import PERMISSIONS
+        from scada.services.auth import PERMISSIONS
 
         assert self.user is not None
         self.reply(

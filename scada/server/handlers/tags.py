@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from scada.server.auth import Action
 from scada.server.handlers.base import ApiError, ApiHandler
+from scada.services.auth import Action
 from tags.model import Quality, TagDef, iso
 
 __all__ = ["HistoryAggApi", "HistoryRawApi", "TagApi", "TagsApi", "tag_json"]

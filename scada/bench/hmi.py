@@ -230,9 +230,10 @@ def run(args: argparse.Namespace) -> int:
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    from hmi.serve import serve_hmi
-    from scada.server.auth import SESSION_COOKIE, Auth
-    from scada.server.users import UserStore
+    from hmi.app import apps
+    from scada.server.hmi_only import serve_hmi
+    from scada.services.auth import SESSION_COOKIE, Auth
+    from scada.services.users import UserStore
 
     with tempfile.TemporaryDirectory(prefix="hmi-bench-") as tmp:
         estate = Estate(args.floors, args.units, Path(tmp))
@@ -240,7 +241,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         users.add_user("bench", "viewer", PASSWORD)
         token = users.create_token("bench", kind="session", ttl_s=3600)
         auth = Auth(users)
-        server, port = serve_hmi(estate.runtime, auth=auth)
+        server, port = serve_hmi(apps(estate.runtime, auth=auth), auth=auth)
         url = f"http://127.0.0.1:{port}/hmi/building?building=big"
         renders: list[float] = []
         latencies: list[float] = []

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from scada.config import ConfigError, SiteConfig, load_site
-from scada.server.auth import Action, may
+from scada.services.auth import Action, may
 
 __all__ = ["ConfigManager", "ConfigUnavailable", "ProposalError", "apply_site", "compare_sites"]
 

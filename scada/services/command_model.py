@@ -1,6 +1,6 @@
 """Command value objects: states, the command record, batches and the refusal error.
 
-Pure data (no I/O): :mod:`scada.server.commands` holds the service that changes them.
+Pure data (no I/O): :mod:`scada.services.commands` holds the service that changes them.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ writes one audit entry per alarm affected, always of the same shape:
 * ``before`` and ``after``: ``{"state", "occurrence", "shelved_until"}`` of the alarm
   (ISO time or None); a shelve's ``after`` adds ``duration_s``.
 
-Permission checks stay with the callers (the one table, :func:`scada.server.auth.may`).
+Permission checks stay with the callers (the one table, :func:`scada.services.auth.may`).
 Errors are :class:`AlarmOpError` with the status a caller answers: 404 unknown alarm,
 422 invalid request (no reason, bad duration), 503 no alarm engine.
 
@@ -54,7 +54,7 @@ class AlarmOps:
     """The alarm operations of one runtime (module docstring).
 
     ``runtime.alarms`` is looked up on every call (the engine may start after the
-    server); ``audit`` is the :class:`~scada.server.audit.AuditLog`, or None for an HMI
+    server); ``audit`` is the :class:`~scada.services.audit.AuditLog`, or None for an HMI
     running without a server (nothing is recorded then).
     """
 

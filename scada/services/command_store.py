@@ -10,14 +10,14 @@ ask after a restart survive it:
 * the end of a command the restart interrupted: a selection cannot outlive the process
   that holds the reservation (``expired``), and a write whose read-back never came back
   ends ``failed`` with "outcome unknown" (the operator checks the read value). Both are
-  audited by :class:`~scada.server.commands.CommandService` on start.
+  audited by :class:`~scada.services.commands.CommandService` on start.
 
 Every state change of a command is one UPSERT, committed at once (commands are rare: a
 few per second at most, billing's batch trips included). Rows older than ``KEEP_S`` are
 purged on open. Unlike the audit log this table is mutable: the audit log stays the
 record of who did what; this is the commands' current state.
 
-Threading: the event-loop thread only (like :class:`~scada.server.audit.AuditLog.record`).
+Threading: the event-loop thread only (like :class:`~scada.services.audit.AuditLog.record`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scada.server.command_model import Batch, Command, CommandState
+from scada.services.command_model import Batch, Command, CommandState
 
 __all__ = ["FILE_NAME", "KEEP_S", "CommandStore"]
 

@@ -28,7 +28,7 @@ meter replacement), ``billing.report`` (site-wide reports, CSV / Excel downloads
 Authentication: a request carries either the session cookie :data:`SESSION_COOKIE`
 (set by ``POST /api/login``; HttpOnly, SameSite=Lax, Secure behind TLS) or an
 ``Authorization: Bearer <token>`` header. Both are random tokens stored hashed in the
-user database (:mod:`scada.server.users`). Cookie-authenticated writes must echo
+user database (:mod:`scada.services.users`). Cookie-authenticated writes must echo
 :func:`xsrf_for` of the session token in the :data:`XSRF_HEADER` header (the value is
 also in the readable :data:`XSRF_COOKIE` cookie): double submit bound to the session.
 
@@ -50,8 +50,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bokeh.server.auth_provider import AuthProvider
-
 __all__ = [
     "PERMISSIONS",
     "SCOPED_ACTIONS",
@@ -60,7 +58,6 @@ __all__ = [
     "XSRF_HEADER",
     "Action",
     "Auth",
-    "BokehAuth",
     "LoginRateLimiter",
     "Role",
     "User",
@@ -263,7 +260,7 @@ class LoginRefused(Exception):
 
 
 class Auth:
-    """Authenticate requests against a :class:`~scada.server.users.UserStore`.
+    """Authenticate requests against a :class:`~scada.services.users.UserStore`.
 
     ``session_ttl_s`` is how long a login session lives. Loop-thread only.
     """
@@ -303,7 +300,7 @@ class Auth:
         and a new one is opened for the caller; API tokens stay. Raises ``UserError`` for
         a new password the policy refuses or equal to the current one.
         """
-        from scada.server.users import UserError, UserStore, check_password
+        from scada.services.users import UserError, UserStore, check_password
 
         check_password(new)
         if new == current:
@@ -408,39 +405,3 @@ class Auth:
         if not token or not header_value:
             return False
         return hmac.compare_digest(xsrf_for(token), header_value)
-
-
-class BokehAuth(AuthProvider):
-    """Bokeh's auth provider: no HMI page without a session (redirects to ``/login``)."""
-
-    def __init__(self, auth: Auth) -> None:
-        self._auth = auth
-        super().__init__()
-
-    @property
-    def get_user(self) -> Callable[[Any], User | None]:  # type: ignore[override]
-        return self._auth.get_user
-
-    @property
-    def get_user_async(self) -> None:  # type: ignore[override]
-        return None
-
-    @property
-    def login_url(self) -> str:  # type: ignore[override]
-        return login_url
-
-    @property
-    def get_login_url(self) -> None:  # type: ignore[override]
-        return None
-
-    @property
-    def login_handler(self) -> None:  # type: ignore[override]
-        return None  # our /login page is in the route table
-
-    @property
-    def logout_url(self) -> str:  # type: ignore[override]
-        return "/logout"
-
-    @property
-    def logout_handler(self) -> None:  # type: ignore[override]
-        return None

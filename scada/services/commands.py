@@ -3,7 +3,7 @@
 Select-before-operate:
 
 1. ``select(user, tag, value)`` checks the role (``commands.operate`` through
-   :func:`~scada.server.auth.may`), the tag (a writable device point or memory tag), the
+   :func:`~scada.services.auth.may`), the tag (a writable device point or memory tag), the
    value (type and ``min``/``max``, the driver's own checks) and the device (not offline),
    and reserves the tag for this user until ``expires_ts`` (``select_timeout_s``, default
    30 s). A refused select still creates a command in state ``failed`` (audited) and
@@ -17,7 +17,7 @@ Idempotency: a ``key`` given with a select is remembered per user for
 ``IDEMPOTENCY_TTL_S``; the same key with the same tag and value returns the same command
 (``CommandError`` 409 for another request).
 
-Durability: with a :class:`~scada.server.command_store.CommandStore` every state change is
+Durability: with a :class:`~scada.services.command_store.CommandStore` every state change is
 saved, so commands, batches and idempotency keys survive a restart; on start the commands
 a stop or crash interrupted end ``expired`` (a selection) or ``failed`` (a write whose
 read-back never came: outcome unknown), audited as done by ``system``.
@@ -57,9 +57,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from scada.server.auth import Action, User, may
-from scada.server.command_model import Batch, Command, CommandError, CommandState
-from scada.server.command_store import CommandStore
+from scada.services.auth import Action, User, may
+from scada.services.command_model import Batch, Command, CommandError, CommandState
+from scada.services.command_store import CommandStore
 from tags.model import Quality, Source, TagType, iso
 
 __all__ = ["Batch", "Command", "CommandError", "CommandService", "CommandState"]
@@ -74,7 +74,7 @@ class CommandService:
     """Select-before-operate over the runtime's drivers and tag database (module docstring).
 
     ``runtime`` supplies ``db`` and ``drivers`` (read at call time, so a config apply that
-    replaces the drivers is seen); ``audit`` is an :class:`~scada.server.audit.AuditLog`.
+    replaces the drivers is seen); ``audit`` is an :class:`~scada.services.audit.AuditLog`.
     ``clock`` (epoch seconds) times selections, expiry and the limits; tests may replace it.
     """
 

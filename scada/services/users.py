@@ -9,7 +9,7 @@ One file, ``<data-dir>/users.sqlite`` (WAL). Tables:
 
 No default users and no default passwords: the first admin comes from
 ``scada user add CONFIG NAME --role admin --password-stdin`` or the one-time setup token
-printed by ``scada run`` (see ``scada.server.auth.Auth.bootstrap``).
+printed by ``scada run`` (see ``scada.services.auth.Auth.bootstrap``).
 
 Threading: a store's connection belongs to the thread that opened it (the loop thread in
 the server); ``verify_password_threadsafe`` opens its own connection so the slow hash
@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from scada.server.auth import Role, User, xsrf_for
+from scada.services.auth import Role, User, xsrf_for
 
 __all__ = ["FILE_NAME", "UserError", "UserStore", "hash_password", "verify_password"]
 

@@ -1,8 +1,9 @@
 """A Bokeh server with only the HMI pages, for the HMI benchmark and tests.
 
-``scada run`` serves the HMI from the full server (issue 6: REST, websocket, login page);
-this module starts just the Bokeh part with the same auth provider (``BokehAuth``), so a
-benchmark can measure the HMI alone. Loop-thread only: call from a running asyncio loop.
+``scada run`` serves the HMI from the full server (REST, websocket, login page); this module
+starts just the Bokeh part with the same auth provider (``BokehAuth``), so a benchmark can
+measure the HMI alone. The caller builds the pages (``hmi.app.apps(services)``): the server
+package never imports the HMI. Loop-thread only: call from a running asyncio loop.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
-from hmi.app import apps
+from scada.server.bokeh_auth import BokehAuth
+from scada.services.auth import SESSION_COOKIE, Auth
 
 __all__ = ["serve_hmi"]
 
@@ -22,23 +24,21 @@ log = logging.getLogger(__name__)
 
 
 def serve_hmi(
-    runtime: Any,
+    apps: dict[str, Any],
     *,
-    auth: Any,
-    commands: Any = None,
+    auth: Auth,
     address: str = "127.0.0.1",
     port: int = 0,
     extra_patterns: list[Any] | None = None,
 ) -> tuple[Server, int]:
     """Start a Bokeh server with every HMI page on the current loop; return it and its port.
 
-    ``auth`` is the server's ``Auth`` (login required on every page); ``port=0`` picks a
-    free port. Stop it with ``server.stop()``.
+    ``apps`` maps ``/hmi/<page>`` to Bokeh applications; ``auth`` is the ``Auth`` service
+    (login required on every page); ``port=0`` picks a free port. Stop it with ``server.stop()``.
     """
-    from scada.server.auth import SESSION_COOKIE, BokehAuth
 
     server = Server(
-        apps(runtime, auth=auth, commands=commands),
+        apps,
         io_loop=IOLoop.current(),
         address=address,
         port=port,

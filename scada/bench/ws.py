@@ -4,7 +4,7 @@ The server process holds a tag database of ``--tags`` float tags, the real serve
 free port and a load generator that changes ``--rate`` tags per second in 10 ms steps
 (round robin). Each changed value is its own source timestamp: ``time.time()`` taken just
 before ``update_many`` (also the TagValue ``ts``). The ``--clients`` websocket clients run
-in ``--procs`` child processes (``python -m scada.server.bench --client ...``) and
+in ``--procs`` child processes (``python -m scada.bench.ws --client ...``) and
 subscribe to ``*``.
 
 What is measured, per change delivered after the warm-up: latency = the client's receipt
@@ -103,9 +103,9 @@ async def _load(db: Any, ids: np.ndarray, rate: float, stop: asyncio.Event) -> i
 
 
 async def _serve(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from scada.server.auth import Role
     from scada.server.http import ScadaServer
-    from scada.server.users import UserStore
+    from scada.services.auth import Role
+    from scada.services.users import UserStore
     from tags.database import TagDatabase
     from tags.model import Source, TagDef, TagType
 
@@ -129,7 +129,7 @@ async def _serve(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     cmd = [
         sys.executable,
         "-m",
-        "scada.server.bench",
+        "scada.bench.ws",
         "--client",
         server.url.replace("http", "ws", 1) + "/ws",
         token,

@@ -201,7 +201,7 @@ class AuditLog:
     ) -> int:
         """Append one entry and return its sequence number.
 
-        ``user`` is a :class:`~scada.server.auth.User`, a name or None (anonymous);
+        ``user`` is a :class:`~scada.services.auth.User`, a name or None (anonymous);
         ``source`` the client address (``internal`` for in-process callers); ``before`` and
         ``after`` anything JSON-serialisable.
         """

@@ -1,0 +1,7 @@
+"""What every package's config model builds on: ``${ENV}`` / ``${file:...}`` secrets.
+
+The bottom of the house next to ``tags``: it imports only pydantic, so any package
+(``historian``, ``alarms``, ``billing``, ``drivers``) may use it without importing ``scada``.
+"""
+
+__all__: list[str] = []

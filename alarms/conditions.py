@@ -11,10 +11,13 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from tags.expr import EvaluationError, Expression
-from tags.model import Quality, Reason, TagValue
+from tags.model import Quality, Reason, Scalar, TagValue
+
+if TYPE_CHECKING:
+    from tags.database import TagDatabase
 
 __all__ = [
     "LEVEL_LABELS",
@@ -26,6 +29,7 @@ __all__ = [
     "ExprCondition",
     "LimitCondition",
     "RateCondition",
+    "RowValue",
     "StaleCondition",
     "StateCondition",
     "Suppressor",
@@ -36,6 +40,10 @@ log = logging.getLogger(__name__)
 _BAD = int(Quality.BAD)
 _STALE = int(Reason.STALE)
 LEVEL_LABELS = {"hh": "HH", "h": "H", "l": "L", "ll": "LL"}
+
+RowValue: TypeAlias = float | str | None
+"""The changed input's value handed to ``Condition.update``: float (NaN: no value; bools and
+ints as float), str for str tags, None when a multi-input condition is re-evaluated."""
 
 
 class EvalContext(Protocol):
@@ -49,7 +57,7 @@ class EvalContext(Protocol):
 class DbContext:
     """The ``EvalContext`` over a TagDatabase (glob matches cached until ``clear``)."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: TagDatabase) -> None:
         self._db = db
         self._globs: dict[str, list[str]] = {}
 
@@ -59,7 +67,7 @@ class DbContext:
 
     def read(self, name: str) -> TagValue:
         """Return the current value of ``name``."""
-        return self._db.read(name)  # type: ignore[no-any-return]
+        return self._db.read(name)
 
     def read_glob(self, pattern: str) -> list[TagValue]:
         """Return the current values of the tags matching ``pattern``."""
@@ -70,10 +78,7 @@ class DbContext:
 
     def seen(self, name: str) -> float:
         """Return when ``name`` was last refreshed (changed or not), by the database's clock."""
-        tid = self._db.id_of(name)
-        # TagDatabase keeps refresh times (not only change times) in ``_seen`` and has no
-        # public accessor for them yet
-        return float(self._db._seen[tid])
+        return self._db.refreshed_at(name)
 
 
 class _Unknown(Exception):
@@ -84,13 +89,18 @@ def _good(tv: TagValue) -> bool:
     return tv.value is not None and tv.quality != Quality.BAD
 
 
+def _good_value(tv: TagValue) -> Scalar | None:
+    """The value of ``tv`` when it is good (``_good``), else None."""
+    return tv.value if tv.quality != Quality.BAD else None
+
+
 # --------------------------------------------------------------------------- conditions
 
 
 class Condition:
     """Base of the raw conditions: ``inputs`` are the tags whose changes re-evaluate it.
 
-    ``update`` gets the changed input's row (``value`` as float, or str for str tags);
+    ``update`` gets the changed input's row (``value``: see ``RowValue``);
     ``on_tick`` is called periodically when ``TICKS`` is True.
     """
 
@@ -101,7 +111,7 @@ class Condition:
         self,
         ctx: EvalContext,
         name: str,
-        value: Any,
+        value: RowValue,
         quality: int,
         reason: int,
         valid: bool,
@@ -132,9 +142,20 @@ class LimitCondition(Condition):
         self.deadband = deadband
         self.high = level in ("h", "hh")
 
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        if not valid or quality == _BAD or value != value:  # NaN: no value
-            return None
+    def update(
+        self,
+        ctx: EvalContext,
+        name: str,
+        value: RowValue,
+        quality: int,
+        reason: int,
+        valid: bool,
+        ts: float,
+        now: float,
+        raw: bool,
+    ) -> bool | None:
+        if not valid or quality == _BAD or not isinstance(value, float) or value != value:
+            return None  # no value (NaN), bad, or not a number
         if self.high:
             return value >= (self.limit - self.deadband if raw else self.limit)
         return value <= (self.limit + self.deadband if raw else self.limit)
@@ -148,13 +169,24 @@ class StateCondition(Condition):
 
     __slots__ = ("inputs", "negate", "tag", "target")
 
-    def __init__(self, tag: str, target: Any, negate: bool) -> None:
+    def __init__(self, tag: str, target: Scalar | None, negate: bool) -> None:
         self.tag = tag
         self.inputs = (tag,)
         self.target = target
         self.negate = negate
 
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+    def update(
+        self,
+        ctx: EvalContext,
+        name: str,
+        value: RowValue,
+        quality: int,
+        reason: int,
+        valid: bool,
+        ts: float,
+        now: float,
+        raw: bool,
+    ) -> bool | None:
         if not valid or quality == _BAD:
             return None
         equal = value == self.target
@@ -207,13 +239,24 @@ class RateCondition(Condition):
             r = abs(rate)
         return r >= (self.threshold - self.deadband if raw else self.threshold)
 
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        if not valid or quality == _BAD or value != value:
-            return None
+    def update(
+        self,
+        ctx: EvalContext,
+        name: str,
+        value: RowValue,
+        quality: int,
+        reason: int,
+        valid: bool,
+        ts: float,
+        now: float,
+        raw: bool,
+    ) -> bool | None:
+        if not valid or quality == _BAD or not isinstance(value, float) or value != value:
+            return None  # no value (NaN), bad, or not a number
         if self.samples and ts < self.samples[-1][0]:
             self.samples.clear()  # time went backwards: start over
-        self.samples.append((ts, float(value)))
-        return self._judge(ts, float(value), raw)
+        self.samples.append((ts, value))
+        return self._judge(ts, value, raw)
 
     def on_tick(self, ctx: EvalContext, now: float, raw: bool) -> bool | None:
         # without new changes the value is unchanged up to now (deadband): the rate decays
@@ -248,11 +291,23 @@ class DeviationCondition(Condition):
         names = [tag, setpoint, *(sorted(condition.names) if condition else [])]
         self.inputs = tuple(dict.fromkeys(names))
 
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
-        pv, sp = ctx.read(self.tag), ctx.read(self.setpoint)
-        if not (_good(pv) and _good(sp)):
+    def update(
+        self,
+        ctx: EvalContext,
+        name: str,
+        value: RowValue,
+        quality: int,
+        reason: int,
+        valid: bool,
+        ts: float,
+        now: float,
+        raw: bool,
+    ) -> bool | None:
+        pv = _good_value(ctx.read(self.tag))
+        sp = _good_value(ctx.read(self.setpoint))
+        if pv is None or sp is None:
             return None
-        dev = float(pv.value) - float(sp.value)
+        dev = float(pv) - float(sp)
         if self.direction == "below":
             d = -dev
         elif self.direction == "above":
@@ -268,10 +323,11 @@ class DeviationCondition(Condition):
         return out
 
     def fields(self, ctx: EvalContext, now: float) -> dict[str, Any]:
-        pv, sp = ctx.read(self.tag), ctx.read(self.setpoint)
-        out: dict[str, Any] = {"setpoint": sp.value}
-        if _good(pv) and _good(sp):
-            out["deviation"] = float(pv.value) - float(sp.value)
+        sp_tv = ctx.read(self.setpoint)
+        out: dict[str, Any] = {"setpoint": sp_tv.value}
+        pv, sp = _good_value(ctx.read(self.tag)), _good_value(sp_tv)
+        if pv is not None and sp is not None:
+            out["deviation"] = float(pv) - float(sp)
         return out
 
 
@@ -284,7 +340,18 @@ class CommLossCondition(Condition):
         self.inputs = (tag,)
         self.online = online
 
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+    def update(
+        self,
+        ctx: EvalContext,
+        name: str,
+        value: RowValue,
+        quality: int,
+        reason: int,
+        valid: bool,
+        ts: float,
+        now: float,
+        raw: bool,
+    ) -> bool | None:
         if self.online:
             if not valid or quality == _BAD:
                 return None
@@ -314,7 +381,18 @@ class StaleCondition(Condition):
             return False
         return now - ctx.seen(self.tag) >= self.max_age_s
 
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+    def update(
+        self,
+        ctx: EvalContext,
+        name: str,
+        value: RowValue,
+        quality: int,
+        reason: int,
+        valid: bool,
+        ts: float,
+        now: float,
+        raw: bool,
+    ) -> bool | None:
         return self._judge(ctx, now, reason, valid)
 
     def on_tick(self, ctx: EvalContext, now: float, raw: bool) -> bool | None:
@@ -334,7 +412,18 @@ class ExprCondition(Condition):
         self.expr = expr
         self.inputs = tuple(inputs)
 
-    def update(self, ctx, name, value, quality, reason, valid, ts, now, raw):  # type: ignore[no-untyped-def]
+    def update(
+        self,
+        ctx: EvalContext,
+        name: str,
+        value: RowValue,
+        quality: int,
+        reason: int,
+        valid: bool,
+        ts: float,
+        now: float,
+        raw: bool,
+    ) -> bool | None:
         result = _evaluate(self.expr, ctx)
         return None if result is None else bool(result)
 

@@ -27,11 +27,9 @@ import itertools
 import re
 import string
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
@@ -52,6 +50,7 @@ from alarms.notifications import (
     WebhookNotifierConfig,
     check_notifications,
 )
+from configbase.model import ConfigModel as _Model
 from tags.expr import ExpressionError, parse_expression
 
 __all__ = [
@@ -176,10 +175,6 @@ def _check_message(text: str) -> str:
     return text
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # --------------------------------------------------------------------------- rules
 
 
@@ -237,9 +232,10 @@ class _RuleBase(_Model):
         allowed = self.TARGETS
         for f in given:
             if f not in allowed:
+                kind = self.__dict__.get("kind")  # every concrete rule class has one
                 raise ValueError(
-                    f"a {self.kind} rule cannot target {f!r} (use one of: {', '.join(allowed)})"
-                )  # type: ignore[attr-defined]
+                    f"a {kind} rule cannot target {f!r} (use one of: {', '.join(allowed)})"
+                )
         if len(given) > 1:
             raise ValueError(f"give exactly one target, not {' and '.join(given)}")
         if not given and self.TARGET_REQUIRED:
@@ -418,7 +414,7 @@ def _device_of(tag: str, tag_device: Mapping[str, str | None] | None) -> str | N
 
 
 def check_references(
-    rules: Sequence[Any],
+    rules: Sequence[AlarmRule],
     tag_names: Collection[str],
     template_ids: Collection[str],
     devices_by_template: Mapping[str, Sequence[str]],
@@ -451,7 +447,8 @@ def check_references(
         if rule.tag is not None:
             if rule.tag not in names:
                 missing_tag((*base, "tag"), rule.tag)
-            bound_devices = [d for d in [_device_of(rule.tag, None)] if d in devices]
+            own = _device_of(rule.tag, None)
+            bound_devices = [own] if own is not None and own in devices else []
         if rule.tags is not None:
             rx = compile_glob(rule.tags)
             hits = [n for n in names if rx.fullmatch(n)]
@@ -477,13 +474,13 @@ def check_references(
                                 )
                             )
                             break
-        dev = rule.__dict__.get("device")
-        if dev is not None:
-            if dev not in devices:
+        one: str | None = rule.__dict__.get("device")
+        if one is not None:
+            if one not in devices:
                 issues.append(
-                    ((*base, "device"), f"unknown device {dev!r}{_did_you_mean(dev, devices)}")
+                    ((*base, "device"), f"unknown device {one!r}{_did_you_mean(one, devices)}")
                 )
-            bound_devices = [dev]
+            bound_devices = [one]
         devs = rule.__dict__.get("devices")
         if devs is not None:
             rx = compile_glob(devs)
@@ -495,7 +492,7 @@ def check_references(
             text = rule.__dict__.get(field)
             if text is None:
                 continue
-            samples = bound_devices or [None]
+            samples: Sequence[str | None] = bound_devices or [None]
             for d in samples:
                 values = {"device": d, "tag": rule.tag, "point": rule.point}
                 try:

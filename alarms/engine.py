@@ -23,23 +23,30 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from alarms.conditions import DbContext
+from alarms.config import AlarmRule
 from alarms.journal import AlarmJournal
 from alarms.model import ANNUNCIATED, Alarm, AlarmEvent, AlarmFilter, AlarmState, EventKind, Trigger
 from alarms.points import AlarmCounts, Point
 from alarms.rules import BindingError, PointSpec, bind_rules
 from tags.bus import ChangeBatch
-from tags.database import TagDatabase
+from tags.database import ReloadSummary, TagDatabase
 
-__all__ = ["SYSTEM_USER", "AlarmEngine", "EventCallback"]
+__all__ = ["SYSTEM_USER", "AlarmEngine", "EventCallback", "EventHandler"]
 
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[AlarmEvent], "Awaitable[None] | None"]
 SYSTEM_USER = "system"
 AckTarget = int | str | AlarmFilter | Iterable[int | str]
+
+
+class EventHandler(Protocol):
+    """The engine's ``router``: anything that takes every alarm event (the notification router)."""
+
+    def handle(self, event: AlarmEvent) -> Awaitable[None] | None: ...
 
 
 class AlarmEngine:
@@ -56,10 +63,10 @@ class AlarmEngine:
     def __init__(
         self,
         db: TagDatabase,
-        rules: Sequence[Any],
+        rules: Sequence[AlarmRule],
         journal: AlarmJournal,
         *,
-        router: Any = None,
+        router: EventHandler | None = None,
         devices_by_template: Mapping[str, Sequence[str]] | None = None,
         clock: Callable[[], float] = time.time,
         tick_s: float | None = 1.0,
@@ -134,7 +141,9 @@ class AlarmEngine:
         self._journal.commit()
 
     def reload(
-        self, rules: Sequence[Any], devices_by_template: Mapping[str, Sequence[str]] | None = None
+        self,
+        rules: Sequence[AlarmRule],
+        devices_by_template: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Replace the rules (config apply): points with the same key keep their state.
 
@@ -152,7 +161,7 @@ class AlarmEngine:
             self._rules, self._devices_by_template = old_rules, old_templates
             raise
 
-    def _on_defs_reloaded(self, summary: Any) -> None:
+    def _on_defs_reloaded(self, summary: ReloadSummary) -> None:
         # tag definitions changed (hot reload): globs may match other tags now and removed
         # tags must not be read; rules that no longer bind are skipped until the next reload
         self._rebind(strict=False)
@@ -247,13 +256,10 @@ class AlarmEngine:
         self._pending_commit = True
 
     def _subscribe_inputs(self) -> None:
-        names = self._db.catalog.names
         wanted = {*self._cond_inputs, *self._supp_inputs}
         if wanted:
             self._unsubscribe = self._db.subscribe(
-                [names[i] for i in sorted(wanted)],
-                self._on_changes,
-                name="alarm-engine",  # type: ignore[misc]
+                self._db.catalog.names_of(sorted(wanted)), self._on_changes, name="alarm-engine"
             )
 
     # ------------------------------------------------------------------ evaluation
@@ -278,7 +284,7 @@ class AlarmEngine:
                     releases.append(p)
         cond = self._cond_inputs
         names = batch.catalog.names
-        values = batch.values.tolist()
+        values = batch.vals.tolist()
         quality = batch.quality.tolist()
         reason = batch.reason.tolist()
         ts = batch.ts.tolist()
@@ -307,7 +313,7 @@ class AlarmEngine:
                     ts[row],
                     now,
                     p.raw,
-                )  # type: ignore[arg-type]
+                )
                 if r is not None:
                     self._set_raw(p, r, now)
         for p in multi.values():
@@ -430,10 +436,10 @@ class AlarmEngine:
                 snapshot=p.snapshot_closed(closed_occ),
             )
         if new_occ:
-            occ = self._next_occ
+            opened = self._next_occ
             self._next_occ += 1
-            p.open_occurrence(occ, now, self._ctx)
-            self._by_occurrence[occ] = p
+            p.open_occurrence(opened, now, self._ctx)
+            self._by_occurrence[opened] = p
             self._emit(
                 EventKind.RAISED,
                 p,
@@ -441,7 +447,7 @@ class AlarmEngine:
                 now,
                 None,
                 None,
-                occ,
+                opened,
             )
             return
         kind = {Trigger.ACK: EventKind.ACKED, Trigger.CLEAR: EventKind.CLEARED}[trigger]

@@ -116,7 +116,7 @@ def compute_kpis(
     times: dict[str, list[float]] = collections.defaultdict(list)
     for t, k in acts:
         times[k].append(t)
-    chattering = []
+    chatter: list[tuple[int, int, str]] = []  # (max per minute, count, key)
     for k, ts in times.items():
         best, lo = 0, 0
         for hi, t in enumerate(ts):
@@ -124,15 +124,20 @@ def compute_kpis(
                 lo += 1
             best = max(best, hi - lo + 1)
         if best >= CHATTER_COUNT:
-            chattering.append({"key": k, "max_per_minute": best, "count": len(ts)})
-    chattering.sort(key=lambda c: (-c["max_per_minute"], -c["count"], c["key"]))
-
-    stale = [
-        {"occurrence": occ, "key": k, "raised_ts": t, "age_h": round((now - t) / 3600.0, 2)}
-        for occ, k, t in open_occurrences
-        if now - t > STALE_AFTER_S
+            chatter.append((best, len(ts), k))
+    chatter.sort(key=lambda c: (-c[0], -c[1], c[2]))
+    chattering: list[dict[str, Any]] = [
+        {"key": k, "max_per_minute": best, "count": n} for best, n, k in chatter
     ]
-    stale.sort(key=lambda s: s["raised_ts"])
+
+    old = sorted(
+        ((occ, k, t) for occ, k, t in open_occurrences if now - t > STALE_AFTER_S),
+        key=lambda o: o[2],
+    )
+    stale: list[dict[str, Any]] = [
+        {"occurrence": occ, "key": k, "raised_ts": t, "age_h": round((now - t) / 3600.0, 2)}
+        for occ, k, t in old
+    ]
 
     return KpiReport(
         since=since,

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tags.model import iso
+from tags.model import Scalar, iso
 
 __all__ = [
     "ANNUNCIATED",
@@ -130,7 +130,7 @@ class Alarm:
     active: bool
     occurrence: int | None = None
     message: str = ""
-    value: Any = None
+    value: Scalar | None = None
     tag: str | None = None
     device: str | None = None
     building: str | None = None

@@ -38,8 +38,9 @@ import re
 import zoneinfo
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
+from configbase.model import ConfigModel as _Model
 from configbase.secrets import Secret, SecretValue, has_reference
 
 __all__ = [
@@ -59,10 +60,6 @@ __all__ = [
 
 PathT = tuple[str | int, ...]
 Priority = Annotated[int, Field(ge=1, le=4, description="1 critical, 2 high, 3 medium, 4 low")]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -143,7 +140,7 @@ class RecipientConfig(_Model):
 
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class TimeWindow(_Model):

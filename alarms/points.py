@@ -14,7 +14,7 @@ from typing import Any
 from alarms.conditions import EvalContext
 from alarms.model import ANNUNCIATED, Alarm, AlarmState, Trigger, core_transition
 from alarms.rules import PointSpec, format_message
-from tags.model import Source, TagDef, TagType
+from tags.model import Scalar, Source, TagDef, TagType
 
 __all__ = ["AlarmCounts", "Point", "count_tag_defs"]
 
@@ -59,7 +59,7 @@ class Point:
         self.ack_comment: str | None = None
         self.cleared_ts: float | None = None
         self.message = ""
-        self.value: Any = None
+        self.value: Scalar | None = None
         self.shelved_until: float | None = None
         self.shelved_by: str | None = None
         self.shelve_reason: str | None = None

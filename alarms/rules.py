@@ -29,6 +29,7 @@ from alarms.conditions import (
     Suppressor,
 )
 from alarms.config import (
+    AlarmRule,
     CommLossRule,
     DeviationRule,
     ExprRule,
@@ -40,7 +41,7 @@ from alarms.config import (
     substitute_expr,
 )
 from tags.expr import Expression, ExpressionError, parse_expression
-from tags.model import TagDef
+from tags.model import Scalar, TagDef
 
 __all__ = ["DEFAULT_AREA", "BindingError", "PointSpec", "TagLookup", "bind_rules", "format_message"]
 
@@ -109,7 +110,7 @@ class _Binding:
 
 
 def _bindings(
-    rule: Any, lookup: TagLookup, devices_by_template: Mapping[str, Sequence[str]]
+    rule: AlarmRule, lookup: TagLookup, devices_by_template: Mapping[str, Sequence[str]]
 ) -> list[_Binding]:
     def from_tag(name: str, point: str | None = None) -> _Binding:
         d = lookup.definition(name)
@@ -145,73 +146,32 @@ def _bindings(
                 )
             out.append(from_tag(name, rule.point))
         return out
-    dev = rule.__dict__.get("device")
-    if dev is not None:
-        return [from_device(dev)]
+    one: str | None = rule.__dict__.get("device")
+    if one is not None:
+        return [from_device(one)]
     devs = rule.__dict__.get("devices")
     if devs is not None:
         return [from_device(n[: -len(".online")]) for n in lookup.match(f"{devs}.online")]
     return [_Binding(None, None, None, None, None)]  # expr rule without a target
 
 
-def _parse(rule: Any, text: str, binding: _Binding, what: str) -> Expression:
+def _parse(rule: AlarmRule, text: str, binding: _Binding, what: str) -> Expression:
     try:
         return parse_expression(substitute_expr(text, binding.values()))
     except (KeyError, ExpressionError) as exc:
         raise BindingError(f"alarm rule {rule.id!r}: {what}: {exc}") from None
 
 
-def _check_names(rule: Any, names: Iterable[str], lookup: TagLookup, what: str) -> None:
+def _check_names(rule: AlarmRule, names: Iterable[str], lookup: TagLookup, what: str) -> None:
     for n in names:
         if n not in lookup:
             raise BindingError(f"alarm rule {rule.id!r}: {what} names unknown tag {n!r}")
 
 
 def _conditions(
-    rule: Any, b: _Binding, lookup: TagLookup
+    rule: AlarmRule, b: _Binding, lookup: TagLookup
 ) -> list[tuple[str | None, int, Condition]]:
     """Return ``(level, priority, condition)`` for one binding of ``rule``."""
-    tag = b.tag
-    if isinstance(rule, LimitRule):
-        out: list[tuple[str | None, int, Condition]] = []
-        for level in ("hh", "h", "l", "ll"):
-            limit = getattr(rule.limits, level)
-            if limit is not None:
-                prio = getattr(rule.priorities, level) or rule.priority
-                out.append((level, prio, LimitCondition(tag, level, limit, rule.deadband)))  # type: ignore[arg-type]
-        return out
-    if isinstance(rule, StateRule):
-        negate = "not_equals" in rule.model_fields_set
-        target = rule.not_equals if negate else rule.equals
-        return [(None, rule.priority, StateCondition(tag, target, negate))]  # type: ignore[arg-type]
-    if isinstance(rule, RateRule):
-        cond = RateCondition(tag, rule.rate_per_min, rule.direction, rule.window_s, rule.deadband)  # type: ignore[arg-type]
-        return [(None, rule.priority, cond)]
-    if isinstance(rule, DeviationRule):
-        sp = substitute(rule.setpoint, b.values())
-        _check_names(rule, [sp], lookup, "setpoint")
-        expr = _parse(rule, rule.condition, b, "condition") if rule.condition else None
-        if expr is not None:
-            _check_names(rule, expr.names, lookup, "condition")
-        return [
-            (
-                None,
-                rule.priority,
-                DeviationCondition(
-                    tag, sp, rule.max_deviation, rule.direction, rule.deadband, expr
-                ),
-            )
-        ]  # type: ignore[arg-type]
-    if isinstance(rule, CommLossRule):
-        return [
-            (
-                None,
-                rule.priority,
-                CommLossCondition(tag, online=tag.endswith(".online") and b.point == "online"),
-            )
-        ]  # type: ignore[union-attr,arg-type]
-    if isinstance(rule, StaleRule):
-        return [(None, rule.priority, StaleCondition(tag, rule.max_age_s))]  # type: ignore[arg-type]
     if isinstance(rule, ExprRule):
         expr = _parse(rule, rule.expr, b, "expr")
         _check_names(rule, expr.names, lookup, "expr")
@@ -219,11 +179,54 @@ def _conditions(
         if not inputs:
             raise BindingError(f"alarm rule {rule.id!r}: expression names no tag")
         return [(None, rule.priority, ExprCondition(expr, list(dict.fromkeys(inputs))))]
+    tag = b.tag
+    if tag is None:  # only expr rules may have no target (the rule model checks that)
+        raise BindingError(f"alarm rule {rule.id!r}: no target tag")
+    if isinstance(rule, LimitRule):
+        out: list[tuple[str | None, int, Condition]] = []
+        for level in ("hh", "h", "l", "ll"):
+            limit = getattr(rule.limits, level)
+            if limit is not None:
+                prio = getattr(rule.priorities, level) or rule.priority
+                out.append((level, prio, LimitCondition(tag, level, limit, rule.deadband)))
+        return out
+    if isinstance(rule, StateRule):
+        negate = "not_equals" in rule.model_fields_set
+        target = rule.not_equals if negate else rule.equals
+        return [(None, rule.priority, StateCondition(tag, target, negate))]
+    if isinstance(rule, RateRule):
+        cond = RateCondition(tag, rule.rate_per_min, rule.direction, rule.window_s, rule.deadband)
+        return [(None, rule.priority, cond)]
+    if isinstance(rule, DeviationRule):
+        sp = substitute(rule.setpoint, b.values())
+        _check_names(rule, [sp], lookup, "setpoint")
+        cond_expr = _parse(rule, rule.condition, b, "condition") if rule.condition else None
+        if cond_expr is not None:
+            _check_names(rule, cond_expr.names, lookup, "condition")
+        return [
+            (
+                None,
+                rule.priority,
+                DeviationCondition(
+                    tag, sp, rule.max_deviation, rule.direction, rule.deadband, cond_expr
+                ),
+            )
+        ]
+    if isinstance(rule, CommLossRule):
+        return [
+            (
+                None,
+                rule.priority,
+                CommLossCondition(tag, online=tag.endswith(".online") and b.point == "online"),
+            )
+        ]
+    if isinstance(rule, StaleRule):
+        return [(None, rule.priority, StaleCondition(tag, rule.max_age_s))]
     raise TypeError(f"unknown rule type {type(rule).__name__}")
 
 
 def bind_rules(
-    rules: Sequence[Any],
+    rules: Sequence[AlarmRule],
     lookup: TagLookup,
     devices_by_template: Mapping[str, Sequence[str]] | None = None,
     *,
@@ -251,7 +254,7 @@ def bind_rules(
 
 
 def _bind_one(
-    rule: Any,
+    rule: AlarmRule,
     index: int,
     lookup: TagLookup,
     devices_by_template: Mapping[str, Sequence[str]],
@@ -260,7 +263,7 @@ def _bind_one(
     out: list[PointSpec] = []
     for b in _bindings(rule, lookup, devices_by_template):
         device_level = b.device is not None and b.tag == f"{b.device}.online"
-        source = b.device if device_level else (b.tag or rule.id)
+        source = b.device if b.device is not None and device_level else (b.tag or rule.id)
         suppressor = None
         if rule.parent_device or rule.suppress_when:
             parent = None
@@ -338,7 +341,7 @@ class _SafeFormatter(string.Formatter):
 _FORMATTER = _SafeFormatter()
 
 
-def _plain(v: Any) -> Any:
+def _plain(v: Scalar | None) -> Scalar | None:
     if isinstance(v, float):
         if math.isnan(v):
             return None
@@ -346,9 +349,9 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def format_message(spec: PointSpec, ctx: EvalContext, now: float) -> tuple[str, Any]:
+def format_message(spec: PointSpec, ctx: EvalContext, now: float) -> tuple[str, Scalar | None]:
     """Return ``(message, value)`` for ``spec`` now: the template filled with current values."""
-    value: Any = None
+    value: Scalar | None = None
     if spec.tag is not None:
         value = ctx.read(spec.tag).value
     fields: dict[str, Any] = {

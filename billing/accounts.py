@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from billing.config import AccountConfig, MeterConfig, TariffConfig
+from billing.tags import relay_tag
 
 if TYPE_CHECKING:
-    from scada.config import SiteConfig
+    from billing.site import BillingSite as SiteConfig
 
 __all__ = ["Meter", "ResolvedAccount", "resolve_accounts"]
 
@@ -46,7 +47,7 @@ def _meter(
     m: MeterConfig,
     tariffs: dict[str, TariffConfig],
 ) -> Meter:
-    relay = m.relay if m.relay is not None else f"{m.device}.relay"
+    relay = m.relay if m.relay is not None else relay_tag(m.device)
     power = m.power if m.power is not None else f"{m.device}.power_kw"
     return Meter(
         m.energy,

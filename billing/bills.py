@@ -31,7 +31,7 @@ from billing.tariff import (
 )
 
 if TYPE_CHECKING:
-    from scada.config import SiteConfig
+    from billing.site import BillingSite as SiteConfig
 
 __all__ = ["SHARED_LOSS_LINE", "AccountBill", "BillRun", "bill_accounts"]
 

@@ -24,7 +24,7 @@ from billing.periods import month_start, next_month
 from billing.readings import LedgerReadings
 
 if TYPE_CHECKING:
-    from scada.config import SiteConfig
+    from billing.site import BillingSite as SiteConfig
 
 __all__ = ["charge_consumption", "month_label"]
 

@@ -1,11 +1,13 @@
-"""Pydantic models of the ``tariffs`` and ``accounts`` sections and of a building's ``electricity``.
+"""Pydantic models of the ``tariffs`` and ``accounts`` sections and of a building's ``electricity``,
+``heat`` and ``households``.
 
 Money (prices, thresholds, amounts) is ``decimal.Decimal``: write it as a string (``"0.4883"``);
 a YAML float is taken by its shortest representation. Every model forbids unknown keys and is
 frozen. Cross references (unknown tariff, unknown meter tag, duplicate account) are checked by
 ``scada.config.checks`` where the YAML line is known.
 
-This module imports nothing from ``scada.config`` (which imports it), only pydantic.
+This module imports nothing from ``scada.config`` (which imports it), only pydantic and
+``configbase``.
 """
 
 from __future__ import annotations
@@ -15,19 +17,22 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
+from configbase.model import ConfigModel as _Model
+from configbase.model import Id
+
 __all__ = [
     "AccountConfig",
     "Band",
     "ElectricityConfig",
+    "HeatConfig",
+    "HouseholdConfig",
     "MeterConfig",
     "Money",
     "Season",
@@ -37,8 +42,6 @@ __all__ = [
     "to_money",
 ]
 
-ID_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
-Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 DAY_MIN = 24 * 60
 
 
@@ -88,10 +91,6 @@ def parse_hours(text: str) -> list[tuple[int, int]]:
     if b > a:
         return [(a, b)]
     return [(a, DAY_MIN), (0, b)] if b > 0 else [(a, DAY_MIN)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Band(_Model):
@@ -297,3 +296,50 @@ class ElectricityConfig(_Model):
     master_tag: str
     allocate_by: Literal["area", "consumption"] = "area"
     loss_price: Price | None = Field(None, description="default: the tariff's / account's price")
+
+
+class HeatConfig(_Model):
+    """A building's heat metering: the tags of its heat meter and the allocation parameters.
+
+    ``basic_share`` (0..1) of the heat is shared by area alone, the rest by area x valve-open
+    time x position factor. ``price_per_kwh`` is money: write it as a string (``"0.30"``).
+    """
+
+    energy_tag: str
+    basic_share: float = Field(0.0, ge=0, le=1)
+    price_per_kwh: Decimal | None = Field(None, ge=0)
+    power_tag: str | None = None
+    supply_tag: str | None = None
+    return_tag: str | None = None
+    flow_tag: str | None = None
+
+    @field_validator("price_per_kwh", mode="before")
+    @classmethod
+    def _money(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError('expected a price such as "0.30"')
+        if isinstance(value, float):
+            return Decimal(repr(value))  # the shortest repr is what was written
+        if isinstance(value, str):
+            try:
+                return Decimal(value.strip())
+            except InvalidOperation:
+                raise ValueError(f"not a decimal number: {value!r}") from None
+        return value
+
+
+class HouseholdConfig(_Model):
+    """A dwelling (or shop): its area, position factor and the tags that belong to it."""
+
+    id: Id
+    name: str = ""
+    description: str = ""
+    area_m2: float = Field(gt=0)
+    position_factor: float = Field(1.0, gt=0)
+    valve_tag: str | None = Field(
+        None, description="on/off valve state (required in a building with heat)"
+    )
+    room_tag: str | None = None
+    setpoint_tag: str | None = None
+    floor: int | None = None
+    tags: list[str] = Field(default_factory=list, description="other tags of this household")

@@ -33,8 +33,8 @@ from historian.base import OnTime, on_time_many
 from historian.ontime import on_time_windows, sqlite_backend, unknown_spans_many
 
 if TYPE_CHECKING:
+    from billing.site import BillingSite as SiteConfig
     from historian.base import Historian
-    from scada.config import SiteConfig
 
 __all__ = [
     "BuildingHeat",

@@ -1,6 +1,8 @@
-"""Billing schedules inside ``scada run`` (APScheduler 3.x ``AsyncIOScheduler``).
+"""Billing schedules inside ``scada run``: jobs on the runtime's one scheduler.
 
-Jobs (site time zone):
+The scheduler (an APScheduler 3.x ``AsyncIOScheduler``) is the runtime's: it creates, starts
+and shuts it down; ``BillingScheduler.start()`` adds the jobs below and ``stop()`` removes
+them. Jobs (site time zone):
 
 - ``readings`` every ``reading_interval_min`` (default 30): the good current value of every
   account meter is stored as a billing reading at the slot time, then consumption is charged
@@ -33,27 +35,37 @@ from typing import TYPE_CHECKING, Any
 from billing.bills import SHARED_LOSS_LINE
 from billing.charging import charge_consumption, month_label
 from billing.ledger import EntryKind, Ledger
+from billing.money import AuditSink
 from billing.periods import month_start
 from billing.prepaid import RelayCommander
 from billing.service import Billing
 from tags.model import Quality
 
 if TYPE_CHECKING:
+    from apscheduler.job import Job
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from billing.site import BillingSite as SiteConfig
     from historian.base import Historian
-    from scada.config import SiteConfig
 
 __all__ = ["BillingScheduler"]
 
 log = logging.getLogger(__name__)
 
 _INSTALLED = ("installed", "installed")
+#: every billing job: a late run is coalesced into one, never two at a time, up to 1 h late
+_JOB_OPTIONS: dict[str, Any] = {"coalesce": True, "misfire_grace_time": 3600, "max_instances": 1}
 
 
 class BillingScheduler:
     """The billing jobs of one site (see the module docstring).
 
-    ``clock`` gives epoch seconds (tests pass a fixed clock and call the job methods
-    directly). ``catch_up_days`` bounds how far back missed readings are taken from history.
+    ``commander`` switches the meter relays (the command service's: required, see
+    ``billing.prepaid``); ``audit`` records the money operations of ``self.billing``, the one
+    ``Billing`` of the runtime (the API and the HMI use it too); ``scheduler`` is the
+    runtime's scheduler (started by the runtime). ``clock`` gives epoch seconds (tests pass a
+    fixed clock and call the job methods directly). ``catch_up_days`` bounds how far back
+    missed readings are taken from history.
     """
 
     def __init__(
@@ -62,9 +74,11 @@ class BillingScheduler:
         db: Any,
         historian: Historian,
         ledger: Ledger,
-        commander: RelayCommander | None,
         data_dir: str | Path,
         *,
+        commander: RelayCommander,
+        audit: AuditSink,
+        scheduler: AsyncIOScheduler,
         reading_interval_min: float = 30.0,
         catch_up_days: float = 7.0,
         clock: Callable[[], float] = time.time,
@@ -77,11 +91,12 @@ class BillingScheduler:
         self.interval_s = float(reading_interval_min) * 60.0
         self.catch_up_s = float(catch_up_days) * 86400.0
         self.clock = clock
+        self.scheduler = scheduler
         self.billing = Billing(
-            site, ledger, historian, commander=commander, db=db, data_dir=data_dir
+            site, ledger, historian, commander=commander, audit=audit, db=db, data_dir=data_dir
         )
         self.meters = sorted({m.energy for a in self.billing._accounts.values() for m in a.meters})
-        self._scheduler: Any = None
+        self._jobs: list[Job] = []
         #: the start-up catch-up (tests await it)
         self.catch_up_task: asyncio.Task[None] | None = None
 
@@ -91,49 +106,63 @@ class BillingScheduler:
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def _open_new_accounts(self, note: str) -> None:
+        """Open the configured accounts the ledger does not know yet (publishes their tags)."""
+        for acct in self.billing._accounts.values():
+            if not self.ledger.is_open(acct.id):
+                await self.billing.open_account(acct.id, user="system", note=note, ts=self.clock())
+
+    async def apply(self, site: SiteConfig) -> None:
+        """Take a new site configuration (the runtime's apply; loop thread).
+
+        Accounts, tariffs and meters change at once; a newly configured account is opened
+        (its ``acct.*`` tags get values) and is read and billed by the next jobs. The job
+        times stay as started (a changed site time zone needs a restart).
+        """
+        self.site = site
+        self.billing.apply(site)
+        self.meters = sorted({m.energy for a in self.billing._accounts.values() for m in a.meters})
+        await self._open_new_accounts("opened when the configuration was applied")
+        await self.billing.prepaid.evaluate_all()
+
     async def start(self) -> None:
-        """Open configured accounts not yet opened, start the jobs and the catch-up task."""
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        """Open configured accounts not yet opened, add the jobs, start the catch-up task."""
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
         self.ledger.mark_run(*_INSTALLED, ts=self.clock())
-        for acct in self.billing._accounts.values():
-            if not self.ledger.is_open(acct.id):
-                await self.billing.open_account(
-                    acct.id, user="system", note="opened at start-up", ts=self.clock()
-                )
+        await self._open_new_accounts("opened at start-up")
         tz = zoneinfo.ZoneInfo(self.tz)
-        s = AsyncIOScheduler(
-            timezone=tz,
-            job_defaults={"coalesce": True, "misfire_grace_time": 3600, "max_instances": 1},
-        )
-        s.add_job(
-            self.read_meters,
-            IntervalTrigger(seconds=self.interval_s, timezone=tz),
-            id="billing.readings",
-            name="meter readings",
-        )
-        s.add_job(
-            self.prepaid_check,
-            IntervalTrigger(seconds=60, timezone=tz),
-            id="billing.prepaid",
-            name="prepaid levels",
-        )
-        s.add_job(
-            self.monthly,
-            CronTrigger(day=1, hour=0, minute=10, timezone=tz),
-            id="billing.monthly",
-            name="monthly allocation and bills",
-        )
-        s.add_job(
-            self.daily,
-            CronTrigger(hour=0, minute=20, timezone=tz),
-            id="billing.daily",
-            name="daily reports",
-        )
-        s.start()
-        self._scheduler = s
+        jobs: list[tuple[Callable[[], Any], Any, str, str]] = [
+            (
+                self.read_meters,
+                IntervalTrigger(seconds=self.interval_s, timezone=tz),
+                "billing.readings",
+                "meter readings",
+            ),
+            (
+                self.prepaid_check,
+                IntervalTrigger(seconds=60, timezone=tz),
+                "billing.prepaid",
+                "prepaid levels",
+            ),
+            (
+                self.monthly,
+                CronTrigger(day=1, hour=0, minute=10, timezone=tz),
+                "billing.monthly",
+                "monthly allocation and bills",
+            ),
+            (
+                self.daily,
+                CronTrigger(hour=0, minute=20, timezone=tz),
+                "billing.daily",
+                "daily reports",
+            ),
+        ]
+        self._jobs = [
+            self.scheduler.add_job(fn, trigger, id=job_id, name=name, **_JOB_OPTIONS)
+            for fn, trigger, job_id, name in jobs
+        ]
         self.catch_up_task = asyncio.create_task(self.catch_up(), name="billing-catch-up")
         log.info(
             "billing scheduler started: %d accounts, %d meters",
@@ -142,19 +171,22 @@ class BillingScheduler:
         )
 
     async def stop(self) -> None:
-        """Stop the jobs (a running job finishes on its own)."""
+        """Remove the jobs (a running job finishes on its own)."""
         if self.catch_up_task is not None:
             self.catch_up_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.catch_up_task
             self.catch_up_task = None
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        from apscheduler.jobstores.base import JobLookupError
+
+        for job in self._jobs:
+            with contextlib.suppress(JobLookupError):  # the scheduler was shut down first
+                job.remove()
+        self._jobs = []
 
     def jobs(self) -> list[str]:
-        """Return the ids of the scheduled jobs (empty before ``start``)."""
-        return [] if self._scheduler is None else [j.id for j in self._scheduler.get_jobs()]
+        """Return the ids of this scheduler's jobs (empty before ``start`` and after ``stop``)."""
+        return [j.id for j in self._jobs]
 
     # ------------------------------------------------------------------ jobs
 

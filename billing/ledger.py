@@ -8,7 +8,11 @@ billing) and ``documents`` (stored allocations and bills as JSON).
 Money is ``Decimal`` stored as text with two decimals; a credit (top-up, opening) is positive, a
 charge or refund negative. A balance is the sum of the account's entries, never stored.
 Scheduled entries carry a unique ``key``: posting the same key twice stores it once, so a
-re-run of a period changes nothing. Thread-safe (one connection behind a lock).
+re-run of a period changes nothing; a client's idempotency key on a top-up or refund works the
+same way (``post_cash``: the one idempotency check). Refusals raise the ``billing.errors``
+classes (all ``LedgerError``). The ``post_*`` methods return a ``Posted``: the entry and the
+balance before and after it, read in the entry's transaction. Thread-safe (one connection
+behind a lock).
 """
 
 from __future__ import annotations
@@ -27,11 +31,22 @@ from typing import Any
 
 import numpy as np
 
+from billing.errors import (
+    AccountAlreadyOpen,
+    AccountNotOpen,
+    AlreadyReversed,
+    IdempotencyConflict,
+    InsufficientBalance,
+    LedgerError,
+    NotReversible,
+    UnknownEntry,
+)
+from billing.money import parse_amount
 from billing.periods import cents
 from historian.base import Replacement
 from tags.model import iso
 
-__all__ = ["FILE_NAME", "Entry", "EntryKind", "Ledger", "LedgerError"]
+__all__ = ["FILE_NAME", "Entry", "EntryKind", "Ledger", "LedgerError", "Posted"]
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +78,6 @@ CREATE TABLE IF NOT EXISTS keep_power (seq INTEGER PRIMARY KEY AUTOINCREMENT, ac
 CREATE TABLE IF NOT EXISTS documents (kind TEXT NOT NULL, period TEXT NOT NULL, ts REAL NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (kind, period)) WITHOUT ROWID;
 """
-
-
-class LedgerError(ValueError):
-    """A ledger operation is not allowed (names the account and entry)."""
 
 
 class EntryKind(enum.StrEnum):
@@ -123,6 +134,20 @@ class Entry:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What a money write did: its entry and the account's balance just before and after.
+
+    ``repeated``: the idempotency key was posted before; ``entry`` is that earlier entry and
+    nothing was written (the balances are then both the current balance).
+    """
+
+    entry: Entry
+    repeated: bool
+    balance_before: Decimal
+    balance_after: Decimal
+
+
 _COLS = "seq, account, ts, kind, amount, energy_kwh, meter, period, key, reverses, user, note, data"
 
 
@@ -148,15 +173,6 @@ def _entry(row: Sequence[Any]) -> Entry:
         note,
         json.loads(data) if data else {},
     )
-
-
-def _positive(amount: Decimal | str | int, what: str) -> Decimal:
-    a = Decimal(str(amount)) if not isinstance(amount, Decimal) else amount
-    if not a.is_finite() or a <= 0:
-        raise LedgerError(f"{what} must be a positive amount, not {amount}")
-    if a != cents(a):
-        raise LedgerError(f"{what} {amount} has more than two decimals")
-    return a
 
 
 class Ledger:
@@ -252,13 +268,11 @@ class Ledger:
         note: str = "",
         ts: float | None = None,
     ) -> Entry:
-        """Open ``account`` with an opening balance ``amount`` (>= 0); LedgerError if open already."""
-        a = Decimal(str(amount))
-        if a < 0 or a != cents(a):
-            raise LedgerError(f"account {account}: opening amount must be >= 0 with two decimals")
+        """Open ``account`` with an opening balance ``amount`` (>= 0); AccountAlreadyOpen if open."""
+        a = parse_amount(amount, f"account {account}: opening amount", zero_ok=True)
         with self._tx():
             if self.is_open(account):
-                raise LedgerError(f"account {account} is already open")
+                raise AccountAlreadyOpen(f"account {account} is already open")
             e = self._insert(
                 account, EntryKind.OPENING, a, ts=ts, user=user, note=note, key=f"open:{account}"
             )
@@ -267,7 +281,7 @@ class Ledger:
 
     def _require_open(self, account: str) -> None:
         if not self.is_open(account):
-            raise LedgerError(f"account {account} is not open (use `account open` first)")
+            raise AccountNotOpen(f"account {account} is not open (use `account open` first)")
 
     def topup(
         self,
@@ -279,36 +293,10 @@ class Ledger:
         ts: float | None = None,
         key: str | None = None,
     ) -> Entry:
-        """Credit ``amount`` (> 0, at most two decimals) to ``account``.
-
-        ``key`` (an idempotency key from the till or the API client) makes a retry safe: the
-        same key again returns the entry already posted; LedgerError if it came with another
-        amount.
-        """
-        a = _positive(amount, f"account {account}: top-up")
-        with self._tx():
-            self._require_open(account)
-            full = None if key is None else idempotency_key(EntryKind.TOPUP, account, key)
-            e = self._insert(account, EntryKind.TOPUP, a, ts=ts, user=user, note=note, key=full)
-            if e is None:
-                return self._repeated(full, a)
-        return e
-
-    def by_key(self, key: str) -> Entry | None:
-        """Return the entry posted with the full ``key`` (see ``idempotency_key``), or None."""
-        with self._lock:
-            row = self._con.execute(f"SELECT {_COLS} FROM entries WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _entry(row)
-
-    def _repeated(self, key: str | None, amount: Decimal) -> Entry:
-        e = self.by_key(key) if key is not None else None
-        if e is None:  # pragma: no cover - INSERT OR IGNORE only ignores on the key
-            raise LedgerError(f"entry with key {key!r} could not be posted")
-        if abs(e.amount) != amount:
-            raise LedgerError(
-                f"idempotency key {key!r} was used for {abs(e.amount)}, not {amount} (entry {e.seq})"
-            )
-        return e
+        """Credit ``amount`` (> 0, at most two decimals) to ``account``; see ``post_cash``."""
+        return self.post_cash(
+            EntryKind.TOPUP, account, amount, user=user, note=note, ts=ts, key=key
+        ).entry
 
     def refund(
         self,
@@ -320,32 +308,79 @@ class Ledger:
         ts: float | None = None,
         key: str | None = None,
     ) -> Entry:
-        """Pay ``amount`` back to the tenant; LedgerError if it exceeds the balance.
+        """Pay ``amount`` back to the tenant (at most the balance); see ``post_cash``."""
+        return self.post_cash(
+            EntryKind.REFUND, account, amount, user=user, note=note, ts=ts, key=key
+        ).entry
 
-        ``key``: idempotency key, as for ``topup``.
+    def post_cash(
+        self,
+        kind: EntryKind,
+        account: str,
+        amount: Decimal | str,
+        *,
+        user: str = "",
+        note: str = "",
+        ts: float | None = None,
+        key: str | None = None,
+    ) -> Posted:
+        """Post a top-up (credit) or refund (paid back, at most the balance) of ``amount``.
+
+        ``key`` (an idempotency key from the till or the API client, scoped to ``kind`` and
+        ``account``) makes a retry safe: the same key again posts nothing and returns the
+        entry already posted (``repeated``), however many requests race (the check and the
+        write are one transaction); ``IdempotencyConflict`` if it came with another amount.
+        Raises ``BadAmount``, ``AccountNotOpen``, ``InsufficientBalance``.
         """
-        a = _positive(amount, f"account {account}: refund")
+        if kind not in (EntryKind.TOPUP, EntryKind.REFUND):
+            raise ValueError(f"post_cash posts top-ups and refunds, not {kind.value}")
+        what = "top-up" if kind is EntryKind.TOPUP else "refund"
+        a = parse_amount(amount, f"account {account}: {what}")
+        full = None if key is None else idempotency_key(kind, account, key)
         with self._tx():
             self._require_open(account)
-            full = None if key is None else idempotency_key(EntryKind.REFUND, account, key)
-            if full is not None and self.by_key(full) is not None:
-                return self._repeated(full, a)
             bal = self.balance(account)
-            if a > bal:
-                raise LedgerError(f"account {account}: refund {a} exceeds the balance {bal}")
-            e = self._insert(account, EntryKind.REFUND, -a, ts=ts, user=user, note=note, key=full)
-            if e is None:
-                return self._repeated(full, a)
-        return e
+            done = None if full is None else self.by_key(full)
+            if done is not None:
+                if abs(done.amount) != a:
+                    raise IdempotencyConflict(
+                        f"idempotency key {key!r} was used for {abs(done.amount)}, not {a} "
+                        f"(entry {done.seq} of account {account})"
+                    )
+                return Posted(done, True, bal, bal)
+            if kind is EntryKind.REFUND and a > bal:
+                raise InsufficientBalance(
+                    f"account {account}: refund {a} exceeds the balance {bal}"
+                )
+            signed = a if kind is EntryKind.TOPUP else -a
+            e = self._insert(account, kind, signed, ts=ts, user=user, note=note, key=full)
+            assert e is not None  # the key was checked in this transaction
+        return Posted(e, False, bal, bal + e.amount)
+
+    def by_key(self, key: str) -> Entry | None:
+        """Return the entry posted with the full ``key`` (see ``idempotency_key``), or None."""
+        with self._lock:
+            row = self._con.execute(f"SELECT {_COLS} FROM entries WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _entry(row)
 
     def reverse(
         self, account: str, seq: int, *, user: str = "", note: str = "", ts: float | None = None
     ) -> Entry:
-        """Cancel entry ``seq`` of ``account`` with an opposite entry (once per entry)."""
+        """Cancel entry ``seq`` of ``account`` with an opposite entry; see ``post_reversal``."""
+        return self.post_reversal(account, seq, user=user, note=note, ts=ts).entry
+
+    def post_reversal(
+        self, account: str, seq: int, *, user: str = "", note: str = "", ts: float | None = None
+    ) -> Posted:
+        """Cancel entry ``seq`` of ``account`` with an opposite entry (once per entry).
+
+        Raises ``UnknownEntry``, ``NotReversible`` (consumption, reversals, swaps) and
+        ``AlreadyReversed``.
+        """
         with self._tx():
             row = self._con.execute(f"SELECT {_COLS} FROM entries WHERE seq = ?", (seq,)).fetchone()
             if row is None or row[1] != account:
-                raise LedgerError(f"account {account} has no entry {seq}")
+                raise UnknownEntry(f"account {account} has no entry {seq}")
             orig = _entry(row)
             if orig.kind not in REVERSIBLE:
                 hint = (
@@ -353,16 +388,17 @@ class Ledger:
                     if orig.kind is EntryKind.CONSUMPTION
                     else ""
                 )
-                raise LedgerError(
+                raise NotReversible(
                     f"account {account}: a {orig.kind.value} entry cannot be reversed{hint}"
                 )
             done = self._con.execute(
                 "SELECT seq FROM entries WHERE reverses = ?", (seq,)
             ).fetchone()
             if done is not None:
-                raise LedgerError(
+                raise AlreadyReversed(
                     f"account {account}: entry {seq} was already reversed by entry {done[0]}"
                 )
+            bal = self.balance(account)
             e = self._insert(
                 account,
                 EntryKind.REVERSAL,
@@ -374,7 +410,7 @@ class Ledger:
                 note=note or f"reversal of {orig.kind.value} {seq}",
             )
         assert e is not None
-        return e
+        return Posted(e, False, bal, bal + e.amount)
 
     def charge(
         self,
@@ -420,6 +456,22 @@ class Ledger:
         user: str = "",
         note: str = "",
     ) -> Entry:
+        """Record a meter swap; see ``post_replacement``."""
+        return self.post_replacement(
+            account, meter, ts, old_final, new_initial, user=user, note=note
+        ).entry
+
+    def post_replacement(
+        self,
+        account: str,
+        meter: str,
+        ts: float,
+        old_final: float,
+        new_initial: float,
+        *,
+        user: str = "",
+        note: str = "",
+    ) -> Posted:
         """Record a meter swap: old meter's final reading, new one's first; balance carried over."""
         with self._tx():
             self._require_open(account)
@@ -439,7 +491,7 @@ class Ledger:
                 data={"old_final": old_final, "new_initial": new_initial, "balance": str(bal)},
             )
         assert e is not None
-        return e
+        return Posted(e, False, bal, bal)
 
     def entries(
         self,
@@ -612,13 +664,20 @@ class Ledger:
             ).fetchone()
         return default if row is None else bool(row[0])
 
-    def set_keep_power(self, account: str, keep: bool, *, user: str = "", note: str = "") -> None:
-        """Set keep-power for ``account`` (kept as a history: every change with who and why)."""
+    def set_keep_power(
+        self, account: str, keep: bool, *, default: bool = False, user: str = "", note: str = ""
+    ) -> bool:
+        """Set keep-power for ``account`` (kept as a history: every change with who and why).
+
+        Returns the setting before (``default``, the configured one, if never set here).
+        """
         with self._tx():
+            before = self.keep_power(account, default)
             self._con.execute(
                 "INSERT INTO keep_power (account, keep, ts, user, note) VALUES (?, ?, ?, ?, ?)",
                 (account, int(keep), time.time(), user, note),
             )
+        return before
 
     def save_document(self, kind: str, period: str, body: dict[str, Any]) -> bool:
         """Store a computed document (allocation, bill run) once per kind and period."""

@@ -17,15 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from alarms.notify.base import DeliveryError, Message, Notifier
-from billing.tags import Level, level_tag
+from billing.tags import RESTORED_NOTICE, Level, balance_tag, level_tag
 
 log = logging.getLogger(__name__)
-
-TEXTS = {
-    Level.ALARM1: "balance low",
-    Level.ALARM2: "balance very low, please top up",
-    Level.ARREARS: "account in arrears: the supply will be switched off unless the account keeps power",
-}
 
 
 def notice_for(
@@ -38,10 +32,11 @@ def notice_for(
     """
     money = "" if balance is None else f" Balance: {balance:.2f}."
     who = account.tenant or account.id
-    if previous is not None and level > previous and level in TEXTS:
-        text = TEXTS[level]
+    notice = level.info.notice
+    if previous is not None and level > previous and notice is not None:
+        text = notice
     elif previous is Level.ARREARS and level < Level.ARREARS:
-        text = "payment received, supply restored"
+        text = RESTORED_NOTICE
     else:
         return None
     return Message(subject=f"{who}: {text}", body=f"Account {account.id} ({who}): {text}.{money}")
@@ -77,9 +72,9 @@ class TenantNotices:
         if not self._by_tag or (self._sms is None and self._email is None):
             return
         for tag in self._by_tag:  # the level in force now is the baseline: no notice at start-up
-            v = self.db.read(tag).value
-            if v is not None:
-                self._levels[tag] = Level(int(v))
+            level = Level.of(self.db.read(tag).value)
+            if level is not None:
+                self._levels[tag] = level
         self._unsubscribe = self.db.subscribe(
             list(self._by_tag), self._on_changes, name="tenant-notices"
         )
@@ -98,12 +93,12 @@ class TenantNotices:
     def _on_changes(self, batch: Mapping[str, Any]) -> None:
         for tag, tv in batch.items():
             account = self._by_tag.get(tag)
-            if account is None or tv.value is None:
+            level = Level.of(tv.value)
+            if account is None or level is None:
                 continue
-            level = Level(int(tv.value))
             previous = self._levels.get(tag)
             self._levels[tag] = level
-            balance = self.db.read(f"acct.{account.id}.balance").value
+            balance = self.db.read(balance_tag(account.id)).value
             message = notice_for(account, level, previous, balance)
             if message is None:
                 continue

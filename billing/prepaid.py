@@ -7,7 +7,10 @@ notifies from there) and drives the meter relays through a ``RelayCommander``: o
 relay is tripped unless the account has ``keep_power``; once the balance is above zero (or
 keep-power is set) the relays billing tripped are closed again. Relays an operator tripped are
 never closed by billing. A failed command leaves the state unchanged, so the next evaluation
-retries it. Loop-thread only (it awaits the commander and updates the TagDatabase).
+retries it. Billing has no path to the drivers of its own: in ``scada run`` the commander is
+the command service's (``scada.services.commands.CommandRelayCommander``), so every trip and
+close is role-checked, limited and audited. Loop-thread only (it awaits the commander and
+updates the TagDatabase).
 """
 
 from __future__ import annotations
@@ -23,14 +26,13 @@ from billing.tags import Level, balance_tag, level_tag
 
 if TYPE_CHECKING:
     from billing.ledger import Ledger
-    from scada.config import SiteConfig
+    from billing.site import BillingSite as SiteConfig
 
 __all__ = [
     "AccountStatus",
     "PrepaidController",
     "RelayCommander",
     "RelayResult",
-    "WriterRelayCommander",
     "level_of",
 ]
 
@@ -57,23 +59,6 @@ class RelayCommander(Protocol):
     async def set_relay(self, meter: str, closed: bool, reason: str) -> RelayResult: ...
 
 
-class WriterRelayCommander:
-    """A ``RelayCommander`` over anything with ``async write(tag, value)`` and a read-back result.
-
-    ``drivers.manager.DriverManager`` is such a writer (tests and stand-alone tools); in
-    ``scada run`` the command service is used instead so every trip is role-checked and audited.
-    """
-
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
-
-    async def set_relay(self, meter: str, closed: bool, reason: str) -> RelayResult:
-        """Write the relay tag and return the driver's read-back result."""
-        log.info("relay %s -> %s: %s", meter, "closed" if closed else "tripped", reason)
-        result: RelayResult = await self.writer.write(meter, bool(closed))
-        return result
-
-
 def level_of(balance: Decimal, alarm1: Decimal, alarm2: Decimal) -> Level:
     """Return the warning level of ``balance`` for the thresholds ``alarm1 >= alarm2 >= 0``."""
     if balance <= 0:
@@ -97,13 +82,18 @@ class AccountStatus:
 
 
 class PrepaidController:
-    """Evaluates prepaid accounts (see the module docstring); ``db`` and ``commander`` optional."""
+    """Evaluates prepaid accounts (see the module docstring).
+
+    ``commander`` is required: the command service's in ``scada run``; None only in offline
+    tools (the CLI), which then switch no relay (the running server's next prepaid check
+    does). ``db`` (the TagDatabase) receives the balance and level tags when given.
+    """
 
     def __init__(
         self,
         site: SiteConfig,
         ledger: Ledger,
-        commander: RelayCommander | None = None,
+        commander: RelayCommander | None,
         db: Any = None,
     ) -> None:
         self.ledger = ledger
@@ -114,11 +104,20 @@ class PrepaidController:
         # "restore prepaid" must not race two commands onto the same relay.
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def apply(self, site: SiteConfig) -> None:
+        """Take the accounts of a new site configuration (loop thread)."""
+        self.accounts = {a.id: a for a in resolve_accounts(site)}
+
     def level(self, account_id: str) -> tuple[Decimal, Level]:
         """Return (balance, level) of an account from the ledger."""
         a = self.accounts[account_id].config
         bal = self.ledger.balance(account_id)
         return bal, level_of(bal, a.alarm1, a.alarm2)
+
+    def relays(self, account_id: str) -> dict[str, bool]:
+        """Return ``{relay tag: tripped by billing}`` of the account's meters with a relay."""
+        acct = self.accounts[account_id]
+        return {m.relay: self.ledger.relay_tripped(m.relay) for m in acct.meters if m.relay}
 
     def publish(self, account_id: str, balance: Decimal, level: Level) -> None:
         """Write the account's balance and level tags (when the database has them)."""

@@ -1,11 +1,20 @@
-"""``Billing``: the service facade the CLI, the REST API and the scheduler call.
+"""``Billing``: the service facade the CLI, the REST API, the HMI and the scheduler call.
 
 Queries (allocations, bills, accounts, ledgers, reports) are synchronous and read the historian
-(SQLite: call them from a worker thread on the event loop). Money operations write the ledger
-and, when a ``PrepaidController`` is attached, re-evaluate the account's level and relays:
-those are ``async``; their ledger (and historian) writes run through ``offload`` when given
-(the REST API passes its worker threads), the relay evaluation on the loop. Account ids are
-checked against the configuration (``KeyError``); ledger rule violations raise ``LedgerError``.
+(SQLite: call them from a worker thread on the event loop).
+
+Money operations (top-up, refund, reversal, meter replacement, keep-power, restore-prepaid)
+are each one ``async`` operation, whoever calls it: check the input (``parse_amount``; an
+unknown account is ``UnknownAccount``: neither is audited), write the ledger (through
+``offload`` when given: the REST API passes its worker threads), re-evaluate the account's
+level and relays (on the loop, through the commander), write one audit entry and return a
+``MoneyResult``. A refusal (a ``billing.errors`` class) is audited with result ``failed`` and
+re-raised. A top-up or refund repeated with its idempotency key posts nothing, evaluates
+nothing and writes no audit entry: it returns the entry posted before with ``repeated``.
+Audit entries (action ``billing.<op>``, target the account): ``before`` ``{"balance"}``,
+``after`` the request's fields plus ``balance``, ``entry``, ``relay_actions`` and
+``relay_failures``; keep-power ``before``/``after`` ``{"keep_power"}`` with ``reason``.
+Callers check permissions themselves (the REST handler, the HMI session).
 """
 
 from __future__ import annotations
@@ -18,18 +27,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from billing.accounts import ResolvedAccount, resolve_accounts
 from billing.bills import BillRun, bill_accounts
+from billing.errors import BillingError, UnknownAccount, UnknownMeter
 from billing.heat import HeatAllocation, allocate_heat
-from billing.ledger import Entry, Ledger
+from billing.ledger import Entry, EntryKind, Ledger, Posted
+from billing.money import AuditAction, AuditSink, MoneyResult, parse_amount
 from billing.prepaid import AccountStatus, PrepaidController, RelayCommander, level_of
 from billing.readings import HistorianReadings, LedgerReadings
 
 if TYPE_CHECKING:
     from billing.periods import Period
     from billing.reports import Report
+    from billing.site import BillingSite as SiteConfig
     from historian.base import Historian
-    from scada.config import SiteConfig
 
-__all__ = ["Billing", "Offload"]
+__all__ = ["Billing", "MoneyResult", "Offload"]
 
 T = TypeVar("T")
 
@@ -46,11 +57,19 @@ async def _run(fn: Callable[[], T], offload: Offload | None) -> T:
     return result
 
 
-class Billing:
-    """Heat allocation, bills, accounts and reports of one site.
+def _name(user: Any) -> str:
+    """The name the ledger stores for ``user`` (a user object or a name)."""
+    return str(getattr(user, "name", user) or "")
 
-    ``historian`` may be None for ledger-only use (account commands). ``commander`` and ``db``
-    enable relay control and the balance / level tags (see ``billing.prepaid``).
+
+class Billing:
+    """Heat allocation, bills, accounts, money operations and reports of one site.
+
+    ``historian`` may be None for ledger-only use (account commands). ``commander`` (required)
+    switches the meter relays: the command service's in ``scada run``; None only in offline
+    tools (the CLI: the running server's next prepaid check switches them). ``audit``
+    (required) records every money operation; None only for read-only use (a money operation
+    then raises ``RuntimeError``). ``db`` receives the balance / level tags (``billing.prepaid``).
     """
 
     def __init__(
@@ -59,16 +78,24 @@ class Billing:
         ledger: Ledger,
         historian: Historian | None = None,
         *,
-        commander: RelayCommander | None = None,
+        commander: RelayCommander | None,
+        audit: AuditSink | None,
         db: Any = None,
         data_dir: str | Path | None = None,
     ) -> None:
         self.site = site
         self.ledger = ledger
         self.historian = historian
+        self.audit = audit
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.prepaid = PrepaidController(site, ledger, commander, db)
         self._accounts = {a.id: a for a in resolve_accounts(site)}
+
+    def apply(self, site: SiteConfig) -> None:
+        """Take a new site configuration: accounts, tariffs, meters (loop thread)."""
+        self.site = site
+        self._accounts = {a.id: a for a in resolve_accounts(site)}
+        self.prepaid.apply(site)
 
     @property
     def tz(self) -> str:
@@ -81,11 +108,11 @@ class Billing:
         return self.historian
 
     def account_config(self, account_id: str) -> ResolvedAccount:
-        """Return the resolved configuration of an account; KeyError naming it if unknown."""
+        """Return the resolved configuration of an account; ``UnknownAccount`` (a KeyError)."""
         try:
             return self._accounts[account_id]
         except KeyError:
-            raise KeyError(f"unknown account {account_id!r}") from None
+            raise UnknownAccount(f"unknown account {account_id!r}") from None
 
     # ------------------------------------------------------------------ computations
 
@@ -171,39 +198,35 @@ class Billing:
         """Return the configured account ids (configuration order)."""
         return list(self._accounts)
 
-    async def _after(self, account_id: str) -> AccountStatus | None:
-        return await self.prepaid.evaluate(account_id)
-
-    async def _ledger_op(
-        self, account_id: str, op: Callable[[], T], offload: Offload | None, evaluate: bool
-    ) -> T:
-        """Run one ledger write for a known account (off the loop with ``offload``), then
-        re-check the account's level and relays unless ``evaluate`` is False."""
+    def relays(self, account_id: str) -> dict[str, bool]:
+        """Return ``{relay tag: tripped by billing}`` of an account's meters."""
         self.account_config(account_id)
-        result = await _run(op, offload)
-        if evaluate:
-            await self._after(account_id)
-        return result
+        return self.prepaid.relays(account_id)
+
+    # ------------------------------------------------------------------ money operations
 
     async def open_account(
         self,
         account_id: str,
         amount: Decimal | str | None = None,
         *,
-        user: str = "",
+        user: Any = "system",
         note: str = "",
         ts: float | None = None,
     ) -> Entry:
-        """Open an account (default amount: its configured ``opening_balance``)."""
+        """Open an account (default amount: its configured ``opening_balance``).
+
+        Not audited: accounts are opened by configuration (the scheduler at start-up) or the CLI.
+        """
         cfg = self.account_config(account_id).config
         e = self.ledger.open_account(
             account_id,
             cfg.opening_balance if amount is None else amount,
-            user=user,
+            user=_name(user),
             note=note,
             ts=ts,
         )
-        await self._after(account_id)
+        await self.prepaid.evaluate(account_id)
         return e
 
     async def topup(
@@ -211,41 +234,21 @@ class Billing:
         account_id: str,
         amount: Decimal | str,
         *,
-        user: str = "",
+        user: Any = "system",
+        source: str | None = None,
         note: str = "",
-        offload: Offload | None = None,
-        evaluate: bool = True,
         key: str | None = None,
-    ) -> Entry:
-        """Credit a top-up; closes the relays if the balance is above zero again.
-
-        ``evaluate=False`` leaves the level and relay evaluation to the caller (who then calls
-        ``prepaid.evaluate`` to see the relay actions); the same for every money operation.
-        """
-        return await self._ledger_op(
-            account_id,
-            lambda: self.ledger.topup(account_id, amount, user=user, note=note, key=key),
-            offload,
-            evaluate,
-        )
-
-    async def set_keep_power(
-        self,
-        account_id: str,
-        keep: bool,
-        *,
-        user: str = "",
-        note: str = "",
         offload: Offload | None = None,
-        evaluate: bool = True,
-    ) -> None:
-        """Switch keep-power on or off (overrides the config); an account in arrears with keep-power
-        gets its relay closed again, one without it is tripped (through the command service)."""
-        await self._ledger_op(
-            account_id,
-            lambda: self.ledger.set_keep_power(account_id, keep, user=user, note=note),
-            offload,
-            evaluate,
+    ) -> MoneyResult:
+        """Credit a top-up; closes the relays billing tripped once the balance is above zero.
+
+        ``user`` is who asked (a user object or a name), ``source`` from where (audit),
+        ``note`` the receipt or payment reference, ``key`` an idempotency key (a retry posts
+        nothing: ``repeated``). Raises ``BadAmount``, ``UnknownAccount`` (not audited),
+        ``AccountNotOpen``, ``IdempotencyConflict`` (audited).
+        """
+        return await self._cash(
+            AuditAction.TOPUP, EntryKind.TOPUP, account_id, amount, user, source, note, key, offload
         )
 
     async def refund(
@@ -253,18 +256,49 @@ class Billing:
         account_id: str,
         amount: Decimal | str,
         *,
-        user: str = "",
+        user: Any = "system",
+        source: str | None = None,
         note: str = "",
-        offload: Offload | None = None,
-        evaluate: bool = True,
         key: str | None = None,
-    ) -> Entry:
-        """Pay money back (at most the balance)."""
-        return await self._ledger_op(
+        offload: Offload | None = None,
+    ) -> MoneyResult:
+        """Pay money back (at most the balance: ``InsufficientBalance``); as ``topup``."""
+        return await self._cash(
+            AuditAction.REFUND,
+            EntryKind.REFUND,
             account_id,
-            lambda: self.ledger.refund(account_id, amount, user=user, note=note, key=key),
+            amount,
+            user,
+            source,
+            note,
+            key,
             offload,
-            evaluate,
+        )
+
+    async def _cash(
+        self,
+        action: AuditAction,
+        kind: EntryKind,
+        account_id: str,
+        amount: Decimal | str,
+        user: Any,
+        source: str | None,
+        note: str,
+        key: str | None,
+        offload: Offload | None,
+    ) -> MoneyResult:
+        a = parse_amount(amount)
+        self.account_config(account_id)
+        return await self._post(
+            action,
+            account_id,
+            {"amount": str(a), "reference": note},
+            lambda: self.ledger.post_cash(
+                kind, account_id, a, user=_name(user), note=note, key=key
+            ),
+            user,
+            source,
+            offload,
         )
 
     async def reverse(
@@ -272,17 +306,22 @@ class Billing:
         account_id: str,
         seq: int,
         *,
-        user: str = "",
+        user: Any = "system",
+        source: str | None = None,
         note: str = "",
         offload: Offload | None = None,
-        evaluate: bool = True,
-    ) -> Entry:
-        """Reverse one named entry of the account (top-up, refund, opening, shared loss)."""
-        return await self._ledger_op(
+    ) -> MoneyResult:
+        """Reverse one entry of the account (top-up, refund, opening, shared loss); ``note`` is
+        the reason. Raises ``UnknownEntry``, ``NotReversible``, ``AlreadyReversed`` (audited)."""
+        self.account_config(account_id)
+        return await self._post(
+            AuditAction.REVERSE,
             account_id,
-            lambda: self.ledger.reverse(account_id, seq, user=user, note=note),
+            {"seq": seq, "reason": note},
+            lambda: self.ledger.post_reversal(account_id, seq, user=_name(user), note=note),
+            user,
+            source,
             offload,
-            evaluate,
         )
 
     async def replace_meter(
@@ -293,29 +332,203 @@ class Billing:
         new_initial: float,
         *,
         ts: float | None = None,
-        user: str = "",
+        user: Any = "system",
+        source: str | None = None,
         note: str = "",
         offload: Offload | None = None,
-        evaluate: bool = True,
-    ) -> Entry:
-        """Record a meter swap in the ledger and the historian (``delta`` then spans it)."""
-        acct = self.account_config(account_id)
-        if meter not in {m.energy for m in acct.meters}:
-            raise KeyError(f"account {account_id!r} has no meter {meter!r}")
-        at = time.time() if ts is None else ts
+    ) -> MoneyResult:
+        """Record a meter swap in the ledger and the historian (``delta`` then spans it).
 
-        def write() -> Entry:
-            e = self.ledger.replace_meter(
-                account_id, meter, at, old_final, new_initial, user=user, note=note
+        ``meter`` is the account meter's energy tag (``UnknownMeter``, audited, if not).
+        """
+        acct = self.account_config(account_id)
+
+        def write() -> Posted:
+            if meter not in {m.energy for m in acct.meters}:
+                raise UnknownMeter(f"account {account_id!r} has no meter {meter!r}")
+            at = time.time() if ts is None else ts
+            posted = self.ledger.post_replacement(
+                account_id, meter, at, old_final, new_initial, user=_name(user), note=note
             )
             if self.historian is not None:
                 self.historian.record_replacement(meter, at, old_final, new_initial)
-            return e
+            return posted
 
-        e = await _run(write, offload)
-        if evaluate:
-            await self._after(account_id)
-        return e
+        detail = {"meter": meter, "old_final_kwh": old_final, "new_initial_kwh": new_initial}
+        return await self._post(
+            AuditAction.REPLACE_METER,
+            account_id,
+            {**detail, "at": ts},
+            write,
+            user,
+            source,
+            offload,
+        )
+
+    async def set_keep_power(
+        self,
+        account_id: str,
+        keep: bool,
+        *,
+        user: Any = "system",
+        source: str | None = None,
+        note: str = "",
+        offload: Offload | None = None,
+    ) -> MoneyResult:
+        """Switch keep-power on or off (overrides the config); ``note`` is the reason.
+
+        An account in arrears with keep-power gets the relays billing tripped closed again, one
+        without it is tripped (through the commander).
+        """
+        cfg = self.account_config(account_id).config
+        audit = self._audit()
+
+        def write() -> tuple[bool, Decimal]:
+            before = self.ledger.set_keep_power(
+                account_id, keep, default=cfg.keep_power, user=_name(user), note=note
+            )
+            return before, self.ledger.balance(account_id)
+
+        previous, balance = await _run(write, offload)
+        status = await self.prepaid.evaluate(account_id)
+        result = self._result(account_id, status, balance, balance, None, previous, keep)
+        audit.record(
+            AuditAction.KEEP_POWER.value,
+            user=user,
+            source=source,
+            target=account_id,
+            before={"keep_power": previous},
+            after={"keep_power": keep, "reason": note, "relay_actions": result.relay_actions},
+            detail="; ".join(result.relay_failures) or None,
+        )
+        return result
+
+    async def restore_prepaid(
+        self,
+        account_id: str,
+        *,
+        user: Any = "system",
+        source: str | None = None,
+        offload: Offload | None = None,
+    ) -> MoneyResult:
+        """Put the account's relays under prepaid control now: evaluate its level and trip or
+        close what billing switches (as the scheduled check does, at once and audited)."""
+        cfg = self.account_config(account_id).config
+        audit = self._audit()
+
+        def read() -> tuple[Decimal, bool]:
+            return self.ledger.balance(account_id), self.ledger.keep_power(
+                account_id, cfg.keep_power
+            )
+
+        balance, keep = await _run(read, offload)
+        status = await self.prepaid.evaluate(account_id)
+        result = self._result(account_id, status, balance, balance, None, keep, keep)
+        audit.record(
+            AuditAction.RESTORE_PREPAID.value,
+            user=user,
+            source=source,
+            target=account_id,
+            before={"balance": str(balance)},
+            after={
+                "level": None if result.level is None else int(result.level),
+                "relay_actions": result.relay_actions,
+                "relay_failures": result.relay_failures,
+            },
+            detail="; ".join(result.relay_failures) or None,
+        )
+        return result
+
+    def _audit(self) -> AuditSink:
+        if self.audit is None:
+            raise RuntimeError("this Billing has no audit log: money operations need one")
+        return self.audit
+
+    def _result(
+        self,
+        account_id: str,
+        status: AccountStatus | None,
+        before: Decimal,
+        after: Decimal,
+        entry: Entry | None,
+        keep_before: bool,
+        keep: bool,
+    ) -> MoneyResult:
+        return MoneyResult(
+            account_id,
+            before,
+            after,
+            entry=entry,
+            level=None if status is None else status.level,
+            relay_actions=[] if status is None else list(status.actions),
+            relay_failures=[] if status is None else list(status.failures),
+            relays=self.prepaid.relays(account_id),
+            keep_power_before=keep_before,
+            keep_power=keep,
+        )
+
+    async def _post(
+        self,
+        action: AuditAction,
+        account_id: str,
+        detail: dict[str, Any],
+        write: Callable[[], Posted],
+        user: Any,
+        source: str | None,
+        offload: Offload | None,
+    ) -> MoneyResult:
+        """Run one ledger write for a known account, evaluate, audit (module docstring)."""
+        audit = self._audit()
+        who = {"user": user, "source": source, "target": account_id}
+        try:
+            posted = await _run(write, offload)
+        except BillingError as exc:
+            balance = await _run(lambda: self.ledger.balance(account_id), offload)
+            audit.record(
+                action.value,
+                **who,
+                result="failed",
+                before={"balance": str(balance)},
+                after=detail,
+                detail=str(exc),
+            )
+            raise
+        cfg = self.account_config(account_id).config
+        keep = self.ledger.keep_power(account_id, cfg.keep_power)
+        if posted.repeated:  # nothing was done now: nothing to evaluate or audit
+            return MoneyResult(
+                account_id,
+                posted.balance_before,
+                posted.balance_after,
+                entry=posted.entry,
+                repeated=True,
+                relays=self.prepaid.relays(account_id),
+                keep_power_before=keep,
+                keep_power=keep,
+            )
+        status = await self.prepaid.evaluate(account_id)
+        result = self._result(
+            account_id,
+            status,
+            posted.balance_before,
+            posted.balance_after,
+            posted.entry,
+            keep,
+            keep,
+        )
+        audit.record(
+            action.value,
+            **who,
+            before={"balance": str(posted.balance_before)},
+            after={
+                **detail,
+                "balance": str(posted.balance_after),
+                "entry": posted.entry.seq,
+                "relay_actions": result.relay_actions,
+                "relay_failures": result.relay_failures,
+            },
+        )
+        return result
 
     # ------------------------------------------------------------------ reports
 

@@ -1,24 +1,37 @@
-"""Per-account tags (balance, warning level) and the alarm rules that watch them.
+"""Per-account tag names, the prepaid warning levels and what they mean, and their alarm rules.
 
+This module owns these names and meanings; billing, the HMI and the notices import them.
 Billing publishes ``acct.<id>.balance`` (float, money as a number for display and alarms; the
-ledger holds the exact Decimal) and ``acct.<id>.level`` (int: 0 ok, 1 alarm 1, 2 alarm 2,
-3 arrears) into the TagDatabase. ``alarm_rules(site)`` returns rules for the alarm engine
-(issue 5): one alarm per level and an overload limit per meter with ``overload_kw``. Billing
-never imports the alarm engine; the runtime adds these tags and rules.
+ledger holds the exact Decimal) and ``acct.<id>.level`` (int, a :class:`Level`: 0 ok,
+1 alarm 1, 2 alarm 2, 3 arrears) into the TagDatabase, and switches a meter's relay tag
+(``<meter device>.relay`` unless the account's meter names another). ``LEVELS`` holds each
+level's display texts and alarm priority. ``alarm_rules(site)`` returns rules for the alarm
+engine (issue 5): one alarm per level and an overload limit per meter with ``overload_kw``.
+Billing never imports the alarm engine; the runtime adds these tags and rules.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from billing.accounts import resolve_accounts
 from tags.model import Source, TagDef, TagType
 
 if TYPE_CHECKING:
-    from scada.config import SiteConfig
+    from billing.site import BillingSite as SiteConfig
 
-__all__ = ["Level", "account_tag_defs", "alarm_rules", "balance_tag", "level_tag"]
+__all__ = [
+    "LEVELS",
+    "RESTORED_NOTICE",
+    "Level",
+    "LevelInfo",
+    "account_tag_defs",
+    "alarm_rules",
+    "balance_tag",
+    "level_tag",
+    "relay_tag",
+]
 
 
 class Level(enum.IntEnum):
@@ -28,6 +41,76 @@ class Level(enum.IntEnum):
     ALARM1 = 1
     ALARM2 = 2
     ARREARS = 3
+
+    @property
+    def key(self) -> str:
+        """The level's name in wire formats and CSS (``ok``, ``alarm1``, ``alarm2``, ``arrears``)."""
+        return self.name.lower()
+
+    @property
+    def info(self) -> LevelInfo:
+        """The level's texts and alarm priority (``LEVELS``)."""
+        return LEVELS[self]
+
+    @classmethod
+    def of(cls, value: Any) -> Level | None:
+        """Return the level of a level tag's value: None for no value, arrears if out of range."""
+        if value is None:
+            return None
+        try:
+            return cls(int(value))
+        except ValueError:
+            return cls.ARREARS
+
+
+@dataclass(frozen=True, slots=True)
+class LevelInfo:
+    """What a level means to each reader.
+
+    ``label``: short name (tag description); ``status``: the tenant's status line;
+    ``notice``: the text of the tenant notice sent when the level rises to it (None: none);
+    ``alarm``: the alarm message suffix and ``priority`` its priority (None: no alarm);
+    ``description``: the alarm rule's description.
+    """
+
+    label: str
+    status: str
+    notice: str | None = None
+    alarm: str | None = None
+    priority: int | None = None
+    description: str = ""
+
+
+LEVELS: dict[Level, LevelInfo] = {
+    Level.OK: LevelInfo("ok", "ok"),
+    Level.ALARM1: LevelInfo(
+        "alarm 1",
+        "balance low (alarm 1)",
+        notice="balance low",
+        alarm="prepaid balance low (alarm 1)",
+        priority=3,
+        description="balance at or below the account's alarm1 threshold",
+    ),
+    Level.ALARM2: LevelInfo(
+        "alarm 2",
+        "balance very low (alarm 2)",
+        notice="balance very low, please top up",
+        alarm="prepaid balance very low (alarm 2)",
+        priority=2,
+        description="balance at or below the account's alarm2 threshold",
+    ),
+    Level.ARREARS: LevelInfo(
+        "arrears",
+        "in arrears: power may be cut",
+        notice="account in arrears: the supply will be switched off unless the account keeps power",
+        alarm="account in arrears",
+        priority=1,
+        description="balance at or below zero: the supply is tripped unless keep-power",
+    ),
+}
+
+#: The notice text when an account leaves arrears.
+RESTORED_NOTICE = "payment received, supply restored"
 
 
 def balance_tag(account: str) -> str:
@@ -40,8 +123,16 @@ def level_tag(account: str) -> str:
     return f"acct.{account}.level"
 
 
+def relay_tag(device: str) -> str:
+    """Return the default relay tag of the electricity meter ``device`` (``<device>.relay``)."""
+    return f"{device}.relay"
+
+
 def account_tag_defs(site: SiteConfig) -> list[TagDef]:
     """Return the balance and level tags of every account (memory tags, historised)."""
+    from billing.accounts import resolve_accounts
+
+    levels = ", ".join(f"{int(lvl)} {info.label}" for lvl, info in LEVELS.items())
     out: list[TagDef] = []
     for a in resolve_accounts(site):
         household = a.config.household
@@ -60,10 +151,10 @@ def account_tag_defs(site: SiteConfig) -> list[TagDef]:
             TagDef(
                 level_tag(a.id),
                 TagType.INT,
-                description="prepaid level: 0 ok, 1 alarm 1, 2 alarm 2, 3 arrears",
+                description=f"prepaid level: {levels}",
                 source=Source.MEMORY,
-                min=0,
-                max=3,
+                min=int(Level.OK),
+                max=int(Level.ARREARS),
                 building=a.building,
                 household=household,
             )
@@ -81,6 +172,7 @@ def alarm_rules(site: SiteConfig) -> list[Any]:
     from pydantic import TypeAdapter
 
     from alarms.config import AlarmRule
+    from billing.accounts import resolve_accounts
 
     accounts = resolve_accounts(site)
     if not accounts:
@@ -88,32 +180,16 @@ def alarm_rules(site: SiteConfig) -> list[Any]:
     adapter: TypeAdapter[Any] = TypeAdapter(AlarmRule)
     raw: list[dict[str, Any]] = [
         {
-            "id": "billing.alarm1",
+            "id": f"billing.{lvl.key}",
             "kind": "state",
             "tags": "acct.*.level",
-            "equals": int(Level.ALARM1),
-            "priority": 3,
-            "message": "{tag}: prepaid balance low (alarm 1)",
-            "description": "balance at or below the account's alarm1 threshold",
-        },
-        {
-            "id": "billing.alarm2",
-            "kind": "state",
-            "tags": "acct.*.level",
-            "equals": int(Level.ALARM2),
-            "priority": 2,
-            "message": "{tag}: prepaid balance very low (alarm 2)",
-            "description": "balance at or below the account's alarm2 threshold",
-        },
-        {
-            "id": "billing.arrears",
-            "kind": "state",
-            "tags": "acct.*.level",
-            "equals": int(Level.ARREARS),
-            "priority": 1,
-            "message": "{tag}: account in arrears",
-            "description": "balance at or below zero: the supply is tripped unless keep-power",
-        },
+            "equals": int(lvl),
+            "priority": info.priority,
+            "message": f"{{tag}}: {info.alarm}",
+            "description": info.description,
+        }
+        for lvl, info in LEVELS.items()
+        if info.alarm is not None
     ]
     for a in accounts:
         for m in a.meters:

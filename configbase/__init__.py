@@ -1,4 +1,5 @@
-"""What every package's config model builds on: ``${ENV}`` / ``${file:...}`` secrets.
+"""What every package's config model builds on: the strict base model and id syntax
+(``model``) and ``${ENV}`` / ``${file:...}`` secrets (``secrets``).
 
 The bottom of the house next to ``tags``: it imports only pydantic, so any package
 (``historian``, ``alarms``, ``billing``, ``drivers``) may use it without importing ``scada``.

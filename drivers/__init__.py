@@ -1,7 +1,8 @@
 """Field-bus drivers (Modbus TCP/RTU, CAN), poll planning, device status, writes with read-back.
 
-Modules: ``codec`` (registers <-> values), ``plan`` (poll planner), ``status`` (comm-loss,
-backoff), ``modbus`` and ``can`` (channel drivers), ``manager`` (one driver per channel,
+Modules: ``config`` (channel, template, point and device config models), ``defaults``
+(channel defaults), ``codec`` (registers <-> values), ``plan`` (poll planner), ``status``
+(comm-loss, backoff), ``modbus`` and ``can`` (channel drivers), ``manager`` (one driver per channel,
 ``write(tag, value)``), ``base`` (Driver protocol, write results and errors), ``bench``
 (``scada bench poll``), ``simulator`` (buildings served over real protocols). Import the
 module you need; this package imports nothing heavy on its own.

@@ -1,8 +1,12 @@
-"""Driver interface, device/point bindings and the write result shared by every protocol.
+"""Driver interface, device/point bindings, the write checks and the write result.
 
 A driver serves one channel (a TCP endpoint, a serial port, a CAN bus). It is started and
 stopped explicitly, writes polled values straight into the tag database (drivers keep no
 copy of current values) and executes writes with read-back. Loop-thread only.
+
+:func:`check_write` is the one check of a value before it is written (writable, table,
+type, ``min``/``max``): the driver manager runs it on a device point, the command service
+on a device point or on a tag definition (memory tags, and device tags on a central).
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from drivers.codec import BIT_KINDS, PointSpec
-from tags.model import TagType
+from drivers.codec import WRITABLE_KINDS, Kind, PointSpec
+from tags.model import TagDef, TagType
 
 __all__ = [
     "DeviceBinding",
@@ -26,6 +30,7 @@ __all__ = [
     "WriteResult",
     "WriteState",
     "WrongType",
+    "check_write",
 ]
 
 
@@ -106,40 +111,39 @@ class PointBinding:
     poll_s: float | None = None
     config: Any = None
 
-    def check_write(self, value: Any) -> Any:
-        """Return ``value`` coerced to the tag type; raise a :class:`WriteRejected` subclass."""
-        if not self.writable:
-            raise NotWritable(
-                f"tag {self.tag} (device {self.device}) is not writable", self.tag, self.device
-            )
-        if self.spec.kind in BIT_KINDS and self.spec.kind.value == "discrete":
-            raise NotWritable(
-                f"tag {self.tag} (device {self.device}) is a discrete input", self.tag, self.device
-            )
-        if self.spec.kind.value == "input":
-            raise NotWritable(
-                f"tag {self.tag} (device {self.device}) is an input register", self.tag, self.device
-            )
-        try:
-            coerced = self.tag_type.coerce(value)
-        except (TypeError, ValueError) as exc:
-            raise WrongType(
-                f"tag {self.tag} (device {self.device}): {exc}", self.tag, self.device
-            ) from None
-        if self.tag_type.numeric and self.tag_type is not TagType.BOOL:
-            if self.min is not None and coerced < self.min:
-                raise OutOfRange(
-                    f"tag {self.tag} (device {self.device}): {coerced} is below min {self.min}",
-                    self.tag,
-                    self.device,
-                )
-            if self.max is not None and coerced > self.max:
-                raise OutOfRange(
-                    f"tag {self.tag} (device {self.device}): {coerced} is above max {self.max}",
-                    self.tag,
-                    self.device,
-                )
-        return coerced
+
+_READ_ONLY_TABLE = {Kind.DISCRETE: "a discrete input", Kind.INPUT: "an input register"}
+
+
+def check_write(target: PointBinding | TagDef, value: Any) -> Any:
+    """Return ``value`` coerced to the target's type; raise a :class:`WriteRejected` subclass.
+
+    ``target`` is a device point (its table must be writable too; messages name the device)
+    or a tag definition. Checks: writable (:class:`NotWritable`), the type
+    (:class:`WrongType`), ``min``/``max`` of numeric non-bool tags (:class:`OutOfRange`).
+    The wire type's own range is the codec's, checked when the value is encoded.
+    """
+    device: str | None
+    if isinstance(target, PointBinding):
+        tag, device, ttype = target.tag, target.device, target.tag_type
+        label = f"tag {tag} (device {device})"
+    else:
+        tag, device, ttype = target.name, target.device, target.type
+        label = f"tag {tag}"
+    if not target.writable:
+        raise NotWritable(f"{label} is not writable", tag, device)
+    if isinstance(target, PointBinding) and target.spec.kind not in WRITABLE_KINDS:
+        raise NotWritable(f"{label} is {_READ_ONLY_TABLE[target.spec.kind]}", tag, device)
+    try:
+        coerced = ttype.coerce(value)
+    except (TypeError, ValueError) as exc:
+        raise WrongType(f"{label}: {exc}", tag, device) from None
+    if isinstance(coerced, int | float) and not isinstance(coerced, bool):  # int and float tags
+        if target.min is not None and coerced < target.min:
+            raise OutOfRange(f"{label}: {coerced} is below min {target.min}", tag, device)
+        if target.max is not None and coerced > target.max:
+            raise OutOfRange(f"{label}: {coerced} is above max {target.max}", tag, device)
+    return coerced
 
 
 @dataclass(frozen=True, slots=True)

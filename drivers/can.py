@@ -29,6 +29,7 @@ from typing import Any
 import can
 import numpy as np
 
+from drivers import defaults
 from drivers.base import DeviceBinding, OutOfRange, PointBinding, WriteResult, WriteState
 from drivers.codec import EncodeError, PointType
 from drivers.status import DeviceStatus, DeviceTags, StatusChange
@@ -136,8 +137,10 @@ class CanDriver:
         self._notifier: can.Notifier | None = None
         self._watch: asyncio.Task[None] | None = None
         self._heard = asyncio.Event()
-        self._silence_s = float(getattr(channel, "silence_timeout_s", 30.0) or 30.0)
-        self._timeout_s = float(getattr(channel, "timeout_s", 1.0) or 1.0)
+        self._silence_s = float(
+            getattr(channel, "silence_timeout_s", None) or defaults.SILENCE_TIMEOUT_S
+        )
+        self._timeout_s = float(getattr(channel, "timeout_s", None) or defaults.TIMEOUT_S)
         self.status = {d.id: DeviceStatus(d.id, 1, self._silence_s) for d in devices}
         self._tags = {
             d.id: DeviceTags.build(db, d.id, [p.tag for p in d.points.values()]) for d in devices

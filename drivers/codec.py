@@ -29,15 +29,19 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 __all__ = [
     "BIT_KINDS",
+    "INT_TYPES",
+    "REGISTERS",
+    "WRITABLE_KINDS",
     "BlockCodec",
     "EncodeError",
     "Kind",
+    "Order",
     "PointSpec",
     "PointType",
     "decode_point",
@@ -55,14 +59,19 @@ class Kind(enum.StrEnum):
     HOLDING = "holding"
 
 
+#: Tables of single bits (a point there is type ``bool``); the others hold 16-bit registers.
 BIT_KINDS = frozenset({Kind.COIL, Kind.DISCRETE})
+#: Tables a master may write (discrete inputs and input registers are read-only).
+WRITABLE_KINDS = frozenset({Kind.COIL, Kind.HOLDING})
+
+#: Byte order within a register / word order of a multi-register value (module docstring).
+Order = Literal["big", "little"]
 
 
 class PointType(enum.StrEnum):
-    """Wire type of a point."""
+    """Wire type of a point (the order is the one config error messages list)."""
 
     BOOL = "bool"
-    BIT = "bit"
     INT16 = "int16"
     UINT16 = "uint16"
     INT32 = "int32"
@@ -72,6 +81,7 @@ class PointType(enum.StrEnum):
     FLOAT32 = "float32"
     FLOAT64 = "float64"
     STR = "str"
+    BIT = "bit"
 
 
 # type -> (registers, struct code, numpy big-endian dtype)
@@ -94,6 +104,14 @@ _INT_RANGE: dict[PointType, tuple[int, int]] = {
     PointType.UINT64: (0, 2**64 - 1),
 }
 _FLOAT_MAX = {PointType.FLOAT32: float(np.finfo(np.float32).max), PointType.FLOAT64: math.inf}
+#: Registers (16-bit words) a value of each fixed-size type occupies; ``str`` uses ``count``.
+REGISTERS: dict[PointType, int] = {
+    PointType.BOOL: 1,
+    PointType.BIT: 1,
+    **{t: layout[0] for t, layout in _NUMERIC.items()},
+}
+#: Integer wire types (they stay ints in the tag database when unscaled).
+INT_TYPES = frozenset(_INT_RANGE)
 
 
 class EncodeError(ValueError):
@@ -102,6 +120,14 @@ class EncodeError(ValueError):
 
 def _enum_value(x: Any) -> str:
     return str(getattr(x, "value", x))
+
+
+def _order(x: Any) -> Order:
+    """Return a byte/word order given as text or None (None: ``big``)."""
+    value = _enum_value(x or "big")
+    if value not in ("big", "little"):
+        raise ValueError(f"byte/word order must be big or little, got {value!r}")
+    return "little" if value == "little" else "big"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +139,8 @@ class PointSpec:
     type: PointType = PointType.UINT16
     count: int = 1  # registers of a ``str`` point
     bit: int = 0  # bit number of a ``bit`` point
-    word_order: str = "big"
-    byte_order: str = "big"
+    word_order: Order = "big"
+    byte_order: Order = "big"
     scale: float = 1.0
     offset: float = 0.0
     name: str = ""
@@ -150,8 +176,8 @@ class PointSpec:
             type=ptype,
             count=int(count) if count is not None else 1,
             bit=int(bit) if bit is not None else 0,
-            word_order=_enum_value(get("word_order", "big") or "big"),
-            byte_order=_enum_value(get("byte_order", "big") or "big"),
+            word_order=_order(get("word_order", "big")),
+            byte_order=_order(get("byte_order", "big")),
             scale=float(get("scale", 1.0) if get("scale", None) is not None else 1.0),
             offset=float(get("offset", 0.0) if get("offset", None) is not None else 0.0),
             name=name or str(get("name", "") or ""),
@@ -182,11 +208,11 @@ class PointSpec:
 
 def register_count(point: PointSpec) -> int:
     """Return how many registers (or bits for coil/discrete) ``point`` occupies."""
-    if point.kind in BIT_KINDS or point.type in (PointType.BOOL, PointType.BIT):
+    if point.kind in BIT_KINDS:
         return 1
     if point.type is PointType.STR:
         return point.count
-    return _NUMERIC[point.type][0]
+    return REGISTERS[point.type]
 
 
 def _swap_bytes(words: np.ndarray) -> np.ndarray:

@@ -2,27 +2,34 @@
 
 ``DriverManager(site, db)`` builds a :class:`~drivers.modbus.ModbusDriver` or a
 :class:`~drivers.can.CanDriver` per channel that has enabled devices; :meth:`start` starts
-them (each polls/listens in its own task, so channels run concurrently) plus a periodic
-``db.check_stale``. :meth:`write` is what the command service (issue 6) calls: it checks
-the tag, type and limits (raising a :class:`~drivers.base.WriteRejected` subclass), then
-the channel's driver writes and reads back. Loop-thread only.
+them (each polls/listens in its own task, so channels run concurrently). Marking stale
+values (``db.check_stale``) is the caller's housekeeping, not the drivers'. :meth:`write`
+is what the command service (issue 6) calls: it checks the tag, type and limits
+(:func:`~drivers.base.check_write`, raising a :class:`~drivers.base.WriteRejected`
+subclass), then the channel's driver writes and reads back. Loop-thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
-from drivers.base import DeviceBinding, Driver, PointBinding, UnknownTag, WriteResult
-from drivers.codec import Kind, PointSpec
+from drivers.base import (
+    DeviceBinding,
+    Driver,
+    PointBinding,
+    UnknownTag,
+    WriteResult,
+    check_write,
+)
+from drivers.codec import Kind, PointSpec, PointType
+from drivers.config import MODBUS_PROTOCOLS
+from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS
 
 __all__ = ["DriverManager", "device_bindings"]
 
 log = logging.getLogger(__name__)
-
-MODBUS_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})
 
 
 def _protocol(channel: Any) -> str:
@@ -37,7 +44,7 @@ def _point_spec(name: str, point: Any) -> PointSpec:
     return PointSpec(
         address=int(getattr(point, "start_byte", 0) or 0),
         kind=Kind.HOLDING,
-        type=PointSpec.of({"address": 0, "type": ptype}).type,
+        type=PointType(getattr(ptype, "value", ptype)),
         count=int(point.count or 1),
         bit=int(point.bit or 0),
         byte_order=point.byte_order,
@@ -76,18 +83,13 @@ def device_bindings(site: Any, channel_id: str) -> list[DeviceBinding]:
 
 
 class DriverManager:
-    """All drivers of a site. Construct, then ``await start()``; ``await stop()`` at the end.
+    """All drivers of a site. Construct, then ``await start()``; ``await stop()`` at the end."""
 
-    ``stale_check_s`` (None to disable) is how often ``db.check_stale`` runs while started.
-    """
-
-    def __init__(self, site: Any, db: Any, *, stale_check_s: float | None = 1.0) -> None:
+    def __init__(self, site: Any, db: Any) -> None:
         self.site = site
         self.db = db
-        self.stale_check_s = stale_check_s
         self.drivers: dict[str, Driver] = {}
         self._points: dict[str, tuple[str, str, str]] = {}  # tag -> (channel, device, point)
-        self._stale_task: asyncio.Task[None] | None = None
         for channel in site.channels:
             devices = device_bindings(site, channel.id)
             if not devices:
@@ -100,8 +102,10 @@ class DriverManager:
                     channel,
                     devices,
                     db,
-                    max_registers=int(getattr(channel, "max_registers", 125) or 125),
-                    max_bits=int(getattr(channel, "max_bits", 2000) or 2000),
+                    max_registers=int(
+                        getattr(channel, "max_registers", None) or MAX_READ_REGISTERS
+                    ),
+                    max_bits=int(getattr(channel, "max_bits", None) or MAX_READ_BITS),
                 )
             elif protocol == "can":
                 from drivers.can import CanDriver
@@ -115,20 +119,13 @@ class DriverManager:
                     self._points[p.tag] = (channel.id, d.id, name)
 
     async def start(self) -> None:
-        """Start every driver and the stale check; channels run concurrently."""
+        """Start every driver; channels run concurrently."""
         for driver in self.drivers.values():
             await driver.start()
-        if self.stale_check_s and self._stale_task is None:
-            self._stale_task = asyncio.create_task(self._stale_loop(), name="drivers-stale-check")
         log.info("drivers started: %d channels", len(self.drivers))
 
     async def stop(self) -> None:
         """Stop every driver; idempotent."""
-        if self._stale_task is not None:
-            self._stale_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stale_task
-            self._stale_task = None
         await asyncio.gather(*(d.stop() for d in self.drivers.values()), return_exceptions=True)
 
     async def __aenter__(self) -> DriverManager:
@@ -137,15 +134,6 @@ class DriverManager:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    async def _stale_loop(self) -> None:
-        assert self.stale_check_s
-        while True:
-            await asyncio.sleep(self.stale_check_s)
-            try:
-                self.db.check_stale()
-            except Exception:  # never let housekeeping kill the drivers
-                log.exception("check_stale failed")
 
     async def poll_once(self) -> None:
         """Poll every device of every channel once, channels concurrently."""
@@ -167,7 +155,7 @@ class DriverManager:
         :class:`WriteResult` with state confirmed, mismatch or failed.
         """
         binding = self.binding(tag)
-        checked = binding.check_write(value)
+        checked = check_write(binding, value)
         channel, device, point = self._points[tag]
         result = await self.drivers[channel].write(device, point, checked)
         if not result.ok:

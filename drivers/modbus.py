@@ -29,6 +29,7 @@ import numpy as np
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
+from drivers import defaults
 from drivers.base import DeviceBinding, OutOfRange, WriteResult, WriteState
 from drivers.codec import BIT_KINDS, EncodeError, Kind, PointType, decode_point, encode_point
 from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS, ReadRequest, plan_device
@@ -52,7 +53,7 @@ def _get(cfg: Any, name: str, default: Any) -> Any:
 def make_client(channel: Any) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
     """Return an unconnected pymodbus async client for a channel config (no retries, no auto-reconnect)."""
     protocol = str(getattr(channel.protocol, "value", channel.protocol))
-    timeout = float(_get(channel, "timeout_s", 1.0))
+    timeout = float(_get(channel, "timeout_s", defaults.TIMEOUT_S))
     common: dict[str, Any] = {
         "timeout": timeout,
         "retries": 0,
@@ -95,8 +96,9 @@ class ModbusDriver:
 
     ``channel`` is a channel config (``id``, ``protocol``, address fields, ``timeout_s``,
     ``retries``, ``max_gap``, ``max_gap_bits``, ``backoff_max_s``, ``offline_probe_s``);
-    ``devices`` the enabled devices on it; ``db`` the tag database. Nothing happens until
-    :meth:`start` (background polling) or :meth:`poll_once`.
+    ``devices`` the enabled devices on it; ``db`` the tag database. A setting the channel
+    lacks takes its :mod:`drivers.defaults` value (the config model's default). Nothing
+    happens until :meth:`start` (background polling) or :meth:`poll_once`.
     """
 
     def __init__(
@@ -122,9 +124,9 @@ class ModbusDriver:
         self._wake = asyncio.Event()
         self._closing = False
         self.requests_sent = 0
-        retries = int(_get(channel, "retries", 3))
-        probe_s = float(_get(channel, "offline_probe_s", 30.0))
-        backoff_max = float(_get(channel, "backoff_max_s", 30.0))
+        retries = int(_get(channel, "retries", defaults.RETRIES))
+        probe_s = float(_get(channel, "offline_probe_s", defaults.OFFLINE_PROBE_S))
+        backoff_max = float(_get(channel, "backoff_max_s", defaults.BACKOFF_MAX_S))
         self._backoff = Backoff(base_s=min(0.5, backoff_max), max_s=backoff_max)
         self.status = {d.id: DeviceStatus(d.id, retries, probe_s) for d in devices}
         self._tags = {
@@ -140,8 +142,8 @@ class ModbusDriver:
                 specs,
                 d.poll_s,
                 overrides,
-                max_gap=int(_get(channel, "max_gap", 0)),
-                max_gap_bits=int(_get(channel, "max_gap_bits", 0)),
+                max_gap=int(_get(channel, "max_gap", defaults.MAX_GAP)),
+                max_gap_bits=int(_get(channel, "max_gap_bits", defaults.MAX_GAP_BITS)),
                 max_registers=max_registers,
                 max_bits=max_bits,
             )

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from drivers import defaults
 from tags.model import Quality, Reason
 
 __all__ = ["Backoff", "DeviceStatus", "DeviceTags", "StatusChange"]
@@ -31,7 +32,7 @@ class Backoff:
     """Capped exponential delay: ``base_s``, 2x, 4x, ... up to ``max_s``; :meth:`reset` on success."""
 
     base_s: float = 0.5
-    max_s: float = 30.0
+    max_s: float = defaults.BACKOFF_MAX_S
     attempts: int = 0
 
     def next_delay(self) -> float:
@@ -63,8 +64,8 @@ class DeviceStatus:
     """
 
     device: str
-    retries: int = 3
-    offline_probe_s: float = 30.0
+    retries: int = defaults.RETRIES
+    offline_probe_s: float = defaults.OFFLINE_PROBE_S
     online: bool | None = None
     consecutive_failures: int = 0
     errors: int = 0

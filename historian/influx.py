@@ -201,7 +201,13 @@ class InfluxHistorian:
             if not value:
                 raise ValueError(f"historian.{field} is required for backend influxdb")
             given[field] = value
-        return cls(**given, batch_size=config.batch_size)
+        return cls(
+            given["url"],
+            given["org"],
+            given["bucket"],
+            given["token"],
+            batch_size=config.batch_size,
+        )
 
     # -- write ----------------------------------------------------------------------------------
 
@@ -210,7 +216,12 @@ class InfluxHistorian:
 
         try:
             self._write_api.write(
-                self.bucket, self.org, record=lines, write_precision=WritePrecision.US
+                self.bucket,
+                self.org,
+                record=lines,
+                # influxdb_client annotates write_precision as WritePrecision, but the
+                # values it documents (WritePrecision.US, ...) are plain str constants
+                write_precision=WritePrecision.US,  # type: ignore[arg-type]
             )
         except Exception as exc:
             raise _classify(exc, f"write to {self.url}") from exc

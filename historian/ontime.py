@@ -36,11 +36,14 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from historian.base import OnTime, check_range
+from historian.base import Historian, OnTime, check_range
+
+if TYPE_CHECKING:
+    from historian.sqlite import SqliteHistorian
 
 __all__ = ["on_time_many", "on_time_windows", "sqlite_backend", "unknown_spans_many"]
 
@@ -307,11 +310,11 @@ def on_time_many(
     return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
 
-def sqlite_backend(historian: Any) -> Any:
+def sqlite_backend(historian: object) -> SqliteHistorian | None:
     """Return the ``SqliteHistorian`` behind ``historian`` (itself, or a spool's backend), or None."""
     from historian.sqlite import SqliteHistorian
 
-    h = historian
+    h: object = historian
     for _ in range(3):
         if isinstance(h, SqliteHistorian):
             return h
@@ -321,7 +324,7 @@ def sqlite_backend(historian: Any) -> Any:
     return None
 
 
-def _caught_up(h: Any) -> None:
+def _caught_up(h: object) -> None:
     """Have the historian merge batches still pending, so our own connections see every write."""
     flush = getattr(h, "flush", None)
     if flush is not None:
@@ -339,7 +342,7 @@ def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def unknown_spans_many(
-    historian: Any, tags: Iterable[str], start: float, end: float
+    historian: Historian, tags: Iterable[str], start: float, end: float
 ) -> dict[str, list[tuple[float, float]]]:
     """Return, per tag, the merged spans of ``[start, end)`` where it had no good value.
 
@@ -378,7 +381,9 @@ def unknown_spans_many(
     return {n: _merge(s) for n, s in spans.items()}
 
 
-def _spans_of(historian: Any, tag: str, start: float, end: float) -> list[tuple[float, float]]:
+def _spans_of(
+    historian: Historian, tag: str, start: float, end: float
+) -> list[tuple[float, float]]:
     """Return the unknown spans of one tag through the generic historian interface."""
     spans: list[tuple[float, float]] = []
     carry = historian.value_at(tag, start)
@@ -395,7 +400,7 @@ def _spans_of(historian: Any, tag: str, start: float, end: float) -> list[tuple[
 
 
 def on_time_windows(
-    historian: Any,
+    historian: Historian,
     jobs: Sequence[tuple[Sequence[str], float, float]],
     *,
     workers: int | None = None,

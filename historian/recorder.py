@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from historian.base import Historian, Sample
+from historian.base import Historian, Sample, SampleValue
+from tags.bus import ChangeBatch, ChangeCallback
 from tags.model import Quality, Reason, TagDef
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 class _Database(Protocol):
     def subscribe(
-        self, patterns: Any, callback: Any, *, name: str | None = None
+        self, patterns: str | Sequence[str], callback: ChangeCallback, *, name: str | None = None
     ) -> Callable[[], None]: ...
 
     def definition(self, name: str) -> TagDef: ...
@@ -55,7 +56,7 @@ class Recorder:
         self.flush_s = flush_s
         self.patterns = tuple(patterns)
         self._pending: list[Sample] = []
-        self._last: dict[str, tuple[Any, Quality, Reason, float]] = {}
+        self._last: dict[str, tuple[SampleValue, Quality, Reason, float]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
@@ -93,7 +94,7 @@ class Recorder:
 
     # -- filtering (event loop) --------------------------------------------------------------
 
-    def _on_batch(self, batch: Any) -> None:
+    def _on_batch(self, batch: ChangeBatch) -> None:
         pending = self._pending
         last = self._last
         for name, value, quality, reason, ts in batch.to_records():
@@ -114,8 +115,8 @@ class Recorder:
     @staticmethod
     def _passes(
         d: TagDef,
-        prev: tuple[Any, Quality, Reason, float],
-        value: Any,
+        prev: tuple[SampleValue, Quality, Reason, float],
+        value: SampleValue,
         quality: Quality,
         reason: Reason,
         ts: float,

@@ -236,9 +236,9 @@ def plan(start: float, end: float, every_s: float) -> Atoms:
     seg_l: list[int] = []
     seg_k: list[int] = []
     for k in range(len(edges)):
-        for a, b, level in split(bounds[k], bounds[k + 1]):
-            seg_a.append(a)
-            seg_b.append(b)
+        for seg_start, seg_end, level in split(bounds[k], bounds[k + 1]):
+            seg_a.append(seg_start)
+            seg_b.append(seg_end)
             seg_l.append(level or 0)
             seg_k.append(k)
     sa = np.array(seg_a, dtype=np.float64)

@@ -200,7 +200,7 @@ class SpoolingHistorian:
         """
         with self._lock:
             while self._points:
-                rows = []
+                rows: list[tuple[int, int, str]] = []
                 total = 0
                 for bid, n, payload in self._con.execute(
                     "SELECT id, n, payload FROM batches ORDER BY id"

@@ -93,11 +93,11 @@ def atom_rows(
             stored[idx[ok]] = True
             unstored = np.flatnonzero(sel & ~stored)
     raw = np.flatnonzero(atoms.level == 0)
-    rows = None
+    raw_rows = None
     if additive and len(raw) >= 16:
-        rows = _pieces_by_difference(con, tid, atoms.a[raw], atoms.b[raw])
-    if rows is not None:
-        full[raw] = rows
+        raw_rows = _pieces_by_difference(con, tid, atoms.a[raw], atoms.b[raw])
+    if raw_rows is not None:
+        full[raw] = raw_rows
         if len(unstored):
             full[unstored] = _unstored_hours(con, tid, atoms.a[unstored])
     else:

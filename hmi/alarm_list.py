@@ -1,11 +1,11 @@
 """Alarm page: the alarm list with priority colours, acknowledge with comment, shelve, filters.
 
 Phone-first: the list and the action bar reflow to one column on a 390-px screen. Rows
-are alarm occurrences from the engine (``runtime.alarms``), newest first; acknowledging
+are alarm occurrences from the engine (``services.alarms``), newest first; acknowledging
 names exactly the occurrences the operator saw. Buttons are disabled for roles that may
 not ack (``alarms.ack``) or shelve (``alarms.shelve``); the engine raises for anything else,
 and the page shows the message. Actions go through the server's alarm operations
-(``runtime.alarm_ops``), which audit each alarm with the user and the source
+(``services.alarm_ops``), which audit each alarm with the user and the source
 ``hmi <client address>``.
 """
 
@@ -33,7 +33,7 @@ from alarms.model import AlarmFilter
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.session import HmiSession
 from hmi.theme import PRIORITY_COLOURS, PRIORITY_TEXT
-from scada.services.alarm_ops import AlarmOpError, AlarmOps
+from scada.services.alarm_ops import AlarmOpError
 from tags.model import iso
 
 __all__ = ["alarm_rows", "make_alarms"]
@@ -92,19 +92,17 @@ def make_alarms(session: HmiSession, doc: Document, ops: Any = None) -> None:
     """Build the alarm page into ``doc``.
 
     ``ops`` is the :class:`~scada.services.alarm_ops.AlarmOps` that acknowledges and shelves
-    (audited); default ``runtime.alarm_ops``, else unaudited operations on the engine.
+    (audited); default ``services.alarm_ops``.
     """
     if not page_allowed(session, "alarms"):
         page_frame(session, doc, "alarms", denied_body("not allowed for your role"), "Alarms")
         return
-    engine = getattr(session.runtime, "alarms", None)
+    engine = session.services.alarms
     if engine is None:
         page_frame(session, doc, "alarms", denied_body("no alarm engine is running"), "Alarms")
         return
     if ops is None:
-        ops = getattr(session.runtime, "alarm_ops", None)
-    if ops is None:
-        ops = AlarmOps(session.runtime)  # an HMI without a server: nothing to audit into
+        ops = session.services.alarm_ops
     source = ColumnDataSource(alarm_rows([]), name="alarm-rows")
     columns = [
         TableColumn(

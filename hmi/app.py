@@ -1,18 +1,15 @@
-"""The HMI's Bokeh applications: ``apps(runtime)`` maps ``/hmi/<page>`` to one Application each.
+"""The HMI's Bokeh applications: ``apps(services)`` maps ``/hmi/<page>`` to one Application each.
 
-The server (issue 6) passes them to its ``bokeh.server.server.Server`` with its auth provider,
-so no page opens without a login. Each session resolves its user again from the request's
-session cookie or bearer token (``auth.user_for``) and builds its document in a
-``make_document(doc)`` closure over the runtime: no module globals, no ``curdoc()``.
-
-Services are looked up when a session starts, so the server may create them after calling
-``apps``: ``auth`` (the server's ``Auth``; default ``runtime.auth``), ``commands`` (the
-``CommandService``; default ``runtime.commands``), alarm operations (``runtime.alarm_ops``,
-audited; without a server the engine ``runtime.alarms`` unaudited), billing
-(``runtime.billing``) and the config API (``runtime.config_api``).
+The runtime mounts them on its server (with the auth provider, so no page opens without a
+login). Each session resolves its user again from the request's session cookie or bearer
+token (the auth service, ``services.auth``) and builds its document in a
+``make_document(doc)`` closure over the runtime's typed bundle
+(:class:`~scada.services.bundle.Services`): no module globals, no ``curdoc()``. Pages call
+services (commands, audited alarm operations, billing, config versions), never the web
+server.
 
 The client address of a session is taken on the request that creates it (through the
-server's trusted proxies, ``runtime.server.ctx.proxies``) and travels in the signed token with
+trusted reverse proxies, ``services.client_address``) and travels in the signed token with
 the user, so every HMI action is audited with the source ``hmi <address>``.
 """
 
@@ -28,9 +25,10 @@ from bokeh.application.handlers.function import FunctionHandler
 from bokeh.document import Document
 
 from hmi.layout import PAGES, html_div
-from hmi.services import CommandClient, ServerAuth, ServiceCommands
+from hmi.services import ServerAuth, ServiceCommands
 from hmi.session import HmiAuth, HmiSession, HmiUser
 from hmi.theme import PAGE_TEMPLATE
+from scada.services.bundle import Services
 
 __all__ = ["PAGE_PATHS", "HmiServices", "apps"]
 
@@ -41,42 +39,24 @@ PAGE_PATHS: dict[str, str] = {name: f"/hmi/{name}" for name in PAGES}
 
 
 class HmiServices:
-    """Where the pages find the other parts; resolved per session (see the module docstring)."""
+    """The services of the pages: the runtime's bundle and the HMI's adapters over it."""
 
-    def __init__(self, runtime: Any, *, auth: Any = None, commands: Any = None) -> None:
-        self.runtime = runtime
-        self._auth = auth
-        self._commands = commands
+    def __init__(self, services: Services, *, auth: HmiAuth | None = None) -> None:
+        self.services = services
+        self._auth: HmiAuth = auth if auth is not None else ServerAuth(services.auth)
+        self._commands = ServiceCommands(services.commands)
 
-    def auth(self) -> HmiAuth | None:
-        """Return the authentication adapter, or None when the server set none up."""
-        raw = self._auth if self._auth is not None else getattr(self.runtime, "auth", None)
-        if raw is None:
-            return None
-        if hasattr(raw, "user_of") and hasattr(raw, "may"):
-            return raw  # already an HmiAuth
-        return ServerAuth(raw)
+    def auth(self) -> HmiAuth:
+        """Return the authentication adapter."""
+        return self._auth
 
-    def commands(self) -> CommandClient | None:
-        """Return the command client, or None when no command service runs."""
-        raw = (
-            self._commands
-            if self._commands is not None
-            else getattr(self.runtime, "commands", None)
-        )
-        if raw is None:
-            return None
-        if isinstance(raw, ServiceCommands) or not hasattr(raw, "select_batch"):
-            return raw
-        return ServiceCommands(raw)
+    def commands(self) -> ServiceCommands:
+        """Return the command client (select-before-operate over the command service)."""
+        return self._commands
 
     def client_address(self, request: Any) -> str:
-        """Return the client address of an HTTP request (via the server's trusted proxies)."""
-        ctx = getattr(getattr(self.runtime, "server", None), "ctx", None)
-        proxies = getattr(ctx, "proxies", None)
-        if proxies is not None:
-            return str(proxies.client(request))
-        return str(getattr(request, "remote_ip", None) or "")
+        """Return the client address of an HTTP request (via the trusted proxies)."""
+        return str(self.services.client_address(request))
 
 
 def _page_builder(name: str) -> Callable[[HmiSession, Document, HmiServices], None]:
@@ -142,8 +122,6 @@ class _HmiHandler(FunctionHandler):
 
     def process_request(self, request: Any) -> dict[str, Any]:
         auth = self._services.auth()
-        if auth is None:
-            return {}
         cookies = {k: v.value for k, v in request.cookies.items()}
         user = auth.user_of(cookies, dict(request.headers))
         if user is None:
@@ -182,26 +160,25 @@ def _session_user(doc: Document, auth: HmiAuth | None, services: HmiServices) ->
     return dataclasses.replace(user, address=services.client_address(request))
 
 
-def apps(runtime: Any, *, auth: Any = None, commands: Any = None) -> dict[str, Application]:
-    """Return ``{"/hmi/<page>": Application}`` for every HMI page, over ``runtime``.
+def apps(services: Services, *, auth: HmiAuth | None = None) -> dict[str, Application]:
+    """Return ``{"/hmi/<page>": Application}`` for every HMI page, over ``services``.
 
-    ``auth`` is the server's ``Auth`` (or any ``HmiAuth``), ``commands`` its
-    ``CommandService`` (or any ``CommandClient``); both default to the runtime's attributes
-    of the same name, looked up when a session starts. Serve them with signed sessions.
+    ``auth`` replaces the adapter over ``services.auth`` (tests). Serve them with signed
+    sessions (the user goes into the session token).
     """
-    services = HmiServices(runtime, auth=auth, commands=commands)
+    hmi = HmiServices(services, auth=auth)
     out: dict[str, Application] = {}
     for name, path in PAGE_PATHS.items():
         build = _page_builder(name)
 
         def make_document(doc: Document, name: str = name, build: Any = build) -> None:
-            hmi_auth = services.auth()
-            user = _session_user(doc, hmi_auth, services)
+            hmi_auth = hmi.auth()
+            user = _session_user(doc, hmi_auth, hmi)
             if user is None:
                 _login_required(doc)
                 return
-            session = HmiSession(doc, runtime, user, hmi_auth, page=name)
-            build(session, doc, services)
+            session = HmiSession(doc, services, user, hmi_auth, page=name)
+            build(session, doc, hmi)
 
-        out[path] = Application(_HmiHandler(make_document, services))
+        out[path] = Application(_HmiHandler(make_document, hmi))
     return out

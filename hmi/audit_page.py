@@ -1,7 +1,7 @@
 """Audit page: the newest audit log entries, filters, the hash chain's status, a CSV download.
 
 For roles with ``audit.read`` (engineers, admins); others get the usual "not allowed" body.
-Entries come from the server's audit log (``runtime.audit``, :class:`scada.services.audit.AuditLog`)
+Entries come from the server's audit log (``services.audit``, :class:`scada.services.audit.AuditLog`)
 newest first, at most ``MAX_ROWS`` on screen, times in the site's time zone. Selecting a row
 shows its ``before`` and ``after`` state. Queries and the chain check (``AuditLog.verify``,
 which reads the whole file) run in worker threads (``HmiSession.in_thread``), so a refresh
@@ -158,12 +158,12 @@ def make_audit(session: HmiSession, doc: Document) -> None:
     if not page_allowed(session, "audit"):
         page_frame(session, doc, "audit", denied_body("not allowed for your role"), "Audit log")
         return
-    audit = getattr(session.runtime, "audit", None)
+    audit = session.services.audit
     if audit is None:
         body = denied_body("no audit log: the server is not running")
         page_frame(session, doc, "audit", body, "Audit log")
         return
-    tz = session.runtime.site.site.timezone
+    tz = session.services.site.site.timezone
     source = ColumnDataSource(audit_rows([], tz), name="audit-rows")
     columns = [
         TableColumn(field="seq", title="seq", width=60),

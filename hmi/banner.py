@@ -1,6 +1,6 @@
 """The alarm banner on every page: counts by priority, the newest unacknowledged alarm, a chime.
 
-The banner reads the alarm engine (``runtime.alarms``) and follows its events. A new
+The banner reads the alarm engine (``services.alarms``) and follows its events. A new
 priority-1 alarm rings an audible cue in the browser (Web Audio, no sound file) unless the
 operator muted it with the banner's toggle; each cue also increments ``window.hmiChimes``
 so tests and kiosk monitors can see it happened. Without an alarm engine the banner says so.
@@ -95,7 +95,7 @@ class AlarmBanner:
 
     def __init__(self, session: HmiSession) -> None:
         self.session = session
-        self.engine = getattr(session.runtime, "alarms", None)
+        self.engine = session.services.alarms
         style = InlineStyleSheet(css=BANNER_CSS)
         self.div = Div(
             text="", name="alarm-banner", stylesheets=[style], sizing_mode="stretch_width"

@@ -52,7 +52,7 @@ class HeatMeterPanel:
 
     def __init__(self, session: HmiSession, building: Any) -> None:
         self.session = session
-        db = session.runtime.db
+        db = session.services.db
         heat = building.heat
         self.tags: dict[str, str | None] = {
             key: tag_or_none(db, getattr(heat, f"{key}_tag", None)) if heat else None
@@ -69,7 +69,7 @@ class HeatMeterPanel:
         return [t for t in self.tags.values() if t]
 
     def render(self) -> None:
-        db = self.session.runtime.db
+        db = self.session.services.db
 
         def v(key: str, unit: str, digits: int = 1) -> str:
             tag = self.tags.get(key)
@@ -109,7 +109,7 @@ class UnitDetail:
         self, session: HmiSession, commands: CommandClient | None, mimic_ref: list[Mimic]
     ) -> None:
         self.session = session
-        self.tz = session.runtime.site.site.timezone
+        self.tz = session.services.site.site.timezone
         self.mimic_ref = mimic_ref
         self.cell: UnitCell | None = None
         self.info = html_div(
@@ -188,7 +188,7 @@ class UnitDetail:
             actions["close"] = CommandAction("close", "Close valve", cell.valve_tag, False)
         if cell.setpoint_tag and self._writable(cell.setpoint_tag):
             actions["setpoint"] = CommandAction("setpoint", "Set setpoint", cell.setpoint_tag, None)
-        sp = self.session.runtime.db.read(cell.setpoint_tag).value if cell.setpoint_tag else None
+        sp = self.session.services.db.read(cell.setpoint_tag).value if cell.setpoint_tag else None
         panel.set_target(cell.household, actions, setpoint=sp)
         self.render()
         tags = [
@@ -206,13 +206,13 @@ class UnitDetail:
         self._load_history(cell)
 
     def _writable(self, tag: str) -> bool:
-        return bool(self.session.runtime.db.definition(tag).writable)
+        return bool(self.session.services.db.definition(tag).writable)
 
     def render(self) -> None:
         c = self.cell
         if c is None:
             return
-        db = self.session.runtime.db
+        db = self.session.services.db
         mimic = self.mimic_ref[0] if self.mimic_ref else None
         state = comm = "?"
         if mimic is not None and c.household in mimic.row_of:
@@ -247,7 +247,7 @@ class UnitDetail:
             return
         self.render()
         if self.trend_source is not None and (c.room_tag in batch or c.setpoint_tag in batch):
-            db = self.session.runtime.db
+            db = self.session.services.db
             room = db.read(c.room_tag).value if c.room_tag else None
             sp = db.read(c.setpoint_tag).value if c.setpoint_tag else None
             self.trend_source.stream(
@@ -256,7 +256,7 @@ class UnitDetail:
             )
 
     def _load_history(self, cell: UnitCell) -> None:
-        historian = getattr(self.session.runtime, "historian", None)
+        historian = self.session.services.historian
         tags = [t for t in (cell.room_tag, cell.setpoint_tag) if t]
         if historian is None or not tags:
             return
@@ -302,8 +302,8 @@ def make_building(
         page_frame(session, doc, "building", denied_body("not allowed for your role"), "Building")
         return
     doc.template_variables["hmi_skip_tables"] = True  # no DataTable on this page
-    runtime = session.runtime
-    site = runtime.site
+    services = session.services
+    site = services.site
     ids = [b.id for b in site.buildings]
     if not ids:
         page_frame(session, doc, "building", denied_body("no buildings configured"), "Building")
@@ -339,8 +339,8 @@ def make_building(
         if state["unsub"] is not None:
             state["unsub"]()
         building = site.building(building_id)
-        cells = building_layout(site, runtime.db, building_id)
-        mimic = Mimic(runtime.db, cells, on_select)
+        cells = building_layout(site, services.db, building_id)
+        mimic = Mimic(services.db, cells, on_select)
         mimic_ref[:] = [mimic]
         heat = HeatMeterPanel(session, building)
         state["heat"] = heat

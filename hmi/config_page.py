@@ -1,6 +1,6 @@
 """Configuration page for engineers: browse, edit YAML, validate, diff, apply hot, roll back, import CSV.
 
-Everything goes through the server's config API (``runtime.config_api``, issue 6's
+Everything goes through the server's config API (``services.config``, issue 6's
 ``ConfigManager``): a proposal is a set of changed files; *Validate* shows every error with
 ``file:line:col``, the field path and the offending line; *Diff* shows the unified diff
 against the running configuration; *Apply* applies it hot (connections and tag values are
@@ -148,7 +148,7 @@ def make_config(session: HmiSession, doc: Document) -> None:
             "Configuration",
         )
         return
-    api = getattr(session.runtime, "config_api", None)
+    api = session.services.config
     if api is None:
         page_frame(
             session, doc, "config", denied_body("no config API (start the server)"), "Configuration"
@@ -157,7 +157,7 @@ def make_config(session: HmiSession, doc: Document) -> None:
     can_write = session.may("config.write")
     files = api.current_files()
     proposal: dict[str, str] = {}
-    items = ColumnDataSource(config_items(session.runtime.site, files), name="config-items")
+    items = ColumnDataSource(config_items(session.services.site, files), name="config-items")
     table = DataTable(
         source=items,
         columns=[
@@ -302,7 +302,7 @@ def make_config(session: HmiSession, doc: Document) -> None:
         proposal.clear()
         file_sel.options = sorted(files)
         editor.value = files.get(file_sel.value, "")
-        items.data = config_items(session.runtime.site, files)
+        items.data = config_items(session.services.site, files)
         refresh_versions()
 
     def run_rollback() -> None:

@@ -65,8 +65,8 @@ def _nav(session: HmiSession, current: str) -> str:
         cls = ' class="current"' if page == current else ""
         links.append(f'<a href="{page}"{cls}>{label}</a>')
     who = html.escape(f"{session.user_name} ({session.user.role})") if session.user else ""
-    site = getattr(session.runtime, "site", None)
-    title = html.escape(getattr(getattr(site, "site", None), "name", "") or "SCADA")
+    site = session.services.site
+    title = html.escape(site.site.name or "SCADA")
     account = (
         '<a href="/password" class="account" data-link="password" title="change your password">'
         'password</a><a href="/logout" class="account" data-link="logout">log out</a>'

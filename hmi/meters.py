@@ -6,7 +6,7 @@ tag and billing's ``acct.<id>.level`` tag (issue 8); the meter-to-account map fr
 ``accounts`` section. Select meters (click, shift-click or box) and run a batch command:
 *trip* / *close* write the relay tags through the command service (select-before-operate
 with one confirm for the batch, a result per meter); *keep power* and *restore prepaid* are
-billing operations, offered when the billing service (``runtime.billing``) provides them.
+billing operations, offered when the billing service (``services.billing``) provides them.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
+from billing.tags import Level, balance_tag, level_tag, relay_tag
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.model import tag_or_none
 from hmi.services import CommandStatus
@@ -41,7 +42,6 @@ __all__ = ["MeterInfo", "make_meters", "meter_state", "site_meters"]
 log = logging.getLogger(__name__)
 
 PER_ROW = 16
-LEVEL_STATES = {0: "open", 1: "alarm1", 2: "alarm2", 3: "arrears"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +93,11 @@ def site_meters(site: Any, db: Any) -> list[MeterInfo]:
                 device=d.id,
                 building=building,
                 energy_tag=energy,
-                relay_tag=tag_or_none(db, f"{d.id}.relay"),
+                relay_tag=tag_or_none(db, relay_tag(d.id)),
                 online_tag=tag_or_none(db, f"{d.id}.online"),
                 account=account,
-                level_tag=tag_or_none(db, f"acct.{account}.level") if account else None,
-                balance_tag=tag_or_none(db, f"acct.{account}.balance") if account else None,
+                level_tag=tag_or_none(db, level_tag(account)) if account else None,
+                balance_tag=tag_or_none(db, balance_tag(account)) if account else None,
             )
         )
     return out
@@ -113,10 +113,10 @@ def meter_state(db: Any, m: MeterInfo) -> str:
         return "no_account"
     if m.level_tag is None:
         return "open"
-    level = db.read(m.level_tag).value
+    level = Level.of(db.read(m.level_tag).value)
     if level is None:
         return "no_account"  # configured, not opened yet
-    return LEVEL_STATES.get(int(level), "arrears")
+    return "open" if level is Level.OK else level.key
 
 
 def _row(db: Any, m: MeterInfo) -> dict[str, Any]:
@@ -138,8 +138,8 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
     if not page_allowed(session, "meters"):
         page_frame(session, doc, "meters", denied_body("not allowed for your role"), "Meters")
         return
-    db = session.runtime.db
-    meters = site_meters(session.runtime.site, db)
+    db = session.services.db
+    meters = site_meters(session.services.site, db)
     if not meters:
         page_frame(
             session, doc, "meters", denied_body("no electricity meters configured"), "Meters"
@@ -273,11 +273,10 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
         and hasattr(commands, "select_batch")
         and session.may("commands.operate")
     )
-    billing = getattr(session.runtime, "billing", None)
+    billing = session.services.billing
     can_bill = billing is not None and session.may("billing.write")
     btn_trip.disabled = btn_close.disabled = not can_cmd
-    btn_keep.disabled = not (can_bill and hasattr(billing, "set_keep_power"))
-    btn_restore.disabled = not (can_bill and hasattr(getattr(billing, "prepaid", None), "evaluate"))
+    btn_keep.disabled = btn_restore.disabled = not can_bill
     if not can_cmd:
         note.text = '<span class="denied" data-denied="1">your role may not send commands</span>'
     pending: dict[str, Any] = {"batch": None}
@@ -353,7 +352,7 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
         note.text = '<span class="u">cancelled</span>'
 
     def billing_op(name: str) -> None:
-        accounts = sorted({meters[i].account for i in selected() if meters[i].account})
+        accounts = sorted({a for i in selected() if (a := meters[i].account)})
         if not accounts or billing is None:
             note.text = '<span class="result-bad">select meters with an account first</span>'
             return
@@ -371,24 +370,17 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
 
         async def run() -> list[CommandStatus]:
             out = []
+            if billing is None:  # billing_op offers nothing without it
+                return []
+            who = {"user": session.actor, "source": session.source}
             for a in accounts:
-                try:
+                try:  # billing audits each operation (who kept which account powered)
                     if name == "keep":
-                        await billing.set_keep_power(
-                            a, True, user=session.user_name, note="HMI meters page"
-                        )
+                        r = await billing.set_keep_power(a, True, note="HMI meters page", **who)
                     else:
-                        await billing.prepaid.evaluate(a)
-                    out.append(CommandStatus(None, "done", a, None))
-                    audit = getattr(session.runtime, "audit", None)
-                    if audit is not None:  # money-relevant: who kept which account powered
-                        audit.record(
-                            "billing.keep_power" if name == "keep" else "billing.restore_prepaid",
-                            user=session.actor,
-                            source=session.source,
-                            target=a,
-                            after={"keep_power": True} if name == "keep" else None,
-                        )
+                        r = await billing.restore_prepaid(a, **who)
+                    message = "; ".join([*r.relay_actions, *r.relay_failures])
+                    out.append(CommandStatus(None, "done", a, None, None, message))
                 except Exception as exc:  # shown per account, like a batch result
                     out.append(CommandStatus(None, "failed", a, None, None, str(exc)))
             return out

@@ -40,7 +40,7 @@ def local_midnight(ts: float, tz: str) -> float:
 
 class _Tile:
     def __init__(self, session: HmiSession, building: Any) -> None:
-        db = session.runtime.db
+        db = session.services.db
         self.session = session
         self.building = building
         heat = building.heat
@@ -53,7 +53,7 @@ class _Tile:
         }
         self.online_tags = [
             t
-            for d in building_devices(session.runtime.site, building.id)
+            for d in building_devices(session.services.site, building.id)
             if (t := f"{d}.online") in db
         ]
         self.energy_base: float | None = None
@@ -69,7 +69,7 @@ class _Tile:
         return [t for t in self.tags.values() if t] + self.online_tags
 
     def render(self, alarm_counts: dict[int, int]) -> None:
-        db = self.session.runtime.db
+        db = self.session.services.db
         b = self.building
 
         def cell(key: str, unit: str, digits: int = 1) -> str:
@@ -118,14 +118,14 @@ def make_overview(session: HmiSession, doc: Document) -> None:
     if not page_allowed(session, "overview"):
         page_frame(session, doc, "overview", denied_body("not allowed for your role"), "Overview")
         return
-    runtime = session.runtime
-    buildings = list(runtime.site.buildings)
+    services = session.services
+    buildings = list(services.site.buildings)
     tiles = [_Tile(session, b) for b in buildings]
     by_tag: dict[str, list[_Tile]] = {}
     for t in tiles:
         for name in t.watched:
             by_tag.setdefault(name, []).append(t)
-    engine = getattr(runtime, "alarms", None)
+    engine = services.alarms
 
     def counts_of(building_id: str) -> dict[int, int]:
         counts = dict.fromkeys(PRIORITY_COLOURS, 0)
@@ -148,10 +148,10 @@ def make_overview(session: HmiSession, doc: Document) -> None:
             t.render(counts_of(t.building.id))
 
     async def load_energy_bases() -> None:
-        historian = getattr(runtime, "historian", None)
+        historian = services.historian
         if historian is None:
             return
-        tz = runtime.site.site.timezone
+        tz = services.site.site.timezone
         midnight = local_midnight(time.time(), tz)
         for t in tiles:
             tag = t.tags["energy"]
@@ -167,7 +167,7 @@ def make_overview(session: HmiSession, doc: Document) -> None:
                 continue
             base = sample.numeric if sample is not None else None
             if base is None:  # nothing stored yet: today starts now
-                cur = runtime.db.read(tag).value
+                cur = services.db.read(tag).value
                 base = float(cur) if cur is not None else None
             if base is not None and math.isfinite(base):
                 t.energy_base = base

@@ -1,9 +1,9 @@
 """What the HMI calls in other packages, behind small adapters (the HMI holds no business rules).
 
-* ``ServerAuth`` adapts the server's ``scada.services.auth.Auth`` (``user_for(cookies, headers)``)
+* ``ServerAuth`` adapts the auth service ``scada.services.auth.Auth`` (``user_for(cookies, headers)``)
   and its one permission table (``may``) to :class:`hmi.session.HmiAuth`.
 * ``CommandClient`` is the select-before-operate interface the command panels use;
-  ``ServiceCommands`` adapts the server's command service to it.
+  ``ServiceCommands`` adapts the command service to it.
 
 Action names are the server's (``tags.read``, ``alarms.ack``, ``alarms.shelve``,
 ``commands.operate``, ``config.read``, ``config.write``, ``billing.read``, ``billing.write``).
@@ -19,6 +19,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from hmi.session import HmiUser
+from scada.services.auth import Auth, may
+from scada.services.command_model import CommandError
+from scada.services.commands import CommandService
 
 __all__ = [
     "CommandClient",
@@ -34,11 +37,8 @@ log = logging.getLogger(__name__)
 class ServerAuth:
     """``HmiAuth`` over the server's ``Auth`` object and its ``may`` function."""
 
-    def __init__(self, auth: Any) -> None:
-        from scada.services import auth as auth_module
-
+    def __init__(self, auth: Auth) -> None:
         self._auth = auth
-        self._may = auth_module.may
 
     def user_of(self, cookies: dict[str, str], headers: dict[str, Any]) -> HmiUser | None:
         """Return the user of a Bokeh session's request, or None when not logged in."""
@@ -48,8 +48,7 @@ class ServerAuth:
 
     def user_named(self, name: str) -> HmiUser | None:
         """Return the user ``name`` as stored now (role changes apply to new pages), or None."""
-        users = getattr(self._auth, "users", None)
-        user = users.get(name) if users is not None else None
+        user = self._auth.users.get(name)
         return self._wrap(user) if user is not None else None
 
     @staticmethod
@@ -60,7 +59,7 @@ class ServerAuth:
 
     def may(self, user: HmiUser, action: str, target: str | None = None) -> bool:
         """Return the server's permission answer for ``user``."""
-        return bool(self._may(user.raw, action, target))
+        return bool(may(user.raw, action, target))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +128,7 @@ class ServiceCommands:
     (:attr:`HmiUser.source <hmi.session.HmiUser.source>`).
     """
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: CommandService) -> None:
         self.service = service
 
     @staticmethod
@@ -197,9 +196,7 @@ class ServiceCommands:
 
 def _is_refusal(exc: Exception) -> bool:
     """Return True for the service's own refusals (``CommandError``) and value errors."""
-    return type(exc).__name__ == "CommandError" or isinstance(
-        exc, ValueError | KeyError | PermissionError
-    )
+    return isinstance(exc, CommandError | ValueError | KeyError | PermissionError)
 
 
 def _batch_statuses(batch: Any) -> list[CommandStatus]:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from bokeh.document import Document
 
+from scada.services.bundle import Services
 from tags.bus import ChangeBatch
 
 __all__ = ["HmiAuth", "HmiSession", "HmiUser"]
@@ -88,7 +89,7 @@ class HmiSession:
     def __init__(
         self,
         doc: Document,
-        runtime: Any,
+        services: Services,
         user: HmiUser | None,
         auth: HmiAuth | None,
         *,
@@ -96,7 +97,7 @@ class HmiSession:
         min_interval_s: float = 0.2,
     ) -> None:
         self.doc = doc
-        self.runtime = runtime
+        self.services = services
         self.user = user
         self.auth = auth
         self.page = page
@@ -175,7 +176,7 @@ class HmiSession:
                 else:
                     self.doc.add_next_tick_callback(lambda: self._flush(feed))
 
-        unsubscribe = self.runtime.db.subscribe(patterns, on_batch, name=f"hmi.{self.page}")
+        unsubscribe = self.services.db.subscribe(patterns, on_batch, name=f"hmi.{self.page}")
         self._cleanups.append(unsubscribe)
 
         def end() -> None:
@@ -202,7 +203,7 @@ class HmiSession:
 
     def on_alarm(self, callback: Callable[[list[Any]], None]) -> None:
         """Call ``callback(events)`` inside a document callback with the alarm events since the last call."""
-        engine = getattr(self.runtime, "alarms", None)
+        engine = self.services.alarms
         if engine is None:
             return
         pending: list[Any] = []

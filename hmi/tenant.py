@@ -6,7 +6,7 @@ other tenants is read, sent or subscribed. Daily consumption bars come from the 
 (``delta`` of the meters' energy tags per local day, last 30 days) with this month against
 last month; the balance and warning level from billing's ``acct.<id>.balance`` /
 ``acct.<id>.level`` tags; bills and top-ups from the billing ledger when the billing
-service runs (``runtime.billing``).
+service runs (``services.billing``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
+from billing.tags import Level, balance_tag, level_tag
 from hmi.layout import denied_body, html_div, page_frame
 from hmi.model import tag_or_none
 from hmi.session import HmiSession
@@ -33,17 +34,11 @@ __all__ = ["day_starts", "make_tenant", "tenant_scope"]
 log = logging.getLogger(__name__)
 
 DAYS = 30
-LEVEL_TEXT = {
-    0: ("ok", ""),
-    1: ("balance low (alarm 1)", "p3"),
-    2: ("balance very low (alarm 2)", "p2"),
-    3: ("in arrears: power may be cut", "p1"),
-}
 
 
 def tenant_scope(session: HmiSession) -> tuple[list[Any], list[Any]]:
     """Return the (households, accounts) the session's user may see."""
-    site = session.runtime.site
+    site = session.services.site
     households = [h for h in site.households() if session.may("tags.read", h.id)]
     accounts: list[Any] = []
     if getattr(site, "accounts", None):
@@ -82,9 +77,9 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
             session, doc, "tenant", denied_body("this page is for tenant accounts"), "My account"
         )
         return
-    runtime = session.runtime
-    db = runtime.db
-    tz = runtime.site.site.timezone
+    services = session.services
+    db = services.db
+    tz = services.site.site.timezone
     households, accounts = tenant_scope(session)
     if not households and not accounts:
         page_frame(
@@ -104,13 +99,13 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
     live = [
         t for h in households for t in (h.room_tag, h.setpoint_tag, h.valve_tag) if t and t in db
     ]
-    live += [
+    account_tags = [
         t
         for a in accounts
-        for t in (tag_or_none(db, f"acct.{a.id}.balance"), tag_or_none(db, f"acct.{a.id}.level"))
+        for t in (tag_or_none(db, balance_tag(a.id)), tag_or_none(db, level_tag(a.id)))
         if t
-    ]
-    live = [t for t in live if session.may("tags.read", t) or t.startswith("acct.")]
+    ]  # the user's own accounts (``tenant_scope``): readable even without ``tags.read``
+    live = [t for t in live if session.may("tags.read", t)] + account_tags
 
     status = html_div("", name="tenant-status", sizing_mode="stretch_width")
     month = html_div(
@@ -151,16 +146,16 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
                 f'<div class="tile" data-household="{html.escape(h.id)}">{"".join(rows)}</div>'
             )
         for a in accounts:
-            bal_tag, lvl_tag = f"acct.{a.id}.balance", f"acct.{a.id}.level"
+            bal_tag, lvl_tag = balance_tag(a.id), level_tag(a.id)
             bal = (
                 value_html(db.read(bal_tag), "CNY", 2, tag=bal_tag)
                 if bal_tag in db
                 else '<span class="u">n/a</span>'
             )
-            level = db.read(lvl_tag).value if lvl_tag in db else None
-            text, cls = (
-                LEVEL_TEXT.get(int(level), ("", "")) if level is not None else ("not opened", "")
-            )
+            level = Level.of(db.read(lvl_tag).value) if lvl_tag in db else None
+            text = "not opened" if level is None else level.info.status
+            priority = None if level is None else level.info.priority
+            cls = "" if priority is None else f"p{priority}"
             parts.append(
                 f'<div class="tile" data-account="{html.escape(a.id)}"><h2>Account {html.escape(a.id)}</h2>'
                 f"<table><tr><td>balance</td><td>{bal}</td></tr>"
@@ -170,7 +165,7 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
         status.text = "".join(parts)
 
     def load_history() -> None:
-        historian = getattr(runtime, "historian", None)
+        historian = services.historian
         if historian is None or not energy_tags:
             month.text = '<span class="u">no consumption history</span>'
             return
@@ -207,7 +202,7 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
         session.spawn(session.in_thread(query), done)
 
     def render_ledger() -> None:
-        billing = getattr(runtime, "billing", None)
+        billing = services.billing
         if billing is None or not accounts:
             ledger.text = '<span class="u">bills and top-ups appear here once billing runs</span>'
             return

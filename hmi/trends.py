@@ -21,6 +21,7 @@ from bokeh.plotting import figure
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.session import HmiSession
 from hmi.theme import local_ms, time_formatter
+from scada.services.bundle import Services
 from tags.model import Quality
 
 __all__ = ["RANGES", "make_trends"]
@@ -42,14 +43,14 @@ MAX_TAGS = 8
 PENS = ["#404040", "#2F6F8F", "#7A5C2E", "#4F7F4F", "#6A4C7A", "#8A8A8A", "#1F4F5F", "#9A7A5A"]
 
 
-def default_tags(runtime: Any) -> list[str]:
+def default_tags(services: Services) -> list[str]:
     """Return the tags shown when none are picked: the first building's heat meter values."""
-    for b in runtime.site.buildings:
+    for b in services.site.buildings:
         heat = b.heat
         if heat is None:
             continue
         tags = [
-            t for t in (heat.power_tag, heat.supply_tag, heat.return_tag) if t and t in runtime.db
+            t for t in (heat.power_tag, heat.supply_tag, heat.return_tag) if t and t in services.db
         ]
         if tags:
             return tags
@@ -61,11 +62,11 @@ def make_trends(session: HmiSession, doc: Document) -> None:
     if not page_allowed(session, "trends"):
         page_frame(session, doc, "trends", denied_body("not allowed for your role"), "Trends")
         return
-    runtime = session.runtime
-    db = runtime.db
-    tz = runtime.site.site.timezone
+    services = session.services
+    db = services.db
+    tz = services.site.site.timezone
     options = [d.name for d in db.definitions() if d.type.numeric and d.historize]
-    wanted = [t for t in (session.arg("tags") or "").split(",") if t in db] or default_tags(runtime)
+    wanted = [t for t in (session.arg("tags") or "").split(",") if t in db] or default_tags(services)
     picker = MultiChoice(
         value=wanted[:MAX_TAGS],
         options=options,
@@ -119,7 +120,7 @@ def make_trends(session: HmiSession, doc: Document) -> None:
             state["unsub"] = session.subscribe(tags, on_changes)
 
     def load(tags: list[str]) -> None:
-        historian = getattr(runtime, "historian", None)
+        historian = services.historian
         if historian is None or not tags:
             status.text = '<span class="u">no historian</span>' if historian is None else ""
             return

@@ -41,6 +41,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
 __all__ = [
     "LOCK_FILE",
     "MANIFEST",
@@ -372,7 +377,9 @@ class BackupScheduler:
     """Run a backup daily at ``config.at`` (site time ``tz``) and apply the retention.
 
     ``config`` is a ``BackupConfig``; ``config_files`` are copied into each backup.
-    ``clock`` returns aware datetimes (tests). Call ``start()``/``await stop()``.
+    ``clock`` returns aware datetimes (tests). Call ``start(scheduler)`` (the runtime's one
+    scheduler, :mod:`scada.scheduler`: the backup is a cron job at ``config.at`` site time)
+    and ``await stop()``.
 
     Outcome, read on the loop thread (``scada.health``): ``last_ok`` (None until the first
     run, True/False after each), ``last_error`` (the failure's message), ``last_backup_ts``
@@ -401,6 +408,7 @@ class BackupScheduler:
         self.last_error: str | None = None
         self.last_backup_ts: float | None = None
         self.runs = 0
+        self._job: Job | None = None
         self._task: asyncio.Task[None] | None = None
 
     def run_once(self) -> Path:
@@ -413,12 +421,23 @@ class BackupScheduler:
         self.last = dest
         return dest
 
-    def start(self) -> None:
-        """Start the daily task on the running loop."""
-        self._task = asyncio.create_task(self._run(), name="backup-scheduler")
+    def start(self, scheduler: AsyncIOScheduler) -> None:
+        """Add the daily job to ``scheduler`` and find the newest backup kept (on the loop)."""
+        hour, minute = (int(x) for x in str(self.config.at).split(":")[:2])
+        self._job = scheduler.add_job(
+            self.run_now,
+            CronTrigger(hour=hour, minute=minute, timezone=zoneinfo.ZoneInfo(self.tz)),
+            id="system.backup",
+            name="backup",
+        )
+        self._task = asyncio.create_task(self._find_newest(), name="backup-newest")
 
     async def stop(self) -> None:
-        """Stop the task (a backup in progress finishes in its thread)."""
+        """Remove the job (a backup in progress finishes in its thread)."""
+        if self._job is not None:
+            with contextlib.suppress(JobLookupError):  # the scheduler was shut down first
+                self._job.remove()
+            self._job = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -444,7 +463,7 @@ class BackupScheduler:
         self.runs += 1
         return dest
 
-    async def _run(self) -> None:
+    async def _find_newest(self) -> None:
         if self.last_backup_ts is None:  # a restart: the age counts from the newest backup kept
             try:
                 newest = await asyncio.to_thread(newest_backup_ts, self.config.dir)
@@ -453,8 +472,3 @@ class BackupScheduler:
             else:
                 if self.last_backup_ts is None:  # unless a run_now finished meanwhile
                     self.last_backup_ts = newest
-        while True:
-            now = self.clock()
-            due = next_run(self.config.at, self.tz, now)
-            await asyncio.sleep(max(0.0, (due - now).total_seconds()))
-            await self.run_now()

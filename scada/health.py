@@ -34,6 +34,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
 from tags.model import Source, TagDef, TagType
 
 __all__ = ["HealthError", "HealthMonitor", "LoopLagProbe", "cert_not_after", "health_tag_defs"]
@@ -135,8 +140,9 @@ class HealthMonitor:
     ``config`` is a ``HealthConfig``, or a function returning the current one (a hot reload
     of the site then applies new thresholds at the next check); ``backup`` a ``BackupScheduler`` or None;
     ``tls_cert`` the served certificate file or None; ``audit_path`` the audit log (checked
-    only while the file exists). Tags missing from ``db`` are skipped. ``start()`` and
-    ``await stop()`` on the loop thread.
+    only while the file exists). Tags missing from ``db`` are skipped. ``start(scheduler)``
+    (the runtime's one scheduler, :mod:`scada.scheduler`: the health tick is a job every
+    ``tick_s``) and ``await stop()`` on the loop thread.
     """
 
     def __init__(
@@ -168,11 +174,11 @@ class HealthMonitor:
         self._backup_runs = 0
         self._audit_head: tuple[int, str] | None = None
         self._audit_task: asyncio.Task[bool | None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._job: Job | None = None
         self._disk_error: str | None = None
 
-    async def start(self) -> None:
-        """Read the certificate, publish the first values, start the probe and the task."""
+    async def start(self, scheduler: AsyncIOScheduler) -> None:
+        """Read the certificate, publish the first values, start the probe and the tick job."""
         self._started_at = self.clock()
         if self.tls_cert is not None:
             try:
@@ -183,25 +189,28 @@ class HealthMonitor:
         if self.backup is not None:
             self._backup_runs = self.backup.runs
         self.publish(self.clock())
-        self._task = asyncio.create_task(self._run(), name="health-monitor")
+        self._job = scheduler.add_job(
+            self._tick, IntervalTrigger(seconds=self.tick_s), id="system.health", name="health"
+        )
 
     async def stop(self) -> None:
         """Stop the task and the probe (an audit check in progress finishes in its thread)."""
         self.probe.stop()
-        for task in (self._task, self._audit_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._audit_task = None
+        if self._job is not None:
+            with contextlib.suppress(JobLookupError):  # the scheduler was shut down first
+                self._job.remove()
+            self._job = None
+        if self._audit_task is not None:
+            self._audit_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._audit_task
+        self._audit_task = None
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            try:
-                self.publish(self.clock())
-            except Exception:  # a health bug must not end the monitoring for good
-                log.exception("publishing the health tags failed")
+    async def _tick(self) -> None:
+        try:
+            self.publish(self.clock())
+        except Exception:  # a health bug must not end the monitoring for good
+            log.exception("publishing the health tags failed")
 
     def _set(self, name: str, value: Any) -> None:
         if name in self.db:

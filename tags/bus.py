@@ -22,22 +22,33 @@ Delivery rules of ``LocalBus`` (what subscribers may rely on):
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from tags.arrays import BoolArray, CodeArray, FloatArray, IdArray
 from tags.catalog import KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_STR, TagCatalog
-from tags.model import Quality, Reason, TagValue
+from tags.model import Quality, Reason, Scalar, TagValue
 
 __all__ = ["ChangeBatch", "ChangeBus", "ChangeCallback", "LocalBus", "Record"]
 
 logger = logging.getLogger(__name__)
 
 ChangeCallback = Callable[["ChangeBatch"], "Awaitable[None] | None"]
-Record = tuple[str, Any, Quality, Reason, float]
+Record = tuple[str, Scalar | None, Quality, Reason, float]
 
 _QUALITIES = tuple(Quality)
 _REASONS = tuple(Reason)
@@ -47,7 +58,7 @@ class ChangeBatch(Mapping[str, TagValue]):
     """A read-only mapping ``name -> TagValue`` of changed tags, plus vectorised arrays.
 
     Bulk consumers (historian, websocket) should use the arrays, aligned by row:
-    ``ids`` (int64 tag ids), ``values`` (float64; bools are 0/1, NaN for str tags and
+    ``ids`` (int64 tag ids), ``vals`` (float64; bools are 0/1, NaN for str tags and
     for tags without a value), ``valid`` (bool: the tag has a value), ``quality`` and
     ``reason`` (uint8 codes of ``Quality`` / ``Reason``), ``ts`` (float64 epoch seconds)
     and ``texts`` (id -> str for the str tags in the batch). ``seq`` increases with every
@@ -65,25 +76,25 @@ class ChangeBatch(Mapping[str, TagValue]):
         "texts",
         "ts",
         "valid",
-        "values",
+        "vals",
     )
 
     def __init__(
         self,
         seq: int,
         catalog: TagCatalog,
-        ids: np.ndarray,
-        values: np.ndarray,
-        quality: np.ndarray,
-        reason: np.ndarray,
-        ts: np.ndarray,
-        valid: np.ndarray,
+        ids: IdArray,
+        vals: FloatArray,
+        quality: CodeArray,
+        reason: CodeArray,
+        ts: FloatArray,
+        valid: BoolArray,
         texts: Mapping[int, str] | None = None,
     ) -> None:
         self.seq = seq
         self.catalog = catalog
         self.ids = ids
-        self.values = values
+        self.vals = vals
         self.quality = quality
         self.reason = reason
         self.ts = ts
@@ -97,7 +108,7 @@ class ChangeBatch(Mapping[str, TagValue]):
         """Tag names, aligned with ``ids``."""
         if self._names is None:
             names = self.catalog.names
-            self._names = [names[i] for i in self.ids.tolist()]  # type: ignore[misc]
+            self._names = [names[i] for i in self.ids.tolist()]
         return self._names
 
     def __len__(self) -> int:
@@ -124,25 +135,28 @@ class ChangeBatch(Mapping[str, TagValue]):
     def value_at(self, row: int) -> TagValue:
         """Return the TagValue of row ``row``."""
         tid = int(self.ids[row])
-        value: Any = None
+        value: Scalar | None = None
         if self.valid[row]:
             kind = self.catalog.kinds[tid]
             if kind == KIND_FLOAT:
-                value = float(self.values[row])
+                value = float(self.vals[row])
             elif kind == KIND_STR:
                 value = self.texts.get(tid)
             elif kind == KIND_INT:
-                value = int(self.values[row])
+                value = int(self.vals[row])
             elif kind == KIND_BOOL:
-                value = bool(self.values[row])
+                value = bool(self.vals[row])
         return TagValue(
             value, _QUALITIES[self.quality[row]], _REASONS[self.reason[row]], float(self.ts[row])
         )
 
-    def items(self) -> Iterator[tuple[str, TagValue]]:  # type: ignore[override]
-        """Iterate ``(name, TagValue)`` pairs in row order."""
-        for row, name in enumerate(self.names):
-            yield name, self.value_at(row)
+    def values(self) -> ValuesView[TagValue]:
+        """A view of the TagValues in row order (the float64 column is ``vals``)."""
+        return _BatchValues(self)
+
+    def items(self) -> ItemsView[str, TagValue]:
+        """A view of the ``(name, TagValue)`` pairs in row order."""
+        return _BatchItems(self)
 
     def to_records(self) -> list[Record]:
         """Return ``(name, value, quality, reason, ts)`` tuples (JSON/msgpack friendly)."""
@@ -193,7 +207,7 @@ class ChangeBatch(Mapping[str, TagValue]):
         # keep the batch invariant (rows sorted by id, one row per tag; the last wins)
         return batch._take(np.zeros(0, dtype=np.int64)).merge(batch)
 
-    def _take(self, rows: np.ndarray, catalog: TagCatalog | None = None) -> ChangeBatch:
+    def _take(self, rows: IdArray, catalog: TagCatalog | None = None) -> ChangeBatch:
         ids = self.ids[rows]
         texts = self.texts
         if texts:
@@ -202,7 +216,7 @@ class ChangeBatch(Mapping[str, TagValue]):
             self.seq,
             catalog or self.catalog,
             ids,
-            self.values[rows],
+            self.vals[rows],
             self.quality[rows],
             self.reason[rows],
             self.ts[rows],
@@ -210,7 +224,7 @@ class ChangeBatch(Mapping[str, TagValue]):
             texts,
         )
 
-    def select(self, mask: np.ndarray) -> ChangeBatch | None:
+    def select(self, mask: BoolArray) -> ChangeBatch | None:
         """Return the rows whose id is True in ``mask`` (an id-indexed bool array), or None.
 
         Returns ``self`` when every row is selected. Ids beyond ``mask`` are dropped.
@@ -243,7 +257,7 @@ class ChangeBatch(Mapping[str, TagValue]):
             newer.seq,
             newer.catalog,
             uniq,
-            np.concatenate((self.values, newer.values))[rows],
+            np.concatenate((self.vals, newer.vals))[rows],
             np.concatenate((self.quality, newer.quality))[rows],
             np.concatenate((self.reason, newer.reason))[rows],
             np.concatenate((self.ts, newer.ts))[rows],
@@ -257,6 +271,36 @@ class ChangeBatch(Mapping[str, TagValue]):
         if keep.all():
             return merged
         return merged._take(np.flatnonzero(keep))
+
+
+class _BatchValues(ValuesView[TagValue]):
+    """``ChangeBatch.values()``: iterates rows directly instead of looking names up."""
+
+    __slots__ = ("_batch",)
+
+    def __init__(self, batch: ChangeBatch) -> None:
+        super().__init__(batch)
+        self._batch = batch
+
+    def __iter__(self) -> Iterator[TagValue]:
+        batch = self._batch
+        for row in range(len(batch)):
+            yield batch.value_at(row)
+
+
+class _BatchItems(ItemsView[str, TagValue]):
+    """``ChangeBatch.items()``: iterates rows directly instead of looking names up."""
+
+    __slots__ = ("_batch",)
+
+    def __init__(self, batch: ChangeBatch) -> None:
+        super().__init__(batch)
+        self._batch = batch
+
+    def __iter__(self) -> Iterator[tuple[str, TagValue]]:
+        batch = self._batch
+        for row, name in enumerate(batch.names):
+            yield name, batch.value_at(row)
 
 
 @runtime_checkable
@@ -285,7 +329,7 @@ class _Subscription:
         self.patterns = patterns
         self.callback = callback
         self.name = name
-        self.mask: np.ndarray = np.zeros(0, dtype=bool)
+        self.mask: BoolArray = np.zeros(0, dtype=bool)
         self.all = False
         self.active = True
         self.pending: ChangeBatch | None = None
@@ -330,7 +374,7 @@ class LocalBus:
         if not pats or not all(isinstance(p, str) and p for p in pats):
             raise ValueError(f"subscribe needs non-empty pattern strings, got {patterns!r}")
         sub = _Subscription(
-            pats, callback, name or getattr(callback, "__qualname__", repr(callback))
+            pats, callback, name or str(getattr(callback, "__qualname__", repr(callback)))
         )
         sub.rematch(self._catalog)
         self._subs.append(sub)
@@ -381,7 +425,7 @@ class LocalBus:
             )
             return
         sub.task = task
-        task.add_done_callback(lambda t, s=sub: self._done(s, t))
+        task.add_done_callback(functools.partial(self._done, sub))
 
     def _done(self, sub: _Subscription, task: asyncio.Future[Any]) -> None:
         sub.task = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
@@ -184,5 +185,10 @@ class TagCatalog:
 
     def match(self, pattern: str | Iterable[str]) -> list[str]:
         """Return the live names matching ``pattern`` (or any of several), in id order."""
+        return self.names_of(np.flatnonzero(self.mask(pattern)).tolist())
+
+    def names_of(self, ids: Iterable[int]) -> list[str]:
+        """Return the names of live tag ids ``ids`` (as selected by ``mask``), in order."""
         names = self.names
-        return [names[i] for i in np.flatnonzero(self.mask(pattern)).tolist()]  # type: ignore[misc]
+        # a mask is False on dead slots, so every id selected from one names a live tag
+        return cast("list[str]", [names[i] for i in ids])

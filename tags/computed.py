@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -31,7 +30,7 @@ from tags.bus import ChangeBatch
 from tags.catalog import KIND_STR
 from tags.database import ReloadSummary, TagDatabase
 from tags.expr import EvaluationError, Expression, ExpressionError, parse_expression
-from tags.model import Quality, Reason, Source, TagDef
+from tags.model import Quality, Reason, Scalar, Source, TagDef
 
 __all__ = ["ComputedTags"]
 
@@ -188,16 +187,16 @@ class ComputedTags:
             it.failed = True
         self._db.set_quality([it.tid], Quality.BAD, Reason.CONFIG_ERROR)
 
-    def _resolve_name(self, name: str) -> Any:
+    def _resolve_name(self, name: str) -> Scalar:
         value = self._db.read(name).value
         if value is None:
             raise _Missing(name)
         return value
 
-    def _resolver(self, it: _Item) -> Callable[[str], Iterable[Any]]:
+    def _resolver(self, it: _Item) -> Callable[[str], Iterable[Scalar]]:
         db = self._db
 
-        def resolve_glob(pattern: str) -> Iterable[Any]:
+        def resolve_glob(pattern: str) -> Iterable[Scalar]:
             ids = it.glob_ids[pattern]
             if it.glob_numeric[pattern]:
                 values = db.values_of(ids)

@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from tags.arrays import BoolArray, CodeArray, FloatArray, IdArray
 from tags.bus import ChangeBatch, ChangeBus, ChangeCallback, LocalBus
 from tags.catalog import KIND_BOOL, KIND_DEAD, KIND_FLOAT, KIND_INT, KIND_STR, TagCatalog, kind_of
-from tags.model import Quality, Reason, TagDef, TagValue
+from tags.model import Quality, Reason, Scalar, TagDef, TagValue
 
 __all__ = ["ReloadSummary", "TagDatabase"]
 
@@ -61,7 +63,7 @@ def _qr_code(quality: int, reason: int) -> int:
     return q | (r << 8) if _LITTLE_ENDIAN else (q << 8) | r
 
 
-def _qr(quality: Any, reason: Any) -> Any:
+def _qr(quality: int | CodeArray, reason: int | CodeArray) -> np.uint16 | npt.NDArray[np.uint16]:
     """Pack quality and reason (scalars or arrays) into uint16 codes via a (n, 2) uint8 view."""
     if not isinstance(quality, np.ndarray) and not isinstance(reason, np.ndarray):
         return np.uint16(_qr_code(quality, reason))
@@ -157,7 +159,7 @@ class TagDatabase:
         """Return the stable id of ``name``; raise ``KeyError`` naming the tag if unknown."""
         return self._catalog.id_of(name)
 
-    def ids_of(self, names: Iterable[str]) -> np.ndarray:
+    def ids_of(self, names: Iterable[str]) -> IdArray:
         """Return the ids of ``names`` as an int64 array; raise ``KeyError`` on the first unknown."""
         index = self._catalog.index
         try:
@@ -209,8 +211,8 @@ class TagDatabase:
         kept: list[str] = []
         dead: list[int] = []
         for name, tid in old.index.items():
-            d = new_defs.get(name)
-            if d is None or kind_of(d.type) != kinds[tid]:
+            new = new_defs.get(name)
+            if new is None or kind_of(new.type) != kinds[tid]:
                 removed.append(name)
                 dead.append(tid)
                 names[tid] = None
@@ -280,7 +282,7 @@ class TagDatabase:
         self._text.extend([None] * extra)
         self._reset(np.arange(old, n, dtype=np.int64))
 
-    def _reset(self, ids: np.ndarray) -> None:
+    def _reset(self, ids: IdArray) -> None:
         self._value[ids] = np.nan
         self._qr[ids] = _BAD_NOT_CONNECTED
         self._ts[ids] = 0.0
@@ -290,11 +292,11 @@ class TagDatabase:
     # ---------------------------------------------------------------------- updates
     def update_many(
         self,
-        ids: np.ndarray | Sequence[int],
-        values: np.ndarray | Sequence[float],
-        quality: Quality | int | np.ndarray = Quality.GOOD,
-        ts: float | np.ndarray | None = None,
-        reason: Reason | int | np.ndarray = Reason.NONE,
+        ids: IdArray | Sequence[int],
+        values: FloatArray | Sequence[float],
+        quality: Quality | int | CodeArray = Quality.GOOD,
+        ts: float | FloatArray | None = None,
+        reason: Reason | int | CodeArray = Reason.NONE,
     ) -> int:
         """Store a block of numeric values; return the number of changes.
 
@@ -328,7 +330,7 @@ class TagDatabase:
                 )
             keep = np.flatnonzero(ok)
             ids, values = ids[keep], values[keep]
-            if qr.ndim:
+            if isinstance(qr, np.ndarray):
                 qr = qr[keep]
             if ts_arr.ndim:
                 ts_arr = ts_arr[keep]
@@ -352,7 +354,7 @@ class TagDatabase:
             return 0
         cids = ids[rows]
         self._value[cids] = values[rows]
-        self._qr[cids] = qr[rows] if qr.ndim else qr
+        self._qr[cids] = qr[rows] if isinstance(qr, np.ndarray) else qr
         self._ts[cids] = ts_arr[rows] if ts_arr.ndim else ts_arr
         self._valid[cids] = True
         self._mark(cids)
@@ -383,9 +385,10 @@ class TagDatabase:
         valid = bool(self._valid[tid])
         same_qr = int(self._qr[tid]) == qr
         if self._kind[tid] == KIND_STR:
-            if valid and same_qr and self._text[tid] == v:
+            text = str(v)  # already a str: coerce() of a str tag
+            if valid and same_qr and self._text[tid] == text:
                 return False
-            self._text[tid] = v
+            self._text[tid] = text
         else:
             # the scalar twin of the vectorised test in update_many
             f = float(v)
@@ -416,7 +419,7 @@ class TagDatabase:
 
     def set_quality(
         self,
-        ids: np.ndarray | Sequence[int],
+        ids: IdArray | Sequence[int],
         quality: Quality | int,
         reason: Reason | int = Reason.NONE,
         ts: float | None = None,
@@ -462,7 +465,7 @@ class TagDatabase:
 
     # ------------------------------------------------------------------------ reads
     def _value_of(self, tid: int) -> TagValue:
-        value: Any = None
+        value: Scalar | None = None
         if self._valid[tid]:
             kind = self._kind[tid]
             if kind == KIND_FLOAT:
@@ -484,17 +487,21 @@ class TagDatabase:
         """Return the current TagValue of tag id ``tid``."""
         return self._value_of(int(tid))
 
+    def refreshed_at(self, name: str) -> float:
+        """Return when ``name`` was last updated, changed or not (``clock`` time; 0.0: never).
+
+        This is the time ``check_stale`` measures from (a value's ``ts`` moves only on changes).
+        """
+        return float(self._seen[self.id_of(name)])
+
     def read_many(self, names: Iterable[str]) -> list[TagValue]:
         """Return the current TagValues of ``names``, in order."""
         return [self._value_of(tid) for tid in self.ids_of(names).tolist()]
 
     def snapshot(self, pattern: str | Sequence[str] = "*") -> dict[str, TagValue]:
         """Return ``name -> TagValue`` for every tag matching the glob(s), in id order."""
-        names = self._catalog.names
-        return {
-            names[i]: self._value_of(i)
-            for i in np.flatnonzero(self._catalog.mask(pattern)).tolist()
-        }  # type: ignore[misc]
+        ids = np.flatnonzero(self._catalog.mask(pattern)).tolist()
+        return dict(zip(self._catalog.names_of(ids), map(self._value_of, ids), strict=True))
 
     def snapshot_batch(self, pattern: str | Sequence[str] = "*") -> ChangeBatch:
         """Return the current state of matching tags as a ChangeBatch (``seq`` = last published).
@@ -503,11 +510,11 @@ class TagDatabase:
         """
         return self._batch(np.flatnonzero(self._catalog.mask(pattern)), self._seq)
 
-    def state_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def state_of(self, ids: IdArray) -> tuple[CodeArray, CodeArray, FloatArray, BoolArray]:
         """Return copies of (quality, reason, ts, valid) arrays for ``ids`` (vectorised reads)."""
         return self._qr8[ids, 0], self._qr8[ids, 1], self._ts[ids], self._valid[ids]
 
-    def values_of(self, ids: np.ndarray) -> np.ndarray:
+    def values_of(self, ids: IdArray) -> FloatArray:
         """Return a float64 copy of the stored values of numeric ``ids`` (NaN: no value)."""
         return self._value[ids]
 
@@ -522,7 +529,7 @@ class TagDatabase:
         """
         return self._bus.subscribe(patterns, callback, name=name)
 
-    def _mark(self, cids: np.ndarray) -> None:
+    def _mark(self, cids: IdArray) -> None:
         self._dirty[cids] = True
         self._has_dirty = True
         if not self._scheduled:
@@ -537,7 +544,7 @@ class TagDatabase:
         self._scheduled = False
         self._deliver()
 
-    def _batch(self, ids: np.ndarray, seq: int) -> ChangeBatch:
+    def _batch(self, ids: IdArray, seq: int) -> ChangeBatch:
         strs = ids[self._kind[ids] == KIND_STR]
         texts = (
             {i: t for i in strs.tolist() if (t := self._text[i]) is not None} if strs.size else None

@@ -199,10 +199,10 @@ class _Compiler:
         return ExpressionError(message, self.offset(node))
 
     def compile(self, node: ast.AST) -> _Fn:
-        method = getattr(self, f"_c_{type(node).__name__}", None)
+        method: Callable[[ast.AST], _Fn] | None = getattr(self, f"_c_{type(node).__name__}", None)
         if method is None:
             raise self.fail(node, f"{_describe(node)} is not allowed in an expression")
-        return method(node)  # type: ignore[no-any-return]
+        return method(node)
 
     def _c_Constant(self, node: ast.Constant) -> _Fn:
         value = node.value
@@ -331,9 +331,9 @@ class _Compiler:
             )
         if node.keywords:
             raise self.fail(node, f"{fname}() takes no keyword arguments")
-        for a in node.args:
-            if isinstance(a, ast.Starred):
-                raise self.fail(a, "starred arguments are not allowed")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise self.fail(arg, "starred arguments are not allowed")
         if fname == "tag":
             return self._tag_name(node, self._string_arg(node, "tag"))
         if fname == "tags":

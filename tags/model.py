@@ -10,7 +10,10 @@ import enum
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
+
+Scalar: TypeAlias = bool | int | float | str
+"""The Python type of a tag value (``TagValue.value`` is this or None: no value yet)."""
 
 
 class Quality(enum.IntEnum):
@@ -74,7 +77,7 @@ class TagType(enum.StrEnum):
         """True for the types the database keeps in numpy arrays."""
         return self is not TagType.STR
 
-    def coerce(self, value: Any) -> Any:
+    def coerce(self, value: Any) -> Scalar:
         """Return ``value`` as this type; raise ``ValueError``/``TypeError`` if it does not fit."""
         if self is TagType.STR:
             return str(value)
@@ -138,7 +141,7 @@ def iso(ts: float | None) -> str | None:
 class TagValue:
     """A value with its quality, quality reason and source timestamp (epoch seconds, UTC)."""
 
-    value: Any
+    value: Scalar | None
     quality: Quality = Quality.GOOD
     reason: Reason = Reason.NONE
     ts: float = field(default=0.0)

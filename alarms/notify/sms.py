@@ -20,6 +20,7 @@ import asyncio
 import logging
 import threading
 import time
+from typing import Protocol, cast
 
 import serial
 
@@ -43,8 +44,20 @@ def _ucs2_hex(text: str) -> str:
     return text.encode("utf-16-be").hex().upper()
 
 
+class _Port(Protocol):
+    """What the modem dialogue uses of an open pyserial port."""
+
+    timeout: float | None
+
+    @property
+    def in_waiting(self) -> int: ...
+    def read(self, size: int, /) -> bytes: ...
+    def write(self, data: bytes, /) -> int | None: ...
+    def reset_input_buffer(self) -> None: ...
+
+
 class _Modem:
-    def __init__(self, port: serial.SerialBase, timeout_s: float) -> None:
+    def __init__(self, port: _Port, timeout_s: float) -> None:
         self.port = port
         self.timeout_s = timeout_s
 
@@ -134,7 +147,9 @@ def send_sms(
     with serial.serial_for_url(
         port, baudrate=baudrate, timeout=0.2, write_timeout=timeout_s
     ) as ser:
-        return _Modem(ser, timeout_s).send(number, text, max_chars, pin)
+        # typed as SerialBase, but every port class serial_for_url opens (serial.Serial,
+        # the loop:// and socket:// handlers) has in_waiting and reset_input_buffer
+        return _Modem(cast(_Port, ser), timeout_s).send(number, text, max_chars, pin)
 
 
 class SmsNotifier:

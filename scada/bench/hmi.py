@@ -128,15 +128,19 @@ buildings:
 
 
 class Estate:
-    """A generated estate's runtime (not started: values are written directly) and tag ids."""
+    """A generated estate's tag database (values are written directly), services and tag ids."""
 
     def __init__(self, floors: int, units: int, data_dir: Path) -> None:
         from scada.config import load_site_text
-        from scada.runtime import Runtime
+        from scada.runtime import system_tag_defs
+        from scada.services.bundle import standalone_services
+        from scada.services.plant import Plant
+        from tags.database import TagDatabase
 
         self.site = load_site_text(estate_yaml(floors, units), name="bench-estate.yaml")
-        self.runtime = Runtime(self.site, data_dir, simulate=False)
-        db = self.runtime.db
+        db = TagDatabase([*self.site.tag_defs(), *system_tag_defs(self.site)])
+        self.services = standalone_services(Plant(self.site, db), data_dir)
+        self.db = db
         households = self.site.building("big").households
         self.n = len(households)
         self.room_ids = db.ids_of([h.room_tag for h in households])
@@ -149,9 +153,15 @@ class Estate:
         self.energy = 123456.0
         self.seed()
 
+    def close(self) -> None:
+        """Close the stores of the services."""
+        self.services.commands.close()
+        self.services.audit.close()
+        self.services.users.close()
+
     def seed(self) -> None:
         """Give every unit a first good value."""
-        db = self.runtime.db
+        db = self.db
         db.update_many(self.sp_ids, np.full(self.n, 20.0))
         db.update_many(self.valve_ids, (self.rng.random(self.n) < 0.5).astype(float))
         db.update_many(self.fault_ids, np.zeros(self.n))
@@ -169,11 +179,11 @@ class Estate:
 
     def room_texts(self) -> list[str]:
         """Return every unit's room temperature as the mimic shows it (``"20.3"``)."""
-        return [f"{v:.1f}" for v in self.runtime.db.values_of(self.room_ids).tolist()]
+        return [f"{v:.1f}" for v in self.db.values_of(self.room_ids).tolist()]
 
     def step(self) -> int:
         """Move every room temperature by >= 0.1 °C and toggle a tenth of the valves."""
-        db = self.runtime.db
+        db = self.db
         self.room += self.rng.choice([-0.1, 0.1], self.n)
         changed = db.update_many(self.room_ids, np.round(self.room, 1))
         self.energy += 1.0
@@ -232,16 +242,15 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
     from hmi.app import apps
     from scada.server.hmi_only import serve_hmi
-    from scada.services.auth import SESSION_COOKIE, Auth
-    from scada.services.users import UserStore
+    from scada.services.auth import SESSION_COOKIE
 
     with tempfile.TemporaryDirectory(prefix="hmi-bench-") as tmp:
         estate = Estate(args.floors, args.units, Path(tmp))
-        users = UserStore.in_data_dir(tmp)
+        users = estate.services.users
         users.add_user("bench", "viewer", PASSWORD)
         token = users.create_token("bench", kind="session", ttl_s=3600)
-        auth = Auth(users)
-        server, port = serve_hmi(apps(estate.runtime, auth=auth), auth=auth)
+        auth = estate.services.auth
+        server, port = serve_hmi(apps(estate.services), auth=auth)
         url = f"http://127.0.0.1:{port}/hmi/building?building=big"
         renders: list[float] = []
         latencies: list[float] = []
@@ -294,6 +303,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                 await browser.close()
         finally:
             server.stop()
+            estate.close()
             users.close()
     good = [x for x in latencies if x == x]
     return {

@@ -218,7 +218,7 @@ async def _bench(devices: int, points: int, base_port: int) -> dict[str, float]:
     servers = await _serve(site)
     try:
         db = TagDatabase(site.tag_defs())
-        manager = DriverManager(site, db, stale_check_s=None)
+        manager = DriverManager(site, db)
         t0 = time.perf_counter()
         await manager.poll_once()
         planned_s = time.perf_counter() - t0

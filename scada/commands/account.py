@@ -15,7 +15,7 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from billing.cli import add_common
+    from scada.commands.billing_output import add_common
 
     parser = sub.add_parser(
         "account",
@@ -55,15 +55,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(billing: Any, args: argparse.Namespace) -> Any:
+    """Run the money operation; return the ledger entry it wrote."""
     who = {"user": args.user, "note": args.note}
     if args.action == "open":
         return asyncio.run(billing.open_account(args.id, args.amount, **who))
+    who["source"] = "cli"
     if args.action == "topup":
-        return asyncio.run(billing.topup(args.id, args.amount, **who))
+        return asyncio.run(billing.topup(args.id, args.amount, **who)).entry
     if args.action == "refund":
-        return asyncio.run(billing.refund(args.id, args.amount, **who))
+        return asyncio.run(billing.refund(args.id, args.amount, **who)).entry
     if args.action == "reverse":
-        return asyncio.run(billing.reverse(args.id, args.entry, **who))
+        return asyncio.run(billing.reverse(args.id, args.entry, **who)).entry
     if args.action == "replace-meter":
         from billing.periods import parse_time
 
@@ -72,16 +74,18 @@ def _run(billing: Any, args: argparse.Namespace) -> Any:
             billing.replace_meter(
                 args.id, args.meter, args.old_final, args.new_initial, ts=at, **who
             )
-        )
+        ).entry
     return None
 
 
 def run(args: argparse.Namespace) -> int:
-    from billing.cli import open_billing, print_json
     from billing.ledger import LedgerError
     from billing.periods import local_label
+    from scada.commands.billing_output import open_billing, print_json
 
-    with open_billing(args, historian=args.action == "replace-meter") as billing:
+    with open_billing(
+        args, historian=args.action == "replace-meter", audited=args.action != "show"
+    ) as billing:
         try:
             if args.action == "show":
                 doc: Any = billing.account(args.id) if args.id else {"accounts": billing.accounts()}

@@ -13,7 +13,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from billing.cli import add_common, add_window
+    from scada.commands.billing_output import add_common, add_window
 
     parser = sub.add_parser(
         "allocate",
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from billing.cli import emit, open_billing, window
+    from scada.commands.billing_output import emit, open_billing, window
 
     with open_billing(args) as billing:
         try:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from scada.cli import DEFAULT_CONFIG, add_data_dir
+
+if TYPE_CHECKING:
+    from scada.config import SiteConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run_restore)
 
 
-def _site(path: str):  # -> SiteConfig | None (errors printed)
+def _site(path: str) -> SiteConfig | None:
+    """Load the site at ``path``; None (the errors printed) if it is invalid."""
     from scada.config import ConfigError, load_site
 
     try:

@@ -15,6 +15,9 @@ import json
 import sys
 from typing import Any
 
+#: Seconds between two stale checks while following (``scada run`` does it in housekeeping).
+STALE_CHECK_S = 1.0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from scada.cli import DEFAULT_CONFIG, add_data_dir
@@ -88,7 +91,7 @@ async def poll_once(
     from tags.database import TagDatabase
 
     db = TagDatabase(site.tag_defs())
-    manager = DriverManager(site, db, stale_check_s=None)
+    manager = DriverManager(site, db)
     try:
         await manager.poll_once()
     finally:
@@ -125,7 +128,9 @@ async def _follow(site: Any, patterns: list[str] | None, as_json: bool) -> int:
 
     db.subscribe(patterns or "*", on_change, name="scada-poll")
     async with DriverManager(site, db):
-        await asyncio.Event().wait()
+        while True:
+            await asyncio.sleep(STALE_CHECK_S)
+            db.check_stale()
     return 0  # pragma: no cover - ends with Ctrl-C
 
 

@@ -12,7 +12,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from billing.cli import add_common
+    from scada.commands.billing_output import add_common
 
     parser = sub.add_parser(
         "report",
@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from billing.cli import open_billing
     from billing.reports import write_csv, write_xlsx
+    from scada.commands.billing_output import open_billing
 
     with open_billing(args) as billing:
         try:

@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from scada.cli import DEFAULT_CONFIG, add_data_dir
+
+if TYPE_CHECKING:
+    from scada.services.users import UserStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,12 +105,10 @@ def _households(config: str) -> set[str] | None:
     except (ConfigError, FileNotFoundError) as exc:
         print(f"scada user: cannot read {config}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return None
-    return {h.id for h in site.households()} | {
-        str(a.get("id")) for a in site.accounts if isinstance(a, dict) and a.get("id")
-    }
+    return {h.id for h in site.households()} | {a.id for a in site.accounts}
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace) -> UserStore:
     from scada.services.users import UserStore
 
     return UserStore.in_data_dir(args.data_dir)

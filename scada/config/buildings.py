@@ -1,64 +1,22 @@
-"""Pydantic models of buildings, households and the generator of regular buildings."""
+"""Pydantic models of buildings and the generator of regular buildings.
+
+A building composes the packages' models: its ``heat``, ``electricity`` and ``households``
+are billing's (``billing.config``), the generated devices' point overrides the drivers'
+(``drivers.config``).
+"""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from billing.config import ElectricityConfig
-from scada.config.models import Id, PointOverride, _Model
+from billing.config import ElectricityConfig, HeatConfig, HouseholdConfig
+from configbase.model import ConfigModel, Id
+from drivers.config import PointOverride
 
 
-class HeatConfig(_Model):
-    """A building's heat metering: the tags of its heat meter and the allocation parameters.
-
-    ``basic_share`` (0..1) of the heat is shared by area alone, the rest by area x valve-open
-    time x position factor. ``price_per_kwh`` is money: write it as a string (``"0.30"``).
-    """
-
-    energy_tag: str
-    basic_share: float = Field(0.0, ge=0, le=1)
-    price_per_kwh: Decimal | None = Field(None, ge=0)
-    power_tag: str | None = None
-    supply_tag: str | None = None
-    return_tag: str | None = None
-    flow_tag: str | None = None
-
-    @field_validator("price_per_kwh", mode="before")
-    @classmethod
-    def _money(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError('expected a price such as "0.30"')
-        if isinstance(value, float):
-            return Decimal(repr(value))  # the shortest repr is what was written
-        if isinstance(value, str):
-            try:
-                return Decimal(value.strip())
-            except InvalidOperation:
-                raise ValueError(f"not a decimal number: {value!r}") from None
-        return value
-
-
-class HouseholdConfig(_Model):
-    """A dwelling (or shop): its area, position factor and the tags that belong to it."""
-
-    id: Id
-    name: str = ""
-    description: str = ""
-    area_m2: float = Field(gt=0)
-    position_factor: float = Field(1.0, gt=0)
-    valve_tag: str | None = Field(
-        None, description="on/off valve state (required in a building with heat)"
-    )
-    room_tag: str | None = None
-    setpoint_tag: str | None = None
-    floor: int | None = None
-    tags: list[str] = Field(default_factory=list, description="other tags of this household")
-
-
-class PositionFactors(_Model):
+class PositionFactors(ConfigModel):
     """Position factors of generated households; the factors that apply are multiplied.
 
     ``default`` applies to all, ``top_floor``/``ground_floor`` to the highest/lowest floor,
@@ -79,7 +37,7 @@ class PositionFactors(_Model):
         return v
 
 
-class GenerateDevice(_Model):
+class GenerateDevice(ConfigModel):
     """A device of every generated household; ``id`` (and ``channel``/``unit`` if given) are patterns.
 
     Without ``channel`` and ``unit`` the device gets the next free unit id of the generator's
@@ -93,7 +51,7 @@ class GenerateDevice(_Model):
         None, description='pattern, e.g. "{unit}"; give it together with channel'
     )
     poll_s: float | None = Field(None, gt=0)
-    points: dict[str, PointOverride] = Field(default_factory=dict)  # type: ignore[valid-type]
+    points: dict[str, PointOverride] = Field(default_factory=dict)
     enabled: bool = True
     description: str = ""
 
@@ -104,7 +62,7 @@ class GenerateDevice(_Model):
         return self
 
 
-class GenerateChannels(_Model):
+class GenerateChannels(ConfigModel):
     """Where generated devices without explicit channel/unit go.
 
     ``use`` lists existing channels, filled in order; ``create`` is a channel item whose
@@ -138,7 +96,7 @@ class GenerateChannels(_Model):
         )
 
 
-class GenerateSpec(_Model):
+class GenerateSpec(ConfigModel):
     """Households (floors x units_per_floor) and their devices, expanded at load time.
 
     Patterns are Python format strings over ``building``, ``floor``, ``unit`` (position on
@@ -181,7 +139,7 @@ class GenerateSpec(_Model):
         return self
 
 
-class BuildingConfig(_Model):
+class BuildingConfig(ConfigModel):
     """A building: its heat metering and households (listed, generated, or both)."""
 
     id: Id

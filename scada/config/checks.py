@@ -15,13 +15,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from scada.config.billingcheck import BillingChecks
-from scada.config.buildings import BuildingConfig, HouseholdConfig
-from scada.config.errors import did_you_mean
-from scada.config.exprcheck import ExpressionChecks
-from scada.config.generate import expand_building
-from scada.config.models import (
-    BIT_KINDS,
+from billing.config import HouseholdConfig
+from drivers.codec import BIT_KINDS
+from drivers.config import (
     MODBUS_PROTOCOLS,
     STATUS_POINTS,
     ChannelConfig,
@@ -29,6 +25,11 @@ from scada.config.models import (
     PointConfig,
     TemplateConfig,
 )
+from scada.config.billingcheck import BillingChecks
+from scada.config.buildings import BuildingConfig
+from scada.config.errors import did_you_mean
+from scada.config.exprcheck import ExpressionChecks
+from scada.config.generate import expand_building
 from scada.config.site import merge_points
 from scada.config.source import PathT, SourceMap
 from tags.model import TagType

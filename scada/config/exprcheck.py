@@ -7,8 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from scada.config.models import ComputedTagConfig
 from scada.config.source import PathT
+from tags.config import ComputedTagConfig
 from tags.model import TagType
 
 log = logging.getLogger(__name__)

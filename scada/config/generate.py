@@ -19,9 +19,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from scada.config.buildings import BuildingConfig, GenerateSpec, HouseholdConfig
+from billing.config import HouseholdConfig
+from drivers.config import ChannelConfig, DeviceConfig
+from scada.config.buildings import BuildingConfig, GenerateSpec
 from scada.config.errors import did_you_mean
-from scada.config.models import ChannelConfig, DeviceConfig
 from scada.config.source import PathT
 
 log = logging.getLogger(__name__)

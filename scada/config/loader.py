@@ -19,20 +19,15 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from alarms.config import AlarmRule
 from billing.config import AccountConfig, TariffConfig
+from configbase.model import ID_PATTERN
 from configbase.secrets import find_secrets
+from drivers.config import POINT_PATTERN, ChannelConfig, DeviceConfig, TemplateConfig
 from scada.config.buildings import BuildingConfig
 from scada.config.checks import Checker
 from scada.config.errors import ConfigError, ConfigIssue, did_you_mean
-from scada.config.models import (
-    ID_PATTERN,
-    POINT_PATTERN,
-    ChannelConfig,
-    DeviceConfig,
-    TagConfig,
-    TemplateConfig,
-)
 from scada.config.site import SiteConfig
 from scada.config.source import Document, PathT, SourceMap, read_document
+from tags.config import TagConfig
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +293,7 @@ def _message(err: Any, loc: PathT, raw: Any, root: Any) -> tuple[str, bool, Path
     if kind == "union_tag_not_found":
         disc = str(ctx.get("discriminator", "")).strip("'")
         return f"missing required key {disc!r}", False, loc
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):  # Literal fields, and the codec's enums
         expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         options = ", ".join(expected) if expected else str(ctx.get("expected"))
         return f"{value!r} is not one of {options}{did_you_mean(value, expected)}", False, loc

@@ -9,26 +9,23 @@ from typing import Any
 from pydantic import Field, PrivateAttr, field_validator
 
 from alarms.config import AlarmRule, NotificationsConfig
-from billing.config import AccountConfig, TariffConfig
-from historian.config import HistorianConfig
-from scada.config.buildings import BuildingConfig, HouseholdConfig
-from scada.config.errors import ConfigIssue
-from scada.config.models import (
+from billing.config import AccountConfig, HouseholdConfig, TariffConfig
+from configbase.model import ConfigModel, Id
+from drivers.config import (
     STATUS_POINTS,
     ChannelConfig,
-    ComputedTagConfig,
     DeviceConfig,
-    Id,
-    MemoryTagConfig,
     PointConfig,
-    TagConfig,
     TemplateConfig,
-    _Model,
 )
+from historian.config import HistorianConfig
+from scada.config.buildings import BuildingConfig
+from scada.config.errors import ConfigIssue
+from tags.config import ComputedTagConfig, MemoryTagConfig, TagConfig
 from tags.model import Source, TagDef, TagType
 
 
-class SiteInfo(_Model):
+class SiteInfo(ConfigModel):
     """Who the site is: ``id`` (short, used in names), display ``name`` and IANA ``timezone``."""
 
     id: Id
@@ -48,7 +45,7 @@ class SiteInfo(_Model):
         return v
 
 
-class SimulateConfig(_Model):
+class SimulateConfig(ConfigModel):
     """Run the built-in device simulator (``simulate: true`` is short for ``{enabled: true}``)."""
 
     enabled: bool = True
@@ -62,7 +59,7 @@ class SimulateConfig(_Model):
     )
 
 
-class BackupConfig(_Model):
+class BackupConfig(ConfigModel):
     """Daily backup of the data dir (``scada run``): into ``dir`` at local time ``at``.
 
     ``dir`` is relative to the working directory (like ``--data-dir``) and must lie
@@ -75,7 +72,7 @@ class BackupConfig(_Model):
     enabled: bool = True
 
 
-class HealthConfig(_Model):
+class HealthConfig(ConfigModel):
     """Thresholds of the server's own health tags (``system.*``, docs/alarms.md#system-health).
 
     ``system.disk_low`` is true while the data dir's filesystem has less than
@@ -115,7 +112,7 @@ class _Index:
     tag_defs: list[TagDef]
 
 
-class SiteConfig(_Model):
+class SiteConfig(ConfigModel):
     """A validated site configuration. Load it with ``scada.config.load_site``.
 
     Constructing it directly validates the structure only; ``load_site``/``load_site_text``

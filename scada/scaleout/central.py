@@ -51,6 +51,7 @@ from scada.scaleout.wire import (
     decode_entry,
 )
 from tags.catalog import KIND_STR
+from tags.database import TagDatabase
 from tags.model import Quality, Reason, Source, TagDef, TagType
 
 __all__ = ["CENTRAL_GROUP", "Central", "CurrentValues", "link_tag_defs"]
@@ -133,7 +134,7 @@ class Central:
         self,
         redis: Any,
         keys: StreamKeys,
-        db: Any,
+        db: TagDatabase,
         tag_building: Mapping[str, str],
         *,
         group: str = CENTRAL_GROUP,

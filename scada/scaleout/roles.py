@@ -44,6 +44,7 @@ from scada.scaleout.wire import (
     device_building,
     tag_buildings,
 )
+from tags.database import TagDatabase
 from tags.model import TagDef
 
 __all__ = ["CentralRole", "CollectorRole", "connect", "filter_site"]
@@ -137,14 +138,14 @@ class CollectorRole:
         )
         self.bus = RedisBus(self.publisher, self.keys, self.tag_building)
         self.commands: CommandServer | None = None
-        self.db: Any = None
+        self.db: TagDatabase | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
     def tag_defs(self) -> list[TagDef]:
         """Return the collector's backlog status tags (``collector.<building>.backlog`` ...)."""
         return backlog_tag_defs(self.buildings)
 
-    async def start(self, db: Any, writer: Callable[[str, Any], Awaitable[Any]]) -> None:
+    async def start(self, db: TagDatabase, writer: Callable[[str, Any], Awaitable[Any]]) -> None:
         """Start publishing (spooled entries first), trimming, heartbeats and commands."""
         self.db = db
         await self.publisher.start()
@@ -227,19 +228,16 @@ class CentralRole:
             central_id=node_id,
             timeout_s=command_timeout_s,
         )
-        self._central_kwargs = {
-            "group": group,
-            "consumer": node_id,
-            "claim_idle_ms": claim_idle_ms,
-            "offline_after_s": offline_after_s,
-        }
+        self._group = group
+        self._claim_idle_ms = claim_idle_ms
+        self._offline_after_s = offline_after_s
         self.central: Central | None = None
 
     def tag_defs(self) -> list[TagDef]:
         """Return the central's link and backlog tags (``collector.<building>.online`` ...)."""
         return [*link_tag_defs(self.buildings), *backlog_tag_defs(self.buildings)]
 
-    async def start(self, db: Any) -> None:
+    async def start(self, db: TagDatabase) -> None:
         """Start the result reader and the consumer (which first seeds ``db`` from Redis)."""
         await self.writer.start()
         self.central = Central(
@@ -247,9 +245,12 @@ class CentralRole:
             self.keys,
             db,
             self.tag_building,
+            group=self._group,
+            consumer=self.node_id,
+            claim_idle_ms=self._claim_idle_ms,
+            offline_after_s=self._offline_after_s,
             resync=self.writer.resync,
-            **self._central_kwargs,
-        )  # type: ignore[arg-type]
+        )
         await self.central.start()
         log.info("central %s: consuming %d building streams", self.node_id, len(self.buildings))
 

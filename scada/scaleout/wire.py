@@ -213,7 +213,7 @@ def batch_payloads(
         for start in range(0, rows.size, chunk):
             part = rows[start : start + chunk]
             pids = ids[part]
-            values: list[Any] = batch.values[part].tolist()
+            values: list[Any] = batch.vals[part].tolist()
             valid = batch.valid[part].tolist()
             strs = kinds[pids] == KIND_STR
             if strs.any():

@@ -137,7 +137,11 @@ class MoneyOut(_Out):
         description="each relay of the account: tripped by billing (true) or not, after this "
         "request (another evaluation may have made the change: relay_actions lists this one's)",
     )
-    repeated: bool = False
+    repeated: bool = Field(
+        False,
+        description="the idempotency key was posted before: `entry` is that entry and nothing "
+        "was done now (no evaluation, no audit entry)",
+    )
 
 
 class KeepPowerOut(_Out):

@@ -1,8 +1,11 @@
-"""What every handler shares: the runtime, auth, audit, commands, alarm ops, hub, config.
+"""What every handler shares: the runtime's services, the hub, metrics, the worker threads.
 
-Built once by :func:`scada.server.http.start_server` and handed to every route through
-Tornado's ``initialize(ctx=...)``. Loop-thread only; ``run_blocking`` hands sync work
-(historian and journal queries, audit queries) to the server's worker threads.
+Built once by :class:`scada.server.http.ScadaServer` and handed to every route through
+Tornado's ``initialize(ctx=...)``. The services (auth, audit, commands, alarm operations,
+config versions, billing, ...) are the runtime's typed bundle
+(:class:`~scada.services.bundle.Services`); the shortcuts below only name them. Loop-thread
+only; ``run_blocking`` hands sync work (historian and journal queries, audit queries) to the
+server's worker threads.
 """
 
 from __future__ import annotations
@@ -14,14 +17,23 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from scada.server.proxy import TrustedProxies
 from scada.services.alarm_ops import AlarmOps
 from scada.services.audit import AuditLog
 from scada.services.auth import Auth
+from scada.services.bundle import Services
 from scada.services.commands import CommandService
 from scada.services.users import UserStore
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from alarms.engine import AlarmEngine
+    from historian.base import Historian
+    from scada.server.hub import Hub
+    from scada.services.config_versions import ConfigManager
 
 __all__ = ["ServerContext"]
 
@@ -34,37 +46,55 @@ T = TypeVar("T")
 class ServerContext:
     """Shared state of one server (see the module docstring)."""
 
-    runtime: Any
-    data_dir: Path
-    users: UserStore
-    auth: Auth
-    audit: AuditLog
-    commands: CommandService
+    services: Services
     tls: bool = False
     allowed_origins: frozenset[str] = frozenset()
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="scada-api")
     )
-    hub: Any = None
-    config: Any = None
-    registry: Any = None
+    hub: Hub | None = None
+    registry: CollectorRegistry | None = None
     home: str = "/api/openapi.json"
     ws_opened: int = 0
     http_counts: collections.Counter[str] = field(default_factory=collections.Counter)
-    alarm_ops: AlarmOps = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.alarm_ops = AlarmOps(self.runtime, self.audit)
 
     @property
-    def alarms(self) -> Any:
-        """The runtime's alarm engine, or None when alarms are not running."""
-        return getattr(self.runtime, "alarms", None)
+    def data_dir(self) -> Path:
+        return self.services.data_dir
 
     @property
-    def historian(self) -> Any:
-        return getattr(self.runtime, "historian", None)
+    def users(self) -> UserStore:
+        return self.services.users
+
+    @property
+    def auth(self) -> Auth:
+        return self.services.auth
+
+    @property
+    def audit(self) -> AuditLog:
+        return self.services.audit
+
+    @property
+    def commands(self) -> CommandService:
+        return self.services.commands
+
+    @property
+    def alarm_ops(self) -> AlarmOps:
+        return self.services.alarm_ops
+
+    @property
+    def config(self) -> ConfigManager | None:
+        return self.services.config
+
+    @property
+    def alarms(self) -> AlarmEngine | None:
+        """The alarm engine, or None when alarms are not running."""
+        return self.services.alarms
+
+    @property
+    def historian(self) -> Historian | None:
+        return self.services.historian
 
     def metrics_ws_opened(self) -> None:
         self.ws_opened += 1
@@ -75,7 +105,5 @@ class ServerContext:
         return await loop.run_in_executor(self.executor, fn, *args)
 
     def close(self) -> None:
-        self.commands.close()
+        """Stop the worker threads (the services are the runtime's: it closes them)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.audit.close()
-        self.users.close()

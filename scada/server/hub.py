@@ -68,7 +68,7 @@ class Hub:
 
     def __init__(self, ctx: ServerContext, *, min_interval_s: float = MIN_INTERVAL_S) -> None:
         self.ctx = ctx
-        self.db = ctx.runtime.db
+        self.db = ctx.services.db
         self.min_interval_s = min_interval_s
         self.clients: set[WsHandler] = set()
         self._frag: list[str | None] = []
@@ -178,7 +178,7 @@ class Hub:
         self._stamp[sub_ids] = batch.seq
         self._encode(
             sub_ids,
-            batch.values[rows],
+            batch.vals[rows],
             batch.valid[rows],
             batch.quality[rows],
             batch.reason[rows],

@@ -43,13 +43,14 @@ class ScadaCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._channels()
-        rt = self.ctx.runtime
+        db = self.ctx.services.db
         hub = self.ctx.hub
+        assert hub is not None
         c = CounterMetricFamily("scada_tag_changes", "Tag changes published on the bus")
         c.add_metric([], float(hub.changes_seen))
         yield c
         g = GaugeMetricFamily("scada_tags", "Tags in the tag database")
-        g.add_metric([], float(len(rt.db)))
+        g.add_metric([], float(len(db)))
         yield g
         g = GaugeMetricFamily("scada_websocket_clients", "Connected websocket clients")
         g.add_metric([], float(len(hub.clients)))
@@ -77,7 +78,7 @@ class ScadaCollector(Collector):
         yield c
 
     def _channels(self) -> Iterator[Metric]:
-        drivers = getattr(self.ctx.runtime, "drivers", None)
+        drivers = self.ctx.services.plant.drivers
         req = CounterMetricFamily(
             "scada_channel_requests", "Requests sent per channel", labels=["channel"]
         )
@@ -123,9 +124,8 @@ class ScadaCollector(Collector):
         yield g
 
     def _historian(self) -> Iterator[Metric]:
-        rt = self.ctx.runtime
-        recorder = getattr(rt, "recorder", None)
-        historian = getattr(rt, "historian", None)
+        recorder = self.ctx.services.recorder
+        historian = self.ctx.services.historian
         q = GaugeMetricFamily("scada_historian_queue", "Samples waiting in the recorder")
         q.add_metric([], float(len(getattr(recorder, "_pending", ()) or ())))
         yield q
@@ -147,7 +147,7 @@ class ScadaCollector(Collector):
             yield c
 
     def _health(self) -> Iterator[Metric]:
-        db = self.ctx.runtime.db
+        db = self.ctx.services.db
         for name in db.match("system.*"):
             tv = db.read(name)
             value = tv.value

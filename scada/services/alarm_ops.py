@@ -19,9 +19,13 @@ Threading: loop-thread only (the engine's contract).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tags.model import iso
+
+if TYPE_CHECKING:
+    from alarms.engine import AlarmEngine
+    from scada.services.audit import AuditLog
 
 __all__ = ["AlarmOpError", "AlarmOps", "alarm_state"]
 
@@ -51,20 +55,20 @@ def _ref(ref: Any) -> int | str:
 
 
 class AlarmOps:
-    """The alarm operations of one runtime (module docstring).
+    """The alarm operations over one alarm engine (module docstring).
 
-    ``runtime.alarms`` is looked up on every call (the engine may start after the
-    server); ``audit`` is the :class:`~scada.services.audit.AuditLog`, or None for an HMI
-    running without a server (nothing is recorded then).
+    ``engine`` is None where no alarms run (a collector): every operation is then 503.
+    ``audit`` is the :class:`~scada.services.audit.AuditLog`; None only for tools that run
+    pages without one (nothing is recorded then).
     """
 
-    def __init__(self, runtime: Any, audit: Any = None) -> None:
-        self.runtime = runtime
+    def __init__(self, engine: AlarmEngine | None, audit: AuditLog | None = None) -> None:
+        self._engine = engine
         self.audit = audit
 
-    def engine(self) -> Any:
+    def engine(self) -> AlarmEngine:
         """Return the alarm engine; :class:`AlarmOpError` 503 when none is running."""
-        engine = getattr(self.runtime, "alarms", None)
+        engine = self._engine
         if engine is None:
             raise AlarmOpError("the alarm engine is not running", 503)
         return engine

@@ -57,12 +57,22 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from scada.services.audit import AuditLog
 from scada.services.auth import Action, User, may
 from scada.services.command_model import Batch, Command, CommandError, CommandState
 from scada.services.command_store import CommandStore
+from scada.services.plant import Plant, Writer
 from tags.model import Quality, Source, TagType, iso
 
-__all__ = ["Batch", "Command", "CommandError", "CommandService", "CommandState"]
+__all__ = [
+    "Batch",
+    "Command",
+    "CommandError",
+    "CommandRelayCommander",
+    "CommandService",
+    "CommandState",
+    "RelayOutcome",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +81,18 @@ IDEMPOTENCY_TTL_S = 24 * 3600.0
 
 
 class CommandService:
-    """Select-before-operate over the runtime's drivers and tag database (module docstring).
+    """Select-before-operate over the plant's drivers and tag database (module docstring).
 
-    ``runtime`` supplies ``db`` and ``drivers`` (read at call time, so a config apply that
-    replaces the drivers is seen); ``audit`` is an :class:`~scada.services.audit.AuditLog`.
+    ``plant`` supplies ``db``, ``drivers`` and ``writer`` (read at call time, so a config
+    apply that replaces the drivers is seen); ``audit`` is the
+    :class:`~scada.services.audit.AuditLog`.
     ``clock`` (epoch seconds) times selections, expiry and the limits; tests may replace it.
     """
 
     def __init__(
         self,
-        runtime: Any,
-        audit: Any,
+        plant: Plant,
+        audit: AuditLog,
         *,
         select_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
@@ -90,7 +101,7 @@ class CommandService:
     ) -> None:
         if not select_timeout_s > 0:
             raise ValueError(f"select_timeout_s must be > 0, got {select_timeout_s!r}")
-        self.runtime = runtime
+        self.plant = plant
         self.audit = audit
         self.select_timeout_s = float(select_timeout_s)
         self.clock = clock
@@ -224,19 +235,19 @@ class CommandService:
     # ------------------------------------------------------------------ checks
     def _check_target(self, tag: str, value: Any) -> tuple[Any, str | None]:
         """Return (checked value, device) or raise CommandError 404/422/409."""
-        db = self.runtime.db
+        db = self.plant.db
         if tag not in db:
             raise CommandError(404, f"unknown tag {tag!r}")
         d = db.definition(tag)
         if d.source is Source.DEVICE:
             if self._writer() is None:
                 raise CommandError(409, f"tag {tag}: no drivers running")
-            drivers = getattr(self.runtime, "drivers", None)
+            drivers = self.plant.drivers
             if drivers is not None:
-                from drivers.base import WriteRejected
+                from drivers.base import WriteRejected, check_write
 
                 try:
-                    checked = drivers.binding(tag).check_write(value)
+                    checked = check_write(drivers.binding(tag), value)
                 except WriteRejected as exc:
                     raise CommandError(422, str(exc)) from None
             else:  # a central: the collector checks again against its device config
@@ -249,23 +260,17 @@ class CommandService:
 
     @staticmethod
     def _check_def(d: Any, value: Any) -> Any:
-        """Check ``value`` against a TagDef: writable, type, min/max."""
-        if not d.writable:
-            raise CommandError(422, f"tag {d.name} is not writable")
+        """Check ``value`` against a TagDef (``drivers.base.check_write``): writable, type, min/max."""
+        from drivers.base import WriteRejected, check_write
+
         try:
-            checked = d.type.coerce(value)
-        except (TypeError, ValueError) as exc:
-            raise CommandError(422, f"tag {d.name}: {exc}") from None
-        if d.type.numeric and not isinstance(checked, bool):
-            if d.min is not None and checked < d.min:
-                raise CommandError(422, f"tag {d.name}: {checked} is below min {d.min}")
-            if d.max is not None and checked > d.max:
-                raise CommandError(422, f"tag {d.name}: {checked} is above max {d.max}")
-        return checked
+            return check_write(d, value)
+        except WriteRejected as exc:
+            raise CommandError(422, str(exc)) from None
 
     def _check_limits(self, tag: str, value: Any, now: float) -> None:
         """Refuse a select inside ``min_interval_s`` (409) or beyond ``max_step`` (422)."""
-        db = self.runtime.db
+        db = self.plant.db
         d = db.definition(tag)
         last = self._last_operated.get(tag)
         if d.min_interval_s is not None and last is not None and now < last + d.min_interval_s:
@@ -298,15 +303,14 @@ class CommandService:
                 f"max_step is {d.max_step:g}{unit} (change it in smaller steps)",
             )
 
-    def _writer(self) -> Any:
-        """The runtime's write entry point: its ``writer`` (drivers or collectors) or drivers."""
-        writer = getattr(self.runtime, "writer", None)
-        return writer if writer is not None else getattr(self.runtime, "drivers", None)
+    def _writer(self) -> Writer | None:
+        """The plant's write entry point: its ``writer`` (drivers or collectors) or drivers."""
+        return self.plant.writer if self.plant.writer is not None else self.plant.drivers
 
     def _check_online(self, device: str | None) -> None:
         if device is None:
             return
-        db = self.runtime.db
+        db = self.plant.db
         name = f"{device}.online"
         if name in db:
             v = db.read(name)
@@ -385,7 +389,7 @@ class CommandService:
         self._store(cmd)
         self._selected[tag] = cmd.id
         self._arm_timer(cmd)
-        before = self.runtime.db.read(tag).to_json()
+        before = self.plant.db.read(tag).to_json()
         self._audit("command.select", user, cmd, before=before, detail=cmd.reason or None)
         self._publish(cmd)
         return cmd
@@ -480,7 +484,7 @@ class CommandService:
         timer = self._timers.pop(cmd.id, None)
         if timer is not None:
             timer.cancel()
-        db = self.runtime.db
+        db = self.plant.db
         before = db.read(cmd.tag).to_json() if cmd.tag in db else None
         cmd.state = CommandState.OPERATED
         cmd.operated_ts = self.clock()
@@ -508,7 +512,7 @@ class CommandService:
         )
 
     async def _send(self, cmd: Command) -> tuple[CommandState, Any, str]:
-        db = self.runtime.db
+        db = self.plant.db
         if cmd.tag not in db:
             return CommandState.FAILED, None, f"tag {cmd.tag} no longer exists"
         d = db.definition(cmd.tag)
@@ -685,7 +689,7 @@ class CommandService:
 
     def expand(self, pattern: str, value: Any) -> list[tuple[str, Any]]:
         """Return ``(tag, value)`` for every tag matching ``pattern`` (batch by pattern)."""
-        return [(t, value) for t in self.runtime.db.match(pattern)]
+        return [(t, value) for t in self.plant.db.match(pattern)]
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -702,3 +706,36 @@ class CommandService:
 
     def states(self) -> Iterable[CommandState]:
         return (c.state for c in self._commands.values())
+
+
+class RelayOutcome:
+    """What billing's ``RelayCommander`` answers: ``ok`` and a message."""
+
+    __slots__ = ("message", "ok")
+
+    def __init__(self, ok: bool, message: str) -> None:
+        self.ok = ok
+        self.message = message
+
+
+class CommandRelayCommander:
+    """Billing's ``RelayCommander`` over the command service: automatic trips are audited commands.
+
+    Billing is built with one of these (by the runtime), never with a direct path to the
+    drivers: every trip and close passes the role check, the limits and the audit.
+    """
+
+    def __init__(self, commands: CommandService) -> None:
+        self.commands = commands
+
+    async def set_relay(self, meter: str, closed: bool, reason: str) -> RelayOutcome:
+        """Select and operate ``meter`` (the relay tag) as the system user ``billing``."""
+        from scada.services.auth import system_user
+
+        try:
+            cmd = await self.commands.execute(
+                system_user("billing"), meter, bool(closed), reason, source="billing"
+            )
+        except CommandError as exc:
+            return RelayOutcome(False, str(exc))
+        return RelayOutcome(cmd.state is CommandState.CONFIRMED, cmd.message or cmd.state.value)

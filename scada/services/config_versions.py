@@ -6,11 +6,10 @@ A proposal gives some files (changed or new); the others are taken from the curr
 bundle. Validation writes the bundle to a temporary directory and runs the real loader,
 so errors carry ``file:line:col`` and the field path, with files named as in the bundle.
 
-Applying a valid proposal: the new tag definitions replace the old ones in the live
-``TagDatabase`` (kept tags keep their values; websocket clients stay connected), the
-drivers (and the simulator, when running) are restarted only if channels, devices or
-templates changed, alarm rules are reloaded when they changed, the files are written
-back to disk (atomically) and the bundle is stored as a new version under
+Applying a valid proposal: the files are written back to disk (atomically), the runtime
+applies the new site (:meth:`scada.runtime.Runtime.apply`, the same code that starts it:
+tag definitions, drivers and simulator when channels, devices or templates changed, alarm
+and billing rules, billing's accounts and tags), and the bundle is stored as a new version under
 ``<data-dir>/config-versions/<NNNNNN>/`` (``meta.json`` + ``files.json``). A rollback
 applies an earlier version's bundle as a new version.
 
@@ -28,12 +27,21 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from scada.config import ConfigError, SiteConfig, load_site
+from scada.services.audit import AuditLog
 from scada.services.auth import Action, may
+from scada.services.plant import Plant
 
-__all__ = ["ConfigManager", "ConfigUnavailable", "ProposalError", "apply_site", "compare_sites"]
+__all__ = [
+    "ConfigManager",
+    "ConfigUnavailable",
+    "Plan",
+    "ProposalError",
+    "SiteApplier",
+    "compare_sites",
+]
 
 log = logging.getLogger(__name__)
 
@@ -126,71 +134,12 @@ def compare_sites(old: SiteConfig, new: SiteConfig) -> Plan:
     )
 
 
-async def apply_site(runtime: Any, new_site: SiteConfig) -> Plan:
-    """Swap ``runtime`` to ``new_site`` without a restart; return the plan carried out.
+class SiteApplier(Protocol):
+    """What applies a new site configuration to the running parts (the runtime)."""
 
-    Loop-thread only. Tag definitions not from the site (system and alarm-count tags)
-    are kept.
-    """
-    old = runtime.site
-    plan = compare_sites(old, new_site)
-    db = runtime.db
-    new_defs = new_site.tag_defs()
-    old_names = {d.name for d in old.tag_defs()}
-    new_names = {d.name for d in new_defs}
-    extras = [d for d in db.definitions() if d.name not in old_names and d.name not in new_names]
-    restart = plan.restart_drivers
-    had_sim = getattr(runtime, "simulator", None) is not None
-    had_drivers = getattr(runtime, "drivers", None) is not None
-    if restart:
-        if had_drivers:
-            await runtime.drivers.stop()
-        if had_sim:
-            await runtime.simulator.stop()
-    db.replace_defs([*new_defs, *extras])
-    runtime.site = new_site
-    db.set_initial(new_site.initial_values())
-    if restart:
-        if had_sim:
-            from drivers.simulator import Simulator
-
-            runtime.simulator = Simulator(
-                new_site, speed=getattr(runtime, "speed", 1.0), seed=new_site.simulate.seed
-            )
-            await runtime.simulator.start()
-        if had_drivers:
-            from drivers.manager import DriverManager
-
-            old_drivers = runtime.drivers
-            runtime.drivers = DriverManager(new_site, db, stale_check_s=None)
-            await runtime.drivers.start()
-            if getattr(runtime, "writer", None) is old_drivers:
-                runtime.writer = runtime.drivers
-    alarms = getattr(runtime, "alarms", None)
-    if plan.alarms_changed and alarms is not None:
-        alarms.reload(parse_alarm_rules(new_site), devices_by_template(new_site))
-    log.info("configuration applied: %s", json.dumps(plan.to_json()))
-    return plan
-
-
-def parse_alarm_rules(site: SiteConfig) -> list[Any]:
-    """Return the site's alarm rules as validated models (the loader validated them)."""
-    rules = list(site.alarms)
-    if rules and isinstance(rules[0], dict):  # an older config model kept raw dicts
-        from pydantic import TypeAdapter
-
-        from alarms.config import AlarmRule
-
-        return TypeAdapter(list[AlarmRule]).validate_python(rules)
-    return rules
-
-
-def devices_by_template(site: SiteConfig) -> dict[str, list[str]]:
-    """Return ``{template: [device ids]}`` (alarm rules target templates)."""
-    out: dict[str, list[str]] = {}
-    for d in site.devices:
-        out.setdefault(d.template, []).append(d.id)
-    return out
+    async def apply(self, site: SiteConfig) -> Plan:
+        """Reconfigure every part for ``site``; return the plan carried out."""
+        ...
 
 
 def _check_rel(rel: str) -> str:
@@ -207,12 +156,15 @@ def _check_rel(rel: str) -> str:
 class ConfigManager:
     """Versions of the running site configuration (module docstring)."""
 
-    def __init__(self, runtime: Any, audit: Any, data_dir: str | Path) -> None:
-        self.runtime = runtime
+    def __init__(
+        self, plant: Plant, applier: SiteApplier, audit: AuditLog, data_dir: str | Path
+    ) -> None:
+        self.plant = plant
+        self.applier = applier
         self.audit = audit
         self.dir = Path(data_dir) / "config-versions"
         self._lock = asyncio.Lock()
-        files = [f for f in runtime.site.source_files() if not f.startswith("<")]
+        files = [f for f in plant.site.source_files() if not f.startswith("<")]
         self.main: Path | None = Path(files[0]).resolve() if files else None
         self.root = self.main.parent if self.main else None
         self._rels = [self._rel_of(f) for f in files]
@@ -230,7 +182,7 @@ class ConfigManager:
     def current_files(self) -> dict[str, str]:
         """Return the running bundle ``{relative path: text}`` (main file first)."""
         _, root = self._require()
-        rels = [self._rel_of(f) for f in self.runtime.site.source_files() if not f.startswith("<")]
+        rels = [self._rel_of(f) for f in self.plant.site.source_files() if not f.startswith("<")]
         return {rel: (root / rel).read_text(encoding="utf-8") for rel in rels}
 
     def main_name(self) -> str:
@@ -394,7 +346,7 @@ class ConfigManager:
             "errors": issues,
             "diff": self.diff(self.current_files(), files),
         }
-        result["plan"] = compare_sites(self.runtime.site, site).to_json() if site else None
+        result["plan"] = compare_sites(self.plant.site, site).to_json() if site else None
         return result
 
     async def apply(
@@ -448,10 +400,10 @@ class ConfigManager:
                     "errors": [],
                     "version": self.current_version(),
                     "diff": {},
-                    "plan": compare_sites(self.runtime.site, site).to_json(),
+                    "plan": compare_sites(self.plant.site, site).to_json(),
                 }
             site = await loop.run_in_executor(None, self._write_and_load, files, old_files)
-            plan = await apply_site(self.runtime, site)
+            plan = await self.applier.apply(site)
             meta = await loop.run_in_executor(
                 None,
                 lambda: self._save(

@@ -13,6 +13,10 @@ from billing.ledger import Ledger
 from historian.base import Sample
 from historian.sqlite import SqliteHistorian
 from scada.config import load_site_text
+from scada.services.audit import AuditLog
+from scada.services.commands import CommandRelayCommander, CommandService
+from scada.services.plant import Plant
+from tags.database import TagDatabase
 from tags.model import Quality
 
 #: 2025-11-01T00:00 in Asia/Shanghai (UTC+8): a local month start.
@@ -102,6 +106,19 @@ def historian(tmp_path: Path) -> Iterator[SqliteHistorian]:
     h = SqliteHistorian(tmp_path / "history.sqlite")
     yield h
     h.close()
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> Iterator[AuditLog]:
+    log = AuditLog.in_data_dir(tmp_path)
+    yield log
+    log.close()
+
+
+def relay_commander(site: Any, db: TagDatabase, audit: AuditLog, drivers: Any = None) -> Any:
+    """Return billing's relay commander over a real command service on ``drivers`` (or none)."""
+    plant = Plant(site, db, drivers=drivers, writer=drivers)
+    return CommandRelayCommander(CommandService(plant, audit))
 
 
 @pytest.fixture

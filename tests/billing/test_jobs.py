@@ -13,9 +13,11 @@ from billing.jobs import BillingScheduler
 from billing.ledger import EntryKind, Ledger
 from billing.tags import account_tag_defs
 from historian.sqlite import SqliteHistorian
+from scada.scheduler import make_scheduler
+from scada.services.audit import AuditLog
 from tags.database import TagDatabase
 from tags.model import Quality
-from tests.billing.conftest import DEC1, HOUR, NOV1, write
+from tests.billing.conftest import DEC1, HOUR, NOV1, relay_commander, write
 
 D = Decimal
 
@@ -38,7 +40,7 @@ def _fill(h: SqliteHistorian, end: float) -> None:
 
 
 async def test_catch_up_monthly_and_reruns_change_nothing(
-    site: Any, ledger: Ledger, historian: SqliteHistorian, tmp_path: Path
+    site: Any, ledger: Ledger, historian: SqliteHistorian, audit: AuditLog, tmp_path: Path
 ) -> None:
     now = DEC1 + 2 * HOUR + 60  # 2025-12-01 02:01 local
     _fill(historian, now)
@@ -48,8 +50,19 @@ async def test_catch_up_monthly_and_reruns_change_nothing(
     ledger.open_account("shop-101", "1000.00", ts=NOV1 - HOUR)
     ledger.open_account("home-102", "500.00", ts=NOV1 - HOUR)
     ledger.mark_run("installed", "installed", ts=DEC1 - 2 * 86400)
+    scheduler = make_scheduler(site.site.timezone)
+    scheduler.start()
     sched = BillingScheduler(
-        site, db, historian, ledger, None, tmp_path, clock=lambda: now, catch_up_days=3
+        site,
+        db,
+        historian,
+        ledger,
+        tmp_path,
+        commander=relay_commander(site, db, audit),
+        audit=audit,
+        scheduler=scheduler,
+        clock=lambda: now,
+        catch_up_days=3,
     )
     await sched.start()
     try:
@@ -95,14 +108,25 @@ async def test_catch_up_monthly_and_reruns_change_nothing(
         assert db.read("acct.shop-101.balance").value == float(ledger.balance("shop-101"))
     finally:
         await sched.stop()
+        scheduler.shutdown(wait=False)
     assert sched.jobs() == []
 
 
 async def test_reading_job_takes_good_values_only(
-    site: Any, ledger: Ledger, historian: SqliteHistorian, tmp_path: Path
+    site: Any, ledger: Ledger, historian: SqliteHistorian, audit: AuditLog, tmp_path: Path
 ) -> None:
     db = TagDatabase([*site.tag_defs(), *account_tag_defs(site)])
-    sched = BillingScheduler(site, db, historian, ledger, None, tmp_path, clock=lambda: NOV1 + 1000)
+    sched = BillingScheduler(
+        site,
+        db,
+        historian,
+        ledger,
+        tmp_path,
+        commander=relay_commander(site, db, audit),
+        audit=audit,
+        scheduler=make_scheduler(site.site.timezone),  # never started: the jobs are called
+        clock=lambda: NOV1 + 1000,
+    )
     db.update("e.101.energy_kwh", 123.0)
     db.update("e.102.energy_kwh", 7.0, Quality.BAD)
     assert sched.slot() == NOV1

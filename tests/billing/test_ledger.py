@@ -15,19 +15,22 @@ from billing.charging import charge_consumption
 from billing.ledger import EntryKind, Ledger, LedgerError
 from billing.service import Billing
 from historian.sqlite import SqliteHistorian
+from scada.services.audit import AuditLog
 from tests.billing.conftest import HOUR, NOV1, write
 
 D = Decimal
 
 
 async def test_worked_sequence_with_reversal_and_meter_swap(
-    site: Any, ledger: Ledger, historian: SqliteHistorian
+    site: Any, ledger: Ledger, historian: SqliteHistorian, audit: AuditLog
 ) -> None:
-    billing = Billing(site, ledger, historian)
+    billing = Billing(site, ledger, historian, commander=None, audit=audit)
     e1 = await billing.open_account("shop-101", "100.00", user="ann")
-    e2 = await billing.topup("shop-101", "200.00", user="ann", note="cash")
-    e3 = await billing.refund("shop-101", "50.00", user="ann")
-    e4 = await billing.reverse("shop-101", e2.seq, user="bob", note="wrong account")
+    e2 = (await billing.topup("shop-101", "200.00", user="ann", note="cash")).entry
+    e3 = (await billing.refund("shop-101", "50.00", user="ann")).entry
+    assert e2 is not None and e3 is not None
+    e4 = (await billing.reverse("shop-101", e2.seq, user="bob", note="wrong account")).entry
+    assert e4 is not None
     # 100.00 + 200.00 - 50.00 - 200.00 = 50.00
     assert (e1.amount, e2.amount, e3.amount, e4.amount) == (
         D("100.00"),
@@ -47,9 +50,12 @@ async def test_worked_sequence_with_reversal_and_meter_swap(
     assert ledger.balance("shop-101") == D("30.26")
     # the meter is swapped just after 12:00: the old one's final reading is 112, the new one
     # starts at 0 (a sample at the swap time belongs to the new meter)
-    swap = await billing.replace_meter(
-        "shop-101", "e.101.energy_kwh", 112.0, 0.0, ts=NOV1 + 12 * HOUR + 60, user="eve"
-    )
+    swap = (
+        await billing.replace_meter(
+            "shop-101", "e.101.energy_kwh", 112.0, 0.0, ts=NOV1 + 12 * HOUR + 60, user="eve"
+        )
+    ).entry
+    assert swap is not None
     assert swap.amount == 0 and swap.data["balance"] == "30.26"
     assert ledger.balance("shop-101") == D("30.26")  # balance carried over
     # the historian's delta and the bill both span the swap

@@ -10,13 +10,14 @@ import pytest
 
 from alarms.config import LimitRule, StateRule
 from billing.ledger import EntryKind, Ledger
-from billing.prepaid import PrepaidController, WriterRelayCommander, level_of
+from billing.prepaid import PrepaidController, level_of
 from billing.tags import Level, account_tag_defs, alarm_rules
 from drivers.manager import DriverManager
 from drivers.simulator import Simulator
 from scada.config import load_site_text
+from scada.services.audit import AuditLog
 from tags.database import TagDatabase
-from tests.billing.conftest import NOV1, free_port, site_text
+from tests.billing.conftest import NOV1, free_port, relay_commander, site_text
 
 D = Decimal
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -63,7 +64,7 @@ async def field(site: Any) -> AsyncIterator[tuple[Simulator, DriverManager, TagD
     sim = Simulator(site, seed=3, start_ts=NOV1, tick_s=None)
     await sim.start()
     db = TagDatabase([*site.tag_defs(), *account_tag_defs(site)])
-    manager = DriverManager(site, db, stale_check_s=None)
+    manager = DriverManager(site, db)
     await manager.start()
     try:
         yield sim, manager, db
@@ -73,11 +74,14 @@ async def field(site: Any) -> AsyncIterator[tuple[Simulator, DriverManager, TagD
 
 
 async def test_arrears_trips_and_topup_closes_through_modbus(
-    site: Any, ledger: Ledger, field: tuple[Simulator, DriverManager, TagDatabase]
+    site: Any,
+    ledger: Ledger,
+    audit: AuditLog,
+    field: tuple[Simulator, DriverManager, TagDatabase],
 ) -> None:
     sim, manager, db = field
     assert sim.value("e.101", "relay") is True
-    ctl = PrepaidController(site, ledger, WriterRelayCommander(manager), db)
+    ctl = PrepaidController(site, ledger, relay_commander(site, db, audit, manager), db)
     assert await ctl.evaluate("shop-101") is None  # not open yet: nothing happens
     ledger.open_account("shop-101", "120.00")
     s = await ctl.evaluate("shop-101")
@@ -107,17 +111,17 @@ async def test_arrears_trips_and_topup_closes_through_modbus(
 
 
 async def test_keep_power_never_trips_and_operator_trips_are_left_alone(
-    ledger: Ledger, tmp_path: Any
+    ledger: Ledger, audit: AuditLog, tmp_path: Any
 ) -> None:
     text = site_text(free_port()).replace("keep_power: false", "keep_power: true")
     site = load_site_text(text)
     sim = Simulator(site, seed=3, start_ts=NOV1, tick_s=None)
     await sim.start()
     db = TagDatabase(site.tag_defs())
-    manager = DriverManager(site, db, stale_check_s=None)
+    manager = DriverManager(site, db)
     await manager.start()
     try:
-        ctl = PrepaidController(site, ledger, WriterRelayCommander(manager), db)
+        ctl = PrepaidController(site, ledger, relay_commander(site, db, audit, manager), db)
         ledger.open_account("shop-101", "0.00")
         s = await ctl.evaluate("shop-101")
         assert s is not None and s.level is Level.ARREARS and s.actions == []

@@ -18,6 +18,7 @@ from billing.reports import build_report, write_csv, write_xlsx
 from billing.service import Billing
 from historian.sqlite import SqliteHistorian
 from scada.cli import main
+from scada.services.audit import AuditLog
 from tests.billing.conftest import HOUR, NOV1, free_port, site_text, write
 
 DAY_END = NOV1 + 24 * HOUR
@@ -44,10 +45,10 @@ def _fill(h: SqliteHistorian) -> None:
 
 
 async def test_excel_reports_open_back(
-    site: Any, ledger: Ledger, historian: SqliteHistorian, tmp_path: Path
+    site: Any, ledger: Ledger, historian: SqliteHistorian, audit: AuditLog, tmp_path: Path
 ) -> None:
     _fill(historian)
-    b = Billing(site, ledger, historian, data_dir=tmp_path)
+    b = Billing(site, ledger, historian, commander=None, audit=audit, data_dir=tmp_path)
     await b.open_account("shop-101", "100.00")
     await b.topup("shop-101", "50.00")
     heat = build_report(b, "heat", "2025-11-01")

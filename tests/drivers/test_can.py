@@ -87,7 +87,7 @@ async def can_site():
     name = f"test-{uuid.uuid4().hex[:8]}"
     site = make_site(site_data(name))
     db = TagDatabase(site.tag_defs())
-    manager = DriverManager(site, db, stale_check_s=None)
+    manager = DriverManager(site, db)
     node = can.Bus(interface="virtual", channel=name)
     await manager.start()
     try:

@@ -95,7 +95,7 @@ async def field():
         for name, value in VALUES.items():
             server.set(dev, name, value)
     db = TagDatabase(site.tag_defs())
-    manager = DriverManager(site, db, stale_check_s=None)
+    manager = DriverManager(site, db)
     try:
         yield site, server, db, manager
     finally:
@@ -301,7 +301,7 @@ async def test_unreachable_channel_marks_devices_comm_lost():
     port = free_port()  # nothing listens here
     site = make_site(site_dict(port, retries=1))
     db = TagDatabase(site.tag_defs())
-    manager = DriverManager(site, db, stale_check_s=None)
+    manager = DriverManager(site, db)
     await manager.poll_once()
     assert db.read("m1.online").value is False
     assert db.read("m1.energy_kwh").reason is Reason.COMM_LOST
@@ -338,7 +338,7 @@ async def test_channels_run_concurrently():
     servers[0].faults[1] = "offline"
     servers[1].faults[2] = "offline"
     db = TagDatabase(site.tag_defs())
-    manager = DriverManager(site, db, stale_check_s=None)
+    manager = DriverManager(site, db)
     try:
         task = asyncio.create_task(manager.poll_once())
         while not (servers[0].requests[1] and servers[1].requests[2]):

@@ -175,7 +175,7 @@ async def test_scada_poll_table_and_exit_code_when_a_device_is_silent(rtu):
 async def test_rtu_driver_comm_loss_crc_garbage_and_write(rtu):
     site, server, _, _ = rtu
     db = TagDatabase(site.tag_defs())
-    manager = DriverManager(site, db, stale_check_s=None)
+    manager = DriverManager(site, db)
     try:
         await manager.poll_once()
         assert db.read("m2.energy_kwh").value == pytest.approx(4321.25)
@@ -227,7 +227,7 @@ async def test_rtu_over_tcp_serial_server():
         server.set("m1", name, value)
     server.faults[2] = "crc"
     db = TagDatabase(site.tag_defs())
-    manager = DriverManager(site, db, stale_check_s=None)
+    manager = DriverManager(site, db)
     try:
         await manager.poll_once()
         assert db.read("m1.energy_kwh").value == pytest.approx(4321.25)

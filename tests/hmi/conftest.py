@@ -137,7 +137,6 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0, db: A
 async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HmiRig]:
     from scada.config import load_site
     from scada.runtime import Runtime
-    from scada.server.http import ScadaServer
     from scada.services.users import UserStore
 
     base = tmp_path_factory.mktemp("hmi")
@@ -146,14 +145,13 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HmiRig]
     with UserStore.in_data_dir(data) as users:
         for name, (role, links) in USERS.items():
             users.add_user(name, role, PASSWORD, links)
-    runtime = Runtime(site, data, simulate=True)
+    runtime = Runtime(site, data, simulate=True, serve=True, port=0)
     await runtime.start()
-    server = ScadaServer(runtime, data, port=0)
-    await server.start()
+    server = runtime.server
+    assert server is not None
     try:
         yield HmiRig(runtime, server, server.url)
     finally:
-        await server.stop()
         await runtime.stop()
 
 

@@ -66,7 +66,7 @@ async def test_set_a_setpoint_through_the_confirm_step(open_page, rig) -> None:
 
 
 async def test_config_apply_then_roll_back_from_the_page(open_page, rig) -> None:
-    api = rig.runtime.config_api
+    api = rig.runtime.config
 
     def description() -> str:
         return next(t for t in rig.runtime.site.tags if t.name == "test.trip").description

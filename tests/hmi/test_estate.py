@@ -16,15 +16,13 @@ async def test_a_1000_unit_building_renders_and_updates(browser: Any, tmp_path: 
     from hmi.app import apps
     from scada.bench.hmi import Estate
     from scada.server.hmi_only import serve_hmi
-    from scada.services.auth import SESSION_COOKIE, Auth
-    from scada.services.users import UserStore
+    from scada.services.auth import SESSION_COOKIE
 
     estate = Estate(25, 40, tmp_path)
-    users = UserStore.in_data_dir(tmp_path)
+    users = estate.services.users
     users.add_user("wall", "viewer", PASSWORD)
     token = users.create_token("wall", kind="session", ttl_s=600)
-    auth = Auth(users)
-    server, port = serve_hmi(apps(estate.runtime, auth=auth), auth=auth)
+    server, port = serve_hmi(apps(estate.services), auth=estate.services.auth)
     context = await browser.new_context(viewport={"width": 1920, "height": 1080})
     try:
         url = f"http://127.0.0.1:{port}/hmi/building?building=big"
@@ -41,7 +39,7 @@ async def test_a_1000_unit_building_renders_and_updates(browser: Any, tmp_path: 
         await page.locator("[data-units='1000']").wait_for()
         # every room of the building moves: the browser's cells follow (patched, not reloaded)
         estate.step()
-        want = f"{estate.runtime.db.read_id(int(estate.room_ids[999])).value:.1f}"
+        want = f"{estate.db.read_id(int(estate.room_ids[999])).value:.1f}"
         await page.wait_for_function(
             "(t) => Bokeh.documents[0].get_model_by_name('mimic-units').data.room[999] === t",
             arg=want,
@@ -52,4 +50,4 @@ async def test_a_1000_unit_building_renders_and_updates(browser: Any, tmp_path: 
     finally:
         await context.close()
         server.stop()
-        users.close()
+        estate.close()

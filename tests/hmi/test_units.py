@@ -60,7 +60,7 @@ def estate(tmp_path: Path):
 
 
 def test_layout_follows_floors_and_order(estate) -> None:
-    cells = building_layout(estate.site, estate.runtime.db, "big")
+    cells = building_layout(estate.site, estate.db, "big")
     assert len(cells) == 12
     assert {c.floor for c in cells} == {1, 2, 3}
     first_floor = [c for c in cells if c.floor == 1]
@@ -72,7 +72,7 @@ def test_layout_follows_floors_and_order(estate) -> None:
 
 
 def test_mimic_patches_only_changed_cells(estate) -> None:
-    db = estate.runtime.db
+    db = estate.db
     db.flush()
     mimic = Mimic(db, building_layout(estate.site, db, "big"), lambda h: None)
     doc = Document()
@@ -141,7 +141,7 @@ def test_mimic_patches_a_busy_column_as_one_slice(tmp_path: Path) -> None:
     from scada.bench.hmi import Estate
 
     estate = Estate(4, 10, tmp_path)  # 40 units, every room moves: one slice per column
-    db = estate.runtime.db
+    db = estate.db
     db.flush()
     mimic = Mimic(db, building_layout(estate.site, db, "big"), lambda h: None)
     doc = Document()
@@ -166,7 +166,7 @@ def test_mimic_patches_a_busy_column_as_one_slice(tmp_path: Path) -> None:
 
 
 def test_quality_hatches_are_scalar_overlays(estate) -> None:
-    db = estate.runtime.db
+    db = estate.db
     mimic = Mimic(db, building_layout(estate.site, db, "big"), lambda h: None)
     hatched = {}
     for r in mimic.figure.renderers:

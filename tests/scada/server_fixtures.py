@@ -225,9 +225,8 @@ async def start_served(
         store.add_user("operator2", Role.OPERATOR, PASSWORD)
         tokens["operator2"] = store.create_token("operator2")
     site = load_site(config)
-    runtime = Runtime(site, data_dir, serve=True, port=0)
+    runtime = Runtime(site, data_dir, serve=True, port=0, select_timeout_s=select_timeout_s)
     await runtime.start()
-    runtime.server.ctx.commands.select_timeout_s = select_timeout_s
     return Served(runtime, data_dir, config, tokens)
 
 

@@ -17,6 +17,7 @@ from scada.config import load_site
 from scada.config.site import HealthConfig
 from scada.health import HealthMonitor, LoopLagProbe, cert_not_after, health_tag_defs
 from scada.runtime import Runtime
+from scada.scheduler import make_scheduler
 from scada.services.audit import FILE_NAME, AuditLog
 from tags.database import TagDatabase
 from tests.demo import demo_site_copy
@@ -99,7 +100,9 @@ def _make_cert(tmp_path: Path, days: int) -> Path:
 async def test_a_blocking_call_on_the_loop_shows_in_loop_lag(tmp_path: Path) -> None:
     db = TagDatabase(health_tag_defs())
     monitor = HealthMonitor(db, tmp_path, HealthConfig(), tick_s=0.2)
-    await monitor.start()
+    scheduler = make_scheduler()
+    scheduler.start()
+    await monitor.start(scheduler)
     try:
         block_s = 0.6
         time.sleep(block_s)  # deliberately block the event loop
@@ -109,6 +112,7 @@ async def test_a_blocking_call_on_the_loop_shows_in_loop_lag(tmp_path: Path) -> 
         assert db.read("system.uptime_s").value >= 0.0
     finally:
         await monitor.stop()
+        scheduler.shutdown(wait=False)
 
 
 async def test_the_probe_reports_the_max_once() -> None:
@@ -130,13 +134,16 @@ async def test_tls_days_left_from_a_generated_certificate(tmp_path: Path) -> Non
     assert 9 * 86400 < not_after - time.time() <= 10 * 86400 + 60
     db = TagDatabase(health_tag_defs())
     monitor = HealthMonitor(db, tmp_path, HealthConfig(), tls_cert=cert)
-    await monitor.start()
+    scheduler = make_scheduler()
+    scheduler.start()
+    await monitor.start(scheduler)
     try:
         assert db.read("system.tls_days_left").value == pytest.approx(
             (not_after - time.time()) / 86400.0, abs=0.1
         )
     finally:
         await monitor.stop()
+        scheduler.shutdown(wait=False)
 
 
 def test_an_unreadable_certificate_is_named(tmp_path: Path) -> None:
@@ -239,7 +246,7 @@ async def test_a_failed_backup_sets_backup_ok_false_and_the_runtime_runs_on(
         # the runtime runs on: the health task keeps ticking, the housekeeping too
         up = db.read("system.uptime_s").value
         await _until(db, lambda: db.read("system.uptime_s").value > up)
-        assert all(not t.done() for t in rt._tasks)
+        assert rt.scheduler.get_job("runtime.housekeeping") is not None
         # a writable destination again: the next run is good, the age starts from it
         good = tmp_path / "backups"
         rt.backup_scheduler.config = rt.backup_scheduler.config.model_copy(

@@ -120,12 +120,12 @@ async def test_hmi_session_carries_the_client_address_from_a_trusted_proxy(
 
     # from an untrusted peer the forwarding header is ignored
     assert await hmi_address({"X-Forwarded-For": CLIENT}) == "127.0.0.1"
-    served.server.ctx.proxies = TrustedProxies(["127.0.0.1"])
+    served.runtime.proxies.networks = TrustedProxies(["127.0.0.1"]).networks
     assert await hmi_address({"X-Forwarded-For": CLIENT}) == CLIENT
 
 
 def test_without_an_engine_every_operation_answers_503() -> None:
-    ops = AlarmOps(SimpleNamespace(alarms=None))
+    ops = AlarmOps(None)
     user = SimpleNamespace(name="olga")
     calls = (
         lambda: ops.ack(user, [1], source="x"),

@@ -13,10 +13,13 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from scada.cli import main as cli_main
+from scada.config import load_site_text
 from scada.server.app import ROUTES
 from scada.server.http import ScadaServer
 from scada.server.ws import OP_ACTIONS
 from scada.services.auth import PERMISSIONS, XSRF_HEADER, Role, User, may
+from scada.services.bundle import Services, standalone_services
+from scada.services.plant import Plant
 from scada.services.users import UserStore
 from tags.database import TagDatabase
 from tags.model import TagDef
@@ -239,13 +242,14 @@ async def test_users_api_and_last_admin(served: Served) -> None:
     assert actions == ["user.remove", "user.add"]
 
 
-class _MiniRuntime:
-    def __init__(self) -> None:
-        self.db = TagDatabase([TagDef("x")])
+def _mini_services(tmp_path: Path) -> Services:
+    site = load_site_text("site: {id: t, name: T}\n", name="<mini>")
+    return standalone_services(Plant(site, TagDatabase([TagDef("x")])), tmp_path)
 
 
 async def test_first_run_setup_token_creates_the_first_admin(tmp_path: Path) -> None:
-    server = ScadaServer(_MiniRuntime(), tmp_path, port=0, hmi=False)
+    services = _mini_services(tmp_path)
+    server = ScadaServer(services, port=0)
     await server.start()
     http = AsyncHTTPClient()
     try:
@@ -285,6 +289,9 @@ async def test_first_run_setup_token_creates_the_first_admin(tmp_path: Path) -> 
         assert page.code == 404
     finally:
         await server.stop()
+        services.commands.close()
+        services.audit.close()
+        services.users.close()
 
 
 def test_user_cli(

@@ -3,6 +3,7 @@ heat allocation, bills, reports, tenant scoping, the permission table and the au
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from collections.abc import AsyncIterator
@@ -414,3 +415,22 @@ async def test_keep_power_closes_an_account_in_arrears_and_trips_it_again(site: 
     assert [r["after"]["keep_power"] for r in recs][:2] in ([False, True], [True, False])
     st, _, _ = await site.api("POST", "/api/accounts/a101/keep-power", role="viewer", body=body)
     assert st == 403
+
+
+async def test_ten_clients_with_one_idempotency_key_post_once_and_audit_once(site: Served) -> None:
+    """Issue 18 item 2: the same key from 10 clients at once: one posts, nine are repeats."""
+    before = Decimal(await _balance(site, "a102"))
+    body = {"amount": "3.30", "reference": "till 7", "idempotency_key": "pos-7-000042"}
+    answers = await asyncio.gather(
+        *(
+            site.api("POST", "/api/accounts/a102/topup", role="operator", body=body)
+            for _ in range(10)
+        )
+    )
+    assert [st for st, _, _ in answers] == [200] * 10, answers
+    outs = [MoneyOut.model_validate(out) for _, out, _ in answers]
+    assert sorted(o.repeated for o in outs) == [False] + [True] * 9
+    assert len({o.entry.seq for o in outs}) == 1
+    assert Decimal(await _balance(site, "a102")) == before + Decimal("3.30")
+    (rec,) = site.server.ctx.audit.query(action="billing.topup")
+    assert rec["result"] == "ok" and rec["after"]["entry"] == outs[0].entry.seq

@@ -7,13 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scada.config import load_site
+from scada.config import load_site, load_site_text
 from scada.runtime import Runtime
 from scada.services.audit import AuditLog
 from scada.services.auth import system_user
 from scada.services.command_model import Command, CommandState
 from scada.services.command_store import CommandStore
 from scada.services.commands import CommandError, CommandService
+from scada.services.plant import Plant
+from tags.database import TagDatabase
 from tests.scada.server_fixtures import (
     Served,
     served_fixture,  # noqa: F401
@@ -337,7 +339,9 @@ def test_a_write_interrupted_by_a_crash_ends_failed_with_outcome_unknown(tmp_pat
     store.save(cmd)
     store.close()  # the process dies before the read-back
     audit = AuditLog.in_data_dir(tmp_path)
-    service = CommandService(None, audit, store=CommandStore.in_data_dir(tmp_path))
+    site = load_site_text("site: {id: t, name: T}\n", name="<test>")
+    plant = Plant(site, TagDatabase([]))
+    service = CommandService(plant, audit, store=CommandStore.in_data_dir(tmp_path))
     try:
         got = service.get("c1")
         assert got.state is CommandState.FAILED and "outcome unknown" in got.message

@@ -44,7 +44,7 @@ async def test_forwarding_headers_of_an_untrusted_peer_are_ignored(served: Serve
 
 
 async def test_a_trusted_proxy_gives_the_client_address_and_https(served: Served) -> None:
-    served.server.ctx.proxies = TrustedProxies(["127.0.0.0/8"])
+    served.runtime.proxies.networks = TrustedProxies(["127.0.0.0/8"]).networks
     headers = {"X-Forwarded-For": f"198.51.100.1, {CLIENT}", "X-Forwarded-Proto": "https"}
     st, resp = await _login(served, PASSWORD, headers)
     assert st == 200
@@ -62,7 +62,7 @@ async def test_a_trusted_proxy_gives_the_client_address_and_https(served: Served
 
 
 async def test_login_rate_limit_is_per_client_behind_the_proxy(served: Served) -> None:
-    served.server.ctx.proxies = TrustedProxies(["127.0.0.1"])
+    served.runtime.proxies.networks = TrustedProxies(["127.0.0.1"]).networks
     limiter = served.server.ctx.auth.limiter
     attacker = {"X-Forwarded-For": CLIENT}
     codes = [(await _login(served, "wrong", attacker))[0] for _ in range(limiter.max_failures)]

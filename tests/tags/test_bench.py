@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tags import bench
+from scada.bench import tags as bench
 
 
 def test_bench_small_run_agrees(capsys: pytest.CaptureFixture[str]) -> None:

@@ -200,6 +200,25 @@ def test_batch_mapping_arrays_and_records() -> None:
     assert rebuilt.ids.tolist() == sorted(rebuilt.ids.tolist())
 
 
+def test_batch_values_and_items_are_mapping_views() -> None:
+    # the float64 column is ``vals``: ``values()`` is the Mapping method, not an array
+    db = TagDatabase([TagDef("f"), TagDef("i", TagType.INT), TagDef("s", TagType.STR), TagDef("n")])
+    db.update("f", 1.5, ts=10.0)
+    db.update("i", 3, ts=11.0)
+    db.update("s", "text", ts=12.0)
+    batch = db.snapshot_batch()
+    expected = [batch[name] for name in batch]
+    assert list(batch.values()) == expected
+    assert dict(zip(batch.keys(), batch.values(), strict=True)) == dict(batch)
+    assert list(batch.items()) == list(zip(batch, expected, strict=True))
+    assert dict(batch.items()) == {name: batch[name] for name in batch}
+    assert len(batch.values()) == len(batch.items()) == 4
+    assert TagValue(1.5, Quality.GOOD, Reason.NONE, 10.0) in batch.values()
+    assert ("s", batch["s"]) in batch.items()
+    assert batch.vals.dtype == np.float64 and batch.vals.tolist()[:2] == [1.5, 3.0]
+    assert np.isnan(batch.vals[2:]).all()
+
+
 def test_merge_keeps_latest_row_per_tag() -> None:
     db = TagDatabase([TagDef("a"), TagDef("b"), TagDef("c")])
     db.update("a", 1.0)

@@ -6,12 +6,13 @@ is not running). Permissions (:data:`scada.services.auth.PERMISSIONS`): reads ne
 404, as if they did not exist); top-up, refund and reversal need ``billing.write`` (the
 cashier's right); a meter replacement ``billing.meter``; site-wide reports ``billing.report``.
 
-Money is a string in and out (``"50.00"``), parsed as ``Decimal``: a bad amount is 400.
-Times (``from`` / ``to``) are ISO dates or date-times, local to the site unless they carry an
-offset (as on the CLI), or epoch seconds. Every money or meter operation is audited (``before``
-and ``after`` balance), refused ones too. Historian and ledger work runs in the server's worker
-threads (``ServerContext.run_blocking``); relay commands after a top-up run on the loop through
-the command service.
+Money is a string in and out (``"50.00"``), parsed by ``billing.money.parse_amount``: a bad
+amount is 400. Times (``from`` / ``to``) are ISO dates or date-times, local to the site unless
+they carry an offset (as on the CLI), or epoch seconds. The money and meter operations are
+``Billing``'s (each one audited operation, refused ones too; the relay commands it causes go
+through the command service): the handlers parse, check the permission, call it and show the
+``MoneyResult``; its refusals map to statuses by class (``_STATUS``: 400, 404, else 409).
+Historian and ledger work runs in the server's worker threads (``ServerContext.run_blocking``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from __future__ import annotations
 import io
 import math
 import tempfile
-from decimal import Decimal, InvalidOperation
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from billing.errors import BadAmount, BillingError, UnknownAccount, UnknownEntry, UnknownMeter
+from billing.money import MoneyResult, parse_amount
+from billing.tags import Level
 from scada.server.billing_schemas import (
     AccountOut,
     AccountsOut,
@@ -82,10 +87,21 @@ REPORT_FORMATS = {"json": "application/json", "csv": CSV, "xlsx": XLSX}
 # ---------------------------------------------------------------------- helpers
 
 
-def _level_name(level: int | None) -> str | None:
-    from billing.tags import Level
+#: HTTP status of a refused billing operation, by class (the nearest listed base wins; else 409).
+_STATUS: dict[type[BillingError], int] = {
+    BadAmount: 400,
+    UnknownAccount: 404,
+    UnknownMeter: 404,
+    UnknownEntry: 404,
+}
 
-    return None if level is None else Level(level).name.lower()
+
+def _status(exc: BillingError) -> int:
+    return next((_STATUS[c] for c in type(exc).__mro__ if c in _STATUS), 409)
+
+
+def _level_name(level: int | None) -> str | None:
+    return None if level is None else Level(level).key
 
 
 def _cell(v: Any) -> Any:
@@ -122,7 +138,7 @@ class _BillingBase(ApiHandler):
     """Shared parts: the Billing service, account look-up with tenant scoping, times, money."""
 
     def billing(self) -> Any:
-        b = getattr(self.ctx.runtime, "billing", None)
+        b = self.ctx.services.billing
         if b is None:
             raise ApiError(503, "billing is not running")
         return b
@@ -174,16 +190,10 @@ class _BillingBase(ApiHandler):
             raise ApiError(400, f"the window is longer than {MAX_WINDOW_S / 86400:.0f} days")
         return start, end
 
-    @staticmethod
-    def relays(billing: Any, account_id: str) -> dict[str, bool]:
-        """Return ``{relay tag: tripped by billing}`` of an account's meters."""
-        acct = billing.account_config(account_id)
-        return {m.relay: billing.ledger.relay_tripped(m.relay) for m in acct.meters if m.relay}
-
     def account_json(self, billing: Any, item: dict[str, Any]) -> dict[str, Any]:
         acct = billing.account_config(item["id"])
         cfg = acct.config
-        relays = self.relays(billing, item["id"])
+        relays = billing.relays(item["id"])
         return {
             **item,
             "household": cfg.household,
@@ -195,15 +205,11 @@ class _BillingBase(ApiHandler):
         }
 
     def amount(self, text: str) -> Decimal:
+        """Return the money in ``text``; 400 if it is not an amount (``parse_amount``)."""
         try:
-            a = Decimal(text.strip())
-        except (InvalidOperation, ValueError):
-            raise ApiError(400, f"amount: not a decimal number: {text!r}") from None
-        if not a.is_finite() or a <= 0:
-            raise ApiError(400, f"amount: must be a positive amount, got {text!r}")
-        if a >= Decimal("1e12") or a != a.quantize(Decimal("0.01")):
-            raise ApiError(400, f"amount: at most two decimals and below 1e12, got {text!r}")
-        return a.quantize(Decimal("0.01"))
+            return parse_amount(text)
+        except BadAmount as exc:
+            raise ApiError(400, str(exc)) from None
 
 
 # ---------------------------------------------------------------------- accounts
@@ -278,124 +284,40 @@ class AccountLedgerApi(_BillingBase):
         )
 
 
+def money_json(r: MoneyResult) -> dict[str, Any]:
+    """Return a money operation's result as ``MoneyOut`` (money as strings)."""
+    return {
+        "account": r.account,
+        "entry": None if r.entry is None else r.entry.to_json(),
+        "balance_before": str(r.balance_before),
+        "balance": str(r.balance),
+        "level": None if r.level is None else int(r.level),
+        "relay_actions": r.relay_actions,
+        "relay_failures": r.relay_failures,
+        "relays": r.relays,
+        "repeated": r.repeated,
+    }
+
+
 class _MoneyOp(_BillingBase):
-    """A ledger-writing operation: audit before/after, LedgerError -> 409 (404 unknown entry)."""
+    """A money operation of ``Billing``: its refusals become 400 / 404 / 409 (``_STATUS``)."""
 
-    action_name = ""
-
-    async def run(self, account_id: str, detail: dict[str, Any], call: Any) -> None:
-        from billing.ledger import LedgerError
-
+    async def run(
+        self, account_id: str, call: Callable[[Any], Awaitable[MoneyResult]]
+    ) -> MoneyResult:
+        """Check the account is visible (404), call the operation, map its refusals."""
         self.account(account_id)
-        billing = self.billing()
-        if (done := await self.repeated(account_id, billing)) is not None:
-            self.ctx.audit.record(
-                self.action_name,
-                user=self.user,
-                source=self.source,
-                target=account_id,
-                result="repeated",
-                after={**detail, "entry": done.seq},
-                detail="idempotency key seen before: nothing posted",
-            )
-            balance = await self.ctx.run_blocking(billing.ledger.balance, account_id)
-            self.reply(
-                {
-                    "account": account_id,
-                    "entry": done.to_json(),
-                    "balance_before": str(balance),
-                    "balance": str(balance),
-                    "level": None,
-                    "relay_actions": [],
-                    "relay_failures": [],
-                    "relays": self.relays(billing, account_id),
-                    "repeated": True,
-                }
-            )
-            return
-        before = await self.ctx.run_blocking(billing.ledger.balance, account_id)
-        audit: dict[str, Any] = {
-            "user": self.user,
-            "source": self.source,
-            "target": account_id,
-            "before": {"balance": str(before)},
-        }
         try:
-            entry = await call(billing)
-        except LedgerError as exc:
-            self.ctx.audit.record(
-                self.action_name, **audit, result="failed", after=detail, detail=str(exc)
-            )
-            status = 404 if "has no entry" in str(exc) else 409
-            raise ApiError(status, str(exc)) from None
-        except KeyError as exc:  # e.g. a meter the account does not have
-            self.ctx.audit.record(
-                self.action_name, **audit, result="failed", after=detail, detail=str(exc)
-            )
-            raise ApiError(404, str(exc.args[0] if exc.args else exc)) from None
-        status = await billing.prepaid.evaluate(account_id)
-        after = await self.ctx.run_blocking(billing.ledger.balance, account_id)
-        actions = [] if status is None else status.actions
-        failures = [] if status is None else status.failures
-        self.ctx.audit.record(
-            self.action_name,
-            **audit,
-            after={
-                **detail,
-                "balance": str(after),
-                "entry": entry.seq,
-                "relay_actions": actions,
-                "relay_failures": failures,
-            },
-        )
-        self.reply(
-            {
-                "account": account_id,
-                "entry": entry.to_json(),
-                "balance_before": str(before),
-                "balance": str(after),
-                "level": None if status is None else int(status.level),
-                "relay_actions": actions,
-                "relay_failures": failures,
-                "relays": self.relays(billing, account_id),
-                "repeated": False,
-            }
-        )
-
-    def who(self) -> str:
-        assert self.user is not None
-        return self.user.name
-
-    #: the ledger entry kind an idempotency key is scoped to (top-up and refund)
-    entry_kind: str | None = None
-    idempotency: str | None = None
+            return await call(self.billing())
+        except BillingError as exc:
+            raise ApiError(_status(exc), str(exc)) from None
 
     def key_of(self, body: Any) -> str | None:
         """Return the client's idempotency key (body field, else the ``Idempotency-Key`` header)."""
         key = getattr(body, "idempotency_key", None) or self.request.headers.get("Idempotency-Key")
         if key is not None and not 1 <= len(key) <= 200:
             raise ApiError(400, "Idempotency-Key must have 1 to 200 characters")
-        self.idempotency = key
         return key
-
-    async def repeated(self, account_id: str, billing: Any) -> Any:
-        """Return the entry already posted under this request's idempotency key, or None.
-
-        The same key with another amount is a 409 from the ledger when posting.
-        """
-        if self.idempotency is None or self.entry_kind is None:
-            return None
-        from billing.ledger import EntryKind, idempotency_key
-
-        full = idempotency_key(EntryKind(self.entry_kind), account_id, self.idempotency)
-        done = await self.ctx.run_blocking(billing.ledger.by_key, full)
-        if done is not None and abs(done.amount) != self.amount_value:
-            raise ApiError(
-                409, f"idempotency key {self.idempotency!r} was used for {abs(done.amount)}"
-            )
-        return done
-
-    amount_value: Any = None
 
 
 class _CashOp(_MoneyOp):
@@ -406,28 +328,25 @@ class _CashOp(_MoneyOp):
 
     async def post(self, account_id: str) -> None:
         body = self.body(MoneyBody)
-        amount = self.amount_value = self.amount(body.amount)
+        amount = self.amount(body.amount)
         key = self.key_of(body)
-        await self.run(
+        result = await self.run(
             account_id,
-            {"amount": str(amount), "reference": body.reference},
             lambda b: self.operation(b)(
                 account_id,
                 amount,
-                user=self.who(),
+                user=self.user,
+                source=self.source,
                 note=body.reference,
-                offload=self.ctx.run_blocking,
-                evaluate=False,
                 key=key,
+                offload=self.ctx.run_blocking,
             ),
         )
+        self.reply(money_json(result))
 
 
 class AccountTopupApi(_CashOp):
     """``POST /api/accounts/{id}/topup``: credit money; closes relays billing tripped."""
-
-    action_name = "billing.topup"
-    entry_kind = "topup"
 
     def operation(self, billing: Any) -> Any:
         return billing.topup
@@ -436,9 +355,6 @@ class AccountTopupApi(_CashOp):
 class AccountRefundApi(_CashOp):
     """``POST /api/accounts/{id}/refund``: pay money back (at most the balance)."""
 
-    action_name = "billing.refund"
-    entry_kind = "refund"
-
     def operation(self, billing: Any) -> Any:
         return billing.refund
 
@@ -446,41 +362,26 @@ class AccountRefundApi(_CashOp):
 class KeepPowerApi(_MoneyOp):
     """``POST /api/accounts/{id}/keep-power``: keep the supply on in arrears, or stop doing so."""
 
-    action_name = "billing.keep_power"
-
     async def post(self, account_id: str) -> None:
         body = self.body(KeepPowerBody)
-        cfg = self.account(account_id)
-        billing = self.billing()
-        default = bool(getattr(getattr(cfg, "config", cfg), "keep_power", False))
-        before = await self.ctx.run_blocking(billing.ledger.keep_power, account_id, default)
-        await billing.set_keep_power(
+        r = await self.run(
             account_id,
-            body.keep,
-            user=self.who(),
-            note=body.reason,
-            offload=self.ctx.run_blocking,
-            evaluate=False,
-        )
-        status = await billing.prepaid.evaluate(account_id)
-        actions = [] if status is None else status.actions
-        failures = [] if status is None else status.failures
-        self.ctx.audit.record(
-            self.action_name,
-            user=self.user,
-            source=self.source,
-            target=account_id,
-            before={"keep_power": before},
-            after={"keep_power": body.keep, "reason": body.reason, "relay_actions": actions},
-            detail="; ".join(failures) or None,
+            lambda b: b.set_keep_power(
+                account_id,
+                body.keep,
+                user=self.user,
+                source=self.source,
+                note=body.reason,
+                offload=self.ctx.run_blocking,
+            ),
         )
         self.reply(
             {
                 "account": account_id,
-                "keep_power": body.keep,
-                "previous": before,
-                "relay_actions": actions,
-                "relay_failures": failures,
+                "keep_power": r.keep_power,
+                "previous": r.keep_power_before,
+                "relay_actions": r.relay_actions,
+                "relay_failures": r.relay_failures,
             }
         )
 
@@ -488,28 +389,24 @@ class KeepPowerApi(_MoneyOp):
 class AccountReverseApi(_MoneyOp):
     """``POST /api/accounts/{id}/reverse``: cancel one entry with an opposite entry (once)."""
 
-    action_name = "billing.reverse"
-
     async def post(self, account_id: str) -> None:
         body = self.body(ReverseBody)
-        await self.run(
+        result = await self.run(
             account_id,
-            {"seq": body.seq, "reason": body.reason},
             lambda b: b.reverse(
                 account_id,
                 body.seq,
-                user=self.who(),
+                user=self.user,
+                source=self.source,
                 note=body.reason,
                 offload=self.ctx.run_blocking,
-                evaluate=False,
             ),
         )
+        self.reply(money_json(result))
 
 
 class AccountReplaceMeterApi(_MoneyOp):
     """``POST /api/accounts/{id}/replace-meter``: record a meter swap; balance carried over."""
-
-    action_name = "billing.replace_meter"
 
     async def post(self, account_id: str) -> None:
         body = self.body(ReplaceMeterBody)
@@ -517,26 +414,21 @@ class AccountReplaceMeterApi(_MoneyOp):
             if not math.isfinite(getattr(body, name)):
                 raise ApiError(400, f"{name}: must be a finite number")
         at = None if body.at is None else self.parse_when(body.at, "at")
-        await self.run(
+        result = await self.run(
             account_id,
-            {
-                "meter": body.meter,
-                "old_final_kwh": body.old_final_kwh,
-                "new_initial_kwh": body.new_initial_kwh,
-                "at": at,
-            },
             lambda b: b.replace_meter(
                 account_id,
                 body.meter,
                 body.old_final_kwh,
                 body.new_initial_kwh,
                 ts=at,
-                user=self.who(),
+                user=self.user,
+                source=self.source,
                 note=body.note,
                 offload=self.ctx.run_blocking,
-                evaluate=False,
             ),
         )
+        self.reply(money_json(result))
 
 
 # ---------------------------------------------------------------------- computations

@@ -19,15 +19,15 @@ class ReadyApi(ApiHandler):
     """``GET /readyz``: 200 when the runtime's parts run, 503 listing what does not."""
 
     def get(self) -> None:
-        rt = self.ctx.runtime
-        checks: dict[str, bool] = {"tags": len(rt.db) > 0}
-        if hasattr(rt, "historian"):
-            checks["historian"] = rt.historian is not None
-            if "historian.backend_ok" in rt.db:
-                v = rt.db.read("historian.backend_ok")
-                checks["historian_backend"] = not (v.quality is Quality.GOOD and v.value is False)
-        if hasattr(rt, "drivers") and getattr(rt, "site", None) is not None and rt.site.devices:
-            checks["drivers"] = rt.drivers is not None
+        services = self.ctx.services
+        db, plant = services.db, services.plant
+        checks: dict[str, bool] = {"tags": len(db) > 0}
+        checks["historian"] = services.historian is not None
+        if "historian.backend_ok" in db:
+            v = db.read("historian.backend_ok")
+            checks["historian_backend"] = not (v.quality is Quality.GOOD and v.value is False)
+        if plant.role != "central" and plant.site.devices:  # a central's drivers are remote
+            checks["drivers"] = plant.drivers is not None
         ok = all(checks.values())
         self.reply({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
 

@@ -49,7 +49,7 @@ class _TagBase(ApiHandler):
         return self.may(action, (d.name, d.household or ""))
 
     def tag_def(self, name: str, action: Action = Action.TAGS_READ) -> TagDef:
-        db = self.ctx.runtime.db
+        db = self.ctx.services.db
         if name not in db:
             raise ApiError(404, f"unknown tag {name!r}")
         d = db.definition(name)
@@ -62,7 +62,7 @@ class TagsApi(_TagBase):
     """``GET /api/tags``: tags with metadata and current values, filtered."""
 
     def get(self) -> None:
-        db = self.ctx.runtime.db
+        db = self.ctx.services.db
         pattern = self.arg("pattern", "*") or "*"
         building, device = self.arg("building"), self.arg("device")
         household = self.arg("household")
@@ -100,7 +100,7 @@ class TagApi(_TagBase):
 
     def get(self, name: str) -> None:
         d = self.tag_def(name)
-        self.reply(tag_json(d, self.ctx.runtime.db.read(name)))
+        self.reply(tag_json(d, self.ctx.services.db.read(name)))
 
 
 def _sample_json(s: Any) -> dict[str, Any]:

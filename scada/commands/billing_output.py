@@ -1,4 +1,8 @@
-"""Helpers shared by the billing CLI commands (``allocate``, ``bill``, ``account``, ``report``)."""
+"""Helpers shared by the billing CLI commands (``allocate``, ``bill``, ``account``, ``report``).
+
+Argument parsing, loading the site with its ledger and historian, and printing: the CLI's
+side of billing (``billing.service.Billing`` does the work).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_common", "add_window", "open_billing", "print_json", "window"]
+__all__ = ["add_common", "add_window", "emit", "open_billing", "print_json", "window"]
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +48,13 @@ def window(args: argparse.Namespace, tz: str) -> tuple[float, float]:
 
 
 @contextmanager
-def open_billing(args: argparse.Namespace, *, historian: bool = True) -> Iterator[Any]:
+def open_billing(
+    args: argparse.Namespace, *, historian: bool = True, audited: bool = False
+) -> Iterator[Any]:
     """Load the site and open the ledger (and historian) under ``--data-dir``; yield ``Billing``.
 
+    ``audited``: open the audit log there too, for money operations (they are audited as in
+    the server; the CLI switches no relay: a running ``scada run`` does at its next check).
     Configuration errors are printed (``file:line:col: path: message``) and exit with 1.
     """
     from billing.ledger import Ledger
@@ -65,13 +73,20 @@ def open_billing(args: argparse.Namespace, *, historian: bool = True) -> Iterato
     data_dir = Path(args.data_dir)
     ledger = Ledger.in_data_dir(data_dir)
     hist = None
+    audit = None
     try:
         if historian:
             from historian.factory import open_historian
 
             hist = open_historian(site.historian, data_dir)
-        yield Billing(site, ledger, hist, data_dir=data_dir)
+        if audited:
+            from scada.services.audit import AuditLog
+
+            audit = AuditLog.in_data_dir(data_dir)
+        yield Billing(site, ledger, hist, commander=None, audit=audit, data_dir=data_dir)
     finally:
+        if audit is not None:
+            audit.close()
         if hist is not None:
             hist.close()
         ledger.close()

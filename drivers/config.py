@@ -1,9 +1,11 @@
-"""Pydantic models of channels, device templates, points, devices and memory/computed tags.
+"""Pydantic models of channels, device templates, points and devices (the drivers' config).
 
-Every model forbids unknown keys and is frozen: a configuration is parsed once, at the edge,
-and read-only afterwards. Protocol-dependent and cross-reference rules (a Modbus device's
-points need an address, a device's template must exist, ...) are checked by the loader,
-which knows where each value was written.
+Every model forbids unknown keys and is frozen (:class:`configbase.model.ConfigModel`). The
+Modbus data model (point types, tables, register sizes, byte/word order, which tables are
+bit tables or writable) is :mod:`drivers.codec`'s; the channel defaults are
+:mod:`drivers.defaults`'. Protocol-dependent and cross-reference rules (a Modbus device's
+points need an address, a device's template must exist, ...) are checked by the site loader
+(``scada.config``), which knows where each value was written.
 """
 
 from __future__ import annotations
@@ -14,118 +16,92 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
     StringConstraints,
-    Tag,
     ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
+from configbase.model import ConfigModel, Id
+from drivers import defaults
+from drivers.codec import BIT_KINDS, INT_TYPES, REGISTERS, WRITABLE_KINDS, Kind, Order, PointType
+from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS
+from tags.config import MAX_STEP_DOC, MIN_INTERVAL_DOC, command_limit
 from tags.model import TagType
 
-#: Ids of channels, devices, buildings, households and tag names: dot-separated parts of
-#: letters, digits, ``_`` and ``-`` (no glob characters, no empty parts).
-ID_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+__all__ = [
+    "MODBUS_PROTOCOLS",
+    "POINT_PATTERN",
+    "STATUS_POINTS",
+    "CanChannel",
+    "CanFrame",
+    "ChannelConfig",
+    "DeviceConfig",
+    "ModbusRtuChannel",
+    "ModbusRtuOverTcpChannel",
+    "ModbusTcpChannel",
+    "PointConfig",
+    "PointName",
+    "PointOverride",
+    "Role",
+    "TemplateConfig",
+]
+
 #: Point names become the last part of a tag name: an identifier.
 POINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 PointName = Annotated[str, StringConstraints(pattern=POINT_PATTERN)]
 
-Kind = Literal["coil", "discrete", "input", "holding"]
-PointType = Literal[
-    "bool",
-    "int16",
-    "uint16",
-    "int32",
-    "uint32",
-    "int64",
-    "uint64",
-    "float32",
-    "float64",
-    "str",
-    "bit",
-]
-Order = Literal["big", "little"]
+#: What a device is, for the simulator's physics.
 Role = Literal["heat_meter", "valve", "electricity_meter", "thermostat", "generic"]
-ValueType = Literal["bool", "int", "float", "str"]
-
-#: Registers (16-bit words) a value of each point type occupies; ``str`` uses ``count``.
-REGISTERS: dict[str, int] = {
-    "bool": 1,
-    "bit": 1,
-    "int16": 1,
-    "uint16": 1,
-    "int32": 2,
-    "uint32": 2,
-    "float32": 2,
-    "int64": 4,
-    "uint64": 4,
-    "float64": 4,
-}
-INT_TYPES = frozenset({"int16", "uint16", "int32", "uint32", "int64", "uint64"})
-BIT_KINDS = frozenset({"coil", "discrete"})
-WRITABLE_KINDS = frozenset({"coil", "holding"})
+#: Status tags every device gets (``<device>.online`` ...), written by the drivers.
 STATUS_POINTS = ("online", "last_ok", "errors", "latency_ms")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_MIN_INTERVAL_DOC = (
-    "shortest time between two operated commands on this tag (s); protects relays and "
-    "actuators (scada/services/commands.py)"
-)
-_MAX_STEP_DOC = "largest change from the current value in one command (numeric writable tags)"
-_NOT_NUMERIC = frozenset({"bool", "bit", "str"})
-
-
-def _command_limit(
-    name: str, value: float | None, info: ValidationInfo, *, numeric: bool
-) -> float | None:
-    """Check a command limit against the fields validated before it (type, writable).
-
-    A field that failed its own validation is missing from ``info.data``: nothing to add then.
-    """
-    if value is None:
-        return value
-    if info.data.get("writable") is False:
-        raise ValueError(f"{name} is only for writable points")
-    typ = info.data.get("type")
-    if numeric and typ in _NOT_NUMERIC:
-        raise ValueError(f"{name} is only for numeric points, not type {typ}")
-    return value
+MODBUS_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})
+_NOT_NUMERIC = frozenset({PointType.BOOL, PointType.BIT, PointType.STR})
 
 
 # --------------------------------------------------------------------------- channels
 
 
-class _ChannelBase(_Model):
+class _ChannelBase(ConfigModel):
     id: Id
     description: str = ""
-    timeout_s: float = Field(1.0, gt=0, description="reply timeout of one request")
+    timeout_s: float = Field(defaults.TIMEOUT_S, gt=0, description="reply timeout of one request")
     retries: int = Field(
-        3, ge=0, description="retries of a failed request before the device counts as failing"
+        defaults.RETRIES,
+        ge=0,
+        description="retries of a failed request before the device counts as failing",
     )
     poll_s: float = Field(
-        10.0, gt=0, description="default poll period of the devices on this channel"
+        defaults.POLL_S, gt=0, description="default poll period of the devices on this channel"
     )
     max_gap: int = Field(
-        8, ge=0, description="unused registers one read may span to coalesce two blocks"
+        defaults.MAX_GAP,
+        ge=0,
+        description="unused registers one read may span to coalesce two blocks",
     )
-    max_gap_bits: int = Field(32, ge=0, description="unused coils/discretes one read may span")
+    max_gap_bits: int = Field(
+        defaults.MAX_GAP_BITS, ge=0, description="unused coils/discretes one read may span"
+    )
     max_registers: int = Field(
-        125, ge=1, le=125, description="registers per read request (Modbus limit 125)"
+        MAX_READ_REGISTERS,
+        ge=1,
+        le=MAX_READ_REGISTERS,
+        description=f"registers per read request (Modbus limit {MAX_READ_REGISTERS})",
     )
     max_bits: int = Field(
-        2000, ge=1, le=2000, description="coils/discretes per read request (Modbus limit 2000)"
+        MAX_READ_BITS,
+        ge=1,
+        le=MAX_READ_BITS,
+        description=f"coils/discretes per read request (Modbus limit {MAX_READ_BITS})",
     )
-    backoff_max_s: float = Field(60.0, gt=0, description="longest wait between reconnect attempts")
-    offline_probe_s: float = Field(30.0, gt=0, description="how often an offline device is probed")
+    backoff_max_s: float = Field(
+        defaults.BACKOFF_MAX_S, gt=0, description="longest wait between reconnect attempts"
+    )
+    offline_probe_s: float = Field(
+        defaults.OFFLINE_PROBE_S, gt=0, description="how often an offline device is probed"
+    )
 
 
 class ModbusTcpChannel(_ChannelBase):
@@ -162,19 +138,20 @@ class CanChannel(_ChannelBase):
     interface: str = Field(description="python-can interface: socketcan, virtual, pcan, ...")
     channel: str = Field(description="bus name, e.g. can0")
     bitrate: int | None = Field(None, gt=0)
-    silence_timeout_s: float = Field(30.0, gt=0, description="a node silent this long is offline")
+    silence_timeout_s: float = Field(
+        defaults.SILENCE_TIMEOUT_S, gt=0, description="a node silent this long is offline"
+    )
 
 
 ChannelConfig = Annotated[
     ModbusTcpChannel | ModbusRtuChannel | ModbusRtuOverTcpChannel | CanChannel,
     Field(discriminator="protocol"),
 ]
-MODBUS_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})
 
 # --------------------------------------------------------------------------- points
 
 
-class CanFrame(_Model):
+class CanFrame(ConfigModel):
     """Where a CAN value sits: frame id, first data byte and an optional multiplexer byte."""
 
     can_id: int = Field(ge=0, le=0x1FFFFFFF)
@@ -184,18 +161,21 @@ class CanFrame(_Model):
     )
 
 
-class PointConfig(_Model):
+class PointConfig(ConfigModel):
     """One data point of a device (becomes the tag ``<device id>.<point name>``).
 
     Modbus points have ``address`` (0-based protocol address, so holding register 40001 is
     ``address: 0, kind: holding``) and ``kind``; CAN points have ``can_id``/``start_byte``/``mux``.
-    Values are ``raw * scale + offset``.
+    Values are ``raw * scale + offset``. ``type``, ``kind`` and the orders are the codec's
+    (:mod:`drivers.codec`).
     """
 
     type: PointType
     address: int | None = Field(None, ge=0, le=65535, description="0-based protocol address")
     kind: Kind | None = None
-    count: int | None = Field(None, ge=1, le=125, description="registers of a str point")
+    count: int | None = Field(
+        None, ge=1, le=MAX_READ_REGISTERS, description="registers of a str point"
+    )
     bit: int | None = Field(None, ge=0, le=15, description="bit of the register for type bit")
     word_order: Order = "big"
     byte_order: Order = "big"
@@ -206,8 +186,8 @@ class PointConfig(_Model):
     writable: bool = False
     min: float | None = None
     max: float | None = None
-    min_interval_s: float | None = Field(None, gt=0, description=_MIN_INTERVAL_DOC)
-    max_step: float | None = Field(None, gt=0, description=_MAX_STEP_DOC)
+    min_interval_s: float | None = Field(None, gt=0, description=MIN_INTERVAL_DOC)
+    max_step: float | None = Field(None, gt=0, description=MAX_STEP_DOC)
     description: str = ""
     poll_s: float | None = Field(
         None, gt=0, description="poll period of this point (overrides the device's)"
@@ -221,25 +201,25 @@ class PointConfig(_Model):
     @field_validator("min_interval_s")
     @classmethod
     def _min_interval(cls, v: float | None, info: ValidationInfo) -> float | None:
-        return _command_limit("min_interval_s", v, info, numeric=False)
+        return command_limit("min_interval_s", v, info)
 
     @field_validator("max_step")
     @classmethod
     def _max_step(cls, v: float | None, info: ValidationInfo) -> float | None:
-        return _command_limit("max_step", v, info, numeric=True)
+        return command_limit("max_step", v, info, not_numeric=_NOT_NUMERIC)
 
     @model_validator(mode="after")
     def _check(self) -> PointConfig:
         problems: list[str] = []
-        if self.kind in BIT_KINDS and self.type != "bool":
+        if self.kind in BIT_KINDS and self.type is not PointType.BOOL:
             problems.append(f"a {self.kind} point must have type bool, not {self.type}")
-        if self.type == "bit" and self.bit is None:
+        if self.type is PointType.BIT and self.bit is None:
             problems.append("type bit needs `bit` (0..15)")
-        if self.bit is not None and self.type != "bit":
+        if self.bit is not None and self.type is not PointType.BIT:
             problems.append("`bit` is only for type bit")
-        if self.type == "str" and self.count is None:
+        if self.type is PointType.STR and self.count is None:
             problems.append("type str needs `count` (registers)")
-        if self.count is not None and self.type != "str":
+        if self.count is not None and self.type is not PointType.STR:
             problems.append("`count` is only for type str")
         if (self.address is None) != (self.kind is None):
             problems.append("a Modbus point needs both `address` and `kind`")
@@ -264,14 +244,14 @@ class PointConfig(_Model):
         """Registers (or bits, for coil/discrete) the point occupies."""
         if self.kind in BIT_KINDS:
             return 1
-        return self.count or 1 if self.type == "str" else REGISTERS[self.type]
+        return self.count or 1 if self.type is PointType.STR else REGISTERS[self.type]
 
     @property
     def tag_type(self) -> TagType:
         """Runtime type of the point's tag: ints stay ints only without scaling."""
-        if self.type in ("bool", "bit"):
+        if self.type in (PointType.BOOL, PointType.BIT):
             return TagType.BOOL
-        if self.type == "str":
+        if self.type is PointType.STR:
             return TagType.STR
         if self.type in INT_TYPES and self.scale == 1 and self.offset == 0:
             return TagType.INT
@@ -290,7 +270,7 @@ def _optional_fields(model: type[BaseModel]) -> dict[str, Any]:
 
 #: A device's partial override of a template point (or an extra point): every key optional;
 #: the merged result is validated as a PointConfig.
-PointOverride: type[BaseModel] = create_model(  # type: ignore[call-overload]
+PointOverride: type[BaseModel] = create_model(
     "PointOverride",
     __config__=ConfigDict(extra="forbid", frozen=True),
     __doc__="Keys of a template point to change for one device (or a whole extra point).",
@@ -300,7 +280,7 @@ PointOverride: type[BaseModel] = create_model(  # type: ignore[call-overload]
 # --------------------------------------------------------------------------- templates, devices
 
 
-class TemplateConfig(_Model):
+class TemplateConfig(ConfigModel):
     """A device type: its points (like an Ignition UDT). ``role`` tells the simulator the physics."""
 
     points: dict[PointName, PointConfig]
@@ -309,7 +289,7 @@ class TemplateConfig(_Model):
     poll_s: float | None = Field(None, gt=0)
 
 
-class DeviceConfig(_Model):
+class DeviceConfig(ConfigModel):
     """One field device: a template instance on a channel at a unit id (Modbus 1..247, CAN node id)."""
 
     id: Id
@@ -317,82 +297,8 @@ class DeviceConfig(_Model):
     channel: str
     unit: int = Field(ge=0, le=255)
     poll_s: float | None = Field(None, gt=0)
-    points: dict[PointName, PointOverride] = Field(default_factory=dict)  # type: ignore[valid-type]
+    points: dict[PointName, PointOverride] = Field(default_factory=dict)
     enabled: bool = True
     description: str = ""
     building: str | None = None
     household: str | None = None
-
-
-# --------------------------------------------------------------------------- tags
-
-
-class MemoryTagConfig(_Model):
-    """A tag set by operators, the API or other services (a note, a mode, a manual value)."""
-
-    name: Id
-    type: ValueType = "float"
-    unit: str = ""
-    description: str = ""
-    initial: Any = None
-    writable: bool = True
-    min: float | None = None
-    max: float | None = None
-    min_interval_s: float | None = Field(None, gt=0, description=_MIN_INTERVAL_DOC)
-    max_step: float | None = Field(None, gt=0, description=_MAX_STEP_DOC)
-    deadband: float = Field(0.0, ge=0)
-    historize: bool = True
-
-    @field_validator("min_interval_s")
-    @classmethod
-    def _min_interval(cls, v: float | None, info: ValidationInfo) -> float | None:
-        return _command_limit("min_interval_s", v, info, numeric=False)
-
-    @field_validator("max_step")
-    @classmethod
-    def _max_step(cls, v: float | None, info: ValidationInfo) -> float | None:
-        v = _command_limit("max_step", v, info, numeric=True)
-        if v is not None and "initial" in info.data and info.data["initial"] is None:
-            raise ValueError("max_step needs an `initial` value (the first command steps from it)")
-        return v
-
-    @model_validator(mode="after")
-    def _check_initial(self) -> MemoryTagConfig:
-        if self.initial is not None:
-            try:
-                TagType(self.type).coerce(self.initial)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"initial value does not fit type {self.type}: {exc}") from None
-        return self
-
-
-class ComputedTagConfig(_Model):
-    """A tag computed from other tags by ``expr`` (see tags/expr.py for the language)."""
-
-    name: Id
-    type: ValueType = "float"
-    expr: str = Field(min_length=1)
-    unit: str = ""
-    description: str = ""
-    deadband: float = Field(0.0, ge=0)
-    historize: bool = True
-
-    @field_validator("expr")
-    @classmethod
-    def _strip(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("empty expression")
-        return v
-
-
-def _tag_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "computed" if "expr" in value else "memory"
-    return "computed" if hasattr(value, "expr") else "memory"
-
-
-#: An item of ``tags:``: computed when it has ``expr``, memory otherwise.
-TagConfig = Annotated[
-    Annotated[MemoryTagConfig, Tag("memory")] | Annotated[ComputedTagConfig, Tag("computed")],
-    Discriminator(_tag_kind),
-]

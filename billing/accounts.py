@@ -9,7 +9,7 @@ from billing.config import AccountConfig, MeterConfig, TariffConfig
 from billing.tags import relay_tag
 
 if TYPE_CHECKING:
-    from billing.site import BillingSite as SiteConfig
+    from billing.site import BillingSite
 
 __all__ = ["Meter", "ResolvedAccount", "resolve_accounts"]
 
@@ -41,7 +41,7 @@ class ResolvedAccount:
 
 
 def _meter(
-    site: SiteConfig,
+    site: BillingSite,
     names: set[str],
     account: AccountConfig,
     m: MeterConfig,
@@ -58,7 +58,7 @@ def _meter(
     )
 
 
-def resolve_accounts(site: SiteConfig) -> list[ResolvedAccount]:
+def resolve_accounts(site: BillingSite) -> list[ResolvedAccount]:
     """Return every configured account resolved (``KeyError`` for a dangling reference).
 
     The loader's checks reject dangling references, so a loaded site always resolves.

@@ -31,7 +31,8 @@ from billing.tariff import (
 )
 
 if TYPE_CHECKING:
-    from billing.site import BillingSite as SiteConfig
+    from billing.config import TariffConfig
+    from billing.site import BillingSite
 
 __all__ = ["SHARED_LOSS_LINE", "AccountBill", "BillRun", "bill_accounts"]
 
@@ -94,7 +95,7 @@ class BillRun:
 class _Pricer:
     """Caches band schedules per tariff and fetches curves for one run."""
 
-    def __init__(self, site: SiteConfig, source: ReadingSource, start: float, end: float) -> None:
+    def __init__(self, site: BillingSite, source: ReadingSource, start: float, end: float) -> None:
         self.site = site
         self.tz = site.site.timezone
         self.source = source
@@ -103,7 +104,7 @@ class _Pricer:
         self.curve_start = month_start(start, self.tz)
         self._schedules: dict[str, Schedule] = {}
 
-    def schedule(self, tariff: Any) -> Schedule:
+    def schedule(self, tariff: TariffConfig) -> Schedule:
         s = self._schedules.get(tariff.id)
         if s is None:
             s = self._schedules[tariff.id] = band_schedule(tariff, self.start, self.end, self.tz)
@@ -137,7 +138,7 @@ def _bill_one(p: _Pricer, acct: ResolvedAccount) -> AccountBill:
     return AccountBill(acct.id, acct.config.tenant, energy, lines, 0.0, meters)
 
 
-def _loss_price(site: SiteConfig, acct: ResolvedAccount, bill: AccountBill) -> Decimal:
+def _loss_price(site: BillingSite, acct: ResolvedAccount, bill: AccountBill) -> Decimal:
     b = site.building(acct.building) if acct.building is not None else None
     if b is not None and b.electricity is not None and b.electricity.loss_price is not None:
         return b.electricity.loss_price
@@ -150,7 +151,7 @@ def _loss_price(site: SiteConfig, acct: ResolvedAccount, bill: AccountBill) -> D
 
 
 def bill_accounts(
-    site: SiteConfig,
+    site: BillingSite,
     source: ReadingSource,
     start: float,
     end: float,
@@ -168,9 +169,9 @@ def bill_accounts(
     resolved = resolve_accounts(site)
     by_id = {a.id: a for a in resolved}
     wanted = list(by_id) if accounts is None else list(accounts)
-    for a in wanted:
-        if a not in by_id:
-            raise KeyError(f"unknown account {a!r}")
+    for account_id in wanted:
+        if account_id not in by_id:
+            raise KeyError(f"unknown account {account_id!r}")
     p = _Pricer(site, source, start, end)
     bills: dict[str, AccountBill] = {}
     run = BillRun(start, end, [])

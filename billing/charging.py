@@ -24,7 +24,7 @@ from billing.periods import month_start, next_month
 from billing.readings import LedgerReadings
 
 if TYPE_CHECKING:
-    from billing.site import BillingSite as SiteConfig
+    from billing.site import BillingSite
 
 __all__ = ["charge_consumption", "month_label"]
 
@@ -43,7 +43,7 @@ def _opened_at(ledger: Ledger, account: str) -> float | None:
 
 
 def charge_consumption(
-    site: SiteConfig, ledger: Ledger, t: float, accounts: Iterable[str] | None = None
+    site: BillingSite, ledger: Ledger, t: float, accounts: Iterable[str] | None = None
 ) -> list[Entry]:
     """Post the consumption charges due up to reading time ``t``; return the new entries."""
     tz = site.site.timezone

@@ -33,7 +33,7 @@ from historian.base import OnTime, on_time_many
 from historian.ontime import on_time_windows, sqlite_backend, unknown_spans_many
 
 if TYPE_CHECKING:
-    from billing.site import BillingSite as SiteConfig
+    from billing.site import BillingSite
     from historian.base import Historian
 
 __all__ = [
@@ -236,7 +236,7 @@ def estimate_on_s(
 
 
 def allocate_heat(
-    site: SiteConfig,
+    site: BillingSite,
     historian: Historian,
     start: float,
     end: float,
@@ -279,8 +279,8 @@ def allocate_heat(
         )
         found = on_time_windows(historian, [(plan[i][2], a, b) for i, a, b in jobs])
         windows: list[dict[tuple[float, float], dict[str, OnTime]]] = [{} for _ in plan]
-        for (i, a, b), res in zip(jobs, found, strict=True):
-            windows[i][(a, b)] = res
+        for (i, lo, hi), res in zip(jobs, found, strict=True):
+            windows[i][(lo, hi)] = res
         estimates = [
             estimate_on_s(historian, vt, period, start, end, spans, windows[i])
             for i, (_, _, vt) in enumerate(plan)

@@ -45,8 +45,9 @@ if TYPE_CHECKING:
     from apscheduler.job import Job
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from billing.site import BillingSite as SiteConfig
+    from billing.site import BillingSite
     from historian.base import Historian
+    from tags.database import TagDatabase
 
 __all__ = ["BillingScheduler"]
 
@@ -70,8 +71,8 @@ class BillingScheduler:
 
     def __init__(
         self,
-        site: SiteConfig,
-        db: Any,
+        site: BillingSite,
+        db: TagDatabase,
         historian: Historian,
         ledger: Ledger,
         data_dir: str | Path,
@@ -112,7 +113,7 @@ class BillingScheduler:
             if not self.ledger.is_open(acct.id):
                 await self.billing.open_account(acct.id, user="system", note=note, ts=self.clock())
 
-    async def apply(self, site: SiteConfig) -> None:
+    async def apply(self, site: BillingSite) -> None:
         """Take a new site configuration (the runtime's apply; loop thread).
 
         Accounts, tariffs and meters change at once; a newly configured account is opened

@@ -14,16 +14,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from alarms.notify.base import DeliveryError, Message, Notifier
 from billing.tags import RESTORED_NOTICE, Level, balance_tag, level_tag
+
+if TYPE_CHECKING:
+    from billing.config import AccountConfig
+    from billing.site import BillingSite
+    from tags.database import TagDatabase
+    from tags.model import TagValue
 
 log = logging.getLogger(__name__)
 
 
 def notice_for(
-    account: Any, level: Level, previous: Level | None, balance: float | None
+    account: AccountConfig, level: Level, previous: Level | None, balance: float | None
 ) -> Message | None:
     """Return the notice for a level change of ``account`` (an AccountConfig), or None.
 
@@ -47,8 +53,8 @@ class TenantNotices:
 
     def __init__(
         self,
-        site: Any,
-        db: Any,
+        site: BillingSite,
+        db: TagDatabase,
         notifiers: Mapping[str, Notifier],
         *,
         retries: int = 3,
@@ -90,7 +96,7 @@ class TenantNotices:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _on_changes(self, batch: Mapping[str, Any]) -> None:
+    def _on_changes(self, batch: Mapping[str, TagValue]) -> None:
         for tag, tv in batch.items():
             account = self._by_tag.get(tag)
             level = Level.of(tv.value)
@@ -98,7 +104,8 @@ class TenantNotices:
                 continue
             previous = self._levels.get(tag)
             self._levels[tag] = level
-            balance = self.db.read(balance_tag(account.id)).value
+            value = self.db.read(balance_tag(account.id)).value  # a float tag: number or None
+            balance = value if isinstance(value, (int, float)) else None
             message = notice_for(account, level, previous, balance)
             if message is None:
                 continue

@@ -19,14 +19,15 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from billing.accounts import ResolvedAccount, resolve_accounts
 from billing.tags import Level, balance_tag, level_tag
 
 if TYPE_CHECKING:
     from billing.ledger import Ledger
-    from billing.site import BillingSite as SiteConfig
+    from billing.site import BillingSite
+    from tags.database import TagDatabase
 
 __all__ = [
     "AccountStatus",
@@ -91,10 +92,10 @@ class PrepaidController:
 
     def __init__(
         self,
-        site: SiteConfig,
+        site: BillingSite,
         ledger: Ledger,
         commander: RelayCommander | None,
-        db: Any = None,
+        db: TagDatabase | None = None,
     ) -> None:
         self.ledger = ledger
         self.commander = commander
@@ -104,7 +105,7 @@ class PrepaidController:
         # "restore prepaid" must not race two commands onto the same relay.
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def apply(self, site: SiteConfig) -> None:
+    def apply(self, site: BillingSite) -> None:
         """Take the accounts of a new site configuration (loop thread)."""
         self.accounts = {a.id: a for a in resolve_accounts(site)}
 

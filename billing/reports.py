@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -22,6 +22,8 @@ from billing.ledger import EntryKind
 from billing.periods import Period, local_label, parse_period
 
 if TYPE_CHECKING:
+    from billing.bills import BillRun
+    from billing.heat import BuildingHeat
     from billing.service import Billing
 
 __all__ = ["KINDS", "Column", "Report", "Sheet", "build_report", "write_csv", "write_xlsx"]
@@ -131,7 +133,12 @@ def _energy(b: Billing, p: Period) -> list[Sheet]:
     return [accounts, households, *_unit(b, p, run, heat_by_b)]
 
 
-def _unit(b: Billing, p: Period, run: Any = None, heat_by_b: Any = None) -> list[Sheet]:
+def _unit(
+    b: Billing,
+    p: Period,
+    run: BillRun | None = None,
+    heat_by_b: Mapping[str, BuildingHeat] | None = None,
+) -> list[Sheet]:
     if run is None:
         run = b.bill(p.start, p.end)
     if heat_by_b is None:
@@ -397,7 +404,9 @@ def write_xlsx(report: Report, path: str | Path) -> None:
     from openpyxl.utils import get_column_letter
 
     wb = Workbook()
-    wb.remove(wb.active)
+    default = wb.active  # the empty sheet a new workbook starts with
+    if default is not None:
+        wb.remove(default)
     for sheet in report.sheets:
         ws = wb.create_sheet(sheet.name[:31])
         ws.append([report.title])

@@ -32,13 +32,14 @@ from billing.heat import HeatAllocation, allocate_heat
 from billing.ledger import Entry, EntryKind, Ledger, Posted
 from billing.money import AuditAction, AuditSink, MoneyResult, parse_amount
 from billing.prepaid import AccountStatus, PrepaidController, RelayCommander, level_of
-from billing.readings import HistorianReadings, LedgerReadings
+from billing.readings import HistorianReadings, LedgerReadings, ReadingSource
 
 if TYPE_CHECKING:
     from billing.periods import Period
     from billing.reports import Report
-    from billing.site import BillingSite as SiteConfig
+    from billing.site import BillingSite
     from historian.base import Historian
+    from tags.database import TagDatabase
 
 __all__ = ["Billing", "MoneyResult", "Offload"]
 
@@ -74,13 +75,13 @@ class Billing:
 
     def __init__(
         self,
-        site: SiteConfig,
+        site: BillingSite,
         ledger: Ledger,
         historian: Historian | None = None,
         *,
         commander: RelayCommander | None,
         audit: AuditSink | None,
-        db: Any = None,
+        db: TagDatabase | None = None,
         data_dir: str | Path | None = None,
     ) -> None:
         self.site = site
@@ -91,7 +92,7 @@ class Billing:
         self.prepaid = PrepaidController(site, ledger, commander, db)
         self._accounts = {a.id: a for a in resolve_accounts(site)}
 
-    def apply(self, site: SiteConfig) -> None:
+    def apply(self, site: BillingSite) -> None:
         """Take a new site configuration: accounts, tariffs, meters (loop thread)."""
         self.site = site
         self._accounts = {a.id: a for a in resolve_accounts(site)}
@@ -131,7 +132,7 @@ class Billing:
             raise ValueError("the allocation period has not begun yet")
         return allocate_heat(self.site, self._hist(), start, min(end, now), buildings)
 
-    def readings(self, source: str = "historian") -> Any:
+    def readings(self, source: str = "historian") -> ReadingSource:
         """Return a reading source: ``historian`` (every sample) or ``billing`` (30-min readings)."""
         if source == "billing":
             return LedgerReadings(self.ledger)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tags.model import Source, TagDef, TagType
 
 if TYPE_CHECKING:
-    from billing.site import BillingSite as SiteConfig
+    from billing.site import BillingSite
 
 __all__ = [
     "LEVELS",
@@ -128,7 +128,7 @@ def relay_tag(device: str) -> str:
     return f"{device}.relay"
 
 
-def account_tag_defs(site: SiteConfig) -> list[TagDef]:
+def account_tag_defs(site: BillingSite) -> list[TagDef]:
     """Return the balance and level tags of every account (memory tags, historised)."""
     from billing.accounts import resolve_accounts
 
@@ -162,7 +162,7 @@ def account_tag_defs(site: SiteConfig) -> list[TagDef]:
     return out
 
 
-def alarm_rules(site: SiteConfig) -> list[Any]:
+def alarm_rules(site: BillingSite) -> list[Any]:
     """Return alarm rules (``alarms.config`` models) for the account levels and meter overloads.
 
     Levels: ``billing.alarm1`` (priority 3), ``billing.alarm2`` (2), ``billing.arrears`` (1)

@@ -11,6 +11,7 @@ rounded half-up to the cent; a bill's total is the sum of its rounded lines.
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -144,13 +145,19 @@ def band_schedule(tariff: TariffConfig, start: float, end: float, tz: str) -> Sc
     )
 
 
-def _band_at(bands: list[Band], t: float, z: zoneinfo.ZoneInfo, season: object, key: object) -> int:
+def _band_at(
+    bands: list[Band],
+    t: float,
+    z: zoneinfo.ZoneInfo,
+    season: object,
+    key: Callable[[str | None, Band], int],
+) -> int:
     local = datetime.fromtimestamp(t, z)
     minute = local.hour * 60 + local.minute
     for band in bands:
         for lo, hi in band.minutes():
             if lo <= minute < hi:
-                return key(getattr(season, "name", None), band)  # type: ignore[operator]
+                return key(getattr(season, "name", None), band)
     raise AssertionError("bands cover the day")  # checked by the config model
 
 

@@ -161,7 +161,11 @@ class Driver(Protocol):
     """A running channel driver (Modbus or CAN). Loop-thread only."""
 
     channel_id: str
-    devices: Mapping[str, DeviceBinding]
+
+    @property
+    def devices(self) -> Mapping[str, DeviceBinding]:
+        """The channel's devices by id (read-only here: a driver may keep a dict)."""
+        ...
 
     async def start(self) -> None:
         """Open the connection and start polling/listening in background tasks."""

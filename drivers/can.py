@@ -24,7 +24,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import can
 import numpy as np
@@ -34,6 +34,9 @@ from drivers.base import DeviceBinding, OutOfRange, PointBinding, WriteResult, W
 from drivers.codec import EncodeError, PointType
 from drivers.status import DeviceStatus, DeviceTags, StatusChange
 from tags.model import Quality, Reason
+
+if TYPE_CHECKING:
+    from tags.database import TagDatabase
 
 __all__ = ["CanDriver", "decode_can", "encode_can"]
 
@@ -120,7 +123,7 @@ class CanDriver:
         self,
         channel: Any,
         devices: Sequence[DeviceBinding],
-        db: Any,
+        db: TagDatabase,
         *,
         bus: can.BusABC | None = None,
         clock: Callable[[], float] = time.monotonic,

@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -166,7 +166,9 @@ class PointSpec:
         """Return the spec of ``point`` (a config point, a mapping or a PointSpec)."""
         if isinstance(point, PointSpec):
             return point
-        get = point.get if isinstance(point, dict) else lambda k, d=None: getattr(point, k, d)
+        get: Callable[..., Any] = (
+            point.get if isinstance(point, dict) else lambda k, d=None: getattr(point, k, d)
+        )
         ptype = PointType(_enum_value(get("type", "uint16")))
         count = get("count", None)
         bit = get("bit", None)
@@ -320,7 +322,7 @@ class BlockCodec:
         return result
 
 
-def _decode_str(point: PointSpec, regs: Sequence[int]) -> str:
+def _decode_str(point: PointSpec, regs: Sequence[int] | np.ndarray) -> str:
     raw = bytearray()
     for r in regs:
         r = int(r)

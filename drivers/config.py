@@ -264,6 +264,7 @@ def _optional_fields(model: type[BaseModel]) -> dict[str, Any]:
         optional = copy.copy(info)  # keeps ge/le/description; only the default changes
         optional.default = None
         optional.default_factory = None
+        # annotation is typed `type | None`, but every model field has one (a runtime type)
         fields[name] = (info.annotation | None, optional)  # type: ignore[operator]
     return fields
 

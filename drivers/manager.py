@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.base import (
     DeviceBinding,
@@ -26,6 +26,9 @@ from drivers.base import (
 from drivers.codec import Kind, PointSpec, PointType
 from drivers.config import MODBUS_PROTOCOLS
 from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS
+
+if TYPE_CHECKING:
+    from tags.database import TagDatabase
 
 __all__ = ["DriverManager", "device_bindings"]
 
@@ -85,7 +88,7 @@ def device_bindings(site: Any, channel_id: str) -> list[DeviceBinding]:
 class DriverManager:
     """All drivers of a site. Construct, then ``await start()``; ``await stop()`` at the end."""
 
-    def __init__(self, site: Any, db: Any) -> None:
+    def __init__(self, site: Any, db: TagDatabase) -> None:
         self.site = site
         self.db = db
         self.drivers: dict[str, Driver] = {}

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymodbus import FramerType, ModbusException
@@ -35,6 +35,9 @@ from drivers.codec import BIT_KINDS, EncodeError, Kind, PointType, decode_point,
 from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS, ReadRequest, plan_device
 from drivers.status import Backoff, DeviceStatus, DeviceTags, StatusChange
 from tags.model import Quality, Reason
+
+if TYPE_CHECKING:
+    from tags.database import TagDatabase
 
 __all__ = ["ModbusDriver", "RequestFailed", "make_client"]
 
@@ -105,7 +108,7 @@ class ModbusDriver:
         self,
         channel: Any,
         devices: Sequence[DeviceBinding],
-        db: Any,
+        db: TagDatabase,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -294,9 +297,7 @@ class ModbusDriver:
                     if other.req.device == dev and other is not s:
                         other.next_due = done
 
-    async def _request(
-        self, kind: Kind, start: int, count: int, unit: int
-    ) -> list[int] | list[bool]:
+    async def _request(self, kind: Kind, start: int, count: int, unit: int) -> Sequence[int]:
         """Send one read under the channel lock; raise :class:`RequestFailed` on any bad answer."""
         client = self._client
         if client is None or not client.connected:

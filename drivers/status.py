@@ -15,12 +15,15 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from drivers import defaults
 from tags.model import Quality, Reason
+
+if TYPE_CHECKING:
+    from tags.database import TagDatabase
 
 __all__ = ["Backoff", "DeviceStatus", "DeviceTags", "StatusChange"]
 
@@ -123,13 +126,13 @@ class DeviceTags:
     device ``bad/comm_lost``. Status tags that do not exist in the database are skipped.
     """
 
-    db: Any
+    db: TagDatabase
     device: str
     point_ids: np.ndarray
     status_ids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, db: Any, device: str, point_tags: Sequence[str]) -> DeviceTags:
+    def build(cls, db: TagDatabase, device: str, point_tags: Sequence[str]) -> DeviceTags:
         """Resolve the ids of ``point_tags`` and of the device's status tags."""
         ids = (
             np.asarray(db.ids_of(list(point_tags)), dtype=np.int64)

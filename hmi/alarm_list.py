@@ -17,10 +17,10 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import (
+from bokeh.models import ColumnDataSource
+from bokeh.models.widgets import (
     Button,
     CheckboxButtonGroup,
-    ColumnDataSource,
     DataTable,
     HTMLTemplateFormatter,
     Select,
@@ -29,11 +29,11 @@ from bokeh.models import (
     Toggle,
 )
 
-from alarms.model import AlarmFilter
-from hmi.layout import denied_body, html_div, page_allowed, page_frame
+from alarms.model import Alarm, AlarmFilter
+from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.session import HmiSession
 from hmi.theme import PRIORITY_COLOURS, PRIORITY_TEXT
-from scada.services.alarm_ops import AlarmOpError
+from scada.services.alarm_ops import AlarmOpError, AlarmOps
 from tags.model import iso
 
 __all__ = ["alarm_rows", "make_alarms"]
@@ -70,7 +70,7 @@ ROW_KEYS = (
 )
 
 
-def alarm_rows(alarms: list[Any]) -> dict[str, list[Any]]:
+def alarm_rows(alarms: list[Alarm]) -> dict[str, list[Any]]:
     """Return the table columns for ``alarms`` (``occurrence`` is -1 for hidden points)."""
     data: dict[str, list[Any]] = {k: [] for k in ROW_KEYS}
     for a in alarms:
@@ -88,7 +88,7 @@ def alarm_rows(alarms: list[Any]) -> dict[str, list[Any]]:
     return data
 
 
-def make_alarms(session: HmiSession, doc: Document, ops: Any = None) -> None:
+def make_alarms(session: HmiSession, doc: Document, ops: AlarmOps | None = None) -> None:
     """Build the alarm page into ``doc``.
 
     ``ops`` is the :class:`~scada.services.alarm_ops.AlarmOps` that acknowledges and shelves
@@ -135,13 +135,15 @@ def make_alarms(session: HmiSession, doc: Document, ops: Any = None) -> None:
     prio = CheckboxButtonGroup(
         labels=["P1", "P2", "P3", "P4"], active=[0, 1, 2, 3], name="alarm-prio"
     )
-    state_sel = Select(value="all", options=list(STATE_FILTERS), name="alarm-state", width=150)
+    state_sel = Select(
+        value="all", options=select_options(STATE_FILTERS), name="alarm-state", width=150
+    )
     text = TextInput(placeholder="search", name="alarm-search", width=160)
     comment = TextInput(placeholder="comment (optional)", name="alarm-comment", width=220)
     ack = Button(label="Acknowledge selected", button_type="primary", name="alarm-ack", width=190)
     ack_all = Button(label="Ack all shown", name="alarm-ack-all", width=130)
     duration = Select(
-        value="1 h", options=list(SHELVE_DURATIONS), name="alarm-shelve-for", width=90
+        value="1 h", options=select_options(SHELVE_DURATIONS), name="alarm-shelve-for", width=90
     )
     reason = TextInput(placeholder="shelve reason", name="alarm-shelve-reason", width=180)
     shelve = Button(label="Shelve", name="alarm-shelve", width=90)

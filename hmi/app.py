@@ -23,6 +23,7 @@ from typing import Any
 from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
 from bokeh.document import Document
+from bokeh.server.contexts import BokehSessionContext
 
 from hmi.layout import PAGES, html_div
 from hmi.services import ServerAuth, ServiceCommands
@@ -139,9 +140,9 @@ class _HmiHandler(FunctionHandler):
 def _session_user(doc: Document, auth: HmiAuth | None, services: HmiServices) -> HmiUser | None:
     """Return the user of a session: from the signed token payload, else from its cookies."""
     ctx = doc.session_context
-    if ctx is None or auth is None:
+    if not isinstance(ctx, BokehSessionContext) or auth is None:
         return None
-    payload = getattr(ctx, "token_payload", None) or {}
+    payload = ctx.token_payload or {}
     info = payload.get("hmi_user") if isinstance(payload, dict) else None
     if isinstance(info, dict) and info.get("name"):
         address = str(info.get("address") or "")

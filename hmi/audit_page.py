@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import (
+from bokeh.models import ColumnDataSource
+from bokeh.models.widgets import (
     Button,
-    ColumnDataSource,
     DataTable,
     HTMLTemplateFormatter,
     Select,
@@ -34,7 +34,7 @@ from bokeh.models import (
     TextInput,
 )
 
-from hmi.layout import denied_body, html_div, page_allowed, page_frame
+from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.session import HmiSession
 
 __all__ = [
@@ -194,8 +194,10 @@ def make_audit(session: HmiSession, doc: Document) -> None:
     )
     user_in = TextInput(placeholder="user", name="audit-user", width=130)
     action_in = TextInput(placeholder="action glob: alarm.*", name="audit-action", width=190)
-    result_sel = Select(value="any", options=list(RESULTS), name="audit-result", width=110)
-    span = Select(value="last day", options=list(RANGES), name="audit-range", width=120)
+    result_sel = Select(
+        value="any", options=select_options(RESULTS), name="audit-result", width=110
+    )
+    span = Select(value="last day", options=select_options(RANGES), name="audit-range", width=120)
     refresh_btn = Button(label="Refresh", name="audit-refresh", width=90)
     count = html_div("", name="audit-count")
     chain = html_div(chain_html(None), name="audit-chain")
@@ -283,8 +285,8 @@ def make_audit(session: HmiSession, doc: Document) -> None:
     refresh_btn.on_click(refresh)
     for widget in (user_in, action_in):
         widget.on_change("value", lambda _a, _o, _n: refresh())
-    for widget in (result_sel, span):
-        widget.on_change("value", lambda _a, _o, _n: refresh())
+    for select in (result_sel, span):
+        select.on_change("value", lambda _a, _o, _n: refresh())
     wrap = {"flex-wrap": "wrap", "gap": "4px", "align-items": "center"}
     filters = row(
         user_in,

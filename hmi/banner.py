@@ -9,11 +9,12 @@ so tests and kiosk monitors can see it happened. Without an alarm engine the ban
 from __future__ import annotations
 
 import html
-from typing import Any
 
 from bokeh.layouts import row
-from bokeh.models import CustomJS, Div, InlineStyleSheet, Toggle
+from bokeh.models import CustomJS, InlineStyleSheet
+from bokeh.models.widgets import Div, Toggle
 
+from alarms.model import Alarm, AlarmEvent
 from hmi.session import HmiSession
 from hmi.theme import PAGE_CSS, PRIORITY_COLOURS, PRIORITY_NAMES
 from tags.model import iso
@@ -43,7 +44,7 @@ try {
 """
 
 
-def banner_html(alarms: list[Any], available: bool = True) -> str:
+def banner_html(alarms: list[Alarm], available: bool = True) -> str:
     """Return the banner's HTML for the annunciated ``alarms`` (newest first)."""
     if not available:
         return '<div class="banner" data-banner="none"><span class="denied">no alarm engine</span></div>'
@@ -122,12 +123,12 @@ class AlarmBanner:
             return
         self.div.text = banner_html(self.engine.active())
 
-    def _on_events(self, events: list[Any]) -> None:
+    def _on_events(self, events: list[AlarmEvent]) -> None:
         self.refresh()
         for event in events:
             a = event.alarm
             if (
-                getattr(event.kind, "value", event.kind) == "raised"
+                event.kind.value == "raised"
                 and a.priority == 1
                 and a.occurrence is not None
                 and a.occurrence != self._seen_p1

@@ -11,20 +11,24 @@ from __future__ import annotations
 import html
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, Select
+from bokeh.models import ColumnDataSource
+from bokeh.models.widgets import Select
 from bokeh.plotting import figure
 
 from hmi.command_panel import CommandAction, CommandPanel
-from hmi.layout import denied_body, html_div, page_allowed, page_frame
+from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.mimic import Mimic
 from hmi.model import UnitCell, building_layout, tag_or_none
 from hmi.services import CommandClient
 from hmi.session import HmiSession
 from hmi.theme import EQUIPMENT, EQUIPMENT_DARK, TEXT_DIM, local_ms, time_formatter, value_html
+from scada.config import BuildingConfig
+from tags.bus import ChangeBatch
 
 __all__ = ["HeatMeterPanel", "UnitDetail", "make_building"]
 
@@ -50,7 +54,7 @@ HEAT_CSS = f"""
 class HeatMeterPanel:
     """The building heat meter: supply and return pipes with temperatures, flow, power, energy."""
 
-    def __init__(self, session: HmiSession, building: Any) -> None:
+    def __init__(self, session: HmiSession, building: BuildingConfig) -> None:
         self.session = session
         db = session.services.db
         heat = building.heat
@@ -122,10 +126,10 @@ class UnitDetail:
         # never opens a unit does not pay for a second figure and a dozen widgets in its
         # first render.
         self.trend_source: ColumnDataSource | None = None
-        self.trend: Any = None
+        self.trend: figure | None = None
         self.panel: CommandPanel | None = None
         self.layout = column(self.info, sizing_mode="stretch_width", width=420)
-        self._unsubscribe: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._loading = 0
 
     def _build(self) -> tuple[ColumnDataSource, CommandPanel]:
@@ -241,7 +245,7 @@ class UnitDetail:
             f"<tr><td>comm</td><td>{comm_html}</td></tr></table></div>"
         )
 
-    def _on_changes(self, batch: Any) -> None:
+    def _on_changes(self, batch: ChangeBatch) -> None:
         c = self.cell
         if c is None:
             return
@@ -310,8 +314,8 @@ def make_building(
         return
     wanted = session.arg("building") or ids[0]
     if wanted not in ids:
-        body = denied_body(f"unknown building {wanted!r}; configured: {', '.join(ids)}")
-        page_frame(session, doc, "building", body, "Building")
+        denied = denied_body(f"unknown building {wanted!r}; configured: {', '.join(ids)}")
+        page_frame(session, doc, "building", denied, "Building")
         return
     try:
         rotate_s = float(session.arg("rotate") or 0)
@@ -320,7 +324,7 @@ def make_building(
     select = Select(
         title="",
         value=wanted,
-        options=[(b.id, b.name or b.id) for b in site.buildings],
+        options=select_options((b.id, b.name or b.id) for b in site.buildings),
         name="building-select",
         width=220,
     )
@@ -355,7 +359,7 @@ def make_building(
         )
         names = mimic.tag_names + heat.watched
 
-        def on_changes(batch: Any) -> None:
+        def on_changes(batch: ChangeBatch) -> None:
             mimic.apply(batch)
             if any(t in batch for t in heat.watched):
                 heat.render()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bokeh.layouts import column, row
-from bokeh.models import Button, Spinner
+from bokeh.models.widgets import Button, Spinner
 
 from hmi.layout import html_div
 from hmi.services import CommandClient, CommandStatus
@@ -132,7 +132,12 @@ class CommandPanel:
         a = self.actions.get(key)
         if a is None or self.commands is None or self.session.user is None:
             return
-        value = a.value if a.value is not None else float(self.spinner.value)
+        if a.value is not None:
+            value = a.value
+        elif self.spinner.value is not None:
+            value = float(self.spinner.value)
+        else:
+            return  # the setpoint box was emptied: nothing to send
         if not self.session.may("commands.operate", a.tag):
             self._show_result(CommandStatus(None, "rejected", a.tag, value, None, "not allowed"))
             return

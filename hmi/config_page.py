@@ -20,9 +20,9 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import (
+from bokeh.models import ColumnDataSource
+from bokeh.models.widgets import (
     Button,
-    ColumnDataSource,
     DataTable,
     FileInput,
     Select,
@@ -33,6 +33,7 @@ from bokeh.models import (
 
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.session import HmiSession
+from scada.config import ComputedTagConfig, SiteConfig
 from tags.model import iso
 
 __all__ = ["config_items", "csv_devices_yaml", "errors_html", "make_config"]
@@ -44,7 +45,7 @@ MAX_FILE_CHARS = 5_000_000  # the editor truncates at 500 characters by default
 CSV_FIELDS = ("id", "template", "channel", "unit")
 
 
-def config_items(site: Any, files: dict[str, str]) -> dict[str, list[Any]]:
+def config_items(site: SiteConfig, files: dict[str, str]) -> dict[str, list[Any]]:
     """Return table rows of channels, templates, devices and tags with the file/line defining them."""
     rows: dict[str, list[Any]] = {"kind": [], "id": [], "detail": [], "file": [], "line": []}
 
@@ -69,12 +70,12 @@ def config_items(site: Any, files: dict[str, str]) -> dict[str, list[Any]]:
 
     for c in site.channels:
         add("channel", c.id, str(getattr(c.protocol, "value", c.protocol)))
-    for tid, t in site.templates.items():
-        add("template", tid, f"{len(t.points)} points")
+    for tid, tpl in site.templates.items():
+        add("template", tid, f"{len(tpl.points)} points")
     for d in site.devices:
         add("device", d.id, f"{d.template} @ {d.channel}/{d.unit}")
     for t in site.tags:
-        add("tag", t.name, getattr(t, "expr", None) or getattr(t, "type", ""))
+        add("tag", t.name, t.expr if isinstance(t, ComputedTagConfig) else t.type)
     return rows
 
 
@@ -269,7 +270,8 @@ def make_config(session: HmiSession, doc: Document) -> None:
         )
 
     def run_apply() -> None:
-        if not session.may("config.write"):
+        user = session.user
+        if user is None or not session.may("config.write"):
             say('<span class="result-bad">your role may not change the configuration</span>')
             return
         changes = stage()
@@ -292,7 +294,7 @@ def make_config(session: HmiSession, doc: Document) -> None:
             )
 
         session.spawn(
-            api.apply(session.user.raw, changes, comment=comment.value, source=session.source), done
+            api.apply(user.raw, changes, comment=comment.value, source=session.source), done
         )
 
     def reload_from_runtime() -> None:
@@ -307,7 +309,8 @@ def make_config(session: HmiSession, doc: Document) -> None:
 
     def run_rollback() -> None:
         sel = versions_src.selected.indices
-        if not sel or not session.may("config.write"):
+        user = session.user
+        if not sel or user is None or not session.may("config.write"):
             say('<span class="result-bad">select a version first</span>')
             return
         number = versions_src.data["version"][sel[0]]
@@ -322,7 +325,7 @@ def make_config(session: HmiSession, doc: Document) -> None:
                 f"version {number} as version {res.get('version')}</span>"
             )
 
-        session.spawn(api.rollback(session.user.raw, int(number), source=session.source), done)
+        session.spawn(api.rollback(user.raw, int(number), source=session.source), done)
 
     def on_csv(_a: str, _o: Any, new: str) -> None:
         try:

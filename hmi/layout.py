@@ -11,17 +11,27 @@ change-password page (``/password``) and a "log out" link (``/logout``).
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import Div, InlineStyleSheet
+from bokeh.models import InlineStyleSheet
+from bokeh.models.widgets import Div
 
 from hmi.banner import AlarmBanner
 from hmi.session import HmiSession
 from hmi.theme import PAGE_CSS, PAGE_TEMPLATE
 
-__all__ = ["PAGES", "denied_body", "header_row", "html_div", "page_allowed", "page_frame"]
+__all__ = [
+    "PAGES",
+    "denied_body",
+    "header_row",
+    "html_div",
+    "page_allowed",
+    "page_frame",
+    "select_options",
+]
 
 #: URL name -> navigation label, in menu order.
 PAGES: dict[str, str] = {
@@ -50,6 +60,11 @@ def page_allowed(session: HmiSession, page: str) -> bool:
     if page == "audit":
         return session.may("audit.read")
     return session.may("tags.read")
+
+
+def select_options(values: Iterable[str | tuple[str, str]]) -> list[str | tuple[str, str]]:
+    """Return ``values`` (names, or ``(value, label)`` pairs) as a ``Select``/``MultiChoice`` options list."""
+    return list(values)
 
 
 def html_div(text: str = "", *, name: str | None = None, css: str = "", **kwargs: Any) -> Div:

@@ -18,23 +18,19 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import (
-    BoxSelectTool,
-    Button,
-    ColumnDataSource,
-    DataTable,
-    HoverTool,
-    TableColumn,
-    TapTool,
-)
+from bokeh.models import BoxSelectTool, ColumnDataSource, HoverTool, Range1d, TapTool
+from bokeh.models.widgets import Button, DataTable, TableColumn
 from bokeh.plotting import figure
 
 from billing.tags import Level, balance_tag, level_tag, relay_tag
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.model import tag_or_none
-from hmi.services import CommandStatus
+from hmi.services import CommandStatus, ServiceCommands
 from hmi.session import HmiSession
 from hmi.theme import ACCOUNT_COLOURS, ACCOUNT_LABELS, COMM_LOST, EQUIPMENT, TEXT
+from scada.config import SiteConfig
+from tags.bus import ChangeBatch
+from tags.database import TagDatabase
 from tags.model import Quality
 
 __all__ = ["MeterInfo", "make_meters", "meter_state", "site_meters"]
@@ -58,9 +54,9 @@ class MeterInfo:
     balance_tag: str | None
 
 
-def _accounts_by_meter(site: Any) -> dict[str, str]:
+def _accounts_by_meter(site: SiteConfig) -> dict[str, str]:
     """Return ``{meter energy tag: account id}`` from billing's account resolution."""
-    if not getattr(site, "accounts", None):
+    if not site.accounts:
         return {}
     try:
         from billing.accounts import resolve_accounts
@@ -76,7 +72,7 @@ def _accounts_by_meter(site: Any) -> dict[str, str]:
     return out
 
 
-def site_meters(site: Any, db: Any) -> list[MeterInfo]:
+def site_meters(site: SiteConfig, db: TagDatabase) -> list[MeterInfo]:
     """Return every electricity meter (template role ``electricity_meter``) in config order."""
     by_meter = _accounts_by_meter(site)
     households = {h.id: site.household_building(h.id) for h in site.households()}
@@ -103,7 +99,7 @@ def site_meters(site: Any, db: Any) -> list[MeterInfo]:
     return out
 
 
-def meter_state(db: Any, m: MeterInfo) -> str:
+def meter_state(db: TagDatabase, m: MeterInfo) -> str:
     """Return the meter's state key (see ``hmi.theme.ACCOUNT_COLOURS``)."""
     if m.online_tag is not None:
         tv = db.read(m.online_tag)
@@ -119,7 +115,7 @@ def meter_state(db: Any, m: MeterInfo) -> str:
     return "open" if level is Level.OK else level.key
 
 
-def _row(db: Any, m: MeterInfo) -> dict[str, Any]:
+def _row(db: TagDatabase, m: MeterInfo) -> dict[str, Any]:
     state = meter_state(db, m)
     relay = db.read(m.relay_tag).value if m.relay_tag else None
     balance = db.read(m.balance_tag).value if m.balance_tag else None
@@ -133,7 +129,9 @@ def _row(db: Any, m: MeterInfo) -> dict[str, Any]:
     }
 
 
-def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> None:
+def make_meters(
+    session: HmiSession, doc: Document, commands: ServiceCommands | None = None
+) -> None:
     """Build the meters and accounts page into ``doc``."""
     if not page_allowed(session, "meters"):
         page_frame(session, doc, "meters", denied_body("not allowed for your role"), "Meters")
@@ -179,8 +177,9 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
         sizing_mode="stretch_both",
         tools="",
         toolbar_location=None,
-        x_range=(-0.6, PER_ROW - 0.4),
-        y_range=(min(min(ys), -7) - 0.6, 0.8),  # at least 8 rows: cells stay wider than tall
+        x_range=Range1d(start=-0.6, end=PER_ROW - 0.4),
+        # at least 8 rows: cells stay wider than tall
+        y_range=Range1d(start=min(min(ys), -7) - 0.6, end=0.8),
         background_fill_color="#DADADA",
         border_fill_color=None,
         outline_line_color=None,
@@ -292,11 +291,13 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
         }
 
     def batch(closed: bool) -> None:
-        idx = [i for i in selected() if meters[i].relay_tag]
-        if not idx:
+        user = session.user
+        if commands is None or user is None:  # the buttons are disabled then
+            return
+        targets = [(tag, closed) for i in selected() if (tag := meters[i].relay_tag)]
+        if not targets:
             note.text = '<span class="result-bad">select meters with a relay first</span>'
             return
-        targets = [(meters[i].relay_tag, closed) for i in idx]
         note.text = '<span class="u">selecting…</span>'
 
         def selected_done(res: Any, err: BaseException | None) -> None:
@@ -318,7 +319,7 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
             )
             btn_confirm.visible = btn_cancel.visible = True
 
-        session.spawn(commands.select_batch(session.user, targets), selected_done)
+        session.spawn(commands.select_batch(user, targets), selected_done)
 
     def confirm() -> None:
         batch_id, pending["batch"] = pending["batch"], None
@@ -327,7 +328,8 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
         if op is not None:
             run_billing(*op)
             return
-        if batch_id is None:
+        user = session.user
+        if batch_id is None or commands is None or user is None:
             return
         note.text = '<span class="u">operating…</span>'
 
@@ -339,16 +341,15 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
             good = sum(s.state == "confirmed" for s in statuses)
             note.text = f'<span class="result-ok" data-batch-done="{good}">{good} of {len(statuses)} confirmed</span>'
 
-        session.spawn(commands.operate_batch(session.user, batch_id), done)
+        session.spawn(commands.operate_batch(user, batch_id), done)
 
     def cancel() -> None:
         batch_id, pending["batch"] = pending["batch"], None
         pending["billing"] = None
         btn_confirm.visible = btn_cancel.visible = False
-        if batch_id is not None:
-            session.spawn(
-                commands.cancel_batch(session.user, batch_id), lambda st, err: show(st or [])
-            )
+        user = session.user
+        if batch_id is not None and commands is not None and user is not None:
+            session.spawn(commands.cancel_batch(user, batch_id), lambda st, err: show(st or []))
         note.text = '<span class="u">cancelled</span>'
 
     def billing_op(name: str) -> None:
@@ -412,7 +413,7 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
             if t:
                 rows_of.setdefault(t, []).append(i)
 
-    def on_changes(batch_: Any) -> None:
+    def on_changes(batch_: ChangeBatch) -> None:
         dirty = sorted({i for name in batch_.names for i in rows_of.get(name, ())})
         patches: dict[str, list[tuple[int, Any]]] = {}
         for i in dirty:
@@ -421,7 +422,7 @@ def make_meters(session: HmiSession, doc: Document, commands: Any = None) -> Non
                     patches.setdefault(key, []).append((i, value))
         if patches:
             source.patch(patches)
-            states = source.data["state"]
+            states = list(source.data["state"])
             legend.text = "".join(
                 f'<span class="pill" style="background:{ACCOUNT_COLOURS[k]};color:#000" data-state-key="{k}">'
                 f'{html.escape(v)} <b data-count-of="{k}">{states.count(k)}</b></span>'

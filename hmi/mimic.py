@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from bokeh.models import (
     CDSView,
     ColumnDataSource,
@@ -49,6 +50,7 @@ from hmi.theme import (
     VALVE_OPEN,
 )
 from tags.bus import ChangeBatch
+from tags.database import TagDatabase
 from tags.model import Quality
 
 __all__ = ["COLD_DELTA_C", "Mimic", "column_patch", "unit_state"]
@@ -164,7 +166,7 @@ class Mimic:
     )
 
     def __init__(
-        self, db: Any, cells: Sequence[UnitCell], on_select: Callable[[str], None]
+        self, db: TagDatabase, cells: Sequence[UnitCell], on_select: Callable[[str], None]
     ) -> None:
         self.db = db
         self.cells = list(cells)
@@ -225,7 +227,7 @@ class Mimic:
                 data[col].append(row[col])
         return data
 
-    def _figure(self) -> Any:
+    def _figure(self) -> figure:
         floors = sorted({c.floor for c in self.cells}) or [0]
         width = max((c.position for c in self.cells), default=0) + 1
         p = figure(
@@ -233,8 +235,8 @@ class Mimic:
             sizing_mode="stretch_both",
             tools="",
             toolbar_location=None,
-            x_range=Range1d(-0.55, width - 0.45),
-            y_range=Range1d(floors[0] - 0.55, floors[-1] + 0.55),
+            x_range=Range1d(start=-0.55, end=width - 0.45),
+            y_range=Range1d(start=floors[0] - 0.55, end=floors[-1] + 0.55),
             background_fill_color="#DADADA",
             border_fill_color=None,
             outline_line_color=None,
@@ -266,7 +268,7 @@ class Mimic:
         # the browser on the ``hatch`` column. A per-cell (vectorised) hatch_pattern makes
         # BokehJS create one canvas per cell on every data change: seconds per update at
         # 1,000 units. Here each overlay has one pattern image, whatever the cell count.
-        for pattern, colour, label in (("/", STALE, "stale"), ("x", COMM_LOST, "lost")):
+        for pattern, colour, kind in (("/", STALE, "stale"), ("x", COMM_LOST, "lost")):
             overlay = p.rect(
                 "x",
                 "y",
@@ -280,7 +282,7 @@ class Mimic:
                 hatch_color=colour,
                 hatch_alpha=0.6,
                 hatch_scale=8,
-                name=f"units-{label}",
+                name=f"units-{kind}",
             )
             overlay.nonselection_glyph = overlay.glyph
             overlay.selection_glyph = overlay.glyph
@@ -343,10 +345,12 @@ class Mimic:
             p.xaxis.major_label_text_color = TEXT_DIM
             p.xaxis.axis_line_color = None
             p.xaxis.major_tick_line_color = None
-        for r in (*texts, valves):
-            # the same glyph whatever the selection, so the font resizing below applies to all
+        # the same glyph whatever the selection, so the font resizing below applies to all
+        for r in texts:
             r.nonselection_glyph = r.glyph
             r.selection_glyph = r.glyph
+        valves.nonselection_glyph = valves.glyph
+        valves.selection_glyph = valves.glyph
         font = CustomJS(
             args={"plot": p, "xr": p.x_range, "yr": p.y_range, "room": room.glyph, "small": small},
             code=FONT_JS,
@@ -421,7 +425,9 @@ class Mimic:
 SLICE_MIN = 32
 
 
-def column_patch(column: Sequence[Any], changes: list[tuple[int, Any]]) -> list[tuple[Any, Any]]:
+def column_patch(
+    column: Sequence[Any] | npt.NDArray[Any], changes: list[tuple[int, Any]]
+) -> list[tuple[Any, Any]]:
     """Return the patch of one column: per-cell pairs, or one slice when most cells changed.
 
     At 1 Hz every room of a building changes: one ``(slice(a, b), [values])`` is half the

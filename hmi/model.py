@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tags.model import Quality, TagValue
+
+if TYPE_CHECKING:
+    from scada.config import SiteConfig
+    from tags.database import TagDatabase
 
 __all__ = [
     "UnitCell",
@@ -39,19 +43,19 @@ class UnitCell:
     name: str = ""
 
 
-def tag_or_none(db: Any, name: str | None) -> str | None:
+def tag_or_none(db: TagDatabase, name: str | None) -> str | None:
     """Return ``name`` when the database knows it, else None."""
     return name if name is not None and name in db else None
 
 
-def device_of(db: Any, tag: str | None) -> str | None:
+def device_of(db: TagDatabase, tag: str | None) -> str | None:
     """Return the device id owning ``tag`` (None for unknown or non-device tags)."""
     if tag is None or tag not in db:
         return None
     return db.definition(tag).device
 
 
-def building_layout(site: Any, db: Any, building_id: str) -> list[UnitCell]:
+def building_layout(site: SiteConfig, db: TagDatabase, building_id: str) -> list[UnitCell]:
     """Return the building's households as cells: floor from the config, position by order.
 
     Households without a floor go on floor 0. Positions count from 0 per floor in
@@ -86,7 +90,7 @@ def building_layout(site: Any, db: Any, building_id: str) -> list[UnitCell]:
     return cells
 
 
-def building_devices(site: Any, building_id: str) -> list[str]:
+def building_devices(site: SiteConfig, building_id: str) -> list[str]:
     """Return the ids of the enabled devices of a building (by ``building`` or household)."""
     out = []
     households = {h.id for h in site.building(building_id).households}

@@ -7,22 +7,25 @@ status of the building's devices. Only the tile whose tags changed is redrawn.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from bokeh.document import Document
 from bokeh.layouts import grid
+from bokeh.models.ui import UIElement
 
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.model import building_devices, comm_summary, tag_or_none
 from hmi.session import HmiSession
 from hmi.theme import PRIORITY_COLOURS, value_html
+from scada.config import BuildingConfig
+from tags.bus import ChangeBatch
 
 __all__ = ["make_overview"]
 
@@ -39,7 +42,7 @@ def local_midnight(ts: float, tz: str) -> float:
 
 
 class _Tile:
-    def __init__(self, session: HmiSession, building: Any) -> None:
+    def __init__(self, session: HmiSession, building: BuildingConfig) -> None:
         db = session.services.db
         self.session = session
         self.building = building
@@ -139,7 +142,7 @@ def make_overview(session: HmiSession, doc: Document) -> None:
         for t in tiles:
             t.render(counts_of(t.building.id))
 
-    def on_changes(batch: Any) -> None:
+    def on_changes(batch: ChangeBatch) -> None:
         dirty: dict[int, _Tile] = {}
         for name in batch.names:
             for t in by_tag.get(name, ()):
@@ -176,15 +179,20 @@ def make_overview(session: HmiSession, doc: Document) -> None:
 
     render_all()
     ncols = max(1, min(len(tiles), math.ceil(math.sqrt(len(tiles) * 16 / 9))))
+    body: UIElement
     if tiles:
-        body = grid([t.div for t in tiles], ncols=ncols, sizing_mode="stretch_both")
-        body.cols = "1fr"  # equal columns and rows filling the screen
-        body.rows = "1fr"
-        body.spacing = 8
+        tile_grid = grid([t.div for t in tiles], ncols=ncols, sizing_mode="stretch_both")
+        # equal columns and rows filling the screen; set through ``update`` because Bokeh's
+        # stubs type these properties as their ``Property`` descriptors, not their values
+        tile_grid.update(cols="1fr", rows="1fr", spacing=8)
+        body = tile_grid
     else:
         body = html_div('<p class="denied">no buildings configured</p>')
     page_frame(session, doc, "overview", body, "Overview")
     session.subscribe([n for n in by_tag], on_changes)
     session.on_alarm(lambda _events: render_all())
-    doc.add_next_tick_callback(load_energy_bases)
-    session.periodic(lambda: asyncio.ensure_future(load_energy_bases()), ENERGY_BASE_REFRESH_S)
+    # Bokeh takes a coroutine function as a callback and awaits it with the document lock
+    # held; its stubs name only ``Callable[[], None]``
+    refresh_energy_bases = cast("Callable[[], None]", load_energy_bases)
+    doc.add_next_tick_callback(refresh_energy_bases)
+    session.periodic(refresh_energy_bases, ENERGY_BASE_REFRESH_S)

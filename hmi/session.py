@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from bokeh.document import Document
 
+from alarms.model import AlarmEvent
 from scada.services.bundle import Services
 from tags.bus import ChangeBatch
 
@@ -201,12 +202,12 @@ class HmiSession:
         finally:
             self.doc.unhold()
 
-    def on_alarm(self, callback: Callable[[list[Any]], None]) -> None:
+    def on_alarm(self, callback: Callable[[list[AlarmEvent]], None]) -> None:
         """Call ``callback(events)`` inside a document callback with the alarm events since the last call."""
         engine = self.services.alarms
         if engine is None:
             return
-        pending: list[Any] = []
+        pending: list[AlarmEvent] = []
 
         def flush() -> None:
             events = list(pending)
@@ -221,7 +222,7 @@ class HmiSession:
             finally:
                 self.doc.unhold()
 
-        def on_event(event: Any) -> None:
+        def on_event(event: AlarmEvent) -> None:
             if self._closed:
                 return
             if not pending:

@@ -15,7 +15,7 @@ import html
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bokeh.document import Document
@@ -29,6 +29,10 @@ from hmi.model import tag_or_none
 from hmi.session import HmiSession
 from hmi.theme import EQUIPMENT_DARK, local_ms, time_formatter, value_html
 
+if TYPE_CHECKING:
+    from billing.accounts import ResolvedAccount
+    from billing.config import HouseholdConfig
+
 __all__ = ["day_starts", "make_tenant", "tenant_scope"]
 
 log = logging.getLogger(__name__)
@@ -36,17 +40,17 @@ log = logging.getLogger(__name__)
 DAYS = 30
 
 
-def tenant_scope(session: HmiSession) -> tuple[list[Any], list[Any]]:
+def tenant_scope(session: HmiSession) -> tuple[list[HouseholdConfig], list[ResolvedAccount]]:
     """Return the (households, accounts) the session's user may see."""
     site = session.services.site
     households = [h for h in site.households() if session.may("tags.read", h.id)]
-    accounts: list[Any] = []
-    if getattr(site, "accounts", None):
+    accounts: list[ResolvedAccount] = []
+    if site.accounts:
         try:
             from billing.accounts import resolve_accounts
 
             for a in resolve_accounts(site):
-                hh = getattr(a.config, "household", None)
+                hh = a.config.household
                 if session.may("billing.read", a.id) or (hh and session.may("billing.read", hh)):
                     accounts.append(a)
         except ImportError:
@@ -214,7 +218,7 @@ def make_tenant(session: HmiSession, doc: Document) -> None:
                 rows.append(f"<tr><td colspan=3>{html.escape(str(exc))}</td></tr>")
                 continue
             for e in list(entries)[-20:][::-1]:
-                j = e.to_json() if hasattr(e, "to_json") else dict(e)
+                j = e.to_json()
                 rows.append(
                     f"<tr><td>{html.escape(str(j.get('ts', ''))[:10])}</td>"
                     f"<td>{html.escape(str(j.get('kind', '')))}</td>"

@@ -15,13 +15,15 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import Button, ColumnDataSource, MultiChoice, Select
+from bokeh.models import ColumnDataSource
+from bokeh.models.widgets import Button, MultiChoice, Select
 from bokeh.plotting import figure
 
-from hmi.layout import denied_body, html_div, page_allowed, page_frame
+from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.session import HmiSession
 from hmi.theme import local_ms, time_formatter
 from scada.services.bundle import Services
+from tags.bus import ChangeBatch
 from tags.model import Quality
 
 __all__ = ["RANGES", "make_trends"]
@@ -66,16 +68,18 @@ def make_trends(session: HmiSession, doc: Document) -> None:
     db = services.db
     tz = services.site.site.timezone
     options = [d.name for d in db.definitions() if d.type.numeric and d.historize]
-    wanted = [t for t in (session.arg("tags") or "").split(",") if t in db] or default_tags(services)
+    wanted = [t for t in (session.arg("tags") or "").split(",") if t in db] or default_tags(
+        services
+    )
     picker = MultiChoice(
         value=wanted[:MAX_TAGS],
-        options=options,
+        options=select_options(options),
         name="trend-tags",
         sizing_mode="stretch_width",
         placeholder="pick tags",
         max_items=MAX_TAGS,
     )
-    span = Select(value="last day", options=list(RANGES), name="trend-range", width=140)
+    span = Select(value="last day", options=select_options(RANGES), name="trend-range", width=140)
     reload_btn = Button(label="Reload", name="trend-reload", width=90)
     status = html_div("", name="trend-status", sizing_mode="stretch_width")
     fig = figure(
@@ -156,15 +160,17 @@ def make_trends(session: HmiSession, doc: Document) -> None:
 
         session.spawn(session.in_thread(query), done)
 
-    def on_changes(batch: Any) -> None:
+    def on_changes(batch: ChangeBatch) -> None:
         now_ms = local_ms(time.time(), tz)
         for name, tv in batch.items():
             src = state["sources"].get(name)
             if src is None:
                 continue
             v = tv.value
-            good = tv.quality is Quality.GOOD and isinstance(v, int | float)
-            y = float(v) if good and math.isfinite(float(v)) else float("nan")
+            if tv.quality is Quality.GOOD and isinstance(v, int | float) and math.isfinite(v):
+                y = float(v)
+            else:
+                y = float("nan")
             src.stream({"t": [now_ms], "v": [y]}, rollover=ROLLOVER)
 
     picker.on_change("value", lambda _a, _o, _n: build())

@@ -39,12 +39,15 @@ import time
 import zoneinfo
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+
+if TYPE_CHECKING:
+    from scada.config.site import BackupConfig
 
 __all__ = [
     "LOCK_FILE",
@@ -389,7 +392,7 @@ class BackupScheduler:
 
     def __init__(
         self,
-        config: Any,
+        config: BackupConfig,
         data_dir: str | Path,
         *,
         site_id: str,

@@ -32,7 +32,7 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
@@ -40,6 +40,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from tags.model import Source, TagDef, TagType
+
+if TYPE_CHECKING:
+    from scada.backup import BackupScheduler
+    from scada.config.site import HealthConfig
+    from tags.database import TagDatabase
 
 __all__ = ["HealthError", "HealthMonitor", "LoopLagProbe", "cert_not_after", "health_tag_defs"]
 
@@ -147,11 +152,11 @@ class HealthMonitor:
 
     def __init__(
         self,
-        db: Any,
+        db: TagDatabase,
         data_dir: str | Path,
-        config: Any,
+        config: HealthConfig | Callable[[], HealthConfig],
         *,
-        backup: Any = None,
+        backup: BackupScheduler | None = None,
         tls_cert: str | Path | None = None,
         audit_path: str | Path | None = None,
         tick_s: float = TICK_S,
@@ -159,7 +164,7 @@ class HealthMonitor:
     ) -> None:
         self.db = db
         self.data_dir = Path(data_dir)
-        self._config: Callable[[], Any] = config if callable(config) else (lambda: config)
+        self._config: Callable[[], HealthConfig] = config if callable(config) else (lambda: config)
         self.backup = backup
         self.tls_cert = tls_cert
         self.audit_path = Path(audit_path) if audit_path is not None else None

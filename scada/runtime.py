@@ -39,13 +39,14 @@ from scada.services.bundle import Services
 from scada.services.command_store import CommandStore
 from scada.services.commands import CommandRelayCommander, CommandService
 from scada.services.config_versions import ConfigManager, Plan, compare_sites
-from scada.services.plant import Plant
+from scada.services.plant import Plant, Writer
 from scada.services.users import UserStore
 from tags.computed import ComputedTags
 from tags.database import TagDatabase
 from tags.model import Quality, TagDef, iso
 
 if TYPE_CHECKING:
+    from alarms.config import AlarmRule
     from alarms.engine import AlarmEngine
     from alarms.journal import AlarmJournal
     from alarms.notify.base import Notifier
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from billing.ledger import Ledger
     from billing.notices import TenantNotices
     from billing.service import Billing
+    from drivers.base import WriteResult
     from drivers.manager import DriverManager
     from drivers.simulator import Simulator
     from drivers.simulator.backfill import BackfillResult
@@ -87,7 +89,7 @@ def system_tag_defs(site: SiteConfig) -> list[TagDef]:
     ]
 
 
-def alarm_rules(site: SiteConfig) -> list[Any]:
+def alarm_rules(site: SiteConfig) -> list[AlarmRule]:
     """Return every alarm rule of a site: its own and billing's (prepaid levels, overload)."""
     from billing.tags import alarm_rules as billing_alarm_rules
 
@@ -174,9 +176,7 @@ class Runtime:
             self.simulate = False
         self._extra_defs = extra_defs
         db = TagDatabase(self._tag_defs(site), bus=bus)
-        self.plant = Plant(
-            site, db, role, speed=site.simulate.speed if speed is None else speed
-        )
+        self.plant = Plant(site, db, role, speed=site.simulate.speed if speed is None else speed)
         self.computed = ComputedTags(db)
         self.scheduler = make_scheduler(site.site.timezone)
         self.serve = serve
@@ -228,7 +228,7 @@ class Runtime:
         return self.plant.simulator
 
     @property
-    def writer(self) -> Any:
+    def writer(self) -> Writer | None:
         """The write entry point: the drivers, or a central's remote writer."""
         return self.plant.writer
 
@@ -397,7 +397,7 @@ class Runtime:
         if self.collector is not None:  # remote commands go to whatever drivers run now
             await self.collector.start(self.db, self._write_to_drivers)
 
-    async def _write_to_drivers(self, tag: str, value: Any) -> Any:
+    async def _write_to_drivers(self, tag: str, value: Any) -> WriteResult:
         drivers = self.plant.drivers
         if drivers is None:
             raise RuntimeError("no drivers running")

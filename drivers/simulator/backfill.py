@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,10 @@ from historian.base import Historian, Sample
 from tags.catalog import compile_glob, has_wildcards
 from tags.expr import EvaluationError, Expression, ExpressionError, parse_expression
 from tags.model import Source, TagDef, TagType
+
+if TYPE_CHECKING:
+    from drivers.simulator.model import ModelParams
+    from drivers.simulator.simulator import Simulator
 
 __all__ = ["BackfillResult", "backfill", "newest_sample_ts", "quantize"]
 
@@ -186,7 +190,7 @@ def _computed(defs: Sequence[TagDef], known: Iterable[str]) -> list[tuple[TagDef
     return ordered
 
 
-def _wire_spec(simulator: Any, device_id: str, point: str) -> PointSpec | None:
+def _wire_spec(simulator: Simulator, device_id: str, point: str) -> PointSpec | None:
     """Return the register layout of a point, or None for a device without registers (CAN)."""
     try:
         image = simulator.image(device_id)
@@ -199,14 +203,16 @@ def _wire_spec(simulator: Any, device_id: str, point: str) -> PointSpec | None:
 class _Plan:
     """What to sample: bound points (per step), static values (once), computed tags."""
 
-    def __init__(self, simulator: Any, defs: list[TagDef], max_interval_s: float | None) -> None:
+    def __init__(
+        self, simulator: Simulator, defs: list[TagDef], max_interval_s: float | None
+    ) -> None:
         devices = simulator.device_ids()
         bindings: dict[str, dict[str, Any]] = simulator.model.bindings
         self.columns: list[_Column] = []  # bound points, then computed tags
         self.getters: list[Callable[[], Any]] = []
         self.static: list[tuple[_Column, Any]] = []
         for d in defs:
-            if not d.historize or d.device not in devices:
+            if not d.historize or d.device is None or d.device not in devices:
                 continue
             col = _Column(d, None, max_interval_s)
             if d.source == Source.STATUS and d.name == f"{d.device}.online":
@@ -249,7 +255,7 @@ class _Plan:
 
 
 def backfill(
-    simulator: Any,
+    simulator: Simulator,
     defs: Iterable[TagDef],
     write: Callable[[Sequence[Sample]], None],
     *,
@@ -297,7 +303,7 @@ def backfill(
 
 
 def _run(
-    simulator: Any,
+    simulator: Simulator,
     defs: list[TagDef],
     write: Callable[[Sequence[Sample]], None],
     end_ts: float | None,
@@ -305,7 +311,7 @@ def _run(
     max_interval_s: float | None,
     batch_size: int,
     clock: Callable[[], float],
-    live_params: Any,
+    live_params: ModelParams,
 ) -> BackfillResult:
     """Do the work of :func:`backfill` (arguments checked there)."""
     t_run = time.perf_counter()

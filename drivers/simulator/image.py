@@ -73,9 +73,9 @@ class DeviceImage:
         table = self.tables[spec.kind]
         current = table.get(spec.address, 0) if spec.type is PointType.BIT else None
         try:
-            words = encode_point(spec, value, current=current)  # type: ignore[arg-type]
+            words = encode_point(spec, value, current=current)
         except ValueError:
-            words = encode_point(spec, _clamp(spec, value), current=current)  # type: ignore[arg-type]
+            words = encode_point(spec, _clamp(spec, value), current=current)
         for i, w in enumerate(words):
             table[spec.address + i] = w
 
@@ -91,7 +91,7 @@ class DeviceImage:
         """Return ``count`` registers/bits from ``address``, or ``ILLEGAL_ADDRESS``."""
         table = self.tables[kind]
         try:
-            return [table[a] for a in range(address, address + count)]  # type: ignore[return-value]
+            return [table[a] for a in range(address, address + count)]
         except KeyError:
             return ExcCodes.ILLEGAL_ADDRESS
 

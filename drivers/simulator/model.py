@@ -276,10 +276,11 @@ class SiteModel:
         orphan_rooms: list[tuple[int, str]] = []  # (household index, device) of unclaimed rooms
         for dev_id, role in self.roles.items():
             if role in ("valve", "thermostat") and dev_id not in claimed:
-                bi = _building_of(devices[dev_id], bld_index)
+                owner = _building_of(devices[dev_id], bld_index)
                 orphan_rooms.append((len(areas), dev_id))
                 areas.append(p.orphan_area_m2)
-                bld_of.append(n_real if bi is None else bi)  # n_real: a pseudo building of its own
+                # n_real: a pseudo building of its own
+                bld_of.append(n_real if owner is None else owner)
                 hh_points.append({})
         # heat meters: per building, plus pseudo buildings for unclaimed ones
         meter_of_bld: dict[int, str] = {}
@@ -350,14 +351,14 @@ class SiteModel:
         for bi, dev_id in meter_of_bld.items():
             explicit = meter_refs.get(dev_id, {})
             for point in points[dev_id]:
-                var = explicit.get(point) or _lookup("heat_meter", point)
-                if var:
-                    self._bind(dev_id, point, self._heat_binding(bi, var))
+                meter_var = explicit.get(point) or _lookup("heat_meter", point)
+                if meter_var:
+                    self._bind(dev_id, point, self._heat_binding(bi, meter_var))
         for i, dev_id in enumerate(elec):
             for point in points[dev_id]:
-                var = _lookup("electricity_meter", point)
-                if var:
-                    self._bind(dev_id, point, self._power_binding(i, var))
+                power_var = _lookup("electricity_meter", point)
+                if power_var:
+                    self._bind(dev_id, point, self._power_binding(i, power_var))
         self._advance(0.0)  # settle: valves, radiators, meters show a consistent state at once
         self.household_of: dict[str, int] = {}
         for hi, refs in enumerate(hh_points):

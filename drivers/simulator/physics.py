@@ -246,7 +246,7 @@ class HeatMeters:
         max_delta = max(supply_c - p.pipe_ambient_c, 0.0)
         if (delta_t > max_delta).any():
             delta_t = np.minimum(delta_t, max_delta)
-            power = water_power_kw(flow, delta_t)
+            power = np.asarray(water_power_kw(flow, delta_t))
         self.power_kw = power
         self.flow_m3h = flow
         self.supply_c = np.full(self.n, supply_c)

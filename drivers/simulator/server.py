@@ -157,8 +157,9 @@ class _Handler(ServerRequestHandler):
         else:
             try:
                 response = await pdu.datastore_update(
-                    _DeviceContext(srv.backend, device_id), pdu.dev_id
-                )  # type: ignore[arg-type]
+                    _DeviceContext(srv.backend, device_id),  # type: ignore[arg-type]  # duck-typed: pymodbus only calls async_get/setValues
+                    pdu.dev_id,
+                )
             except Exception:
                 log.exception(
                     "%s: device %s failed to answer function %d", srv.spec.key, device_id, fc

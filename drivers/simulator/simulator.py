@@ -168,7 +168,7 @@ class Simulator:
                     if n not in self.model.bindings.get(device.id, {})
                 }
                 continue
-            key = self._channel_endpoint.get(device.channel)
+            endpoint_key = self._channel_endpoint.get(device.channel)
             bindings = self.model.bindings.get(device.id, {})
             specs = {
                 n: PointSpec.of(p, name=n)
@@ -182,13 +182,13 @@ class Simulator:
                     image.put(name, _initial(p))
             self._images[device.id] = image
             self._image_version[device.id] = -1
-            if key is None:
+            if endpoint_key is None:
                 continue
-            units = self._units[key]
+            units = self._units[endpoint_key]
             other = units.get(int(device.unit))
             if other is not None:
                 raise SimulatorError(
-                    f"devices {other} and {device.id} share unit {device.unit} on {key}"
+                    f"devices {other} and {device.id} share unit {device.unit} on {endpoint_key}"
                 )
             units[int(device.unit)] = device.id
 

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from alarms.config import AlarmRule
     from alarms.engine import AlarmEngine
     from alarms.journal import AlarmJournal
-    from alarms.model import EventKind
+    from alarms.model import AlarmEvent, EventKind
     from tags.database import TagDatabase
     from tags.model import Source, TagDef, TagType
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         latencies: list[float] = []
         events = [0]
 
-        def on_event(e) -> None:  # type: ignore[no-untyped-def]
+        def on_event(e: AlarmEvent) -> None:
             events[0] += 1
             if e.kind is EventKind.RAISED:
                 latencies.append(time.perf_counter() - injected[0])

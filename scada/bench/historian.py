@@ -9,6 +9,7 @@ into a private InfluxDB started for the run (line protocol over HTTP ``/write``,
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import math
@@ -94,7 +95,7 @@ def bench_sqlite(
     h = SqliteHistorian(tmp / "history.sqlite")
     out: dict[str, Any] = {}
     for key, data in (("series", trend), ("valves", valves)):
-        sec, _ = _timed(lambda data=data: write_all(h.write, data, args.batch))
+        sec, _ = _timed(functools.partial(write_all, h.write, data, args.batch))
         merge_s, _ = _timed(h.flush)  # what the next query (or the merge threshold) would pay
         out[f"write_{key}_pts_s"] = len(data) / sec
         out[f"merge_{key}_s"] = merge_s
@@ -105,15 +106,16 @@ def bench_sqlite(
     raw_every = span / args.buckets  # not a whole hour, and an unaligned start below
     odd_start = T0 + 1234.5
     for fn in ("mean", "twa"):
-        sec, res = _timed(lambda fn=fn: h.query_agg([tag], T0, T0 + span, every, fn), repeat=5)
+        sec, res = _timed(functools.partial(h.query_agg, [tag], T0, T0 + span, every, fn), repeat=5)
         out[f"trend_{fn}_ms"] = sec * 1000
         out["trend_buckets"] = len(res[tag])
         sec, _ = _timed(
-            lambda fn=fn: h.query_agg([tag], odd_start, odd_start + span, raw_every, fn), repeat=5
+            functools.partial(h.query_agg, [tag], odd_start, odd_start + span, raw_every, fn),
+            repeat=5,
         )
         out[f"trend_{fn}_unaligned_ms"] = sec * 1000
         sec, _ = _timed(
-            lambda fn=fn: h.query_agg_raw(tag, odd_start, odd_start + span, raw_every, fn)
+            functools.partial(h.query_agg_raw, tag, odd_start, odd_start + span, raw_every, fn)
         )
         out[f"trend_{fn}_raw_ms"] = sec * 1000
     out["trend_every_s"] = every
@@ -210,7 +212,7 @@ bind-address = "127.0.0.1:{_free_port()}"
 
     def write(self, batch: Sequence[Sample]) -> None:
         body = "\n".join(
-            f"tag_value,tag={s.tag} value={float(s.value)!r},quality={int(s.quality)}i {round(s.ts * 1000)}"  # type: ignore[arg-type]
+            f"tag_value,tag={s.tag} value={float(s.value)!r},quality={int(s.quality)}i {round(s.ts * 1000)}"  # type: ignore[arg-type]  # the bench writes numeric samples only
             for s in batch
         ).encode()
         status, _, data = self._request("POST", "/write?db=bench&precision=ms", body)
@@ -244,7 +246,7 @@ def bench_influx(
         where = f"\"tag\" = '{trend[0].tag}' AND time >= {start_ms}ms AND time < {end_ms}ms"
         for fn, sel in (("mean", 'mean("value")'), ("integral", 'integral("value", 1s)')):
             q = f"SELECT {sel} FROM tag_value WHERE {where} GROUP BY time({every}s, {offset}s) fill(none)"
-            sec, res = _timed(lambda q=q: db.query(q), repeat=5)
+            sec, res = _timed(functools.partial(db.query, q), repeat=5)
             out[f"trend_{fn}_ms"] = sec * 1000
             out["trend_buckets"] = len(res["results"][0]["series"][0]["values"])
 

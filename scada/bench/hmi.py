@@ -127,6 +127,13 @@ buildings:
 """
 
 
+def _tag(name: str | None) -> str:
+    """The tag of a generated household (the estate sets every one)."""
+    if name is None:
+        raise ValueError("a generated household has no tag")
+    return name
+
+
 class Estate:
     """A generated estate's tag database (values are written directly), services and tag ids."""
 
@@ -143,9 +150,9 @@ class Estate:
         self.db = db
         households = self.site.building("big").households
         self.n = len(households)
-        self.room_ids = db.ids_of([h.room_tag for h in households])
-        self.sp_ids = db.ids_of([h.setpoint_tag for h in households])
-        self.valve_ids = db.ids_of([h.valve_tag for h in households])
+        self.room_ids = db.ids_of([_tag(h.room_tag) for h in households])
+        self.sp_ids = db.ids_of([_tag(h.setpoint_tag) for h in households])
+        self.valve_ids = db.ids_of([_tag(h.valve_tag) for h in households])
         self.fault_ids = db.ids_of([f"{h.id}.valve.fault" for h in households])
         self.online_ids = db.ids_of([f"{h.id}.valve.online" for h in households])
         self.rng = np.random.default_rng(7)

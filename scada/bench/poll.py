@@ -18,9 +18,13 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from scada.config import SiteConfig
+    from tags.database import TagDatabase
 
 __all__ = ["add_arguments", "meter_points", "run", "wire_time_s"]
 
@@ -137,16 +141,19 @@ def rs485_figures(meters: int = 32, points: int = 20, max_gap: int = 8) -> dict[
     }
 
 
-async def _serve(site: Any) -> list[Any]:
+async def _serve(site: SiteConfig) -> list[Any]:
     """Start one stock pymodbus TCP server per channel with every meter's registers filled."""
     from pymodbus.server import ModbusTcpServer
     from pymodbus.simulator import DataType, SimData, SimDevice
 
     from drivers.codec import PointSpec, encode_point
+    from drivers.config import ModbusTcpChannel
 
     rng = np.random.default_rng(1)
     servers = []
     for ch in site.channels:
+        if not isinstance(ch, ModbusTcpChannel):
+            raise ValueError(f"channel {ch.id}: the bench serves Modbus TCP channels only")
         devices = []
         for d in site.devices_on(ch.id):
             regs = {"holding": [0] * 64, "input": [0] * 16}
@@ -175,7 +182,7 @@ async def _serve(site: Any) -> list[Any]:
     return servers
 
 
-async def _naive_scan(site: Any, db: Any) -> int:
+async def _naive_scan(site: SiteConfig, db: TagDatabase) -> int:
     """Poll every point with its own request (one client per channel); return requests sent."""
     from pymodbus.client import AsyncModbusTcpClient
 
@@ -222,11 +229,11 @@ async def _bench(devices: int, points: int, base_port: int) -> dict[str, float]:
         t0 = time.perf_counter()
         await manager.poll_once()
         planned_s = time.perf_counter() - t0
-        planned_requests = sum(d.requests_sent for d in manager.drivers.values())  # type: ignore[attr-defined]
+        planned_requests = sum(d.requests_sent for d in manager.drivers.values())  # type: ignore[attr-defined]  # the bench site is Modbus only
         offline = [
             dev
             for drv in manager.drivers.values()
-            for dev, st in drv.status.items()  # type: ignore[attr-defined]
+            for dev, st in drv.status.items()  # type: ignore[attr-defined]  # not in the Driver protocol
             if st.online is not True
         ]
         await manager.stop()

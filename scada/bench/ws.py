@@ -43,10 +43,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from scada.services.bundle import Services
+    from tags.database import TagDatabase
 
 __all__ = ["add_arguments", "run"]
 
@@ -71,19 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
-class _BenchRuntime:
-    """Just what the server needs: a tag database (no devices, historian or alarms)."""
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-        self.site = None
-        self.drivers = None
-        self.historian = None
-        self.recorder = None
-        self.alarms = None
-
-
-async def _load(db: Any, ids: np.ndarray, rate: float, stop: asyncio.Event) -> int:
+async def _load(db: TagDatabase, ids: np.ndarray, rate: float, stop: asyncio.Event) -> int:
     """Change ``rate`` tags per second in 10 ms steps (round robin); return how many."""
     step_s = 0.01
     per_step = max(1, round(rate * step_s))
@@ -103,9 +95,9 @@ async def _load(db: Any, ids: np.ndarray, rate: float, stop: asyncio.Event) -> i
 
 
 async def _serve(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from scada.server.http import ScadaServer
-    from scada.services.auth import Role
-    from scada.services.users import UserStore
+    from scada.config import load_site_text
+    from scada.services.bundle import standalone_services
+    from scada.services.plant import Plant
     from tags.database import TagDatabase
     from tags.model import Source, TagDef, TagType
 
@@ -115,10 +107,25 @@ async def _serve(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     db = TagDatabase(defs)
     ids = db.ids_of(d.name for d in defs)
     db.update_many(ids, np.zeros(ids.size))
-    with UserStore.in_data_dir(tmp) as store:
-        store.add_user("bench", Role.VIEWER, "bench-password")
-        token = store.create_token("bench")
-    server = ScadaServer(_BenchRuntime(db), tmp, port=0, hmi=False, ws_min_interval_s=args.interval)
+    site = load_site_text("site: {id: bench, name: Websocket bench}\n", name="<bench ws>")
+    services = standalone_services(Plant(site, db), tmp)
+    try:
+        return await _measure(args, services, db, ids)
+    finally:
+        services.commands.close()
+        services.users.close()
+        services.audit.close()
+
+
+async def _measure(
+    args: argparse.Namespace, services: Services, db: TagDatabase, ids: np.ndarray
+) -> dict[str, Any]:
+    from scada.server.http import ScadaServer
+    from scada.services.auth import Role
+
+    services.users.add_user("bench", Role.VIEWER, "bench-password")
+    token = services.users.create_token("bench")
+    server = ScadaServer(services, port=0, ws_min_interval_s=args.interval)
     await server.start()
     stop = asyncio.Event()
     load = asyncio.create_task(_load(db, ids, args.rate, stop))
@@ -268,6 +275,8 @@ class _FrameReader(asyncio.BufferedProtocol):
     ) -> _FrameReader:
         parts = urlsplit(url)
         loop = asyncio.get_running_loop()
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"no host and port in {url!r}")
         _, proto = await loop.create_connection(lambda: cls(on_message), parts.hostname, parts.port)
         key = base64.b64encode(os.urandom(16)).decode()
         assert proto.transport is not None

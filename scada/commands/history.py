@@ -25,10 +25,14 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from historian.base import AggFn, Sample
 from tags.model import Quality, Reason, TagDef, TagType, iso
+
+if TYPE_CHECKING:
+    from historian.base import Historian
+    from scada.config import SiteConfig
 
 IMPORT_BATCH = 50_000
 PROGRESS_EVERY = 100_000  # rows; files at least this long show progress
@@ -145,7 +149,7 @@ def _load(config: str) -> Any:
         return None
 
 
-def _open(site: Any, data_dir: str) -> Any:
+def _open(site: SiteConfig, data_dir: str) -> Historian:
     from historian.factory import open_historian
 
     return open_historian(site.historian, data_dir)
@@ -228,7 +232,7 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         batch: list[Sample] = []
         for _, item in read_rows(args.file, defs):
-            batch.append(item)  # type: ignore[arg-type]
+            batch.append(item)  # type: ignore[arg-type]  # a Sample: the first pass found no bad row
             if len(batch) >= IMPORT_BATCH:
                 h.write(batch)
                 written += len(batch)

@@ -13,7 +13,11 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scada.config import SiteConfig
+    from tags.database import TagDatabase
 
 #: Seconds between two stale checks while following (``scada run`` does it in housekeeping).
 STALE_CHECK_S = 1.0
@@ -57,7 +61,7 @@ def _load(path: str) -> Any:
         return None
 
 
-def _device_tags(db: Any, patterns: list[str] | None) -> list[str]:
+def _device_tags(db: TagDatabase, patterns: list[str] | None) -> list[str]:
     from tags.model import Source
 
     names = db.match(patterns) if patterns else db.names
@@ -84,7 +88,7 @@ def _table(rows: dict[str, dict[str, Any]]) -> str:
 
 
 async def poll_once(
-    site: Any, patterns: list[str] | None = None
+    site: SiteConfig, patterns: list[str] | None = None
 ) -> tuple[dict[str, dict[str, Any]], bool]:
     """Poll every device of ``site`` once; return ``({tag: TagValue.to_json()}, all_online)``."""
     from drivers.manager import DriverManager
@@ -100,12 +104,12 @@ async def poll_once(
     online = all(
         st.online is True
         for driver in manager.drivers.values()
-        for st in driver.status.values()  # type: ignore[attr-defined]
+        for st in driver.status.values()  # type: ignore[attr-defined]  # every driver has it; the Driver protocol does not name it
     )
     return rows, online
 
 
-async def _follow(site: Any, patterns: list[str] | None, as_json: bool) -> int:
+async def _follow(site: SiteConfig, patterns: list[str] | None, as_json: bool) -> int:
     from drivers.manager import DriverManager
     from tags.database import TagDatabase
 

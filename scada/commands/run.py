@@ -8,8 +8,12 @@ import contextlib
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from scada.cli import DEFAULT_CONFIG, add_data_dir
+
+if TYPE_CHECKING:
+    from scada.config import SiteConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -119,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(site, args))
 
 
-async def _serve(site, args: argparse.Namespace) -> int:
+async def _serve(site: SiteConfig, args: argparse.Namespace) -> int:
     from scada.runtime import Runtime
     from scada.scaleout.backlog import BacklogPolicy
 
@@ -172,7 +176,7 @@ async def _serve(site, args: argparse.Namespace) -> int:
         f"data in {args.data_dir}; Ctrl-C to stop",
         flush=True,
     )
-    filled = getattr(runtime, "backfill_result", None)
+    filled = runtime.backfill_result
     if filled is not None:
         print(
             f"history: {filled.samples:,} simulated samples of {filled.tags} tags written "

@@ -20,7 +20,10 @@ import json
 import signal
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scada.config import SiteConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _serve(site: Any, args: argparse.Namespace, start_ts: float | None) -> int:
+async def _serve(site: SiteConfig, args: argparse.Namespace, start_ts: float | None) -> int:
     from drivers.simulator import Simulator, SimulatorError
 
     cfg = site.simulate

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from scada.config.buildings import BuildingConfig
 from scada.config.errors import did_you_mean
 from scada.config.source import PathT
 from tags.model import TagType
@@ -37,7 +38,7 @@ class BillingChecks:
 
     def check_billing(
         self,
-        buildings: list[tuple[PathT, Any]],
+        buildings: list[tuple[PathT, BuildingConfig]],
         households: dict[str, tuple[PathT, str]],
         types: dict[str, TagType],
     ) -> None:
@@ -48,7 +49,7 @@ class BillingChecks:
         self.unique(accounts, "account", lambda a: a.id)
         building_ids = {b.id for _, b in buildings} | self._raw_ids("buildings")
         for bpath, b in buildings:
-            e = getattr(b, "electricity", None)
+            e = b.electricity
             if e is not None:
                 self.tag_ref((*bpath, "electricity", "master_tag"), e.master_tag, types, "number")
         meter_owner: dict[str, PathT] = {}

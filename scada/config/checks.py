@@ -152,9 +152,15 @@ class Checker(ExpressionChecks, BillingChecks):
     # ------------------------------------------------------------------ run
 
     def run(self) -> dict[str, Any]:
-        channels = [(("channels", i), c) for i, c in self.items["channels"]]
-        devices = [(("devices", i), d) for i, d in self.items["devices"]]
-        buildings = [(("buildings", i), b) for i, b in self.items["buildings"]]
+        channels: list[tuple[PathT, ChannelConfig]] = [
+            (("channels", i), c) for i, c in self.items["channels"]
+        ]
+        devices: list[tuple[PathT, DeviceConfig]] = [
+            (("devices", i), d) for i, d in self.items["devices"]
+        ]
+        buildings: list[tuple[PathT, BuildingConfig]] = [
+            (("buildings", i), b) for i, b in self.items["buildings"]
+        ]
         self.check_templates()
         channels, devices, buildings = self.expand(channels, devices, buildings)
         channel_map = self.unique(channels, "channel", lambda c: c.id)

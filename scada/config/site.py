@@ -285,7 +285,6 @@ def _tag_defs(cfg: SiteConfig, index: _Index) -> list[TagDef]:
         building = d.building
         if building is None and d.household is not None:
             building = index.household_building.get(d.household)
-        common = {"device": d.id, "building": building, "household": d.household}
         for name, p in index.points[d.id].items():
             defs.append(
                 TagDef(
@@ -302,7 +301,9 @@ def _tag_defs(cfg: SiteConfig, index: _Index) -> list[TagDef]:
                     max_step=p.max_step,
                     poll_s=p.poll_s or device_poll,
                     historize=p.historize,
-                    **common,
+                    device=d.id,
+                    building=building,
+                    household=d.household,
                 )
             )
         status = {
@@ -322,7 +323,9 @@ def _tag_defs(cfg: SiteConfig, index: _Index) -> list[TagDef]:
                     source=Source.STATUS,
                     poll_s=device_poll,
                     historize=suffix == "online",
-                    **common,
+                    device=d.id,
+                    building=building,
+                    household=d.household,
                 )
             )
     for t in cfg.tags:

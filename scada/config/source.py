@@ -111,7 +111,7 @@ class SourceMap:
             for path, m in src.items():
                 if not path or path[:1] in skip or path[:2] in skip:
                     continue
-                shift = rekey.get(path[0])  # type: ignore[arg-type]
+                shift = rekey.get(path[0]) if isinstance(path[0], str) else None
                 if shift is not None and len(path) > 1 and isinstance(path[1], int):
                     path = (path[0], path[1] + shift, *path[2:])
                 dst.setdefault(path, m)

@@ -498,8 +498,11 @@ class Central:
             asyncio.create_task(self._resync(building), name=f"resync-{building}")  # noqa: RUF006
 
     async def _resync(self, building: str) -> None:
+        resync = self.resync
+        if resync is None:  # the caller checked; the attribute is never unset
+            return
         try:
-            await self.resync(building)  # type: ignore[misc]
+            await resync(building)
         except Exception:
             log.exception("central: resync of building %s failed", building)
 

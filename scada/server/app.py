@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+from tornado.web import RequestHandler
 
 from scada.server import schemas
 from scada.server.handlers import admin, alarms, billing, commands, config, session, system, tags
 from scada.server.ws import WsHandler
 from scada.services.auth import Action
+
+if TYPE_CHECKING:
+    from bokeh.server.urls import URLRoutes
+
+    from scada.server.context import ServerContext
 
 __all__ = ["ROUTES", "Op", "Param", "Route", "tornado_routes"]
 
@@ -67,7 +73,7 @@ class Route:
     """A URL with its handler class and operations; ``group`` is the OpenAPI tag."""
 
     path: str
-    handler: type
+    handler: type[RequestHandler]
     ops: tuple[Op, ...]
     group: str
 
@@ -1072,7 +1078,7 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def tornado_routes(ctx: Any) -> list[tuple[str, type, dict[str, Any]]]:
+def tornado_routes(ctx: ServerContext) -> URLRoutes:
     """Return the Tornado URL specs of :data:`ROUTES` bound to ``ctx``."""
     return [
         (r.pattern(), r.handler, {"ctx": ctx, "ops": {op.method: op for op in r.ops}})

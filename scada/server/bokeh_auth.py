@@ -23,29 +23,30 @@ class BokehAuth(AuthProvider):
         super().__init__()
 
     @property
+    # Bokeh types the user as its own NewType over object; ours is the signed-in User
     def get_user(self) -> Callable[[Any], User | None]:  # type: ignore[override]
         return self._auth.get_user
 
     @property
-    def get_user_async(self) -> None:  # type: ignore[override]
+    def get_user_async(self) -> None:
         return None
 
     @property
-    def login_url(self) -> str:  # type: ignore[override]
+    def login_url(self) -> str:
         return login_url
 
     @property
-    def get_login_url(self) -> None:  # type: ignore[override]
+    def get_login_url(self) -> None:
         return None
 
     @property
-    def login_handler(self) -> None:  # type: ignore[override]
+    def login_handler(self) -> None:
         return None  # our /login page is in the route table
 
     @property
-    def logout_url(self) -> str:  # type: ignore[override]
+    def logout_url(self) -> str:
         return "/logout"
 
     @property
-    def logout_handler(self) -> None:  # type: ignore[override]
+    def logout_handler(self) -> None:
         return None

@@ -65,6 +65,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
 
     def initialize(self, ctx: ServerContext, **_: Any) -> None:
         self.ctx = ctx
+        assert ctx.hub is not None, "the server builds the hub before its routes"
         self.hub: Hub = ctx.hub
         self.patterns: list[str] = []
         self.mask = np.zeros(0, dtype=bool)
@@ -79,7 +80,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self._owed: float | None = None  # nominal time of a step skipped while busy
         self.next_changes_at = -math.inf  # earliest nominal time of the next changes
         self.interval_s = 0.0  # asked time between changes messages (0: the hub's step)
-        self._open = False
+        self._is_open = False
         self.messages_sent = 0
         self.source = ""
 
@@ -105,14 +106,14 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        self._open = True
+        self._is_open = True
         self.set_nodelay(True)  # a message's last segment must not wait for an ACK (Nagle)
         self.rebuild_mask()
         self.hub.add(self)
         self.ctx.metrics_ws_opened()
 
     def on_close(self) -> None:
-        self._open = False
+        self._is_open = False
         self.hub.remove(self)
 
     # ------------------------------------------------------------------ subscriptions
@@ -188,7 +189,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         Only the last write's future is kept: the next round starts when it is done, so
         the connection's write buffer never holds more than one round.
         """
-        if not self._open:
+        if not self._is_open:
             return
         texts: list[str | bytes] = list(self._replies)
         self._replies.clear()
@@ -214,12 +215,12 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         if fut.cancelled() or fut.exception() is not None or fut is not self._inflight:
             return
         self._inflight = None
-        if not self._open:
+        if not self._is_open:
             return
         owed, self._owed = self._owed, None
         hub = self.hub
         ids = hub.pending_ids(self) if owed is not None else None
-        if ids is not None and ids.size:
+        if owed is not None and ids is not None and ids.size:
             next_at = owed + max(hub.min_interval_s, self.interval_s)
             self.send_changes(hub.changes_message(ids), hub.seq, next_at)
         elif self._replies or self._events or self._dropped:

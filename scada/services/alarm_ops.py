@@ -124,9 +124,18 @@ class AlarmOps:
         return list(done)
 
     def shelve(
-        self, user: Any, ref: int | str, duration_s: float, reason: str, *, source: str
+        self,
+        user: Any,
+        ref: int | str,
+        duration_s: float | None,
+        reason: str | None,
+        *,
+        source: str,
     ) -> Any:
-        """Shelve an alarm for ``duration_s`` seconds with a reason; return it."""
+        """Shelve an alarm for ``duration_s`` seconds with a reason; return it.
+
+        A missing (None) or invalid duration or reason is refused (422).
+        """
         engine = self.engine()
         before = self._get(engine, ref)
         after = self._call(engine.shelve, ref, _name(user), duration_s, reason)

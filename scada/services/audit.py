@@ -79,8 +79,19 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 
 GENESIS = "0" * 64  # the "previous hash" of the first chained entry
 
-_FIELDS = ("seq", "ts", "user", "role", "source", "action", "target", "result", "before")
-_FIELDS += ("after", "detail")
+_FIELDS = (
+    "seq",
+    "ts",
+    "user",
+    "role",
+    "source",
+    "action",
+    "target",
+    "result",
+    "before",
+    "after",
+    "detail",
+)
 
 
 #: Columns of an exported entry, in order: the CSV header (``scada audit export``,

@@ -48,7 +48,10 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scada.services.users import UserStore
 
 __all__ = [
     "PERMISSIONS",
@@ -267,7 +270,7 @@ class Auth:
 
     def __init__(
         self,
-        users: Any,
+        users: UserStore,
         *,
         session_ttl_s: float = 12 * 3600.0,
         limiter: LoginRateLimiter | None = None,

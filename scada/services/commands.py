@@ -49,6 +49,7 @@ Threading: loop-thread only (timers use the running loop).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import logging
 import math
@@ -687,7 +688,7 @@ class CommandService:
                 self.cancel(user, cmd.id, source=source)
         return batch
 
-    def expand(self, pattern: str, value: Any) -> list[tuple[str, Any]]:
+    def expand(self, pattern: str, value: Any) -> builtins.list[tuple[str, Any]]:
         """Return ``(tag, value)`` for every tag matching ``pattern`` (batch by pattern)."""
         return [(t, value) for t in self.plant.db.match(pattern)]
 

@@ -19,6 +19,7 @@ can run in a worker thread.
 from __future__ import annotations
 
 import base64
+import builtins
 import functools
 import hashlib
 import hmac
@@ -349,7 +350,7 @@ class UserStore:
         with self._conn:
             return self._conn.execute(sql, args).rowcount
 
-    def sessions(self, name: str) -> list[dict[str, Any]]:
+    def sessions(self, name: str) -> builtins.list[dict[str, Any]]:
         """Return the live sessions of ``name`` (not revoked, not expired), newest first."""
         rows = self._conn.execute(
             "SELECT id, hash, label, created_ts, expires_ts, last_used_ts FROM tokens "
@@ -374,7 +375,7 @@ class UserStore:
         """The stored form of a token (to recognise the caller's own session)."""
         return _token_hash(token)
 
-    def tokens(self, name: str) -> list[dict[str, Any]]:
+    def tokens(self, name: str) -> builtins.list[dict[str, Any]]:
         """Return the token records of ``name`` (no secrets)."""
         rows = self._conn.execute(
             "SELECT id, kind, label, created_ts, expires_ts, last_used_ts, revoked FROM tokens "

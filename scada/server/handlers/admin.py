@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import TokenBody, UserCreateBody, UserUpdateBody
 from scada.services.audit import MAX_QUERY_ROWS, verify_file, write_csv
-from scada.services.auth import ASSIGNABLE_ROLES, PERMISSIONS, SCOPED_ACTIONS, Role
+from scada.services.auth import ASSIGNABLE_ROLES, PERMISSIONS, SCOPED_ACTIONS, Role, User
 from scada.services.users import UserError
 
 __all__ = [
@@ -44,7 +44,7 @@ class UsersApi(ApiHandler):
         )
         self.reply(user.to_json(), 201)
 
-    def _add(self, body: UserCreateBody):  # type: ignore[no-untyped-def]
+    def _add(self, body: UserCreateBody) -> User:
         from scada.services.users import UserStore
 
         store = UserStore(self.ctx.users.path)  # own connection for the worker thread
@@ -57,7 +57,7 @@ class UsersApi(ApiHandler):
 class UserApi(ApiHandler):
     """``GET``, ``PATCH`` and ``DELETE /api/users/{name}``."""
 
-    def _get(self, name: str):  # type: ignore[no-untyped-def]
+    def _get(self, name: str) -> User:
         user = self.ctx.users.get(name)
         if user is None:
             raise ApiError(404, f"no user {name!r}")
@@ -71,7 +71,7 @@ class UserApi(ApiHandler):
         body = self.body(UserUpdateBody)
         before = self._get(name)
 
-        def update():  # type: ignore[no-untyped-def]
+        def update() -> User:
             from scada.services.users import UserStore
 
             store = UserStore(self.ctx.users.path)
@@ -178,9 +178,10 @@ class AuditApi(ApiHandler):
         if fmt not in AUDIT_FORMATS:
             raise ApiError(400, f"format: expected one of {', '.join(AUDIT_FORMATS)}")
         default_limit = MAX_QUERY_ROWS if fmt == "csv" else 1000
+        since, until = self.arg_time("since"), self.arg_time("until")
         kw = {
-            "since": self.arg_time("since"),
-            "until": self.arg_time("until"),
+            "since": since,
+            "until": until,
             "user": self.arg("user"),
             "action": self.arg("action"),
             "target": self.arg("target"),
@@ -200,8 +201,8 @@ class AuditApi(ApiHandler):
             return buf.getvalue().encode("utf-8"), (rows[-1]["ts"] if rows else None)
 
         body, oldest = await self.ctx.run_blocking(build)
-        start = kw["since"] if kw["since"] is not None else oldest
-        end = kw["until"] if kw["until"] is not None else now
+        start = since if since is not None else oldest
+        end = until if until is not None else now
         name = f"audit-{_file_time(start)}-{_file_time(end)}.csv"
         self.set_header("Content-Type", AUDIT_FORMATS["csv"])
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')

@@ -38,8 +38,10 @@ class MetricsApi(ApiHandler):
     def get(self) -> None:
         from scada.server.metrics import CONTENT_TYPE, render
 
+        registry = self.ctx.registry
+        assert registry is not None, "the server builds the registry before its routes"
         self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(render(self.ctx.registry))
+        self.finish(render(registry))
 
 
 class OpenApiApi(ApiHandler):

@@ -1,8 +1,9 @@
 """Money operations' shared parts: the amount rule, the audit sink, the result callers show.
 
 ``parse_amount`` is the one rule for money entered by a person or a client (REST, HMI, CLI,
-ledger): a decimal string (or ``Decimal`` / ``int``), finite, above zero, at most two
-decimals, below ``MAX_AMOUNT``; ``BadAmount`` naming the field otherwise.
+ledger): a string of ASCII digits with at most two decimals (no sign, exponent or spaces), or
+a ``Decimal`` / ``int``; above zero, below ``MAX_AMOUNT``; ``BadAmount`` naming the field
+otherwise.
 
 ``AuditSink`` is what billing needs of the audit log (``scada.services.audit.AuditLog``
 implements it; billing never imports scada). ``AuditAction`` holds the audit action names of the
@@ -13,6 +14,7 @@ money operations (the REST API, the HMI audit page and the tests look them up).
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,6 +30,8 @@ __all__ = ["MAX_AMOUNT", "AuditAction", "AuditSink", "MoneyResult", "parse_amoun
 #: Amounts must be below this (a typo guard far above any real payment).
 MAX_AMOUNT = Decimal("1e12")
 _CENT = Decimal("0.01")
+#: The text of an amount: ASCII digits, at most two decimals (re.ASCII: no other digits).
+_AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?", re.ASCII)
 
 
 def parse_amount(
@@ -35,10 +39,17 @@ def parse_amount(
 ) -> Decimal:
     """Return ``value`` as money (two decimals); ``BadAmount`` naming ``what`` if it is not.
 
-    Zero is refused unless ``zero_ok`` (an opening balance). Floats are not money: pass a
-    string.
+    A string is ``[0-9]+(.[0-9]{1,2})?`` only (``" 5"``, ``"+5"``, ``"1E+2"``, ``"٥"`` are
+    refused). Zero is refused unless ``zero_ok`` (an opening balance). Floats are not money:
+    pass a string.
     """
-    text = str(value).strip()
+    text = str(value)
+    if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
+        # Decimal() alone would take " 5", "+5", "1E+2", "٥" and "５"
+        raise BadAmount(
+            f"{what}: not an amount (digits 0-9, at most two decimals, no sign, exponent "
+            f"or spaces): {text!r}"
+        )
     try:
         a = value if isinstance(value, Decimal) else Decimal(text)
     except (InvalidOperation, ValueError):

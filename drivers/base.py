@@ -12,6 +12,7 @@ on a device point or on a tag definition (memory tags, and device tags on a cent
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -120,7 +121,7 @@ def check_write(target: PointBinding | TagDef, value: Any) -> Any:
 
     ``target`` is a device point (its table must be writable too; messages name the device)
     or a tag definition. Checks: writable (:class:`NotWritable`), the type
-    (:class:`WrongType`), ``min``/``max`` of numeric non-bool tags (:class:`OutOfRange`).
+    (:class:`WrongType`, NaN and ±inf included), ``min``/``max`` of numeric non-bool tags (:class:`OutOfRange`).
     The wire type's own range is the codec's, checked when the value is encoded.
     """
     device: str | None
@@ -136,9 +137,11 @@ def check_write(target: PointBinding | TagDef, value: Any) -> Any:
         raise NotWritable(f"{label} is {_READ_ONLY_TABLE[target.spec.kind]}", tag, device)
     try:
         coerced = ttype.coerce(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # Overflow: an int beyond a float
         raise WrongType(f"{label}: {exc}", tag, device) from None
     if isinstance(coerced, int | float) and not isinstance(coerced, bool):  # int and float tags
+        if not math.isfinite(coerced):  # NaN/inf: no device takes them, JSON cannot carry them
+            raise WrongType(f"{label}: expected a finite number, got {coerced!r}", tag, device)
         if target.min is not None and coerced < target.min:
             raise OutOfRange(f"{label}: {coerced} is below min {target.min}", tag, device)
         if target.max is not None and coerced > target.max:

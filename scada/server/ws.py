@@ -233,7 +233,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
             return
         try:
             msg = json.loads(message)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: ~1,000 deep
             self._error("invalid JSON")
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):

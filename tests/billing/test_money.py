@@ -41,12 +41,41 @@ def _billing_audit(audit: AuditLog) -> list[dict[str, Any]]:
 
 
 def test_the_amount_rule() -> None:
-    assert parse_amount(" 50 ") == D("50.00") and str(parse_amount("0.5")) == "0.50"
-    assert parse_amount(D("12.30")) == D("12.30")
+    assert parse_amount("50") == D("50.00") and str(parse_amount("0.5")) == "0.50"
+    assert parse_amount(D("12.30")) == D("12.30") and parse_amount(7) == D("7.00")
     assert parse_amount("0", zero_ok=True) == D("0.00")
+    for good, money in (("5", "5.00"), ("5.5", "5.50"), ("5.50", "5.50"), ("0.01", "0.01")):
+        assert str(parse_amount(good)) == money
     for bad in ("abc", "", "-5.00", "0", "0.00", "1.234", "NaN", "Infinity", "1e12", "1e99"):
         with pytest.raises(BadAmount, match="amount"):
             parse_amount(bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "\u0665",  # ARABIC-INDIC DIGIT FIVE: Decimal() reads it as 5
+        "\uff15",  # FULLWIDTH DIGIT FIVE
+        "\u0665.\u0660\u0660",
+        " 5.00",
+        "5.00 ",
+        " 50 ",
+        "5.00\n",
+        "+5.00",
+        "-0",
+        "1E+2",
+        "1e2",
+        "5.",
+        ".5",
+        "5,00",
+        "5_00",
+    ],
+)
+def test_amounts_are_ascii_digits_only(bad: str) -> None:
+    with pytest.raises(BadAmount, match="amount"):
+        parse_amount(bad)
+    with pytest.raises(BadAmount, match="amount"):
+        parse_amount(bad, zero_ok=True)
 
 
 async def test_a_topup_is_one_audited_operation(billing: Billing, audit: AuditLog) -> None:

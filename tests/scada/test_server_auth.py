@@ -512,3 +512,29 @@ async def test_users_see_and_end_their_own_sessions(served: Served) -> None:
     assert st == 404
     entries = served.server.ctx.audit.query(action="session.revoke")
     assert [(e["user"], e["target"]) for e in entries] == [("oncall", f"session {phone_id}")]
+
+
+async def test_deeply_nested_json_is_400_not_500(served: Served) -> None:
+    # ~1,000 deep makes the parser itself recurse too far; 100 deep parses but no API needs it
+    bodies = [
+        b"[" * 1000 + b"]" * 1000,
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+        b'{"username": ' + b"[" * 100 + b"]" * 100 + b', "password": "x"}',
+    ]
+    for raw in bodies:
+        for path, role in (("/api/login", None), ("/api/commands", "operator")):
+            st, answer, _ = await served.api("POST", path, role=role, raw=raw)
+            assert st == 400 and "nested deeper" in answer["error"], (path, raw[:20], answer)
+    # a sane body still works, and nothing answered 500
+    st, _, _ = await served.api(
+        "POST", "/api/login", role=None, body={"username": "viewer", "password": PASSWORD}
+    )
+    assert st == 200
+    assert served.server.ctx.http_counts["5xx"] == 0
+
+
+async def test_ending_a_session_id_out_of_range_is_404(served: Served) -> None:
+    for sid in ("99999999999999999999", "9" * 400, "%C2%B2", "%D9%A5", "-1"):
+        st, answer, _ = await served.api("DELETE", f"/api/me/sessions/{sid}", role="viewer")
+        assert st == 404, (sid, answer)
+    assert served.server.ctx.http_counts["5xx"] == 0

@@ -160,6 +160,19 @@ async def test_bad_amounts_are_400_and_change_nothing(site: Served) -> None:
     assert not site.server.ctx.audit.query(action="billing.topup")
 
 
+async def test_amounts_decimal_reads_but_people_do_not_write_are_400(site: Served) -> None:
+    # Decimal() takes all of these ("1E+2" would post 100.00): the amount rule does not
+    for amount in ("1E+2", "+5.00", " 5.00", "\u0665", "\uff15"):
+        st, err, _ = await site.api(
+            "POST", "/api/accounts/a102/topup", role="operator", body={"amount": amount}
+        )
+        assert st == 400 and "amount" in err["error"], (amount, st, err)
+    assert await _balance(site, "a102") == "100.00"
+    assert not site.server.ctx.audit.query(action="billing.topup")
+    st, ledger, _ = await site.api("GET", "/api/accounts/a102/ledger?kind=topup", role="admin")
+    assert st == 200 and not ledger["entries"], ledger
+
+
 async def test_money_as_a_json_number_or_an_unknown_account_is_refused(site: Served) -> None:
     st, _, _ = await site.api(
         "POST", "/api/accounts/a102/topup", role="operator", body={"amount": 5}

@@ -142,6 +142,27 @@ async def test_rejected_selections_fail_with_reasons(served: Served) -> None:
     assert sum(1 for e in failed if e["result"] == "failed") == len(cases)
 
 
+async def test_non_finite_values_are_refused_at_select(served: Served) -> None:
+    # JSON from a client may carry NaN/Infinity literals (Python's json reads them)
+    for tag in ("b1.101.valve.setpoint_c", "test.level"):
+        for literal in ("NaN", "Infinity", "-Infinity"):
+            raw = f'{{"tag": "{tag}", "value": {literal}}}'.encode()
+            st, answer, _ = await served.api("POST", "/api/commands", role="operator", raw=raw)
+            assert st == 422, (tag, literal, answer)
+            assert "finite" in answer["error"]
+            assert answer["command"]["state"] == "failed"
+    # and in-process callers of the service
+    commands = served.server.ctx.commands
+    for value in (float("nan"), float("inf"), float("-inf")):
+        try:
+            commands.select(system_user("billing"), "b1.101.valve.setpoint_c", value)
+        except CommandError as exc:
+            assert exc.status == 422 and "finite" in str(exc)
+        else:
+            raise AssertionError(f"{value} was selected")
+    assert not commands.list(state="selected")
+
+
 async def test_offline_device_fails_at_operate_and_at_select(served: Served) -> None:
     sim = served.runtime.simulator
     st, sel, _ = await served.api(

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Deepest nesting of arrays/objects a JSON body may have (no API needs more than a few).
+MAX_JSON_DEPTH = 64
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -44,6 +46,19 @@ class ApiError(tornado.web.HTTPError):
         self.message = message
         self.headers = headers or {}
         self.extra = extra
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    """True if ``data`` (parsed JSON) nests lists/dicts deeper than ``limit`` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def parse_time(text: str, name: str) -> float:
@@ -146,6 +161,10 @@ class ApiHandler(tornado.web.RequestHandler):
             data = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"invalid JSON body: {exc}") from None
+        except RecursionError:  # the parser's own recursion: arrays/objects ~1,000 deep
+            raise ApiError(400, f"invalid JSON body: nested deeper than {MAX_JSON_DEPTH}") from None
+        if _too_deep(data, MAX_JSON_DEPTH):  # shallower than the parser's limit, still absurd
+            raise ApiError(400, f"invalid JSON body: nested deeper than {MAX_JSON_DEPTH}")
         if not isinstance(data, dict):
             raise ApiError(422, "the body must be a JSON object")
         try:

@@ -206,8 +206,13 @@ class SessionApi(ApiHandler):
 
     def delete(self, session_id: str) -> None:
         assert self.user is not None
-        if not session_id.isdigit() or not self.ctx.users.revoke_session(
-            self.user.name, int(session_id)
+        # ASCII digits that fit SQLite's 64-bit integer (isdigit() also takes "²"; a longer id
+        # overflows the query): anything else names no session
+        if not (
+            session_id.isascii()
+            and session_id.isdigit()
+            and len(session_id) <= 18
+            and self.ctx.users.revoke_session(self.user.name, int(session_id))
         ):
             raise ApiError(404, f"no live session {session_id} of user {self.user.name}")
         self.ctx.audit.record(

@@ -44,6 +44,9 @@ def parse_amount(
     pass a string.
     """
     text = str(value)
+    if isinstance(value, str) and value.startswith("-") and _AMOUNT_TEXT.fullmatch(value[1:]):
+        least = "zero or a positive amount" if zero_ok else "a positive amount"
+        raise BadAmount(f"{what}: must be {least}, got {text!r}")
     if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
         # Decimal() alone would take " 5", "+5", "1E+2", "٥" and "５"
         raise BadAmount(

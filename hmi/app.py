@@ -42,9 +42,9 @@ PAGE_PATHS: dict[str, str] = {name: f"/hmi/{name}" for name in PAGES}
 class HmiServices:
     """The services of the pages: the runtime's bundle and the HMI's adapters over it."""
 
-    def __init__(self, services: Services, *, auth: HmiAuth | None = None) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self._auth: HmiAuth = auth if auth is not None else ServerAuth(services.auth)
+        self._auth: HmiAuth = ServerAuth(services.auth)
         self._commands = ServiceCommands(services.commands)
 
     def auth(self) -> HmiAuth:
@@ -161,13 +161,12 @@ def _session_user(doc: Document, auth: HmiAuth | None, services: HmiServices) ->
     return dataclasses.replace(user, address=services.client_address(request))
 
 
-def apps(services: Services, *, auth: HmiAuth | None = None) -> dict[str, Application]:
+def apps(services: Services) -> dict[str, Application]:
     """Return ``{"/hmi/<page>": Application}`` for every HMI page, over ``services``.
 
-    ``auth`` replaces the adapter over ``services.auth`` (tests). Serve them with signed
-    sessions (the user goes into the session token).
+    Serve them with signed sessions (the user goes into the session token).
     """
-    hmi = HmiServices(services, auth=auth)
+    hmi = HmiServices(services)
     out: dict[str, Application] = {}
     for name, path in PAGE_PATHS.items():
         build = _page_builder(name)

@@ -56,6 +56,7 @@ __all__ = [
     "BackupScheduler",
     "DataDirLock",
     "backup",
+    "daily_trigger",
     "is_running",
     "newest_backup_ts",
     "next_run",
@@ -319,16 +320,19 @@ def restore(src: str | Path, data_dir: str | Path, *, force: bool = False) -> di
 # --------------------------------------------------------------------------- schedule
 
 
+def daily_trigger(at: str, tz: str) -> CronTrigger:
+    """Return the scheduler trigger of a daily run at local time ``at`` (``HH:MM``) in ``tz``."""
+    hour, minute = (int(x) for x in at.split(":")[:2])
+    return CronTrigger(hour=hour, minute=minute, timezone=zoneinfo.ZoneInfo(tz))
+
+
 def next_run(at: str, tz: str, now: dt.datetime) -> dt.datetime:
-    """Return the next time after ``now`` (aware) at local time ``at`` (``HH:MM``) in ``tz``."""
-    hour, minute = (int(x) for x in at.split(":"))
-    local = now.astimezone(zoneinfo.ZoneInfo(tz))
-    candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if candidate <= local:
-        candidate = (local + dt.timedelta(days=1)).replace(
-            hour=hour, minute=minute, second=0, microsecond=0
-        )
-    return candidate
+    """Return the next time after ``now`` (aware) that :func:`daily_trigger` fires."""
+    # the trigger fires at or after the time it is given, on whole seconds: ask from just after
+    fire: dt.datetime = daily_trigger(at, tz).get_next_fire_time(
+        None, now + dt.timedelta(microseconds=1)
+    )
+    return fire
 
 
 def prune(root: str | Path, keep_days: int, now: float | None = None) -> list[Path]:
@@ -426,10 +430,9 @@ class BackupScheduler:
 
     def start(self, scheduler: AsyncIOScheduler) -> None:
         """Add the daily job to ``scheduler`` and find the newest backup kept (on the loop)."""
-        hour, minute = (int(x) for x in str(self.config.at).split(":")[:2])
         self._job = scheduler.add_job(
             self.run_now,
-            CronTrigger(hour=hour, minute=minute, timezone=zoneinfo.ZoneInfo(self.tz)),
+            daily_trigger(self.config.at, self.tz),
             id="system.backup",
             name="backup",
         )

@@ -67,7 +67,12 @@ PAGE_TEMPLATE = Template(
     """{% extends base %}
 {% block preamble %}
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<script>
+/* wall display mode (?wall=1): every text scales with the viewport height (see PAGE_CSS) */
+if (/[?&]wall=(1|true|yes|on)(&|$)/.test(location.search)) document.documentElement.classList.add("wall");
+</script>
 <style>
+html.wall { --hmi-font-size: max(13px, 2.0vh); }
 html, body { margin: 0; padding: 0; height: 100%; width: 100%; overflow: hidden;
              background: """
     + BACKGROUND
@@ -91,7 +96,7 @@ html, body { margin: 0; padding: 0; height: 100%; width: 100%; overflow: hidden;
 
 #: CSS shared by the HTML parts of every page (passed to Divs as a stylesheet).
 PAGE_CSS = f"""
-:host {{ font-family: {FONT}; color: {TEXT}; font-size: clamp(13px, 0.95vw, 40px); }}
+:host {{ font-family: {FONT}; color: {TEXT}; font-size: var(--hmi-font-size, clamp(13px, 0.95vw, 40px)); }}
 .hmi-nav {{ display: flex; flex-wrap: wrap; gap: 0.2em 1em; align-items: center; font-size: 1.05em; }}
 .hmi-nav a {{ color: {TEXT}; text-decoration: none; padding: 0.15em 0.4em; border-radius: 3px; }}
 .hmi-nav a.current {{ background: {EQUIPMENT_DARK}; color: #FFF; }}

@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ("configbase", "tags", "drivers", "historian", "alarms", "billing", "hmi", "scada")
+OURS = ("i18n", "configbase", "tags", "drivers", "historian", "alarms", "billing", "hmi", "scada")
 
 #: package -> the packages of ours it may import (besides itself)
 DOMAIN_ALLOWED: dict[str, set[str]] = {
+    "i18n": set(),
     "configbase": set(),
-    "tags": {"configbase"},
-    "historian": {"tags", "configbase"},
-    "alarms": {"tags", "configbase"},
-    "drivers": {"tags", "configbase", "historian"},  # the simulator backfills history
-    "billing": {"tags", "configbase", "historian", "alarms"},
+    "tags": {"i18n", "configbase"},
+    "historian": {"i18n", "tags", "configbase"},
+    "alarms": {"i18n", "tags", "configbase"},
+    "drivers": {"i18n", "tags", "configbase", "historian"},  # the simulator backfills history
+    "billing": {"i18n", "tags", "configbase", "historian", "alarms"},
 }
 #: (folder, forbidden module prefixes)
 FORBIDDEN: list[tuple[str, tuple[str, ...]]] = [

@@ -1,4 +1,7 @@
-"""Pydantic models of the ``alarms`` section (a list of rules) and of ``notifications``.
+"""Pydantic models of the ``alarms`` section (a list of rules), ``alarm_defaults`` and ``notifications``.
+
+``AlarmDefaults`` (the ``alarm_defaults`` section) gives every device a comm-loss alarm and
+sets flood suppression; ``alarms.commloss`` binds it.
 
 Every model forbids unknown keys and is frozen. Structure is checked here; references to
 tags, templates, devices and recipients need the whole site and are checked by
@@ -54,12 +57,18 @@ from configbase.model import ConfigModel as _Model
 from tags.expr import ExpressionError, parse_expression
 
 __all__ = [
+    "COMM_LOSS_FIELDS",
+    "DEFAULT_RULE_IDS",
+    "FLOOD_FIELDS",
     "PLACEHOLDERS",
+    "AlarmDefaults",
     "AlarmRule",
+    "CommLossDefaults",
     "CommLossRule",
     "DeviationRule",
     "EmailNotifierConfig",
     "ExprRule",
+    "FloodConfig",
     "LimitRule",
     "Limits",
     "NotificationsConfig",
@@ -102,6 +111,7 @@ MESSAGE_FIELDS = frozenset(
         "area",
         "rule",
         "level",
+        "level_text",
         "limit",
         "setpoint",
         "deviation",
@@ -159,18 +169,19 @@ def _check_expression(text: str) -> str:
     return text
 
 
-def _check_message(text: str) -> str:
+def _check_message(text: str, extra: Collection[str] = ()) -> str:
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
         raise ValueError(f"invalid message template {text!r}: {exc}") from None
+    allowed = MESSAGE_FIELDS.union(extra)
     for _, field, _, _ in parsed:
         if field is None:
             continue
         base = re.split(r"[.\[]", field, maxsplit=1)[0]
-        if base not in MESSAGE_FIELDS:
+        if base not in allowed:
             raise ValueError(
-                f"unknown field {{{field}}} in message (allowed: {', '.join(sorted(MESSAGE_FIELDS))})"
+                f"unknown field {{{field}}} in message (allowed: {', '.join(sorted(allowed))})"
             )
     return text
 
@@ -184,7 +195,7 @@ class _RuleBase(_Model):
     #: target forms a kind accepts: names of the fields that may be set
     TARGETS: ClassVar[tuple[str, ...]] = ("tag", "tags", "template")
     TARGET_REQUIRED: ClassVar[bool] = True
-    DEFAULT_MESSAGE: ClassVar[str] = "{tag}: alarm"
+    DEFAULT_MESSAGE: ClassVar[str] = "{description}: alarm"
 
     id: RuleId
     tag: str | None = Field(None, description="one tag")
@@ -288,7 +299,7 @@ class LevelPriorities(_Model):
 class LimitRule(_RuleBase):
     """Analog limits HH / H / L / LL with deadband: each level is its own alarm."""
 
-    DEFAULT_MESSAGE: ClassVar[str] = "{tag} {level}: {value} {unit} (limit {limit})"
+    DEFAULT_MESSAGE: ClassVar[str] = "{description} {level_text}: {value:u} (limit {limit:u})"
 
     kind: Literal["limit"]
     limits: Limits
@@ -301,7 +312,7 @@ class LimitRule(_RuleBase):
 class StateRule(_RuleBase):
     """Digital state: alarm while the value equals ``equals`` (or differs from ``not_equals``)."""
 
-    DEFAULT_MESSAGE: ClassVar[str] = "{tag} = {value}"
+    DEFAULT_MESSAGE: ClassVar[str] = "{description}: {value}"
 
     kind: Literal["state"]
     equals: bool | int | float | str | None = None
@@ -318,7 +329,7 @@ class StateRule(_RuleBase):
 class RateRule(_RuleBase):
     """Rate of change over a sliding window, in units per minute."""
 
-    DEFAULT_MESSAGE: ClassVar[str] = "{tag} changing fast: {rate:.2f} {unit}/min"
+    DEFAULT_MESSAGE: ClassVar[str] = "{description} changing fast: {rate:+u}"
 
     kind: Literal["rate"]
     rate_per_min: float = Field(gt=0, description="alarm when |change per minute| reaches this")
@@ -331,7 +342,8 @@ class DeviationRule(_RuleBase):
     """Deviation of a value from a setpoint tag for longer than ``for_min`` (e.g. a blocked radiator)."""
 
     DEFAULT_MESSAGE: ClassVar[str] = (
-        "{tag}: {value} {unit}, setpoint {setpoint} (deviation {deviation:+.1f})"
+        "{description} away from setpoint: {value:u}, setpoint {setpoint:u} "
+        "(deviation {deviation:+u})"
     )
 
     kind: Literal["deviation"]
@@ -369,7 +381,7 @@ class CommLossRule(_RuleBase):
 class StaleRule(_RuleBase):
     """Stale value: not refreshed for ``max_age_s`` (or marked uncertain/stale by the tag database)."""
 
-    DEFAULT_MESSAGE: ClassVar[str] = "{tag}: no update for {age_s:.0f} s"
+    DEFAULT_MESSAGE: ClassVar[str] = "{description}: no update for {age_s:.0f} s"
 
     kind: Literal["stale"]
     max_age_s: float | None = Field(
@@ -381,7 +393,7 @@ class ExprRule(_RuleBase):
     """Expression over several tags: alarm while it is true (see tags/expr.py for the language)."""
 
     TARGET_REQUIRED: ClassVar[bool] = False
-    DEFAULT_MESSAGE: ClassVar[str] = "{rule}: condition true"
+    DEFAULT_MESSAGE: ClassVar[str] = "{description}"
 
     kind: Literal["expr"]
     expr: str
@@ -400,6 +412,110 @@ AlarmRule = Annotated[
     LimitRule | StateRule | RateRule | DeviationRule | CommLossRule | StaleRule | ExprRule,
     Field(discriminator="kind"),
 ]
+
+
+# --------------------------------------------------------------------------- site defaults
+
+#: Message fields of the default device comm-loss alarms, besides ``MESSAGE_FIELDS``:
+#: ``kind`` (the device kind in words) and ``place`` (its household or building in words).
+COMM_LOSS_FIELDS = frozenset({"kind", "place"})
+#: Message fields of the flood (group) alarms, besides ``MESSAGE_FIELDS``: ``group`` (the
+#: building or channel in words), ``lost`` and ``total`` devices, ``channels`` (in words).
+FLOOD_FIELDS = frozenset({"group", "lost", "total", "channels"})
+#: Rule ids of the points the defaults make; a configured rule may not use them.
+DEFAULT_RULE_IDS = ("comm_loss", "comm_loss.building", "comm_loss.channel")
+
+
+def _enabled_from_bool(v: object) -> object:
+    """``false`` / ``true`` is short for ``{enabled: false}`` / ``{enabled: true}``."""
+    return {"enabled": v} if isinstance(v, bool) else v
+
+
+class FloodConfig(_Model):
+    """Flood suppression: one alarm for a building or a channel that loses most of its devices.
+
+    A building is *lost* while at least ``min_devices`` and at least ``min_share_pct`` percent
+    of its enabled devices are offline; a channel while all of its enabled devices are (and it
+    has at least ``min_devices``). Devices of a lost channel do not count for their building.
+    While a group is lost, the comm-loss alarms of its devices are suppressed by design.
+    """
+
+    enabled: bool = True
+    min_share_pct: float = Field(
+        50.0, gt=0, le=100, description="a building is lost from this share of its devices"
+    )
+    min_devices: int = Field(3, ge=1, description="... and from this many devices")
+    channels: bool = Field(True, description="one alarm per channel whose devices are all lost")
+    priority: Priority | None = Field(
+        None, description="default: one more urgent than the device alarms (comm_loss.priority)"
+    )
+    on_delay_s: float | None = Field(None, ge=0, description="default: comm_loss.on_delay_s")
+    off_delay_s: float = Field(0.0, ge=0)
+    message: str | None = Field(
+        None,
+        description="message template; fields as for rules plus " + ", ".join(sorted(FLOOD_FIELDS)),
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, v: str | None) -> str | None:
+        return None if v is None else _check_message(v, FLOOD_FIELDS)
+
+
+class CommLossDefaults(_Model):
+    """A comm-loss alarm for every enabled device that no ``comm_loss`` rule covers.
+
+    A device is covered by any ``comm_loss`` rule bound to it, enabled or not: a disabled
+    rule for a template switches the default off for that template. ``comm_loss: false``
+    switches the defaults and flood suppression off.
+    """
+
+    enabled: bool = True
+    priority: Priority = 3
+    on_delay_s: float = Field(60.0, ge=0, description="device offline this long before it alarms")
+    off_delay_s: float = Field(0.0, ge=0)
+    message: str | None = Field(
+        None,
+        description="message template; fields as for rules plus "
+        + ", ".join(sorted(COMM_LOSS_FIELDS)),
+    )
+    flood: FloodConfig = Field(default_factory=FloodConfig)
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, v: str | None) -> str | None:
+        return None if v is None else _check_message(v, COMM_LOSS_FIELDS)
+
+    @field_validator("flood", mode="before")
+    @classmethod
+    def _flood_bool(cls, v: object) -> object:
+        return _enabled_from_bool(v)
+
+    @property
+    def flood_priority(self) -> int:
+        """The priority of the group alarms: configured, else one above the device alarms."""
+        return self.flood.priority or max(1, self.priority - 1)
+
+    @property
+    def flood_on_delay_s(self) -> float:
+        """The on-delay of the group alarms: configured, else the device alarms'."""
+        return self.on_delay_s if self.flood.on_delay_s is None else self.flood.on_delay_s
+
+
+class AlarmDefaults(_Model):
+    """Site-wide alarm defaults (the ``alarm_defaults`` section; docs/alarms.md)."""
+
+    comm_loss: CommLossDefaults = Field(
+        default_factory=CommLossDefaults,
+        description="a comm-loss alarm for every device, and flood suppression",
+    )
+
+    @field_validator("comm_loss", mode="before")
+    @classmethod
+    def _comm_loss_bool(cls, v: object) -> object:
+        if v is False:
+            return {"enabled": False, "flood": {"enabled": False}}
+        return _enabled_from_bool(v)
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
@@ -437,6 +553,10 @@ def check_references(
 
     for i, rule in enumerate(rules):
         base: PathT = ("alarms", i)
+        if rule.id in DEFAULT_RULE_IDS:
+            issues.append(
+                ((*base, "id"), f"rule id {rule.id!r} is reserved for the comm-loss defaults")
+            )
         if rule.id in seen:
             issues.append(
                 ((*base, "id"), f"duplicate rule id {rule.id!r} (first at alarms[{seen[rule.id]}])")

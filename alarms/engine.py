@@ -25,8 +25,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from alarms.commloss import DeviceInfo, bind_comm_defaults, flood_links
 from alarms.conditions import DbContext
-from alarms.config import AlarmRule
+from alarms.config import AlarmDefaults, AlarmRule
 from alarms.journal import AlarmJournal
 from alarms.model import ANNUNCIATED, Alarm, AlarmEvent, AlarmFilter, AlarmState, EventKind, Trigger
 from alarms.points import AlarmCounts, Point
@@ -58,6 +59,11 @@ class AlarmEngine:
     ``router`` (anything with ``handle(event)``) is subscribed to the events. With
     ``count_tags`` the engine writes ``alarms.active``, ``alarms.unacked`` and
     ``alarms.<area>.active`` / ``.unacked`` when those tags exist (see ``count_tag_defs``).
+
+    With ``devices`` (the site's devices, ``alarms.commloss.DeviceInfo``) the engine adds the
+    ``defaults`` (``alarm_defaults``; on unless switched off): a comm-loss point for every
+    device no rule covers and the flood groups, which suppress their devices' comm-loss
+    points by design while a building or channel is lost.
     """
 
     def __init__(
@@ -71,11 +77,15 @@ class AlarmEngine:
         clock: Callable[[], float] = time.time,
         tick_s: float | None = 1.0,
         strict: bool = True,
+        devices: Sequence[DeviceInfo] | None = None,
+        defaults: AlarmDefaults | None = None,
     ) -> None:
         self._db = db
         self._rules = list(rules)
         self._journal = journal
         self._devices_by_template = dict(devices_by_template or {})
+        self._devices = None if devices is None else list(devices)
+        self._defaults = defaults or AlarmDefaults()
         self._clock = clock
         self._tick_s = tick_s
         self._strict = strict
@@ -83,6 +93,9 @@ class AlarmEngine:
         self._by_occurrence: dict[int, Point] = {}
         self._cond_inputs: dict[int, list[Point]] = {}
         self._supp_inputs: dict[int, list[Point]] = {}
+        self._group_inputs: dict[int, list[Point]] = {}
+        self._groups_of: dict[str, list[Point]] = {}
+        self._members: dict[str, list[Point]] = {}
         self._ticking: list[Point] = []
         self._timers: list[tuple[float, int, Point]] = []
         self._timer_seq = itertools.count()
@@ -144,21 +157,29 @@ class AlarmEngine:
         self,
         rules: Sequence[AlarmRule],
         devices_by_template: Mapping[str, Sequence[str]] | None = None,
+        *,
+        devices: Sequence[DeviceInfo] | None = None,
+        defaults: AlarmDefaults | None = None,
     ) -> None:
         """Replace the rules (config apply): points with the same key keep their state.
 
+        ``devices_by_template``, ``devices`` and ``defaults`` left None stay as they were.
         Points that disappear close their open occurrence (journal reason ``removed``).
         If a rule cannot be bound (strict engine), ``BindingError`` is raised and the old
         rules stay in force.
         """
-        old_rules, old_templates = self._rules, self._devices_by_template
+        old = self._rules, self._devices_by_template, self._devices, self._defaults
         self._rules = list(rules)
         if devices_by_template is not None:
             self._devices_by_template = dict(devices_by_template)
+        if devices is not None:
+            self._devices = list(devices)
+        if defaults is not None:
+            self._defaults = defaults
         try:
             self._rebind(strict=self._strict)
         except BindingError:
-            self._rules, self._devices_by_template = old_rules, old_templates
+            self._rules, self._devices_by_template, self._devices, self._defaults = old
             raise
 
     def _on_defs_reloaded(self, summary: ReloadSummary) -> None:
@@ -214,6 +235,15 @@ class AlarmEngine:
             self._devices_by_template,
             on_error=None if strict else on_error,
         )
+        if self._devices is not None:
+            specs += bind_comm_defaults(
+                self._defaults.comm_loss,
+                self._devices,
+                self._rules,
+                self._db,
+                self._devices_by_template,
+                {s.key for s in specs},
+            )
         self.binding_errors = errors
         self._points = {s.key: Point(s) for s in specs}
         self._by_occurrence = {}
@@ -221,15 +251,29 @@ class AlarmEngine:
         self._supp_inputs = {}
         self._ticking = []
         self._timers = []
+        self._link_groups(flood_links(specs))
         ids = self._db.catalog.index
         for p in self._points.values():
+            inputs = self._group_inputs if p.spec.key in self._members else self._cond_inputs
             for name in p.spec.condition.inputs:
-                self._cond_inputs.setdefault(ids[name], []).append(p)
+                inputs.setdefault(ids[name], []).append(p)
             if p.spec.suppressor is not None:
                 for name in p.spec.suppressor.inputs:
                     self._supp_inputs.setdefault(ids[name], []).append(p)
             if p.spec.condition.TICKS:
                 self._ticking.append(p)
+
+    def _link_groups(self, links: Mapping[str, Sequence[str]]) -> None:
+        """Index the flood groups: each group's member points and each point's groups."""
+        self._group_inputs = {}
+        self._members = {}
+        self._groups_of = {}
+        for key, member_keys in links.items():
+            group = self._points[key]
+            members = [self._points[k] for k in member_keys]
+            self._members[key] = members
+            for m in members:
+                self._groups_of.setdefault(m.spec.key, []).append(group)
 
     def _restore(self, now: float) -> None:
         self._next_occ = self._journal.next_occurrence_id()
@@ -256,7 +300,7 @@ class AlarmEngine:
         self._pending_commit = True
 
     def _subscribe_inputs(self) -> None:
-        wanted = {*self._cond_inputs, *self._supp_inputs}
+        wanted = {*self._cond_inputs, *self._supp_inputs, *self._group_inputs}
         if wanted:
             self._unsubscribe = self._db.subscribe(
                 self._db.catalog.names_of(sorted(wanted)), self._on_changes, name="alarm-engine"
@@ -266,22 +310,7 @@ class AlarmEngine:
     def _on_changes(self, batch: ChangeBatch) -> None:
         now = self._clock()
         ids = batch.ids.tolist()
-        supp = self._supp_inputs
-        releases: list[Point] = []
-        if supp:
-            # suppression that starts applies before the conditions of this batch (a gateway
-            # and its devices going offline together raise one alarm); suppression that ends
-            # applies after them (devices back together with their gateway raise nothing)
-            touched: dict[str, Point] = {}
-            for tid in ids:
-                for p in supp.get(tid, ()):
-                    touched[p.spec.key] = p
-            for p in touched.values():
-                assert p.spec.suppressor is not None
-                if p.spec.suppressor.evaluate(self._ctx, p.suppressed):
-                    self._update_suppression(p, now)
-                elif p.suppressed:
-                    releases.append(p)
+        releases = self._begin_suppression(ids, now)
         cond = self._cond_inputs
         names = batch.catalog.names
         values = batch.vals.tolist()
@@ -324,6 +353,44 @@ class AlarmEngine:
             self._update_suppression(p, now)
         self._after(now)
 
+    def _begin_suppression(self, ids: Sequence[int], now: float) -> list[Point]:
+        """Re-evaluate the flood groups and suppressors that tag ids ``ids`` feed.
+
+        Suppression that starts applies now, before the conditions of the batch (a gateway
+        and its devices going offline together raise one alarm); the points whose suppression
+        may end are returned and released after them (devices back together with their
+        gateway raise nothing).
+        """
+        touched: dict[str, Point] = {}
+        if self._group_inputs:
+            groups = {p.spec.key: p for tid in ids for p in self._group_inputs.get(tid, ())}
+            for g in groups.values():
+                was = g.raw
+                self._evaluate_point(g, now)
+                if g.raw != was:
+                    touched.update((m.spec.key, m) for m in self._members[g.spec.key])
+        supp = self._supp_inputs
+        if supp:
+            for tid in ids:
+                for p in supp.get(tid, ()):
+                    touched[p.spec.key] = p
+        releases: list[Point] = []
+        for p in touched.values():
+            if self._suppressed_now(p):
+                self._update_suppression(p, now)
+            elif p.suppressed:
+                releases.append(p)
+        return releases
+
+    def _suppressed_now(self, p: Point) -> bool:
+        """Return whether ``p`` is suppressed by design now: a lost flood group or its suppressor."""
+        groups = self._groups_of.get(p.spec.key)
+        if groups and any(g.raw for g in groups):
+            return True
+        s = p.spec.suppressor
+        # an unknown suppressor keeps the current state, unless a group may have set it
+        return s is not None and s.evaluate(self._ctx, p.suppressed and not groups)
+
     def _evaluate_point(self, p: Point, now: float) -> None:
         c = p.spec.condition
         name = c.inputs[0]
@@ -348,11 +415,15 @@ class AlarmEngine:
             self._set_raw(p, r, now)
 
     def _evaluate_all(self, now: float) -> None:
+        groups = [p for p in self._points.values() if p.spec.key in self._members]
+        for p in groups:
+            self._evaluate_point(p, now)
         for p in self._points.values():
-            if p.spec.suppressor is not None:
+            if p.spec.suppressor is not None or p.spec.key in self._groups_of:
                 self._update_suppression(p, now)
         for p in self._points.values():
-            self._evaluate_point(p, now)
+            if p.spec.key not in self._members:
+                self._evaluate_point(p, now)
 
     def _set_raw(self, p: Point, raw: bool, now: float) -> None:
         if raw != p.raw:
@@ -380,8 +451,7 @@ class AlarmEngine:
         self._core(p, Trigger.ACTIVATE if active else Trigger.CLEAR, now)
 
     def _update_suppression(self, p: Point, now: float) -> None:
-        assert p.spec.suppressor is not None
-        on = p.spec.suppressor.evaluate(self._ctx, p.suppressed)
+        on = self._suppressed_now(p)
         if on != p.suppressed:
             self._overlay(p, "suppressed", on, now, SYSTEM_USER, None)
 

@@ -40,10 +40,20 @@ from alarms.config import (
     substitute,
     substitute_expr,
 )
+from alarms.text import Quantity, unit_symbol, value_decimals
+from i18n import _
 from tags.expr import Expression, ExpressionError, parse_expression
 from tags.model import Scalar, TagDef
 
-__all__ = ["DEFAULT_AREA", "BindingError", "PointSpec", "TagLookup", "bind_rules", "format_message"]
+__all__ = [
+    "DEFAULT_AREA",
+    "BindingError",
+    "PointSpec",
+    "TagLookup",
+    "bind_rules",
+    "bound_devices",
+    "format_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +99,7 @@ class PointSpec:
     description: str = ""
     suppressor: Suppressor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    decimals: int | None = None  # of the tag's values in messages (alarms.text.value_decimals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +164,13 @@ def _bindings(
     if devs is not None:
         return [from_device(n[: -len(".online")]) for n in lookup.match(f"{devs}.online")]
     return [_Binding(None, None, None, None, None)]  # expr rule without a target
+
+
+def bound_devices(
+    rule: AlarmRule, lookup: TagLookup, devices_by_template: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """Return the devices ``rule`` binds to (enabled or not); ``BindingError`` if it cannot bind."""
+    return [b.device for b in _bindings(rule, lookup, devices_by_template) if b.device is not None]
 
 
 def _parse(rule: AlarmRule, text: str, binding: _Binding, what: str) -> Expression:
@@ -313,6 +331,7 @@ def _bind_one(
                     unit=d.unit if d is not None and not device_level else "",
                     description=rule.description or (d.description if d is not None else ""),
                     suppressor=suppressor,
+                    decimals=value_decimals(d) if d is not None else None,
                 )
             )
     return out
@@ -349,26 +368,68 @@ def _plain(v: Scalar | None) -> Scalar | None:
     return v
 
 
+def _level_text(level: str | None) -> str:
+    """Return the words of a limit level (``{level_text}``); ``{level}`` stays the ISA letters."""
+    words = {"hh": _("very high"), "h": _("high"), "l": _("low"), "ll": _("very low")}
+    return words.get(level or "", "")
+
+
+#: Condition fields measured in the tag's unit (``rate`` is per minute, one decimal more).
+_QUANTITIES = ("limit", "setpoint", "deviation")
+
+
+def _what(spec: PointSpec) -> str:
+    """What the alarm is about: the rule's description, the tag's, the tag name, or the rule."""
+    if spec.description:
+        return spec.description
+    if spec.tag is not None:
+        return spec.tag
+    return _("{rule}: condition true", rule=spec.rule_id)
+
+
+def _quantities(spec: PointSpec, fields: dict[str, Any]) -> None:
+    """Wrap the numbers of ``fields`` in ``Quantity`` so they print with decimals and unit."""
+    decimals = spec.decimals
+    fields["value"] = Quantity(fields["value"], decimals, spec.unit)
+    for name in _QUANTITIES:
+        v = fields.get(name)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            fields[name] = Quantity(v, decimals, spec.unit)
+    rate = fields.get("rate")
+    if isinstance(rate, int | float) and not isinstance(rate, bool):
+        per_min = f"{spec.unit}/min" if spec.unit else "/min"
+        fields["rate"] = Quantity(rate, None if decimals is None else decimals + 1, per_min)
+
+
 def format_message(spec: PointSpec, ctx: EvalContext, now: float) -> tuple[str, Scalar | None]:
-    """Return ``(message, value)`` for ``spec`` now: the template filled with current values."""
+    """Return ``(message, value)`` for ``spec`` now: the template filled with current values.
+
+    The template (the rule's ``message`` or its kind's default) goes through the translation
+    function first. Numbers print with the tag's decimals (:func:`alarms.text.value_decimals`)
+    unless the template gives a format spec; ``{value:u}`` adds the unit symbol (``°C``), and
+    ``{unit}`` is the symbol too. ``{description}`` falls back to the tag name.
+    """
     value: Scalar | None = None
     if spec.tag is not None:
         value = ctx.read(spec.tag).value
     fields: dict[str, Any] = {
         "tag": spec.tag or "",
         "value": _plain(value),
-        "unit": spec.unit,
+        "unit": unit_symbol(spec.unit),
         "device": spec.device or spec.source,
         "building": spec.building or "",
         "household": spec.household or "",
         "area": spec.area,
         "rule": spec.rule_id,
         "priority": spec.priority,
-        "description": spec.description,
+        "description": _what(spec),
+        "level_text": _level_text(spec.level),
     }
     fields.update(spec.condition.fields(ctx, now))
+    _quantities(spec, fields)
+    template = _(spec.message)
     try:
-        text = _FORMATTER.vformat(spec.message, (), fields)
+        text = _FORMATTER.vformat(template, (), fields)
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
-        text = f"{spec.key}: {spec.message} ({exc})"
+        text = f"{spec.key}: {template} ({exc})"
     return text, _plain(value)

@@ -54,7 +54,7 @@ POINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PointName = Annotated[str, StringConstraints(pattern=POINT_PATTERN)]
 
 #: What a device is, for the simulator's physics.
-Role = Literal["heat_meter", "valve", "electricity_meter", "thermostat", "generic"]
+Role = Literal["heat_meter", "valve", "electricity_meter", "thermostat", "substation", "generic"]
 #: Status tags every device gets (``<device>.online`` ...), written by the drivers.
 STATUS_POINTS = ("online", "last_ok", "errors", "latency_ms")
 MODBUS_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})

@@ -16,21 +16,25 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, CustomJS, InlineStyleSheet
 from bokeh.models.widgets import Select
 from bokeh.plotting import figure
 
 from hmi.command_panel import CommandAction, CommandPanel
 from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.mimic import Mimic
+from hmi.mimic_entry import unit_text
+from hmi.mimic_legend import LEGEND_CSS, legend_html
 from hmi.model import UnitCell, building_layout, tag_or_none
+from hmi.overview import local_midnight
 from hmi.services import CommandClient
 from hmi.session import HmiSession
 from hmi.theme import EQUIPMENT, EQUIPMENT_DARK, TEXT_DIM, local_ms, time_formatter, value_html
-from scada.config import BuildingConfig
+from i18n import _
+from scada.config import BuildingConfig, SiteConfig
 from tags.bus import ChangeBatch
 
-__all__ = ["HeatMeterPanel", "UnitDetail", "make_building"]
+__all__ = ["BuildingPage", "HeatMeterPanel", "UnitDetail", "make_building"]
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +132,9 @@ class UnitDetail:
         self.trend_source: ColumnDataSource | None = None
         self.trend: figure | None = None
         self.panel: CommandPanel | None = None
-        self.layout = column(self.info, sizing_mode="stretch_width", width=420)
+        self.layout = column(self.info, sizing_mode="stretch_width")
         self._unsubscribe: Callable[[], None] | None = None
+        self.obj: tuple[str, str, list[tuple[str, str]]] | None = None
         self._loading = 0
 
     def _build(self) -> tuple[ColumnDataSource, CommandPanel]:
@@ -168,6 +173,35 @@ class UnitDetail:
         self.layout.children = [self.info, fig, panel.layout]
         return source, panel
 
+    def show_object(
+        self, key: str, title: str, rows: list[tuple[str, str]], actions: dict[str, CommandAction]
+    ) -> None:
+        """Show an entry object (heat meter, substation): its values and commands."""
+        self.show(None)
+        _source, panel = self._build()
+        if self.trend is not None:
+            self.trend.visible = False
+        self.obj = (key, title, rows)
+        sp = actions.get("setpoint")
+        value = self.session.services.db.read(sp.tag).value if sp is not None else None
+        panel.set_target(key, actions, setpoint=value)
+        self.render()
+        self._unsubscribe = self.session.subscribe([t for _l, t in rows], lambda _b: self.render())
+
+    def _render_object(self) -> None:
+        if self.obj is None:
+            return
+        key, title, rows = self.obj
+        db = self.session.services.db
+        table = "".join(
+            f"<tr><td>{html.escape(label)}</td><td>{value_html(db.read(tag), unit_text(db.definition(tag).unit), 1, tag=tag)}</td></tr>"
+            for label, tag in rows
+        )
+        self.info.text = (
+            f'<div class="tile" data-object="{html.escape(key)}"><h2>{html.escape(title)}</h2>'
+            f"<table>{table}</table></div>"
+        )
+
     def _busy(self, household: str, on: bool) -> None:
         if self.mimic_ref:
             self.mimic_ref[0].set_commanded(household, on)
@@ -178,6 +212,7 @@ class UnitDetail:
             self._unsubscribe()
             self._unsubscribe = None
         self.cell = cell
+        self.obj = None
         if cell is None:
             self.info.text = '<p class="u">click a unit for its detail</p>'
             if self.trend_source is not None and self.panel is not None:
@@ -192,21 +227,15 @@ class UnitDetail:
             actions["close"] = CommandAction("close", "Close valve", cell.valve_tag, False)
         if cell.setpoint_tag and self._writable(cell.setpoint_tag):
             actions["setpoint"] = CommandAction("setpoint", "Set setpoint", cell.setpoint_tag, None)
+        if cell.kind == "shop" and cell.relay_tag and self._writable(cell.relay_tag):
+            actions["open"] = CommandAction("open", _("Switch supply on"), cell.relay_tag, True)
+            actions["close"] = CommandAction("close", _("Trip relay"), cell.relay_tag, False)
         sp = self.session.services.db.read(cell.setpoint_tag).value if cell.setpoint_tag else None
         panel.set_target(cell.household, actions, setpoint=sp)
+        if self.trend is not None:
+            self.trend.visible = cell.kind == "flat"
         self.render()
-        tags = [
-            t
-            for t in (
-                cell.valve_tag,
-                cell.room_tag,
-                cell.setpoint_tag,
-                cell.fault_tag,
-                cell.online_tag,
-            )
-            if t
-        ]
-        self._unsubscribe = self.session.subscribe(tags, self._on_changes)
+        self._unsubscribe = self.session.subscribe(list(cell.tags), self._on_changes)
         self._load_history(cell)
 
     def _writable(self, tag: str) -> bool:
@@ -215,6 +244,7 @@ class UnitDetail:
     def render(self) -> None:
         c = self.cell
         if c is None:
+            self._render_object()
             return
         db = self.session.services.db
         mimic = self.mimic_ref[0] if self.mimic_ref else None
@@ -235,14 +265,29 @@ class UnitDetail:
             if comm != "ok"
             else '<span class="comm-ok" data-comm="ok">ok</span>'
         )
+        rows = [(_("floor / area"), f"{c.floor} / {c.area_m2:g} m²")]
+        if c.kind == "flat":
+            rows += [
+                (_("valve"), f'<span data-valve-state="{state}">{_(state)}</span>'),
+                (_("room"), v(c.room_tag, "°C")),
+                (_("setpoint"), v(c.setpoint_tag, "°C")),
+            ]
+        if c.meter is not None:
+            rows += [
+                (_("electricity meter"), html.escape(c.meter)),
+                (_("power"), v(c.power_tag, "kW")),
+                (_("energy"), v(c.energy_tag, "kWh")),
+                (_("supply relay"), v(c.relay_tag, "")),
+            ]
+        if c.account is not None:
+            rows.append((_("balance"), v(c.balance_tag, "")))
+            link = f'<a href="meters?account={html.escape(c.account)}">{_("relay and payments: Meters page")}</a>'
+            rows.append((_("account"), f"{html.escape(c.account)} · {link}"))
+        rows.append((_("comm"), comm_html))
+        table = "".join(f"<tr><td>{k}</td><td>{val}</td></tr>" for k, val in rows)
         self.info.text = (
             f'<div class="tile" data-household="{html.escape(c.household)}">'
-            f"<h2>{html.escape(c.household)}{name}</h2><table>"
-            f"<tr><td>floor / area</td><td>{c.floor} / {c.area_m2:g} m²</td></tr>"
-            f'<tr><td>valve</td><td><span data-valve-state="{state}">{state}</span></td></tr>'
-            f"<tr><td>room</td><td>{v(c.room_tag, '°C')}</td></tr>"
-            f"<tr><td>setpoint</td><td>{v(c.setpoint_tag, '°C')}</td></tr>"
-            f"<tr><td>comm</td><td>{comm_html}</td></tr></table></div>"
+            f"<h2>{html.escape(c.household)}{name}</h2><table>{table}</table></div>"
         )
 
     def _on_changes(self, batch: ChangeBatch) -> None:
@@ -298,90 +343,244 @@ def _nan(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
+class BuildingView:
+    """One building on the page: its mimic, heat meter panel and live feed."""
+
+    def __init__(self, page: BuildingPage, building_id: str) -> None:
+        session = page.session
+        services = session.services
+        site = services.site
+        self.page = page
+        self.building = site.building(building_id)
+        self.cells = building_layout(site, services.db, building_id)
+        heat = self.building.heat
+        self.heat = HeatMeterPanel(session, self.building)
+        sub = site_substation(site, building_id)
+        self.mimic = Mimic(
+            services.db,
+            self.cells,
+            page.on_select,
+            building=building_id,
+            heat={k: v for k, v in self.heat.tags.items() if k != "online"} if heat else None,
+            meter_device=self.heat.device,
+            substation=sub[1] if sub else None,
+            substation_name=sub[0] if sub else "",
+        )
+        self.mimic.set_alarms(page.alarms())
+        names = self.mimic.tag_names + [
+            t for t in self.heat.watched if t not in self.mimic.tag_names
+        ]
+        self.unsubscribe = session.subscribe(names, self.on_changes)
+        session.spawn(session.in_thread(self._energy_bases), self._bases_loaded)
+
+    def on_changes(self, batch: ChangeBatch) -> None:
+        self.mimic.apply(batch)
+        if any(t in batch for t in self.heat.watched):
+            self.heat.render()
+        self.page.detail.render()
+
+    def _energy_bases(self) -> dict[str, float]:
+        """Energy readings of the shops' meters at local midnight (for "kWh today")."""
+        historian = self.page.session.services.historian
+        if historian is None:
+            return {}
+        midnight = local_midnight(time.time(), self.page.tz)
+        out: dict[str, float] = {}
+        for c in self.cells:
+            if c.kind != "shop" or c.energy_tag is None:
+                continue
+            sample = historian.value_at(c.energy_tag, midnight)
+            if sample is None:
+                first = historian.query_raw(c.energy_tag, midnight, time.time())
+                sample = first[0] if first else None
+            if sample is not None and sample.numeric is not None:
+                out[c.household] = float(sample.numeric)
+        return out
+
+    def _bases_loaded(self, bases: Any, error: BaseException | None) -> None:
+        if error is not None:
+            log.warning("energy today of %s: %s", self.building.id, error)
+        elif bases:
+            self.mimic.set_energy_bases(bases)
+
+    def status_html(self, rotate_s: float) -> str:
+        floors = len({c.floor for c in self.cells})
+        rot = _(" · rotating every {s} s", s=f"{rotate_s:g}") if rotate_s > 0 else ""
+        name = html.escape(self.building.name or self.building.id)
+        text = _(
+            "{name}: {units} units on {floors} floors",
+            name=name,
+            units=len(self.cells),
+            floors=floors,
+        )
+        return (
+            f'<span data-units="{len(self.cells)}" data-building="{html.escape(self.building.id)}">'
+            f"{text}{rot}</span>"
+        )
+
+
+def site_substation(site: SiteConfig, building_id: str) -> tuple[str, dict[str, str | None]] | None:
+    """Return ``(name, tags)`` of the substation feeding ``building_id``, or None."""
+    sub = site.substation_of(building_id)
+    if sub is None:
+        return None
+    tags = {
+        "outdoor": sub.outdoor_tag,
+        "setpoint": sub.supply_setpoint_tag,
+        "supply": sub.supply_tag,
+        "return": sub.return_tag,
+        "pump": sub.pump_tag,
+        "pump_speed": sub.pump_speed_tag,
+        "flow": sub.flow_tag,
+        "power": sub.power_tag,
+    }
+    return sub.name or sub.id, tags
+
+
+#: The detail column: beside the mimic; on a phone a bottom sheet shown only for a selection.
+RIGHT_CSS = """
+@media (max-width: 700px) {
+  :host(:not(.selected)) { display: none !important; }
+  :host(.selected) { position: fixed !important; left: 0 !important; right: 0 !important; bottom: 0 !important;
+    top: auto !important; width: 100% !important; max-height: 62vh; overflow-y: auto; z-index: 20;
+    background: #D4D4D4; border-top: 3px solid #4D4D4D; padding: 6px; box-sizing: border-box; }
+}
+"""
+
+
+class BuildingPage:
+    """The building page: building choice, the mimic, legend, and the detail of a clicked object."""
+
+    def __init__(self, session: HmiSession, doc: Document, commands: CommandClient | None) -> None:
+        self.session = session
+        self.doc = doc
+        services = session.services
+        self.site = services.site
+        self.tz = self.site.site.timezone
+        self.ids = [b.id for b in self.site.buildings]
+        self.wall = (session.arg("wall") or "").lower() in ("1", "true", "yes", "on")
+        try:
+            self.rotate_s = float(session.arg("rotate") or 0)
+        except ValueError:
+            self.rotate_s = 0.0
+        self.mimic_ref: list[Mimic] = []
+        self.detail = UnitDetail(session, commands, self.mimic_ref)
+        self.view: BuildingView | None = None
+        self.select = Select(
+            title="",
+            options=select_options((b.id, b.name or b.id) for b in self.site.buildings),
+            name="building-select",
+            styles={"width": "clamp(220px, 16vw, 900px)"},
+        )
+        self.mimic_slot = column(sizing_mode="stretch_both", name="mimic-slot")
+        self.heat_slot = column(sizing_mode="stretch_width")
+        self.status = html_div("", name="building-status", sizing_mode="stretch_width")
+        self.legend = html_div(
+            legend_html(), name="mimic-legend", css=LEGEND_CSS, sizing_mode="stretch_width"
+        )
+        self.right = column(
+            self.heat_slot,
+            self.detail.layout,
+            sizing_mode="stretch_height",
+            styles={"width": "clamp(300px, 24vw, 1100px)", "overflow-y": "auto"},
+            stylesheets=[InlineStyleSheet(css=RIGHT_CSS)],
+        )
+        self.select.js_on_change(
+            "value",
+            CustomJS(code="window.hmiSetArg && window.hmiSetArg('building', cb_obj.value);"),
+        )
+        self.select.on_change("value", lambda _a, _o, new: self.show(new))
+
+    def alarms(self) -> list[Any]:
+        engine = self.session.services.alarms
+        return engine.active() if engine is not None else []
+
+    def on_select(self, obj: str) -> None:
+        view = self.view
+        if view is None:
+            return
+        self.right.visible = True
+        self.right.css_classes = ["selected"]
+        if obj in view.mimic.row_of:
+            self.detail.show(view.mimic.cells[view.mimic.row_of[obj]])
+            return
+        entry = view.mimic.entry
+        rows = [(r.label, r.tag) for r in entry.rows if r.obj == obj]
+        actions: dict[str, CommandAction] = {}
+        db = self.session.services.db
+        if obj == "sub":
+            sp = next(
+                (r.tag for r in entry.rows if r.obj == "sub" and r.label == _("setpoint")), None
+            )
+            if sp is not None and db.definition(sp).writable:
+                title = (_("supply setpoint °C"), 20.0, 120.0)
+                actions["setpoint"] = CommandAction(
+                    "setpoint", _("Set supply setpoint"), sp, None, title
+                )
+            pump = entry.pump_tag
+            if pump is not None and db.definition(pump).writable:
+                actions["open"] = CommandAction("open", _("Start pump"), pump, True)
+                actions["close"] = CommandAction("close", _("Stop pump"), pump, False)
+        self.detail.show_object(obj, entry.heads.get(obj, obj), rows, actions)
+
+    def on_alarm_events(self, _events: Any) -> None:
+        if self.view is not None:
+            self.view.mimic.set_alarms(self.alarms())
+
+    def show(self, building_id: str) -> None:
+        if self.view is not None:
+            self.view.unsubscribe()
+        view = BuildingView(self, building_id)
+        self.view = view
+        self.mimic_ref[:] = [view.mimic]
+        # one recompute of the document's model graph for the whole swap, not one per change
+        # (a building's mimic is a few hundred models: a kiosk rotating every few seconds
+        # would otherwise spend its time walking them)
+        with self.doc.models.freeze():
+            self.mimic_slot.children = [view.mimic.figure]
+            self.heat_slot.children = [view.heat.div]
+            self.detail.show(None)
+            self.right.visible = not self.wall
+            self.right.css_classes = []
+            self.status.text = view.status_html(self.rotate_s)
+        self.doc.title = f"{view.building.name or building_id} — " + _("Building")
+
+    def build(self, wanted: str) -> None:
+        self.select.value = wanted
+        self.show(wanted)
+        body = column(
+            row(self.select, self.status, sizing_mode="stretch_width"),
+            row(column(self.mimic_slot, self.legend, sizing_mode="stretch_both"), self.right, sizing_mode="stretch_both"),
+            sizing_mode="stretch_both",
+        )  # fmt: skip
+        page_frame(self.session, self.doc, "building", body, self.doc.title or _("Building"))
+        self.session.on_alarm(self.on_alarm_events)
+        if self.rotate_s > 0 and len(self.ids) > 1:
+            self.session.periodic(self.rotate, self.rotate_s)
+
+    def rotate(self) -> None:
+        i = (self.ids.index(self.select.value) + 1) % len(self.ids)
+        self.select.value = self.ids[i]  # on_change shows it
+
+
 def make_building(
     session: HmiSession, doc: Document, commands: CommandClient | None = None
 ) -> None:
     """Build the building page into ``doc``."""
+    title = _("Building")
     if not page_allowed(session, "building"):
-        page_frame(session, doc, "building", denied_body("not allowed for your role"), "Building")
+        page_frame(session, doc, "building", denied_body(_("not allowed for your role")), title)
         return
     doc.template_variables["hmi_skip_tables"] = True  # no DataTable on this page
-    services = session.services
-    site = services.site
-    ids = [b.id for b in site.buildings]
+    ids = [b.id for b in session.services.site.buildings]
     if not ids:
-        page_frame(session, doc, "building", denied_body("no buildings configured"), "Building")
+        page_frame(session, doc, "building", denied_body(_("no buildings configured")), title)
         return
     wanted = session.arg("building") or ids[0]
     if wanted not in ids:
-        denied = denied_body(f"unknown building {wanted!r}; configured: {', '.join(ids)}")
-        page_frame(session, doc, "building", denied, "Building")
-        return
-    try:
-        rotate_s = float(session.arg("rotate") or 0)
-    except ValueError:
-        rotate_s = 0.0
-    select = Select(
-        title="",
-        value=wanted,
-        options=select_options((b.id, b.name or b.id) for b in site.buildings),
-        name="building-select",
-        width=220,
-    )
-    mimic_ref: list[Mimic] = []
-    detail = UnitDetail(session, commands, mimic_ref)
-    state: dict[str, Any] = {"unsub": None, "heat": None}
-    mimic_slot = column(sizing_mode="stretch_both", name="mimic-slot")
-    heat_slot = column(sizing_mode="stretch_width", width=420)
-    status = html_div("", name="building-status", sizing_mode="stretch_width")
-
-    def on_select(household: str) -> None:
-        m = mimic_ref[0]
-        detail.show(m.cells[m.row_of[household]])
-
-    def show(building_id: str) -> None:
-        if state["unsub"] is not None:
-            state["unsub"]()
-        building = site.building(building_id)
-        cells = building_layout(site, services.db, building_id)
-        mimic = Mimic(services.db, cells, on_select)
-        mimic_ref[:] = [mimic]
-        heat = HeatMeterPanel(session, building)
-        state["heat"] = heat
-        mimic_slot.children = [mimic.figure]
-        heat_slot.children = [heat.div]
-        detail.show(None)
-        floors = len({c.floor for c in cells})
-        rot = f" · rotating every {rotate_s:g} s" if rotate_s > 0 else ""
-        status.text = (
-            f'<span data-units="{len(cells)}" data-building="{html.escape(building_id)}">'
-            f"{html.escape(building.name or building_id)}: {len(cells)} units on {floors} floors{rot}</span>"
+        text = _(
+            "unknown building {wanted}; configured: {ids}", wanted=repr(wanted), ids=", ".join(ids)
         )
-        names = mimic.tag_names + heat.watched
-
-        def on_changes(batch: ChangeBatch) -> None:
-            mimic.apply(batch)
-            if any(t in batch for t in heat.watched):
-                heat.render()
-            if detail.cell is not None:
-                detail.render()
-
-        state["unsub"] = session.subscribe(names, on_changes)
-        doc.title = f"{building.name or building_id} — Building"
-
-    select.on_change("value", lambda _a, _o, new: show(new))
-    show(wanted)
-    right = column(heat_slot, detail.layout, sizing_mode="stretch_height", width=440)
-    body = column(
-        row(select, status, sizing_mode="stretch_width"),
-        row(mimic_slot, right, sizing_mode="stretch_both"),
-        sizing_mode="stretch_both",
-    )
-    page_frame(session, doc, "building", body, doc.title or "Building")
-    if rotate_s > 0 and len(ids) > 1:
-
-        def rotate() -> None:
-            i = (ids.index(select.value) + 1) % len(ids)
-            select.value = ids[i]  # on_change shows it
-
-        session.periodic(rotate, rotate_s)
+        page_frame(session, doc, "building", denied_body(text), title)
+        return
+    BuildingPage(session, doc, commands).build(wanted)

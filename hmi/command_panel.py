@@ -22,13 +22,28 @@ from bokeh.models.widgets import Button, Spinner
 from hmi.layout import html_div
 from hmi.services import CommandClient, CommandStatus
 from hmi.session import HmiSession
-from tags.model import iso
+from hmi.timefmt import site_time_text
+from i18n import _
 
 __all__ = ["CommandAction", "CommandPanel"]
 
 log = logging.getLogger(__name__)
 
 FINAL_OK = frozenset({"confirmed", "operated"})
+
+
+def _state_words(state: str) -> str:
+    """Return a command state in words (the ``data-state`` attribute keeps the state name)."""
+    words = {
+        "selected": _("selected"),
+        "operated": _("sent, waiting for the device"),
+        "confirmed": _("done, confirmed by the device"),
+        "failed": _("failed"),
+        "expired": _("expired"),
+        "cancelled": _("cancelled"),
+        "rejected": _("refused"),
+    }
+    return words.get(state, state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +54,8 @@ class CommandAction:
     label: str
     tag: str
     value: Any = None
+    #: the spinner's title and range for a value taken from it (None: the room setpoint's)
+    spinner: tuple[str, float, float] | None = None
 
 
 class CommandPanel:
@@ -115,14 +132,25 @@ class CommandPanel:
             button.disabled = (
                 not can or a is None or not self.session.may("commands.operate", a.tag)
             )
+            # a target shows only its own commands, labelled for what they do (valve, relay, pump)
+            button.visible = a is not None or not actions
+            if a is not None:
+                button.label = a.label
+        sp = actions.get("setpoint")
+        title, low, high = (
+            sp.spinner if sp is not None and sp.spinner else (_("setpoint °C"), 5, 30)
+        )
+        self.spinner.update(title=title, low=low, high=high)
+        self.spinner.visible = self.btn_sp.visible
         self.spinner.disabled = self.btn_sp.disabled
         if target is None:
             self.note.text = ""
         elif self.commands is None:
-            self.note.text = '<span class="denied">no command service</span>'
+            self.note.text = f'<span class="denied">{html.escape(_("no command service"))}</span>'
         elif not can:
             self.note.text = (
-                '<span class="denied" data-denied="1">your role may not send commands</span>'
+                '<span class="denied" data-denied="1">'
+                f"{html.escape(_('your role may not send commands'))}</span>"
             )
         else:
             self.note.text = ""
@@ -139,9 +167,11 @@ class CommandPanel:
         else:
             return  # the setpoint box was emptied: nothing to send
         if not self.session.may("commands.operate", a.tag):
-            self._show_result(CommandStatus(None, "rejected", a.tag, value, None, "not allowed"))
+            denied = _("your role may not operate {tag}", tag=a.tag)
+            self._show_result(CommandStatus(None, "rejected", a.tag, value, None, denied))
             return
-        self.result.text = f'<span class="u">selecting {html.escape(a.label)}…</span>'
+        selecting = _("selecting {action}…", action=a.label)
+        self.result.text = f'<span class="u">{html.escape(selecting)}</span>'
         target = self.target
         self.session.spawn(
             self.commands.select(self.session.user, a.tag, value),
@@ -164,12 +194,18 @@ class CommandPanel:
             return
         self.pending = status
         self.pending_target = target
-        expires = (iso(status.expires_at) or "")[11:19]
+        expires = site_time_text(self.session, status.expires_at, date=False)
         self.confirm_text.text = (
             f'<div class="confirm" data-command="{html.escape(str(status.id))}">'
-            f"<b>{html.escape(a.label)}</b> for <b>{html.escape(str(target))}</b><br>"
-            f'<span data-tag="{html.escape(a.tag)}">{html.escape(a.tag)} = {html.escape(repr(value))}</span><br>'
-            f'<span class="u">selected; confirm before {html.escape(expires)} UTC</span></div>'
+            + _(
+                "{action} for {target}",
+                action=f"<b>{html.escape(a.label)}</b>",
+                target=f"<b>{html.escape(str(target))}</b>",
+            )
+            + f'<br><span data-tag="{html.escape(a.tag)}">{html.escape(a.tag)} = '
+            f"{html.escape(repr(value))}</span><br>"
+            f'<span class="u" data-expires="1">'
+            f"{html.escape(_('selected; confirm before {time}', time=expires))}</span></div>"
         )
         self.confirm.visible = True
         self.result.text = ""
@@ -180,7 +216,7 @@ class CommandPanel:
             return
         self.pending = None
         self.confirm.visible = False
-        self.result.text = '<span class="u">operating…</span>'
+        self.result.text = f'<span class="u">{html.escape(_("operating…"))}</span>'
         if target is not None:
             self.on_busy(target, True)
 
@@ -213,10 +249,17 @@ class CommandPanel:
         )
 
     def _show_result(self, status: CommandStatus) -> None:
-        ok = status.state in FINAL_OK
-        cls = "result-ok" if ok else "result-bad"
-        msg = f": {html.escape(status.message)}" if status.message else ""
-        self.result.text = (
-            f'<span class="{cls}" data-state="{html.escape(status.state)}">'
-            f"{html.escape(status.tag)} = {html.escape(repr(status.value))}: {html.escape(status.state)}{msg}</span>"
+        # a cancel is the operator's own choice: plain text, not the colour of a failure
+        if status.state in FINAL_OK:
+            cls = "result-ok"
+        else:
+            cls = "u" if status.state == "cancelled" else "result-bad"
+        text = _(
+            "{tag} = {value}: {state}",
+            tag=status.tag,
+            value=repr(status.value),
+            state=_state_words(status.state),
         )
+        if status.message and not status.message.startswith(status.state):
+            text = _("{result}. {reason}", result=text, reason=status.message)
+        self.result.text = f'<span class="{cls}" data-state="{html.escape(status.state)}">{html.escape(text)}</span>'

@@ -1,12 +1,17 @@
 """Configuration page for engineers: browse, edit YAML, validate, diff, apply hot, roll back, import CSV.
 
 Everything goes through the server's config API (``services.config``, issue 6's
-``ConfigManager``): a proposal is a set of changed files; *Validate* shows every error with
-``file:line:col``, the field path and the offending line; *Diff* shows the unified diff
-against the running configuration; *Apply* applies it hot (connections and tag values are
-kept) as a new version; *Roll back* applies an earlier version. *Import CSV* turns rows of
+``ConfigManager``): a proposal is a set of changed files (``hmi.config_editor``);
+*Validate* shows every error with ``file:line:col``, the field path and the offending line;
+*Diff* shows the unified diff against the running configuration. *Apply* first validates
+and shows what the change does (files, tags and devices added / removed / changed, channels
+and templates, alarm rules, whether the drivers restart: ``hmi.config_apply``) and applies
+hot, as a new version, only on *Confirm*; *Cancel* leaves everything as it is. *Roll back
+to selected* (``hmi.config_history``, times in the site's zone) asks the same way before it
+applies an earlier version. If another apply lands between the question and the confirm,
+the confirm is refused and the page asks to review again. *Import CSV* turns rows of
 ``id,template,channel,unit[,building,household]`` into a new included file of devices.
-Viewing needs ``config.read``; changing needs ``config.write``.
+Viewing needs ``config.read``; changing needs ``config.write`` (the service audits both).
 """
 
 from __future__ import annotations
@@ -20,28 +25,33 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource
-from bokeh.models.widgets import (
-    Button,
-    DataTable,
-    FileInput,
-    Select,
-    TableColumn,
-    TextAreaInput,
-    TextInput,
-)
+from bokeh.models import ColumnDataSource, InlineStyleSheet
+from bokeh.models.widgets import Button, DataTable, FileInput, TableColumn, TextInput
 
+from hmi.config_apply import AUTO_WIDTH, ConfirmStep, plan_summary_html
+from hmi.config_editor import ProposalEditor
+from hmi.config_history import VersionHistory
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.session import HmiSession
+from i18n import _, ngettext
 from scada.config import ComputedTagConfig, SiteConfig
-from tags.model import iso
 
-__all__ = ["config_items", "csv_devices_yaml", "errors_html", "make_config"]
+__all__ = ["ConfigPage", "config_items", "csv_devices_yaml", "errors_html", "make_config"]
 
 log = logging.getLogger(__name__)
 
 IMPORT_FILE = "imported-devices.yaml"
-MAX_FILE_CHARS = 5_000_000  # the editor truncates at 500 characters by default
+
+#: Wide screens: items and versions left, editor right. Phones: one column that scrolls.
+LAYOUT_CSS = """
+:host(.config-left) { flex: 0 0 clamp(620px, 32vw, 1300px) !important; }
+:host(.config-right) { --bokeh-font-size: clamp(12px, 0.68vw, 28px); }
+@media (max-width: 700px) {
+  :host(.config-body) { flex-direction: column !important; overflow-y: auto !important; }
+  :host(.config-left) { flex: none !important; width: 100% !important; height: 70vh !important; }
+  :host(.config-right) { flex: none !important; width: 100% !important; height: 95vh !important; }
+}
+"""
 CSV_FIELDS = ("id", "template", "channel", "unit")
 
 
@@ -69,21 +79,22 @@ def config_items(site: SiteConfig, files: dict[str, str]) -> dict[str, list[Any]
         rows["line"].append(n)
 
     for c in site.channels:
-        add("channel", c.id, str(getattr(c.protocol, "value", c.protocol)))
+        add(_("channel"), c.id, str(getattr(c.protocol, "value", c.protocol)))
     for tid, tpl in site.templates.items():
-        add("template", tid, f"{len(tpl.points)} points")
+        add(_("template"), tid, ngettext("{n} point", "{n} points", len(tpl.points)))
     for d in site.devices:
-        add("device", d.id, f"{d.template} @ {d.channel}/{d.unit}")
+        add(_("device"), d.id, f"{d.template} @ {d.channel}/{d.unit}")
     for t in site.tags:
-        add("tag", t.name, t.expr if isinstance(t, ComputedTagConfig) else t.type)
+        add(_("tag"), t.name, t.expr if isinstance(t, ComputedTagConfig) else t.type)
     return rows
 
 
 def errors_html(errors: list[dict[str, Any]], files: dict[str, str]) -> str:
     """Return the validation errors as HTML: location, field path, message and the source line."""
     if not errors:
-        return '<span class="result-ok" data-valid="1">valid</span>'
-    out = [f'<div data-valid="0"><b>{len(errors)} error(s)</b><ul>']
+        return f'<span class="result-ok" data-valid="1">{html.escape(_("valid"))}</span>'
+    count = ngettext("{n} error", "{n} errors", len(errors))
+    out = [f'<div data-valid="0"><b>{html.escape(count)}</b><ul>']
     for e in errors[:50]:
         f, line, col = e.get("file", ""), int(e.get("line") or 0), int(e.get("col") or 0)
         src = ""
@@ -107,13 +118,20 @@ def csv_devices_yaml(text: str) -> str:
     reader = csv.DictReader(io.StringIO(text))
     missing = [f for f in CSV_FIELDS if f not in (reader.fieldnames or [])]
     if missing:
-        raise ValueError(f"CSV header lacks {', '.join(missing)} (need {', '.join(CSV_FIELDS)})")
+        raise ValueError(
+            _(
+                "CSV header lacks {missing} (need {fields})",
+                missing=", ".join(missing),
+                fields=", ".join(CSV_FIELDS),
+            )
+        )
     lines = ["# devices imported from CSV on the HMI configuration page", "devices:"]
     for n, r in enumerate(reader, 2):
         try:
             unit = int(str(r["unit"]).strip())
         except ValueError:
-            raise ValueError(f"CSV line {n}: unit {r['unit']!r} is not a number") from None
+            msg = _("CSV line {n}: unit {unit} is not a number", n=n, unit=repr(r["unit"]))
+            raise ValueError(msg) from None
         parts = [
             f"id: {r['id'].strip()}",
             f"template: {r['template'].strip()}",
@@ -125,239 +143,295 @@ def csv_devices_yaml(text: str) -> str:
                 parts.append(f"{opt}: {r[opt].strip()}")
         lines.append("  - {" + ", ".join(parts) + "}")
     if len(lines) == 2:
-        raise ValueError("the CSV has no rows")
+        raise ValueError(_("the CSV has no rows"))
     return "\n".join(lines) + "\n"
 
 
-def _with_include(main_text: str, rel: str) -> str:
-    """Return the main file's text with ``rel`` added to its ``include:`` list."""
-    if rel in main_text:
-        return main_text
-    if "include:\n" in main_text:
-        return main_text.replace("include:\n", f"include:\n  - {rel}\n", 1)
-    return f"include: [{rel}]\n" + main_text
+class ConfigPage:
+    """The page: items table and versions on the left; editor, actions and results on the right."""
 
-
-def make_config(session: HmiSession, doc: Document) -> None:
-    """Build the configuration page into ``doc``."""
-    if not page_allowed(session, "config"):
-        page_frame(
-            session,
-            doc,
-            "config",
-            denied_body("configuration needs the engineer role"),
-            "Configuration",
+    def __init__(self, session: HmiSession, api: Any) -> None:
+        self.session = session
+        self.api = api
+        self.can_write = session.may("config.write")
+        self.editor = ProposalEditor(api)
+        self.items = ColumnDataSource(
+            config_items(session.services.site, self.editor.files), name="config-items"
         )
-        return
-    api = session.services.config
-    if api is None:
-        page_frame(
-            session, doc, "config", denied_body("no config API (start the server)"), "Configuration"
+        self.result = html_div(
+            "",
+            name="config-result",
+            sizing_mode="stretch_width",
+            css="pre { margin: 0.2em 0; font-size: 0.85em; } ul { padding-left: 1.2em; }",
         )
-        return
-    can_write = session.may("config.write")
-    files = api.current_files()
-    proposal: dict[str, str] = {}
-    items = ColumnDataSource(config_items(session.services.site, files), name="config-items")
-    table = DataTable(
-        source=items,
-        columns=[
-            TableColumn(field="kind", title="kind", width=70),
-            TableColumn(field="id", title="id", width=160),
-            TableColumn(field="detail", title="detail", width=170),
-            TableColumn(field="file", title="file", width=150),
-            TableColumn(field="line", title="line", width=40),
-        ],
-        sizing_mode="stretch_both",
-        name="config-table",
-        index_position=None,
-    )
-    file_sel = Select(value=api.main_name(), options=sorted(files), name="config-file", width=260)
-    editor = TextAreaInput(
-        value=files.get(file_sel.value, ""),
-        rows=28,
-        name="config-editor",
-        max_length=MAX_FILE_CHARS,
-        sizing_mode="stretch_both",
-        styles={"font-family": "monospace"},
-    )
-    comment = TextInput(
-        placeholder="comment for the version history", name="config-comment", width=260
-    )
-    validate_btn = Button(label="Validate", name="config-validate", width=90)
-    diff_btn = Button(label="Diff", name="config-diff", width=70)
-    apply_btn = Button(label="Apply", button_type="primary", name="config-apply", width=80)
-    csv_in = FileInput(accept=".csv", name="config-csv", width=220)
-    result = html_div(
-        "",
-        name="config-result",
-        sizing_mode="stretch_width",
-        css="pre { margin: 0.2em 0; font-size: 0.85em; } ul { padding-left: 1.2em; }",
-    )
-    versions_src = ColumnDataSource(
-        {"version": [], "when": [], "user": [], "comment": []}, name="config-versions"
-    )
-    versions = DataTable(
-        source=versions_src,
-        columns=[
-            TableColumn(field="version", title="v", width=40),
-            TableColumn(field="when", title="when (UTC)", width=150),
-            TableColumn(field="user", title="user", width=80),
-            TableColumn(field="comment", title="comment", width=200),
-        ],
-        height=180,
-        sizing_mode="stretch_width",
-        name="config-version-table",
-        index_position=None,
-    )
-    rollback_btn = Button(label="Roll back to selected", name="config-rollback", width=170)
-    for w in (validate_btn, apply_btn, rollback_btn, csv_in, comment):
-        w.disabled = not can_write
+        self.confirm = ConfirmStep(on_cancel=self._cancelled)
+        self.editor.on_edit = self._edited
+        tz = session.services.site.site.timezone
+        self.history = VersionHistory(api, tz, self.ask_rollback)
+        self.comment = TextInput(
+            placeholder=_("comment for the version history"), name="config-comment", width=260
+        )
+        self.csv_in = FileInput(accept=".csv", name="config-csv", width=220)
+        self.buttons = self._buttons()
+        self.items.selected.on_change("indices", self._on_item)
+        self.csv_in.on_change("value", self._on_csv)
 
-    def say(text: str) -> None:
-        result.text = text
-
-    def refresh_versions() -> None:
-        vs = list(reversed(api.versions()))
-        versions_src.data = {
-            "version": [v.get("version") for v in vs],
-            "when": [
-                (iso(v.get("ts")) or str(v.get("created_at", "")))[:19].replace("T", " ")
-                for v in vs
-            ],
-            "user": [v.get("user", "") for v in vs],
-            "comment": [v.get("comment", "") for v in vs],
-        }
-
-    def stage() -> dict[str, str]:
-        proposal[file_sel.value] = editor.value
-        return {k: v for k, v in proposal.items() if files.get(k) != v}
-
-    def on_file(_a: str, old: str, new: str) -> None:
-        proposal[old] = editor.value
-        editor.value = proposal.get(new, files.get(new, ""))
-
-    def on_item(_a: str, _o: list[int], new: list[int]) -> None:
-        if new:
-            rel = items.data["file"][new[0]]
-            if rel and rel != file_sel.value:
-                file_sel.value = rel
-            say(
-                f'<span class="u">{html.escape(items.data["kind"][new[0]])} '
-                f"{html.escape(items.data['id'][new[0]])}: {html.escape(rel)} line {items.data['line'][new[0]]}</span>"
-            )
-
-    def show_validation(res: dict[str, Any], what: str) -> None:
-        bundle = {**files, **proposal}
-        text = errors_html(res.get("errors", []), bundle)
-        if res.get("valid") and res.get("diff") is not None and what == "diff":
-            text += (
-                "".join(f"<pre>{html.escape(d)}</pre>" for d in res["diff"].values())
-                or "<p>no changes</p>"
-            )
-        say(text)
-
-    def run_validate(what: str) -> None:
-        changes = stage()
-        say('<span class="u">validating…</span>')
-        session.spawn(
-            api.validate(changes),
-            lambda res, err: (
-                say(f'<span class="result-bad">{html.escape(str(err))}</span>')
-                if err
-                else show_validation(res, what)
+    def _buttons(self) -> dict[str, Button]:
+        buttons = {
+            "validate": Button(label=_("Validate"), name="config-validate", styles=AUTO_WIDTH),
+            "diff": Button(label=_("Diff"), name="config-diff", styles=AUTO_WIDTH),
+            "apply": Button(
+                label=_("Apply"), button_type="primary", name="config-apply", styles=AUTO_WIDTH
             ),
-        )
+        }
+        buttons["validate"].on_click(lambda: self.validate("validate"))
+        buttons["diff"].on_click(lambda: self.validate("diff"))
+        buttons["apply"].on_click(self.ask_apply)
+        for w in (buttons["validate"], buttons["apply"], self.history.button, self.csv_in):
+            w.disabled = not self.can_write
+        self.comment.disabled = not self.can_write
+        return buttons
 
-    def run_apply() -> None:
-        user = session.user
-        if user is None or not session.may("config.write"):
-            say('<span class="result-bad">your role may not change the configuration</span>')
+    def say(self, text: str, cls: str = "u", attrs: str = "") -> None:
+        """Show one line of result text."""
+        self.result.text = f'<span class="{cls}"{attrs}>{html.escape(text)}</span>'
+
+    def _fail(self, err: BaseException) -> None:
+        self.say(str(err), "result-bad")
+
+    # ------------------------------------------------------------------ validate / diff
+    def show_validation(self, res: dict[str, Any], what: str) -> None:
+        """Show a validation result: errors, or valid (with the diff when asked)."""
+        text = errors_html(res.get("errors", []), self.editor.bundle())
+        if res.get("valid") and res.get("diff") is not None and what == "diff":
+            diffs = "".join(f"<pre>{html.escape(d)}</pre>" for d in res["diff"].values())
+            text += diffs or f"<p>{html.escape(_('no changes'))}</p>"
+        self.result.text = text
+
+    def validate(self, what: str) -> None:
+        """Validate the proposal (``what``: ``validate`` or ``diff``)."""
+        changes = self.editor.stage()
+        self.say(_("validating…"))
+
+        def done(res: Any, err: BaseException | None) -> None:
+            if err is not None:
+                self._fail(err)
+            else:
+                self.show_validation(res, what)
+
+        self.session.spawn(self.api.validate(changes), done)
+
+    # ------------------------------------------------------------------ apply
+    def _writer(self) -> Any:
+        """The user object of a session that may change the configuration, else None."""
+        user = self.session.user
+        if user is None or not self.session.may("config.write"):
+            self.say(_("your role may not change the configuration"), "result-bad")
+            return None
+        return user.raw
+
+    def ask_apply(self) -> None:
+        """Validate the proposal and ask for the confirm with what it changes."""
+        if self._writer() is None:
             return
-        changes = stage()
+        changes = self.editor.stage()
         if not changes:
-            say('<span class="u">nothing to apply</span>')
+            self.say(_("nothing to apply"))
             return
-        say('<span class="u">applying…</span>')
+        base = self.api.current_version()
+        self.say(_("checking what the change does…"))
+        question = _("Apply these changes as a new version?")
 
-        def done(res: Any, err: BaseException | None) -> None:
+        def checked(res: Any, err: BaseException | None) -> None:
             if err is not None:
-                say(f'<span class="result-bad">{html.escape(str(err))}</span>')
-                return
-            if not res.get("valid"):
-                show_validation(res, "apply")
-                return
-            reload_from_runtime()
-            say(
-                f'<span class="result-ok" data-applied="{res.get("version")}">applied as version '
-                f"{res.get('version')} ({len(res.get('diff', {}))} file(s))</span>"
-            )
+                self._fail(err)
+            elif not res.get("valid"):
+                self.show_validation(res, "apply")
+            elif not res.get("diff"):
+                self.say(_("nothing to apply"))
+            else:
+                summary = plan_summary_html(res.get("plan"), sorted(res["diff"]), question)
+                self.confirm.ask(summary, lambda: self._apply(changes, base))
+                self.say(_("review the change, then confirm or cancel"))
 
-        session.spawn(
-            api.apply(user.raw, changes, comment=comment.value, source=session.source), done
+        self.session.spawn(self.api.validate(changes), checked)
+
+    def _unchanged_since(self, base: int) -> bool:
+        now = self.api.current_version()
+        if now == base:
+            return True
+        self.say(
+            _(
+                "the running configuration changed meanwhile (now version {v}): review again",
+                v=now,
+            ),
+            "result-bad",
         )
+        return False
 
-    def reload_from_runtime() -> None:
-        """Show the running configuration again after an apply or a rollback."""
-        files.clear()
-        files.update(api.current_files())
-        proposal.clear()
-        file_sel.options = sorted(files)
-        editor.value = files.get(file_sel.value, "")
-        items.data = config_items(session.services.site, files)
-        refresh_versions()
-
-    def run_rollback() -> None:
-        sel = versions_src.selected.indices
-        user = session.user
-        if not sel or user is None or not session.may("config.write"):
-            say('<span class="result-bad">select a version first</span>')
+    def _apply(self, changes: dict[str, str], base: int) -> None:
+        raw = self._writer()
+        if raw is None or not self._unchanged_since(base):
             return
-        number = versions_src.data["version"][sel[0]]
+        self.say(_("applying…"))
 
         def done(res: Any, err: BaseException | None) -> None:
             if err is not None:
-                say(f'<span class="result-bad">{html.escape(str(err))}</span>')
+                self._fail(err)
+            elif not res.get("valid"):
+                self.show_validation(res, "apply")
+            else:
+                self.reload()
+                v, n = res.get("version"), len(res.get("diff", {}))
+                text = _("applied as version {v} ({n} file(s))", v=v, n=n)
+                self.say(text, "result-ok", f' data-applied="{v}"')
+
+        apply = self.api.apply(raw, changes, comment=self.comment.value, source=self.session.source)
+        self.session.spawn(apply, done)
+
+    def _cancelled(self) -> None:
+        self.say(_("cancelled: nothing was applied"), "u", ' data-cancelled="1"')
+
+    def _edited(self) -> None:
+        if self.confirm.open:  # the question was about other text
+            self.confirm.cancel()
+
+    # ------------------------------------------------------------------ roll back
+    def ask_rollback(self, number: int | None) -> None:
+        """Validate version ``number``'s files and ask for the confirm of the roll-back."""
+        if self._writer() is None:
+            return
+        if number is None:
+            self.say(_("select a version first"), "result-bad")
+            return
+        try:
+            files = self.api.version(number)["files"]
+        except KeyError as exc:
+            self._fail(exc)
+            return
+        base = self.api.current_version()
+        question = _("Roll back to version {v} (applied as a new version)?", v=number)
+
+        def checked(res: Any, err: BaseException | None) -> None:
+            if err is not None:
+                self._fail(err)
+            elif not res.get("valid"):
+                self.show_validation(res, "rollback")
+            else:
+                summary = plan_summary_html(
+                    res.get("plan"), sorted(res.get("diff") or {}), question
+                )
+                self.confirm.ask(summary, lambda: self._rollback(number, base))
+
+        self.session.spawn(self.api.validate(dict(files)), checked)
+
+    def _rollback(self, number: int, base: int) -> None:
+        raw = self._writer()
+        if raw is None or not self._unchanged_since(base):
+            return
+
+        def done(res: Any, err: BaseException | None) -> None:
+            if err is not None:
+                self._fail(err)
                 return
-            reload_from_runtime()
-            say(
-                f'<span class="result-ok" data-rolled-back="{res.get("version")}">rolled back to '
-                f"version {number} as version {res.get('version')}</span>"
-            )
+            self.reload()
+            v = res.get("version")
+            text = _("rolled back to version {n} as version {v}", n=number, v=v)
+            self.say(text, "result-ok", f' data-rolled-back="{v}"')
 
-        session.spawn(api.rollback(user.raw, int(number), source=session.source), done)
+        self.session.spawn(self.api.rollback(raw, number, source=self.session.source), done)
 
-    def on_csv(_a: str, _o: Any, new: str) -> None:
+    # ------------------------------------------------------------------ the rest
+    def reload(self) -> None:
+        """Show the running configuration again after an apply or a roll-back."""
+        self.editor.reload()
+        self.items.data = config_items(self.session.services.site, self.editor.files)
+        self.history.refresh()
+
+    def _on_item(self, _a: str, _o: list[int], new: list[int]) -> None:
+        if not new:
+            return
+        i = new[0]
+        rel = self.items.data["file"][i]
+        self.editor.show_file(rel)
+        kind, ident, line = (
+            self.items.data["kind"][i],
+            self.items.data["id"][i],
+            self.items.data["line"][i],
+        )
+        self.say(_("{kind} {id}: {file} line {line}", kind=kind, id=ident, file=rel, line=line))
+
+    def _on_csv(self, _a: str, _o: Any, new: str) -> None:
         try:
             text = base64.b64decode(new).decode("utf-8-sig")
             devices = csv_devices_yaml(text)
         except (ValueError, UnicodeDecodeError) as exc:
-            say(f'<span class="result-bad">{html.escape(str(exc))}</span>')
+            self._fail(exc)
             return
-        main = api.main_name()
-        proposal[IMPORT_FILE] = proposal.get(IMPORT_FILE, files.get(IMPORT_FILE, "")) + devices
-        proposal[main] = _with_include(proposal.get(main, files.get(main, "")), IMPORT_FILE)
-        file_sel.options = sorted({*files, *proposal})
-        file_sel.value = IMPORT_FILE
-        editor.value = proposal[IMPORT_FILE]
-        run_validate("diff")
+        self.editor.add_import(IMPORT_FILE, devices)
+        self.validate("diff")
 
-    file_sel.on_change("value", on_file)
-    items.selected.on_change("indices", on_item)
-    validate_btn.on_click(lambda: run_validate("validate"))
-    diff_btn.on_click(lambda: run_validate("diff"))
-    apply_btn.on_click(run_apply)
-    rollback_btn.on_click(run_rollback)
-    csv_in.on_change("value", on_csv)
-    refresh_versions()
-    left = column(table, versions, rollback_btn, sizing_mode="stretch_both", width=620)
-    right = column(
-        row(file_sel, validate_btn, diff_btn, comment, apply_btn, sizing_mode="stretch_width"),
-        row(html_div('<span class="u">import devices from CSV:</span>'), csv_in),
-        editor,
-        result,
-        sizing_mode="stretch_both",
-    )
-    page_frame(
-        session, doc, "config", row(left, right, sizing_mode="stretch_both"), "Configuration"
-    )
+    def build_layout(self) -> Any:
+        """Return the page body (call once)."""
+        table = DataTable(
+            source=self.items,
+            columns=[
+                TableColumn(field="kind", title=_("kind"), width=70),
+                TableColumn(field="id", title=_("id"), width=160),
+                TableColumn(field="detail", title=_("detail"), width=170),
+                TableColumn(field="file", title=_("file"), width=150),
+                TableColumn(field="line", title=_("line"), width=40),
+            ],
+            sizing_mode="stretch_both",
+            name="config-table",
+            index_position=None,
+        )
+        css = [InlineStyleSheet(css=LAYOUT_CSS)]
+        left = column(
+            table,
+            self.history.table,
+            self.history.button,
+            sizing_mode="stretch_both",
+            width=620,
+            css_classes=["config-left"],
+            stylesheets=css,
+        )
+        b, wrap = self.buttons, {"flex-wrap": "wrap", "gap": "4px"}
+        actions = row(
+            self.editor.select,
+            b["validate"],
+            b["diff"],
+            self.comment,
+            b["apply"],
+            sizing_mode="stretch_width",
+            styles=wrap,
+        )
+        csv_label = html_div(f'<span class="u">{html.escape(_("import devices from CSV:"))}</span>')
+        right = column(
+            actions,
+            self.confirm.layout,
+            row(csv_label, self.csv_in, styles=wrap),
+            self.editor.editor,
+            self.result,
+            sizing_mode="stretch_both",
+            css_classes=["config-right"],
+            stylesheets=css,
+        )
+        return row(
+            left, right, sizing_mode="stretch_both", css_classes=["config-body"], stylesheets=css
+        )
+
+
+def make_config(session: HmiSession, doc: Document) -> None:
+    """Build the configuration page into ``doc``."""
+    title = _("Configuration")
+    if not page_allowed(session, "config"):
+        denied = denied_body(_("configuration needs the engineer role"))
+        page_frame(session, doc, "config", denied, title)
+        return
+    api = session.services.config
+    if api is None:
+        denied = denied_body(_("no config API (start the server)"))
+        page_frame(session, doc, "config", denied, title)
+        return
+    page_frame(session, doc, "config", ConfigPage(session, api).build_layout(), title)

@@ -5,7 +5,9 @@ stretching layout so nothing scrolls on a wall display, only long lists scroll i
 themselves. Which pages a user sees follows the role: a ``tenant`` sees only the tenant
 page; the configuration page needs the ``config.read`` permission, the audit page
 ``audit.read``. At the right of the navigation: the user, a "password" link to the
-change-password page (``/password``) and a "log out" link (``/logout``).
+change-password page (``/password``) and a "log out" link (``/logout``). At the far right:
+the server clock and the age of the page's data (:mod:`hmi.liveness`), which also keep the
+page's connection watched: a page never looks live when it is not.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from bokeh.models import InlineStyleSheet
 from bokeh.models.widgets import Div
 
 from hmi.banner import AlarmBanner
+from hmi.liveness import LivenessStrip
 from hmi.session import HmiSession
 from hmi.theme import PAGE_CSS, PAGE_TEMPLATE
 
@@ -103,7 +106,8 @@ def denied_body(message: str) -> Div:
 def page_frame(session: HmiSession, doc: Document, current: str, body: Any, title: str) -> Any:
     """Add the framed page (nav, banner, ``body``) as the document's root and set its title."""
     nav = html_div(_nav(session, current), name="nav", sizing_mode="stretch_width")
-    parts: list[Any] = [nav]
+    live = LivenessStrip(session, doc)
+    parts: list[Any] = [row(nav, live.div, sizing_mode="stretch_width")]
     if session.user is not None and session.user.role != "tenant":
         banner = AlarmBanner(session)
         parts.append(banner.layout)

@@ -1,48 +1,74 @@
-"""Meters and accounts: electricity meters per building in a grid coloured by account state.
+"""Meters and accounts for office staff: one tile per electricity meter, batch relay commands.
 
-States (colour only when abnormal): open account (grey), balance alarm 1, balance alarm 2,
-arrears, no account, lost contact. The state comes from tags: the meter's ``online`` status
-tag and billing's ``acct.<id>.level`` tag (issue 8); the meter-to-account map from the
-``accounts`` section. Select meters (click, shift-click or box) and run a batch command:
-*trip* / *close* write the relay tags through the command service (select-before-operate
-with one confirm for the batch, a result per meter); *keep power* and *restore prepaid* are
-billing operations, offered when the billing service (``services.billing``) provides them.
+Each tile names the tenant or shop (household name, account tenant, else "Flat 101"), shows
+the account's balance as money and its prepaid level, and the relay as a switch symbol with a
+word: *closed* (grey, closed switch), *tripped* (an open switch on a teal band, the only
+teal on the screen), *comm lost* (the whole tile magenta). The tile's fill follows the
+account state (colour only when abnormal, see ``hmi.theme.ACCOUNT_COLOURS``); the state comes
+from tags: the meter's ``online`` tag and billing's ``acct.<id>.balance`` / ``acct.<id>.level``
+tags (``billing.tags``). Select tiles (tap, or drag a box on a wide screen) and run a batch:
+*trip* / *close* go through the command service (select-before-operate, one confirm for the
+batch, a final result per meter: done with the read-back time, refused, failed, expired or
+cancelled); *keep power* and *restore prepaid* are billing operations.
+
+Classes: :class:`MeterGrid` (``hmi.meters_grid``: the tiles), :class:`BatchActions` and
+:class:`ResultTable` (``hmi.meters_actions``). This module finds the meters and builds a
+tile's values (:func:`tile_row`).
 """
 
 from __future__ import annotations
 
-import html
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import BoxSelectTool, ColumnDataSource, HoverTool, Range1d, TapTool
-from bokeh.models.widgets import Button, DataTable, TableColumn
-from bokeh.plotting import figure
+from bokeh.models import InlineStyleSheet
+from bokeh.models.widgets import Select
 
 from billing.tags import Level, balance_tag, level_tag, relay_tag
-from hmi.layout import denied_body, html_div, page_allowed, page_frame
+from hmi.layout import denied_body, page_allowed, page_frame, select_options
+from hmi.meters_actions import BatchActions, ResultTable
+from hmi.meters_grid import RELAY_TRIPPED, MeterGrid, state_label
 from hmi.model import tag_or_none
-from hmi.services import CommandStatus, ServiceCommands
+from hmi.services import ServiceCommands
 from hmi.session import HmiSession
-from hmi.theme import ACCOUNT_COLOURS, ACCOUNT_LABELS, COMM_LOST, EQUIPMENT, TEXT
+from hmi.tenant_labels import DEFAULT_CURRENCY, household_label, money_text
+from hmi.theme import ACCOUNT_COLOURS, COMM_LOST, EQUIPMENT, TEXT
+from i18n import _
 from scada.config import SiteConfig
 from tags.bus import ChangeBatch
 from tags.database import TagDatabase
 from tags.model import Quality
 
-__all__ = ["MeterInfo", "make_meters", "meter_state", "site_meters"]
+__all__ = ["MeterInfo", "make_meters", "meter_state", "site_meters", "state_label", "tile_row"]
 
 log = logging.getLogger(__name__)
 
-PER_ROW = 16
+#: Below this viewport width the tiles come first and the controls under them (phones).
+NARROW_PX = 700
+
+#: Widget text follows the viewport like the page's text (Bokeh widgets default to 12 px).
+WIDGET_FONT = "clamp(12px, 0.68vw, 28px)"
+
+#: The page body: side by side on a wide screen, tiles then controls on a narrow one.
+NARROW_CSS = f"""
+:host(.meters-side) {{ flex: 0 0 clamp(520px, 27vw, 1100px) !important;
+                       --bokeh-font-size: {WIDGET_FONT}; }}
+@media (max-width: {NARROW_PX}px) {{
+  :host(.meters-body) {{ flex-direction: column !important; overflow-y: auto !important; }}
+  :host(.meters-tiles) {{ height: auto !important; max-height: none !important; flex: none !important;
+                          overflow: visible !important;
+                          width: 100% !important; }}
+  :host(.meters-side) {{ width: 100% !important; height: auto !important; flex: none !important; }}
+}}
+"""
 
 
 @dataclass(frozen=True, slots=True)
 class MeterInfo:
-    """An electricity meter with the tags that colour it."""
+    """An electricity meter with its display name and the tags that draw its tile."""
 
     device: str
     building: str
@@ -52,48 +78,78 @@ class MeterInfo:
     account: str | None
     level_tag: str | None
     balance_tag: str | None
+    name: str = ""
+    currency: str = DEFAULT_CURRENCY
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags whose changes redraw the tile."""
+        return [t for t in (self.online_tag, self.relay_tag, self.level_tag, self.balance_tag) if t]
 
 
-def _accounts_by_meter(site: SiteConfig) -> dict[str, str]:
-    """Return ``{meter energy tag: account id}`` from billing's account resolution."""
+def _accounts_by_meter(site: SiteConfig) -> dict[str, Any]:
+    """Return ``{meter energy tag: resolved account}`` from billing's account resolution."""
     if not site.accounts:
         return {}
-    try:
-        from billing.accounts import resolve_accounts
-    except ImportError:  # billing not installed: no accounts to show
-        return {}
-    out: dict[str, str] = {}
+    from billing.accounts import resolve_accounts
+
+    out: dict[str, Any] = {}
     try:
         for a in resolve_accounts(site):
             for m in a.meters:
-                out[m.energy] = a.id
-    except Exception:
+                out[m.energy] = a
+    except KeyError:  # a dangling reference the loader let through: show meters without it
         log.exception("cannot resolve the accounts of the site")
     return out
 
 
+def _meter_name(site: SiteConfig, device: Any, account: Any, masters: set[str]) -> str:
+    """Return the tile's title: shop or household name, tenant, "Flat 101", master meter."""
+    household_id = device.household or (account.config.household if account else None)
+    if household_id:
+        household = next((h for h in site.households() if h.id == household_id), None)
+        if household is not None and household.name:
+            return str(household.name)
+    if account is not None and account.config.tenant:
+        return str(account.config.tenant)
+    if household_id:
+        return household_label("", household_id, site.household_building(household_id))
+    if f"{device.id}.energy_kwh" in masters:
+        return _("Master meter")
+    if device.building and account is None:
+        return _("Building meter")
+    return str(device.description or _("Meter {device}", device=device.id))
+
+
 def site_meters(site: SiteConfig, db: TagDatabase) -> list[MeterInfo]:
-    """Return every electricity meter (template role ``electricity_meter``) in config order."""
+    """Return every enabled electricity meter (template role ``electricity_meter``) in config order."""
     by_meter = _accounts_by_meter(site)
-    households = {h.id: site.household_building(h.id) for h in site.households()}
+    homes = {h.id: site.household_building(h.id) for h in site.households()}
+    masters = {b.electricity.master_tag for b in site.buildings if b.electricity}
     out = []
     for d in site.devices:
         template = site.templates.get(d.template)
         if template is None or template.role != "electricity_meter" or not d.enabled:
             continue
-        building = d.building or households.get(d.household or "", "") or "—"
         energy = tag_or_none(db, f"{d.id}.energy_kwh")
         account = by_meter.get(energy or "")
+        building = d.building or homes.get(d.household or "", "")
+        if not building and account is not None:
+            building = account.building or ""
+        bal = tag_or_none(db, balance_tag(account.id)) if account else None
+        currency = (db.definition(bal).unit if bal else "") or DEFAULT_CURRENCY
         out.append(
             MeterInfo(
                 device=d.id,
-                building=building,
+                building=building or "—",
                 energy_tag=energy,
                 relay_tag=tag_or_none(db, relay_tag(d.id)),
                 online_tag=tag_or_none(db, f"{d.id}.online"),
-                account=account,
-                level_tag=tag_or_none(db, level_tag(account)) if account else None,
-                balance_tag=tag_or_none(db, balance_tag(account)) if account else None,
+                account=account.id if account else None,
+                level_tag=tag_or_none(db, level_tag(account.id)) if account else None,
+                balance_tag=bal,
+                name=_meter_name(site, d, account, masters),
+                currency=currency,
             )
         )
     return out
@@ -115,18 +171,81 @@ def meter_state(db: TagDatabase, m: MeterInfo) -> str:
     return "open" if level is Level.OK else level.key
 
 
-def _row(db: TagDatabase, m: MeterInfo) -> dict[str, Any]:
+def level_text(level: Level | None, has_account: bool) -> str:
+    """Return the tile's level line: the prepaid level with its alarm priority."""
+    if not has_account:
+        return _("no account")
+    if level is None:
+        return _("account not opened")
+    texts = {
+        Level.OK: _("level ok"),
+        Level.ALARM1: _("alarm 1 (priority 3)"),
+        Level.ALARM2: _("alarm 2 (priority 2)"),
+        Level.ARREARS: _("arrears (priority 1)"),
+    }
+    return texts[level]
+
+
+def relay_state(db: TagDatabase, m: MeterInfo, lost: bool) -> str:
+    """Return ``closed``, ``tripped``, ``none`` (no relay) or ``unknown`` (no good value)."""
+    if m.relay_tag is None:
+        return "none"
+    tv = db.read(m.relay_tag)
+    if lost or tv.value is None or tv.quality is Quality.BAD:
+        return "unknown"
+    return "closed" if tv.value else "tripped"
+
+
+def _relay_text(state: str, lost: bool) -> str:
+    if state == "unknown":
+        return _("comm lost") if lost else _("relay unknown")
+    texts = {"closed": _("closed"), "tripped": _("tripped"), "none": _("no relay")}
+    return texts[state]
+
+
+def tile_row(db: TagDatabase, m: MeterInfo) -> dict[str, Any]:
+    """Return the tile's values (the columns of the ``meter-grid`` source that tags change)."""
     state = meter_state(db, m)
-    relay = db.read(m.relay_tag).value if m.relay_tag else None
+    lost = state == "lost"
+    relay = relay_state(db, m, lost)
     balance = db.read(m.balance_tag).value if m.balance_tag else None
+    level = Level.of(db.read(m.level_tag).value) if m.level_tag else None
+    dark = state in ("lost", "arrears")  # white text on magenta and on red
+    tripped = relay == "tripped"
     return {
         "state": state,
-        "state_label": ACCOUNT_LABELS[state],
+        "state_label": state_label(state),
         "fill": ACCOUNT_COLOURS[state],
-        "line": COMM_LOST if state == "lost" else EQUIPMENT,
-        "relay": "—" if relay is None else ("closed" if relay else "TRIPPED"),
-        "balance": "" if balance is None else f"{balance:,.2f}",
+        "line": COMM_LOST if lost else EQUIPMENT,
+        "ink": "#FFFFFF" if dark else TEXT,
+        "balance": money_text(balance, m.currency) if m.account else "",
+        "level": level_text(level, m.account is not None),
+        "relay_state": relay,
+        "relay": _relay_text(relay, lost),
+        "band_alpha": 1.0 if tripped else 0.0,
+        "band_fill": RELAY_TRIPPED,
+        "relay_ink": "#FFFFFF" if (tripped or dark) else TEXT,
+        "switch_alpha": 1.0 if relay in ("closed", "tripped") else 0.0,
+        "plain_alpha": 0.0 if relay in ("closed", "tripped") else 1.0,
+        "closed_alpha": 1.0 if relay == "closed" else 0.0,
+        "open_alpha": 1.0 if tripped else 0.0,
     }
+
+
+def _building_select(grid: MeterGrid) -> Select:
+    """A choice of the building whose tiles to show (all by default)."""
+    buildings = dict.fromkeys(m.building for m in grid.meters)
+    names = dict(zip((m.building for m in grid.meters), grid.building_names, strict=True))
+    options = [("", _("all buildings")), *((b, names[b]) for b in buildings)]
+    select = Select(
+        value="",
+        options=select_options(options),
+        name="meter-building",
+        width=200,
+        styles={"width": "clamp(200px, 11vw, 440px)", "--bokeh-font-size": WIDGET_FONT},
+    )
+    select.on_change("value", lambda _a, _o, new: grid.show(new or None))
+    return select
 
 
 def make_meters(
@@ -134,312 +253,54 @@ def make_meters(
 ) -> None:
     """Build the meters and accounts page into ``doc``."""
     if not page_allowed(session, "meters"):
-        page_frame(session, doc, "meters", denied_body("not allowed for your role"), "Meters")
+        denied = denied_body(_("not allowed for your role"))
+        page_frame(session, doc, "meters", denied, _("Meters"))
         return
     db = session.services.db
     meters = site_meters(session.services.site, db)
     if not meters:
-        page_frame(
-            session, doc, "meters", denied_body("no electricity meters configured"), "Meters"
-        )
+        denied = denied_body(_("no electricity meters configured"))
+        page_frame(session, doc, "meters", denied, _("Meters"))
         return
-    xs, ys, ylabels = [], [], {}
-    y = 0
-    current = None
-    col = 0
-    for m in meters:
-        if m.building != current:
-            if current is not None:
-                y -= 2
-            current, col = m.building, 0
-            ylabels[y] = m.building
-        elif col == PER_ROW:
-            col, y = 0, y - 1
-        xs.append(col)
-        ys.append(y)
-        col += 1
-    data: dict[str, list[Any]] = {
-        "x": xs,
-        "y": ys,
-        "device": [m.device for m in meters],
-        "label": [
-            m.device.rsplit(".", 1)[0] if m.device.endswith(".em") else m.device for m in meters
-        ],
-        "account": [m.account or "" for m in meters],
-        "building": [m.building for m in meters],
-    }
-    rows = [_row(db, m) for m in meters]
-    for key in rows[0]:
-        data[key] = [r[key] for r in rows]
-    source = ColumnDataSource(data, name="meter-grid")
-    fig = figure(
-        name="meters",
-        sizing_mode="stretch_both",
-        tools="",
-        toolbar_location=None,
-        x_range=Range1d(start=-0.6, end=PER_ROW - 0.4),
-        # at least 8 rows: cells stay wider than tall
-        y_range=Range1d(start=min(min(ys), -7) - 0.6, end=0.8),
-        background_fill_color="#DADADA",
-        border_fill_color=None,
-        outline_line_color=None,
-    )
-    fig.axis.visible = False
-    fig.grid.visible = False
-    cells = fig.rect(
-        "x", "y", 0.92, 0.86, source=source, fill_color="fill", line_color="line", line_width=2
-    )
-    cells.nonselection_glyph = cells.glyph
-    cells.selection_glyph = cells.glyph.clone(line_color="#1E78C8", line_width=5)
-    labels = fig.text(
-        "x",
-        "y",
-        text="label",
-        source=source,
-        text_align="center",
-        text_baseline="bottom",
-        text_font_size="13px",
-        text_color=TEXT,
-    )
-    relays = fig.text(
-        "x",
-        "y",
-        text="relay",
-        source=source,
-        text_align="center",
-        text_baseline="top",
-        text_font_size="11px",
-        text_color=TEXT,
-        y_offset=2,
-    )
-    for r in (labels, relays):  # texts never fade with the selection
-        r.selection_glyph = r.nonselection_glyph = r.glyph
-    for yy, name in ylabels.items():
-        fig.text(
-            [-0.55],
-            [yy + 0.62],
-            text=[name],
-            text_font_size="15px",
-            text_font_style="bold",
-            text_color=TEXT,
-        )
-    fig.add_tools(TapTool(renderers=[cells], mode="xor"), BoxSelectTool(renderers=[cells]))
-    fig.add_tools(
-        HoverTool(
-            renderers=[cells],
-            tooltips=[
-                ("meter", "@device"),
-                ("account", "@account"),
-                ("state", "@state_label"),
-                ("relay", "@relay"),
-                ("balance", "@balance"),
-            ],
-        )
-    )
-    legend = html_div(
-        "".join(
-            f'<span class="pill" style="background:{ACCOUNT_COLOURS[k]};color:#000" data-state-key="{k}">'
-            f'{html.escape(v)} <b data-count-of="{k}">{data["state"].count(k)}</b></span>'
-            for k, v in ACCOUNT_LABELS.items()
-        ),
-        name="meter-legend",
-        sizing_mode="stretch_width",
-    )
-    results = ColumnDataSource({"meter": [], "state": [], "message": []}, name="meter-results")
-    result_table = DataTable(
-        source=results,
-        height=160,
-        sizing_mode="stretch_width",
-        index_position=None,
-        columns=[
-            TableColumn(field="meter", title="meter"),
-            TableColumn(field="state", title="result"),
-            TableColumn(field="message", title="message"),
-        ],
-        name="meter-result-table",
-    )
-    note = html_div("", name="meter-note", sizing_mode="stretch_width")
-    btn_trip = Button(label="Trip", name="meter-trip", width=90)
-    btn_close = Button(label="Close", name="meter-close", width=90)
-    btn_keep = Button(label="Keep power", name="meter-keep", width=110)
-    btn_restore = Button(label="Restore prepaid", name="meter-restore", width=130)
-    btn_confirm = Button(
-        label="Confirm batch", button_type="primary", name="meter-confirm", width=130, visible=False
-    )
-    btn_cancel = Button(label="Cancel", name="meter-cancel", width=90, visible=False)
-    can_cmd = (
-        commands is not None
-        and hasattr(commands, "select_batch")
-        and session.may("commands.operate")
-    )
-    billing = session.services.billing
-    can_bill = billing is not None and session.may("billing.write")
-    btn_trip.disabled = btn_close.disabled = not can_cmd
-    btn_keep.disabled = btn_restore.disabled = not can_bill
-    if not can_cmd:
-        note.text = '<span class="denied" data-denied="1">your role may not send commands</span>'
-    pending: dict[str, Any] = {"batch": None}
-
-    def selected() -> list[int]:
-        return list(source.selected.indices)
-
-    def show(statuses: list[CommandStatus]) -> None:
-        results.data = {
-            "meter": [s.tag for s in statuses],
-            "state": [s.state for s in statuses],
-            "message": [s.message for s in statuses],
-        }
-
-    def batch(closed: bool) -> None:
-        user = session.user
-        if commands is None or user is None:  # the buttons are disabled then
-            return
-        targets = [(tag, closed) for i in selected() if (tag := meters[i].relay_tag)]
-        if not targets:
-            note.text = '<span class="result-bad">select meters with a relay first</span>'
-            return
-        note.text = '<span class="u">selecting…</span>'
-
-        def selected_done(res: Any, err: BaseException | None) -> None:
-            if err is not None:
-                note.text = f'<span class="result-bad">{html.escape(str(err))}</span>'
-                return
-            batch_id, statuses = res
-            show(statuses)
-            ok = sum(s.state == "selected" for s in statuses)
-            if batch_id is None or ok == 0:
-                note.text = '<span class="result-bad">nothing could be selected</span>'
-                return
-            pending["batch"] = batch_id
-            pending["billing"] = None
-            what = "close" if closed else "trip"
-            note.text = (
-                f'<div class="confirm" data-batch="{html.escape(batch_id)}"><b>{what}</b> '
-                f"{ok} meter relay(s)? Confirm before the selection expires.</div>"
-            )
-            btn_confirm.visible = btn_cancel.visible = True
-
-        session.spawn(commands.select_batch(user, targets), selected_done)
-
-    def confirm() -> None:
-        batch_id, pending["batch"] = pending["batch"], None
-        op, pending["billing"] = pending.get("billing"), None
-        btn_confirm.visible = btn_cancel.visible = False
-        if op is not None:
-            run_billing(*op)
-            return
-        user = session.user
-        if batch_id is None or commands is None or user is None:
-            return
-        note.text = '<span class="u">operating…</span>'
-
-        def done(statuses: Any, err: BaseException | None) -> None:
-            if err is not None:
-                note.text = f'<span class="result-bad">{html.escape(str(err))}</span>'
-                return
-            show(statuses)
-            good = sum(s.state == "confirmed" for s in statuses)
-            note.text = f'<span class="result-ok" data-batch-done="{good}">{good} of {len(statuses)} confirmed</span>'
-
-        session.spawn(commands.operate_batch(user, batch_id), done)
-
-    def cancel() -> None:
-        batch_id, pending["batch"] = pending["batch"], None
-        pending["billing"] = None
-        btn_confirm.visible = btn_cancel.visible = False
-        user = session.user
-        if batch_id is not None and commands is not None and user is not None:
-            session.spawn(commands.cancel_batch(user, batch_id), lambda st, err: show(st or []))
-        note.text = '<span class="u">cancelled</span>'
-
-    def billing_op(name: str) -> None:
-        accounts = sorted({a for i in selected() if (a := meters[i].account)})
-        if not accounts or billing is None:
-            note.text = '<span class="result-bad">select meters with an account first</span>'
-            return
-        pending["batch"] = None
-        pending["billing"] = (name, accounts)
-        what = "keep power on for" if name == "keep" else "restore prepaid for"
-        note.text = (
-            f'<div class="confirm" data-billing="{name}"><b>{what}</b> '
-            f"{html.escape(', '.join(accounts))}?</div>"
-        )
-        btn_confirm.visible = btn_cancel.visible = True
-
-    def run_billing(name: str, accounts: list[str]) -> None:
-        note.text = '<span class="u">operating…</span>'
-
-        async def run() -> list[CommandStatus]:
-            out = []
-            if billing is None:  # billing_op offers nothing without it
-                return []
-            who = {"user": session.actor, "source": session.source}
-            for a in accounts:
-                try:  # billing audits each operation (who kept which account powered)
-                    if name == "keep":
-                        r = await billing.set_keep_power(a, True, note="HMI meters page", **who)
-                    else:
-                        r = await billing.restore_prepaid(a, **who)
-                    message = "; ".join([*r.relay_actions, *r.relay_failures])
-                    out.append(CommandStatus(None, "done", a, None, None, message))
-                except Exception as exc:  # shown per account, like a batch result
-                    out.append(CommandStatus(None, "failed", a, None, None, str(exc)))
-            return out
-
-        def done(st: list[CommandStatus] | None, err: BaseException | None) -> None:
-            statuses = st or [CommandStatus(None, "failed", "", None, None, str(err))]
-            show(statuses)
-            good = sum(s.state == "done" for s in statuses)
-            note.text = (
-                f'<span class="result-ok" data-billing-done="{good}">'
-                f"{good} of {len(statuses)} done</span>"
-            )
-
-        session.spawn(run(), done)
-
-    btn_trip.on_click(lambda: batch(False))
-    btn_close.on_click(lambda: batch(True))
-    btn_confirm.on_click(confirm)
-    btn_cancel.on_click(cancel)
-    btn_keep.on_click(lambda: billing_op("keep"))
-    btn_restore.on_click(lambda: billing_op("restore"))
-
-    watched = [
-        t for m in meters for t in (m.online_tag, m.relay_tag, m.level_tag, m.balance_tag) if t
-    ]
+    grid = MeterGrid(session, meters, [tile_row(db, m) for m in meters])
+    results = ResultTable(session, meters)
+    actions = BatchActions(session, commands, meters, grid, results)
     rows_of: dict[str, list[int]] = {}
     for i, m in enumerate(meters):
-        for t in (m.online_tag, m.relay_tag, m.level_tag, m.balance_tag):
-            if t:
-                rows_of.setdefault(t, []).append(i)
+        for t in m.tags:
+            rows_of.setdefault(t, []).append(i)
 
-    def on_changes(batch_: ChangeBatch) -> None:
-        dirty = sorted({i for name in batch_.names for i in rows_of.get(name, ())})
-        patches: dict[str, list[tuple[int, Any]]] = {}
-        for i in dirty:
-            for key, value in _row(db, meters[i]).items():
-                if source.data[key][i] != value:
-                    patches.setdefault(key, []).append((i, value))
-        if patches:
-            source.patch(patches)
-            states = list(source.data["state"])
-            legend.text = "".join(
-                f'<span class="pill" style="background:{ACCOUNT_COLOURS[k]};color:#000" data-state-key="{k}">'
-                f'{html.escape(v)} <b data-count-of="{k}">{states.count(k)}</b></span>'
-                for k, v in ACCOUNT_LABELS.items()
-            )
+    def on_changes(batch: ChangeBatch) -> None:
+        dirty = sorted({i for name in batch.names for i in rows_of.get(name, ())})
+        grid.update({i: tile_row(db, meters[i]) for i in dirty})
 
-    session.subscribe(watched, on_changes)
-    actions = row(
-        btn_trip,
-        btn_close,
-        btn_keep,
-        btn_restore,
-        btn_confirm,
-        btn_cancel,
+    session.subscribe(list(rows_of), on_changes)
+    css = [InlineStyleSheet(css=NARROW_CSS)]
+    header = row(
+        _building_select(grid),
+        grid.legend,
         sizing_mode="stretch_width",
-        styles={"flex-wrap": "wrap"},
+        styles={"flex-wrap": "wrap", "gap": "4px"},
     )
-    side = column(actions, note, result_table, width=520, sizing_mode="stretch_height")
-    body = column(legend, row(fig, side, sizing_mode="stretch_both"), sizing_mode="stretch_both")
-    page_frame(session, doc, "meters", body, "Meters and accounts")
+    tiles = column(
+        grid.figure,
+        sizing_mode="stretch_both",
+        styles={"overflow-y": "auto", "scrollbar-gutter": "stable"},  # no re-layout on scroll
+        css_classes=["meters-tiles"],
+        stylesheets=css,
+        name="meter-tiles",
+    )
+    side = column(
+        actions.layout,
+        results.table,
+        width=520,
+        sizing_mode="stretch_height",
+        css_classes=["meters-side"],
+        stylesheets=css,
+        name="meter-side",
+    )
+    main = row(
+        tiles, side, sizing_mode="stretch_both", css_classes=["meters-body"], stylesheets=css
+    )
+    body = column(header, main, sizing_mode="stretch_both")
+    page_frame(session, doc, "meters", body, _("Meters and accounts"))

@@ -41,6 +41,56 @@ class UnitCell:
     fault_tag: str | None
     online_tag: str | None
     name: str = ""
+    #: the unit's electricity meter (device id) and its tags, when it has one
+    meter: str | None = None
+    power_tag: str | None = None
+    energy_tag: str | None = None
+    relay_tag: str | None = None
+    meter_online_tag: str | None = None
+    #: the prepaid account of the unit (its ``level`` and ``balance`` tags), when it has one
+    account: str | None = None
+    level_tag: str | None = None
+    balance_tag: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``flat`` for a heated dwelling (valve or room), ``shop`` for a unit off the heating loop."""
+        return "flat" if (self.valve_tag or self.room_tag or self.setpoint_tag) else "shop"
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The device ids drawn in this cell (valve/thermostat and electricity meter)."""
+        out = [d for d in (_device_of_tag(self.online_tag), self.meter) if d]
+        out += [d for d in (_device_of_tag(self.meter_online_tag),) if d and d not in out]
+        return tuple(out)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every tag drawn in this cell."""
+        return tuple(
+            t
+            for t in (
+                self.valve_tag,
+                self.room_tag,
+                self.setpoint_tag,
+                self.fault_tag,
+                self.online_tag,
+                self.power_tag,
+                self.energy_tag,
+                self.relay_tag,
+                self.meter_online_tag,
+                self.level_tag,
+                self.balance_tag,
+            )
+            if t
+        )
+
+
+def _device_of_tag(tag: str | None) -> str | None:
+    """Return ``dev`` of a ``dev.online`` tag name."""
+    if tag is None or not tag.endswith(".online"):
+        return None
+    return tag[: -len(".online")]
 
 
 def tag_or_none(db: TagDatabase, name: str | None) -> str | None:
@@ -62,6 +112,7 @@ def building_layout(site: SiteConfig, db: TagDatabase, building_id: str) -> list
     configuration order.
     """
     building = site.building(building_id)
+    accounts = {a.household: a for a in site.accounts if a.household}
     cells: list[UnitCell] = []
     per_floor: dict[int, int] = {}
     for h in building.households:
@@ -72,6 +123,8 @@ def building_layout(site: SiteConfig, db: TagDatabase, building_id: str) -> list
         fault = tag_or_none(db, f"{valve_dev}.fault") if valve_dev else None
         online = tag_or_none(db, f"{valve_dev}.online") if valve_dev else None
         label = h.id[len(building_id) + 1 :] if h.id.startswith(building_id + ".") else h.id
+        account = accounts.get(h.id)
+        meter = _meter_of(db, [*h.tags, *(m.energy for m in (account.meters if account else ()))])
         cells.append(
             UnitCell(
                 household=h.id,
@@ -85,9 +138,26 @@ def building_layout(site: SiteConfig, db: TagDatabase, building_id: str) -> list
                 fault_tag=fault,
                 online_tag=online,
                 name=h.name,
+                meter=meter,
+                power_tag=tag_or_none(db, f"{meter}.power_kw") if meter else None,
+                energy_tag=tag_or_none(db, f"{meter}.energy_kwh") if meter else None,
+                relay_tag=tag_or_none(db, f"{meter}.relay") if meter else None,
+                meter_online_tag=tag_or_none(db, f"{meter}.online") if meter else None,
+                account=account.id if account else None,
+                level_tag=tag_or_none(db, f"acct.{account.id}.level") if account else None,
+                balance_tag=tag_or_none(db, f"acct.{account.id}.balance") if account else None,
             )
         )
     return cells
+
+
+def _meter_of(db: TagDatabase, energy_tags: Iterable[str]) -> str | None:
+    """Return the device of the first energy tag (``<meter>.energy_kwh``) that the database has."""
+    for name in energy_tags:
+        dev = device_of(db, name)
+        if dev is not None:
+            return dev
+    return None
 
 
 def building_devices(site: SiteConfig, building_id: str) -> list[str]:

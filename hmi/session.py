@@ -6,7 +6,10 @@ document is therefore scheduled with ``doc.add_next_tick_callback`` (or a timeou
 when the last flush was under ``min_interval_s`` ago), and bursts are applied between
 ``doc.hold("combine")`` and ``doc.unhold()`` so one websocket message carries them.
 Pending tag changes are merged per tag (``ChangeBatch.merge``): a slow browser gets the
-latest value of each tag, never a growing queue. Everything a session subscribed is
+latest value of each tag, never a growing queue. ``newest_data_ts`` (what the page's
+"data N s old" is measured from, see :mod:`hmi.liveness`) is the newest of: the timestamps
+of the good values each feed applied, and the last refresh of its tags that are good now
+(a steady value within its deadband is refreshed by every poll without a change). Everything a session subscribed is
 unsubscribed in ``doc.on_session_destroyed``.
 """
 
@@ -16,18 +19,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 from bokeh.document import Document
 
 from alarms.model import AlarmEvent
 from scada.services.bundle import Services
+from tags.arrays import IdArray
 from tags.bus import ChangeBatch
+from tags.model import Quality
 
 __all__ = ["HmiAuth", "HmiSession", "HmiUser"]
 
 log = logging.getLogger(__name__)
+
+_GOOD = tuple(Quality).index(Quality.GOOD)  # its code in ChangeBatch.quality
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,20 @@ class _Feed:
     pending: ChangeBatch | None = None
     scheduled: bool = False
     last_flush: float = 0.0
+    ids: IdArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    newest_ts: float | None = None  # epoch s of the newest good value applied
+
+
+def newest_good_ts(batch: ChangeBatch) -> float | None:
+    """Return the newest timestamp (epoch s) of the good values in ``batch``, None without any.
+
+    Uncertain and bad rows do not count: a tag marked stale gets a fresh timestamp, but its
+    value is as old as it was.
+    """
+    good = batch.valid & (batch.quality == _GOOD)
+    if not good.any():
+        return None
+    return float(np.max(batch.ts[good]))
 
 
 class HmiSession:
@@ -106,6 +128,7 @@ class HmiSession:
         self._cleanups: list[Callable[[], None]] = []
         self._closed = False
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._feeds: list[_Feed] = []
         self.args: dict[str, str] = {}
         ctx = doc.session_context
         request = getattr(ctx, "request", None) if ctx is not None else None
@@ -160,7 +183,9 @@ class HmiSession:
         """
         if not patterns:
             return lambda: None
-        feed = _Feed(callback)
+        db = self.services.db
+        feed = _Feed(callback, ids=np.flatnonzero(db.catalog.mask(patterns)))
+        self._feeds.append(feed)
 
         def on_batch(batch: ChangeBatch) -> None:
             if self._closed:
@@ -182,6 +207,8 @@ class HmiSession:
 
         def end() -> None:
             feed.pending = None
+            if feed in self._feeds:
+                self._feeds.remove(feed)
             unsubscribe()
             if unsubscribe in self._cleanups:
                 self._cleanups.remove(unsubscribe)
@@ -194,6 +221,9 @@ class HmiSession:
         batch, feed.pending = feed.pending, None
         if batch is None or self._closed:
             return
+        newest = newest_good_ts(batch)
+        if newest is not None and (feed.newest_ts is None or newest > feed.newest_ts):
+            feed.newest_ts = newest
         self.doc.hold("combine")
         try:
             feed.callback(batch)
@@ -201,6 +231,28 @@ class HmiSession:
             log.exception("HMI page %s failed to apply tag changes", self.page)
         finally:
             self.doc.unhold()
+
+    @property
+    def has_feed(self) -> bool:
+        """True while the page has a live tag feed (``subscribe``)."""
+        return bool(self._feeds)
+
+    @property
+    def newest_data_ts(self) -> float | None:
+        """Epoch s of the page's newest good data (None: no feed, or no good value yet).
+
+        The newest timestamp of the good values the feeds applied, or the last refresh of a
+        feed's tag that is good now, whichever is later (module docstring).
+        """
+        db = self.services.db
+        stamps = [f.newest_ts for f in self._feeds if f.newest_ts is not None]
+        for feed in self._feeds:
+            if feed.ids.size:
+                quality = db.state_of(feed.ids)[0]
+                seen = db.refreshed_of(feed.ids)[quality == _GOOD]
+                if seen.size and (top := float(seen.max())) > 0.0:
+                    stamps.append(top)
+        return max(stamps) if stamps else None
 
     def on_alarm(self, callback: Callable[[list[AlarmEvent]], None]) -> None:
         """Call ``callback(events)`` inside a document callback with the alarm events since the last call."""

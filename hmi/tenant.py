@@ -1,12 +1,16 @@
-"""Tenant page (role ``tenant``, phone-first): own consumption, balance, bills and top-ups only.
+"""Tenant page (role ``tenant``, phone-first): own home, consumption, balance and ledger only.
 
 The households and accounts shown are exactly those linked to the user (the server's
 ``links``, checked again with ``may("tags.read" / "billing.read", target)``): nothing of
-other tenants is read, sent or subscribed. Daily consumption bars come from the historian
-(``delta`` of the meters' energy tags per local day, last 30 days) with this month against
-last month; the balance and warning level from billing's ``acct.<id>.balance`` /
-``acct.<id>.level`` tags; bills and top-ups from the billing ledger when the billing
-service runs (``services.billing``).
+other tenants is read, sent or subscribed. Everything is named as the tenant knows it: the
+building's name and "Flat 101" (or the shop's name), never internal ids on screen.
+
+Panels, top to bottom (side by side where the screen is wide): :class:`HomeTile` (room
+temperature, setpoint, area; live), the balance explained (``hmi.tenant_money``: balance now
+and level, last top-up, this month's top-ups and charges; reloaded when the balance tag
+moves), electricity beside heat (``hmi.tenant_usage``: this and last month, this month's
+allocated heat and its cost), the daily electricity chart with the days without data drawn
+as gaps, and the latest ledger entries.
 """
 
 from __future__ import annotations
@@ -14,30 +18,35 @@ from __future__ import annotations
 import html
 import logging
 import time
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
 from bokeh.document import Document
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource
-from bokeh.plotting import figure
 
-from billing.tags import Level, balance_tag, level_tag
 from hmi.layout import denied_body, html_div, page_frame
-from hmi.model import tag_or_none
 from hmi.session import HmiSession
-from hmi.theme import EQUIPMENT_DARK, local_ms, time_formatter, value_html
+from hmi.tenant_labels import building_label, household_label
+from hmi.tenant_money import BalancePanel, LedgerPanel
+from hmi.tenant_usage import ConsumptionPanel, day_starts, month_start
+from hmi.theme import value_html
+from i18n import _
+from tags.bus import ChangeBatch
 
 if TYPE_CHECKING:
     from billing.accounts import ResolvedAccount
     from billing.config import HouseholdConfig
 
-__all__ = ["day_starts", "make_tenant", "tenant_scope"]
+__all__ = ["HomeTile", "day_starts", "make_tenant", "tenant_scope"]
 
 log = logging.getLogger(__name__)
 
-DAYS = 30
+#: Tiles side by side while each keeps 18 em; one column on a phone.
+GRID_CSS = """
+:host > div { width: 100%; }
+.tiles { width: 100%; display: grid; grid-template-columns: repeat(auto-fit, minmax(min(18em, 100%), 1fr));
+         gap: 0.5em; }
+.tile h3 { margin: 0 0 0.2em 0; font-size: 0.95em; font-weight: normal; color: #5C5C5C; }
+"""
 
 
 def tenant_scope(session: HmiSession) -> tuple[list[HouseholdConfig], list[ResolvedAccount]]:
@@ -46,193 +55,150 @@ def tenant_scope(session: HmiSession) -> tuple[list[HouseholdConfig], list[Resol
     households = [h for h in site.households() if session.may("tags.read", h.id)]
     accounts: list[ResolvedAccount] = []
     if site.accounts:
-        try:
-            from billing.accounts import resolve_accounts
+        from billing.accounts import resolve_accounts
 
-            for a in resolve_accounts(site):
-                hh = a.config.household
-                if session.may("billing.read", a.id) or (hh and session.may("billing.read", hh)):
-                    accounts.append(a)
-        except ImportError:
-            pass
+        for a in resolve_accounts(site):
+            hh = a.config.household
+            if session.may("billing.read", a.id) or (hh and session.may("billing.read", hh)):
+                accounts.append(a)
     return households, accounts
 
 
-def day_starts(now: float, tz: str, days: int) -> list[float]:
-    """Return the epoch starts of the last ``days`` local days (today last) plus tomorrow's."""
-    zone = ZoneInfo(tz)
-    today = datetime.fromtimestamp(now, zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    return [(today - timedelta(days=days - 1 - i)).timestamp() for i in range(days + 1)]
+class HomeTile:
+    """A household: its name, building, room temperature, setpoint and area (live)."""
+
+    def __init__(self, session: HmiSession, household: HouseholdConfig) -> None:
+        self.session = session
+        self.household = household
+        site = session.services.site
+        self.building = site.household_building(household.id)
+        self.title = household_label(household.name, household.id, self.building)
+        self.building_name = building_label(site.buildings, self.building)
+        db = session.services.db
+        self.room = household.room_tag if household.room_tag in db else None
+        self.setpoint = household.setpoint_tag if household.setpoint_tag in db else None
+
+    @property
+    def tags(self) -> list[str]:
+        """The live tags of the tile the user may read."""
+        return [t for t in (self.room, self.setpoint) if t and self.session.may("tags.read", t)]
+
+    def html(self) -> str:
+        """Return the tile's HTML."""
+        db = self.session.services.db
+        rows = []
+        for label, tag in ((_("room"), self.room), (_("setpoint"), self.setpoint)):
+            if tag and tag in self.tags:
+                value = value_html(db.read(tag), "°C", tag=tag)
+                rows.append(f"<tr><td>{html.escape(label)}</td><td>{value}</td></tr>")
+        area = _("{area} m²", area=f"{self.household.area_m2:g}")
+        rows.append(f"<tr><td>{html.escape(_('area'))}</td><td>{html.escape(area)}</td></tr>")
+        return (
+            f'<div class="tile" data-household="{html.escape(self.household.id)}">'
+            f"<h2>{html.escape(self.title)}</h2><h3>{html.escape(self.building_name)}</h3>"
+            f"<table>{''.join(rows)}</table></div>"
+        )
 
 
-def _month_start(now: float, tz: str, back: int = 0) -> float:
-    zone = ZoneInfo(tz)
-    d = datetime.fromtimestamp(now, zone).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    for _ in range(back):
-        d = (d - timedelta(days=1)).replace(day=1)
-    return d.timestamp()
+def _energy_tags(
+    session: HmiSession, households: list[HouseholdConfig], accounts: list[ResolvedAccount]
+) -> list[str]:
+    """The user's electricity meter energy tags (readable ones, each once)."""
+    db = session.services.db
+    tags = [t for h in households for t in h.tags if t.endswith("energy_kwh") and t in db]
+    tags += [m.energy for a in accounts for m in a.meters if m.energy in db]
+    return list(dict.fromkeys(t for t in tags if session.may("tags.read", t)))
+
+
+class TenantPage:
+    """The page: tiles of homes and balances, consumption, chart, ledger; live where it can."""
+
+    def __init__(
+        self,
+        session: HmiSession,
+        households: list[HouseholdConfig],
+        accounts: list[ResolvedAccount],
+    ) -> None:
+        self.session = session
+        site = session.services.site
+        tz = site.site.timezone
+        self.homes = [HomeTile(session, h) for h in households]
+        titles = {h.household.id: h.title for h in self.homes}
+        start = month_start(time.time(), tz)
+        self.balances = [
+            BalancePanel(session, a, start, self._account_title(a, titles), self.render)
+            for a in accounts
+        ]
+        currency = self.balances[0].currency if self.balances else None
+        heated = [(h.id, site.household_building(h.id)) for h in households if h.valve_tag]
+        energy = _energy_tags(session, households, accounts)
+        self.usage = ConsumptionPanel(session, energy, heated, currency, self.render)
+        self.ledger = LedgerPanel(session, accounts, currency)
+        self.tiles = html_div("", name="tenant-status", css=GRID_CSS, sizing_mode="stretch_width")
+        self.layout = column(
+            self.tiles,
+            self.usage.layout,
+            self.ledger.div,
+            sizing_mode="stretch_both",
+            styles={"overflow-y": "auto"},
+            name="tenant-body",
+        )
+
+    @staticmethod
+    def _account_title(account: ResolvedAccount, titles: dict[str, str]) -> str:
+        home = titles.get(account.config.household or "")
+        if home:
+            return _("Account of {home}", home=home)
+        return _("Account of {tenant}", tenant=account.config.tenant or account.id)
+
+    def render(self) -> None:
+        """Lay the homes, balances, electricity and heat tiles out in the grid."""
+        parts = [h.html() for h in self.homes]
+        parts += [b.html for b in self.balances]
+        parts += [self.usage.electricity, self.usage.heat]
+        self.tiles.text = f'<div class="tiles">{"".join(parts)}</div>'
+
+    def start(self) -> None:
+        """Subscribe to the live tags and start the slow reads (ledger, history, heat)."""
+        live = [t for h in self.homes for t in h.tags]
+        money = {t: b for b in self.balances for t in b.tags}
+        for b in self.balances:
+            b.render()
+        self.render()
+
+        def on_changes(batch: ChangeBatch) -> None:
+            moved = {money[t] for t in batch.names if t in money}
+            for b in moved:
+                b.render()
+                b.load()  # a top-up or a charge: the story changed
+            if moved:
+                self.ledger.load()
+            self.render()
+
+        # the user's own accounts' tags: readable even without ``tags.read``
+        self.session.subscribe(live + list(money), on_changes)
+        self.session.doc.add_next_tick_callback(self._load)
+
+    def _load(self) -> None:
+        for b in self.balances:
+            b.load()
+        self.ledger.load()
+        self.usage.load()
 
 
 def make_tenant(session: HmiSession, doc: Document) -> None:
     """Build the tenant page into ``doc``."""
     user = session.user
+    title = _("My account")
     if user is None or user.role != "tenant":
-        page_frame(
-            session, doc, "tenant", denied_body("this page is for tenant accounts"), "My account"
-        )
+        denied = denied_body(_("this page is for tenant accounts"))
+        page_frame(session, doc, "tenant", denied, title)
         return
-    services = session.services
-    db = services.db
-    tz = services.site.site.timezone
     households, accounts = tenant_scope(session)
     if not households and not accounts:
-        page_frame(
-            session,
-            doc,
-            "tenant",
-            denied_body("no household is linked to your login"),
-            "My account",
-        )
+        denied = denied_body(_("no household is linked to your login"))
+        page_frame(session, doc, "tenant", denied, title)
         return
-    energy_tags = []
-    for h in households:
-        energy_tags += [t for t in h.tags if t.endswith("energy_kwh") and t in db]
-    for a in accounts:
-        energy_tags += [m.energy for m in a.meters if m.energy in db]
-    energy_tags = list(dict.fromkeys(t for t in energy_tags if session.may("tags.read", t)))
-    live = [
-        t for h in households for t in (h.room_tag, h.setpoint_tag, h.valve_tag) if t and t in db
-    ]
-    account_tags = [
-        t
-        for a in accounts
-        for t in (tag_or_none(db, balance_tag(a.id)), tag_or_none(db, level_tag(a.id)))
-        if t
-    ]  # the user's own accounts (``tenant_scope``): readable even without ``tags.read``
-    live = [t for t in live if session.may("tags.read", t)] + account_tags
-
-    status = html_div("", name="tenant-status", sizing_mode="stretch_width")
-    month = html_div(
-        '<span class="u">loading consumption…</span>',
-        name="tenant-month",
-        sizing_mode="stretch_width",
-    )
-    ledger = html_div("", name="tenant-ledger", sizing_mode="stretch_width")
-    bars = ColumnDataSource({"day": [], "kwh": []}, name="tenant-daily")
-    fig = figure(
-        name="tenant-daily-plot",
-        x_axis_type="datetime",
-        height=240,
-        sizing_mode="stretch_width",
-        toolbar_location=None,
-        tools="",
-        background_fill_color="#F2F2F2",
-        border_fill_color=None,
-    )
-    fig.vbar(x="day", top="kwh", width=0.8 * 86400000, source=bars, color=EQUIPMENT_DARK)
-    fig.yaxis.axis_label = "kWh per day"
-    fig.xaxis.formatter = time_formatter()
-
-    def render_status() -> None:
-        parts = []
-        for h in households:
-            rows = [f"<h2>{html.escape(h.name or h.id)}</h2><table>"]
-            if h.room_tag and h.room_tag in db:
-                rows.append(
-                    f"<tr><td>room</td><td>{value_html(db.read(h.room_tag), '°C', tag=h.room_tag)}</td></tr>"
-                )
-            if h.setpoint_tag and h.setpoint_tag in db:
-                rows.append(
-                    f"<tr><td>setpoint</td><td>{value_html(db.read(h.setpoint_tag), '°C', tag=h.setpoint_tag)}</td></tr>"
-                )
-            rows.append(f"<tr><td>area</td><td>{h.area_m2:g} m²</td></tr></table>")
-            parts.append(
-                f'<div class="tile" data-household="{html.escape(h.id)}">{"".join(rows)}</div>'
-            )
-        for a in accounts:
-            bal_tag, lvl_tag = balance_tag(a.id), level_tag(a.id)
-            bal = (
-                value_html(db.read(bal_tag), "CNY", 2, tag=bal_tag)
-                if bal_tag in db
-                else '<span class="u">n/a</span>'
-            )
-            level = Level.of(db.read(lvl_tag).value) if lvl_tag in db else None
-            text = "not opened" if level is None else level.info.status
-            priority = None if level is None else level.info.priority
-            cls = "" if priority is None else f"p{priority}"
-            parts.append(
-                f'<div class="tile" data-account="{html.escape(a.id)}"><h2>Account {html.escape(a.id)}</h2>'
-                f"<table><tr><td>balance</td><td>{bal}</td></tr>"
-                f'<tr><td>status</td><td><span class="pill {cls}" data-level="{level}">{html.escape(text)}</span></td></tr>'
-                "</table></div>"
-            )
-        status.text = "".join(parts)
-
-    def load_history() -> None:
-        historian = services.historian
-        if historian is None or not energy_tags:
-            month.text = '<span class="u">no consumption history</span>'
-            return
-        now = time.time()
-        starts = day_starts(now, tz, DAYS)
-        this_m, last_m = _month_start(now, tz), _month_start(now, tz, 1)
-
-        def query() -> tuple[list[float], float, float]:
-            daily = [0.0] * DAYS
-            this_month = last_month = 0.0
-            for tag in energy_tags:
-                for i in range(DAYS):
-                    daily[i] += historian.delta(tag, starts[i], min(starts[i + 1], now))
-                this_month += historian.delta(tag, this_m, now)
-                last_month += historian.delta(tag, last_m, this_m)
-            return daily, this_month, last_month
-
-        def done(res: Any, err: BaseException | None) -> None:
-            if err is not None:
-                month.text = (
-                    f'<span class="result-bad">history unavailable: {html.escape(str(err))}</span>'
-                )
-                return
-            daily, this_month, last_month = res
-            # bars centred on local noon of each day
-            bars.data = {"day": [local_ms(s, tz) + 43200000 for s in starts[:-1]], "kwh": daily}
-            month.text = (
-                f'<div class="tile"><table><tr><td>this month</td><td><span class="v" data-this-month="{this_month:.1f}">'
-                f'{this_month:,.1f}</span><span class="u">kWh</span></td></tr>'
-                f'<tr><td>last month</td><td><span class="v" data-last-month="{last_month:.1f}">'
-                f'{last_month:,.1f}</span><span class="u">kWh</span></td></tr></table></div>'
-            )
-
-        session.spawn(session.in_thread(query), done)
-
-    def render_ledger() -> None:
-        billing = services.billing
-        if billing is None or not accounts:
-            ledger.text = '<span class="u">bills and top-ups appear here once billing runs</span>'
-            return
-        rows = []
-        for a in accounts:
-            try:
-                entries = billing.entries(a.id)
-            except Exception as exc:
-                rows.append(f"<tr><td colspan=3>{html.escape(str(exc))}</td></tr>")
-                continue
-            for e in list(entries)[-20:][::-1]:
-                j = e.to_json()
-                rows.append(
-                    f"<tr><td>{html.escape(str(j.get('ts', ''))[:10])}</td>"
-                    f"<td>{html.escape(str(j.get('kind', '')))}</td>"
-                    f"<td>{html.escape(str(j.get('amount', '')))}</td></tr>"
-                )
-        ledger.text = (
-            '<div class="tile"><h2>Bills and top-ups</h2><table>' + "".join(rows) + "</table></div>"
-        )
-
-    render_status()
-    render_ledger()
-    session.subscribe(live, lambda _b: render_status())
-    doc.add_next_tick_callback(load_history)
-    body = column(
-        status, month, fig, ledger, sizing_mode="stretch_width", styles={"overflow-y": "auto"}
-    )
-    page_frame(session, doc, "tenant", body, "My account")
+    page = TenantPage(session, households, accounts)
+    page.start()
+    page_frame(session, doc, "tenant", page.layout, title)

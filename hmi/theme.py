@@ -62,7 +62,26 @@ ACCOUNT_LABELS: dict[str, str] = {
 
 FONT = "'DejaVu Sans', 'Helvetica Neue', Arial, sans-serif"
 
+#: The overlay of a page whose server connection is lost (drawn by hmi/liveness.py's watchdog):
+#: over the whole window, the page greyed and dimmed below it, clicks blocked, one banner.
+OFFLINE_CSS = f"""
+#hmi-lost {{ position: fixed; inset: 0; z-index: 2147483000; display: flex; align-items: flex-start;
+            justify-content: center; background: rgba(160, 160, 160, 0.55); cursor: not-allowed;
+            backdrop-filter: grayscale(1) blur(1.5px); -webkit-backdrop-filter: grayscale(1) blur(1.5px); }}
+#hmi-lost[hidden] {{ display: none; }}
+#hmi-lost .hmi-lost-banner {{ margin-top: 16vh; max-width: min(92vw, 48em); box-sizing: border-box;
+            display: flex; gap: 0.7em; align-items: center; padding: 0.8em 1.1em; border-radius: 6px;
+            background: #FFF; color: {TEXT}; border: 0.3em solid {COMM_LOST}; font-family: {FONT};
+            font-size: clamp(17px, 1.7vw, 72px); font-weight: 600; line-height: 1.35;
+            box-shadow: 0 0.3em 1.2em rgba(0, 0, 0, 0.35); }}
+html.wall #hmi-lost .hmi-lost-banner {{ font-size: max(20px, 3.2vh); }}
+#hmi-lost .hmi-lost-icon {{ flex: none; display: inline-flex; align-items: center; justify-content: center;
+            width: 1.8em; height: 1.8em; border-radius: 50%; background: {COMM_LOST}; color: #FFF; }}
+#hmi-lost .hmi-lost-text {{ font-variant-numeric: tabular-nums; }}
+"""
+
 #: Template of every HMI page: the Bokeh root fills the window; nothing scrolls but lists.
+#: ``hmi_head`` (a document template variable) adds the liveness watchdog of framed pages.
 PAGE_TEMPLATE = Template(
     """{% extends base %}
 {% block preamble %}
@@ -70,9 +89,22 @@ PAGE_TEMPLATE = Template(
 <script>
 /* wall display mode (?wall=1): every text scales with the viewport height (see PAGE_CSS) */
 if (/[?&]wall=(1|true|yes|on)(&|$)/.test(location.search)) document.documentElement.classList.add("wall");
+/* hmiSetArg(name, value): keep a page's selection in its URL without reloading
+   (history.replaceState on the query string), so a reload, a bookmark or the automatic
+   reconnect (hmi/liveness.py) opens the same selection. null, undefined or "" removes the
+   argument. From a page: widget.js_on_change("value", CustomJS(code=
+   "hmiSetArg('building', cb_obj.value)")); the session reads it with session.arg(name). */
+window.hmiSetArg = function (name, value) {
+  var url = new URL(location.href);
+  if (value === null || value === undefined || value === "") url.searchParams.delete(name);
+  else url.searchParams.set(name, String(value));
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+};
 </script>
+{{ hmi_head | default("") }}
 <style>
-html.wall { --hmi-font-size: max(13px, 2.0vh); }
+html { --bokeh-font-size: clamp(12px, 0.85vw, 36px); }
+html.wall { --hmi-font-size: max(13px, 2.0vh); --bokeh-font-size: max(13px, 1.8vh); }
 html, body { margin: 0; padding: 0; height: 100%; width: 100%; overflow: hidden;
              background: """
     + BACKGROUND
@@ -81,7 +113,9 @@ html, body { margin: 0; padding: 0; height: 100%; width: 100%; overflow: hidden;
     + """; font-family: """
     + FONT
     + """; }
-
+"""
+    + OFFLINE_CSS
+    + """
 </style>
 {% endblock %}
 {% block js_resources -%}

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scada.config import SiteConfig
+from scada.config.alarmsite import alarm_devices
 from scada.scheduler import make_scheduler
 from scada.services.alarm_ops import AlarmOps
 from scada.services.audit import AuditLog
@@ -424,6 +425,8 @@ class Runtime:
             self.alarm_journal,
             router=self.alarm_router,
             devices_by_template=devices_by_template(site),
+            devices=alarm_devices(site),
+            defaults=site.alarm_defaults,
         )
         self.alarms.start()
         if self.alarm_router is not None:
@@ -575,7 +578,12 @@ class Runtime:
                 if plant.writer is old_drivers:
                     plant.writer = plant.drivers
         if self.alarms is not None:
-            self.alarms.reload(alarm_rules(site), devices_by_template(site))
+            self.alarms.reload(
+                alarm_rules(site),
+                devices_by_template(site),
+                devices=alarm_devices(site),
+                defaults=site.alarm_defaults,
+            )
         if self.billing_scheduler is not None:
             await self.billing_scheduler.apply(site)
         if self.tenant_notices is not None:

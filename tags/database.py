@@ -494,6 +494,10 @@ class TagDatabase:
         """
         return float(self._seen[self.id_of(name)])
 
+    def refreshed_of(self, ids: IdArray) -> FloatArray:
+        """Return a copy of the last-update times of ``ids`` (``refreshed_at``, vectorised)."""
+        return self._seen[ids]
+
     def read_many(self, names: Iterable[str]) -> list[TagValue]:
         """Return the current TagValues of ``names``, in order."""
         return [self._value_of(tid) for tid in self.ids_of(names).tolist()]

@@ -17,7 +17,14 @@ have stored:
 each filtered like ``historian.recorder.Recorder`` does (stored when the value moved more than
 the tag's history deadband from the last stored value, any change of a bool, and at least every
 ``max_interval_s`` while the value moves), written through ``write`` (``Historian.write``) in
-batches of ``batch_size``. Sampling is vectorised with numpy per chunk of steps.
+batches of ``batch_size``. Sampling is vectorised with numpy per chunk of steps: points whose
+binding names a model array (``Binding.source``) are gathered with one index per array.
+
+A large estate stays quick (issue 14): a span of more than ``max_steps`` samples is sampled
+coarser (a multiple of ``sample_s``, the physics then stepping in that quantum), and the
+numeric points of households (room temperatures, flat meters: the part that grows with the
+estate) are stored on a coarser grid still when they would exceed ``bulk_cells`` values;
+building-level points, bools and computed tags keep the finer grid.
 
 The simulator is left at (about) the end time, so the live run continues from the backfilled
 state: counters never go backwards across the boundary.
@@ -34,6 +41,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +64,8 @@ DEFAULT_SAMPLE_S = 60.0
 DEFAULT_MAX_INTERVAL_S = 900.0
 DEFAULT_BATCH = 20_000
 DEFAULT_SUBSTEP_S = 60.0
+DEFAULT_MAX_STEPS = 2016  # a week at 5-minute samples
+DEFAULT_BULK_CELLS = 400_000  # household analog values (columns x samples) at most
 _CHUNK_CELLS = 2_000_000  # values held per chunk (steps x columns): about 16 MB
 
 _INT_RANGE: dict[PointType, tuple[int, int]] = {
@@ -85,6 +95,8 @@ class BackfillResult:
     tags: int
     steps: int
     elapsed_s: float
+    sample_s: float = DEFAULT_SAMPLE_S  # the grid of building points, bools, computed tags
+    bulk_sample_s: float = DEFAULT_SAMPLE_S  # the grid of households' numeric points
 
 
 def quantize(spec: PointSpec | None, values: np.ndarray) -> np.ndarray:
@@ -113,7 +125,7 @@ def quantize(spec: PointSpec | None, values: np.ndarray) -> np.ndarray:
 class _Column:
     """One historised tag: where its values come from and the recorder's filter state."""
 
-    __slots__ = ("band", "convert", "last", "last_ts", "max_interval_s", "name", "spec")
+    __slots__ = ("band", "bulk", "convert", "last", "last_ts", "max_interval_s", "name", "spec")
 
     def __init__(self, d: TagDef, spec: PointSpec | None, max_interval_s: float | None) -> None:
         self.name = d.name
@@ -126,6 +138,13 @@ class _Column:
         )
         self.last: float | None = None
         self.last_ts = -math.inf
+        #: a household's numeric point: may be stored on the coarser bulk grid
+        self.bulk = d.household is not None and t in (TagType.INT, TagType.FLOAT)
+
+    @property
+    def banded(self) -> bool:
+        """True if the deadband / max-interval filter applies (not every change is stored)."""
+        return self.band > 0 and self.convert is not bool
 
     def select(self, col: np.ndarray, ts: np.ndarray) -> list[int]:
         """Return the rows of ``col`` the recorder would store; update the filter state."""
@@ -150,6 +169,35 @@ class _Column:
             self.last = float(col[rows[-1]])
             self.last_ts = float(ts[rows[-1]])
         return rows
+
+
+def _select_banded(cols: list[_Column], block: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Return the rows x columns mask of what the recorder stores, for banded columns at once.
+
+    The filter of ``_Column.select`` (stored when the value moved more than the band, or moved
+    at all and the last stored sample is ``max_interval_s`` old), stepping through the rows
+    with numpy over the columns; updates each column's filter state.
+    """
+    last = np.array([np.nan if c.last is None else c.last for c in cols], dtype=np.float64)
+    last_ts = np.array([c.last_ts for c in cols], dtype=np.float64)
+    band = np.array([c.band for c in cols], dtype=np.float64)
+    gap = np.array(
+        [math.inf if c.max_interval_s is None else c.max_interval_s for c in cols],
+        dtype=np.float64,
+    )
+    mask = np.zeros(block.shape, dtype=bool)
+    for i in range(block.shape[0]):
+        x = block[i]
+        d = np.abs(x - last)
+        store = np.isnan(last) | (d > band) | ((d != 0) & (ts[i] - last_ts >= gap))
+        mask[i] = store
+        last = np.where(store, x, last)
+        last_ts = np.where(store, ts[i], last_ts)
+    for j, c in enumerate(cols):
+        if not math.isnan(last[j]):
+            c.last = float(last[j])
+            c.last_ts = float(last_ts[j])
+    return mask
 
 
 def newest_sample_ts(historian: Historian, tags: Iterable[str]) -> float | None:
@@ -211,6 +259,7 @@ class _Plan:
         self.columns: list[_Column] = []  # bound points, then computed tags
         self.getters: list[Callable[[], Any]] = []
         self.static: list[tuple[_Column, Any]] = []
+        sources: list[tuple[object, str, int] | None] = []
         for d in defs:
             if not d.historize or d.device is None or d.device not in devices:
                 continue
@@ -228,7 +277,9 @@ class _Plan:
             col.spec = _wire_spec(simulator, d.device, point)
             self.columns.append(col)
             self.getters.append(binding.get)
+            sources.append(getattr(binding, "source", None))
         self.n_bound = len(self.columns)
+        self._group_sources(sources)
         index = {c.name: i for i, c in enumerate(self.columns)}
         statics = {c.name: v for c, v in self.static if not isinstance(v, str)}
         self.computed = _computed(defs, [*index, *statics])
@@ -252,6 +303,74 @@ class _Plan:
             (n, index[n], self.columns[index[n]].convert) for n in sorted(names) if n in index
         ]
         self.statics = statics
+        self._bulk_computed(index)
+        groups: dict[tuple[Any, ...], tuple[PointSpec | None, list[int]]] = {}
+        for j, c in enumerate(self.columns[: self.n_bound]):
+            spec = c.spec
+            key = () if spec is None else (spec.is_bool, spec.type, spec.scale, spec.offset)
+            groups.setdefault(key, (spec, []))[1].append(j)
+        #: bound columns with the same wire arithmetic, quantized together
+        self.quantize_groups = [
+            (spec, np.asarray(js, dtype=np.int64)) for spec, js in groups.values()
+        ]
+
+    def _bulk_computed(self, index: dict[str, int]) -> None:
+        """Mark computed tags over households' numeric values only as bulk (the coarser grid).
+
+        A computed tag is bulk when every input column is bulk and no finer computed tag needs
+        it; ``fine_inputs`` / ``fine`` are what the rows between bulk rows evaluate.
+        """
+        first = self.n_bound
+        deps: list[set[str]] = []
+        for _, e in self.computed:
+            needed = set(e.names)
+            for g in e.globs:
+                needed.update(self.globs.get(g, ()))
+            deps.append({n for n in needed if n in index})
+        position = {d.name: k for k, (d, _) in enumerate(self.computed)}
+        bulk: list[bool] = []
+        for needed in deps:
+            bulk.append(
+                bool(needed)
+                and all(
+                    self.columns[index[n]].bulk if index[n] < first else bulk[position[n]]
+                    for n in needed
+                )
+            )
+        for k in reversed(range(len(deps))):  # what a fine tag needs is evaluated finely too
+            if not bulk[k]:
+                for n in deps[k]:
+                    if n in position:
+                        bulk[position[n]] = False
+        for k, is_bulk in enumerate(bulk):
+            self.columns[first + k].bulk = is_bulk
+        fine_names = set().union(*(deps[k] for k in range(len(deps)) if not bulk[k]))
+        self.fine_inputs = [x for x in self.inputs if x[0] in fine_names]
+        self.fine = [not b for b in bulk]
+
+    def _group_sources(self, sources: list[tuple[object, str, int] | None]) -> None:
+        """Group the bound columns by the model array they read (``Binding.source``)."""
+        groups: dict[tuple[int, str], tuple[object, str, list[int], list[int]]] = {}
+        self.scalar: list[tuple[int, Callable[[], Any]]] = []
+        for j, (get, source) in enumerate(zip(self.getters, sources, strict=True)):
+            if source is None:
+                self.scalar.append((j, get))
+                continue
+            obj, attr, i = source
+            group = groups.setdefault((id(obj), attr), (obj, attr, [], []))
+            group[2].append(j)
+            group[3].append(i)
+        self.groups = [
+            (obj, attr, np.asarray(cols, dtype=np.int64), np.asarray(idx, dtype=np.int64))
+            for obj, attr, cols, idx in groups.values()
+        ]
+
+    def gather(self, row: np.ndarray) -> None:
+        """Fill ``row`` (one value per bound column) from the model as it is now."""
+        for obj, attr, cols, idx in self.groups:
+            row[cols] = getattr(obj, attr)[idx]
+        for j, get in self.scalar:
+            row[j] = get()
 
 
 def backfill(
@@ -265,6 +384,8 @@ def backfill(
     batch_size: int = DEFAULT_BATCH,
     substep_s: float | None = DEFAULT_SUBSTEP_S,
     clock: Callable[[], float] = time.time,
+    max_steps: int | None = DEFAULT_MAX_STEPS,
+    bulk_cells: int | None = DEFAULT_BULK_CELLS,
 ) -> BackfillResult:
     """Run ``simulator`` from its simulated time to ``end_ts`` and write the history it shows.
 
@@ -275,24 +396,37 @@ def backfill(
     exception from ``write`` propagates (what was written stays). ``substep_s`` is the physics
     quantum while backfilling (None: the model's own, 15 s by default): a coarser one makes a
     long backfill several times faster and is still far below the rooms' thermal time
-    constants; the model's quantum is restored for the live run. Raise ``ValueError`` for a
-    bad ``sample_s`` or ``substep_s``.
+    constants; the model's quantum is restored for the live run.
+
+    ``max_steps`` (None: no limit): a span of more than this many ``sample_s`` steps is sampled
+    every ``k * sample_s`` instead (the smallest k that fits), the physics then stepping in
+    that quantum. ``bulk_cells`` (None: no limit): households' numeric points are stored only
+    every m-th sample when (their number x the samples) would exceed it. The grids used are in
+    the result. Raise ``ValueError`` for a bad ``sample_s``, ``substep_s`` or limit.
     """
     if not (math.isfinite(sample_s) and sample_s > 0):
         raise ValueError(f"backfill: sample_s must be > 0 seconds, got {sample_s!r}")
     if substep_s is not None and not (math.isfinite(substep_s) and substep_s > 0):
         raise ValueError(f"backfill: substep_s must be > 0 seconds, got {substep_s!r}")
+    for name, limit in (("max_steps", max_steps), ("bulk_cells", bulk_cells)):
+        if limit is not None and limit < 1:
+            raise ValueError(f"backfill: {name} must be >= 1 or None, got {limit!r}")
     model = simulator.model
     params = model.params
-    if substep_s is not None and substep_s != params.substep_s:
-        model.params = dataclasses.replace(params, substep_s=min(substep_s, sample_s))
+    span = (clock() if end_ts is None else end_ts) - simulator.now
+    grid = sample_s
+    if max_steps is not None and span / sample_s > max_steps * 1.01:  # 1 %: the clock moved
+        grid = sample_s * math.ceil(span / sample_s / max_steps - 0.01)
+    if substep_s is not None:
+        quantum = grid if grid > sample_s else min(substep_s, sample_s)
+        if quantum != params.substep_s:
+            model.params = dataclasses.replace(params, substep_s=quantum)
     try:
         return _run(
             simulator,
             list(defs),
             write,
-            end_ts,
-            sample_s,
+            _Grid(end_ts, grid, span, bulk_cells),
             max_interval_s,
             batch_size,
             clock,
@@ -302,12 +436,28 @@ def backfill(
         model.params = params
 
 
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """Where the run ends and how often it samples (``step_s``); sizes the bulk grid."""
+
+    end_ts: float | None
+    step_s: float
+    span_s: float
+    bulk_cells: int | None
+
+    def bulk_every(self, n_bulk: int) -> int:
+        """Return m: households' numeric points are stored at every m-th sample."""
+        if self.bulk_cells is None or n_bulk == 0:
+            return 1
+        steps = max(1.0, self.span_s / self.step_s)
+        return max(1, math.ceil(n_bulk * steps / self.bulk_cells))
+
+
 def _run(
     simulator: Simulator,
     defs: list[TagDef],
     write: Callable[[Sequence[Sample]], None],
-    end_ts: float | None,
-    sample_s: float,
+    grid: _Grid,
     max_interval_s: float | None,
     batch_size: int,
     clock: Callable[[], float],
@@ -316,6 +466,7 @@ def _run(
     """Do the work of :func:`backfill` (arguments checked there)."""
     t_run = time.perf_counter()
     plan = _Plan(simulator, defs, max_interval_s)
+    every = grid.bulk_every(sum(1 for c in plan.columns[: plan.n_bound] if c.bulk))
     start = simulator.now
     pending: list[Sample] = []
     written = 0
@@ -329,45 +480,20 @@ def _run(
             pending = pending[batch_size:]
 
     emit([Sample(c.name, start, v) for c, v in plan.static])
-    width = max(1, len(plan.columns))
-    chunk_steps = max(16, _CHUNK_CELLS // width)
+    chunk_steps = max(16, _CHUNK_CELLS // max(1, len(plan.columns)))
     steps = 0
     failed: set[str] = set()
-    gap = 0.0
-    done = False
-    while not done:
-        ts_list: list[float] = []
-        rows: list[list[Any]] = []
-        getters = plan.getters
-        while len(ts_list) < chunk_steps:
-            ts = simulator.now
-            ts_list.append(ts)
-            rows.append([g() for g in getters])
-            end = clock() if end_ts is None else end_ts
-            if ts + sample_s > end:
-                gap = max(0.0, end - ts)
-                done = True
-                break
-            simulator.step(sample_s)
-            steps += 1
-        ts_arr = np.asarray(ts_list, dtype=np.float64)
-        matrix = np.empty((len(ts_list), len(plan.columns)), dtype=np.float64)
-        if plan.n_bound:
-            raw = np.asarray(rows, dtype=np.float64).reshape(len(ts_list), plan.n_bound)
-            for j in range(plan.n_bound):
-                matrix[:, j] = quantize(plan.columns[j].spec, raw[:, j])
-        _evaluate_computed(plan, matrix, failed)
-        samples: list[Sample] = []
-        for j, col in enumerate(plan.columns):
-            if col.name in failed:
-                continue
-            convert = col.convert
-            values = matrix[:, j]
-            samples.extend(
-                Sample(col.name, ts_list[i], convert(values[i].item()))
-                for i in col.select(values, ts_arr)
-            )
-        emit(samples)
+    gap: float | None = None
+    while gap is None:
+        first_step = steps
+        ts_list, raw, gap = _sample_chunk(simulator, plan, grid, chunk_steps, clock)
+        steps += len(ts_list) - (1 if gap is not None else 0)
+        matrix = np.full((len(ts_list), len(plan.columns)), np.nan, dtype=np.float64)
+        for spec, cols in plan.quantize_groups:
+            matrix[:, cols] = quantize(spec, raw[:, cols])
+        bulk_row = (np.arange(len(ts_list)) + first_step) % every == 0
+        _evaluate_computed(plan, matrix, failed, bulk_row)
+        emit(_chunk_samples(plan, matrix, ts_list, np.flatnonzero(bulk_row), failed))
     if pending:
         write(pending)
         written += len(pending)
@@ -380,19 +506,92 @@ def _run(
         tags=len(plan.static) + len(plan.columns) - len(failed),
         steps=steps,
         elapsed_s=time.perf_counter() - t_run,
+        sample_s=grid.step_s,
+        bulk_sample_s=grid.step_s * every,
     )
     log.info(
-        "backfill: %d samples of %d tags over %.2f simulated days written in %.1f s",
+        "backfill: %d samples of %d tags over %.2f simulated days (every %g s, households' "
+        "values every %g s) written in %.1f s",
         result.samples,
         result.tags,
         (result.end_ts - result.start_ts) / 86400.0,
+        result.sample_s,
+        result.bulk_sample_s,
         result.elapsed_s,
     )
     return result
 
 
-def _evaluate_computed(plan: _Plan, matrix: np.ndarray, failed: set[str]) -> None:
-    """Fill the computed tags' columns of ``matrix`` row by row (a failing tag is marked failed)."""
+def _sample_chunk(
+    simulator: Simulator,
+    plan: _Plan,
+    grid: _Grid,
+    chunk_steps: int,
+    clock: Callable[[], float],
+) -> tuple[list[float], np.ndarray, float | None]:
+    """Step the simulator through up to ``chunk_steps`` samples; return times, values, gap.
+
+    The gap (the time left to the end, less than one sample) is None while the run goes on.
+    """
+    ts_list: list[float] = []
+    raw = np.empty((chunk_steps, plan.n_bound), dtype=np.float64)
+    step_s = grid.step_s
+    while len(ts_list) < chunk_steps:
+        ts = simulator.now
+        plan.gather(raw[len(ts_list)])
+        ts_list.append(ts)
+        end = clock() if grid.end_ts is None else grid.end_ts
+        if ts + step_s > end:
+            return ts_list, raw[: len(ts_list)], max(0.0, end - ts)
+        simulator.step(step_s)
+    return ts_list, raw, None
+
+
+def _chunk_samples(
+    plan: _Plan,
+    matrix: np.ndarray,
+    ts_list: list[float],
+    bulk_rows: np.ndarray,
+    failed: set[str],
+) -> list[Sample]:
+    """Return the samples the recorder would store from one chunk (rows x columns)."""
+    ts_all = np.asarray(ts_list, dtype=np.float64)
+    samples: list[Sample] = []
+    live = [(j, c) for j, c in enumerate(plan.columns) if c.name not in failed]
+    for bulk in (False, True):
+        rows = bulk_rows if bulk else np.arange(len(ts_list))
+        if not len(rows):
+            continue
+        ts = ts_all[rows]
+        cols = [(j, c) for j, c in live if c.bulk == bulk]
+        banded = [(j, c) for j, c in cols if c.banded]
+        chosen: list[tuple[_Column, np.ndarray, np.ndarray]] = []
+        if banded:
+            block = matrix[np.ix_(rows, np.asarray([j for j, _ in banded], dtype=np.int64))]
+            mask = _select_banded([c for _, c in banded], block, ts)
+            chosen.extend(
+                (c, rows[mask[:, k]], block[mask[:, k], k]) for k, (_, c) in enumerate(banded)
+            )
+        for j, c in cols:
+            if not c.banded:
+                values = matrix[rows, j]
+                picked = np.asarray(c.select(values, ts), dtype=np.int64)
+                chosen.append((c, rows[picked], values[picked]))
+        for c, at, values in chosen:
+            vals = values.tolist()
+            if c.convert is not float:
+                vals = [c.convert(v) for v in vals]
+            samples.extend(map(Sample, repeat(c.name), ts_all[at].tolist(), vals))
+    return samples
+
+
+def _evaluate_computed(
+    plan: _Plan, matrix: np.ndarray, failed: set[str], bulk_row: np.ndarray
+) -> None:
+    """Fill the computed tags' columns of ``matrix`` row by row (a failing tag is marked failed).
+
+    Bulk computed tags are evaluated on the rows where ``bulk_row`` is true only.
+    """
     if not plan.computed:
         return
     env: dict[str, Any] = dict(plan.statics)
@@ -402,14 +601,15 @@ def _evaluate_computed(plan: _Plan, matrix: np.ndarray, failed: set[str]) -> Non
         return [env[n] for n in globs.get(pattern, ())]
 
     first = plan.n_bound
-    inputs = plan.inputs
+    fine = plan.fine
     for i, row in enumerate(matrix.tolist()):
-        for name, j, convert in inputs:
+        every = bool(bulk_row[i])
+        for name, j, convert in plan.inputs if every else plan.fine_inputs:
             if j < first:
                 env[name] = convert(row[j])
         for k, (d, expr) in enumerate(plan.computed):
             j = first + k
-            if d.name in failed:
+            if d.name in failed or not (every or fine[k]):
                 continue
             try:
                 value = TagType(d.type).coerce(expr.evaluate(env.__getitem__, resolve_glob))

@@ -12,6 +12,10 @@ How devices find their physics:
   a valve or thermostat device no household names gets a room of its own;
 - a building's heat meter is the device of ``heat.energy_tag`` (and ``power_tag``,
   ``supply_tag``, ``return_tag``, ``flow_tag``); its other points bind by name;
+- a substation (``substations[]``, :mod:`drivers.simulator.substation`) is the device of its
+  tags (``outdoor_tag``, ``supply_tag`` ...); it feeds its buildings: their heat meters show
+  its supply less a small network loss, and its pump drives their flow. A device of role
+  ``substation`` no substation names gets one of its own, feeding nothing;
 - a device's role is its template's ``role``; without one it is inferred from the tags
   that reference it and then from its point names (see ``_ROLE_HINTS``); an electricity
   meter whose id or template says ``master``/``main`` is its building's master meter;
@@ -45,6 +49,12 @@ from drivers.simulator.physics import (
     Weather,
     WeatherParams,
 )
+from drivers.simulator.substation import (
+    TAG_VARS,
+    SubstationParams,
+    Substations,
+    plan_substations,
+)
 
 __all__ = ["Binding", "ModelParams", "SiteModel", "infer_role"]
 
@@ -58,10 +68,25 @@ class Binding:
     ``get()`` returns the engineering value; ``set(value)`` (if any) applies a master's
     write to the model. Masters may write a bound point only if the config marks it
     ``writable``; without ``set`` such a write is overwritten by the model at once.
+    ``source`` ``(obj, attr, i)``, when given, says the value is ``getattr(obj, attr)[i]``
+    (a model array, re-read each time: the model replaces its arrays as it steps), so the
+    history backfill can gather many points with one numpy index per array.
     """
 
     get: Callable[[], Any]
     set: Callable[[Any], None] | None = None
+    source: tuple[object, str, int] | None = None
+
+
+def _array_binding(
+    obj: object, attr: str, i: int, kind: type = float, set_: Callable[[Any], None] | None = None
+) -> Binding:
+    """Return the binding of element ``i`` of the model array ``obj.<attr>`` (as ``kind``)."""
+
+    def get() -> Any:
+        return kind(getattr(obj, attr)[i])
+
+    return Binding(get, set_, (obj, attr, i))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +103,7 @@ class ModelParams:
     rooms: RoomParams = field(default_factory=RoomParams)
     heat: HeatParams = field(default_factory=HeatParams)
     electricity: ElectricityParams = field(default_factory=ElectricityParams)
+    substation: SubstationParams = field(default_factory=SubstationParams)
 
 
 # Point names per role and model variable (lower case, compared after stripping).
@@ -135,6 +161,21 @@ _NAMES: dict[str, dict[str, tuple[str, ...]]] = {
         "trip": ("trip", "relay_open", "tripped", "cut_off"),
         "close": ("close", "restore"),
     },
+}
+_NAMES["substation"] = {
+    "outdoor_c": ("outdoor_c", "outdoor", "outdoor_temp_c", "t_outdoor_c", "outside_c"),
+    "primary_supply_c": ("primary_supply_c", "primary_supply", "t_primary_supply_c"),
+    "primary_return_c": ("primary_return_c", "primary_return", "t_primary_return_c"),
+    "supply_c": ("supply_c", "secondary_supply_c", "supply", "supply_temp_c", "flow_temp_c"),
+    "return_c": ("return_c", "secondary_return_c", "return", "return_temp_c"),
+    "supply_setpoint_c": ("supply_setpoint_c", "setpoint_c", "supply_sp_c", "setpoint"),
+    "pump": ("pump", "pump_on", "pump_running", "circulation_pump"),
+    "pump_speed_pct": ("pump_speed_pct", "pump_speed", "speed_pct"),
+    "flow_m3h": ("flow_m3h", "flow"),
+    "power_kw": ("power_kw", "power", "heat_power_kw"),
+    "energy_kwh": ("energy_kwh", "energy", "heat_kwh"),
+    "delta_t_k": ("delta_t_k", "dt_k", "delta_t"),
+    "curve": ("curve", "auto", "weather_compensated"),
 }
 _NAMES["thermostat"] = {
     k: _NAMES["valve"][k] for k in ("room_c", "setpoint_c", "open", "auto", "override")
@@ -244,6 +285,10 @@ class SiteModel:
                 for tag in (hh.room_tag, hh.setpoint_tag):
                     if (ref := _split_tag(tag)) and ref[0] in devices:
                         referenced.setdefault(ref[0], "thermostat")
+        for sub in getattr(site, "substations", None) or ():
+            for key in TAG_VARS:
+                if (ref := _split_tag(getattr(sub, key, None))) and ref[0] in devices:
+                    referenced.setdefault(ref[0], "substation")
         for dev_id, dev in devices.items():
             template = site.template(dev.template)
             self.roles[dev_id] = infer_role(
@@ -322,6 +367,10 @@ class SiteModel:
         )
         self.outdoor_c = self.weather.outdoor_c
         self.supply_c = p.rooms.supply_c(self.outdoor_c)
+        plan = plan_substations(site, devices, self.roles, bld_index)
+        self.subs: Substations | None = None
+        if plan.ids:
+            self.subs = Substations(plan, self.heat, self.outdoor_c, p.rooms, p.substation)
 
         # --- electricity meters
         elec = [d for d, r in self.roles.items() if r == "electricity_meter"]
@@ -359,6 +408,12 @@ class SiteModel:
                 power_var = _lookup("electricity_meter", point)
                 if power_var:
                     self._bind(dev_id, point, self._power_binding(i, power_var))
+        for dev_id, (si, named) in plan.refs.items():
+            for point in points[dev_id]:
+                sub_var = named.get(point) or _lookup("substation", point)
+                if sub_var:
+                    self._bind(dev_id, point, self._substation_binding(si, sub_var))
+        self.substation_of = {dev_id: si for dev_id, (si, _) in plan.refs.items()}
         self._advance(0.0)  # settle: valves, radiators, meters show a consistent state at once
         self.household_of: dict[str, int] = {}
         for hi, refs in enumerate(hh_points):
@@ -369,8 +424,9 @@ class SiteModel:
         self.meter_index = {dev_id: i for i, dev_id in enumerate(elec)}
         self.building_of_meter = {dev_id: bi for bi, dev_id in meter_of_bld.items()}
         log.info(
-            "simulated site: %d households, %d heat meters, %d electricity meters, %d devices",
-            self.rooms.n, len(meter_of_bld), len(elec), len(devices),
+            "simulated site: %d households, %d heat meters, %d electricity meters, "
+            "%d substations, %d devices",
+            self.rooms.n, len(meter_of_bld), len(elec), len(plan.ids), len(devices),
         )  # fmt: skip
 
     # ------------------------------------------------------------------ bindings
@@ -400,21 +456,21 @@ class SiteModel:
                 until = self.now_s + p.valve_override_s if p.valve_override_s else math.inf
                 r.command_valve(i, bool(v), until)
 
-            return Binding(lambda: bool(r.valve_open[i]), set_open)
+            return _array_binding(r, "valve_open", i, bool, set_open)
         if var == "room_c":
-            return Binding(lambda: float(r.room_c[i]))
+            return _array_binding(r, "room_c", i)
         if var == "setpoint_c":
 
             def set_sp(v: Any) -> None:
                 r.setpoint_c[i] = float(v)
 
-            return Binding(lambda: float(r.setpoint_c[i]), set_sp)
+            return _array_binding(r, "setpoint_c", i, float, set_sp)
         if var == "auto":
             return Binding(lambda: not bool(r.override[i]), lambda v: r.release(i) if v else None)
         if var == "override":
             return Binding(lambda: bool(r.override[i]), lambda v: None if v else r.release(i))
         if var == "open_s":
-            return Binding(lambda: float(r.open_s[i]))
+            return _array_binding(r, "open_s", i)
         if var == "open_h":
             return Binding(lambda: float(r.open_s[i]) / 3600.0)
         return None
@@ -428,21 +484,45 @@ class SiteModel:
 
             return set_
 
+        if var in ("energy_kwh", "power_kw", "flow_m3h", "supply_c", "return_c", "volume_m3"):
+            return _array_binding(
+                h, var, b, float, set_energy(1.0) if var == "energy_kwh" else None
+            )
         getters: dict[str, Callable[[], Any]] = {
-            "energy_kwh": lambda: float(h.energy_kwh[b]),
             "energy_mwh": lambda: float(h.energy_kwh[b]) / 1000.0,
             "energy_gj": lambda: float(h.energy_kwh[b]) * 0.0036,
-            "power_kw": lambda: float(h.power_kw[b]),
-            "flow_m3h": lambda: float(h.flow_m3h[b]),
-            "supply_c": lambda: float(h.supply_c[b]),
-            "return_c": lambda: float(h.return_c[b]),
             "delta_t_k": lambda: float(h.supply_c[b] - h.return_c[b]),
-            "volume_m3": lambda: float(h.volume_m3[b]),
         }
-        factors = {"energy_kwh": 1.0, "energy_mwh": 1e-3, "energy_gj": 0.0036}
+        factors = {"energy_mwh": 1e-3, "energy_gj": 0.0036}
         if var not in getters:
             return None
         return Binding(getters[var], set_energy(factors[var]) if var in factors else None)
+
+    def _substation_binding(self, i: int, var: str) -> Binding | None:
+        s = self.subs
+        assert s is not None
+
+        def set_energy(v: Any) -> None:
+            s.energy_kwh[i] = float(v)
+
+        def set_curve(v: Any) -> None:
+            if v:
+                s.follow_curve(i)
+
+        arrays = ("primary_supply_c", "primary_return_c", "supply_c", "return_c", "flow_m3h")
+        if var in (*arrays, "pump_speed_pct", "power_kw"):
+            return _array_binding(s, var, i)
+        table: dict[str, Binding] = {
+            "outdoor_c": Binding(lambda: s.outdoor_c),
+            "supply_setpoint_c": _array_binding(
+                s, "setpoint_c", i, float, lambda v: s.write_setpoint(i, float(v))
+            ),
+            "pump": _array_binding(s, "pump_on", i, bool, lambda v: s.set_pump(i, bool(v))),
+            "energy_kwh": _array_binding(s, "energy_kwh", i, float, set_energy),
+            "delta_t_k": Binding(lambda: float(s.supply_c[i] - s.return_c[i])),
+            "curve": Binding(lambda: not bool(s.manual[i]), set_curve),
+        }
+        return table.get(var)
 
     def _power_binding(self, i: int, var: str) -> Binding | None:
         m = self.power
@@ -456,13 +536,13 @@ class SiteModel:
             m.energy_kwh[i] = float(v)
 
         table: dict[str, Binding] = {
-            "energy_kwh": Binding(lambda: float(m.energy_kwh[i]), set_energy),
-            "power_kw": Binding(lambda: float(m.power_kw[i])),
+            "energy_kwh": _array_binding(m, "energy_kwh", i, float, set_energy),
+            "power_kw": _array_binding(m, "power_kw", i),
             "power_w": Binding(lambda: float(m.power_kw[i]) * 1000.0),
-            "voltage_v": Binding(lambda: float(m.voltage_v[i])),
-            "current_a": Binding(lambda: float(m.current_a[i])),
+            "voltage_v": _array_binding(m, "voltage_v", i),
+            "current_a": _array_binding(m, "current_a", i),
             "power_factor": Binding(lambda: m.params.power_factor if m.power_kw[i] > 0 else 1.0),
-            "relay": Binding(lambda: bool(m.relay_closed[i]), lambda v: set_relay(bool(v))),
+            "relay": _array_binding(m, "relay_closed", i, bool, lambda v: set_relay(bool(v))),
             "trip": Binding(lambda: not bool(m.relay_closed[i]), lambda v: set_relay(not bool(v))),
             "close": Binding(
                 lambda: bool(m.relay_closed[i]), lambda v: set_relay(True) if v else None
@@ -500,8 +580,19 @@ class SiteModel:
         self.outdoor_c = self.weather.advance(dt, hour)
         self.supply_c = self.params.rooms.supply_c(self.outdoor_c)
         self.now_s += dt
-        self.rooms.advance(dt, self.now_s, self.outdoor_c, self.supply_c, hour)
-        self.heat.advance(dt, self.supply_c, self.rooms.radiator_kw, self.rooms.valve_open)
+        subs = self.subs
+        if subs is None:
+            self.rooms.advance(dt, self.now_s, self.outdoor_c, self.supply_c, hour)
+            self.heat.advance(dt, self.supply_c, self.rooms.radiator_kw, self.rooms.valve_open)
+        else:
+            subs.advance(dt, self.outdoor_c)
+            target, flowing = subs.building_supply(self.supply_c)
+            supply = self.heat.supply_toward(target, flowing, dt)
+            room_supply = supply[self.heat.building_of]
+            self.rooms.advance(dt, self.now_s, self.outdoor_c, room_supply, hour)
+            h = self.heat
+            h.advance(dt, supply, self.rooms.radiator_kw, self.rooms.valve_open, flowing)
+            subs.collect(dt, h)
         self.power.advance(dt, hour)
 
 

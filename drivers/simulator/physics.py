@@ -147,9 +147,17 @@ class Rooms:
         self.valve_open[i] = self.thermostat_open[i]
 
     def advance(
-        self, dt_s: float, now_s: float, outdoor_c: float, supply_c: float, local_hour: float
+        self,
+        dt_s: float,
+        now_s: float,
+        outdoor_c: float,
+        supply_c: float | np.ndarray,
+        local_hour: float,
     ) -> None:
-        """Advance every room by ``dt_s`` (small against the thermal time constants)."""
+        """Advance every room by ``dt_s`` (small against the thermal time constants).
+
+        ``supply_c``: the radiators' supply temperature, one for all or one per household.
+        """
         p = self.params
         h = p.hysteresis_k
         room = self.room_c
@@ -189,6 +197,7 @@ class HeatParams:
     bypass_fraction: float = 0.1  # flow that circulates with every valve closed, of the design flow
     pipe_loss_fraction: float = 0.03  # pipe losses at design supply temperature, of the design load
     pipe_ambient_c: float = 15.0  # temperature around the risers
+    standstill_tau_s: float = 3600.0  # water standing in the pipes (no flow) cools this fast
 
 
 class HeatMeters:
@@ -197,6 +206,10 @@ class HeatMeters:
     The building's heat is the sum of its radiators' output plus pipe losses; the flow is
     the bypass plus the nominal flow of every open valve; the return temperature follows
     from P = rho * c * V_dot * (supply - return), so the served values are consistent.
+    The supply is the site's (one number) or one per building (a substation's, see
+    ``drivers.simulator.substation``); a building whose water does not flow (its substation's
+    pump stopped) reads no flow and no power, and its supply and return cool towards
+    ``pipe_ambient_c`` (``supply_toward``).
     """
 
     def __init__(
@@ -218,6 +231,7 @@ class HeatMeters:
         design_flow = np.bincount(self.building_of, self.valve_flow_m3h, minlength=n_buildings)
         design_flow = np.where(design_flow > 0, design_flow, 1.0)  # a building with no households
         design_kw = design_flow * nominal_flow
+        self.design_flow_m3h = design_flow * (1.0 + p.bypass_fraction)
         self.bypass_m3h = design_flow * p.bypass_fraction
         self.pipe_loss_kw_k = (
             design_kw * p.pipe_loss_fraction / (room_params.design_supply_c - p.pipe_ambient_c)
@@ -231,26 +245,59 @@ class HeatMeters:
         )
         self.return_c = self.supply_c.copy()
 
+    def supply_toward(self, supply_c: np.ndarray, flowing: np.ndarray, dt_s: float) -> np.ndarray:
+        """Return each building's supply for the next step: ``supply_c`` where water flows,
+        else the standing water's, cooled for ``dt_s`` towards the pipe ambient."""
+        p = self.params
+        cooled = self.supply_c + (p.pipe_ambient_c - self.supply_c) * (
+            1.0 - math.exp(-dt_s / p.standstill_tau_s)
+        )
+        return np.where(flowing, supply_c, cooled)
+
     def advance(
-        self, dt_s: float, supply_c: float, radiator_kw: np.ndarray, valve_open: np.ndarray
+        self,
+        dt_s: float,
+        supply_c: float | np.ndarray,
+        radiator_kw: np.ndarray,
+        valve_open: np.ndarray,
+        flowing: np.ndarray | None = None,
     ) -> None:
-        """Integrate the buildings' heat over ``dt_s`` from the rooms' current state."""
+        """Integrate the buildings' heat over ``dt_s`` from the rooms' current state.
+
+        ``supply_c``: one supply for every building, or one per building; ``flowing`` (per
+        building, default all): False where no water circulates.
+        """
         p = self.params
         rad = np.bincount(self.building_of, radiator_kw, minlength=self.n)
         flow = self.bypass_m3h + np.bincount(
             self.building_of, self.valve_flow_m3h * valve_open, minlength=self.n
         )
-        power = rad + self.pipe_loss_kw_k * max(supply_c - p.pipe_ambient_c, 0.0)
+        above: float | np.ndarray
+        if isinstance(supply_c, np.ndarray):
+            above = np.maximum(supply_c - p.pipe_ambient_c, 0.0)
+        else:
+            above = max(supply_c - p.pipe_ambient_c, 0.0)
+        power = rad + self.pipe_loss_kw_k * above
         delta_t = power / water_power_kw(flow, 1.0)
         # the water cannot come back colder than the building around it
-        max_delta = max(supply_c - p.pipe_ambient_c, 0.0)
+        max_delta = above
         if (delta_t > max_delta).any():
             delta_t = np.minimum(delta_t, max_delta)
             power = np.asarray(water_power_kw(flow, delta_t))
-        self.power_kw = power
+        ret = supply_c - delta_t
+        if flowing is not None and not flowing.all():
+            cool = 1.0 - math.exp(-dt_s / p.standstill_tau_s)
+            standing = self.return_c + (p.pipe_ambient_c - self.return_c) * cool
+            ret = np.where(flowing, ret, np.minimum(standing, supply_c))
+            flow = np.where(flowing, flow, 0.0)
+            power = np.where(flowing, power, 0.0)
+        self.power_kw = np.asarray(power, dtype=float)
         self.flow_m3h = flow
-        self.supply_c = np.full(self.n, supply_c)
-        self.return_c = supply_c - delta_t
+        if isinstance(supply_c, np.ndarray):
+            self.supply_c = supply_c.astype(float, copy=True)
+        else:
+            self.supply_c = np.full(self.n, supply_c)
+        self.return_c = ret
         self.energy_kwh = self.energy_kwh + power * (dt_s / 3600.0)
         self.volume_m3 = self.volume_m3 + flow * (dt_s / 3600.0)
 

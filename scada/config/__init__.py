@@ -3,7 +3,8 @@
 The site composes the packages' models: channels, templates, points and devices are
 ``drivers.config``'s, memory and computed tags ``tags.config``'s, tariffs, accounts, heat and
 households ``billing.config``'s, alarm rules ``alarms.config``'s, the historian
-``historian.config``'s; buildings, the generator and the site itself are defined here.
+``historian.config``'s; buildings, the generator, substations and the site itself are defined
+here.
 They are re-exported under their old names.
 
 ``load_site(path)`` / ``load_site_text(text)`` return a ``SiteConfig`` or raise ``ConfigError``
@@ -35,6 +36,7 @@ from scada.config.buildings import (
 from scada.config.errors import ConfigError, ConfigIssue
 from scada.config.loader import check_site, load_site, load_site_text
 from scada.config.site import SimulateConfig, SiteConfig, SiteInfo
+from scada.config.substations import SubstationConfig
 from tags.config import ComputedTagConfig, MemoryTagConfig, TagConfig
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "SimulateConfig",
     "SiteConfig",
     "SiteInfo",
+    "SubstationConfig",
     "TagConfig",
     "TemplateConfig",
     "check_site",

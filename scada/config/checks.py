@@ -32,6 +32,7 @@ from scada.config.exprcheck import ExpressionChecks
 from scada.config.generate import expand_building
 from scada.config.site import merge_points
 from scada.config.source import PathT, SourceMap
+from scada.config.substationcheck import SubstationChecks
 from tags.model import TagType
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def _span(unit: str, a: int, b: int) -> str:
     return f"{unit} {a} overlaps" if a == b else f"{unit}s {a}..{b} overlap"
 
 
-class Checker(ExpressionChecks, BillingChecks):
+class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
     """Run every cross-reference check; ``run()`` returns the SiteConfig fields to set."""
 
     def __init__(
@@ -171,6 +172,7 @@ class Checker(ExpressionChecks, BillingChecks):
         ) | (self._raw_ids("tags", "name") - {t.name for _, t in self.items["tags"]})
         tag_types = self.tag_names(devices, device_map)
         households = self.check_buildings(buildings, tag_types)
+        self.check_substations(buildings, tag_types)
         self.check_device_places(devices, buildings, households)
         self.check_expressions(tag_types)
         self.check_billing(buildings, households, tag_types)
@@ -182,6 +184,7 @@ class Checker(ExpressionChecks, BillingChecks):
             "devices": devices_out,
             "tags": [t for _, t in self.items["tags"]],
             "buildings": [b for _, b in buildings],
+            "substations": tuple(s for _, s in self.items["substations"]),
             **{
                 name: [x for _, x in self.items[name]]
                 for name in ("alarms", "tariffs", "accounts", "users")

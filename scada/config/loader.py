@@ -27,6 +27,7 @@ from scada.config.checks import Checker
 from scada.config.errors import ConfigError, ConfigIssue, did_you_mean
 from scada.config.site import SiteConfig
 from scada.config.source import Document, PathT, SourceMap, read_document
+from scada.config.substations import SubstationConfig
 from tags.config import TagConfig
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ ITEM_SECTIONS: dict[str, Any] = {
     "devices": DeviceConfig,
     "tags": TagConfig,
     "buildings": BuildingConfig,
+    "substations": SubstationConfig,
     "alarms": AlarmRule,
     "tariffs": TariffConfig,
     "accounts": AccountConfig,

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from alarms.config import AlarmRule, NotificationsConfig
+from alarms.config import AlarmDefaults, AlarmRule, NotificationsConfig
 from billing.config import AccountConfig, HouseholdConfig, TariffConfig
 from configbase.model import ConfigModel, Id
 from drivers.config import (
@@ -21,6 +21,7 @@ from drivers.config import (
 from historian.config import HistorianConfig
 from scada.config.buildings import BuildingConfig
 from scada.config.errors import ConfigIssue
+from scada.config.substations import SubstationConfig
 from tags.config import ComputedTagConfig, MemoryTagConfig, TagConfig
 from tags.model import Source, TagDef, TagType
 
@@ -107,6 +108,7 @@ class _Index:
     points: dict[str, dict[str, PointConfig]]
     on_channel: dict[str, list[DeviceConfig]]
     buildings: dict[str, BuildingConfig]
+    substation_of: dict[str, SubstationConfig]
     households: dict[str, HouseholdConfig]
     household_building: dict[str, str]
     tag_defs: list[TagDef]
@@ -138,8 +140,15 @@ class SiteConfig(ConfigModel):
     devices: list[DeviceConfig] = Field(default_factory=list)
     tags: list[TagConfig] = Field(default_factory=list)
     buildings: list[BuildingConfig] = Field(default_factory=list)
+    substations: tuple[SubstationConfig, ...] = Field(
+        default_factory=tuple, description="heating substations feeding the buildings"
+    )
     alarms: list[AlarmRule] = Field(
         default_factory=list, description="alarm rules (docs/alarms.md)"
+    )
+    alarm_defaults: AlarmDefaults = Field(
+        default_factory=AlarmDefaults,
+        description="comm-loss alarm of every device, flood suppression (docs/alarms.md)",
     )
     notifications: NotificationsConfig = Field(
         default_factory=NotificationsConfig, description="notifiers, on-call roster, escalation"
@@ -162,6 +171,20 @@ class SiteConfig(ConfigModel):
         if isinstance(v, bool):
             return {"enabled": v}
         return v
+
+    def __repr__(self) -> str:
+        """Return a one-line summary: the full model of a large site is megabytes of text.
+
+        (Libraries format reprs eagerly, e.g. Bokeh's server pretty-prints its route table,
+        whose handlers hold the services and so the site.)
+        """
+        return (
+            f"SiteConfig(site={self.site.id!r}, channels={len(self.channels)}, "
+            f"devices={len(self.devices)}, buildings={len(self.buildings)}, "
+            f"substations={len(self.substations)}, files={len(self._files)})"
+        )
+
+    __str__ = __repr__
 
     # ------------------------------------------------------------------ lookups
 
@@ -203,6 +226,7 @@ class SiteConfig(ConfigModel):
             points=points,
             on_channel=on_channel,
             buildings={b.id: b for b in self.buildings},
+            substation_of=_substation_of(self.substations),
             households=households,
             household_building=household_building,
             tag_defs=[],
@@ -234,6 +258,17 @@ class SiteConfig(ConfigModel):
         """Return the building ``building_id`` (generated households included); KeyError if none."""
         return self._idx().buildings[building_id]
 
+    def substation(self, substation_id: str) -> SubstationConfig:
+        """Return the substation ``substation_id``; raise KeyError if there is none."""
+        for s in self.substations:
+            if s.id == substation_id:
+                return s
+        raise KeyError(substation_id)
+
+    def substation_of(self, building_id: str) -> SubstationConfig | None:
+        """Return the substation that feeds building ``building_id``, or None if none does."""
+        return self._idx().substation_of.get(building_id)
+
     def households(self) -> list[HouseholdConfig]:
         """Return every household of every building, in configuration order."""
         return list(self._idx().households.values())
@@ -255,8 +290,8 @@ class SiteConfig(ConfigModel):
         }
 
     def summary(self) -> dict[str, int]:
-        """Return the counts ``scada check`` prints."""
-        return {
+        """Return the counts ``scada check`` prints (``substations`` only when there are some)."""
+        counts = {
             "channels": len(self.channels),
             "templates": len(self.templates),
             "devices": len(self.devices),
@@ -264,6 +299,18 @@ class SiteConfig(ConfigModel):
             "buildings": len(self.buildings),
             "households": len(self._idx().households),
         }
+        if self.substations:
+            counts["substations"] = len(self.substations)
+        return counts
+
+
+def _substation_of(substations: tuple[SubstationConfig, ...]) -> dict[str, SubstationConfig]:
+    """Return building id -> the (first) substation that lists it."""
+    out: dict[str, SubstationConfig] = {}
+    for s in substations:
+        for b in s.buildings:
+            out.setdefault(b, s)
+    return out
 
 
 def _building_of(name: str, buildings: dict[str, BuildingConfig]) -> str | None:

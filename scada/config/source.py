@@ -25,7 +25,17 @@ PathT = tuple[str | int, ...]
 
 #: Sections whose items are concatenated across included files.
 LIST_SECTIONS = frozenset(
-    {"channels", "devices", "tags", "buildings", "alarms", "tariffs", "accounts", "users"}
+    {
+        "channels",
+        "devices",
+        "tags",
+        "buildings",
+        "substations",
+        "alarms",
+        "tariffs",
+        "accounts",
+        "users",
+    }
 )
 #: Sections whose keys are merged across included files.
 MAP_SECTIONS = frozenset({"templates"})

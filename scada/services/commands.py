@@ -32,11 +32,12 @@ Limits that protect equipment (per point in the configuration, a :class:`~tags.m
 field; checked at select, for every user including ``billing``):
 
 * ``min_interval_s``: a select within this time after the tag's last *operate* is refused
-  (409, with ``retry_ts`` and the time in the message). The interval counts from any
-  operate, not only a confirmed one: a write whose read-back failed, mismatched or never
-  came (restart: "outcome unknown") may still have switched the contactor, and billing
-  retries a failed trip at every evaluation, so counting confirmed writes only would let a
-  relay with a flaky read-back switch every minute, the very wear the limit is for. An
+  (409, with ``retry_ts``; the message says "next command allowed at 13:09:41 CST" in the
+  site's time zone). The interval counts from any operate, not only a confirmed one: a
+  write whose read-back failed, mismatched or never came (restart: "outcome unknown") may
+  still have switched the contactor, and billing retries a failed trip at every evaluation,
+  so counting confirmed writes only would let a relay with a flaky read-back switch every
+  minute, the very wear the limit is for. An
   operate the device never saw (it went offline after the select) counts too: rare, and the
   safe side. The operate times come from the command store on start, so a restart does not
   reset the interval.
@@ -58,12 +59,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from alarms.text import local_time_text, unit_symbol
+from i18n import _
 from scada.services.audit import AuditLog
 from scada.services.auth import Action, User, may
 from scada.services.command_model import Batch, Command, CommandError, CommandState
 from scada.services.command_store import CommandStore
 from scada.services.plant import Plant, Writer
-from tags.model import Quality, Source, TagType, iso
+from tags.model import Quality, Source, TagType
 
 __all__ = [
     "Batch",
@@ -238,11 +241,15 @@ class CommandService:
         """Return (checked value, device) or raise CommandError 404/422/409."""
         db = self.plant.db
         if tag not in db:
-            raise CommandError(404, f"unknown tag {tag!r}")
+            raise CommandError(
+                404, _("unknown tag {tag}: it is not in the running configuration", tag=tag)
+            )
         d = db.definition(tag)
         if d.source is Source.DEVICE:
             if self._writer() is None:
-                raise CommandError(409, f"tag {tag}: no drivers running")
+                raise CommandError(
+                    409, _("{tag} cannot be written now: no device drivers are running", tag=tag)
+                )
             drivers = self.plant.drivers
             if drivers is not None:
                 from drivers.base import WriteRejected, check_write
@@ -257,7 +264,10 @@ class CommandService:
             return checked, d.device
         if d.source is Source.MEMORY:
             return self._check_def(d, value), None
-        raise CommandError(422, f"tag {tag} ({d.source.value}) is not writable")
+        raise CommandError(
+            422,
+            _("{tag} is not writable: it is a {source} value", tag=tag, source=d.source.value),
+        )
 
     @staticmethod
     def _check_def(d: Any, value: Any) -> Any:
@@ -278,9 +288,14 @@ class CommandService:
             retry = last + d.min_interval_s
             raise CommandError(
                 409,
-                f"tag {tag}: operated {now - last:.1f} s ago and min_interval_s is "
-                f"{d.min_interval_s:g} s: try again at {iso(retry)} "
-                f"(in {math.ceil(retry - now)} s)",
+                _(
+                    "{tag} was operated {ago} s ago and may be operated once every {interval} s "
+                    "(min_interval_s): next command allowed at {time}",
+                    tag=tag,
+                    ago=f"{now - last:.0f}",
+                    interval=f"{d.min_interval_s:g}",
+                    time=self._local_time(retry, now),
+                ),
                 retry_ts=retry,
             )
         if d.max_step is None or d.type not in (TagType.INT, TagType.FLOAT):
@@ -288,21 +303,40 @@ class CommandService:
         current = db.read(tag).value
         if isinstance(current, bool) or not isinstance(current, int | float):
             current = None
+        unit = f" {unit_symbol(d.unit)}" if d.unit else ""
         if current is None or not math.isfinite(current):
             raise CommandError(
                 409,
-                f"tag {tag}: no current value to measure max_step {d.max_step:g} from; "
-                "try again when the tag has a value",
+                _(
+                    "{tag} has no current value yet, so the step to {value} cannot be checked "
+                    "against max_step ({step}{unit}): try again when it has a value",
+                    tag=tag,
+                    value=f"{value:g}",
+                    step=f"{d.max_step:g}",
+                    unit=unit,
+                ),
             )
         step = abs(float(value) - float(current))
         # scaled registers read back as 20.000000000000004: a step of exactly max_step passes
         if step > d.max_step * (1 + 1e-9) + 1e-9:
-            unit = f" {d.unit}" if d.unit else ""
             raise CommandError(
                 422,
-                f"tag {tag}: {value:g} is {step:g}{unit} from the current value {current:g}; "
-                f"max_step is {d.max_step:g}{unit} (change it in smaller steps)",
+                _(
+                    "{tag}: {value} is {step}{unit} from the current value {current}{unit}, "
+                    "more than one command may change it (max_step {max_step}{unit}): "
+                    "change it in smaller steps",
+                    tag=tag,
+                    value=f"{value:g}",
+                    step=f"{step:g}",
+                    current=f"{current:g}",
+                    max_step=f"{d.max_step:g}",
+                    unit=unit,
+                ),
             )
+
+    def _local_time(self, ts: float, now: float) -> str:
+        """Return ``ts`` as the site's wall-clock time with its zone (the date if not today)."""
+        return local_time_text(ts, self.plant.site.site.timezone, date=False, now=now)
 
     def _writer(self) -> Writer | None:
         """The plant's write entry point: its ``writer`` (drivers or collectors) or drivers."""
@@ -316,7 +350,13 @@ class CommandService:
         if name in db:
             v = db.read(name)
             if v.value is False and v.quality is Quality.GOOD:
-                raise CommandError(409, f"device {device} is offline")
+                raise CommandError(
+                    409,
+                    _(
+                        "device {device} is offline: it takes no commands until it answers again",
+                        device=device,
+                    ),
+                )
 
     # ------------------------------------------------------------------ select
     def select(
@@ -348,14 +388,24 @@ class CommandService:
                 after={"value": value},
                 detail="role may not operate",
             )
-            raise CommandError(403, f"user {user.name} ({user.role.value}) may not operate {tag}")
+            raise CommandError(
+                403,
+                _(
+                    "user {user} ({role}) may not operate {tag}",
+                    user=user.name,
+                    role=user.role.value,
+                    tag=tag,
+                ),
+            )
         if key is not None:
             existing = self.by_key(user, key)
             if existing is not None:
                 if existing.tag == tag and existing.value == value and existing.batch == batch:
                     return existing
                 raise CommandError(
-                    409, f"idempotency key {key!r} was used for another request", existing
+                    409,
+                    _("the idempotency key {key} was already used for another request", key=key),
+                    existing,
                 )
         now = self.clock()
         cmd = Command(
@@ -376,7 +426,15 @@ class CommandService:
             cmd.value = checked
             other = self._selected.get(tag)
             if other is not None:
-                raise CommandError(409, f"tag {tag} is selected by another command ({other})")
+                raise CommandError(
+                    409,
+                    _(
+                        "{tag} is already selected by another command ({other}): try again "
+                        "when that one is operated, cancelled or expired",
+                        tag=tag,
+                        other=other,
+                    ),
+                )
             self._check_limits(tag, checked, now)
         except CommandError as exc:
             cmd.state = CommandState.FAILED
@@ -462,7 +520,13 @@ class CommandService:
                 source=source,
                 detail=f"selected by {cmd.user}",
             )
-            raise CommandError(403, f"command {command_id} was selected by another user")
+            raise CommandError(
+                403,
+                _(
+                    "command {id} was selected by another user: only they may operate it",
+                    id=command_id,
+                ),
+            )
         inflight = self._inflight.get(command_id)
         if inflight is not None:
             return await asyncio.shield(inflight)
@@ -471,7 +535,15 @@ class CommandService:
         if cmd.state is CommandState.SELECTED and self.clock() >= cmd.expires_ts:
             self._expire(cmd.id)
         if cmd.state is not CommandState.SELECTED:
-            raise CommandError(409, f"command {command_id} is {cmd.state.value}", cmd)
+            raise CommandError(
+                409,
+                _(
+                    "command {id} is {state}: it can no longer be operated",
+                    id=command_id,
+                    state=cmd.state.value,
+                ),
+                cmd,
+            )
         fut: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
         self._inflight[command_id] = fut
         try:
@@ -547,11 +619,25 @@ class CommandService:
                 source=source,
                 detail=f"selected by {cmd.user}",
             )
-            raise CommandError(403, f"command {command_id} was selected by another user")
+            raise CommandError(
+                403,
+                _(
+                    "command {id} was selected by another user: only they may cancel it",
+                    id=command_id,
+                ),
+            )
         if cmd.state is CommandState.CANCELLED:
             return cmd
         if cmd.state is not CommandState.SELECTED:
-            raise CommandError(409, f"command {command_id} is {cmd.state.value}", cmd)
+            raise CommandError(
+                409,
+                _(
+                    "command {id} is {state}: it can no longer be cancelled",
+                    id=command_id,
+                    state=cmd.state.value,
+                ),
+                cmd,
+            )
         self._finish(cmd, CommandState.CANCELLED, "cancelled by the user")
         self._audit("command.cancel", user, cmd, source=source)
         return cmd
@@ -588,9 +674,16 @@ class CommandService:
     ) -> Batch:
         """Select every ``(tag, value)``; the batch reports a result per target."""
         if not targets:
-            raise CommandError(422, "a batch needs at least one target")
+            raise CommandError(422, _("a batch needs at least one target"))
         if len(targets) > MAX_BATCH:
-            raise CommandError(422, f"a batch has at most {MAX_BATCH} targets, got {len(targets)}")
+            raise CommandError(
+                422,
+                _(
+                    "a batch has at most {most} targets, not {n}: split it",
+                    most=MAX_BATCH,
+                    n=len(targets),
+                ),
+            )
         if not may(user, Action.COMMANDS_OPERATE):
             self._audit(
                 "command.batch",
@@ -600,13 +693,19 @@ class CommandService:
                 source=source,
                 after={"targets": len(targets)},
             )
-            raise CommandError(403, f"user {user.name} ({user.role.value}) may not operate")
+            raise CommandError(
+                403,
+                _("user {user} ({role}) may not operate", user=user.name, role=user.role.value),
+            )
         if key is not None:
             batch = self._batch_by_key(user, key)
             if batch is not None:
                 if batch.targets == [tuple(t) for t in targets]:
                     return batch
-                raise CommandError(409, f"idempotency key {key!r} was used for another request")
+                raise CommandError(
+                    409,
+                    _("the idempotency key {key} was already used for another request", key=key),
+                )
         now = self.clock()
         batch = Batch(
             secrets.token_hex(8),
@@ -663,7 +762,10 @@ class CommandService:
                 result="denied",
                 source=source,
             )
-            raise CommandError(403, f"batch {batch_id} was selected by another user")
+            raise CommandError(
+                403,
+                _("batch {id} was selected by another user: only they may operate it", id=batch_id),
+            )
 
         async def one(i: int, cmd: Command | None) -> None:
             if cmd is None or cmd.state is not CommandState.SELECTED:
@@ -682,7 +784,10 @@ class CommandService:
         """Cancel every still-selected command of a batch."""
         batch = self.get_batch(batch_id)
         if batch.user != user.name:
-            raise CommandError(403, f"batch {batch_id} was selected by another user")
+            raise CommandError(
+                403,
+                _("batch {id} was selected by another user: only they may cancel it", id=batch_id),
+            )
         for cmd in batch.commands:
             if cmd is not None and cmd.state is CommandState.SELECTED:
                 self.cancel(user, cmd.id, source=source)

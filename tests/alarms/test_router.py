@@ -188,8 +188,8 @@ async def test_consolidation_one_message_for_a_burst(routed) -> None:
     # were closed by the newer one)
     assert burst.subject == "2 alarms, highest P1 critical (b1)"
     lines = burst.body.splitlines()
-    assert lines[0].startswith("01.06 10:00 P1 b1 b1.hm.fault = True")  # sorted by priority
-    assert lines[1].startswith("01.06 10:00 P3 b1 flag = True")
+    assert lines[0].startswith("01.06 10:00 P1 b1 b1.hm.fault: on")  # sorted by priority
+    assert lines[1].startswith("01.06 10:00 P3 b1 flag: on")
     assert burst.occurrences == (site.engine.get("fault:b1.hm.fault").occurrence, 4)
 
 

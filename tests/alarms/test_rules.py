@@ -96,7 +96,7 @@ def test_state_equals_and_not_equals(make_site) -> None:
     site.set("b1.hm.mode", "manual")
     msgs = {a.key: a.message for a in site.engine.active()}
     assert msgs == {
-        "fault:b1.hm.fault": "b1.hm.fault = True",
+        "fault:b1.hm.fault": "b1.hm.fault: on",
         "mode:b1.hm.mode": "b1.hm.mode is manual",
     }
 

@@ -36,13 +36,19 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 PASSWORD = "correct horse battery"
 
-#: Extra config of the HMI test site: a priority-1 alarm the tests can raise at will.
+#: Extra config of the HMI test site: a priority-1 alarm the tests can raise at will, and a
+#: priority-2 limit alarm with the default message in words (tests/hmi/test_browser_alarms.py).
 EXTRA_YAML = """
 tags:
   - {name: test.trip, type: bool, initial: false, description: Raised by the HMI tests}
+  - {name: test.supply_c, type: float, unit: degC, deadband: 0.1, initial: 80,
+     description: "Supply temperature of the test substation behind building 1, north wing"}
 alarms:
   - {id: test_trip, kind: state, tag: test.trip, equals: true, priority: 1, area: b1,
      message: "test trip raised"}
+  - {id: test_supply, kind: limit, tag: test.supply_c, limits: {l: 70}, priority: 2, area: b1}
+  - {id: test_room_hot, kind: limit, tag: b1.201.valve.room_c, limits: {hh: 60}, priority: 2,
+     description: Room temperature}
 """
 
 USERS = {

@@ -8,13 +8,16 @@ from typing import Any
 import pytest
 
 from tests.hmi.conftest import model_data, screenshot, wait_for
-from tests.hmi.test_browser import unit_position
+from tests.hmi.test_browser import box_select, unit_position
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def meter_position(page: Any, device: str) -> tuple[float, float]:
-    """Return the page coordinates of a meter's cell in the meters grid."""
+    """Return the page coordinates of a meter's cell in the meters grid (once laid out)."""
+    await page.wait_for_function(
+        "() => Bokeh.documents[0].get_model_by_name('meters').tags.length > 0", timeout=10000
+    )
     return await page.evaluate(
         """(dev) => { const v = Bokeh.index.query_one((v) => v.model.name == "meters");
         const r = v.el.getBoundingClientRect();
@@ -84,6 +87,8 @@ async def test_config_apply_then_roll_back_from_the_page(open_page, rig) -> None
     await editor.fill(text.replace(old_text, "Changed by the roll-back test", 1))
     await page.get_by_placeholder("comment for the version history").fill("roll-back test")
     await page.locator(".bk-btn", has_text="Apply").click()
+    await page.locator("[data-confirm-apply]").wait_for(timeout=15000)
+    await page.get_by_role("button", name="Confirm", exact=True).click()
     applied = page.locator("[data-applied]")
     await applied.wait_for(timeout=30000)
     new_version = int(await applied.get_attribute("data-applied"))
@@ -98,6 +103,8 @@ async def test_config_apply_then_roll_back_from_the_page(open_page, rig) -> None
         timeout=5000,
     )
     await page.locator(".bk-btn", has_text="Roll back to selected").click()
+    await page.locator("[data-confirm-apply]").wait_for(timeout=15000)
+    await page.get_by_role("button", name="Confirm", exact=True).click()
     rolled = page.locator("[data-rolled-back]")
     await rolled.wait_for(timeout=30000)
     rollback_version = int(await rolled.get_attribute("data-rolled-back"))
@@ -142,7 +149,7 @@ async def test_keep_power_for_an_account_in_arrears(open_page, rig) -> None:
     await page.mouse.click(x, y)
     await wait_selected(page, 1)
     await page.locator(".bk-btn", has_text="Keep power").click()
-    await page.locator("[data-billing='keep']", has_text=account).wait_for()
+    await page.locator(f"[data-billing='keep'][data-accounts~='{account}']").wait_for()
     assert info()["keep_power"] is False  # nothing happens before the confirm
     await page.locator(".bk-btn", has_text="Confirm batch").click()
     await page.locator("[data-billing-done='1']").wait_for(timeout=15000)
@@ -162,12 +169,7 @@ async def test_cancel_a_batch_trip(open_page, rig) -> None:
     for dev in devices:
         await wait_for(lambda d=dev: sim.value(d, "relay") is True, db=rig.runtime.db)
     page = (await open_page("meters")).page
-    (x1, y1), (x2, y2) = [await meter_position(page, d) for d in devices]
-    await page.mouse.move(x1 - 10, y1 - 10)
-    await page.mouse.down()
-    await page.mouse.move(x2 + 10, y2 + 10, steps=8)
-    await page.mouse.up()
-    await wait_selected(page, 2)
+    await box_select(page, devices[0], devices[-1], 2)
     await page.locator(".bk-btn", has_text="Trip").click()
     pending = page.locator("[data-batch]")
     await pending.wait_for()

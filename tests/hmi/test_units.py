@@ -102,7 +102,11 @@ def test_mimic_patches_only_changed_cells(estate) -> None:
     # an unrelated tag changes nothing
     db.update("big.hm.power_kw", 1.0)
     assert mimic.apply(db.snapshot_batch(["big.hm.power_kw"])) == 0
-    assert np.all(np.asarray(mimic.source.data["y"]) >= 1)
+    # floors are drawn by rank: the lowest configured floor at y = 0, no gaps
+    ranks = sorted({c.floor for c in mimic.cells})
+    assert np.asarray(mimic.source.data["y"]).tolist() == [
+        ranks.index(c.floor) for c in mimic.cells
+    ]
 
 
 def test_csv_import_builds_devices_and_names_bad_rows() -> None:

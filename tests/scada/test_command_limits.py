@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from alarms.text import local_time_text
 from scada.config import load_site, load_site_text
 from scada.runtime import Runtime
 from scada.server.billing_schemas import MoneyOut
@@ -109,10 +110,13 @@ async def test_a_second_operate_inside_the_interval_is_refused_with_the_retry_ti
     assert (await _operate(served, sel["id"]))["state"] == "confirmed"
     operated_ts = served.server.ctx.commands.get(sel["id"]).operated_ts
     retry_at = iso(operated_ts + 30)  # the device's override (30 s), not the template's 60 s
+    tz = served.runtime.plant.site.site.timezone
+    allowed_at = local_time_text(operated_ts + 30, tz, date=False, now=operated_ts)
 
     st, body, resp = await _select(served, VALVE, True, role="operator2")
     assert st == 409, body
-    assert "min_interval_s is 30 s" in body["error"] and f"try again at {retry_at}" in body["error"]
+    assert "once every 30 s" in body["error"]
+    assert body["error"].endswith(f"next command allowed at {allowed_at}")  # site time, zone named
     assert body["retry_at"] == retry_at and 1 <= int(resp.headers["Retry-After"]) <= 30
     assert body["command"]["state"] == "failed" and body["command"]["user"] == "operator2"
     refused = served.server.ctx.audit.query(action="command.select", result="failed")
@@ -129,7 +133,7 @@ async def test_a_second_operate_inside_the_interval_is_refused_with_the_retry_ti
     assert sim.value("b1.103.valve", "open") is True
     # the interval counts again from this operate
     st, body, _ = await _select(served, VALVE, False)
-    assert st == 409 and "try again" in body["error"]
+    assert st == 409 and "next command allowed at" in body["error"]
 
 
 async def test_batches_refuse_the_targets_inside_their_interval(
@@ -147,7 +151,7 @@ async def test_batches_refuse_the_targets_inside_their_interval(
     )
     assert st == 201
     first, second = batch["results"]
-    assert first["state"] == "failed" and "min_interval_s is 300 s" in first["error"]
+    assert first["state"] == "failed" and "once every 300 s" in first["error"]
     assert second["state"] == "selected"
 
 
@@ -159,7 +163,7 @@ async def test_max_step_refuses_a_change_too_large_for_one_command(
     st, body, _ = await _select(served, SETPOINT, current + 3.5)
     assert st == 422, body
     assert f"the current value {current:g}" in body["error"]
-    assert "3.5 degC from" in body["error"] and "max_step is 3 degC" in body["error"]
+    assert "3.5 °C from" in body["error"] and "(max_step 3 °C)" in body["error"]
     assert body["command"]["state"] == "failed"
     st, sel, _ = await _select(served, SETPOINT, current - 3)  # exactly max_step passes
     assert st == 201, sel
@@ -172,9 +176,7 @@ async def test_max_step_refuses_a_change_too_large_for_one_command(
     st, body, _ = await _select(served, SETPOINT, 99)
     assert st == 422 and "above max" in body["error"]
     st, body, _ = await _select(served, "test.step", 22.5)
-    assert (
-        st == 422 and "current value 20" in body["error"] and "max_step is 2 degC" in body["error"]
-    )
+    assert st == 422 and "current value 20" in body["error"] and "(max_step 2 °C)" in body["error"]
     st, sel, _ = await _select(served, "test.step", 18)
     assert st == 201 and (await _operate(served, sel["id"]))["state"] == "confirmed"
     st, body, _ = await _select(served, "test.step", 15.5)
@@ -234,10 +236,10 @@ async def test_billing_close_inside_the_interval_is_refused_and_retried_later(
     assert st == 200, body
     out = MoneyOut.model_validate(body)
     assert out.relay_actions == [] and out.relays == {RELAY: True}  # still tripped
-    assert len(out.relay_failures) == 1 and "min_interval_s is 300 s" in out.relay_failures[0]
+    assert len(out.relay_failures) == 1 and "once every 300 s" in out.relay_failures[0]
     refused = commands.list()[0]
     assert (refused.tag, refused.value, refused.user) == (RELAY, True, "billing")
-    assert refused.state.value == "failed" and "try again at" in refused.message
+    assert refused.state.value == "failed" and "next command allowed at" in refused.message
     assert served.runtime.simulator.value("b1.101.em", "relay") is False
 
     clock.shift_s = 100.0  # the next scheduled evaluation, still inside the interval

@@ -1,0 +1,68 @@
+"""Checks of the ``substations`` section: ids, buildings and the tags a substation names.
+
+Duplicate substation ids, unknown buildings, a building fed by two substations, tags that do
+not exist or have the wrong type (the pump is a bool, every other tag a number).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from scada.config.buildings import BuildingConfig
+from scada.config.errors import did_you_mean
+from scada.config.source import PathT
+from scada.config.substations import BOOL_TAGS, SubstationConfig
+from tags.model import TagType
+
+
+class SubstationChecks:
+    """Mixed into ``Checker``: uses its ``items``, ``report``, ``unique``, ``tag_ref``, ``where``."""
+
+    items: dict[str, list[tuple[int, Any]]]
+    report: Callable[..., None]
+    incomplete: bool
+
+    def unique(self, pairs: Any, what: str, key: Callable[[Any], str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def tag_ref(
+        self, path: PathT, name: str, types: dict[str, TagType], expect: str | None = None
+    ) -> None:
+        raise NotImplementedError
+
+    def where(self, path: PathT) -> str:
+        raise NotImplementedError
+
+    def _raw_ids(self, section: str, key: str = "id") -> set[str]:
+        raise NotImplementedError
+
+    def check_substations(
+        self, buildings: list[tuple[PathT, BuildingConfig]], types: dict[str, TagType]
+    ) -> None:
+        """Report every problem of the ``substations`` section."""
+        subs: list[tuple[PathT, SubstationConfig]] = [
+            (("substations", i), s) for i, s in self.items["substations"]
+        ]
+        self.unique(subs, "substation", lambda s: s.id)
+        building_ids = {b.id for _, b in buildings}
+        known = building_ids | self._raw_ids("buildings")
+        fed_by: dict[str, tuple[PathT, str]] = {}
+        for path, s in subs:
+            for k, b in enumerate(s.buildings):
+                where = (*path, "buildings", k)
+                if b not in known:
+                    if not self.incomplete:
+                        self.report(where, f"unknown building {b!r}{did_you_mean(b, building_ids)}")
+                elif b in fed_by:
+                    first, other = fed_by[b]
+                    self.report(
+                        where,
+                        f"building {b!r} is already fed by substation {other!r} "
+                        f"({self.where(first)}); a building belongs to one substation at most",
+                    )
+                else:
+                    fed_by[b] = (where, s.id)
+            for key, tag in s.tags().items():
+                expect = "bool" if key in BOOL_TAGS else "number"
+                self.tag_ref((*path, key), tag, types, expect)

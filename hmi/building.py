@@ -17,7 +17,7 @@ from typing import Any
 from bokeh.document import Document
 from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, CustomJS, InlineStyleSheet
-from bokeh.models.widgets import Select
+from bokeh.models.widgets import Button, Select
 from bokeh.plotting import figure
 
 from hmi.command_panel import CommandAction, CommandPanel
@@ -437,6 +437,9 @@ def site_substation(site: SiteConfig, building_id: str) -> tuple[str, dict[str, 
     return sub.name or sub.id, tags
 
 
+#: The building choice follows the page text (a <select> keeps the browser's 13 px otherwise).
+SELECT_CSS = "select { font-size: var(--hmi-font-size, clamp(13px, 0.95vw, 40px)); height: auto; }"
+
 #: The detail column: beside the mimic; on a phone a bottom sheet shown only for a selection.
 RIGHT_CSS = """
 @media (max-width: 700px) {
@@ -470,7 +473,11 @@ class BuildingPage:
             title="",
             options=select_options((b.id, b.name or b.id) for b in self.site.buildings),
             name="building-select",
-            styles={"width": "clamp(220px, 16vw, 900px)"},
+            styles={
+                "width": "clamp(220px, 16vw, 900px)",
+                "--bokeh-font-size": "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))",
+            },
+            stylesheets=[InlineStyleSheet(css=SELECT_CSS)],
         )
         self.mimic_slot = column(sizing_mode="stretch_both", name="mimic-slot")
         self.heat_slot = column(sizing_mode="stretch_width")
@@ -478,7 +485,14 @@ class BuildingPage:
         self.legend = html_div(
             legend_html(), name="mimic-legend", css=LEGEND_CSS, sizing_mode="stretch_width"
         )
+        self.close = Button(
+            label="✕ " + _("Close"),
+            name="detail-close",
+            styles={"--bokeh-font-size": "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))"},
+        )
+        self.close.on_click(self.close_detail)
         self.right = column(
+            self.close,
             self.heat_slot,
             self.detail.layout,
             sizing_mode="stretch_height",
@@ -522,6 +536,14 @@ class BuildingPage:
                 actions["open"] = CommandAction("open", _("Start pump"), pump, True)
                 actions["close"] = CommandAction("close", _("Stop pump"), pump, False)
         self.detail.show_object(obj, entry.heads.get(obj, obj), rows, actions)
+
+    def close_detail(self) -> None:
+        """Clear the selection; on a phone the sheet goes away, on a wall the column too."""
+        self.detail.show(None)
+        self.right.css_classes = []
+        self.right.visible = not self.wall
+        if self.view is not None:
+            self.view.mimic.source.selected.indices = []
 
     def on_alarm_events(self, _events: Any) -> None:
         if self.view is not None:

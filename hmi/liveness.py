@@ -13,7 +13,8 @@ The strip is also the heartbeat: once a second the server sets the Div's ``tags`
 * shows a full-screen overlay (content greyed, banner "Connection to the server lost at
   HH:MM:SS — the values shown are N s old — reconnecting…", the age ticking in the browser)
   when Bokeh's websocket closes (``connection_lost``) or no beat came for 2.5 s;
-* while lost, asks the server for the same URL every 2 s; when it answers, reloads the page
+* while lost, asks the server for ``/api/me`` every 2 s (cheap: no Bokeh session is
+  built); when it answers, reloads the page
   (same URL and query string: a new Bokeh session; a restarted server no longer accepts the
   old session's signed token); when the answer is the login page (the login session is no
   longer valid), goes to ``/login?next=<this page>``;
@@ -96,6 +97,7 @@ def _browser_texts() -> dict[str, str]:
         "reloading": _("The server answers again — reloading the page…"),
         "login": _("Your login has ended — going to the login page…"),
         "loginUrl": login_url,
+        "probeUrl": "/api/me",
     }
 
 
@@ -236,12 +238,14 @@ _WATCHDOG_JS = r"""(function () {
   function poll() {
     if (st.polling || st.reloading) return;
     st.polling = true; st.polledAt = Date.now();
-    fetch(location.href, {cache: "no-store", credentials: "same-origin"}).then(function (r) {
+    // a cheap probe (not the page itself: fetching the page would build a whole Bokeh
+    // session on the server at every poll, which a loaded server cannot afford)
+    fetch(T.probeUrl, {cache: "no-store", credentials: "same-origin"}).then(function (r) {
       if (r.body) r.body.cancel();
-      if (new URL(r.url, location.href).pathname === T.loginUrl) {
+      if (r.status === 401 || new URL(r.url, location.href).pathname === T.loginUrl) {
         var next = location.pathname + location.search;
         leave(T.loginUrl + "?next=" + encodeURIComponent(next), T.login);
-      } else if (r.ok && (st.socketLost || Date.now() - st.beatAt > SILENT_RELOAD_MS)) {
+      } else if (r.status < 500 && (st.socketLost || Date.now() - st.beatAt > SILENT_RELOAD_MS)) {
         leave(null, T.reloading);
       }
     }).catch(function () { /* still down: try again */ }).then(function () { st.polling = false; });

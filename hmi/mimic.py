@@ -100,7 +100,7 @@ setTimeout(() => {
     room: Math.min(cw / 3.4, ch / 2.6, cap),
     title: Math.min(cw / 6.5, ch / 3.6, cap * 0.7),
     small: Math.min(cw / 8.5, ch / 5.5, cap * 0.5),
-    info: Math.min(cw / 10, ch / 4.4, cap * 0.55),
+    info: Math.min(cw / 13.5, ch / 4.4, cap * 0.55),
     entry: Math.min(entry_w * xs / 12.5, row_h * ys * 0.78, cap * 0.8),
   };
   sizes.mark = Math.max(10, Math.min(sizes.small * 2.0, ch / 3.2));

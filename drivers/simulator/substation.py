@@ -168,10 +168,14 @@ class Substations:
         self.setpoint_c[i] = self.curve_c(self.outdoor_c)[i]
 
     def set_pump(self, i: int, running: bool) -> None:
-        """Start or stop substation ``i``'s circulation pump (the flow stops with the next step)."""
+        """Start or stop substation ``i``'s circulation pump.
+
+        A stopped pump reads no speed, flow and power at once; its buildings' meters follow
+        with the next step.
+        """
         self.pump_on[i] = bool(running)
         if not running:
-            self.pump_speed_pct[i] = 0.0
+            self.pump_speed_pct[i] = self.flow_m3h[i] = self.power_kw[i] = 0.0
 
     # ------------------------------------------------------------------ physics
 

@@ -287,10 +287,10 @@ async def test_alarm_page_fits_a_phone(open_page, rig) -> None:
 async def test_kiosk_rotates_through_buildings(open_page, rig) -> None:
     ids = [b.id for b in rig.runtime.site.buildings]
     last, first = ids[-1], ids[0]
-    page = (await open_page("building", query=f"?building={last}&rotate=1")).page
+    page = (await open_page("building", query=f"?building={last}&rotate=4")).page
     await page.locator(f"[data-building='{last}'][data-units]").wait_for()
     # after the last building comes the first one again, and the URL follows the selection
-    await page.locator(f"[data-building='{first}'][data-units]").wait_for(timeout=10000)
+    await page.locator(f"[data-building='{first}'][data-units]").wait_for(timeout=30000)
     await page.wait_for_function(f"() => location.search.includes('building={first}')")
 
 

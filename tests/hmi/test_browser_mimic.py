@@ -17,7 +17,8 @@ TEXTS_JS = """() => {
   const walk = (root) => {
     for (const el of root.querySelectorAll('*')) {
       if (el.shadowRoot) walk(el.shadowRoot);
-      const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+      const own = el.tagName === 'SELECT' || el.tagName === 'BUTTON'
+        || [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
       if (!own) continue;
       const r = el.getBoundingClientRect();
       const cs = getComputedStyle(el);
@@ -170,6 +171,8 @@ async def test_on_a_phone_the_detail_is_a_sheet_shown_for_a_selection(open_page)
     box = await detail.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1
     await screenshot(page, "building-phone-sheet")
+    await page.locator(".bk-btn", has_text="✕ Close").click()
+    await detail.wait_for(state="detached", timeout=10000)
 
 
 async def _click_object(page: Any, source: str, column: str, key: str) -> None:

@@ -20,13 +20,13 @@ from bokeh.models import ColumnDataSource, CustomJS, InlineStyleSheet
 from bokeh.models.widgets import Button, Select
 from bokeh.plotting import figure
 
+from alarms.text import unit_symbol
 from hmi.command_panel import CommandAction, CommandPanel
 from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.mimic import Mimic
-from hmi.mimic_entry import unit_text
 from hmi.mimic_legend import LEGEND_CSS, legend_html
 from hmi.model import UnitCell, building_layout, tag_or_none
-from hmi.overview import local_midnight
+from hmi.overview import local_midnight, reading_at_midnight
 from hmi.services import CommandClient
 from hmi.session import HmiSession
 from hmi.theme import EQUIPMENT, EQUIPMENT_DARK, TEXT_DIM, local_ms, time_formatter, value_html
@@ -194,7 +194,7 @@ class UnitDetail:
         key, title, rows = self.obj
         db = self.session.services.db
         table = "".join(
-            f"<tr><td>{html.escape(label)}</td><td>{value_html(db.read(tag), unit_text(db.definition(tag).unit), 1, tag=tag)}</td></tr>"
+            f"<tr><td>{html.escape(label)}</td><td>{value_html(db.read(tag), unit_symbol(db.definition(tag).unit), 1, tag=tag)}</td></tr>"
             for label, tag in rows
         )
         self.info.text = (
@@ -384,17 +384,14 @@ class BuildingView:
         historian = self.page.session.services.historian
         if historian is None:
             return {}
-        midnight = local_midnight(time.time(), self.page.tz)
+        now = time.time()
+        midnight = local_midnight(now, self.page.tz)
         out: dict[str, float] = {}
         for c in self.cells:
-            if c.kind != "shop" or c.energy_tag is None:
-                continue
-            sample = historian.value_at(c.energy_tag, midnight)
-            if sample is None:
-                first = historian.query_raw(c.energy_tag, midnight, time.time())
-                sample = first[0] if first else None
-            if sample is not None and sample.numeric is not None:
-                out[c.household] = float(sample.numeric)
+            if c.kind == "shop" and c.energy_tag is not None:
+                base = reading_at_midnight(historian, c.energy_tag, midnight, now)
+                if base is not None:
+                    out[c.household] = base
         return out
 
     def _bases_loaded(self, bases: Any, error: BaseException | None) -> None:

@@ -28,12 +28,7 @@ from tags.bus import ChangeBatch
 from tags.database import TagDatabase
 from tags.model import Quality
 
-__all__ = ["EntryRow", "HeatEntry", "entry_text", "unit_text"]
-
-
-def unit_text(unit: str) -> str:
-    """Return a unit as people write it (``degC`` -> ``°C``)."""
-    return unit_symbol(unit)
+__all__ = ["EntryRow", "HeatEntry", "entry_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +49,7 @@ def entry_text(row: EntryRow, value: Any, quality: int, unit: str) -> tuple[str,
     elif row.kind == "pump":
         shown = _("running") if value else _("stopped")
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        shown = f"{float(value):,.{row.digits}f} {unit_text(unit)}".rstrip()
+        shown = f"{float(value):,.{row.digits}f} {unit_symbol(unit)}".rstrip()
     else:
         shown = str(value)
     text = f"{row.label} {shown}"

@@ -39,7 +39,14 @@ from scada.config import BuildingConfig
 from tags.bus import ChangeBatch
 from tags.model import TagValue
 
-__all__ = ["OverviewPage", "grid_shape", "local_midnight", "make_overview", "sparkline_svg"]
+__all__ = [
+    "OverviewPage",
+    "grid_shape",
+    "local_midnight",
+    "make_overview",
+    "reading_at_midnight",
+    "sparkline_svg",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,16 @@ def local_midnight(ts: float, tz: str) -> float:
     zone = ZoneInfo(tz)
     local = datetime.fromtimestamp(ts, zone)
     return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def reading_at_midnight(historian: Any, tag: str, midnight: float, now: float) -> float | None:
+    """Return a counter's reading at ``midnight``: its last sample before, else its first after."""
+    sample = historian.value_at(tag, midnight)
+    if sample is None:  # no history before midnight: count from the first sample
+        first = historian.query_raw(tag, midnight, now)
+        sample = first[0] if first else None
+    base = sample.numeric if sample is not None else None
+    return float(base) if base is not None and math.isfinite(base) else None
 
 
 def grid_shape(n: int, aspect: float = 16 / 9) -> tuple[int, int]:
@@ -338,11 +355,7 @@ class OverviewPage:
             tag = t.tags["energy"]
             if tag is None:
                 continue
-            sample = historian.value_at(tag, midnight)
-            if sample is None:  # no history before midnight: count from the first sample
-                first = historian.query_raw(tag, midnight, now)
-                sample = first[0] if first else None
-            base = sample.numeric if sample is not None else None
+            base = reading_at_midnight(historian, tag, midnight, now)
             if base is None:
                 cur = self.session.services.db.read(tag).value
                 base = float(cur) if isinstance(cur, int | float) else None

@@ -6,35 +6,17 @@ or non-numeric meter tags, a meter in two accounts, unknown relay / power / mast
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from scada.config.buildings import BuildingConfig
+from scada.config.checkparts import CheckerParts
 from scada.config.errors import did_you_mean
 from scada.config.source import PathT
 from tags.model import TagType
 
 
-class BillingChecks:
+class BillingChecks(CheckerParts):
     """Mixed into ``Checker``: uses its ``items``, ``report``, ``unique``, ``tag_ref``, ``where``."""
-
-    items: dict[str, list[tuple[int, Any]]]
-    data: dict[str, Any]
-    report: Callable[..., None]
-
-    def unique(self, pairs: Any, what: str, key: Callable[[Any], str]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def tag_ref(
-        self, path: PathT, name: str, types: dict[str, TagType], expect: str | None = None
-    ) -> None:
-        raise NotImplementedError
-
-    def where(self, path: PathT) -> str:
-        raise NotImplementedError
-
-    def _raw_ids(self, section: str, key: str = "id") -> set[str]:
-        raise NotImplementedError
 
     def check_billing(
         self,

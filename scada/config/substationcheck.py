@@ -6,36 +6,16 @@ not exist or have the wrong type (the pump is a bool, every other tag a number).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from scada.config.buildings import BuildingConfig
+from scada.config.checkparts import CheckerParts
 from scada.config.errors import did_you_mean
 from scada.config.source import PathT
 from scada.config.substations import BOOL_TAGS, SubstationConfig
 from tags.model import TagType
 
 
-class SubstationChecks:
+class SubstationChecks(CheckerParts):
     """Mixed into ``Checker``: uses its ``items``, ``report``, ``unique``, ``tag_ref``, ``where``."""
-
-    items: dict[str, list[tuple[int, Any]]]
-    report: Callable[..., None]
-    incomplete: bool
-
-    def unique(self, pairs: Any, what: str, key: Callable[[Any], str]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def tag_ref(
-        self, path: PathT, name: str, types: dict[str, TagType], expect: str | None = None
-    ) -> None:
-        raise NotImplementedError
-
-    def where(self, path: PathT) -> str:
-        raise NotImplementedError
-
-    def _raw_ids(self, section: str, key: str = "id") -> set[str]:
-        raise NotImplementedError
 
     def check_substations(
         self, buildings: list[tuple[PathT, BuildingConfig]], types: dict[str, TagType]

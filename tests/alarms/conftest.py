@@ -203,3 +203,23 @@ def make_site(tmp_path: Path) -> Iterator[Any]:
     yield make
     for s in sites:
         s.journal.close()
+
+
+@pytest.fixture
+def comm_sites(tmp_path: Path) -> Iterator[Any]:
+    """Return ``build(extra_yaml="")`` -> a running comm-loss test site (tests/alarms/comm_site.py)."""
+    from tests.alarms.comm_site import CommSite, load
+
+    sites: list[CommSite] = []
+
+    def build(extra: str = "") -> CommSite:
+        where = tmp_path / f"s{len(sites)}"
+        where.mkdir()
+        s = CommSite(where, load(where, extra))
+        sites.append(s)
+        s.all_online()
+        return s
+
+    yield build
+    for s in sites:
+        s.close()

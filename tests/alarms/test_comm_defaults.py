@@ -14,25 +14,8 @@ from scada.runtime import alarm_rules, devices_by_template
 from .comm_site import CommSite, load
 
 
-@pytest.fixture
-def make(tmp_path: Path):
-    sites: list[CommSite] = []
-
-    def build(extra: str = "") -> CommSite:
-        where = tmp_path / f"s{len(sites)}"
-        where.mkdir()
-        s = CommSite(where, load(where, extra))
-        sites.append(s)
-        s.all_online()
-        return s
-
-    yield build
-    for s in sites:
-        s.close()
-
-
-def test_a_valve_going_offline_raises_a_comm_loss_alarm_by_default(make) -> None:
-    s = make()
+def test_a_valve_going_offline_raises_a_comm_loss_alarm_by_default(comm_sites) -> None:
+    s = comm_sites()
     s.online(["b1.101.valve"], False)
     s.advance(59)
     assert s.active() == []  # the default on-delay is 60 s
@@ -46,8 +29,8 @@ def test_a_valve_going_offline_raises_a_comm_loss_alarm_by_default(make) -> None
     assert s.state("comm_loss:b1.101.valve") is AlarmState.RTN_UNACKED
 
 
-def test_messages_name_the_household_or_the_building_in_words(make) -> None:
-    s = make()
+def test_messages_name_the_household_or_the_building_in_words(comm_sites) -> None:
+    s = comm_sites()
     s.online(["b1.s1.em", "b1.main"], False)
     s.advance(61)
     assert {a.message for a in s.active()} == {
@@ -57,19 +40,19 @@ def test_messages_name_the_household_or_the_building_in_words(make) -> None:
     }
 
 
-def test_switching_the_default_off_removes_the_device_alarms(make) -> None:
-    s = make("alarm_defaults: {comm_loss: {enabled: false}}\n")
+def test_switching_the_default_off_removes_the_device_alarms(comm_sites) -> None:
+    s = comm_sites("alarm_defaults: {comm_loss: {enabled: false}}\n")
     assert not any(k.startswith("comm_loss:") for k in s.point_keys())
     assert "comm_loss.building:b2" in s.point_keys()  # flood groups stay unless switched off too
     s.online(["b1.101.valve"], False)
     s.advance(3600)
     assert s.active() == []
-    off = make("alarm_defaults: {comm_loss: false}\n")
+    off = comm_sites("alarm_defaults: {comm_loss: false}\n")
     assert off.point_keys() == []
 
 
-def test_an_explicit_rule_wins_over_the_default(make) -> None:
-    s = make(
+def test_an_explicit_rule_wins_over_the_default(comm_sites) -> None:
+    s = comm_sites(
         """
 alarms:
   - {id: valve_lost, kind: comm_loss, template: valve, priority: 2, on_delay_s: 10}
@@ -101,8 +84,8 @@ def test_a_disabled_device_gets_no_default_alarm(tmp_path: Path) -> None:
         s.close()
 
 
-def test_defaults_priority_delay_and_message_are_configurable(make) -> None:
-    s = make(
+def test_defaults_priority_delay_and_message_are_configurable(comm_sites) -> None:
+    s = comm_sites(
         """
 alarm_defaults:
   comm_loss: {priority: 4, on_delay_s: 5, message: "{device} silent ({kind})"}
@@ -149,8 +132,8 @@ def test_invalid_defaults_name_file_line_and_field(
     assert issue.path == where and text in issue.message
 
 
-def test_a_config_apply_that_switches_the_default_off_closes_its_alarms(make) -> None:
-    s = make()
+def test_a_config_apply_that_switches_the_default_off_closes_its_alarms(comm_sites) -> None:
+    s = comm_sites()
     s.online(["b1.101.valve"], False)
     s.advance(61)
     (alarm,) = s.active()

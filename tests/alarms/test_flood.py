@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from alarms.model import AlarmState
 from alarms.notifications import NotificationsConfig
 from alarms.notify.base import Message
 from alarms.notify.router import Router
 
-from .comm_site import CommSite, devices_of, load
+from .comm_site import CommSite, devices_of
 
 HEAT_METER_RULE = """
 alarms:
@@ -38,23 +34,6 @@ class Outbox:
         pass
 
 
-@pytest.fixture
-def make(tmp_path: Path):
-    sites: list[CommSite] = []
-
-    def build(extra: str = "") -> CommSite:
-        where = tmp_path / f"s{len(sites)}"
-        where.mkdir()
-        s = CommSite(where, load(where, extra))
-        sites.append(s)
-        s.all_online()
-        return s
-
-    yield build
-    for s in sites:
-        s.close()
-
-
 def routed(s: CommSite) -> tuple[Router, Outbox]:
     """A real notification router with one on-call recipient for every alarm."""
     config = NotificationsConfig.model_validate(
@@ -71,8 +50,8 @@ def routed(s: CommSite) -> tuple[Router, Outbox]:
     return router, outbox
 
 
-async def test_a_building_losing_25_of_26_devices_raises_one_alarm(make) -> None:
-    s = make(HEAT_METER_RULE)
+async def test_a_building_losing_25_of_26_devices_raises_one_alarm(comm_sites) -> None:
+    s = comm_sites(HEAT_METER_RULE)
     router, outbox = routed(s)
     b2 = devices_of(s.site, "b2")
     assert len(b2) == 26
@@ -107,8 +86,8 @@ async def test_a_building_losing_25_of_26_devices_raises_one_alarm(make) -> None
     assert [a.key for a in s.active() if a.active] == [f"comm_loss:{still_lost}"]
 
 
-def test_a_device_alarm_already_raised_is_hidden_by_the_flood_and_returns_after(make) -> None:
-    s = make()
+def test_a_device_alarm_already_raised_is_hidden_by_the_flood_and_returns_after(comm_sites) -> None:
+    s = comm_sites()
     s.online(["b2.101.valve"], False)
     s.advance(61)
     (first,) = s.active()
@@ -121,8 +100,8 @@ def test_a_device_alarm_already_raised_is_hidden_by_the_flood_and_returns_after(
     assert again.key == "comm_loss:b2.101.valve" and again.occurrence != first.occurrence
 
 
-def test_a_few_lost_devices_alarm_one_by_one(make) -> None:
-    s = make()
+def test_a_few_lost_devices_alarm_one_by_one(comm_sites) -> None:
+    s = comm_sites()
     s.online(["b2.101.valve", "b2.102.valve"], False)  # 2 of 26: no flood
     s.advance(61)
     assert sorted(a.key for a in s.active()) == [
@@ -131,8 +110,8 @@ def test_a_few_lost_devices_alarm_one_by_one(make) -> None:
     ]
 
 
-def test_a_lost_channel_raises_one_channel_alarm_not_a_building_alarm(make) -> None:
-    s = make()
+def test_a_lost_channel_raises_one_channel_alarm_not_a_building_alarm(comm_sites) -> None:
+    s = comm_sites()
     s.online(B1_METERS, False)  # 4 of building 1's 8 devices: its whole meter channel
     s.advance(61)
     (alarm,) = s.active()
@@ -145,8 +124,8 @@ def test_a_lost_channel_raises_one_channel_alarm_not_a_building_alarm(make) -> N
     assert s.state("comm_loss:b1.hm") is AlarmState.NORMAL  # the other channel is not touched
 
 
-def test_half_a_building_across_its_channels_is_a_building_flood(make) -> None:
-    s = make()
+def test_half_a_building_across_its_channels_is_a_building_flood(comm_sites) -> None:
+    s = comm_sites()
     s.online([*B1_BUS[1:], "b1.101.em"], False)  # 4 of 8, neither channel all lost
     s.advance(61)
     (alarm,) = s.active()
@@ -156,8 +135,8 @@ def test_half_a_building_across_its_channels_is_a_building_flood(make) -> None:
     )
 
 
-def test_thresholds_priority_and_switch_are_configurable(make) -> None:
-    s = make(
+def test_thresholds_priority_and_switch_are_configurable(comm_sites) -> None:
+    s = comm_sites(
         """
 alarm_defaults:
   comm_loss:
@@ -170,7 +149,7 @@ alarm_defaults:
     (alarm,) = s.active()
     assert (alarm.key, alarm.priority) == ("comm_loss.building:b2", 1)
 
-    off = make("alarm_defaults: {comm_loss: {flood: false}}\n")
+    off = comm_sites("alarm_defaults: {comm_loss: {flood: false}}\n")
     assert not any(k.startswith("comm_loss.") for k in off.point_keys())
     lost = devices_of(off.site, "b2")
     off.online(lost, False)

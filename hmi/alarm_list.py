@@ -8,7 +8,7 @@ the rows that changed, so an acknowledgement or a shelving shows the moment it l
 made it (this page, another operator, the REST API). Acknowledging names exactly the
 occurrences the operator saw.
 
-Why the table needs :data:`REDRAW_JS`: Bokeh's DataTable redraws when its CDSView changes,
+Why the table needs :func:`hmi.layout.redraw_on_update`: Bokeh's DataTable redraws when its CDSView changes,
 and the view changes only when the number of rows does; a patch, or new data of the same
 length, updates the browser's data but leaves the old cells on screen. The hook emits the
 view's change on every data change and patch.
@@ -46,7 +46,14 @@ from bokeh.models.widgets import (
 from alarms.model import Alarm, AlarmFilter, AlarmState
 from alarms.text import local_time_text
 from hmi.banner import PRIORITY_CSS, priority_icon, priority_name
-from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
+from hmi.layout import (
+    denied_body,
+    html_div,
+    page_allowed,
+    page_frame,
+    redraw_on_update,
+    select_options,
+)
 from hmi.session import HmiSession
 from hmi.theme import PANEL, PANEL_EDGE, TEXT_DIM
 from hmi.timefmt import site_tz
@@ -80,9 +87,6 @@ ROW_KEYS = (
     "source",
     "area",
 )
-
-#: See the module docstring: make the DataTable redraw on same-length data and on patches.
-REDRAW_JS = "table.view.change.emit()"
 
 #: The font size of the page's text, following the viewport (wall mode: its height).
 PAGE_FONT = "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))"
@@ -290,9 +294,7 @@ class AlarmTable:
             min_height=200,
             stylesheets=[InlineStyleSheet(css=TABLE_CSS)],
         )
-        redraw = CustomJS(args={"table": self.table}, code=REDRAW_JS)
-        source.js_on_change("data", redraw)
-        source.js_on_change("patching", redraw)
+        redraw_on_update(self.table, source)
         sized = CustomJS(args={"table": self.table}, code=ROW_HEIGHT_JS)
         doc.js_on_event("document_ready", sized)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import InlineStyleSheet
+from bokeh.models import CustomJS, InlineStyleSheet
 from bokeh.models.widgets import Div
 
 from hmi.banner import AlarmBanner
@@ -33,6 +33,7 @@ __all__ = [
     "html_div",
     "page_allowed",
     "page_frame",
+    "redraw_on_update",
     "select_options",
 ]
 
@@ -123,6 +124,18 @@ def page_frame(session: HmiSession, doc: Document, current: str, body: Any, titl
     doc.title = title
     doc.add_root(root)
     return root
+
+
+def redraw_on_update(table: Any, source: Any) -> None:
+    """Make a DataTable repaint whenever its ``source`` changes.
+
+    Bokeh 3.9's DataTable (SlickGrid) repaints only when the row count changes: a same-length
+    update or a ``patch`` reaches the browser but the old cells stay on screen (an acknowledged
+    alarm kept saying "unacknowledged"). Every table whose rows change in place needs this.
+    """
+    redraw = CustomJS(args={"table": table}, code="table.view.change.emit()")
+    source.js_on_change("data", redraw)
+    source.js_on_change("patching", redraw)
 
 
 def header_row(*items: Any) -> Any:

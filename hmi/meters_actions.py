@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, CustomJS
+from bokeh.models import ColumnDataSource
 from bokeh.models.widgets import Button, DataTable, TableColumn
 
-from hmi.layout import html_div
+from hmi.layout import html_div, redraw_on_update
 from hmi.services import CommandStatus, ServiceCommands
 from hmi.session import HmiSession
 from hmi.timefmt import local_time_text
@@ -113,10 +113,7 @@ class ResultTable:
             ],
             name="meter-result-table",
         )
-        # SlickGrid redraws only when the row count changes: make it redraw on every update
-        redraw = CustomJS(args={"table": self.table}, code="table.view.change.emit()")
-        self.source.js_on_change("data", redraw)
-        self.source.js_on_change("patching", redraw)
+        redraw_on_update(self.table, self.source)
         commands = session.services.commands
         session.add_cleanup(commands.subscribe(self._on_event))
 

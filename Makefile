@@ -7,14 +7,20 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint bench system-deps clean
 
+# First use (or pyproject.toml changed): say what happens while pip works quietly.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "setting up $(VENV): first use or pyproject.toml changed (about a minute; later runs skip this)"
+	@test -x $(BIN)/python || { echo "  creating the virtual environment $(VENV) with $(PYTHON) ..."; $(PYTHON) -m venv $(VENV); }
+	@echo "  upgrading pip ..."
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "  installing scada-metering and its dependencies (numpy, tornado, bokeh, pymodbus, ...) ..."
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+	@echo "$(VENV) is ready"
 
 run: $(STAMP)
-	$(BIN)/scada run config/demo-site.yaml
+	@echo "starting the demo site: $(BIN)/scada run config/demo-site.yaml (Ctrl-C to stop)"
+	@$(BIN)/scada run config/demo-site.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -23,6 +23,7 @@ class Meter:
     relay: str | None
     power: str | None
     overload_kw: float | None
+    max_kw: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ def _meter(
         relay if relay in names else None,
         power if power in names else None,
         account.overload_of(m),
+        account.max_kw_of(m),
     )
 
 

@@ -220,6 +220,10 @@ class TariffConfig(_Model):
         return list(self.bands)
 
 
+#: The most power a meter draws when neither it nor its account says (a flat or a small shop).
+DEFAULT_MAX_KW = 100.0
+
+
 class MeterConfig(_Model):
     """A meter of an account: its energy tag and, if not the defaults, relay and power tags.
 
@@ -232,6 +236,12 @@ class MeterConfig(_Model):
     relay: str | None = None
     power: str | None = None
     overload_kw: float | None = Field(None, gt=0)
+    max_kw: float | None = Field(
+        None,
+        gt=0,
+        description="the most power this meter can draw (plausibility of readings and charges;"
+        " default: the account's max_kw, else 100 kW)",
+    )
 
     @property
     def device(self) -> str:
@@ -268,6 +278,15 @@ class AccountConfig(_Model):
     opening_balance: Money = Decimal("0")
     phone: str | None = None
     email: str | None = None
+    max_kw: float | None = Field(
+        None, gt=0, description="default most power of each meter (plausibility)"
+    )
+    hold_multiple: float = Field(
+        5.0,
+        gt=1,
+        description="a month's consumption above this multiple of the account's highest daily"
+        " rate of an earlier month is held for review, not charged",
+    )
 
     @model_validator(mode="after")
     def _levels(self) -> AccountConfig:
@@ -284,6 +303,13 @@ class AccountConfig(_Model):
     def overload_of(self, meter: MeterConfig) -> float | None:
         """Return the overload limit of ``meter`` (its own, else the account's)."""
         return meter.overload_kw if meter.overload_kw is not None else self.overload_kw
+
+    def max_kw_of(self, meter: MeterConfig) -> float:
+        """Return the most power ``meter`` can draw: its own, the account's, else 100 kW."""
+        for v in (meter.max_kw, self.max_kw):
+            if v is not None:
+                return v
+        return DEFAULT_MAX_KW
 
 
 class ElectricityConfig(_Model):

@@ -16,6 +16,7 @@ __all__ = [
     "BadAmount",
     "BillingError",
     "IdempotencyConflict",
+    "Implausible",
     "InsufficientBalance",
     "LedgerError",
     "NotReversible",
@@ -67,6 +68,10 @@ class AlreadyReversed(LedgerError):
 
 class IdempotencyConflict(LedgerError):
     """An idempotency key was used before for another amount."""
+
+
+class Implausible(LedgerError):
+    """A meter reading is not plausible for its meter (not finite, backwards, too far ahead)."""
 
 
 class UnknownAccount(BillingError, KeyError):

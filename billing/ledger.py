@@ -17,13 +17,14 @@ behind a lock).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -181,6 +182,7 @@ class Ledger:
     def __init__(self, con: sqlite3.Connection, path: str) -> None:
         self._con = con
         self._lock = threading.RLock()
+        self._schemas: set[str] = set()
         self.path = path
 
     @classmethod
@@ -250,6 +252,26 @@ class Ledger:
 
     def _tx(self) -> _Tx:
         return _Tx(self)
+
+    # ---- for the modules that keep their own tables in the ledger's file (billing.plausibility)
+
+    def ensure_schema(self, name: str, script: str) -> None:
+        """Create another module's tables (``script``, idempotent) once per ledger."""
+        with self._lock:
+            if name not in self._schemas:
+                self._con.executescript(script)
+                self._schemas.add(name)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction under the ledger's lock (re-entrant); yields the connection."""
+        with self._tx():
+            yield self._con
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Return the rows of one read-only statement (under the lock)."""
+        with self._lock:
+            return self._con.execute(sql, tuple(args)).fetchall()
 
     def is_open(self, account: str) -> bool:
         """Return True once the account has its opening entry."""

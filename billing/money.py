@@ -95,6 +95,8 @@ class AuditAction(enum.StrEnum):
     REPLACE_METER = "billing.replace_meter"
     KEEP_POWER = "billing.keep_power"
     RESTORE_PREPAID = "billing.restore_prepaid"
+    RELEASE_HOLD = "billing.release_hold"
+    DISCARD_HOLD = "billing.discard_hold"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from billing.accounts import ResolvedAccount, resolve_accounts
-from billing.tags import Level, balance_tag, level_tag
+from billing.plausibility import HeldCharges
+from billing.tags import Level, balance_tag, held_tag, level_tag
 
 if TYPE_CHECKING:
     from billing.ledger import Ledger
@@ -121,12 +122,14 @@ class PrepaidController:
         return {m.relay: self.ledger.relay_tripped(m.relay) for m in acct.meters if m.relay}
 
     def publish(self, account_id: str, balance: Decimal, level: Level) -> None:
-        """Write the account's balance and level tags (when the database has them)."""
+        """Write the account's balance, level and held tags (when the database has them)."""
         if self.db is None:
             return
+        held = int(HeldCharges(self.ledger).open_hold(account_id) is not None)
         for name, value in (
             (balance_tag(account_id), float(balance)),
             (level_tag(account_id), int(level)),
+            (held_tag(account_id), held),
         ):
             if name in self.db:
                 self.db.update(name, value)

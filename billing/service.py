@@ -31,6 +31,7 @@ from billing.errors import BillingError, UnknownAccount, UnknownMeter
 from billing.heat import HeatAllocation, allocate_heat
 from billing.ledger import Entry, EntryKind, Ledger, Posted
 from billing.money import AuditAction, AuditSink, MoneyResult, parse_amount
+from billing.plausibility import HeldCharges, Hold, HoldState, check_replacement
 from billing.prepaid import AccountStatus, PrepaidController, RelayCommander, level_of
 from billing.readings import HistorianReadings, LedgerReadings, ReadingSource
 
@@ -340,17 +341,21 @@ class Billing:
     ) -> MoneyResult:
         """Record a meter swap in the ledger and the historian (``delta`` then spans it).
 
-        ``meter`` is the account meter's energy tag (``UnknownMeter``, audited, if not).
+        ``meter`` is the account meter's energy tag (``UnknownMeter``, audited, if not); an
+        implausible reading is refused (``Implausible``, audited: ``billing.plausibility``).
         """
         acct = self.account_config(account_id)
 
         def write() -> Posted:
-            if meter not in {m.energy for m in acct.meters}:
+            m = next((m for m in acct.meters if m.energy == meter), None)
+            if m is None:
                 raise UnknownMeter(f"account {account_id!r} has no meter {meter!r}")
             at = time.time() if ts is None else ts
-            posted = self.ledger.post_replacement(
-                account_id, meter, at, old_final, new_initial, user=_name(user), note=note
-            )
+            with self.ledger.transaction():  # the check and the swap: one transaction
+                check_replacement(self.ledger, meter, m.max_kw, at, old_final, new_initial)
+                posted = self.ledger.post_replacement(
+                    account_id, meter, at, old_final, new_initial, user=_name(user), note=note
+                )
             if self.historian is not None:
                 self.historian.record_replacement(meter, at, old_final, new_initial)
             return posted
@@ -365,6 +370,75 @@ class Billing:
             source,
             offload,
         )
+
+    def holds(self, account_id: str | None = None, state: str | None = None) -> list[Hold]:
+        """Return the held consumption charges (newest first), of one account and/or state."""
+        if account_id is not None:
+            self.account_config(account_id)
+        return HeldCharges(self.ledger).holds(
+            account_id, None if state is None else HoldState(state)
+        )
+
+    async def review_hold(
+        self,
+        account_id: str,
+        hold_id: int,
+        release: bool,
+        *,
+        user: Any = "system",
+        source: str | None = None,
+        note: str = "",
+        offload: Offload | None = None,
+    ) -> tuple[Hold, list[Entry]]:
+        """Release (charge it now) or discard (charge nothing; the next reading re-checks) a
+        held consumption charge; audited as ``billing.release_hold`` / ``billing.discard_hold``.
+
+        Returns the hold and the consumption entries the release posted. ``UnknownEntry`` when
+        the account has no such hold, ``LedgerError`` when it was reviewed before.
+        """
+        self.account_config(account_id)
+        action = AuditAction.RELEASE_HOLD if release else AuditAction.DISCARD_HOLD
+        state = HoldState.RELEASED if release else HoldState.DISCARDED
+        audit = self._audit()
+
+        def write() -> tuple[Hold, list[Entry], Decimal, Decimal]:
+            before = self.ledger.balance(account_id)
+            hold = HeldCharges(self.ledger).review(account_id, hold_id, state, _name(user), note)
+            posted: list[Entry] = []
+            if release:
+                from billing.charging import charge_consumption
+
+                posted = charge_consumption(self.site, self.ledger, hold.updated, [account_id])
+            return hold, posted, before, self.ledger.balance(account_id)
+
+        try:
+            hold, posted, before, after = await _run(write, offload)
+        except BillingError as exc:
+            audit.record(
+                action.value,
+                user=user,
+                source=source,
+                target=account_id,
+                result="failed",
+                after={"hold": hold_id, "reason": note},
+                detail=str(exc),
+            )
+            raise
+        status = await self.prepaid.evaluate(account_id)
+        audit.record(
+            action.value,
+            user=user,
+            source=source,
+            target=account_id,
+            before={"balance": str(before), "hold": hold.to_json()},
+            after={
+                "balance": str(after),
+                "reason": note,
+                "entries": [e.seq for e in posted],
+                "relay_actions": [] if status is None else status.actions,
+            },
+        )
+        return hold, posted
 
     async def set_keep_power(
         self,

@@ -2,8 +2,8 @@
 
 This module owns these names and meanings; billing, the HMI and the notices import them.
 Billing publishes ``acct.<id>.balance`` (float, money as a number for display and alarms; the
-ledger holds the exact Decimal) and ``acct.<id>.level`` (int, a :class:`Level`: 0 ok,
-1 alarm 1, 2 alarm 2, 3 arrears) into the TagDatabase, and switches a meter's relay tag
+ledger holds the exact Decimal), ``acct.<id>.level`` (int, a :class:`Level`: 0 ok,
+1 alarm 1, 2 alarm 2, 3 arrears) and ``acct.<id>.held`` (1 while a charge is held for review) into the TagDatabase, and switches a meter's relay tag
 (``<meter device>.relay`` unless the account's meter names another). ``LEVELS`` holds each
 level's display texts and alarm priority. ``alarm_rules(site)`` returns rules for the alarm
 engine (issue 5): one alarm per level and an overload limit per meter with ``overload_kw``.
@@ -29,6 +29,7 @@ __all__ = [
     "account_tag_defs",
     "alarm_rules",
     "balance_tag",
+    "held_tag",
     "level_tag",
     "relay_tag",
 ]
@@ -123,6 +124,11 @@ def level_tag(account: str) -> str:
     return f"acct.{account}.level"
 
 
+def held_tag(account: str) -> str:
+    """Return the name of the account's held-charge tag (1 while a charge waits for review)."""
+    return f"acct.{account}.held"
+
+
 def relay_tag(device: str) -> str:
     """Return the default relay tag of the electricity meter ``device`` (``<device>.relay``)."""
     return f"{device}.relay"
@@ -159,6 +165,19 @@ def account_tag_defs(site: BillingSite) -> list[TagDef]:
                 household=household,
             )
         )
+        out.append(
+            TagDef(
+                held_tag(a.id),
+                TagType.INT,
+                description="1 while a consumption charge is held for review"
+                " (billing.plausibility)",
+                source=Source.MEMORY,
+                min=0,
+                max=1,
+                building=a.building,
+                household=household,
+            )
+        )
     return out
 
 
@@ -191,6 +210,18 @@ def alarm_rules(site: BillingSite) -> list[Any]:
         for lvl, info in LEVELS.items()
         if info.alarm is not None
     ]
+    raw.append(
+        {
+            "id": "billing.held",
+            "kind": "state",
+            "tags": "acct.*.held",
+            "equals": 1,
+            "priority": 2,
+            "message": "{tag}: consumption charge held for review (implausible for the meter)",
+            "description": "a consumption charge the meters could not have used is held, not"
+            " posted: release it (charge) or discard it (after correcting the readings)",
+        }
+    )
     for a in accounts:
         for m in a.meters:
             if m.overload_kw is None or m.power is None:

@@ -7,8 +7,12 @@ of points carried by that frame). Values are decoded with the point's ``type``,
 ``offset``: ``bool`` is ``data[start] != 0``, ``bit`` is bit ``n`` of ``data[start]``.
 
 A device that sends no frame for ``silence_timeout_s`` goes offline: all its tags become
-``bad/comm_lost``. Writes send the point's ``write`` frame (``can_id``, ``start_byte``,
-``mux``) and wait up to ``timeout_s`` for a status frame that carries the new value.
+``bad/comm_lost``, with the detail ``silent: no frame for N s``. A frame too short for a
+point is a failure of its device (detail ``malformed frame: ...``): the device goes
+offline when none of its points in that frame could be read, otherwise only the points
+that could not be read become ``bad/comm_lost``. Writes send the point's ``write`` frame
+(``can_id``, ``start_byte``, ``mux``) and wait up to ``timeout_s`` for a status frame that
+carries the new value.
 
 Frames arrive on python-can's notifier thread and are handed to the event loop with
 ``call_soon_threadsafe``; everything else is loop-thread only.
@@ -233,14 +237,15 @@ class CanDriver:
         ids: list[int] = []
         values: list[float] = []
         devices: set[str] = set()
+        malformed: dict[str, tuple[list[str], str]] = {}  # device -> (tags, first cause)
         for dev, fp in entries:
             if fp.mux is not None and (not data or data[0] != fp.mux):
                 continue
             try:
                 value = decode_can(fp.binding, data, fp.start)
             except ValueError as exc:
-                self.status[dev].failed(now, str(exc))
-                log.debug("channel %s: %s", self.channel_id, exc)
+                tags, _cause = malformed.setdefault(dev, ([], f"malformed frame: {exc}"))
+                tags.append(fp.binding.tag)
                 continue
             devices.add(dev)
             if fp.tag_id < 0:
@@ -255,6 +260,16 @@ class CanDriver:
             self.db.update_many(
                 np.asarray(ids, dtype=np.int64), np.asarray(values), Quality.GOOD, ts, Reason.NONE
             )
+        for dev, (tags, cause) in malformed.items():
+            log.debug("channel %s: frame 0x%X: %s", self.channel_id, msg.arbitration_id, cause)
+            if dev in devices:  # the device talks; only these points could not be read
+                self.db.set_quality(self.db.ids_of(tags), Quality.BAD, Reason.COMM_LOST, ts, cause)
+                continue
+            st = self.status[dev]
+            st.failed(now, f"channel {self.channel_id}: device {dev}: {cause}", cause)
+            if st.online is False:
+                self._tags[dev].comm_lost(ts, st.cause)
+            self._tags[dev].publish(st, ts, st.last_ok)
         for dev in devices:
             self._last_frame[dev] = now
             st = self.status[dev]
@@ -269,11 +284,9 @@ class CanDriver:
             last = self._last_frame.get(dev, now)
             if st.online is not False and now - last >= self._silence_s:
                 ts = self._wall()
-                if (
-                    st.failed(now, f"device {dev}: no frame for {self._silence_s:g} s")
-                    == StatusChange.WENT_OFFLINE
-                ):
-                    self._tags[dev].comm_lost(ts)
+                cause = f"silent: no frame for {self._silence_s:g} s"
+                if st.failed(now, f"device {dev}: {cause}", cause) == StatusChange.WENT_OFFLINE:
+                    self._tags[dev].comm_lost(ts, st.cause)
                 self._tags[dev].publish(st, ts, st.last_ok)
 
     async def _silence_watch(self) -> None:

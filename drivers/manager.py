@@ -142,6 +142,13 @@ class DriverManager:
         """Poll every device of every channel once, channels concurrently."""
         await asyncio.gather(*(d.poll_once() for d in self.drivers.values()))
 
+    def channel_of(self, tag: str) -> str:
+        """Return the id of the channel polling ``tag``; raise :class:`UnknownTag`."""
+        try:
+            return self._points[tag][0]
+        except KeyError:
+            raise UnknownTag(f"tag {tag} is not a point of an enabled device", tag) from None
+
     def binding(self, tag: str) -> PointBinding:
         """Return the device point behind ``tag``; raise :class:`UnknownTag`."""
         try:

@@ -11,6 +11,14 @@ scan for this round; ``retries`` consecutive failures mark every tag of the devi
 ``bad/comm_lost``. An offline device is probed with one request every ``offline_probe_s``.
 A lost connection is re-opened with capped exponential backoff up to ``backoff_max_s``.
 
+The cause of each failure is told apart (:func:`exception_text`, :class:`RequestFailed`)
+and becomes the detail of the tags' ``comm_lost``: ``timeout`` (no byte came back),
+``malformed answer`` (bytes came, but no valid response: a bad CRC or length, another
+unit or function), ``short answer``, ``Modbus exception code N (name)``, ``connection
+lost``, ``connection refused by host:port`` or ``cannot connect to ...``. pymodbus reports
+a failed connect only as ``False``; the driver wraps the client's connect call to keep the
+operating system's reason.
+
 pymodbus' own retries and automatic reconnect are switched off: this module decides.
 Loop-thread only.
 """
@@ -28,24 +36,51 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException
 
 from drivers import defaults
 from drivers.base import DeviceBinding, OutOfRange, WriteResult, WriteState
 from drivers.codec import BIT_KINDS, EncodeError, Kind, PointType, decode_point, encode_point
-from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS, ReadRequest, plan_device
-from drivers.status import Backoff, DeviceStatus, DeviceTags, StatusChange
+from drivers.plan import (
+    MAX_READ_BITS,
+    MAX_READ_REGISTERS,
+    READ_FUNCTION_CODES,
+    ReadRequest,
+    plan_device,
+)
+from drivers.status import Backoff, DeviceStatus, DeviceTags
 from tags.model import Quality, Reason
 
 if TYPE_CHECKING:
     from tags.database import TagDatabase
 
-__all__ = ["ModbusDriver", "RequestFailed", "make_client"]
+__all__ = ["EXCEPTION_NAMES", "ModbusDriver", "RequestFailed", "exception_text", "make_client"]
 
 log = logging.getLogger(__name__)
 
+EXCEPTION_NAMES: dict[int, str] = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    7: "negative acknowledge",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+"""Modbus exception codes by number (Modbus Application Protocol V1.1b3, section 7)."""
+
+
+def exception_text(code: object) -> str:
+    """Return ``"Modbus exception code 2 (illegal data address)"`` for an exception code."""
+    name = EXCEPTION_NAMES.get(code) if isinstance(code, int) else None
+    return f"Modbus exception code {code}" + (f" ({name})" if name else "")
+
 
 class RequestFailed(Exception):
-    """A Modbus request got no valid answer; the message names device and request."""
+    """A Modbus request got no valid answer; the message is the cause, for people."""
 
 
 def _get(cfg: Any, name: str, default: Any) -> Any:
@@ -53,8 +88,17 @@ def _get(cfg: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def make_client(channel: Any) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-    """Return an unconnected pymodbus async client for a channel config (no retries, no auto-reconnect)."""
+def make_client(
+    channel: Any,
+    *,
+    trace_packet: Callable[[bool, bytes], bytes] | None = None,
+    trace_connect: Callable[[bool], None] | None = None,
+) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    """Return an unconnected pymodbus async client for a channel config (no retries, no auto-reconnect).
+
+    ``trace_packet`` and ``trace_connect`` are pymodbus' hooks (every raw packet sent or
+    received; every connect and disconnect).
+    """
     protocol = str(getattr(channel.protocol, "value", channel.protocol))
     timeout = float(_get(channel, "timeout_s", defaults.TIMEOUT_S))
     common: dict[str, Any] = {
@@ -62,6 +106,8 @@ def make_client(channel: Any) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         "retries": 0,
         "reconnect_delay": 0,
         "name": channel.id,
+        "trace_packet": trace_packet,
+        "trace_connect": trace_connect,
     }
     if protocol == "modbus-tcp":
         return AsyncModbusTcpClient(channel.host, port=int(channel.port), **common)
@@ -127,6 +173,11 @@ class ModbusDriver:
         self._wake = asyncio.Event()
         self._closing = False
         self.requests_sent = 0
+        self._timeout_s = float(_get(channel, "timeout_s", defaults.TIMEOUT_S))
+        self._rx_bytes = 0  # bytes received since the last request went out
+        self._lost_at: float | None = None  # when the connection dropped (time.monotonic)
+        self._connect_error: BaseException | None = None
+        self._connect_cause = ""
         retries = int(_get(channel, "retries", defaults.RETRIES))
         probe_s = float(_get(channel, "offline_probe_s", defaults.OFFLINE_PROBE_S))
         backoff_max = float(_get(channel, "backoff_max_s", defaults.BACKOFF_MAX_S))
@@ -193,16 +244,72 @@ class ModbusDriver:
             self._client.close()
             self._client = None
 
+    @property
+    def endpoint(self) -> str:
+        """Where the channel connects: ``host:port``, or the serial port."""
+        host = getattr(self.channel, "host", None)
+        return f"{host}:{self.channel.port}" if host else str(self.channel.port)
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        # pymodbus hands over every packet sent and every receive buffer (accumulated)
+        if not sending:
+            self._rx_bytes = max(self._rx_bytes, len(data))
+        return data
+
+    def _trace_connect(self, connected: bool) -> None:
+        self._lost_at = None if connected else time.monotonic()
+
+    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        client = make_client(
+            self.channel, trace_packet=self._trace_packet, trace_connect=self._trace_connect
+        )
+        # pymodbus logs why a connect failed and returns False; keep the reason (refused,
+        # no route, no such serial port) by wrapping its connect call. Without that
+        # attribute (another pymodbus) the cause is only "cannot connect".
+        ctx = getattr(client, "ctx", None)
+        create = getattr(ctx, "call_create", None)
+        if ctx is not None and callable(create):
+
+            async def call_create() -> Any:
+                try:
+                    return await create()
+                except OSError as exc:
+                    self._connect_error = exc
+                    raise
+                except asyncio.CancelledError:  # pymodbus' connect timeout
+                    self._connect_error = TimeoutError()
+                    raise
+
+            ctx.call_create = call_create
+        return client
+
+    def _connect_failure(self) -> str:
+        """Return why the last connect failed, for people."""
+        exc, where = self._connect_error, self.endpoint
+        if isinstance(exc, ConnectionRefusedError):
+            return f"connection refused by {where}"
+        if isinstance(exc, TimeoutError):
+            return f"no connection to {where} within {self._timeout_s:g} s"
+        if isinstance(exc, OSError):
+            return f"cannot connect to {where}: {exc.strerror or exc}"
+        if exc is not None:
+            return f"cannot connect to {where}: {exc}"
+        return f"cannot connect to {where}"
+
     async def _connect(self) -> bool:
         if self._client is None:
-            self._client = make_client(self.channel)
+            self._client = self._new_client()
         if self._client.connected:
             return True
+        self._connect_error = None
         try:
             ok = bool(await self._client.connect())
         except (OSError, ModbusException) as exc:
-            log.debug("channel %s: connect failed: %s", self.channel_id, exc)
+            self._connect_error = exc
             ok = False
+        if not ok:
+            self._connect_cause = self._connect_failure()
+            log.debug("channel %s: %s", self.channel_id, self._connect_cause)
         if ok:
             log.info("channel %s connected", self.channel_id)
             self._backoff.reset()
@@ -215,9 +322,10 @@ class ModbusDriver:
 
     def _connection_failed(self) -> None:
         """Count a failure for every device of the channel (no connection, no answer)."""
-        msg = f"channel {self.channel_id}: cannot connect"
+        cause = self._connect_cause or f"cannot connect to {self.endpoint}"
+        msg = f"channel {self.channel_id}: {cause}"
         for dev in self.devices:
-            self._record_failure(dev, msg)
+            self._record_failure(dev, msg, cause)
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -301,7 +409,7 @@ class ModbusDriver:
         """Send one read under the channel lock; raise :class:`RequestFailed` on any bad answer."""
         client = self._client
         if client is None or not client.connected:
-            raise RequestFailed("not connected")
+            raise RequestFailed("not connected" if self._lost_at is None else "connection lost")
         read = {
             Kind.COIL: client.read_coils,
             Kind.DISCRETE: client.read_discrete_inputs,
@@ -309,16 +417,37 @@ class ModbusDriver:
             Kind.INPUT: client.read_input_registers,
         }[kind]
         self.requests_sent += 1
+        self._rx_bytes = 0
+        sent_at = time.monotonic()
         try:
             rr = await read(start, count=count, device_id=unit)
-        except (ModbusException, OSError, TimeoutError) as exc:
-            raise RequestFailed(f"no valid response ({exc.__class__.__name__}: {exc})") from None
+        except (ModbusException, OSError) as exc:  # TimeoutError is an OSError
+            raise RequestFailed(self._no_answer(exc, sent_at)) from None
         if rr.isError():
-            raise RequestFailed(f"exception code {getattr(rr, 'exception_code', '?')}")
-        data = rr.bits if kind in BIT_KINDS else rr.registers
+            raise RequestFailed(exception_text(getattr(rr, "exception_code", "?")))
+        fc = READ_FUNCTION_CODES[kind]
+        got = getattr(rr, "function_code", fc)
+        if got != fc:
+            raise RequestFailed(f"malformed answer: function code {got} to an FC{fc} request")
+        data = getattr(rr, "bits" if kind in BIT_KINDS else "registers", None)
+        if data is None:
+            raise RequestFailed(f"malformed answer: {type(rr).__name__} without values")
         if len(data) < count:
-            raise RequestFailed(f"short response: {len(data)} of {count} values")
+            raise RequestFailed(f"short answer: {len(data)} of {count} values")
         return data[:count]
+
+    def _no_answer(self, exc: BaseException, sent_at: float) -> str:
+        """Return why a request sent at ``sent_at`` got no usable response (``exc``: pymodbus')."""
+        if self._rx_bytes:
+            return f"malformed answer: {self._rx_bytes} bytes that are not a valid response"
+        # pymodbus itself closes the connection after a few timeouts in a row: only a drop
+        # before the timeout ran out is the peer's doing
+        lost = self._lost_at is not None and self._lost_at - sent_at < self._timeout_s
+        if lost or isinstance(exc, ConnectionException):
+            return "connection lost"
+        if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+            return f"connection error: {exc.strerror or exc}"
+        return f"timeout: no answer within {self._timeout_s:g} s"
 
     async def _execute(self, s: _Scheduled) -> bool:
         req = s.req
@@ -330,9 +459,11 @@ class ModbusDriver:
             values = req.codec.decode(data)
         except (RequestFailed, ValueError) as exc:
             fc = req.function_code
+            cause = str(exc) if isinstance(exc, RequestFailed) else f"malformed answer: {exc}"
             self._record_failure(
                 req.device,
-                f"device {req.device} (unit {req.unit}): FC{fc} {req.start}+{req.count}: {exc}",
+                f"device {req.device} (unit {req.unit}): FC{fc} {req.start}+{req.count}: {cause}",
+                f"{cause}, FC{fc} {req.start}+{req.count}",
             )
             return False
         ts = self._wall()
@@ -347,12 +478,14 @@ class ModbusDriver:
         self._tags[req.device].publish(st, ts, ts)
         return True
 
-    def _record_failure(self, device: str, message: str) -> None:
+    def _record_failure(self, device: str, message: str, cause: str) -> None:
+        """Count a failure of ``device``: ``message`` for the log, ``cause`` for its tags."""
         st = self.status[device]
         log.debug("%s", message)
         ts = self._wall()
-        if st.failed(self._clock(), message) == StatusChange.WENT_OFFLINE:
-            self._tags[device].comm_lost(ts)
+        st.failed(self._clock(), message, cause)
+        if st.online is False:  # went offline now, or a probe failed (maybe otherwise)
+            self._tags[device].comm_lost(ts, st.cause)
         self._tags[device].publish(st, ts, st.last_ok)
 
     # -- writes ----------------------------------------------------------------------------
@@ -406,8 +539,8 @@ class ModbusDriver:
                 if rr.isError():
                     return result(
                         WriteState.FAILED,
-                        f"tag {tag} (device {device}, unit {dev.unit}): FC{fc} "
-                        f"rejected with exception code {getattr(rr, 'exception_code', '?')}",
+                        f"tag {tag} (device {device}, unit {dev.unit}): FC{fc} rejected: "
+                        + exception_text(getattr(rr, "exception_code", "?")),
                     )
                 back = await self._request(spec.kind, spec.address, spec.width, dev.unit)
         except (RequestFailed, ModbusException, OSError, TimeoutError) as exc:

@@ -19,6 +19,7 @@ from drivers.codec import BIT_KINDS, BlockCodec, Kind, PointSpec
 __all__ = [
     "MAX_READ_BITS",
     "MAX_READ_REGISTERS",
+    "READ_FUNCTION_CODES",
     "PlanError",
     "ReadRequest",
     "coalesce",
@@ -27,6 +28,13 @@ __all__ = [
 
 MAX_READ_REGISTERS = 125
 MAX_READ_BITS = 2000
+READ_FUNCTION_CODES: dict[Kind, int] = {
+    Kind.COIL: 1,
+    Kind.DISCRETE: 2,
+    Kind.HOLDING: 3,
+    Kind.INPUT: 4,
+}
+"""The Modbus read function code of each table."""
 
 # Kind order in a scan: cheap bit tables last is arbitrary; keep a stable order.
 _KIND_ORDER = {Kind.HOLDING: 0, Kind.INPUT: 1, Kind.COIL: 2, Kind.DISCRETE: 3}
@@ -56,7 +64,7 @@ class ReadRequest:
     @property
     def function_code(self) -> int:
         """Modbus read function code (1, 2, 3 or 4)."""
-        return {Kind.COIL: 1, Kind.DISCRETE: 2, Kind.HOLDING: 3, Kind.INPUT: 4}[self.kind]
+        return READ_FUNCTION_CODES[self.kind]
 
 
 def coalesce(

@@ -6,6 +6,11 @@ request's outcome with the current time and ask whether an offline device may be
 on every tag of a device that went offline, and the status tags ``<device>.online``,
 ``.last_ok`` (epoch seconds), ``.errors`` (count) and ``.latency_ms``.
 
+The cause of a comm loss (``DeviceStatus.cause``: a timeout, a Modbus exception code, a
+short or malformed answer, a refused connection, a silent CAN node) is the detail of the
+tags' ``comm_lost`` reason (``TagValue.detail``), which the API and the HMI tooltip show;
+it follows the latest failure while the device stays offline.
+
 Loop-thread only (the tag database is).
 """
 
@@ -74,7 +79,8 @@ class DeviceStatus:
     errors: int = 0
     last_ok: float | None = None
     latency_ms: float = math.nan
-    last_error: str = ""
+    last_error: str = ""  # the last failure as logged (device, request and cause)
+    cause: str = ""  # the last failure's cause, for people (the tags' quality detail)
     next_probe: float = 0.0
 
     def ok(self, now: float, latency_s: float) -> int:
@@ -84,17 +90,23 @@ class DeviceStatus:
         self.consecutive_failures = 0
         self.latency_ms = latency_s * 1000.0
         self.last_error = ""
+        self.cause = ""
         if was is not True:
             if was is False:
                 log.info("device %s back online", self.device)
             return StatusChange.WENT_ONLINE
         return StatusChange.NONE
 
-    def failed(self, now: float, error: str) -> int:
-        """Record a failed request (timeout, exception code, garbage, no connection)."""
+    def failed(self, now: float, error: str, cause: str = "") -> int:
+        """Record a failed request (timeout, exception code, garbage, no connection).
+
+        ``error`` is the message for the log; ``cause`` the short text for people
+        (``error`` when empty).
+        """
         self.errors += 1
         self.consecutive_failures += 1
         self.last_error = error
+        self.cause = cause or error
         if self.online is not False and self.consecutive_failures >= max(1, self.retries):
             self.online = False
             self.next_probe = now + self.offline_probe_s
@@ -146,10 +158,16 @@ class DeviceTags:
                 status[suffix] = int(db.ids_of([name])[0])
         return cls(db, device, ids, status)
 
-    def comm_lost(self, ts: float) -> None:
-        """Mark every point tag of the device ``bad/comm_lost`` (values kept, quality bad)."""
+    def comm_lost(self, ts: float, cause: str = "") -> None:
+        """Mark every point tag of the device ``bad/comm_lost`` because of ``cause`` (values kept).
+
+        Called again with another cause while the device is offline, only the detail
+        changes (the tags keep the time they were lost).
+        """
         if self.point_ids.size:
-            self.db.set_quality(self.point_ids, Quality.BAD, Reason.COMM_LOST, ts)
+            self.db.set_quality(
+                self.point_ids, Quality.BAD, Reason.COMM_LOST, ts, detail=cause or None
+            )
 
     def publish(self, status: DeviceStatus, ts: float, wall_last_ok: float | None) -> None:
         """Write ``online``, ``last_ok``, ``errors`` and ``latency_ms`` for ``status``."""

@@ -11,16 +11,24 @@ from historian.config import HistorianConfig
 def open_historian(config: HistorianConfig, data_dir: str | Path) -> Historian:
     """Return the configured backend: SQLite at ``<data_dir>/<path>``, or InfluxDB behind a spool.
 
-    The InfluxDB backend is wrapped in a ``SpoolingHistorian`` spooling to ``<data_dir>/spool``;
-    call its ``start()`` to run the retry thread. Raises ``ValueError`` for missing settings.
+    An InfluxDB backend (``api: v1``, or the Flux one with ``api: v2``) is wrapped in a
+    ``SpoolingHistorian`` spooling to ``<data_dir>/spool``; call its ``start()`` to check the
+    server (credentials, database) and run the retry thread. Nothing here touches the network.
+    Raises ``ValueError`` for missing settings.
     """
     if config.backend == "sqlite":
         from historian.sqlite import SqliteHistorian
 
         return SqliteHistorian(Path(data_dir) / config.path)
-    from historian.influx import InfluxHistorian
     from historian.spool import SpoolingHistorian
 
-    return SpoolingHistorian(
-        InfluxHistorian.from_config(config), Path(data_dir) / "spool", config.spool_max_points
-    )
+    backend: Historian
+    if config.api == "v1":
+        from historian.influx_v1 import Influx1Historian
+
+        backend = Influx1Historian.from_config(config)
+    else:
+        from historian.influx import InfluxHistorian
+
+        backend = InfluxHistorian.from_config(config)
+    return SpoolingHistorian(backend, Path(data_dir) / "spool", config.spool_max_points)

@@ -1,10 +1,13 @@
-"""InfluxDB historian (InfluxDB 2.x, or 1.8+ through its v2 API) via influxdb-client.
+"""InfluxDB historian over InfluxDB 2's ``/api/v2`` (Flux), selected by ``api: v2``.
 
-Layout: measurement ``tag_value``, tag key ``tag`` (the tag name), fields ``value`` (float; bool
-as 0/1; left out when the value is NaN or a string), ``text`` (string values), ``quality`` and
-``reason`` (integers, ``tags.model`` enums). Meter replacements: measurement
-``meter_replacement``, tag ``tag``, fields ``old_final``, ``new_initial``. Timestamps have
-microsecond precision; a point with the same tag and time replaces the stored one.
+Kept for InfluxDB 2.x installations that want Flux; the supported backend is ``api: v1``
+(``historian.influx_v1``), which InfluxDB 1.x, 2.x and 3.x all accept. This one has never met a
+real server in our tests (no InfluxDB 2 is installed on the build machines): its line protocol,
+Flux text, configuration and error mapping are tested without a server (``test_influx_unit``,
+``test_spool``), its query answers are not. InfluxDB 3 does not run Flux at all.
+
+Layout as ``historian.lineproto`` describes, with microsecond timestamps; a point with the same
+tag and time replaces the stored one.
 
 Writes are synchronous (``write_api(SYNCHRONOUS)``), one HTTP request per ``batch_size`` points:
 the recorder already batches, and a failure must reach the caller so the spool can keep the
@@ -38,12 +41,22 @@ from historian.base import (
     check_range,
 )
 from historian.config import HistorianConfig
+from historian.lineproto import MEASUREMENT, REPLACEMENT_MEASUREMENT, escape_field_str, to_us
 from tags.model import Quality, Reason
 
 log = logging.getLogger(__name__)
 
-MEASUREMENT = "tag_value"
-REPLACEMENT_MEASUREMENT = "meter_replacement"
+__all__ = [
+    "MEASUREMENT",
+    "REPLACEMENT_MEASUREMENT",
+    "InfluxHistorian",
+    "escape_field_str",
+    "escape_tag",
+    "flux_agg",
+    "line",
+    "to_us",
+]
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LOOKBACKS_S = (86400.0, 32 * 86400.0, None)  # widening search for the value in force
 _SERVER_FNS = {
@@ -58,11 +71,6 @@ _SERVER_FNS = {
 
 
 # -- line protocol and Flux text (pure functions, unit-tested without a server) ----------------
-
-
-def to_us(ts: float) -> int:
-    """Return epoch seconds as integer microseconds."""
-    return round(ts * 1_000_000)
 
 
 def rfc3339(us: int) -> str:
@@ -82,11 +90,6 @@ def escape_tag(text: str) -> str:
     if "\n" in text:
         raise ValueError(f"tag name {text!r} contains a newline")
     return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def escape_field_str(text: str) -> str:
-    """Return a line-protocol string field value, quoted."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def line(sample: Sample) -> str:

@@ -14,6 +14,10 @@ replaces the stored one in every backend.
 ``max_points`` is an alarm threshold, not a cap: past it ``spool_full`` turns true (the runtime
 raises ``historian.spool_full``) but batches are still kept, so nothing is lost while the disk
 lasts. Reads go straight to the backend (spooled samples are not visible until replayed).
+
+``start()`` first runs the backend's ``connect()`` when it has one (the InfluxDB v1 backend
+checks server, credentials and database there): a configuration error is raised at start-up, a
+server that does not answer only turns ``backend_ok`` false until it does.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from historian.base import (
     Historian,
     OnTime,
     Sample,
+    on_time_many,
 )
 from tags.model import Quality, Reason
 
@@ -116,29 +121,67 @@ class SpoolingHistorian:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the retry thread (it replays a spool left from before at once)."""
+        """Check the backend, then start the retry thread (it replays a spool left from before).
+
+        The check is the backend's ``connect()``, if it has one (InfluxDB v1: server, credentials,
+        database). A backend that does not answer is logged as an error naming it and turns
+        ``backend_ok`` false; writes are spooled and the retry thread checks again with backoff.
+        Any other ``HistorianError`` (not InfluxDB, credentials refused, database missing and not
+        creatable) is raised: the configuration is wrong, and retrying would not help.
+        """
         if self._thread is not None:
             return
+        if self._check_backend(at_start=True) is False:
+            self._schedule_retry()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="historian-spool", daemon=True)
         self._thread.start()
         self._wake.set()
 
+    def _check_backend(self, *, at_start: bool = False) -> bool | None:
+        """Run the backend's ``connect()``; return None if it has none, else whether it answered."""
+        connect = getattr(self.backend, "connect", None)
+        if connect is None:
+            return None
+        try:
+            connect()
+        except RETRYABLE as exc:
+            if at_start:
+                log.error("historian backend not reachable, spooling until it answers: %s", exc)
+            else:
+                log.info("historian backend still not reachable: %s", exc)
+            self._backend_ok = False
+            return False
+        with self._lock:
+            if not self._points and not self._backend_ok:
+                log.warning("historian backend reachable again")
+                self._backend_ok = True
+                self._backoff_s = self.retry_initial_s
+        return True
+
     def _run(self) -> None:
         while not self._stop.is_set():
             timeout = None
-            if self._points:
+            if self._points or not self._backend_ok:
                 timeout = max(0.0, self._next_try - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
             if self._stop.is_set():
                 break
-            if self._points and time.monotonic() >= self._next_try:
-                try:
+            if time.monotonic() < self._next_try:
+                continue
+            try:
+                if self._points:
                     self.drain()
-                except Exception:  # a bug or bad data must not kill the retry loop
-                    log.exception("%s: replay failed", self.spool_path)
-                    self._schedule_retry()
+                elif not self._backend_ok:
+                    checked = self._check_backend()
+                    if checked is False:
+                        self._schedule_retry()
+                    elif checked is None:  # nothing to check and nothing spooled
+                        self._backend_ok = True
+            except Exception:  # a bug, bad data or a refusal must not kill the retry loop
+                log.exception("%s: replay failed", self.spool_path)
+                self._schedule_retry()
 
     def close(self) -> None:
         """Stop the retry thread, close the spool file and the backend (the spool persists)."""
@@ -265,6 +308,10 @@ class SpoolingHistorian:
     def on_time_detail(self, tag: str, start: float, end: float) -> OnTime:
         """See ``Historian.on_time_detail``."""
         return self.backend.on_time_detail(tag, start, end)
+
+    def on_time_many(self, tags: Iterable[str], start: float, end: float) -> dict[str, OnTime]:
+        """See ``historian.base.on_time_many`` (the backend's bulk query when it has one)."""
+        return on_time_many(self.backend, tags, start, end)
 
     def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
         """See ``Historian.delta``."""

@@ -8,6 +8,13 @@ which reads the whole file) run in worker threads (``HmiSession.in_thread``), so
 never holds up the Bokeh loop; an answer older than the newest request is dropped. A
 broken chain is shown in the priority-1 alarm colour. "download CSV" links to
 ``GET /api/audit?format=csv`` with the filters and the time span of the rows on screen.
+
+The page is a few parts (:class:`AuditFilters`, :class:`AuditTable`, :class:`AuditDetail`,
+:class:`ChainStatus`) put together by :class:`AuditPage`. A refresh replaces the rows, often
+with as many as before, so the table repaints on every data change
+(:func:`hmi.layout.redraw_on_update`). Every text goes through :func:`i18n._`; filter values
+(``RANGES``, ``RESULTS``) stay English keys, their labels are translated. Loop-thread only,
+like the session.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -34,13 +42,27 @@ from bokeh.models.widgets import (
     TextInput,
 )
 
-from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
+from hmi.layout import (
+    denied_body,
+    html_div,
+    page_allowed,
+    page_frame,
+    redraw_on_update,
+    select_options,
+)
 from hmi.session import HmiSession
+from i18n import _, ngettext
+from scada.services.audit import AuditLog
 
 __all__ = [
     "MAX_ROWS",
     "RANGES",
     "RESULTS",
+    "AuditDetail",
+    "AuditFilters",
+    "AuditPage",
+    "AuditTable",
+    "ChainStatus",
     "audit_rows",
     "chain_html",
     "csv_link",
@@ -91,6 +113,12 @@ def _state_text(value: Any) -> str:
     return "" if value is None else json.dumps(value, indent=1, ensure_ascii=False, default=str)
 
 
+def _span(cls: str, text: str, attrs: str = "") -> str:
+    """Return ``text`` escaped in a ``<span>`` of the class ``cls`` (none if empty) and ``attrs``."""
+    klass = f' class="{cls}"' if cls else ""
+    return f"<span{klass}{attrs}>{html.escape(text)}</span>"
+
+
 def audit_rows(entries: list[dict[str, Any]], tz: str) -> dict[str, list[Any]]:
     """Return the table columns for queried ``entries`` (times in the zone ``tz``)."""
     zone = ZoneInfo(tz)
@@ -108,31 +136,31 @@ def audit_rows(entries: list[dict[str, Any]], tz: str) -> dict[str, list[Any]]:
 def chain_html(result: dict[str, Any] | None, error: BaseException | None = None) -> str:
     """Return the chain status: intact with its head, or BROKEN at an entry (alarm colour)."""
     if error is not None:
-        return (
-            f'<span class="result-bad" data-chain="error">chain check failed: '
-            f"{html.escape(str(error))}</span>"
-        )
+        text = _("chain check failed: {error}", error=error)
+        return _span("result-bad", text, ' data-chain="error"')
     if result is None:
-        return '<span class="u" data-chain="checking">checking the chain…</span>'
+        return _span("u", _("checking the chain…"), ' data-chain="checking"')
     if not result.get("ok"):
         at = result.get("broken_at")
-        reason = html.escape(str(result.get("reason") or ""))
-        return (
-            f'<span class="result-bad" data-chain="broken" data-broken-at="{at}">'
-            f"audit chain BROKEN at seq {at}: {reason}</span>"
-        )
+        reason = str(result.get("reason") or "")
+        text = _("audit chain BROKEN at seq {seq}: {reason}", seq=at, reason=reason)
+        return _span("result-bad", text, f' data-chain="broken" data-broken-at="{at}"')
     head = result.get("head")
     n = int(result.get("entries") or 0)
     if not head:
-        return (
-            f'<span class="result-ok" data-chain="intact" data-entries="{n}">'
-            "chain intact, no chained entries yet</span>"
-        )
-    seq, digest = head["seq"], html.escape(str(head["hash"]))
-    return (
-        f'<span class="result-ok" data-chain="intact" data-entries="{n}" data-head="{seq}" '
-        f'title="head {seq}:{digest}">chain intact: {n} entries, head {seq}:{digest[:12]}…</span>'
+        text = _("chain intact, no chained entries yet")
+        return _span("result-ok", text, f' data-chain="intact" data-entries="{n}"')
+    seq, digest = head["seq"], str(head["hash"])
+    title = html.escape(_("head {seq}:{hash}", seq=seq, hash=digest))
+    text = ngettext(
+        "chain intact: {n} entry, head {seq}:{hash}…",
+        "chain intact: {n} entries, head {seq}:{hash}…",
+        n,
+        seq=seq,
+        hash=digest[:12],
     )
+    attrs = f' data-chain="intact" data-entries="{n}" data-head="{seq}" title="{title}"'
+    return _span("result-ok", text, attrs)
 
 
 def csv_link(filters: dict[str, Any]) -> str:
@@ -153,152 +181,236 @@ def csv_link(filters: dict[str, Any]) -> str:
     return "/api/audit?" + urlencode(params)
 
 
+# --------------------------------------------------------------------------- parts
+
+
+class AuditFilters:
+    """The filter widgets (user, action glob, result, time range) and the query they make."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.user = TextInput(placeholder=_("user"), name="audit-user", width=130)
+        self.action = TextInput(
+            placeholder=_("action glob: alarm.*"), name="audit-action", width=190
+        )
+        self.result = Select(
+            value="any",
+            options=select_options((r, _(r)) for r in RESULTS),
+            name="audit-result",
+            width=110,
+        )
+        self.span = Select(
+            value="last day",
+            options=select_options((r, _(r)) for r in RANGES),
+            name="audit-range",
+            width=120,
+        )
+        self.refresh = Button(label=_("Refresh"), name="audit-refresh", width=90)
+        self.refresh.on_click(on_change)
+        for widget in (self.user, self.action, self.result, self.span):
+            widget.on_change("value", lambda _a, _o, _n: on_change())
+
+    @property
+    def span_label(self) -> str:
+        """The chosen time range in words (translated)."""
+        return _(self.span.value)
+
+    def query(self) -> dict[str, Any]:
+        """Return the ``AuditLog.query`` filters: the chosen range back from now and the rest."""
+        now = time.time()
+        return {
+            "since": now - RANGES[self.span.value],
+            "until": now,
+            "user": self.user.value.strip() or None,
+            "action": self.action.value.strip() or None,
+            "result": None if self.result.value == "any" else self.result.value,
+        }
+
+
+class AuditTable:
+    """The entries table; a new set of rows keeps the selected entries selected."""
+
+    def __init__(self, tz: str) -> None:
+        self.tz = tz
+        self.source = ColumnDataSource(audit_rows([], tz), name="audit-rows")
+        result_cell = HTMLTemplateFormatter(template=RESULT_CELL)
+        columns = [
+            TableColumn(field="seq", title=_("seq"), width=60),
+            TableColumn(field="time", title=_("time ({tz})", tz=tz), width=150),
+            TableColumn(field="user", title=_("user"), width=90),
+            TableColumn(field="role", title=_("role"), width=80),
+            TableColumn(field="source", title=_("source"), width=140),
+            TableColumn(field="action", title=_("action"), width=150),
+            TableColumn(field="target", title=_("target"), width=180),
+            TableColumn(field="result", title=_("result"), width=70, formatter=result_cell),
+            TableColumn(field="detail", title=_("detail"), width=260),
+        ]
+        self.table = DataTable(
+            source=self.source,
+            columns=columns,
+            selectable=True,
+            index_position=None,
+            sizing_mode="stretch_both",
+            row_height=28,
+            name="audit-table",
+            fit_columns=True,
+            min_height=200,
+        )
+        # a refresh with as many rows as before would otherwise leave the old cells on screen
+        redraw_on_update(self.table, self.source)
+
+    def show(self, entries: list[dict[str, Any]]) -> int:
+        """Replace the rows with ``entries``; return how many there are."""
+        source = self.source
+        keep = source.data["seq"]
+        picked = {keep[i] for i in source.selected.indices if i < len(keep)}
+        rows = audit_rows(entries, self.tz)
+        source.data = rows
+        source.selected.indices = [i for i, s in enumerate(rows["seq"]) if s in picked]
+        return len(rows["seq"])
+
+    def selected_row(self) -> dict[str, Any] | None:
+        """Return the first selected row (column -> value), or None."""
+        data = self.source.data
+        idx = [i for i in self.source.selected.indices if i < len(data["seq"])]
+        if not idx:
+            return None
+        return {k: data[k][idx[0]] for k in ROW_KEYS}
+
+
+class AuditDetail:
+    """The selected entry's state before and after, side by side."""
+
+    def __init__(self) -> None:
+        self.div = html_div(
+            self._hint(),
+            name="audit-selected",
+            sizing_mode="stretch_width",
+            height=170,
+            styles={"overflow": "auto"},
+            css=DETAIL_CSS,
+        )
+
+    @staticmethod
+    def _hint() -> str:
+        return _span("u", _("select a row to see the state before and after"))
+
+    def show(self, entry: dict[str, Any] | None) -> None:
+        """Show ``entry`` (a table row; None: the hint)."""
+        if entry is None:
+            self.div.text = self._hint()
+            return
+        labels = {"before": _("before"), "after": _("after")}
+        parts = []
+        for key, label in labels.items():
+            text = html.escape(entry[key] or "—")
+            parts.append(f'<div><b>{html.escape(label)}</b><pre data-{key}="1">{text}</pre></div>')
+        head = html.escape(f"#{entry['seq']} {entry['action']} {entry['target']}")
+        self.div.text = (
+            f'<div data-seq="{entry["seq"]}">{head}<div class="ba">{"".join(parts)}</div></div>'
+        )
+
+
+class ChainStatus:
+    """The hash chain's status, checked (``AuditLog.verify``) in a worker thread."""
+
+    def __init__(self, session: HmiSession, audit: AuditLog) -> None:
+        self.session, self.audit = session, audit
+        self.div = html_div(chain_html(None), name="audit-chain")
+        self._token = 0
+
+    def check(self) -> None:
+        """Verify the chain again; an answer older than the newest check is dropped."""
+        self._token += 1
+        token = self._token
+        self.session.spawn(
+            self.session.in_thread(self.audit.verify),
+            lambda result, error: self._checked(token, result, error),
+        )
+
+    def _checked(self, token: int, result: Any, error: BaseException | None) -> None:
+        if token == self._token:
+            self.div.text = chain_html(result, error)
+
+
+# --------------------------------------------------------------------------- the page
+
+
+class AuditPage:
+    """The audit page of one session: filters, entries, the selected entry and the chain."""
+
+    def __init__(self, session: HmiSession, audit: AuditLog) -> None:
+        self.session, self.audit = session, audit
+        self.filters = AuditFilters(self.refresh)
+        self.table = AuditTable(session.services.site.site.timezone)
+        self.detail = AuditDetail()
+        self.chain = ChainStatus(session, audit)
+        self.count = html_div("", name="audit-count")
+        self.download = html_div("", name="audit-csv", css=LINK_CSS)
+        self._token = 0
+        self.table.source.selected.on_change("indices", lambda _a, _o, _n: self.show_selected())
+        f = self.filters
+        wrap = {"flex-wrap": "wrap", "gap": "4px", "align-items": "center"}
+        controls = (f.user, f.action, f.result, f.span, f.refresh, self.download)
+        self.layout = column(
+            row(*controls, sizing_mode="stretch_width", styles=wrap),
+            row(self.count, self.chain.div, sizing_mode="stretch_width", styles=wrap),
+            self.table.table,
+            self.detail.div,
+            sizing_mode="stretch_both",
+        )
+
+    def refresh(self) -> None:
+        """Query the entries the filters select (worker thread) and check the chain again."""
+        filters = self.filters.query()
+        self._token += 1
+        token = self._token
+        self.count.text = _span("u", _("loading…"))
+        href = html.escape(csv_link(filters))
+        label = html.escape(_("download CSV"))
+        self.download.text = f'<a href="{href}" download data-csv="1">{label}</a>'
+        self.session.spawn(
+            self.session.in_thread(lambda: self.audit.query(**filters, limit=MAX_ROWS)),
+            lambda entries, error: self._loaded(token, entries, error),
+        )
+        self.chain.check()
+
+    def _loaded(self, token: int, entries: Any, error: BaseException | None) -> None:
+        if token != self._token:
+            return  # a newer refresh is on its way
+        if error is not None:
+            log.warning("audit query failed: %s", error)
+            self.count.text = _span("result-bad", _("audit query failed: {error}", error=error))
+            return
+        n = self.table.show(entries)
+        span = self.filters.span_label
+        if n >= MAX_ROWS:
+            text = _(
+                "{n} entries, {span} (the newest {max}; the CSV has more)",
+                n=n,
+                span=span,
+                max=MAX_ROWS,
+            )
+        else:
+            text = ngettext("{n} entry, {span}", "{n} entries, {span}", n, span=span)
+        self.count.text = _span("", text, f' data-rows="{n}"')
+        self.show_selected()
+
+    def show_selected(self) -> None:
+        """Show the selected entry's state before and after."""
+        self.detail.show(self.table.selected_row())
+
+
 def make_audit(session: HmiSession, doc: Document) -> None:
     """Build the audit page into ``doc``."""
+    title = _("Audit log")
     if not page_allowed(session, "audit"):
-        page_frame(session, doc, "audit", denied_body("not allowed for your role"), "Audit log")
+        page_frame(session, doc, "audit", denied_body(_("not allowed for your role")), title)
         return
     audit = session.services.audit
     if audit is None:
-        body = denied_body("no audit log: the server is not running")
-        page_frame(session, doc, "audit", body, "Audit log")
+        body = denied_body(_("no audit log: the server is not running"))
+        page_frame(session, doc, "audit", body, title)
         return
-    tz = session.services.site.site.timezone
-    source = ColumnDataSource(audit_rows([], tz), name="audit-rows")
-    columns = [
-        TableColumn(field="seq", title="seq", width=60),
-        TableColumn(field="time", title=f"time ({tz})", width=150),
-        TableColumn(field="user", title="user", width=90),
-        TableColumn(field="role", title="role", width=80),
-        TableColumn(field="source", title="source", width=140),
-        TableColumn(field="action", title="action", width=150),
-        TableColumn(field="target", title="target", width=180),
-        TableColumn(
-            field="result",
-            title="result",
-            width=70,
-            formatter=HTMLTemplateFormatter(template=RESULT_CELL),
-        ),
-        TableColumn(field="detail", title="detail", width=260),
-    ]
-    table = DataTable(
-        source=source,
-        columns=columns,
-        selectable=True,
-        index_position=None,
-        sizing_mode="stretch_both",
-        row_height=28,
-        name="audit-table",
-        fit_columns=True,
-        min_height=200,
-    )
-    user_in = TextInput(placeholder="user", name="audit-user", width=130)
-    action_in = TextInput(placeholder="action glob: alarm.*", name="audit-action", width=190)
-    result_sel = Select(
-        value="any", options=select_options(RESULTS), name="audit-result", width=110
-    )
-    span = Select(value="last day", options=select_options(RANGES), name="audit-range", width=120)
-    refresh_btn = Button(label="Refresh", name="audit-refresh", width=90)
-    count = html_div("", name="audit-count")
-    chain = html_div(chain_html(None), name="audit-chain")
-    download = html_div("", name="audit-csv", css=LINK_CSS)
-    selected = html_div(
-        '<span class="u">select a row to see the state before and after</span>',
-        name="audit-selected",
-        sizing_mode="stretch_width",
-        height=170,
-        styles={"overflow": "auto"},
-        css=DETAIL_CSS,
-    )
-    state: dict[str, int] = {"token": 0, "chain": 0}
-
-    def current_filters() -> dict[str, Any]:
-        now = time.time()
-        return {
-            "since": now - RANGES[span.value],
-            "until": now,
-            "user": user_in.value.strip() or None,
-            "action": action_in.value.strip() or None,
-            "result": None if result_sel.value == "any" else result_sel.value,
-        }
-
-    def refresh() -> None:
-        filters = current_filters()
-        state["token"] += 1
-        token = state["token"]
-        count.text = '<span class="u">loading…</span>'
-        download.text = (
-            f'<a href="{html.escape(csv_link(filters))}" download data-csv="1">download CSV</a>'
-        )
-
-        def query() -> list[dict[str, Any]]:
-            return audit.query(**filters, limit=MAX_ROWS)
-
-        def done(entries: Any, error: BaseException | None) -> None:
-            if token != state["token"]:
-                return  # a newer refresh is on its way
-            if error is not None:
-                log.warning("audit query failed: %s", error)
-                count.text = (
-                    f'<span class="result-bad">audit query failed: {html.escape(str(error))}</span>'
-                )
-                return
-            keep = source.data["seq"]
-            picked = {keep[i] for i in source.selected.indices if i < len(keep)}
-            rows = audit_rows(entries, tz)
-            source.data = rows
-            source.selected.indices = [i for i, s in enumerate(rows["seq"]) if s in picked]
-            n = len(rows["seq"])
-            more = f" (the newest {MAX_ROWS}; the CSV has more)" if n >= MAX_ROWS else ""
-            count.text = f'<span data-rows="{n}">{n} entries, {span.value}{more}</span>'
-            show_selected()
-
-        session.spawn(session.in_thread(query), done)
-        check_chain()
-
-    def check_chain() -> None:
-        state["chain"] += 1
-        token = state["chain"]
-
-        def done(result: Any, error: BaseException | None) -> None:
-            if token == state["chain"]:
-                chain.text = chain_html(result, error)
-
-        session.spawn(session.in_thread(audit.verify), done)
-
-    def show_selected() -> None:
-        data = source.data
-        idx = [i for i in source.selected.indices if i < len(data["seq"])]
-        if not idx:
-            selected.text = '<span class="u">select a row to see the state before and after</span>'
-            return
-        i = idx[0]
-        parts = []
-        for key in ("before", "after"):
-            text = data[key][i] or "—"
-            parts.append(f'<div><b>{key}</b><pre data-{key}="1">{html.escape(text)}</pre></div>')
-        head = html.escape(f"#{data['seq'][i]} {data['action'][i]} {data['target'][i]}")
-        seq = data["seq"][i]
-        selected.text = f'<div data-seq="{seq}">{head}<div class="ba">{"".join(parts)}</div></div>'
-
-    source.selected.on_change("indices", lambda _a, _o, _n: show_selected())
-    refresh_btn.on_click(refresh)
-    for widget in (user_in, action_in):
-        widget.on_change("value", lambda _a, _o, _n: refresh())
-    for select in (result_sel, span):
-        select.on_change("value", lambda _a, _o, _n: refresh())
-    wrap = {"flex-wrap": "wrap", "gap": "4px", "align-items": "center"}
-    filters = row(
-        user_in,
-        action_in,
-        result_sel,
-        span,
-        refresh_btn,
-        download,
-        sizing_mode="stretch_width",
-        styles=wrap,
-    )
-    status = row(count, chain, sizing_mode="stretch_width", styles=wrap)
-    body = column(filters, status, table, selected, sizing_mode="stretch_both")
-    page_frame(session, doc, "audit", body, "Audit log")
-    refresh()
+    page = AuditPage(session, audit)
+    page_frame(session, doc, "audit", page.layout, title)
+    page.refresh()

@@ -500,7 +500,6 @@ class BuildingPage:
             "value",
             CustomJS(code="window.hmiSetArg && window.hmiSetArg('building', cb_obj.value);"),
         )
-        self.select.on_change("value", lambda _a, _o, new: self.show(new))
 
     def alarms(self) -> list[Any]:
         engine = self.session.services.alarms
@@ -567,6 +566,9 @@ class BuildingPage:
     def build(self, wanted: str) -> None:
         self.select.value = wanted
         self.show(wanted)
+        # attached after the first value: a server-side change runs the Python callbacks too,
+        # and a 1,000-unit mimic built twice per page load doubled its first render
+        self.select.on_change("value", lambda _a, _o, new: self.show(new))
         body = column(
             row(self.select, self.status, sizing_mode="stretch_width"),
             row(column(self.mimic_slot, self.legend, sizing_mode="stretch_both"), self.right, sizing_mode="stretch_both"),

@@ -5,7 +5,8 @@ stretching layout so nothing scrolls on a wall display, only long lists scroll i
 themselves. Which pages a user sees follows the role: a ``tenant`` sees only the tenant
 page; the configuration page needs the ``config.read`` permission, the audit page
 ``audit.read``. At the right of the navigation: the user, a "password" link to the
-change-password page (``/password``) and a "log out" link (``/logout``). At the far right:
+change-password page (``/password``) and a "log out" button (a form posting to ``/logout``:
+signing out is POST only, so no link or prefetch can do it). At the far right:
 the server clock and the age of the page's data (:mod:`hmi.liveness`), which also keep the
 page's connection watched: a page never looks live when it is not.
 """
@@ -24,7 +25,7 @@ from bokeh.models.widgets import Div
 from hmi.banner import AlarmBanner
 from hmi.liveness import LivenessStrip
 from hmi.session import HmiSession
-from hmi.theme import PAGE_CSS, PAGE_TEMPLATE
+from hmi.theme import PAGE_CSS, PAGE_TEMPLATE, TEXT_DIM
 
 __all__ = [
     "PAGES",
@@ -76,6 +77,14 @@ def html_div(text: str = "", *, name: str | None = None, css: str = "", **kwargs
     return Div(text=text, name=name, stylesheets=[InlineStyleSheet(css=PAGE_CSS + css)], **kwargs)
 
 
+#: The log-out form's button looks like the "password" link next to it.
+_LOGOUT_FORM = "display: inline; margin: 0"
+_LOGOUT_BUTTON = (
+    f"background: none; border: none; padding: 0.15em 0.4em; font: inherit; font-size: 0.9em; "
+    f"color: {TEXT_DIM}; text-decoration: underline; cursor: pointer"
+)
+
+
 def _nav(session: HmiSession, current: str) -> str:
     links = []
     for page, label in PAGES.items():
@@ -88,7 +97,9 @@ def _nav(session: HmiSession, current: str) -> str:
     title = html.escape(site.site.name or "SCADA")
     account = (
         '<a href="/password" class="account" data-link="password" title="change your password">'
-        'password</a><a href="/logout" class="account" data-link="logout">log out</a>'
+        f'password</a><form method="post" action="/logout" style="{_LOGOUT_FORM}">'
+        f'<button type="submit" class="account" data-link="logout" style="{_LOGOUT_BUTTON}">'
+        "log out</button></form>"
         if session.user is not None
         else ""
     )

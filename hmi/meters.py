@@ -31,6 +31,7 @@ from billing.tags import Level, balance_tag, level_tag, relay_tag
 from hmi.layout import denied_body, page_allowed, page_frame, select_options
 from hmi.meters_actions import BatchActions, ResultTable
 from hmi.meters_grid import RELAY_TRIPPED, MeterGrid, state_label
+from hmi.meters_replace import ReplaceMeter
 from hmi.model import tag_or_none
 from hmi.services import ServiceCommands
 from hmi.session import HmiSession
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 NARROW_PX = 700
 
 #: Widget text follows the viewport like the page's text (Bokeh widgets default to 12 px).
-WIDGET_FONT = "clamp(12px, 0.68vw, 28px)"
+WIDGET_FONT = "var(--hmi-font-size, clamp(12px, 0.68vw, 28px))"  # wall mode: the wall size
 
 #: The page body: side by side on a wide screen, tiles then controls on a narrow one.
 NARROW_CSS = f"""
@@ -265,6 +266,7 @@ def make_meters(
     grid = MeterGrid(session, meters, [tile_row(db, m) for m in meters])
     results = ResultTable(session, meters)
     actions = BatchActions(session, commands, meters, grid, results)
+    replace = ReplaceMeter(session, meters, lambda: grid.selected)
     rows_of: dict[str, list[int]] = {}
     for i, m in enumerate(meters):
         for t in m.tags:
@@ -292,6 +294,7 @@ def make_meters(
     )
     side = column(
         actions.layout,
+        replace.layout,
         results.table,
         width=520,
         sizing_mode="stretch_height",

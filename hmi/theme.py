@@ -186,13 +186,18 @@ def quality_class(tv: TagValue | None) -> str:
 
 
 def quality_title(tv: TagValue | None) -> str:
-    """Return a tooltip text saying why a value is not good ("" for good)."""
+    """Return a tooltip text saying why a value is not good ("" for good).
+
+    With the reason's detail where the source gave one (``bad: comm_lost — timeout: no
+    answer within 1 s, FC3 0+10``).
+    """
+    detail = f" — {tv.detail}" if tv is not None and tv.detail else ""
     if tv is None or tv.value is None:
-        return "no value"
+        return f"no value{detail}"
     if tv.quality is Quality.GOOD:
         return ""
     reason = tv.reason.label if tv.reason is not Reason.NONE else "unknown"
-    return f"{tv.quality.label}: {reason}"
+    return f"{tv.quality.label}: {reason}{detail}"
 
 
 def value_html(tv: TagValue | None, unit: str = "", digits: int = 1, tag: str = "") -> str:

@@ -4,13 +4,20 @@ History comes from ``historian.query_agg`` (time-weighted mean, about ``POINTS``
 range) in a worker thread; afterwards every change of a picked tag is appended with
 ``ColumnDataSource.stream(..., rollover=ROLLOVER)``. A value that is not good is appended as
 a gap (NaN), so a trend never continues a line through bad data. ``?tags=a,b`` preselects tags.
+
+The page is :class:`TrendControls` (tags, range, reload) and :class:`TrendPlot` (one line and
+one source ``trend-<tag>`` per tag) put together by :class:`TrendPage`, which loads the history
+and follows the live changes. Every text goes through :func:`i18n._`; the range values stay
+English keys, their labels are translated. Loop-thread only, like the session.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bokeh.document import Document
@@ -22,11 +29,12 @@ from bokeh.plotting import figure
 from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.session import HmiSession
 from hmi.theme import local_ms, time_formatter
+from i18n import _, ngettext
 from scada.services.bundle import Services
 from tags.bus import ChangeBatch
 from tags.model import Quality
 
-__all__ = ["RANGES", "make_trends"]
+__all__ = ["RANGES", "TrendControls", "TrendPage", "TrendPlot", "default_tags", "make_trends"]
 
 log = logging.getLogger(__name__)
 
@@ -59,52 +67,86 @@ def default_tags(services: Services) -> list[str]:
     return []
 
 
-def make_trends(session: HmiSession, doc: Document) -> None:
-    """Build the trends page into ``doc``."""
-    if not page_allowed(session, "trends"):
-        page_frame(session, doc, "trends", denied_body("not allowed for your role"), "Trends")
-        return
-    services = session.services
-    db = services.db
-    tz = services.site.site.timezone
-    options = [d.name for d in db.definitions() if d.type.numeric and d.historize]
-    wanted = [t for t in (session.arg("tags") or "").split(",") if t in db] or default_tags(
-        services
-    )
-    picker = MultiChoice(
-        value=wanted[:MAX_TAGS],
-        options=select_options(options),
-        name="trend-tags",
-        sizing_mode="stretch_width",
-        placeholder="pick tags",
-        max_items=MAX_TAGS,
-    )
-    span = Select(value="last day", options=select_options(RANGES), name="trend-range", width=140)
-    reload_btn = Button(label="Reload", name="trend-reload", width=90)
-    status = html_div("", name="trend-status", sizing_mode="stretch_width")
-    fig = figure(
-        name="trend-plot",
-        x_axis_type="datetime",
-        sizing_mode="stretch_both",
-        tools="xpan,xwheel_zoom,box_zoom,reset,save",
-        background_fill_color="#F2F2F2",
-        border_fill_color=None,
-    )
-    fig.xaxis.formatter = time_formatter()
-    fig.xaxis.axis_label = f"local time ({tz})"
-    slot = column(fig, sizing_mode="stretch_both")
-    state: dict[str, Any] = {"sources": {}, "unsub": None, "token": 0}
+def _gap_or_value(value: Any, good: bool) -> float:
+    """Return ``value`` as a float, or NaN (a gap) when it is not good or not a finite number."""
+    if good and isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return float("nan")
 
-    def build() -> None:
-        tags = list(picker.value)
-        if state["unsub"] is not None:
-            state["unsub"]()
-            state["unsub"] = None
+
+def _status(cls: str, text: str, attrs: str = "") -> str:
+    """Return the status line: ``text`` escaped in a span of the class ``cls``."""
+    return f'<span class="{cls}"{attrs}>{html.escape(text)}</span>'
+
+
+class TrendControls:
+    """The tag picker, the time range and the reload button."""
+
+    def __init__(
+        self, options: list[str], wanted: list[str], on_change: Callable[[], None]
+    ) -> None:
+        self.picker = MultiChoice(
+            value=wanted[:MAX_TAGS],
+            options=select_options(options),
+            name="trend-tags",
+            sizing_mode="stretch_width",
+            placeholder=_("pick tags"),
+            max_items=MAX_TAGS,
+        )
+        self.span = Select(
+            value="last day",
+            options=select_options((r, _(r)) for r in RANGES),
+            name="trend-range",
+            width=140,
+        )
+        self.reload = Button(label=_("Reload"), name="trend-reload", width=90)
+        self.picker.on_change("value", lambda _a, _o, _n: on_change())
+        self.span.on_change("value", lambda _a, _o, _n: on_change())
+        self.reload.on_click(on_change)
+        self.layout = row(self.picker, self.span, self.reload, sizing_mode="stretch_width")
+
+    @property
+    def tags(self) -> list[str]:
+        """The picked tags, in order."""
+        return list(self.picker.value)
+
+    @property
+    def range_s(self) -> float:
+        """The chosen time range in seconds back from now."""
+        return RANGES[self.span.value]
+
+    @property
+    def range_label(self) -> str:
+        """The chosen time range in words (translated)."""
+        return _(self.span.value)
+
+
+class TrendPlot:
+    """The trend figure: one pen and one ``trend-<tag>`` source per tag, history then live."""
+
+    def __init__(self, tz: str) -> None:
+        self.tz = tz
+        self.sources: dict[str, ColumnDataSource] = {}
+        self.figure = figure(
+            name="trend-plot",
+            x_axis_type="datetime",
+            sizing_mode="stretch_both",
+            tools="xpan,xwheel_zoom,box_zoom,reset,save",
+            background_fill_color="#F2F2F2",
+            border_fill_color=None,
+        )
+        self.figure.xaxis.formatter = time_formatter()
+        self.figure.xaxis.axis_label = _("local time ({tz})", tz=tz)
+        self.layout = column(self.figure, sizing_mode="stretch_both")
+
+    def show(self, tags: list[str], units: dict[str, str]) -> None:
+        """Replace the lines with one empty line per tag (``units``: tag -> unit, may be empty)."""
+        fig = self.figure
         fig.renderers = []
-        sources: dict[str, ColumnDataSource] = {}
+        self.sources = {}
         for i, tag in enumerate(tags):
             src = ColumnDataSource({"t": [], "v": []}, name=f"trend-{tag}")
-            unit = db.definition(tag).unit
+            unit = units.get(tag)
             fig.line(
                 "t",
                 "v",
@@ -113,74 +155,106 @@ def make_trends(session: HmiSession, doc: Document) -> None:
                 line_width=2,
                 legend_label=f"{tag} [{unit}]" if unit else tag,
             )
-            sources[tag] = src
+            self.sources[tag] = src
         if tags:
             fig.legend.visible = True
             fig.legend.location = "top_left"
             fig.legend.background_fill_alpha = 0.7
-        state["sources"] = sources
-        load(tags)
-        if tags:
-            state["unsub"] = session.subscribe(tags, on_changes)
 
-    def load(tags: list[str]) -> None:
-        historian = services.historian
+    def add_history(self, series: dict[str, list[tuple[float, float | None]]]) -> int:
+        """Put ``series`` (tag -> ``(ts, value)``) before the live points; return the points added."""
+        n = 0
+        for tag, src in self.sources.items():
+            pts = series.get(tag, [])
+            live = dict(src.data)
+            src.data = {
+                "t": [local_ms(t, self.tz) for t, _v in pts] + list(live["t"]),
+                "v": [float("nan") if v is None else v for _t, v in pts] + list(live["v"]),
+            }
+            n += len(pts)
+        return n
+
+    def append(self, batch: ChangeBatch) -> None:
+        """Append the changes of the plotted tags at now (a value not good is a gap)."""
+        now_ms = local_ms(time.time(), self.tz)
+        for name, tv in batch.items():
+            src = self.sources.get(name)
+            if src is not None:
+                y = _gap_or_value(tv.value, tv.quality is Quality.GOOD)
+                src.stream({"t": [now_ms], "v": [y]}, rollover=ROLLOVER)
+
+
+class TrendPage:
+    """The trends page of one session: controls, plot and status, history then live."""
+
+    def __init__(self, session: HmiSession) -> None:
+        self.session = session
+        services = session.services
+        db = services.db
+        options = [d.name for d in db.definitions() if d.type.numeric and d.historize]
+        picked = [t for t in (session.arg("tags") or "").split(",") if t in db]
+        self.controls = TrendControls(options, picked or default_tags(services), self.build)
+        self.plot = TrendPlot(services.site.site.timezone)
+        self.status = html_div("", name="trend-status", sizing_mode="stretch_width")
+        self._unsubscribe: Callable[[], None] | None = None
+        self._token = 0
+        self.layout = column(
+            self.controls.layout, self.status, self.plot.layout, sizing_mode="stretch_both"
+        )
+
+    def build(self) -> None:
+        """Draw the picked tags afresh: load their history, follow their changes."""
+        tags = self.controls.tags
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        db = self.session.services.db
+        self.plot.show(tags, {t: db.definition(t).unit for t in tags})
+        self._load(tags)
+        if tags:
+            self._unsubscribe = self.session.subscribe(tags, self.plot.append)
+
+    def _load(self, tags: list[str]) -> None:
+        """Query the history of ``tags`` over the chosen range (worker thread)."""
+        self._token += 1  # an answer for the tags drawn before is dropped
+        token = self._token
+        historian = self.session.services.historian
         if historian is None or not tags:
-            status.text = '<span class="u">no historian</span>' if historian is None else ""
+            self.status.text = _status("u", _("no historian")) if historian is None else ""
             return
         end = time.time()
-        start = end - RANGES[span.value]
+        start = end - self.controls.range_s
         every = max(1.0, (end - start) / POINTS)
-        state["token"] += 1
-        token = state["token"]
-        status.text = '<span class="u">loading…</span>'
+        self.status.text = _status("u", _("loading…"))
+        self.session.spawn(
+            self.session.in_thread(historian.query_agg, tags, start, end, every, "twa"),
+            lambda series, error: self._loaded(token, every, series, error),
+        )
 
-        def query() -> Any:
-            return historian.query_agg(tags, start, end, every, "twa")
+    def _loaded(self, token: int, every: float, series: Any, error: BaseException | None) -> None:
+        if token != self._token:
+            return
+        if error is not None:
+            text = _("history query failed: {error}", error=error)
+            self.status.text = _status("result-bad", text)
+            return
+        n = self.plot.add_history(series)
+        text = ngettext(
+            "{range}: {n} point, {bucket} s buckets, then live",
+            "{range}: {n} points, {bucket} s buckets, then live",
+            n,
+            range=self.controls.range_label,
+            bucket=f"{every:.0f}",
+        )
+        self.status.text = _status("u", text, f' data-points="{n}"')
 
-        def done(series: Any, error: BaseException | None) -> None:
-            if token != state["token"]:
-                return
-            if error is not None:
-                status.text = f'<span class="result-bad">history query failed: {error}</span>'
-                return
-            n = 0
-            for tag, src in state["sources"].items():
-                pts = series.get(tag, [])
-                live = dict(src.data)
-                src.data = {
-                    "t": [local_ms(t, tz) for t, _ in pts] + list(live["t"]),
-                    "v": [float("nan") if v is None else v for _, v in pts] + list(live["v"]),
-                }
-                n += len(pts)
-            status.text = (
-                f'<span class="u" data-points="{n}">{span.value}: {n} points, '
-                f"{every:.0f} s buckets, then live</span>"
-            )
 
-        session.spawn(session.in_thread(query), done)
-
-    def on_changes(batch: ChangeBatch) -> None:
-        now_ms = local_ms(time.time(), tz)
-        for name, tv in batch.items():
-            src = state["sources"].get(name)
-            if src is None:
-                continue
-            v = tv.value
-            if tv.quality is Quality.GOOD and isinstance(v, int | float) and math.isfinite(v):
-                y = float(v)
-            else:
-                y = float("nan")
-            src.stream({"t": [now_ms], "v": [y]}, rollover=ROLLOVER)
-
-    picker.on_change("value", lambda _a, _o, _n: build())
-    span.on_change("value", lambda _a, _o, _n: build())
-    reload_btn.on_click(build)
-    body = column(
-        row(picker, span, reload_btn, sizing_mode="stretch_width"),
-        status,
-        slot,
-        sizing_mode="stretch_both",
-    )
-    page_frame(session, doc, "trends", body, "Trends")
-    build()
+def make_trends(session: HmiSession, doc: Document) -> None:
+    """Build the trends page into ``doc``."""
+    title = _("Trends")
+    if not page_allowed(session, "trends"):
+        page_frame(session, doc, "trends", denied_body(_("not allowed for your role")), title)
+        return
+    page = TrendPage(session)
+    page_frame(session, doc, "trends", page.layout, title)
+    page.build()

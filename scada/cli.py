@@ -3,6 +3,11 @@
 Each subcommand lives in ``scada/commands/<name>.py`` with a ``register(subparsers)`` that
 adds its parser and sets ``func`` (``func(args) -> int`` exit code). Imports are lazy so
 ``scada --help`` stays fast.
+
+One argument order everywhere: ``scada GROUP [ACTION] CONFIG [ARGS] [OPTIONS]``
+(``scada alarms list CONFIG``, ``scada history query CONFIG TAG``, ``scada bill CONFIG``).
+``--data-dir`` is accepted in any position, before or after the subcommand. Times are read
+by ``scada.commands.times`` (``--from -7d``, ``--to now``, ``today``, ISO dates).
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
+from typing import Any
 
 COMMANDS = [
     "scada.commands.run",
@@ -30,16 +37,35 @@ COMMANDS = [
 ]
 
 DEFAULT_CONFIG = "config/demo-site.yaml"
+DEFAULT_DATA_DIR = "var"
+
+
+class ScadaArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that reads ``-7d`` as a value (``--from -7d``), not as an option.
+
+    argparse takes any word starting with ``-`` for an option unless it looks like a negative
+    number; a relative time is one here. Subparsers are built of the same class.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+(?:\.\d+)?[a-z]+$")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = ScadaArgumentParser(
         prog="scada",
         description="Metering SCADA for buildings' heat and electricity.",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"directory for every file the runtime writes (default: ./{DEFAULT_DATA_DIR}); "
+        "accepted before or after the subcommand",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -49,27 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _inherit_data_dir(parser: argparse.ArgumentParser, inherited: bool = False) -> None:
-    """Accept ``--data-dir`` after a nested action too (``scada account CONFIG show X --data-dir D``).
+def _inherit_data_dir(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--data-dir`` in every subcommand and action, before or after it.
 
-    argparse reads a parent's options only before the subcommand; the copy on the child has
-    no default of its own (``SUPPRESS``), so the parent's value or default stands otherwise.
+    argparse reads a parent's options only before the subcommand, and a subcommand's default
+    would overwrite the parent's value: every copy below the top has no default of its own
+    (``SUPPRESS``), so the value given anywhere, or the top's default, stands.
     """
-    has = any("--data-dir" in a.option_strings for a in parser._actions)
-    if inherited and not has:
-        parser.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in set(action.choices.values()):
-                _inherit_data_dir(child, inherited or has)
+                if not any("--data-dir" in a.option_strings for a in child._actions):
+                    child.add_argument(
+                        "--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+                    )
+                _inherit_data_dir(child)
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
-    """Add the shared ``--data-dir`` option (every file the runtime writes lives there)."""
+    """Show the shared ``--data-dir`` option in a command's help (every file the runtime writes)."""
     parser.add_argument(
         "--data-dir",
-        default="var",
-        help="directory for every file the runtime writes (default: ./var)",
+        default=argparse.SUPPRESS,
+        help=f"directory for every file the runtime writes (default: ./{DEFAULT_DATA_DIR})",
     )
 
 

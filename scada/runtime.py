@@ -367,6 +367,8 @@ class Runtime:
                     iso(newest),
                 )
         sim = Simulator(site, speed=self.speed, seed=site.simulate.seed, start_ts=start_ts)
+        if historian is not None:
+            await self._resume_simulator(sim, historian)
         if start_ts is not None and historian is not None:
             from drivers.simulator.backfill import backfill
 
@@ -383,6 +385,23 @@ class Runtime:
                 sim = Simulator(site, speed=self.speed, seed=site.simulate.seed)
         self.plant.simulator = sim
         await sim.start()
+
+    async def _resume_simulator(self, sim: Simulator, historian: Historian) -> None:
+        """Continue the simulated counters from the history of an earlier run (if any).
+
+        Without this a restarted demo would start every meter from the simulator's defaults:
+        the historian would read each drop as a counter reset and the allocation and the
+        consumption charges would count the whole register again (issue 18 item 9).
+        """
+        names = [n for n in sim.counter_tags() if n in self.db]
+        try:
+            last = await asyncio.to_thread(historian.last, names)
+        except Exception:  # the history is unreadable: the counters start from the defaults
+            log.exception("simulator: cannot read the last historised values")
+            return
+        if last:
+            n = sim.resume_counters(last)
+            log.info("simulator: %d counters resumed from the history", n)
 
     async def _start_drivers(self) -> None:
         """Start the drivers (roles all, collector) or the central's remote writer."""
@@ -555,11 +574,13 @@ class Runtime:
         old = plant.site
         plan = compare_sites(old, site)
         restart = plan.restart_drivers and self.central is None
+        counters: dict[str, Any] = {}
         if restart:
             if plant.drivers is not None:
                 await plant.drivers.stop()
             if plant.simulator is not None:
                 await plant.simulator.stop()
+                counters = plant.simulator.counter_values()
         db.replace_defs(self._tag_defs(site))
         plant.site = site
         db.set_initial(site.initial_values())
@@ -568,6 +589,7 @@ class Runtime:
                 from drivers.simulator import Simulator
 
                 plant.simulator = Simulator(site, speed=plant.speed, seed=site.simulate.seed)
+                plant.simulator.resume_counters(counters)  # meters count on, never back
                 await plant.simulator.start()
             if plant.drivers is not None:
                 from drivers.manager import DriverManager

@@ -5,8 +5,9 @@
 #   redis-server  the Redis Streams bus of the collector/central roles
 #   influxdb      InfluxDB 1.x, the benchmark peer of the historian
 #   chromium      headless browser tests of the HMI
+#   prometheus    its promtool lints a real scrape of /metrics (`promtool check metrics`)
 set -euo pipefail
-pkgs=(socat mbpoll redis-server influxdb chromium chromium-driver)
+pkgs=(socat mbpoll redis-server influxdb chromium chromium-driver prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,11 +8,14 @@ Storage: numeric tags (bool/int/float) live in numpy arrays indexed by tag id (v
 float64, quality and reason uint8 side by side, source timestamp float64, and a separate
 last-update time for staleness); str values in a Python list. Ids are stable for the life
 of the database (see ``tags.catalog``), so drivers look them up once with ``ids_of``.
+A quality reason may carry a detail text for people (``set_quality(..., detail=...)``: why
+a device's tags are ``comm_lost``); the few tags that have one are kept in a dict, and
+every later change of such a tag drops it, so the update path pays only when one exists.
 
 Change detection: an update is a change when the value moved *more than* the tag's
 deadband from the last published value, or quality or reason changed, or it is the
-tag's first value. The stored value is the last published one, so ``read`` and the
-subscribers always agree. Changes are published on the bus once per event-loop
+tag's first value (and, for ``set_quality``, a new detail). The stored value is the last
+published one, so ``read`` and the subscribers always agree. Changes are published on the bus once per event-loop
 iteration (``loop.call_soon`` after the first change), or by an explicit ``flush()``.
 """
 
@@ -110,6 +113,8 @@ class TagDatabase:
         self._stale_after = np.zeros(0, dtype=np.float64)
         self._dirty = np.zeros(0, dtype=bool)
         self._text: list[str | None] = []
+        self._detail: dict[int, str] = {}  # tag id -> detail of its quality reason (few)
+        self._has_detail = np.zeros(0, dtype=bool)  # the same as a mask, for the update path
         self._has_dirty = False
         self._scheduled = False
         self._seq = 0
@@ -279,6 +284,7 @@ class TagDatabase:
         self._deadband = grow(self._deadband, 0.0)
         self._stale_after = grow(self._stale_after, np.inf)
         self._dirty = grow(self._dirty, False)
+        self._has_detail = grow(self._has_detail, False)
         self._text.extend([None] * extra)
         self._reset(np.arange(old, n, dtype=np.int64))
 
@@ -288,6 +294,16 @@ class TagDatabase:
         self._ts[ids] = 0.0
         self._seen[ids] = 0.0
         self._valid[ids] = False
+        if self._detail:
+            self._drop_details(ids)
+
+    def _drop_details(self, ids: IdArray) -> None:
+        """Forget the quality details of ``ids`` (their quality changed again)."""
+        hit = ids[self._has_detail[ids]]
+        if hit.size:
+            self._has_detail[hit] = False
+            for tid in hit.tolist():
+                self._detail.pop(tid, None)
 
     # ---------------------------------------------------------------------- updates
     def update_many(
@@ -357,6 +373,8 @@ class TagDatabase:
         self._qr[cids] = qr[rows] if isinstance(qr, np.ndarray) else qr
         self._ts[cids] = ts_arr[rows] if ts_arr.ndim else ts_arr
         self._valid[cids] = True
+        if self._detail:
+            self._drop_details(cids)
         self._mark(cids)
         return int(rows.size)
 
@@ -403,6 +421,9 @@ class TagDatabase:
         self._qr[tid] = qr
         self._ts[tid] = now if ts is None else ts
         self._valid[tid] = True
+        if self._detail and tid in self._detail:
+            self._has_detail[tid] = False
+            del self._detail[tid]
         self._mark(np.array([tid]))
         return True
 
@@ -423,25 +444,43 @@ class TagDatabase:
         quality: Quality | int,
         reason: Reason | int = Reason.NONE,
         ts: float | None = None,
+        detail: str | None = None,
     ) -> int:
         """Change the quality (and reason) of tags without changing their values.
 
         For example a driver marks a device's tags ``bad/comm_lost``: values are kept
         and shown as bad. Works for str tags too; ids of removed tags are ignored.
-        Returns the number of tags whose quality or reason changed; ``ts`` defaults to now.
+        ``detail`` is a text for people saying more about the reason (the cause of a
+        comm loss); it stays until the tag's next change. A new detail with the same
+        quality and reason is a change too, but keeps the time the quality changed.
+        Returns the number of tags whose quality, reason or detail changed; ``ts``
+        defaults to now.
         """
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if ids.size == 0:
             return 0
         if int(ids.min()) < 0:
             raise IndexError(f"negative tag id {int(ids.min())}")
+        live: IdArray = ids[self._kind[ids] != KIND_DEAD]
         qr = _qr(quality, reason)
-        sel = (self._qr[ids] != qr) & (self._kind[ids] != KIND_DEAD)
-        cids = ids[sel]
+        qr_changed = self._qr[live] != qr
+        text = detail or None
+        if text is None:
+            sel = qr_changed | self._has_detail[live]
+        else:  # a driver's few tags: compare the texts one by one
+            current = [self._detail.get(tid) for tid in live.tolist()]
+            sel = qr_changed | np.asarray([c != text for c in current], dtype=bool)
+        cids = live[sel]
         if not cids.size:
             return 0
         self._qr[cids] = qr
-        self._ts[cids] = self._clock() if ts is None else ts
+        self._ts[live[qr_changed]] = self._clock() if ts is None else ts
+        if text is None:
+            self._drop_details(cids)
+        else:
+            self._has_detail[cids] = True
+            for tid in cids.tolist():
+                self._detail[tid] = text
         self._mark(cids)
         return int(cids.size)
 
@@ -459,6 +498,8 @@ class TagDatabase:
             return 0
         self._qr[cids] = _qr(Quality.UNCERTAIN, Reason.STALE)
         self._ts[cids] = now
+        if self._detail:
+            self._drop_details(cids)
         self._mark(cids)
         logger.debug("%d tags became stale", cids.size)
         return int(cids.size)
@@ -477,7 +518,8 @@ class TagDatabase:
             elif kind == KIND_BOOL:
                 value = bool(self._value[tid])
         q, r = self._qr8[tid]
-        return TagValue(value, _QUALITIES[q], _REASONS[r], float(self._ts[tid]))
+        detail = self._detail.get(tid) if self._detail else None
+        return TagValue(value, _QUALITIES[q], _REASONS[r], float(self._ts[tid]), detail)
 
     def read(self, name: str) -> TagValue:
         """Return the current TagValue of ``name`` (``KeyError`` naming an unknown tag)."""

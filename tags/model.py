@@ -139,21 +139,33 @@ def iso(ts: float | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class TagValue:
-    """A value with its quality, quality reason and source timestamp (epoch seconds, UTC)."""
+    """A value with its quality, quality reason and source timestamp (epoch seconds, UTC).
+
+    ``detail`` says more about a reason where the source knows it, for people: the cause
+    of a ``comm_lost`` (``"timeout: no answer within 1 s"``, ``"Modbus exception code 2
+    (illegal data address)"``, ``"connection refused by 10.0.0.5:502"``). None otherwise.
+    """
 
     value: Scalar | None
     quality: Quality = Quality.GOOD
     reason: Reason = Reason.NONE
     ts: float = field(default=0.0)
+    detail: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Return the wire form used by ``scada poll --json``, the websocket and the REST API."""
+        """Return the wire form used by ``scada poll --json``, the websocket and the REST API.
+
+        ``detail`` is present only when there is one (the websocket does not carry it).
+        """
         v = self.value
         if isinstance(v, float) and not math.isfinite(v):
             v = None
-        return {
+        out: dict[str, Any] = {
             "value": v,
             "quality": self.quality.label,
             "reason": self.reason.label,
             "ts": iso(self.ts),
         }
+        if self.detail:
+            out["detail"] = self.detail
+        return out

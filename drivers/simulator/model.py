@@ -70,23 +70,54 @@ class Binding:
     ``writable``; without ``set`` such a write is overwritten by the model at once.
     ``source`` ``(obj, attr, i)``, when given, says the value is ``getattr(obj, attr)[i]``
     (a model array, re-read each time: the model replaces its arrays as it steps), so the
-    history backfill can gather many points with one numpy index per array.
+    history backfill can gather many points with one numpy index per array. ``resume(value)``
+    (counters only: energy, volume, valve open time) puts the counter back where a stored
+    value says it was, so a restarted simulator never counts backwards.
     """
 
     get: Callable[[], Any]
     set: Callable[[Any], None] | None = None
     source: tuple[object, str, int] | None = None
+    resume: Callable[[float], None] | None = None
 
 
 def _array_binding(
-    obj: object, attr: str, i: int, kind: type = float, set_: Callable[[Any], None] | None = None
+    obj: object,
+    attr: str,
+    i: int,
+    kind: type = float,
+    set_: Callable[[Any], None] | None = None,
+    *,
+    counter: float | None = None,
 ) -> Binding:
-    """Return the binding of element ``i`` of the model array ``obj.<attr>`` (as ``kind``)."""
+    """Return the binding of element ``i`` of the model array ``obj.<attr>`` (as ``kind``).
+
+    ``counter``: the array is a counter shown times this factor (``resume`` divides by it).
+    """
 
     def get() -> Any:
         return kind(getattr(obj, attr)[i])
 
-    return Binding(get, set_, (obj, attr, i))
+    resume = None
+    if counter is not None:
+        factor = counter
+
+        def resume(value: float) -> None:
+            getattr(obj, attr)[i] = float(value) / factor
+
+    return Binding(get, set_, (obj, attr, i), resume)
+
+
+def _counter_binding(obj: object, attr: str, i: int, factor: float) -> Binding:
+    """Return a counter shown in another unit (``obj.<attr>[i] * factor``), writable."""
+
+    def get() -> Any:
+        return float(getattr(obj, attr)[i]) * factor
+
+    def put(value: Any) -> None:
+        getattr(obj, attr)[i] = float(value) / factor
+
+    return Binding(get, put, None, put)
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,9 +501,12 @@ class SiteModel:
         if var == "override":
             return Binding(lambda: bool(r.override[i]), lambda v: None if v else r.release(i))
         if var == "open_s":
-            return _array_binding(r, "open_s", i)
+            return _array_binding(r, "open_s", i, counter=1.0)
         if var == "open_h":
-            return Binding(lambda: float(r.open_s[i]) / 3600.0)
+            return Binding(
+                lambda: float(r.open_s[i]) / 3600.0,
+                resume=_counter_binding(r, "open_s", i, 1 / 3600.0).resume,
+            )
         return None
 
     def _heat_binding(self, b: int, var: str) -> Binding | None:
@@ -484,19 +518,18 @@ class SiteModel:
 
             return set_
 
-        if var in ("energy_kwh", "power_kw", "flow_m3h", "supply_c", "return_c", "volume_m3"):
-            return _array_binding(
-                h, var, b, float, set_energy(1.0) if var == "energy_kwh" else None
-            )
-        getters: dict[str, Callable[[], Any]] = {
-            "energy_mwh": lambda: float(h.energy_kwh[b]) / 1000.0,
-            "energy_gj": lambda: float(h.energy_kwh[b]) * 0.0036,
-            "delta_t_k": lambda: float(h.supply_c[b] - h.return_c[b]),
-        }
+        if var == "energy_kwh":
+            return _array_binding(h, var, b, float, set_energy(1.0), counter=1.0)
+        if var == "volume_m3":
+            return _array_binding(h, var, b, counter=1.0)
+        if var in ("power_kw", "flow_m3h", "supply_c", "return_c"):
+            return _array_binding(h, var, b)
         factors = {"energy_mwh": 1e-3, "energy_gj": 0.0036}
-        if var not in getters:
-            return None
-        return Binding(getters[var], set_energy(factors[var]) if var in factors else None)
+        if var in factors:
+            return _counter_binding(h, "energy_kwh", b, factors[var])
+        if var == "delta_t_k":
+            return Binding(lambda: float(h.supply_c[b] - h.return_c[b]))
+        return None
 
     def _substation_binding(self, i: int, var: str) -> Binding | None:
         s = self.subs
@@ -518,7 +551,7 @@ class SiteModel:
                 s, "setpoint_c", i, float, lambda v: s.write_setpoint(i, float(v))
             ),
             "pump": _array_binding(s, "pump_on", i, bool, lambda v: s.set_pump(i, bool(v))),
-            "energy_kwh": _array_binding(s, "energy_kwh", i, float, set_energy),
+            "energy_kwh": _array_binding(s, "energy_kwh", i, float, set_energy, counter=1.0),
             "delta_t_k": Binding(lambda: float(s.supply_c[i] - s.return_c[i])),
             "curve": Binding(lambda: not bool(s.manual[i]), set_curve),
         }
@@ -536,7 +569,7 @@ class SiteModel:
             m.energy_kwh[i] = float(v)
 
         table: dict[str, Binding] = {
-            "energy_kwh": _array_binding(m, "energy_kwh", i, float, set_energy),
+            "energy_kwh": _array_binding(m, "energy_kwh", i, float, set_energy, counter=1.0),
             "power_kw": _array_binding(m, "power_kw", i),
             "power_w": Binding(lambda: float(m.power_kw[i]) * 1000.0),
             "voltage_v": _array_binding(m, "voltage_v", i),

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -316,6 +317,47 @@ class Simulator:
         if point not in image.points:
             raise KeyError(f"simulator: device {device_id} has no point {point!r}")
         return image.get(point)
+
+    def counter_tags(self) -> list[str]:
+        """Return the tag names (``<device>.<point>``) of the counter points ``resume_counters`` sets."""
+        return [
+            f"{device_id}.{point}"
+            for device_id, points in self.model.bindings.items()
+            for point, binding in points.items()
+            if binding.resume is not None
+        ]
+
+    def counter_values(self) -> dict[str, float]:
+        """Return every counter point's value now, by tag name (for ``resume_counters``)."""
+        out: dict[str, float] = {}
+        for tag in self.counter_tags():
+            device_id, point = tag.rsplit(".", 1)
+            out[tag] = float(self.value(device_id, point))
+        return out
+
+    def resume_counters(self, last: Mapping[str, Any]) -> int:
+        """Put every counter point (energy, volume, valve open time) back to its stored value.
+
+        ``last`` maps tag names (``<device>.<point>``) to the value last stored (a number or
+        anything with ``numeric``, e.g. a historian ``Sample``); points without a finite,
+        non-negative value keep the model's. A restarted simulator so continues from the
+        historised state instead of its random defaults: counters never go backwards.
+        Returns the number of points restored.
+        """
+        n = 0
+        for device_id, points in self.model.bindings.items():
+            for point, binding in points.items():
+                if binding.resume is None:
+                    continue
+                v = last.get(f"{device_id}.{point}")
+                x = getattr(v, "numeric", v)
+                if isinstance(x, bool) or not isinstance(x, int | float):
+                    continue
+                if math.isfinite(x) and x >= 0:
+                    binding.resume(float(x))
+                    self._image_version[device_id] = -1
+                    n += 1
+        return n
 
     def set_value(self, device_id: str, point: str, value: Any) -> None:
         """Set a point as a master's write would (model variables included); KeyError if unknown."""

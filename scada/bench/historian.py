@@ -2,8 +2,10 @@
 
 ``scada bench historian`` writes a 1-year, 1-minute series (525,600 points) and a month of valve
 events into the embedded SQLite historian and, when Debian's ``influxd`` (1.x) is installed,
-into a private InfluxDB started for the run (line protocol over HTTP ``/write``, InfluxQL
-``GROUP BY time()``), then prints both side by side. Timings are wall clock on this machine.
+into a private InfluxDB started for the run (``historian.influxd``) twice: with a bare client
+(line protocol over HTTP ``/write``, InfluxQL ``GROUP BY time()``: InfluxDB's own figures) and
+through our v1 backend (``historian.influx_v1``, which answers every query by the historian's
+rules), then prints the three side by side. Timings are wall clock on this machine.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import http.client
 import json
 import math
 import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 import urllib.parse
@@ -28,6 +28,8 @@ import numpy as np
 
 from historian import compute
 from historian.base import Sample
+from historian.influx_v1 import Influx1Historian
+from historian.influxd import InfluxdServer
 from historian.sqlite import SqliteHistorian
 
 T0 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
@@ -137,61 +139,13 @@ def bench_sqlite(
 # -- InfluxDB 1.x side ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Influx1:
-    """A private influxd (1.x) in a temp dir on loopback ports; ``stop()`` ends it."""
+    """A bare client of a private influxd: InfluxDB's own write and query cost, no rules."""
 
-    def __init__(self, binary: str, tmp: Path) -> None:
-        self.dir = tmp / "influxdb"
-        self.dir.mkdir()
-        self.port = _free_port()
-        conf = self.dir / "influxdb.conf"
-        conf.write_text(
-            f"""reporting-disabled = true
-bind-address = "127.0.0.1:{_free_port()}"
-[meta]
-  dir = "{self.dir}/meta"
-[data]
-  dir = "{self.dir}/data"
-  wal-dir = "{self.dir}/wal"
-  query-log-enabled = false
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{self.port}"
-  log-enabled = false
-  max-row-limit = 0
-  max-body-size = 0
-[monitor]
-  store-enabled = false
-[continuous_queries]
-  enabled = false
-"""
-        )
-        self.log = open(self.dir / "influxd.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [binary, "-config", str(conf)], stdout=self.log, stderr=subprocess.STDOUT
-        )
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        deadline = time.monotonic() + 30
-        while True:  # a child process gives no readiness event: poll /ping until it answers
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"influxd exited with {self.proc.returncode}; see {self.dir}/influxd.log"
-                )
-            try:
-                if self._request("GET", "/ping")[0] == 204:
-                    break
-            except OSError:
-                self.conn.close()
-            if time.monotonic() > deadline:
-                raise RuntimeError("influxd did not answer /ping within 30 s")
-            time.sleep(0.1)
-        self.version = self._request("GET", "/ping")[1].get("X-Influxdb-Version", "1.x")
+    def __init__(self, server: InfluxdServer) -> None:
+        self.server = server
+        self.version = server.version
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
         self.query("CREATE DATABASE bench")
 
     def _request(
@@ -219,21 +173,18 @@ bind-address = "127.0.0.1:{_free_port()}"
         if status != 204:
             raise RuntimeError(f"/write: HTTP {status} {data[:200]!r}")
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self.conn.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 def bench_influx(
-    args: argparse.Namespace, trend: list[Sample], valves: list[Sample], tmp: Path, every: int
+    server: InfluxdServer,
+    args: argparse.Namespace,
+    trend: list[Sample],
+    valves: list[Sample],
+    every: int,
 ) -> dict[str, Any]:
-    db = Influx1(args.influxd, tmp)
+    db = Influx1(server)
     out: dict[str, Any] = {"version": db.version}
     try:
         sec, _ = _timed(lambda: write_all(db.write, trend, args.batch))
@@ -280,7 +231,45 @@ def bench_influx(
         out["on_time_s"] = sec
         out["on_time_total_h"] = total_h
     finally:
-        db.stop()
+        db.close()
+    return out
+
+
+def bench_influx_v1(
+    server: InfluxdServer,
+    args: argparse.Namespace,
+    trend: list[Sample],
+    valves: list[Sample],
+    every: int,
+) -> dict[str, Any]:
+    """Time our v1 backend against the same server (its own database, the historian's rules)."""
+    h = Influx1Historian(server.url, "scada", batch_size=args.batch, timeout_s=600)
+    out: dict[str, Any] = {"version": h.connect().version}
+    try:
+        for key, data in (("series", trend), ("valves", valves)):
+            sec, _ = _timed(functools.partial(write_all, h.write, data, args.batch))
+            out[f"write_{key}_pts_s"] = len(data) / sec
+        span = len(trend) * 60.0
+        tag = trend[0].tag
+        raw_every = span / args.buckets
+        odd_start = T0 + 1234.5
+        for fn in ("mean", "twa"):
+            sec, res = _timed(
+                functools.partial(h.query_agg, [tag], T0, T0 + span, every, fn), repeat=3
+            )
+            out[f"trend_{fn}_ms"] = sec * 1000
+            out["trend_buckets"] = len(res[tag])
+            sec, _ = _timed(
+                functools.partial(h.query_agg, [tag], odd_start, odd_start + span, raw_every, fn),
+                repeat=3,
+            )
+            out[f"trend_{fn}_unaligned_ms"] = sec * 1000
+        names = sorted({s.tag for s in valves})
+        sec, many = _timed(lambda: h.on_time_many(names, T0, T0 + MONTH_S))
+        out["on_time_many_s"] = sec
+        out["on_time_many_total_h"] = sum(r.on_s for r in many.values()) / 3600
+    finally:
+        h.close()
     return out
 
 
@@ -294,23 +283,29 @@ def run(args: argparse.Namespace) -> int:
         tmp = Path(d)
         ours = bench_sqlite(args, trend, valves, tmp)
         theirs: dict[str, Any] | None = None
+        v1: dict[str, Any] | None = None
         note = ""
         if args.no_influx:
             note = "InfluxDB comparison skipped (--no-influx)"
         elif shutil.which(args.influxd) is None:
             note = f"{args.influxd} not installed (apt-get install influxdb): our side only"
         else:
-            theirs = bench_influx(args, trend, valves, tmp, int(ours["trend_every_s"]))
+            every = int(ours["trend_every_s"])
+            with InfluxdServer(tmp / "influxdb", binary=args.influxd) as server:
+                theirs = bench_influx(server, args, trend, valves, every)
+                v1 = bench_influx_v1(server, args, trend, valves, every)
     if args.json:
-        print(json.dumps({"sqlite": ours, "influxdb1": theirs, "note": note}, indent=2))
+        doc = {"sqlite": ours, "influx_v1_backend": v1, "influxdb1": theirs, "note": note}
+        print(json.dumps(doc, indent=2))
         return 0
-    _print(args, ours, theirs, note, len(trend), len(valves))
+    _print(args, ours, v1, theirs, note, len(trend), len(valves))
     return 0
 
 
 def _print(
     args: argparse.Namespace,
     ours: dict[str, Any],
+    v1: dict[str, Any] | None,
     theirs: dict[str, Any] | None,
     note: str,
     n_trend: int,
@@ -324,38 +319,74 @@ def _print(
     label = f"InfluxDB {theirs['version']}" if theirs else "InfluxDB 1.x"
     buckets = ours["trend_buckets"]
     every_h = ours["trend_every_s"] / 3600
+    # (title, SQLite key, v1 backend key, bare InfluxDB key, format)
     rows = [
         (
             f"write {n_trend:,}-pt 1-min series (pts/s)",
             "write_series_pts_s",
             "write_series_pts_s",
+            "write_series_pts_s",
             ",.0f",
         ),
-        ("  incl. rollup merge (pts/s)", "sustained_series_pts_s", "write_series_pts_s", ",.0f"),
+        ("  incl. rollup merge (pts/s)", "sustained_series_pts_s", "-", "-", ",.0f"),
         (
             f"write {n_valves:,} valve events (pts/s)",
             "write_valves_pts_s",
             "write_valves_pts_s",
+            "write_valves_pts_s",
             ",.0f",
         ),
-        ("  incl. rollup merge (pts/s)", "sustained_valves_pts_s", "write_valves_pts_s", ",.0f"),
+        ("  incl. rollup merge (pts/s)", "sustained_valves_pts_s", "-", "-", ",.0f"),
         (
             f"trend 1 y -> {buckets} x {every_h:g} h, mean (ms)",
             "trend_mean_ms",
             "trend_mean_ms",
+            "trend_mean_ms",
             ".1f",
         ),
-        ("trend twa (ms) [influx: integral]", "trend_twa_ms", "trend_integral_ms", ".1f"),
-        ("trend, unaligned start and width, mean (ms)", "trend_mean_unaligned_ms", "-", ".1f"),
-        ("trend, unaligned start and width, twa (ms)", "trend_twa_unaligned_ms", "-", ".1f"),
-        (f"on_time {args.valves:,} valves, month (s)", "on_time_s", "on_time_s", ".2f"),
-        ("  check: total on-time (h)", "on_time_total_h", "on_time_total_h", ",.1f"),
-        ("  on_time_many, all valves at once (s)", "on_time_many_s", "on_time_s", ".2f"),
-        ("  check: total on-time (h)", "on_time_many_total_h", "on_time_total_h", ",.1f"),
+        (
+            "trend twa (ms) [influx: integral]",
+            "trend_twa_ms",
+            "trend_twa_ms",
+            "trend_integral_ms",
+            ".1f",
+        ),
+        (
+            "trend, unaligned start and width, mean (ms)",
+            "trend_mean_unaligned_ms",
+            "trend_mean_unaligned_ms",
+            "-",
+            ".1f",
+        ),
+        (
+            "trend, unaligned start and width, twa (ms)",
+            "trend_twa_unaligned_ms",
+            "trend_twa_unaligned_ms",
+            "-",
+            ".1f",
+        ),
+        (f"on_time {args.valves:,} valves, month (s)", "on_time_s", "-", "on_time_s", ".2f"),
+        ("  check: total on-time (h)", "on_time_total_h", "-", "on_time_total_h", ",.1f"),
+        (
+            "  on_time_many, all valves at once (s)",
+            "on_time_many_s",
+            "on_time_many_s",
+            "on_time_s",
+            ".2f",
+        ),
+        (
+            "  check: total on-time (h)",
+            "on_time_many_total_h",
+            "on_time_many_total_h",
+            "on_time_total_h",
+            ",.1f",
+        ),
     ]
-    print(f"{'':46} {'scada SQLite':>14} {label:>16}")
-    for title, k1, k2, spec in rows:
-        print(f"{title:46} {fmt(ours, k1, spec):>14} {fmt(theirs, k2, spec):>16}")
+    print(f"{'':46} {'scada SQLite':>14} {'v1 backend':>14} {label:>16}")
+    for title, k1, kv, k2, spec in rows:
+        print(
+            f"{title:46} {fmt(ours, k1, spec):>14} {fmt(v1, kv, spec):>14} {fmt(theirs, k2, spec):>16}"
+        )
     print(
         f"{'same unaligned trend, all raw, mean/twa (ms)':46} "
         f"{ours['trend_mean_raw_ms']:.0f}/{ours['trend_twa_raw_ms']:.0f}"

@@ -8,8 +8,8 @@ simulator) is served on a loopback port; headless Chromium opens ``/hmi/overview
 * first complete render: navigation until every building's tile is in the page, the
   document is idle and the next frame is painted (median of ``renders`` loads);
 * update-to-screen: once a second every building's heat power changes; from just before
-  the write until the page shows the new power of the first and the last building (checked
-  on every animation frame, plus one painted frame and the Playwright round trip).
+  the write until the page's DOM shows the new power of the first and the last building
+  (checked on every animation frame, plus one painted frame and the Playwright round trip).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ __all__ = ["overview_bench", "overview_yaml"]
 #: Resolve once the overview shows heat power ``want`` for the first and last building.
 SHOWN_JS = """([first, last, want, limit]) => new Promise((resolve) => {
   const t0 = performance.now();
-  const doc = Bokeh.documents[0];
-  const grid = doc.get_model_by_name('estate');
+  const view = Bokeh.index.query_one((v) => v.model.name === 'estate');
   const shows = (tag) => {
-    const hit = new RegExp('data-tag="' + tag + '"[^>]*>([0-9,.]+)<').exec(grid.text);
-    return hit !== null && parseFloat(hit[1].replace(/,/g, '')) >= want;
+    const el = view.shadow_el.querySelector('[data-tag="' + tag + '"]');
+    return el !== null && parseFloat(el.textContent.replace(/,/g, '')) >= want;
   };
   const check = () => {
     if (shows(first) && shows(last)) {

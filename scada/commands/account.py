@@ -1,9 +1,13 @@
-"""``scada account CONFIG ACTION``: prepaid accounts and their append-only ledger.
+"""``scada account ACTION CONFIG ...``: prepaid accounts and their append-only ledger.
 
-Actions: ``open ID [--amount A]``, ``topup ID AMOUNT``, ``refund ID AMOUNT``,
-``reverse ID ENTRY``, ``show [ID]``, ``replace-meter ID --meter TAG --old-final X
---new-initial Y [--at T]``. Amounts are decimal strings with at most two decimals. A running
-``scada run`` picks the change up within a minute (levels, relay close after a top-up).
+Actions: ``open CONFIG ID [--amount A]``, ``topup CONFIG ID AMOUNT``, ``refund CONFIG ID
+AMOUNT``, ``reverse CONFIG ID ENTRY``, ``show CONFIG [ID]``, ``replace-meter CONFIG ID --meter
+TAG --old-final X --new-initial Y [--at T]``, ``holds CONFIG [ID]`` (consumption charges held
+for review as implausible), ``release CONFIG ID HOLD`` (charge it) and ``discard CONFIG ID
+HOLD`` (charge nothing; correct the readings first); each takes ``--user``, ``--note``, ``--json`` and
+``--data-dir``. Amounts are decimal strings with at most two decimals; ``--at`` is a time as
+everywhere (``-2h``, ``today``, ISO, local time). A running ``scada run`` picks the change up
+within a minute (levels, relay close after a top-up).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:
     from scada.commands.billing_output import add_common
+    from scada.commands.times import TIME_HELP
 
     parser = sub.add_parser(
         "account",
@@ -23,25 +28,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_common(parser)
-    parser.add_argument("--user", default="cli", help="operator name for the ledger (default: cli)")
-    parser.add_argument("--note", default="", help="note stored with the entry")
-    parser.add_argument("--json", action="store_true", help="print JSON")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    p = actions.add_parser("open", help="open an account")
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=text)
+        add_common(p)
+        p.add_argument("--user", default="cli", help="operator name for the ledger (default: cli)")
+        p.add_argument("--note", default="", help="note stored with the entry")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    p = action("open", "open an account")
     p.add_argument("id")
     p.add_argument("--amount", help="opening balance (default: the configured opening_balance)")
     for name, text in (("topup", "credit a top-up"), ("refund", "pay money back")):
-        p = actions.add_parser(name, help=text)
+        p = action(name, text)
         p.add_argument("id")
         p.add_argument("amount")
-    p = actions.add_parser("reverse", help="reverse one ledger entry")
+    p = action("reverse", "reverse one ledger entry")
     p.add_argument("id")
     p.add_argument("entry", type=int, help="sequence number of the entry to reverse")
-    p = actions.add_parser("show", help="show accounts, or one account with its ledger")
+    p = action("show", "show accounts, or one account with its ledger")
     p.add_argument("id", nargs="?")
-    p = actions.add_parser("replace-meter", help="record a meter swap (balance carried over)")
+    p = action("replace-meter", "record a meter swap (balance carried over)")
     p.add_argument("id")
     p.add_argument("--meter", required=True, help="energy tag of the replaced meter")
     p.add_argument(
@@ -50,8 +60,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--new-initial", type=float, required=True, help="first reading of the new meter (kWh)"
     )
-    p.add_argument("--at", help="time of the swap (default: now)")
+    p.add_argument("--at", help=f"time of the swap (default: now): {TIME_HELP}")
+    p = action("holds", "consumption charges held for review (implausible for the meter)")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--all", action="store_true", help="reviewed ones too")
+    for name, text in (
+        ("release", "charge a held consumption charge (the consumption is real)"),
+        ("discard", "drop a held charge (after correcting the readings, e.g. replace-meter)"),
+    ):
+        p = action(name, text)
+        p.add_argument("id")
+        p.add_argument("hold", type=int, help="number of the held charge (see `holds`)")
     parser.set_defaults(func=run)
+
+
+def _holds(billing: Any, args: argparse.Namespace) -> int:
+    """Print the held charges (or review one); return the exit code."""
+    from scada.commands.billing_output import print_json
+
+    if args.action == "holds":
+        holds = billing.holds(args.id, None if args.all else "held")
+        if args.json:
+            print_json({"holds": [h.to_json() for h in holds]})
+        elif not holds:
+            print("no charge held for review")
+        for h in [] if args.json else holds:
+            print(
+                f"{h.id:>5} {h.account:<16} {h.period} {h.state.value:<9} {h.amount:>12} "
+                f"{h.month_kwh:.3f} kWh this month: {h.reason}"
+            )
+        return 0
+    hold, posted = asyncio.run(
+        billing.review_hold(
+            args.id,
+            args.hold,
+            args.action == "release",
+            user=args.user,
+            source="cli",
+            note=args.note,
+        )
+    )
+    if args.json:
+        print_json({"hold": hold.to_json(), "entries": [e.to_json() for e in posted]})
+    else:
+        charged = "; ".join(f"entry {e.seq} {e.amount}" for e in posted) or "nothing charged"
+        print(f"{args.id}: held charge {hold.id} {hold.state.value} ({charged})")
+    return 0
 
 
 def _run(billing: Any, args: argparse.Namespace) -> Any:
@@ -67,9 +121,9 @@ def _run(billing: Any, args: argparse.Namespace) -> Any:
     if args.action == "reverse":
         return asyncio.run(billing.reverse(args.id, args.entry, **who)).entry
     if args.action == "replace-meter":
-        from billing.periods import parse_time
+        from scada.commands.times import parse_time
 
-        at = None if args.at is None else parse_time(args.at, billing.tz)
+        at = None if args.at is None else parse_time(args.at, billing.tz, what="--at")
         return asyncio.run(
             billing.replace_meter(
                 args.id, args.meter, args.old_final, args.new_initial, ts=at, **who
@@ -83,10 +137,11 @@ def run(args: argparse.Namespace) -> int:
     from billing.periods import local_label
     from scada.commands.billing_output import open_billing, print_json
 
-    with open_billing(
-        args, historian=args.action == "replace-meter", audited=args.action != "show"
-    ) as billing:
+    audited = args.action not in ("show", "holds")
+    with open_billing(args, historian=args.action == "replace-meter", audited=audited) as billing:
         try:
+            if args.action in ("holds", "release", "discard"):
+                return _holds(billing, args)
             if args.action == "show":
                 doc: Any = billing.account(args.id) if args.id else {"accounts": billing.accounts()}
                 if args.json:

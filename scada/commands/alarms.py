@@ -1,4 +1,4 @@
-"""``scada alarms CONFIG list|history|kpi|deliveries``: read the alarm journal under ``--data-dir``.
+"""``scada alarms list|history|kpi|deliveries [CONFIG]``: read the alarm journal under ``--data-dir``.
 
 - ``list``: open alarm occurrences (unacknowledged first), as the engine will restore them;
 - ``history [--since T] [--until T] [--priority N] [--area GLOB] [--state S] [--text X]``:
@@ -7,7 +7,9 @@
   chattering, stale alarms) of the period (default: the last 24 h);
 - ``deliveries [--status S]``: notification attempts.
 
-Times are ISO-8601 (``2026-11-21T08:00+03:00``) or an age like ``24h``, ``7d``, ``30m``.
+``CONFIG`` (default: the demo site) gives the time zone that times are shown and read in.
+Times are ``now``, ``today``, ``yesterday``, ``this-month``, an offset or age such as ``-24h``,
+``7d``, ``30m``, or ISO-8601 (``2026-11-21T08:00+03:00``; local without an offset).
 Every subcommand takes ``--json``. Acknowledging, shelving and out-of-service go through
 the running server's API (issue 6): the journal belongs to the running engine.
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from datetime import datetime
@@ -24,25 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from scada.cli import DEFAULT_CONFIG, add_data_dir
-
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$")
-_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_time(text: str, now: float) -> float:
-    """Return epoch seconds for an ISO-8601 time (with offset) or an age such as ``24h``."""
-    m = _AGE.match(text)
-    if m:
-        return now - float(m.group(1)) * _UNITS[m.group(2)]
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"bad time {text!r}: use ISO-8601 with an offset or an age like 24h"
-        ) from None
-    if dt.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"time {text!r} needs an offset (e.g. +03:00 or Z)")
-    return dt.timestamp()
+from scada.commands.times import TIME_HELP, parse_time, site_zone
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,42 +35,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "config", nargs="?", default=DEFAULT_CONFIG, help="site config (for its time zone)"
-    )
-    add_data_dir(parser)
     acts = parser.add_subparsers(dest="action", metavar="ACTION")
     acts.required = True
     p_list = acts.add_parser("list", help="open alarm occurrences")
     p_hist = acts.add_parser("history", help="journal events, newest first")
+    p_kpi = acts.add_parser("kpi", help="ISA-18.2 KPIs of a period")
+    p_del = acts.add_parser("deliveries", help="notification attempts")
+    for p in (p_list, p_hist, p_kpi, p_del):
+        p.add_argument(
+            "config", nargs="?", default=DEFAULT_CONFIG, help="site config (for its time zone)"
+        )
+        add_data_dir(p)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
     p_hist.add_argument("--priority", type=int, action="append", choices=[1, 2, 3, 4])
     p_hist.add_argument("--area", action="append", help="area glob (repeatable)")
     p_hist.add_argument("--state", action="append", help="state after the event (repeatable)")
     p_hist.add_argument("--text", help="substring of message, key, user or comment")
     p_hist.add_argument("--limit", type=int, default=100)
-    p_kpi = acts.add_parser("kpi", help="ISA-18.2 KPIs of a period")
-    p_del = acts.add_parser("deliveries", help="notification attempts")
     p_del.add_argument("--status", choices=["pending", "sent", "retry", "failed"])
     p_del.add_argument("--limit", type=int, default=100)
     for p in (p_hist, p_kpi):
-        p.add_argument("--since", help="start: ISO time or age (default: 24h)")
-        p.add_argument("--until", help="end: ISO time or age (default: now)")
-    for p in (p_list, p_hist, p_kpi, p_del):
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--since", help=f"start (default: -24h): {TIME_HELP}")
+        p.add_argument("--until", help="end (default: now)")
     parser.set_defaults(func=main)
-
-
-def _tz(config: str) -> ZoneInfo:
-    from scada.config import ConfigError, load_site
-
-    try:
-        return ZoneInfo(load_site(config).site.timezone)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(
-            f"{config}: cannot read the site's time zone ({str(exc).splitlines()[0]}); showing UTC",
-            file=sys.stderr,
-        )
-        return ZoneInfo("UTC")
 
 
 def _local(ts: float | None, tz: ZoneInfo) -> str:
@@ -107,13 +77,17 @@ def main(args: argparse.Namespace) -> int:
         )
         return 1
     now = time.time()
+    since_text = getattr(args, "since", None)
+    until_text = getattr(args, "until", None)
+    # the site's zone reads the times and shows them; JSON alone needs none (no config read)
+    needed = since_text or until_text or not args.json
+    tz = site_zone(args.config) if needed else ZoneInfo("UTC")
     try:
-        since = parse_time(args.since, now) if getattr(args, "since", None) else now - 86400.0
-        until = parse_time(args.until, now) if getattr(args, "until", None) else now
-    except argparse.ArgumentTypeError as exc:
+        since = parse_time(since_text, tz, now=now, what="--since") if since_text else now - 86400.0
+        until = parse_time(until_text, tz, now=now, what="--until") if until_text else now
+    except ValueError as exc:
         print(f"scada alarms: {exc}", file=sys.stderr)
         return 2
-    tz = _tz(args.config) if not args.json else ZoneInfo("UTC")
     with AlarmJournal.open(path) as journal:
         if args.action == "list":
             rows: list[dict[str, Any]] = journal.open_occurrences()

@@ -3,7 +3,10 @@
 Prints a table, or with ``--json`` the document
 ``{"buildings": [{"id", "heat_kwh", "basic_kwh", "households": [{"id", "area_m2", "on_hours",
 "share", "heat_kwh", "cost", "estimated"}]}]}`` (cost as a string); ``--xlsx F`` writes the
-report. Times are local (the site's time zone) unless they carry an offset.
+report. Times are ``now``, ``today``, ``this-month``, ``last-month``, an offset such as
+``-7d``, or ISO dates and times (local, the site's time zone, unless they carry an offset):
+``--from this-month --to now``. A line on stderr says when the period lies outside the stored
+history or every household came out estimated (no valve data).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scada.commands.billing_output import emit, open_billing, window
+    from scada.commands.billing_output import emit, note_outside_history, open_billing, window
 
     with open_billing(args) as billing:
         try:
@@ -43,6 +46,14 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        valves = [h.valve_tag for h in billing.site.households() if h.valve_tag]
+        noted = note_outside_history(billing, start, end, valves)
+        households = [h for b in alloc.buildings for h in b.households]
+        if not noted and households and all(h.estimated for h in households):
+            print(
+                "note: every household is estimated: no valve data in the period",
+                file=sys.stderr,
+            )
         if emit(args, billing, "heat", start, end, alloc):
             return 0
         for b in alloc.buildings:

@@ -5,12 +5,13 @@
   1 when an entry was changed, inserted or deleted (the first such ``seq`` is printed), or
   when the entry of a head written down earlier (a backup manifest's ``audit.head``, the
   daily backup log line) is gone or different: entries were cut off the end.
-- ``export [--since T] [--until T] [--user U] [--action GLOB] [--format csv|jsonl]``:
+- ``export [CONFIG] [--since T] [--until T] [--user U] [--action GLOB] [--format csv|jsonl]``:
   entries oldest first on standard output, for auditors and spreadsheets (CSV has one
   row per entry; ``before`` and ``after`` as JSON text).
 
-Read-only: safe while ``scada run`` writes the log. Times are ISO-8601 with an offset or an
-age such as ``30d``.
+Read-only: safe while ``scada run`` writes the log. Times are ``now``, ``today``,
+``this-month``, ``last-month``, an offset or age such as ``-30d``, or ISO-8601 (local time of
+the site ``CONFIG``, default the demo site, unless an offset is given).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from scada.cli import add_data_dir
+from scada.cli import DEFAULT_CONFIG, add_data_dir
+from scada.commands.times import TIME_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.set_defaults(func=verify)
     e = acts.add_parser("export", help="entries oldest first as CSV or JSON lines")
-    e.add_argument("--since", default=None, help="ISO time with offset, or an age (30d)")
-    e.add_argument("--until", default=None, help="ISO time with offset, or an age")
+    e.add_argument(
+        "config", nargs="?", default=DEFAULT_CONFIG, help="site config (for its time zone)"
+    )
+    e.add_argument("--since", default=None, help=f"start: {TIME_HELP}")
+    e.add_argument("--until", default=None, help="end (default: now)")
     e.add_argument("--user", default=None)
     e.add_argument("--action", dest="action_glob", default=None, help="glob: command.*")
     e.add_argument("--format", choices=("csv", "jsonl"), default="csv")
@@ -87,14 +92,20 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from scada.commands.alarms import parse_time
+    from scada.commands.times import parse_time, site_zone
     from scada.services.audit import EXPORT_COLUMNS, MAX_QUERY_ROWS, AuditLog, write_csv
 
     now = time.time()
+    since: float | None = None
+    until: float | None = None
     try:
-        since = None if args.since is None else parse_time(args.since, now)
-        until = None if args.until is None else parse_time(args.until, now)
-    except argparse.ArgumentTypeError as exc:
+        if args.since is not None or args.until is not None:
+            tz = site_zone(args.config)  # read only when a time needs it
+            if args.since is not None:
+                since = parse_time(args.since, tz, now=now, what="--since")
+            if args.until is not None:
+                until = parse_time(args.until, tz, now=now, what="--until")
+    except ValueError as exc:
         print(f"scada audit export: {exc}", file=sys.stderr)
         return 2
     path = _path(args)

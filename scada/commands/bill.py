@@ -2,7 +2,9 @@
 
 Per account and meter the energy by band and tier, the shared loss and the cost. ``--json``
 prints ``{"accounts": [{"id", "energy_kwh", "lines": [{"name", "kwh", "price", "amount"}],
-"shared_kwh", "total"}]}`` with money as strings; ``--xlsx F`` writes the report.
+"shared_kwh", "total"}]}`` with money as strings; ``--xlsx F`` writes the report. Times as
+in ``scada allocate`` (``--from last-month --to this-month``, ``-7d``, ISO dates); a line on
+stderr says when the period lies outside the stored history.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scada.commands.billing_output import emit, open_billing, window
+    from scada.commands.billing_output import emit, note_outside_history, open_billing, window
 
     with open_billing(args) as billing:
         try:
@@ -45,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, KeyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if args.source == "historian":
+            meters = [m.energy for a in billing.site.accounts for m in a.meters]
+            note_outside_history(billing, start, end, meters)
         if emit(args, billing, "bills", start, end, bills):
             return 0
         for a in bills.accounts:

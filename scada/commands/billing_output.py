@@ -14,7 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_common", "add_window", "emit", "open_billing", "print_json", "window"]
+__all__ = [
+    "add_common",
+    "add_window",
+    "emit",
+    "note_outside_history",
+    "open_billing",
+    "print_json",
+    "window",
+]
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -26,25 +34,41 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_window(parser: argparse.ArgumentParser) -> None:
-    """Add ``--from`` / ``--to`` (ISO date or date-time; local time unless an offset is given)."""
+    """Add ``--from`` / ``--to`` (``scada.commands.times``: -7d, today, ISO; local time)."""
+    from scada.commands.times import TIME_HELP
+
     parser.add_argument(
         "--from",
         dest="start",
         required=True,
         metavar="T",
-        help="start, e.g. 2025-11-01 (local midnight) or 2025-11-01T08:00",
+        help=f"start: {TIME_HELP} (local time unless an offset is given)",
     )
-    parser.add_argument("--to", dest="end", required=True, metavar="T", help="end (exclusive)")
+    parser.add_argument(
+        "--to", dest="end", required=True, metavar="T", help="end (exclusive), e.g. now"
+    )
 
 
 def window(args: argparse.Namespace, tz: str) -> tuple[float, float]:
     """Return ``(start, end)`` epoch seconds of ``--from`` / ``--to``; ValueError if bad."""
-    from billing.periods import parse_time
+    from scada.commands.times import parse_window
 
-    start, end = parse_time(args.start, tz), parse_time(args.end, tz)
-    if end <= start:
-        raise ValueError(f"--to {args.end} is not after --from {args.start}")
-    return start, end
+    return parse_window(args.start, args.end, tz)
+
+
+def note_outside_history(billing: Any, start: float, end: float, tags: list[str]) -> bool:
+    """Say on stderr when ``[start, end)`` lies outside the stored history of ``tags``.
+
+    Return True when a note was printed.
+    """
+    from scada.commands.times import history_note
+
+    if billing.historian is None:
+        return False
+    note = history_note(billing.historian, tags, start, end, billing.tz)
+    if note is not None:
+        print(note, file=sys.stderr)
+    return note is not None
 
 
 @contextmanager

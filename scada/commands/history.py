@@ -10,7 +10,11 @@
 - ``scada history query CONFIG TAG --from T --to T [--every 1h --fn mean] [--json]``: raw samples,
   or aggregates per bucket with ``--every``.
 
-The historian is the one the configuration names (``historian:`` section), under ``--data-dir``.
+``T`` is ``now``, ``today``, ``yesterday``, ``this-month``, ``last-month``, an offset such as
+``-7d`` or ``-24h``, or an ISO date or date-time (local time of the site unless it carries an
+offset): ``--from -7d --to now``. When the period lies outside the stored history a line on
+stderr says so. The historian is the one the configuration names (``historian:`` section),
+under ``--data-dir``.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class UsageError(ValueError):
 
 def register(sub: argparse._SubParsersAction) -> None:
     from scada.cli import add_data_dir
+    from scada.commands.billing_output import add_window
 
     parser = sub.add_parser(
         "history",
@@ -75,8 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("export", help="export raw samples as CSV")
     p.add_argument("config", help="site configuration")
     p.add_argument("--tags", required=True, help="tag name glob, e.g. 'b1.*.energy'")
-    p.add_argument("--from", dest="start", required=True, help="ISO-8601 time with offset")
-    p.add_argument("--to", dest="end", required=True, help="ISO-8601 time with offset")
+    add_window(p)
     p.add_argument("--csv", dest="out", help="output file (default: stdout)")
     add_data_dir(p)
     p.set_defaults(func=run_export)
@@ -84,8 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("query", help="print raw samples or aggregates of one tag")
     p.add_argument("config", help="site configuration")
     p.add_argument("tag", help="tag name")
-    p.add_argument("--from", dest="start", required=True, help="ISO-8601 time with offset")
-    p.add_argument("--to", dest="end", required=True, help="ISO-8601 time with offset")
+    add_window(p)
     p.add_argument("--every", help="bucket width, e.g. 15m, 1h, 1d (default: raw samples)")
     p.add_argument(
         "--fn", default="mean", help=f"aggregate with --every: {', '.join(f.value for f in AggFn)}"
@@ -98,8 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 # -- parsing helpers --------------------------------------------------------------------------
 
 
-def parse_time(text: str, what: str = "time") -> float:
-    """Return ISO-8601 text with an offset as epoch seconds; raise ``UsageError`` otherwise."""
+def parse_timestamp(text: str, what: str = "timestamp") -> float:
+    """Return a CSV row's ISO-8601 time with an offset as epoch seconds; ``UsageError`` otherwise.
+
+    Stored data names its offset: a row is never read in a guessed zone, nor relative to now
+    (command-line times are read by ``scada.commands.times``).
+    """
     try:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -192,7 +199,7 @@ def read_rows(path: str, defs: dict[str, TagDef]) -> Iterator[tuple[int, Sample 
                 yield line, f"unknown tag {name!r}{did_you_mean(name, defs)}"
                 continue
             try:
-                ts = parse_time(row[ix["timestamp"]], "timestamp")
+                ts = parse_timestamp(row[ix["timestamp"]])
                 value = parse_value(d, row[ix["value"]])
                 quality = (
                     Quality.parse(row[ix["quality"]].strip() or "good")
@@ -269,23 +276,37 @@ class _Progress:
 # -- export and query -------------------------------------------------------------------------
 
 
-def _range(args: argparse.Namespace) -> tuple[float, float]:
-    start = parse_time(args.start, "--from")
-    end = parse_time(args.end, "--to")
-    if end <= start:
-        raise UsageError(f"--to {args.end} is not after --from {args.start}")
-    return start, end
+def _range(args: argparse.Namespace, site: SiteConfig) -> tuple[float, float]:
+    """Return ``--from`` / ``--to`` as epoch seconds, read in the site's time zone."""
+    from scada.commands.times import parse_window
+
+    return parse_window(args.start, args.end, site.site.timezone)
+
+
+def _note_outside(
+    h: Historian, site: SiteConfig, tags: list[str], start: float, end: float, found: bool
+) -> None:
+    """Say on stderr when the period lies outside the stored history of ``tags``."""
+    from scada.commands.times import history_note, local_label
+
+    tz = site.site.timezone
+    note = history_note(h, tags, start, end, tz)
+    if note is None and not found:
+        period = f"{local_label(start, tz)} .. {local_label(end, tz)}"
+        note = f"note: no samples in {period}"
+    if note is not None:
+        print(note, file=sys.stderr)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    try:
-        start, end = _range(args)
-    except UsageError as exc:
-        print(f"scada history export: {exc}", file=sys.stderr)
-        return 2
     site = _load(args.config)
     if site is None:
         return 1
+    try:
+        start, end = _range(args, site)
+    except ValueError as exc:
+        print(f"scada history export: {exc}", file=sys.stderr)
+        return 2
     names = sorted(d.name for d in site.tag_defs() if fnmatch.fnmatchcase(d.name, args.tags))
     if not names:
         print(f"scada history export: no tag matches {args.tags!r}", file=sys.stderr)
@@ -302,6 +323,7 @@ def run_export(args: argparse.Namespace) -> int:
                     [s.tag, iso(s.ts), _csv_value(s.value), s.quality.label, s.reason.label or ""]
                 )
                 count += 1
+        _note_outside(h, site, names, start, end, count > 0)
     finally:
         h.close()
         if args.out:
@@ -320,16 +342,16 @@ def _csv_value(v: Any) -> str:
 
 
 def run_query(args: argparse.Namespace) -> int:
+    site = _load(args.config)
+    if site is None:
+        return 1
     try:
-        start, end = _range(args)
+        start, end = _range(args, site)
         every = parse_duration(args.every) if args.every else None
         fn = AggFn.parse(args.fn)
     except ValueError as exc:
         print(f"scada history query: {exc}", file=sys.stderr)
         return 2
-    site = _load(args.config)
-    if site is None:
-        return 1
     names = {d.name for d in site.tag_defs()}
     if args.tag not in names:
         from scada.config.errors import did_you_mean
@@ -354,6 +376,9 @@ def run_query(args: argparse.Namespace) -> int:
         else:
             series = h.query_agg([args.tag], start, end, every, fn)[args.tag]
             rows = [{"ts": iso(b), "value": v} for b, v in series]
+        empty = 0 if fn is AggFn.COUNT else None  # the value of an empty bucket
+        found = bool(rows) if every is None else any(r["value"] != empty for r in rows)
+        _note_outside(h, site, [args.tag], start, end, found)
     finally:
         h.close()
     if args.json:

@@ -1,10 +1,15 @@
-"""``scada run [CONFIG]``: start the site (simulator, drivers, historian, ...) until Ctrl-C."""
+"""``scada run [CONFIG]``: start the site (simulator, drivers, historian, ...) until Ctrl-C.
+
+The server's address is checked first: a port in use is reported (with ``HOST:PORT``) before
+the minutes a first start can spend simulating history.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -153,6 +158,11 @@ async def _serve(site: SiteConfig, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"scada run: {exc}", file=sys.stderr)
         return 2
+    if runtime.serve:
+        taken = _cannot_listen(args.host, args.port)
+        if taken is not None:
+            print(f"scada run: {taken}", file=sys.stderr)
+            return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -168,7 +178,8 @@ async def _serve(site: SiteConfig, args: argparse.Namespace) -> int:
     try:
         await runtime.start()
     except (OSError, BackupError) as exc:  # e.g. the server's port is taken, data dir in use
-        print(f"scada run: cannot start: {exc}", file=sys.stderr)
+        where = f" ({_address(args.host, args.port)})" if _in_use(exc) else ""
+        print(f"scada run: cannot start: {exc}{where}", file=sys.stderr)
         return 1
     s = runtime.summary()
     print(
@@ -202,3 +213,33 @@ async def _serve(site: SiteConfig, args: argparse.Namespace) -> int:
         await runtime.stop()
     print("stopped cleanly", flush=True)
     return 0
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _in_use(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Return why the server cannot listen on ``host:port`` now, or None if it can.
+
+    Binds the sockets the server will bind (tornado's ``bind_sockets``, same options) and
+    closes them again; port 0 (any free port) always can.
+    """
+    from tornado.netutil import bind_sockets
+
+    if port == 0:
+        return None
+    try:
+        sockets = bind_sockets(port, host or None)
+    except OSError as exc:
+        hint = " (is another `scada run` serving there? choose another with --port)"
+        return f"cannot listen on {_address(host, port)}: {exc.strerror or exc}" + (
+            hint if _in_use(exc) else ""
+        )
+    for sock in sockets:
+        sock.close()
+    return None

@@ -19,7 +19,6 @@ import contextlib
 import json
 import signal
 import sys
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,7 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, help="random seed; same seed, same run (default: from config, else 0)"
     )
-    parser.add_argument("--start", help="simulated start time, ISO-8601 (default: now)")
+    parser.add_argument(
+        "--start",
+        help="simulated start time (default: now): now, today, -2d or ISO 2025-01-15T06:00, "
+        "local time of the site unless an offset is given",
+    )
     parser.add_argument(
         "--bind",
         metavar="HOST",
@@ -98,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     start_ts = None
     if args.start:
+        from scada.commands.times import parse_time
+
         try:
-            start_ts = datetime.fromisoformat(args.start).timestamp()
-        except ValueError:
-            print(f"scada simulate: --start: not an ISO-8601 time: {args.start!r}", file=sys.stderr)
+            start_ts = parse_time(args.start, site.site.timezone, what="--start")
+        except ValueError as exc:
+            print(f"scada simulate: {exc}", file=sys.stderr)
             return 2
     try:
         return asyncio.run(_serve(site, args, start_ts))

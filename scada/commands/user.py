@@ -1,7 +1,9 @@
 """``scada user``: manage the server's users and bearer tokens in ``<data-dir>/users.sqlite``.
 
 * ``scada user add CONFIG NAME --role R --password-stdin [--link HOUSEHOLD ...]``
-* ``scada user token CONFIG NAME [--label L] [--ttl-days N]`` prints a new bearer token
+* ``scada user token CONFIG NAME [--label L] [--ttl-days N]`` mints and prints a new bearer
+  token: every call makes another one (each valid until removed or expired), so keep it in
+  a variable: ``TOKEN=$(scada user token CONFIG NAME)``
 * ``scada user list CONFIG [--json]``, ``scada user remove CONFIG NAME``,
   ``scada user passwd CONFIG NAME --password-stdin``
 
@@ -65,7 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.set_defaults(func=_add)
 
-    q = users.add_parser("token", help="print a new bearer token for a user")
+    q = users.add_parser(
+        "token",
+        help="mint a new bearer token for a user (every call mints another)",
+        description="Mint a new API bearer token for NAME and print it. Every call mints "
+        "another token (each one valid until its user is removed or it expires), so call it "
+        "once and keep the token: TOKEN=$(scada user token CONFIG NAME).",
+    )
     common(q)
     q.add_argument("--label", default="", help="what the token is for")
     q.add_argument("--ttl-days", type=float, default=None, help="expire after N days")

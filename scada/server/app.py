@@ -10,6 +10,7 @@ test checks they agree. Order matters: fixed segments before ``{param}`` sibling
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from tornado.web import RequestHandler
 
-from scada.server import schemas
+from scada.server import formats, schemas
+from scada.server.formats import matches
 from scada.server.handlers import admin, alarms, billing, commands, config, session, system, tags
+from scada.server.handlers.base import MAX_BODY_BYTES
 from scada.server.ws import WsHandler
+from scada.services.audit import MAX_QUERY_ROWS
 from scada.services.auth import Action
 
 if TYPE_CHECKING:
@@ -34,7 +38,13 @@ A = Action
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """A query, path or header parameter."""
+    """A query, path or header parameter, with the constraints the server enforces on it.
+
+    :meth:`check` is what the handlers' ``prepare`` applies to every query and header
+    parameter before the handler runs (400 naming the parameter), and :meth:`schema` what
+    the OpenAPI document says: the two read the same fields. ``pattern`` must match all
+    of the value (see :mod:`scada.server.formats`).
+    """
 
     name: str
     where: str = "query"
@@ -42,12 +52,60 @@ class Param:
     required: bool = False
     description: str = ""
     enum: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
 
     def schema(self) -> dict[str, Any]:
         s: dict[str, Any] = {"type": self.type}
         if self.enum:
             s["enum"] = list(self.enum)
+        for key, value in (
+            ("minimum", self.minimum),
+            ("maximum", self.maximum),
+            ("pattern", self.pattern),
+            ("minLength", self.min_length),
+            ("maxLength", self.max_length),
+        ):
+            if value is not None:
+                s[key] = value
         return s
+
+    def check(self, text: str | None) -> str | None:
+        """Return why ``text`` (None: absent) is not a value of this parameter, or None if it is."""
+        if text is None:
+            return f"{self.name}: required" if self.required else None
+        syntax = _SYNTAX.get(self.type)
+        if syntax is not None and not matches(syntax, text):
+            return f"{self.name}: expected {_NOUN[self.type]}, got {text!r}"
+        if self.type in ("integer", "number"):
+            value = float(text)
+            if not math.isfinite(value):
+                return f"{self.name}: expected a finite number, got {text!r}"
+            if (self.minimum is not None and value < self.minimum) or (
+                self.maximum is not None and value > self.maximum
+            ):
+                return f"{self.name}: must be between {self.minimum} and {self.maximum}, got {text}"
+        if self.enum is not None and text not in self.enum:
+            return f"{self.name}: expected one of {', '.join(self.enum)}, got {text!r}"
+        if self.min_length is not None and len(text) < self.min_length:
+            return f"{self.name}: at least {self.min_length} characters"
+        if self.max_length is not None and len(text) > self.max_length:
+            return f"{self.name}: at most {self.max_length} characters"
+        if self.pattern is not None and not matches(self.pattern, text):
+            return f"{self.name}: {self.description or 'not in the expected format'}, got {text!r}"
+        return None
+
+
+#: How a query or header value of each type is written (as JSON writes it).
+_SYNTAX = {
+    "integer": r"-?[0-9]+",
+    "number": r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?",
+    "boolean": r"true|false",
+}
+_NOUN = {"integer": "an integer", "number": "a number", "boolean": "true or false"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +124,29 @@ class Op:
     response: type[BaseModel] | None = None
     #: other content types of the success answer (downloads chosen by a ``format`` parameter)
     produces: tuple[str, ...] = ()
+    #: a rule JSON Schema cannot state (between parameters, or on what the files describe) and
+    #: the status that refuses a request breaking it: ``x-rules`` in the OpenAPI document
+    rules: tuple[int, str] | None = None
+
+    def answers(self) -> dict[int, str]:
+        """Return every status this operation may answer: ``responses`` plus the pipeline's.
+
+        ``ApiHandler.prepare`` and ``ApiHandler.body`` answer the same way for every
+        operation: 401 without a sign-in, 403 for a missing permission or XSRF header, 400 for
+        a parameter off its declaration or a body that is not JSON, 413 and 422 for bodies.
+        """
+        implied: dict[int, str] = {}
+        if not self.public:
+            implied[401] = "not signed in"
+            if self.action is not None or self.method not in ("GET", "HEAD", "OPTIONS"):
+                implied[403] = "not allowed for this role (or the XSRF header is missing)"
+        if any(p.where in ("query", "header") for p in self.params):
+            implied[400] = "a parameter is missing or not of its documented form"
+        if self.body is not None:
+            implied[400] = "the body is not JSON (or nests deeper than 64)"
+            implied[413] = f"the body is larger than {MAX_BODY_BYTES} bytes"
+            implied[422] = "the body does not match its schema"
+        return {**implied, **self.responses}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,34 +170,53 @@ class Route:
         )
 
 
-def _q(
-    name: str,
-    desc: str = "",
-    *,
-    type: str = "string",
-    required: bool = False,
-    enum: tuple[str, ...] | None = None,
-) -> Param:
-    return Param(name, "query", type, required, desc, enum)
+def _q(name: str, desc: str = "", **constraints: Any) -> Param:
+    return Param(name, "query", description=desc, **constraints)
 
 
 def _p(name: str, desc: str = "") -> Param:
     return Param(name, "path", "string", True, desc)
 
 
-_TIME = "ISO-8601 time with offset, or epoch seconds"
+def _int(name: str, lo: int, hi: int, desc: str = "") -> Param:
+    return _q(name, desc, type="integer", minimum=lo, maximum=hi)
+
+
+def _utc(name: str) -> Param:
+    """A time query parameter read by ``handlers.base.parse_time``."""
+    return _q(name, "ISO-8601 time with offset, or epoch seconds", pattern=formats.UTC_TIME)
+
+
+def _site(name: str, *, required: bool = False) -> Param:
+    """A time query parameter read by the billing handlers (site time unless an offset)."""
+    desc = "ISO date or date-time (site time unless an offset is given), or epoch seconds"
+    return _q(name, desc, required=required, pattern=formats.SITE_TIME)
+
+
+_WINDOW = (
+    f"to must be after from, at most {billing.MAX_WINDOW_S / 86400:.0f} days later; a heat "
+    "allocation's from must not be in the future"
+)
 _AUTH = {401: "not signed in", 403: "not allowed for this role"}
 _WRITE = {**_AUTH, 422: "invalid body"}
 _CMD = {**_WRITE, 404: "unknown command or tag", 409: "conflicting state"}
-_BTIME = "ISO date or date-time (site time unless an offset is given), or epoch seconds"
 _MONEY = {
     **_WRITE,
+    200: "done (or repeated: the idempotency key was posted before)",
     400: "bad amount",
     404: "unknown account",
     409: "refused by the ledger (not open, exceeds the balance, already reversed)",
     503: "billing not running",
 }
-_IDEM = Param("Idempotency-Key", "header", description="repeat-safe key (also idempotency_key)")
+_IDEM = Param(
+    "Idempotency-Key",
+    "header",
+    description="repeat-safe key (or idempotency_key in the body): 1 to 200 visible ASCII "
+    "characters",
+    pattern=formats.IDEMPOTENCY_KEY,
+)
+#: ``tag=`` of a history query: any non-empty name (an unknown one is 404).
+_TAG = Param("tag", "query", required=True, min_length=1, description="tag name")
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -152,10 +252,10 @@ ROUTES: tuple[Route, ...] = (
         session.LogoutPage,
         (
             Op(
-                "GET",
-                "End the session and go to the login page",
+                "POST",
+                "End the browser's session and go to the login page (the HMI's log-out form)",
                 public=True,
-                responses={302: "redirect to /login"},
+                responses={303: "to /login"},
                 content="text/html",
             ),
         ),
@@ -350,7 +450,7 @@ ROUTES: tuple[Route, ...] = (
                     _q("household"),
                     _q("quality", enum=("good", "uncertain", "bad")),
                     _q("values", "include current values (default true)", type="boolean"),
-                    _q("limit", type="integer"),
+                    _int("limit", 1, tags.MAX_TAGS_LISTED),
                 ),
                 responses={200: "OK", 400: "bad filter", **_AUTH},
             ),
@@ -379,12 +479,13 @@ ROUTES: tuple[Route, ...] = (
                 "GET",
                 "Stored samples of one tag in [start, end)",
                 A.HISTORY_READ,
+                rules=(400, "end must not be before start"),
                 params=(
-                    _q("tag", required=True),
-                    _q("start", _TIME),
-                    _q("end", _TIME),
+                    _TAG,
+                    _utc("start"),
+                    _utc("end"),
                     _q("include_bad", type="boolean"),
-                    _q("limit", type="integer"),
+                    _int("limit", 1, tags.MAX_SAMPLES),
                 ),
                 responses={
                     200: "OK",
@@ -405,11 +506,27 @@ ROUTES: tuple[Route, ...] = (
                 "GET",
                 "Aggregated buckets of tags",
                 A.HISTORY_READ,
+                rules=(
+                    400,
+                    f"end must not be before start, with at most {tags.MAX_BUCKETS} buckets of "
+                    "every seconds between them",
+                ),
                 params=(
-                    _q("tags", "comma-separated tag names", required=True),
-                    _q("start", _TIME),
-                    _q("end", _TIME),
-                    _q("every", "bucket width in seconds", type="number"),
+                    _q(
+                        "tags",
+                        f"1 to {tags.MAX_TAGS_PER_QUERY} comma-separated tag names",
+                        required=True,
+                        pattern=tags.TAG_LIST,
+                    ),
+                    _utc("start"),
+                    _utc("end"),
+                    _q(
+                        "every",
+                        "bucket width in seconds",
+                        type="number",
+                        minimum=1,
+                        maximum=tags.MAX_EVERY_S,
+                    ),
                     _q("fn", enum=("mean", "twa", "min", "max", "first", "last", "sum", "count")),
                     _q("include_bad", type="boolean"),
                 ),
@@ -433,9 +550,9 @@ ROUTES: tuple[Route, ...] = (
                 "The alarm list",
                 A.ALARMS_READ,
                 params=(
-                    _q("priority", "comma-separated priorities"),
+                    _q("priority", "comma-separated priorities", pattern=alarms.PRIORITIES),
                     _q("area", "glob"),
-                    _q("state", "comma-separated states"),
+                    _q("state", "comma-separated states", pattern=alarms.STATES),
                     _q("key", "glob"),
                     _q("text"),
                     _q("all", "every point, normal ones too", type="boolean"),
@@ -469,12 +586,12 @@ ROUTES: tuple[Route, ...] = (
                 "Alarm journal events, newest first",
                 A.ALARMS_READ,
                 params=(
-                    _q("since", _TIME),
-                    _q("until", _TIME),
+                    _utc("since"),
+                    _utc("until"),
                     _q("key", "glob"),
                     _q("text"),
-                    _q("limit", type="integer"),
-                    _q("offset", type="integer"),
+                    _int("limit", 1, alarms.MAX_JOURNAL_ROWS),
+                    _int("offset", 0, alarms.MAX_JOURNAL_OFFSET),
                 ),
                 responses={200: "OK", 400: "bad query", 503: "alarms not running", **_AUTH},
             ),
@@ -489,7 +606,8 @@ ROUTES: tuple[Route, ...] = (
                 "GET",
                 "ISA-18.2 alarm KPIs of a period",
                 A.ALARMS_READ,
-                params=(_q("since", _TIME), _q("until", _TIME)),
+                rules=(400, "until must be after since"),
+                params=(_utc("since"), _utc("until")),
                 responses={200: "OK", 400: "bad query", 503: "alarms not running", **_AUTH},
             ),
         ),
@@ -548,7 +666,7 @@ ROUTES: tuple[Route, ...] = (
                 "GET",
                 "Recent commands, newest first",
                 A.COMMANDS_READ,
-                params=(_q("limit", type="integer"), _q("state")),
+                params=(_int("limit", 1, commands.MAX_LISTED), _q("state")),
                 responses={200: "OK", 400: "bad query", **_AUTH},
             ),
             Op(
@@ -696,6 +814,10 @@ ROUTES: tuple[Route, ...] = (
                 "POST",
                 "Apply a change hot and store a version",
                 A.CONFIG_WRITE,
+                rules=(
+                    422,
+                    "the files must make a valid site configuration (errors in the answer)",
+                ),
                 body=schemas.ConfigProposal,
                 responses={200: "applied", 409: "not from files", **_WRITE},
             ),
@@ -737,6 +859,7 @@ ROUTES: tuple[Route, ...] = (
                 "POST",
                 "Roll back to an earlier version (as a new version)",
                 A.CONFIG_WRITE,
+                rules=(422, "the version must still make a valid site configuration"),
                 body=schemas.RollbackBody,
                 responses={200: "applied", 404: "unknown version", 409: "not from files", **_WRITE},
             ),
@@ -783,10 +906,14 @@ ROUTES: tuple[Route, ...] = (
                 A.BILLING_READ,
                 params=(
                     _p("account_id"),
-                    _q("from", _BTIME),
-                    _q("to", _BTIME),
-                    _q("kind", "comma-separated entry kinds (topup, refund, consumption, ...)"),
-                    _q("limit", type="integer"),
+                    _site("from"),
+                    _site("to"),
+                    _q(
+                        "kind",
+                        "comma-separated entry kinds (topup, refund, consumption, ...)",
+                        pattern=billing.ENTRY_KINDS,
+                    ),
+                    _int("limit", 1, billing.MAX_LEDGER_ROWS),
                 ),
                 responses={
                     200: "OK",
@@ -881,6 +1008,70 @@ ROUTES: tuple[Route, ...] = (
         "billing",
     ),
     Route(
+        "/api/billing/holds",
+        billing.HoldsApi,
+        (
+            Op(
+                "GET",
+                "Consumption charges held for review as implausible (tenants: their own)",
+                A.BILLING_READ,
+                params=(
+                    _q("account"),
+                    _q(
+                        "state",
+                        "held (default), released, discarded or all",
+                        enum=("held", "released", "discarded", "all"),
+                    ),
+                ),
+                responses={
+                    200: "OK",
+                    404: "unknown account",
+                    503: "billing not running",
+                    **_AUTH,
+                },
+                response=billing.HoldsOut,
+            ),
+        ),
+        "billing",
+    ),
+    *(
+        Route(
+            f"/api/accounts/{{account_id}}/holds/{{hold_id}}/{verb}",
+            handler,
+            (
+                Op(
+                    "POST",
+                    summary,
+                    A.BILLING_WRITE,
+                    params=(_p("account_id"), _p("hold_id")),
+                    body=billing.HoldReviewBody,
+                    responses={
+                        **_WRITE,
+                        200: "done",
+                        404: "unknown account or held charge",
+                        409: "the held charge was reviewed before",
+                        503: "billing not running",
+                    },
+                    response=billing.HoldReviewOut,
+                ),
+            ),
+            "billing",
+        )
+        for verb, handler, summary in (
+            (
+                "release",
+                billing.HoldReleaseApi,
+                "Release a held consumption charge: it is charged now (audited)",
+            ),
+            (
+                "discard",
+                billing.HoldDiscardApi,
+                "Discard a held consumption charge: nothing is charged; the next reading "
+                "checks again (audited)",
+            ),
+        )
+    ),
+    Route(
         "/api/billing/heat",
         billing.HeatApi,
         (
@@ -888,9 +1079,10 @@ ROUTES: tuple[Route, ...] = (
                 "GET",
                 "Heat allocation (on-off time area method) of a period",
                 A.BILLING_READ,
+                rules=(400, _WINDOW),
                 params=(
-                    _q("from", _BTIME, required=True),
-                    _q("to", _BTIME, required=True),
+                    _site("from", required=True),
+                    _site("to", required=True),
                     _q("building"),
                 ),
                 responses={
@@ -913,9 +1105,10 @@ ROUTES: tuple[Route, ...] = (
                 "GET",
                 "Electricity bills of a period (tenants: their own)",
                 A.BILLING_READ,
+                rules=(400, _WINDOW),
                 params=(
-                    _q("from", _BTIME, required=True),
-                    _q("to", _BTIME, required=True),
+                    _site("from", required=True),
+                    _site("to", required=True),
                     _q("account"),
                 ),
                 responses={
@@ -938,9 +1131,19 @@ ROUTES: tuple[Route, ...] = (
                 "GET",
                 "A report (energy, heat, unit, bills, financial, lost-contact, alarms)",
                 A.BILLING_REPORT,
+                rules=(
+                    400,
+                    "a report with a heat allocation (energy, heat, unit) needs a period "
+                    "that has begun",
+                ),
                 params=(
-                    _p("kind", "report kind"),
-                    _q("period", "YYYY, YYYY-Qn, YYYY-MM or YYYY-MM-DD (site time)", required=True),
+                    Param("kind", "path", required=True, enum=billing.REPORT_KINDS),
+                    _q(
+                        "period",
+                        "YYYY, YYYY-Qn, YYYY-MM or YYYY-MM-DD (site time)",
+                        required=True,
+                        pattern=formats.PERIOD,
+                    ),
                     _q("format", enum=tuple(billing.REPORT_FORMATS)),
                 ),
                 responses={
@@ -988,7 +1191,12 @@ ROUTES: tuple[Route, ...] = (
                 A.USERS_MANAGE,
                 params=(_p("name"),),
                 body=schemas.UserUpdateBody,
-                responses={200: "OK", 404: "unknown user", **_WRITE},
+                responses={
+                    200: "OK",
+                    404: "unknown user",
+                    409: "the last admin, or links for a user who is not a tenant",
+                    **_WRITE,
+                },
             ),
             Op(
                 "DELETE",
@@ -1037,13 +1245,13 @@ ROUTES: tuple[Route, ...] = (
                 "Audit log entries, newest first (JSON, or a CSV download)",
                 A.AUDIT_READ,
                 params=(
-                    _q("since", _TIME),
-                    _q("until", _TIME),
+                    _utc("since"),
+                    _utc("until"),
                     _q("user"),
                     _q("action", "glob"),
                     _q("target", "glob"),
                     _q("result", enum=("ok", "denied", "failed")),
-                    _q("limit", "at most 10000 (default 1000; CSV 10000)", type="integer"),
+                    _int("limit", 1, MAX_QUERY_ROWS, "default 1000; CSV: the most"),
                     _q(
                         "format",
                         "json (default) or csv: a download with a header row, "
@@ -1065,7 +1273,13 @@ ROUTES: tuple[Route, ...] = (
                 "GET",
                 "Recompute the audit log's hash chain (tamper evidence)",
                 A.AUDIT_READ,
-                params=(_q("head", "SEQ:HASH written down earlier: checks nothing was cut off"),),
+                params=(
+                    _q(
+                        "head",
+                        "SEQ:HASH written down earlier: checks nothing was cut off",
+                        pattern=formats.AUDIT_HEAD,
+                    ),
+                ),
                 responses={
                     200: "the result (ok or where the chain breaks)",
                     400: "bad head",

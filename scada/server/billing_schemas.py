@@ -11,6 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scada.server import formats
+from scada.server.schemas import JsonInt
+
 __all__ = [
     "AccountBillOut",
     "AccountOut",
@@ -20,6 +23,10 @@ __all__ = [
     "BuildingHeatOut",
     "EntryOut",
     "HeatAllocationOut",
+    "HoldOut",
+    "HoldReviewBody",
+    "HoldReviewOut",
+    "HoldsOut",
     "HouseholdHeatOut",
     "LedgerOut",
     "MoneyBody",
@@ -32,13 +39,20 @@ __all__ = [
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON value of another type is refused, not converted (false is not alarm 0)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class MoneyBody(_Body):
     """A top-up or refund: ``amount`` as a decimal string (> 0, at most two decimals)."""
 
-    amount: str = Field(min_length=1, max_length=32, description='money as a string, e.g. "50.00"')
+    # the pattern is documented, and checked by the handler (400 like every bad amount)
+    amount: str = Field(
+        min_length=1,
+        max_length=32,
+        description='money as a string, e.g. "50.00": digits, at most two decimals, above zero',
+        json_schema_extra={"pattern": formats.AMOUNT},
+    )
     reference: str = Field("", max_length=200, description="receipt or payment reference")
     idempotency_key: str | None = Field(
         None,
@@ -58,7 +72,7 @@ class KeepPowerBody(_Body):
 class ReverseBody(_Body):
     """Reverse one entry of the account (top-up, refund, opening, shared-loss charge)."""
 
-    seq: int = Field(ge=1, le=2**62, description="sequence number of the entry to reverse")
+    seq: JsonInt = Field(ge=1, le=2**62, description="sequence number of the entry to reverse")
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -66,9 +80,16 @@ class ReplaceMeterBody(_Body):
     """A meter swap: the old meter's final reading and the new meter's first (kWh)."""
 
     meter: str = Field(min_length=1, max_length=300, description="the account meter's energy tag")
-    old_final_kwh: float = Field(ge=0, le=1e12)
-    new_initial_kwh: float = Field(ge=0, le=1e12)
-    at: str | None = Field(None, max_length=64, description="when (default: now); time as `from`")
+    # below 1e9 kWh: beyond any register (billing.plausibility.MAX_REGISTER_KWH)
+    old_final_kwh: float = Field(ge=0, lt=1e9)
+    new_initial_kwh: float = Field(ge=0, lt=1e9)
+    at: str | None = Field(
+        None,
+        max_length=64,
+        pattern=formats.SITE_TIME,
+        description="when (default: now): epoch seconds, or an ISO date or date-time (site time "
+        "unless an offset is given)",
+    )
     note: str = Field("", max_length=2000)
 
 
@@ -100,6 +121,34 @@ class AccountsOut(_Out):
     accounts: list[AccountOut]
 
 
+class HoldReviewBody(_Body):
+    """Why a held consumption charge is released or discarded (audited)."""
+
+    note: str = Field("", max_length=2000)
+
+
+class HoldOut(_Out):
+    """A consumption charge held for review (``billing.plausibility``): the latest figures."""
+
+    id: int
+    account: str
+    period: str
+    ts: str
+    updated: str
+    month_kwh: float
+    step_kwh: float
+    amount: str
+    reason: str
+    state: str = Field(description="held, released or discarded")
+    reviewed_by: str
+    reviewed_ts: str | None
+    note: str
+
+
+class HoldsOut(_Out):
+    holds: list[HoldOut]
+
+
 class EntryOut(_Out):
     seq: int
     account: str
@@ -120,6 +169,14 @@ class LedgerOut(_Out):
     count: int
     truncated: bool
     entries: list[EntryOut]
+
+
+class HoldReviewOut(_Out):
+    """The reviewed hold and the consumption entries a release posted."""
+
+    hold: HoldOut
+    entries: list[EntryOut]
+    balance: str
 
 
 class MoneyOut(_Out):

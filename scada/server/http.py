@@ -5,7 +5,13 @@ HMI pages the runtime mounts, ``apps``, under ``/hmi/...``, guarded by
 :class:`~scada.server.bokeh_auth.BokehAuth`) whose ``extra_patterns`` are the server's
 routes (:mod:`scada.server.app`), served by one ``HTTPServer`` (TLS when a certificate is
 given) and run by Bokeh's ``BaseServer``. The sockets are bound first, so ``port=0`` picks a
-free port and the Bokeh websocket origin list knows it.
+free port and the Bokeh websocket origin list knows it. Every answer carries the security
+headers of :mod:`scada.server.headers`.
+
+Slow clients: a connection that has not sent its whole request head within
+``header_timeout_s`` is closed (a client trickling its headers a byte at a time must not hold
+a connection for ever); so is one idle that long between requests. A request body must arrive
+within ``body_timeout_s``. Websockets, once open, are not HTTP requests: neither applies.
 
 The server builds no service: it is given the runtime's typed bundle
 (:class:`~scada.services.bundle.Services`: auth, audit, commands, alarm operations, config
@@ -35,14 +41,20 @@ from tornado.ioloop import IOLoop
 
 from scada.server.bokeh_auth import BokehAuth
 from scada.server.context import ServerContext
+from scada.server.headers import security_headers
 from scada.server.hub import MIN_INTERVAL_S
 from scada.server.proxy import TrustedProxies
 from scada.services.auth import SESSION_COOKIE
 from scada.services.bundle import Services
 
-__all__ = ["ScadaServer"]
+__all__ = ["BODY_TIMEOUT_S", "HEADER_TIMEOUT_S", "ScadaServer"]
 
 log = logging.getLogger(__name__)
+
+#: Longest time for a request's head (request line and headers), or between two requests.
+HEADER_TIMEOUT_S = 20.0
+#: Longest time for a request's body.
+BODY_TIMEOUT_S = 60.0
 
 
 class ScadaServer:
@@ -51,7 +63,8 @@ class ScadaServer:
     ``services`` is the runtime's bundle; ``apps`` the HMI pages to mount (``{}``: none).
     ``port=0`` picks a free port (see :attr:`port`). ``allowed_origins`` are extra
     websocket origins (``host:port`` or full origins); ``proxies`` the trusted reverse
-    proxies (client addresses, Secure cookies).
+    proxies (client addresses, Secure cookies). ``header_timeout_s`` and ``body_timeout_s``:
+    see the module docstring.
     """
 
     def __init__(
@@ -66,6 +79,8 @@ class ScadaServer:
         allowed_origins: Iterable[str] = (),
         ws_min_interval_s: float = MIN_INTERVAL_S,
         proxies: TrustedProxies | None = None,
+        header_timeout_s: float = HEADER_TIMEOUT_S,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("give both --tls-cert and --tls-key, or neither")
@@ -78,6 +93,8 @@ class ScadaServer:
         self.allowed_origins = frozenset(allowed_origins)
         self.ws_min_interval_s = ws_min_interval_s
         self.proxies = proxies if proxies is not None else TrustedProxies()
+        self.header_timeout_s = header_timeout_s
+        self.body_timeout_s = body_timeout_s
         self.ctx: ServerContext | None = None
         self.port: int | None = None
         self._base: Any = None
@@ -145,7 +162,16 @@ class ScadaServer:
                 use_index=False,
                 redirect_root=False,
             )
-            self._http = HTTPServer(app, ssl_options=ssl_ctx, xheaders=False)
+            app.add_transform(security_headers(ctx))
+            self._http = HTTPServer(
+                app,
+                ssl_options=ssl_ctx,
+                xheaders=False,
+                # Tornado's header timeout is its idle timeout: the time from the end of
+                # one request (or the connection) to the end of the next request's head
+                idle_connection_timeout=self.header_timeout_s,
+                body_timeout=self.body_timeout_s,
+            )
             self._http.add_sockets(sockets)
             self._base = BaseServer(IOLoop.current(), app, self._http)
             self._base.start()

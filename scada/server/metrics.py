@@ -11,8 +11,10 @@ registry of its own, so several servers in one process do not collide):
 * historian samples queued in the recorder, spool points, backend health;
 * command results by state;
 * the runtime's own health (``scada.health``): every numeric or boolean ``system.*`` tag
-  with a value, as ``scada_system_<name>`` (``system.loop_lag_ms`` ->
-  ``scada_system_loop_lag_ms``; booleans as 1/0).
+  with a value, as ``scada_system_<name>`` in Prometheus' base units (:func:`health_metric`:
+  ``system.loop_lag_ms`` -> ``scada_system_loop_lag_seconds``, ``system.disk_free_mb`` ->
+  ``scada_system_disk_free_bytes``, ``system.uptime_s`` -> ``scada_system_uptime_seconds``;
+  booleans as 1/0), so that ``promtool check metrics`` accepts the exposition.
 
 Threading: the collector runs on the loop thread (``/metrics`` handler).
 """
@@ -30,9 +32,45 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from scada.server.context import ServerContext
 
-__all__ = ["CONTENT_TYPE", "ScadaCollector", "make_registry", "render"]
+__all__ = [
+    "BASE_UNITS",
+    "CONTENT_TYPE",
+    "ScadaCollector",
+    "health_metric",
+    "make_registry",
+    "render",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+BASE_UNITS: dict[str, tuple[str, float, frozenset[str]]] = {
+    # tag unit: (Prometheus base unit, factor to it, the unit's words in a tag name)
+    "s": ("seconds", 1.0, frozenset({"s", "sec", "seconds"})),
+    "ms": ("seconds", 1e-3, frozenset({"ms"})),
+    "h": ("seconds", 3600.0, frozenset({"h", "hours"})),
+    "d": ("seconds", 86400.0, frozenset({"d", "days"})),
+    "MB": ("bytes", float(2**20), frozenset({"mb"})),  # scada.health counts MiB
+}
+"""Units of health tags converted to Prometheus base units (promtool's naming rules)."""
+
+
+def health_metric(name: str, unit: str, value: float) -> tuple[str, str, float]:
+    """Return ``(metric name, base unit or "", value in it)`` for the health tag ``name``.
+
+    A tag whose ``unit`` is in :data:`BASE_UNITS` loses the unit's words from its name and
+    gets the base unit as suffix (``system.tls_days_left``, unit ``d`` ->
+    ``scada_system_tls_left_seconds``); other tags keep name and value.
+    """
+    metric = "scada_" + name.replace(".", "_")
+    base = BASE_UNITS.get(unit)
+    if base is None:
+        return metric, "", value
+    base_unit, factor, words = base
+    kept = [w for w in metric.split("_") if w.lower() not in words]
+    value *= factor
+    if base_unit == "bytes":
+        value = float(round(value))
+    return "_".join([*kept, base_unit]), base_unit, value
 
 
 class ScadaCollector(Collector):
@@ -156,8 +194,12 @@ class ScadaCollector(Collector):
             if not isinstance(value, int | float) or not math.isfinite(value):
                 continue  # no value yet (no TLS, no backups) or text
             d = db.definition(name)
-            g = GaugeMetricFamily("scada_" + name.replace(".", "_"), d.description or name, unit="")
-            g.add_metric([], float(value))
+            metric, unit, base_value = health_metric(name, d.unit, float(value))
+            text = d.description or name
+            if unit:
+                text += f" (tag {name} in {d.unit}, here in {unit})"
+            g = GaugeMetricFamily(metric, text, unit=unit)
+            g.add_metric([], base_value)
             yield g
 
 

@@ -4,7 +4,10 @@ Request bodies are the pydantic models' JSON schemas (the same models validate t
 bodies), hoisted into ``components.schemas``; so are the answers of operations that name a
 response model (``Op.response``), and downloads list their content types (``Op.produces``).
 Each operation names the permission it needs in ``x-permission`` (see
-:data:`scada.services.auth.PERMISSIONS`).
+:data:`scada.services.auth.PERMISSIONS`), and a rule JSON Schema cannot state (``to`` after
+``from``, ...) in ``x-rules``: ``{"status": 400, "description": ...}``. Every status an
+operation can answer is listed (:meth:`~scada.server.app.Op.answers`); a method a path does
+not list is answered 405 with ``Allow``.
 """
 
 from __future__ import annotations
@@ -58,8 +61,13 @@ def _operation(route: Route, op: Op, components: dict[str, Any]) -> dict[str, An
             "required": True,
             "content": {"application/json": {"schema": _schema_of(op.body, components)}},
         }
+    answers = op.answers()
+    if op.rules is not None:
+        code, rule = op.rules
+        out["x-rules"] = {"status": code, "description": rule}
+        answers[code] = f"{answers.get(code, 'refused')}; or {rule}"
     responses: dict[str, Any] = {}
-    for code, text in sorted(op.responses.items()):
+    for code, text in sorted(answers.items()):
         resp: dict[str, Any] = {"description": text}
         if code < 300 and code != 101:
             if op.content == "application/json":

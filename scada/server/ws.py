@@ -93,13 +93,30 @@ class WsHandler(tornado.websocket.WebSocketHandler):
             return True
         return origin.rstrip("/") in self.ctx.allowed_origins or host in self.ctx.allowed_origins
 
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer the handshake ``status`` with a JSON error, as the REST API does."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": message}))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:
+            self.set_header("Allow", "GET")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": self._reason}))
+
     async def get(self, *args: Any, **kwargs: Any) -> None:
         cookies = {k: v.value for k, v in self.request.cookies.items()}
         user = self.ctx.auth.resolve(cookies, self.request.headers)[0]
         if user is None:
-            self.set_status(401)
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"error": "authentication required"}))
+            self._refuse(401, "authentication required")
+            return
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            self._refuse(400, 'not a websocket request: send "Upgrade: websocket"')
+            return
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            self._refuse(403, f"origin {origin} not allowed")
             return
         self.user = user
         self.source = self.ctx.proxies.client(self.request)

@@ -70,6 +70,7 @@ class Plan:
     channels_changed: list[str]
     templates_changed: list[str]
     alarms_changed: bool
+    substations_changed: bool = False  # the simulator builds its plant from them
 
     @property
     def restart_drivers(self) -> bool:
@@ -79,6 +80,7 @@ class Plan:
             or self.devices_changed
             or self.channels_changed
             or self.templates_changed
+            or self.substations_changed
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -96,6 +98,7 @@ class Plan:
             "channels_changed": self.channels_changed,
             "templates_changed": self.templates_changed,
             "alarms_changed": self.alarms_changed,
+            "substations_changed": self.substations_changed,
             "restart_drivers": self.restart_drivers,
         }
 
@@ -131,6 +134,7 @@ def compare_sites(old: SiteConfig, new: SiteConfig) -> Plan:
         sorted({*ca, *cr, *cc}),
         sorted({*xa, *xr, *xc}),
         old.alarms != new.alarms,
+        _by_id(old.substations) != _by_id(new.substations),
     )
 
 

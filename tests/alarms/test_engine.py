@@ -142,7 +142,8 @@ def test_cli_reads_the_journal(make_site, tmp_path, capsys) -> None:
     assert [r["kind"] for r in json.loads(capsys.readouterr().out)] == ["acked"]
     assert cli(["alarms", "--data-dir", str(tmp_path), "kpi", "--since", "2h", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["activations"] == 1
-    assert cli(["alarms", "--data-dir", str(tmp_path), "history", "--since", "yesterday"]) == 2
+    assert cli(["alarms", "--data-dir", str(tmp_path), "history", "--since", "soon"]) == 2
+    assert cli(["alarms", "history", "--since", "yesterday", "--data-dir", str(tmp_path)]) == 0
     assert cli(["alarms", "--data-dir", str(tmp_path / "none"), "list"]) == 1
 
 

@@ -38,17 +38,19 @@ def test_account_tags_and_alarm_rules(site: Any) -> None:
     assert names == [
         "acct.shop-101.balance",
         "acct.shop-101.level",
+        "acct.shop-101.held",
         "acct.home-102.balance",
         "acct.home-102.level",
+        "acct.home-102.held",
     ]
     rules = alarm_rules(site)
     states = [r for r in rules if isinstance(r, StateRule)]
-    assert [(r.id, r.equals, r.priority) for r in states] == [
-        ("billing.alarm1", 1, 3),
-        ("billing.alarm2", 2, 2),
-        ("billing.arrears", 3, 1),
+    assert [(r.id, r.equals, r.priority, r.tags) for r in states] == [
+        ("billing.alarm1", 1, 3, "acct.*.level"),
+        ("billing.alarm2", 2, 2, "acct.*.level"),
+        ("billing.arrears", 3, 1, "acct.*.level"),
+        ("billing.held", 1, 2, "acct.*.held"),
     ]
-    assert all(r.tags == "acct.*.level" for r in states)
     text = site_text(free_port()).replace(
         "meters: [e.101.energy_kwh]", "meters: [{energy: e.101.energy_kwh, overload_kw: 12.5}]"
     )

@@ -118,15 +118,15 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert set(shop) == {"id", "energy_kwh", "lines", "shared_kwh", "total"}
     assert shop["lines"][0] == {"name": "sharp", "kwh": 3.0, "price": "1.3782", "amount": "4.13"}
     assert isinstance(shop["total"], str)
-    assert main(["account", *common, "open", "shop-101", "--amount", "10.00"]) == 0
-    assert main(["account", *common, "--user", "ann", "topup", "shop-101", "25.50"]) == 0
+    assert main(["account", "open", *common, "shop-101", "--amount", "10.00"]) == 0
+    assert main(["account", "topup", *common, "--user", "ann", "shop-101", "25.50"]) == 0
     assert "balance 35.50" in capsys.readouterr().out
-    assert main(["account", *common, "refund", "shop-101", "99.00"]) == 2
+    assert main(["account", "refund", *common, "shop-101", "99.00"]) == 2
     assert "exceeds the balance" in capsys.readouterr().err
-    assert main(["account", *common, "reverse", "shop-101", "2"]) == 0
-    assert main(["account", *common, "--json", "show", "shop-101"]) == 0
+    assert main(["account", "reverse", *common, "shop-101", "2"]) == 0
+    assert main(["account", "show", str(cfg), "shop-101", "--json", "--data-dir", str(data)]) == 0
     capsys.readouterr()
-    assert main(["account", *common, "--json", "show", "shop-101"]) == 0
+    assert main(["account", "show", str(cfg), "shop-101", "--json", "--data-dir", str(data)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["balance"] == "10.00" and [e["kind"] for e in doc["entries"]] == [
         "opening",
@@ -138,8 +138,8 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         main(
             [
                 "account",
-                *common,
                 "replace-meter",
+                *common,
                 "shop-101",
                 "--meter",
                 "e.101.energy_kwh",
@@ -157,13 +157,13 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert lg.replacements("e.101.energy_kwh")[0].old_final == 120.5
     assert lg.balance("shop-101") == Decimal("10.00")
     lg.close()
-    assert main(["account", *common, "topup", "nobody", "1.00"]) == 2
+    assert main(["account", "topup", *common, "nobody", "1.00"]) == 2
     assert "unknown account 'nobody'" in capsys.readouterr().err
     out = tmp_path / "energy.xlsx"
-    assert main(["report", *common, "energy", "--period", "2025-11", "--xlsx", str(out)]) == 0
+    assert main(["report", "energy", *common, "--period", "2025-11", "--xlsx", str(out)]) == 0
     assert set(openpyxl.load_workbook(out).sheetnames) == {"accounts", "households", "buildings"}
     capsys.readouterr()
-    assert main(["report", *common, "financial", "--period", "2025-11"]) == 0
+    assert main(["report", "financial", *common, "--period", "2025-11"]) == 0
     assert "Top-ups" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(

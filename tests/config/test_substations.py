@@ -208,6 +208,19 @@ def test_substations_from_an_included_file(tmp_path: Path) -> None:
     assert issue.file.endswith("subs.yaml") and issue.path == "substations[1].outdoor_tag"
 
 
+def test_a_changed_substation_restarts_the_simulated_plant() -> None:
+    """The simulator builds its substations from the config: a change restarts it on apply."""
+    from scada.services.config_versions import compare_sites
+
+    old = load_site_text(SITE)
+    assert not compare_sites(old, load_site_text(SITE)).restart_drivers
+    new = load_site_text(SITE.replace("outdoor_tag: st2.outdoor_c", "outdoor_tag: st1.outdoor_c"))
+    plan = compare_sites(old, new)
+    assert plan.substations_changed and plan.restart_drivers
+    assert plan.to_json()["substations_changed"] is True
+    assert not plan.devices_changed and not plan.channels_changed  # substations alone
+
+
 def test_json_schema_has_substations() -> None:
     doc = schema()
     assert doc["properties"]["substations"]["items"]["$ref"] == "#/$defs/SubstationConfig"

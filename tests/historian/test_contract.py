@@ -185,3 +185,59 @@ def test_delta_meter_replacement(historian: Historian, ns: str) -> None:
     assert historian.delta(m, T0, T0 + 30) == pytest.approx(50 + 10 + 5 + 4)
     assert historian.delta(m, T0, T0 + 10) == pytest.approx(50)
     assert historian.delta(m, T0 + 20, T0 + 30) == pytest.approx(4)
+
+
+# -- names, strings, times ---------------------------------------------------------------------
+
+
+def test_odd_names_strings_and_fractional_times_round_trip(historian: Historian, ns: str) -> None:
+    names = [ns + "b1 meter,x=1", ns + "o'clock", ns + 'say "hi"', ns + "温度"]
+    texts = ['a "quoted", spaced = text', "back\\slash", "ünïcödé", ""]
+    times = [T0 + 0.123456789, T0 + 1 / 3, T0 + 2.5e-7, T0 + 86399.999999]
+    for name, text, ts in zip(names, texts, times, strict=True):
+        historian.write([Sample(name, ts, text, U, Reason.MANUAL), Sample(name, ts + 1, 7)])
+    last = historian.last(names)
+    for name, text, ts in zip(names, texts, times, strict=True):
+        raw = historian.query_raw(name, T0, T0 + 86401)
+        assert raw == [Sample(name, ts, text, U, Reason.MANUAL), Sample(name, ts + 1, 7.0)]
+        assert historian.value_at(name, ts) == raw[0]  # the exact time finds the sample
+        assert historian.value_at(name, ts - 1e-6) is None
+        assert last[name] == raw[1]
+
+
+def test_query_agg_unaligned_window_many_tags(historian: Historian, ns: str) -> None:
+    a, b, c = ns + "a", ns + "b", ns + "c"
+    put(historian, a, [(0, 1.0), (7, 2.0), (8, 4.0), (20, 8.0)])
+    put(historian, b, [(3, 10.0), (16, 20.0, B), (17.5, 30.0)])
+    put(historian, c, [(100, 1.0)])  # outside the window
+    # buckets of 7.5 s from T0 + 2.5: [2.5, 10), [10, 17.5), [17.5, 20) (clipped)
+    start, end = T0 + 2.5, T0 + 20
+    mean = historian.query_agg([a, b, c], start, end, 7.5, "mean")
+    assert [x - start for x, _ in mean[a]] == [0, 7.5, 15]
+    assert [v for _, v in mean[a]] == pytest.approx([3.0, None, None])
+    assert [v for _, v in mean[b]] == pytest.approx([10.0, None, 30.0])
+    assert [v for _, v in mean[c]] == [None, None, None]
+    count = historian.query_agg([a, b, c], start, end, 7.5, "count", include_bad=True)
+    assert [v for _, v in count[b]] == [1.0, 1.0, 1.0]
+    twa = historian.query_agg([a, b], start, end, 7.5, "twa")
+    # a: 1 holds 2.5..7, 2 until 8, 4 until 17.5 -> (4.5*1 + 1*2 + 2*4)/7.5, then 4, then 4
+    assert [v for _, v in twa[a]] == pytest.approx([14.5 / 7.5, 4.0, 4.0])
+    # b: unknown until 3, then 10; [16, 17.5) bad is unknown; 30 from 17.5
+    assert [v for _, v in twa[b]] == pytest.approx([10.0, 10.0, 30.0])
+
+
+def test_on_time_many_matches_tag_by_tag(historian: Historian, ns: str) -> None:
+    from historian.base import on_time_many
+
+    valves = [ns + f"v{i}" for i in range(5)]
+    for i, v in enumerate(valves[:4]):
+        put(historian, v, [(-50 + i, 1), (10 * i, 0), (10 * i + 5, 1), (60, 0, B)])
+    many = on_time_many(historian, [*valves, valves[0]], T0, T0 + 100)
+    assert list(many) == valves
+    for v in valves:
+        single = historian.on_time_detail(v, T0, T0 + 100)
+        assert many[v].on_s == pytest.approx(single.on_s)
+        assert many[v].known_s == pytest.approx(single.known_s)
+    # valve 2: on from before start until 20, off until 25, on until 60, then bad
+    assert (many[valves[2]].on_s, many[valves[2]].known_s) == pytest.approx((55.0, 60.0))
+    assert (many[valves[4]].on_s, many[valves[4]].known_s) == (0.0, 0.0)

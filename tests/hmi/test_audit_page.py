@@ -121,7 +121,11 @@ async def test_the_navigation_links_to_the_password_page(open_page, rig: HmiRig)
     page = (await open_page("overview", "olga")).page
     link = page.locator(".hmi-nav a[data-link='password']")
     assert await link.get_attribute("href") == "/password"
-    assert await page.locator(".hmi-nav a[data-link='logout']").get_attribute("href") == "/logout"
+    logout = page.locator(".hmi-nav form:has([data-link='logout'])")  # POST only (issue 18)
+    assert (await logout.get_attribute("action"), await logout.get_attribute("method")) == (
+        "/logout",
+        "post",
+    )
     await link.click()
     await page.wait_for_url(f"{rig.base}/password")
     await page.locator("#current_password").wait_for()

@@ -287,11 +287,17 @@ async def test_alarm_page_fits_a_phone(open_page, rig) -> None:
 async def test_kiosk_rotates_through_buildings(open_page, rig) -> None:
     ids = [b.id for b in rig.runtime.site.buildings]
     last, first = ids[-1], ids[0]
-    page = (await open_page("building", query=f"?building={last}&rotate=4")).page
+    page = (await open_page("building", query=f"?building={last}&rotate=6")).page
     await page.locator(f"[data-building='{last}'][data-units]").wait_for()
-    # after the last building comes the first one again, and the URL follows the selection
-    await page.locator(f"[data-building='{first}'][data-units]").wait_for(timeout=30000)
-    await page.wait_for_function(f"() => location.search.includes('building={first}')")
+    # after the last building comes the first one again, and the URL follows the selection.
+    # Polled in the page (every frame) rather than one Playwright round trip after another:
+    # on a loaded machine the round trips can outlast a rotation step, and a missed step
+    # only comes round again after a whole cycle of the site's buildings.
+    await page.wait_for_function(
+        f"() => new URLSearchParams(location.search).get('building') === {first!r}",
+        timeout=60000,
+    )
+    await page.locator(f"[data-building='{first}'][data-units]").wait_for(timeout=6000)
 
 
 async def test_trends_load_history_then_append_live(open_page, rig) -> None:

@@ -154,6 +154,30 @@ async def test_the_overview_fills_the_screen_worst_building_first(open_page, rig
         db.update("test.trip", False)
 
 
+async def test_the_overview_patches_a_changed_figure_in_place(open_page, rig) -> None:
+    """A new heat power goes to the page as its value span alone, not as the whole grid."""
+    db = rig.runtime.db
+    tag = "b3.hm.power_kw"
+    page = (await open_page("overview")).page
+    shown = """([tag, want]) => { const v = Bokeh.index.query_one((v) => v.model.name == 'estate');
+        const el = v.shadow_el.querySelector('[data-tag="' + tag + '"]');
+        return el !== null && el.textContent === want; }"""
+    text = "() => Bokeh.documents[0].get_model_by_name('estate').text"
+    driver = rig.runtime.drivers.drivers[rig.runtime.drivers.channel_of(tag)]
+    await driver.stop()  # no polled value may race the written ones
+    try:
+        db.update(tag, 123.4)
+        await page.wait_for_function(shown, arg=[tag, "123.4"], timeout=10000)
+        before = await page.evaluate(text)
+        db.update(tag, 432.1)
+        await page.wait_for_function(shown, arg=[tag, "432.1"], timeout=10000)
+        assert await page.evaluate(text) == before  # the grid was not sent again
+        patched = await model_data(page, "estate-values")
+        assert tag in patched["key"]
+    finally:
+        await driver.start()
+
+
 async def test_on_a_phone_the_detail_is_a_sheet_shown_for_a_selection(open_page) -> None:
     page = (await open_page("building", width=390, height=844, query="?building=b1")).page
     detail = page.locator("[data-household]")

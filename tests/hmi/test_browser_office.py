@@ -120,6 +120,44 @@ async def test_trip_a_relay_shows_the_tripped_tile_and_a_final_result(open_page,
 
 
 @browser
+async def test_replace_meter_is_checked_then_confirmed(open_page, rig) -> None:
+    """Issue 18 item 1: an implausible reading is refused with its reason before anything is
+    written; a plausible one waits for the confirm, then is in the ledger (and audited)."""
+    sim, ledger = rig.runtime.simulator, rig.runtime.ledger
+    device, meter = "b1.s2.em", "b1.s2.em.energy_kwh"
+    page = (await open_page("meters")).page
+    await tap_tile(page, device)
+    await page.locator(".bk-btn", has_text="Replace meter…").click()
+    form = page.locator(".bk-TextInput", has_text="final reading").locator("input")
+    await form.fill("8.5e11")
+    await form.press("Enter")
+    await page.locator(".bk-btn", has_text="Check").click()
+    refused = page.locator("[data-refused]")
+    await refused.wait_for()
+    assert "beyond any meter register" in await refused.inner_text()
+    assert ledger.replacements(meter) == []
+    # a plausible swap: the new meter shows what the old one ended at (continuous curve)
+    value = f"{sim.value(device, 'energy_kwh'):.2f}"
+    await form.fill(value)
+    await form.press("Enter")
+    new = page.locator(".bk-TextInput", has_text="first reading").locator("input")
+    await new.fill(value)
+    await new.press("Enter")
+    await page.locator(".bk-btn", has_text="Check").click()
+    box = page.locator(f"[data-replace='{meter}']")
+    await box.wait_for()
+    text = await box.inner_text()
+    assert "Pharmacy" in text and f"ends at {float(value):g} kWh" in text
+    assert ledger.replacements(meter) == []  # nothing written before the confirm
+    await page.locator(".bk-btn", has_text="Confirm replacement").click()
+    await page.locator("[data-replaced]").wait_for(timeout=15000)
+    (rep,) = ledger.replacements(meter)
+    assert rep.old_final == pytest.approx(float(value)) == rep.new_initial
+    rows = rig.runtime.audit.query(action="billing.replace_meter", target="b1-s2")
+    assert rows[0]["result"] == "ok" and rows[0]["user"] == "olga"
+
+
+@browser
 async def test_meters_page_on_a_phone_has_no_overlap(open_page) -> None:
     page = (await open_page("meters", width=390, height=844)).page
     await page.wait_for_function(

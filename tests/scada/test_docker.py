@@ -59,10 +59,13 @@ def test_compose_has_the_whole_stack() -> None:
     services = _compose()["services"]
     assert services["redis"]["image"].startswith("redis:")
     influx = services["influxdb"]
-    assert influx["image"].startswith("influxdb:2")
-    env = influx["environment"]
-    for key in ("MODE", "USERNAME", "PASSWORD", "ORG", "BUCKET", "ADMIN_TOKEN"):
-        assert env.get(f"DOCKER_INFLUXDB_INIT_{key}"), key
+    assert re.fullmatch(r"influxdb:3\.\d+\.\d+-core", influx["image"]), "pin a full version"
+    command = influx["command"]
+    assert command[:2] == ["influxdb3", "serve"]
+    token_file = command[command.index("--admin-token-file") + 1]
+    (config,) = [c for c in influx["configs"] if c["target"] == token_file]
+    token = _compose()["configs"][config["source"]]["content"]
+    assert '"token": "${INFLUX_TOKEN:-apiv3_' in token  # the token the scada services use
     roles = [
         s["command"][s["command"].index("--role") + 1]
         for s in _scada_services().values()
@@ -93,10 +96,15 @@ def test_every_service_command_is_a_real_scada_command(
     if getattr(args, "role", None) == "collector":
         assert filter_site(site, args.buildings).devices
     if getattr(args, "role", None) == "central":
-        assert site.historian.backend == "influxdb"
-        influx = _compose()["services"]["influxdb"]["environment"]
-        assert site.historian.org == influx["DOCKER_INFLUXDB_INIT_ORG"]
-        assert site.historian.bucket == influx["DOCKER_INFLUXDB_INIT_BUCKET"]
+        h = site.historian
+        assert (h.backend, h.api, h.url, h.database) == (
+            "influxdb",
+            "v1",
+            "http://influxdb:8181",
+            "scada",
+        )
+        assert h.token is not None and h.token.get_secret_value() == env["INFLUX_TOKEN"]
+        assert "8181:8181" in _compose()["services"]["influxdb"]["ports"]
         assert args.host == "0.0.0.0"
 
 

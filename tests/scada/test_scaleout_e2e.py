@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,8 @@ async def test_collectors_feed_the_central_and_run_its_commands(
         await asyncio.wait_for(consumer.wait_until(lambda: consumer.applied_entries >= sent), 20)
         assert consumer.applied_entries == sent and consumer.duplicates == 0
         for name, value in published.items():
-            assert central.db.read(name) == value, name
+            # the cause of a comm loss (``detail``) is not sent to the central (yet)
+            assert central.db.read(name) == dataclasses.replace(value, detail=None), name
         # a second central replica can serve reads from the committed hash
         replica = CurrentValues(central.scaleout.redis, central.scaleout.keys)
         current = await replica.read(["b1.hm.energy_kwh", "b2.hm.online"])

@@ -195,12 +195,12 @@ async def test_metrics_exposition(served: Served) -> None:
     assert samples[("scada_alarms", (("area", "all"), ("state", "active")))] == 0
     assert ("scada_historian_queue", ()) in samples
     assert samples[("scada_historian_backend_ok", ())] == 1
-    # the runtime's health tags (scada.health): numbers as they are, booleans as 1/0
+    # the runtime's health tags (scada.health): in base units (MiB -> bytes), booleans as 1/0
     free = served.db.read("system.disk_free_mb").value
-    assert free > 0 and samples[("scada_system_disk_free_mb", ())] >= free - 1024
+    assert free > 0 and samples[("scada_system_disk_free_bytes", ())] >= (free - 1024) * 2**20
     assert samples[("scada_system_disk_low", ())] == float(served.db.read("system.disk_low").value)
-    assert ("scada_system_uptime_s", ()) in samples
-    assert not [k for k in samples if k[0] == "scada_system_tls_days_left"]  # no TLS: no value
+    assert ("scada_system_uptime_seconds", ()) in samples
+    assert not [k for k in samples if k[0] == "scada_system_tls_left_seconds"]  # no TLS: no value
     st, _, _ = await served.api("GET", "/metrics", role=None)
     assert st == 401
     ws.close()

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import openpyxl
 import pytest
 
+from billing.charging import charge_consumption
 from billing.tags import Level
 from scada.server.app import ROUTES
 from scada.server.handlers.billing import (
@@ -230,7 +231,8 @@ async def test_refund_and_reverse_follow_the_ledger_rules(site: Served) -> None:
 
 
 async def test_meter_replacement_is_recorded_and_audited(site: Served) -> None:
-    body = {"meter": "b1.102.em.energy_kwh", "old_final_kwh": 1234.5, "new_initial_kwh": 0.0}
+    now = float(site.db.read("b1.102.em.energy_kwh").value)  # plausible: what it reads now
+    body = {"meter": "b1.102.em.energy_kwh", "old_final_kwh": now, "new_initial_kwh": 0.0}
     st, out, _ = await site.api(
         "POST", "/api/accounts/a102/replace-meter", role="engineer", body=body
     )
@@ -245,17 +247,64 @@ async def test_meter_replacement_is_recorded_and_audited(site: Served) -> None:
     )
     assert st == 404 and "has no meter" in err["error"]
     (rec,) = site.server.ctx.audit.query(action="billing.replace_meter", result="ok")
-    assert rec["user"] == "engineer" and rec["after"]["old_final_kwh"] == 1234.5
+    assert rec["user"] == "engineer" and rec["after"]["old_final_kwh"] == now
+    # an implausible reading is refused with the reason, and audited as failed
+    st, err, _ = await site.api(
+        "POST",
+        "/api/accounts/a102/replace-meter",
+        role="engineer",
+        body={**body, "old_final_kwh": now + 5000.0, "new_initial_kwh": 0.0},
+    )
+    assert st == 409 and "above its first reading after the previous swap" in err["error"]
+    assert site.server.ctx.audit.query(action="billing.replace_meter", result="failed")
 
 
-def _mutation_body(kind: str, seq: int) -> dict[str, Any]:
+async def test_held_charges_are_listed_and_reviewed(site: Served) -> None:
+    """Issue 18 item 1: an implausible consumption charge waits for review, over REST too."""
+    ledger = site.runtime.ledger
+    assert ledger is not None
+    t = time.time() + 60  # after the accounts' opening
+    ledger.add_readings(
+        [("b1.102.em.energy_kwh", t, 100.0), ("b1.102.em.energy_kwh", t + 1800, 95_000.0)]
+    )
+    charge_consumption(site.runtime.site, ledger, t + 1800)
+    st, out, _ = await site.api("GET", "/api/billing/holds", role="operator")
+    assert st == 200, out
+    (hold,) = out["holds"]
+    assert hold["account"] == "a102" and hold["state"] == "held" and "can draw" in hold["reason"]
+    # a tenant of another account sees none of it
+    st, out, _ = await site.api("GET", "/api/billing/holds", role="tenant")
+    assert st == 200 and out["holds"] == []
+    st, _, _ = await site.api("GET", "/api/billing/holds?account=a102", role="tenant")
+    assert st == 404
+    path = f"/api/accounts/a102/holds/{hold['id']}"
+    st, _, _ = await site.api("POST", f"{path}/release", role="viewer", body={})
+    assert st == 403
+    st, err, _ = await site.api(
+        "POST", "/api/accounts/a102/holds/99999/release", role="operator", body={}
+    )
+    assert st == 404 and "no held charge" in err["error"]
+    st, out, _ = await site.api("POST", f"{path}/release", role="operator", body={"note": "seen"})
+    assert st == 200, out
+    assert out["hold"]["state"] == "released" and len(out["entries"]) == 1
+    assert out["entries"][0]["kind"] == "consumption"
+    st, err, _ = await site.api("POST", f"{path}/discard", role="operator", body={})
+    assert st == 409 and "already released" in err["error"]
+    st, out, _ = await site.api("GET", "/api/billing/holds?state=all", role="admin")
+    assert [h["state"] for h in out["holds"]] == ["released"]
+    (rec,) = site.server.ctx.audit.query(action="billing.release_hold", result="ok")
+    assert rec["user"] == "operator" and rec["target"] == "a102"
+
+
+def _mutation_body(kind: str, seq: int, reading: float) -> dict[str, Any]:
     if kind in ("topup", "refund"):
         return {"amount": "1.00", "reference": "perm"}
     if kind == "reverse":
         return {"seq": seq, "reason": "permission test"}
     if kind == "keep-power":
         return {"keep": False, "reason": "permission test"}
-    return {"meter": "b1.102.em.energy_kwh", "old_final_kwh": 10.0, "new_initial_kwh": 0.0}
+    # each swap plausible after the one before: the new meter shows where the old one ended
+    return {"meter": "b1.102.em.energy_kwh", "old_final_kwh": reading, "new_initial_kwh": reading}
 
 
 async def test_permission_table_over_every_role_and_billing_mutation(site: Served) -> None:
@@ -264,7 +313,9 @@ async def test_permission_table_over_every_role_and_billing_mutation(site: Serve
         r.path.rsplit("/", 1)[1]: op
         for r in ROUTES
         for op in r.ops
-        if r.path.startswith("/api/accounts/{account_id}/") and op.method == "POST"
+        if r.path.startswith("/api/accounts/{account_id}/")
+        and op.method == "POST"
+        and "/holds/" not in r.path  # test_held_charges_are_listed_and_reviewed
     }
     assert set(ops) == set(MUTATIONS)
     checked = 0
@@ -276,7 +327,8 @@ async def test_permission_table_over_every_role_and_billing_mutation(site: Serve
             )
             assert st == 200
             before = await _balance(site, "a102")
-            body = _mutation_body(kind, top["entry"]["seq"])
+            reading = float(site.db.read("b1.102.em.energy_kwh").value)  # counts up
+            body = _mutation_body(kind, top["entry"]["seq"], reading)
             st, out, _ = await site.api(
                 "POST", f"/api/accounts/a102/{kind}", role=role.value, body=body
             )

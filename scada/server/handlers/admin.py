@@ -82,8 +82,11 @@ class UserApi(ApiHandler):
 
         try:
             user = await self.ctx.run_blocking(update)
-        except (UserError, ValueError) as exc:
-            raise ApiError(422, str(exc)) from None
+        except UserError as exc:
+            # the body is valid (schemas.UserUpdateBody): what the store refuses is the change
+            # to this user's state (the last admin; links on a user who stays a non-tenant),
+            # a conflict like removing the last admin
+            raise ApiError(409, str(exc)) from None
         self.ctx.audit.record(
             "user.update",
             user=self.user,

@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from alarms.model import AlarmState
+from scada.server.formats import one_or_more_of
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.server.schemas import AckBody, ServiceBody, ShelveBody, UnshelveBody
 from scada.services.alarm_ops import AlarmOpError
@@ -26,6 +28,14 @@ __all__ = [
     "AlarmUnshelveApi",
     "AlarmsApi",
 ]
+
+
+#: ``priority=1,2``: comma-separated priority numbers.
+PRIORITIES = r"^[0-9]{1,3}(?:,[0-9]{1,3})*$"
+#: ``state=unacknowledged,acknowledged``: comma-separated alarm states.
+STATES = one_or_more_of(s.value for s in AlarmState)
+MAX_JOURNAL_ROWS = 10000
+MAX_JOURNAL_OFFSET = 10**9
 
 
 def _ref(text: str) -> int | str:
@@ -59,7 +69,7 @@ class AlarmsApi(_AlarmBase):
     """``GET /api/alarms``: the alarm list (``all=true``: every point, normal ones too)."""
 
     def get(self) -> None:
-        from alarms.model import AlarmFilter, AlarmState
+        from alarms.model import AlarmFilter
 
         engine = self.engine()
         prio = self.arg("priority")
@@ -158,8 +168,8 @@ class AlarmJournalApi(_AlarmBase):
         since = self.arg_time("since", now - 86400.0)
         until = self.arg_time("until", None)
         key, text = self.arg("key"), self.arg("text")
-        limit = self.arg_int("limit", 1000, lo=1, hi=10000)
-        offset = self.arg_int("offset", 0, lo=0, hi=10**9)
+        limit = self.arg_int("limit", 1000, lo=1, hi=MAX_JOURNAL_ROWS)
+        offset = self.arg_int("offset", 0, lo=0, hi=MAX_JOURNAL_OFFSET)
         rows = await self.journal_call(
             lambda j: j.history(
                 since=since, until=until, key=key, text=text, limit=limit, offset=offset
@@ -177,7 +187,7 @@ class AlarmKpisApi(_AlarmBase):
         assert until is not None
         since = self.arg_time("since", until - 86400.0)
         assert since is not None
-        if until < since:
-            raise ApiError(400, "until is before since")
+        if until <= since:
+            raise ApiError(400, "until must be after since")
         report = await self.journal_call(lambda j: j.kpis(since, until, now=min(now, until)))
         self.reply(report.to_json())

@@ -3,9 +3,12 @@
 Handlers are thin (Tornado style): the route table gives each handler class its
 operations (:class:`~scada.server.app.Op`, with the permission each method needs), and
 ``initialize(ctx=...)`` the shared :class:`~scada.server.context.ServerContext`.
-``prepare`` authenticates (bearer token or session cookie), checks the permission with
-:func:`~scada.services.auth.may` and, for cookie-authenticated writes, the XSRF header.
-Errors are JSON ``{"error": message, ...}``. Loop-thread only.
+``prepare`` answers a method the route does not have with 405 and an ``Allow`` header,
+authenticates (bearer token or session cookie), checks the permission with
+:func:`~scada.services.auth.may`, for cookie-authenticated writes the XSRF header, and
+every query and header parameter against its declaration (``Param.check``: 400), so the
+OpenAPI document's constraints are the ones enforced. Errors are JSON ``{"error": message,
+...}``. Loop-thread only.
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ class ApiHandler(tornado.web.RequestHandler):
     def prepare(self) -> None:
         op = self.ops.get(self.request.method or "")
         if op is None:
-            return  # Tornado answers 405
+            raise ApiError(405, f"{self.request.method} is not a method of {self.request.path}")
         cookies = {k: v.value for k, v in self.request.cookies.items()}
         self.user, self.auth_via = self.ctx.auth.resolve(cookies, self.request.headers)
         if op.public:
@@ -139,6 +142,20 @@ class ApiHandler(tornado.web.RequestHandler):
             and not self.ctx.auth.check_xsrf(cookies, self.request.headers.get(XSRF_HEADER))
         ):
             raise ApiError(403, f"XSRF check failed: send the {XSRF_HEADER} header")
+        self.check_params(op)
+
+    def check_params(self, op: Op) -> None:
+        """Refuse (400) a query or header parameter that does not match its declaration."""
+        for param in op.params:
+            if param.where == "query":
+                text = self.get_query_argument(param.name, None, strip=False)
+            elif param.where == "header":
+                text = self.request.headers.get(param.name)
+            else:
+                continue  # path parameters: the handler answers 404 for what names nothing
+            problem = param.check(text)
+            if problem is not None:
+                raise ApiError(400, problem)
 
     def may(self, action: Action, target: str | tuple[str, ...] | None = None) -> bool:
         return may(self.user, action, target)
@@ -240,6 +257,8 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405:  # also for methods Tornado refuses before prepare (TRACE, ...)
+            self.set_header("Allow", ", ".join(self.ops))
         body: dict[str, Any]
         if isinstance(exc, ApiError):
             body = {"error": exc.message, **exc.extra}

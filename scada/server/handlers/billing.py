@@ -26,13 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from billing.errors import BadAmount, BillingError, UnknownAccount, UnknownEntry, UnknownMeter
+from billing.ledger import EntryKind
 from billing.money import MoneyResult, parse_amount
+from billing.reports import KINDS
 from billing.tags import Level
+from scada.server import formats
 from scada.server.billing_schemas import (
     AccountOut,
     AccountsOut,
     BillsOut,
     HeatAllocationOut,
+    HoldReviewBody,
+    HoldReviewOut,
+    HoldsOut,
     KeepPowerBody,
     KeepPowerOut,
     LedgerOut,
@@ -46,7 +52,10 @@ from scada.server.handlers.base import ApiError, ApiHandler
 from scada.services.auth import Action, Role
 
 __all__ = [
+    "ENTRY_KINDS",
+    "MAX_LEDGER_ROWS",
     "REPORT_FORMATS",
+    "REPORT_KINDS",
     "AccountApi",
     "AccountLedgerApi",
     "AccountOut",
@@ -60,6 +69,11 @@ __all__ = [
     "BillsOut",
     "HeatAllocationOut",
     "HeatApi",
+    "HoldDiscardApi",
+    "HoldReleaseApi",
+    "HoldReviewOut",
+    "HoldsApi",
+    "HoldsOut",
     "KeepPowerApi",
     "KeepPowerBody",
     "KeepPowerOut",
@@ -71,6 +85,7 @@ __all__ = [
     "ReportOut",
     "ReverseBody",
     "report_json",
+    "site_time",
 ]
 
 #: Longest window of a heat allocation or a bill run (a heating season, a year of bills).
@@ -82,9 +97,29 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv; charset=utf-8"
 #: Report formats and their content types.
 REPORT_FORMATS = {"json": "application/json", "csv": CSV, "xlsx": XLSX}
+#: Report kinds (``GET /api/reports/{kind}``).
+REPORT_KINDS = tuple(KINDS)
+#: ``kind=topup,refund``: comma-separated ledger entry kinds.
+ENTRY_KINDS = formats.one_or_more_of(k.value for k in EntryKind)
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def site_time(text: str, name: str, tz: Any) -> float:
+    """Return epoch seconds of ``text`` (``formats.SITE_TIME``, time zone ``tz``); 400 if not."""
+    from billing.periods import parse_time
+
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_time(text, tz)
+        except (ValueError, OverflowError) as exc:
+            raise ApiError(400, f"{name}: {exc}") from None
+    if not (math.isfinite(value) and _MIN_TS <= value <= _MAX_TS):
+        raise ApiError(400, f"{name}: time out of range (1970 .. 2100): {text!r}")
+    return value
 
 
 #: HTTP status of a refused billing operation, by class (the nearest listed base wins; else 409).
@@ -167,18 +202,7 @@ class _BillingBase(ApiHandler):
         return self.parse_when(text, name)
 
     def parse_when(self, text: str, name: str) -> float:
-        from billing.periods import parse_time
-
-        try:
-            value = float(text)
-        except ValueError:
-            try:
-                value = parse_time(text, self.billing().tz)
-            except (ValueError, OverflowError) as exc:
-                raise ApiError(400, f"{name}: {exc}") from None
-        if not (math.isfinite(value) and _MIN_TS <= value <= _MAX_TS):
-            raise ApiError(400, f"{name}: time out of range (1970 .. 2100): {text!r}")
-        return value
+        return site_time(text, name, self.billing().tz)
 
     def window(self) -> tuple[float, float]:
         start = self.time_arg("from")
@@ -205,11 +229,14 @@ class _BillingBase(ApiHandler):
         }
 
     def amount(self, text: str) -> Decimal:
-        """Return the money in ``text``; 400 if it is not an amount (``parse_amount``)."""
+        """Return the money in ``text``; 400 unless it matches ``formats.AMOUNT`` (documented)."""
         try:
-            return parse_amount(text)
+            value = parse_amount(text)
         except BadAmount as exc:
             raise ApiError(400, str(exc)) from None
+        if not formats.matches(formats.AMOUNT, text):  # parse_amount's rule, as one pattern
+            raise ApiError(400, f"amount: not an amount of the documented form: {text!r}")
+        return value
 
 
 # ---------------------------------------------------------------------- accounts
@@ -252,8 +279,6 @@ class AccountLedgerApi(_BillingBase):
     """``GET /api/accounts/{id}/ledger?from=&to=&kind=``: entries, oldest first (last ``limit``)."""
 
     async def get(self, account_id: str) -> None:
-        from billing.ledger import EntryKind
-
         self.account(account_id)
         billing = self.billing()
         since = self.time_arg("from", required=False)
@@ -431,6 +456,69 @@ class AccountReplaceMeterApi(_MoneyOp):
         self.reply(money_json(result))
 
 
+class HoldsApi(_BillingBase):
+    """``GET /api/billing/holds``: consumption charges held for review (tenants: their own)."""
+
+    async def get(self) -> None:
+        billing = self.billing()
+        account = self.arg("account")
+        if account is not None:
+            self.account(account)  # 404 unless visible
+        state = self.arg("state") or "held"
+
+        def load() -> list[Any]:
+            holds = billing.holds(account, None if state == "all" else state)
+            return [h for h in holds if self.account_visible(billing, h.account)]
+
+        holds = await self.ctx.run_blocking(load)
+        self.reply({"holds": [h.to_json() for h in holds]})
+
+
+class _HoldReviewApi(_BillingBase):
+    """Review a held consumption charge: ``release`` charges it, discard drops it (audited)."""
+
+    release = True
+
+    async def post(self, account_id: str, hold_id: str) -> None:
+        self.account(account_id)
+        if not hold_id.isdigit() or len(hold_id) > 18:
+            raise ApiError(404, f"account {account_id} has no held charge {hold_id!r}")
+        body = self.body(HoldReviewBody)
+        billing = self.billing()
+        try:
+            hold, posted = await billing.review_hold(
+                account_id,
+                int(hold_id),
+                self.release,
+                user=self.user,
+                source=self.source,
+                note=body.note,
+                offload=self.ctx.run_blocking,
+            )
+        except BillingError as exc:
+            raise ApiError(_status(exc), str(exc)) from None
+        balance = await self.ctx.run_blocking(lambda: billing.ledger.balance(account_id))
+        self.reply(
+            {
+                "hold": hold.to_json(),
+                "entries": [e.to_json() for e in posted],
+                "balance": str(balance),
+            }
+        )
+
+
+class HoldReleaseApi(_HoldReviewApi):
+    """``POST /api/accounts/{id}/holds/{hold}/release``: the consumption is real, charge it."""
+
+    release = True
+
+
+class HoldDiscardApi(_HoldReviewApi):
+    """``POST /api/accounts/{id}/holds/{hold}/discard``: charge nothing (correct the readings)."""
+
+    release = False
+
+
 # ---------------------------------------------------------------------- computations
 
 
@@ -497,7 +585,7 @@ class ReportApi(_BillingBase):
     """``GET /api/reports/{kind}?period=&format=json|csv|xlsx``: a report, or its download."""
 
     async def get(self, kind: str) -> None:
-        from billing.reports import KINDS, write_csv, write_xlsx
+        from billing.reports import write_csv, write_xlsx
 
         billing = self.billing()
         if kind not in KINDS:
@@ -532,7 +620,10 @@ class ReportApi(_BillingBase):
                 write_xlsx(report, path)
                 return path.read_bytes()
 
-        out = await self.ctx.run_blocking(build)
+        try:
+            out = await self.ctx.run_blocking(build)
+        except ValueError as exc:  # e.g. a heat allocation of a period that has not begun
+            raise ApiError(400, f"period: {exc}") from None
         if fmt == "json":
             self.reply(out)
             return

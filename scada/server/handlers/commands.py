@@ -29,6 +29,10 @@ __all__ = [
 ]
 
 
+#: Most commands ``GET /api/commands`` lists (``limit``).
+MAX_LISTED = 1000
+
+
 def _fail(exc: CommandError) -> ApiError:
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
@@ -52,7 +56,7 @@ class CommandsApi(_CmdBase):
     """``GET /api/commands`` (recent) and ``POST /api/commands`` (select)."""
 
     def get(self) -> None:
-        limit = self.arg_int("limit", 100, lo=1, hi=1000)
+        limit = self.arg_int("limit", 100, lo=1, hi=MAX_LISTED)
         state = self.arg("state")
         cmds = self.ctx.commands.list(limit=limit, state=state)
         self.reply({"commands": [c.to_json() for c in cmds]})
@@ -109,13 +113,10 @@ class BatchApi(_CmdBase):
     """``POST /api/commands/batch``: select many targets; a result per target."""
 
     def post(self) -> None:
-        body = self.body(BatchBody)
+        body = self.body(BatchBody)  # targets, or a pattern with a value (422 otherwise)
         assert self.user is not None
-        if (body.targets is None) == (body.pattern is None):
-            raise ApiError(422, 'give either "targets" or "pattern" (with "value")')
         if body.pattern is not None:
-            if body.value is None:
-                raise ApiError(422, '"pattern" needs "value"')
+            assert body.value is not None
             targets = self.ctx.commands.expand(body.pattern, body.value)
             if not targets:
                 raise ApiError(404, f"no tag matches {body.pattern!r}")

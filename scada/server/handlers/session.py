@@ -316,16 +316,21 @@ class LogoutApi(ApiHandler):
 
 
 class LogoutPage(ApiHandler):
-    """``GET /logout`` (Bokeh's logout link): end the session, back to the login page."""
+    """``POST /logout`` (the HMI's log-out form): end the session, back to the login page.
 
-    def get(self) -> None:
+    POST only: a link, a prefetch or an image cannot sign anybody out (``GET`` is 405). It
+    needs no XSRF header (a plain form posts it): the session cookie is ``SameSite=Lax``, so
+    another site's form arrives without it and ends nothing.
+    """
+
+    def post(self) -> None:
         token = self.get_cookie(SESSION_COOKIE)
         if token:
             self.ctx.auth.logout(token)
             self.ctx.audit.record("logout", user=self.user, source=self.source)
         self.clear_cookie(SESSION_COOKIE, path="/")
         self.clear_cookie(XSRF_COOKIE, path="/")
-        self.redirect("/login")
+        self.redirect("/login", status=303)
 
 
 class SetupApi(ApiHandler):

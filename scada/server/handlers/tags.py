@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from scada.server.formats import matches
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.services.auth import Action
 from tags.model import Quality, TagDef, iso
@@ -18,6 +19,13 @@ __all__ = ["HistoryAggApi", "HistoryRawApi", "TagApi", "TagsApi", "tag_json"]
 MAX_TAGS_PER_QUERY = 100
 MAX_BUCKETS = 100000
 MAX_SAMPLES = 200000
+#: Most tags ``GET /api/tags`` lists (``limit``).
+MAX_TAGS_LISTED = 1_000_000
+#: Widest bucket of a history aggregation (a leap year).
+MAX_EVERY_S = 366 * 86400.0
+#: ``tags=a,b,c``: 1 to MAX_TAGS_PER_QUERY names, each non-empty (exactly as written, no spaces
+#: trimmed: a name with a space is an unknown tag).
+TAG_LIST = rf"^[^,]+(?:,[^,]+){{0,{MAX_TAGS_PER_QUERY - 1}}}$"
 
 
 def tag_json(d: TagDef, value: Any = None) -> dict[str, Any]:
@@ -74,7 +82,7 @@ class TagsApi(_TagBase):
             except ValueError as exc:
                 raise ApiError(400, str(exc)) from None
         values = self.arg_bool("values", True)
-        limit = self.arg_int("limit", 10000, lo=1, hi=1000000)
+        limit = self.arg_int("limit", 10000, lo=1, hi=MAX_TAGS_LISTED)
         out = []
         for name in db.match(pattern):
             d = db.definition(name)
@@ -161,16 +169,14 @@ class HistoryAggApi(_HistoryBase):
     async def get(self) -> None:
         from historian.base import AggFn
 
-        text = self.arg("tags")
-        if not text:
-            raise ApiError(400, "tags: required (comma-separated names)")
-        tags = [t for t in dict.fromkeys(x.strip() for x in text.split(",")) if t]
-        if not tags or len(tags) > MAX_TAGS_PER_QUERY:
-            raise ApiError(400, f"tags: give 1 to {MAX_TAGS_PER_QUERY} tag names")
+        text = self.arg("tags") or ""
+        if not matches(TAG_LIST, text):
+            raise ApiError(400, f"tags: give 1 to {MAX_TAGS_PER_QUERY} comma-separated tag names")
+        tags = list(dict.fromkeys(text.split(",")))
         for t in tags:
             self.tag_def(t, Action.HISTORY_READ)
         start, end = self.window()
-        every = self.arg_float("every", 3600.0, lo=1.0, hi=366 * 86400.0)
+        every = self.arg_float("every", 3600.0, lo=1.0, hi=MAX_EVERY_S)
         assert every is not None
         if (end - start) / every > MAX_BUCKETS:
             raise ApiError(400, f"too many buckets: at most {MAX_BUCKETS} (widen 'every')")

@@ -47,12 +47,15 @@ from alarms.model import Alarm, AlarmFilter, AlarmState
 from alarms.text import local_time_text
 from hmi.banner import PRIORITY_CSS, priority_icon, priority_name
 from hmi.layout import (
+    TABLE_FONT,
+    TABLE_TEXT_CSS,
     denied_body,
     html_div,
     page_allowed,
     page_frame,
     redraw_on_update,
     select_options,
+    text_sized_table,
 )
 from hmi.session import HmiSession
 from hmi.theme import PANEL, PANEL_EDGE, TEXT_DIM
@@ -89,16 +92,7 @@ ROW_KEYS = (
 )
 
 #: The font size of the page's text, following the viewport (wall mode: its height).
-PAGE_FONT = "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))"
-#: Rows as tall as the text needs: SlickGrid takes a row height in px, so measure the font.
-ROW_HEIGHT_JS = f"""
-const probe = document.createElement("div");
-probe.style.cssText = "position:absolute;visibility:hidden;font-size:{PAGE_FONT}";
-document.body.appendChild(probe);
-const px = parseFloat(getComputedStyle(probe).fontSize) || 13;
-probe.remove();
-table.row_height = Math.round(px * 1.9);
-"""
+PAGE_FONT = TABLE_FONT
 
 #: Card selection: a tap on a card toggles its checkbox; the table's selection follows.
 PICK_JS = """
@@ -119,10 +113,7 @@ TABLE_CSS = (
     PRIORITY_CSS
     + f"""
 @media (max-width: {PHONE_MAX_PX}px) {{ :host {{ display: none !important; }} }}
-.slick-cell, .slick-header-column {{ font-size: {PAGE_FONT}; }}
-.slick-cell {{ padding-top: 0.35em; }}
 .slick-cell svg.prio {{ vertical-align: -0.25em; }}
-.slick-header-column.ui-state-default {{ height: 1.5em !important; line-height: 1.5em !important; }}
 .bk-data-table input[type="checkbox"] {{ width: 20px; height: 20px; margin: 0.15em 3px 0 3px; }}
 .slick-cell .st-unacked {{ font-weight: 700; }}
 """
@@ -292,11 +283,10 @@ class AlarmTable:
             name="alarm-table",
             fit_columns=True,
             min_height=200,
-            stylesheets=[InlineStyleSheet(css=TABLE_CSS)],
+            stylesheets=[InlineStyleSheet(css=TABLE_TEXT_CSS), InlineStyleSheet(css=TABLE_CSS)],
         )
         redraw_on_update(self.table, source)
-        sized = CustomJS(args={"table": self.table}, code=ROW_HEIGHT_JS)
-        doc.js_on_event("document_ready", sized)
+        text_sized_table(self.table, doc)
 
 
 class AlarmCards:

@@ -29,7 +29,15 @@ from hmi.model import UnitCell, building_layout, tag_or_none
 from hmi.overview import local_midnight, reading_at_midnight
 from hmi.services import CommandClient
 from hmi.session import HmiSession
-from hmi.theme import EQUIPMENT, EQUIPMENT_DARK, TEXT_DIM, local_ms, time_formatter, value_html
+from hmi.theme import (
+    EQUIPMENT,
+    EQUIPMENT_DARK,
+    SELECT_CSS,
+    TEXT_DIM,
+    local_ms,
+    time_formatter,
+    value_html,
+)
 from i18n import _
 from scada.config import BuildingConfig, SiteConfig
 from tags.bus import ChangeBatch
@@ -435,8 +443,6 @@ def site_substation(site: SiteConfig, building_id: str) -> tuple[str, dict[str, 
 
 
 #: The building choice follows the page text (a <select> keeps the browser's 13 px otherwise).
-SELECT_CSS = "select { font-size: var(--hmi-font-size, clamp(13px, 0.95vw, 40px)); height: auto; }"
-
 #: The detail column: beside the mimic; on a phone a bottom sheet shown only for a selection.
 RIGHT_CSS = """
 @media (max-width: 700px) {

@@ -36,6 +36,7 @@ __all__ = [
     "page_frame",
     "redraw_on_update",
     "select_options",
+    "text_sized_table",
 ]
 
 #: URL name -> navigation label, in menu order.
@@ -147,6 +148,39 @@ def redraw_on_update(table: Any, source: Any) -> None:
     redraw = CustomJS(args={"table": table}, code="table.view.change.emit()")
     source.js_on_change("data", redraw)
     source.js_on_change("patching", redraw)
+
+
+#: The font size of a page's text, following the viewport (wall mode: its height).
+TABLE_FONT = "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))"
+
+#: DataTable cells and headers in the page's text size (SlickGrid fixes 12 px).
+TABLE_TEXT_CSS = f"""
+.slick-cell, .slick-header-column {{ font-size: {TABLE_FONT}; }}
+.slick-cell {{ padding-top: 0.35em; }}
+.slick-header-column.ui-state-default {{ height: 1.5em !important; line-height: 1.5em !important; }}
+"""
+
+#: Rows as tall as the text needs: SlickGrid takes a row height in px, so measure the font.
+ROW_HEIGHT_JS = f"""
+const probe = document.createElement("div");
+probe.style.cssText = "position:absolute;visibility:hidden;font-size:{TABLE_FONT}";
+document.body.appendChild(probe);
+const px = parseFloat(getComputedStyle(probe).fontSize) || 13;
+probe.remove();
+table.row_height = Math.round(px * 1.9);
+"""
+
+
+def text_sized_table(table: Any, doc: Document) -> None:
+    """Give a DataTable the page's text size, on a wall the wall's: cells, headers and rows.
+
+    Add ``TABLE_TEXT_CSS`` to the table's ``stylesheets`` (done here unless it is there);
+    the row height is measured in the browser once the document is ready.
+    """
+    sheets = list(table.stylesheets)
+    if not any(getattr(x, "css", None) == TABLE_TEXT_CSS for x in sheets):
+        table.stylesheets = [*sheets, InlineStyleSheet(css=TABLE_TEXT_CSS)]
+    doc.js_on_event("document_ready", CustomJS(args={"table": table}, code=ROW_HEIGHT_JS))
 
 
 def header_row(*items: Any) -> Any:

@@ -36,7 +36,7 @@ from hmi.model import tag_or_none
 from hmi.services import ServiceCommands
 from hmi.session import HmiSession
 from hmi.tenant_labels import DEFAULT_CURRENCY, household_label, money_text
-from hmi.theme import ACCOUNT_COLOURS, COMM_LOST, EQUIPMENT, TEXT
+from hmi.theme import ACCOUNT_COLOURS, COMM_LOST, EQUIPMENT, SELECT_CSS, TEXT
 from i18n import _
 from scada.config import SiteConfig
 from tags.bus import ChangeBatch
@@ -242,8 +242,8 @@ def _building_select(grid: MeterGrid) -> Select:
         value="",
         options=select_options(options),
         name="meter-building",
-        width=200,
         styles={"width": "clamp(200px, 11vw, 440px)", "--bokeh-font-size": WIDGET_FONT},
+        stylesheets=[InlineStyleSheet(css=SELECT_CSS)],
     )
     select.on_change("value", lambda _a, _o, new: grid.show(new or None))
     return select
@@ -265,8 +265,8 @@ def make_meters(
         return
     grid = MeterGrid(session, meters, [tile_row(db, m) for m in meters])
     results = ResultTable(session, meters)
-    actions = BatchActions(session, commands, meters, grid, results)
     replace = ReplaceMeter(session, meters, lambda: grid.selected)
+    actions = BatchActions(session, commands, meters, grid, results, [replace.open_btn])
     rows_of: dict[str, list[int]] = {}
     for i, m in enumerate(meters):
         for t in m.tags:

@@ -27,7 +27,7 @@ from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource
 from bokeh.models.widgets import Button, DataTable, TableColumn
 
-from hmi.layout import html_div, redraw_on_update
+from hmi.layout import html_div, redraw_on_update, text_sized_table
 from hmi.services import CommandStatus, ServiceCommands
 from hmi.session import HmiSession
 from hmi.timefmt import local_time_text
@@ -104,7 +104,7 @@ class ResultTable:
         )
         self.table = DataTable(
             source=self.source,
-            height=200,
+            height=260,
             sizing_mode="stretch_width",
             index_position=None,
             columns=[
@@ -114,6 +114,7 @@ class ResultTable:
             name="meter-result-table",
         )
         redraw_on_update(self.table, self.source)
+        text_sized_table(self.table, session.doc)
         commands = session.services.commands
         session.add_cleanup(commands.subscribe(self._on_event))
 
@@ -212,6 +213,7 @@ class BatchActions:
         meters: Sequence[MeterInfo],
         grid: MeterGrid,
         results: ResultTable,
+        extra: Sequence[Any] = (),
     ) -> None:
         self.session = session
         self.commands = commands
@@ -243,7 +245,7 @@ class BatchActions:
         self.btn_restore.on_click(lambda: self.ask_billing("restore"))
         self.btn_confirm.on_click(self.confirm)
         self.btn_cancel.on_click(self.cancel)
-        buttons = (self.btn_trip, self.btn_close, self.btn_keep, self.btn_restore)
+        buttons = (self.btn_trip, self.btn_close, self.btn_keep, self.btn_restore, *extra)
         wrap = {"flex-wrap": "wrap", "gap": "4px"}
         self.layout = column(
             row(*buttons, sizing_mode="stretch_width", styles=wrap),

@@ -112,7 +112,8 @@ class ReplaceMeter:
             visible=False,
             name="replace-form",
         )
-        self.layout = column(self.open_btn, self.form, self.message, sizing_mode="stretch_width")
+        # the open button sits in the page's row of action buttons (see hmi.meters)
+        self.layout = column(self.form, self.message, sizing_mode="stretch_width")
         self.open_btn.on_click(self.open)
         self.check_btn.on_click(self.check)
         self.confirm_btn.on_click(self.confirm)

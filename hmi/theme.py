@@ -128,6 +128,10 @@ html, body { margin: 0; padding: 0; height: 100%; width: 100%; overflow: hidden;
 {%- endblock js_resources %}"""
 )
 
+#: A Select's own <select> keeps the browser's 13.33 px unless told: the page's size, and on
+#: a wall the wall's (give it as the Select's ``stylesheets``).
+SELECT_CSS = "select { font-size: var(--hmi-font-size, clamp(13px, 0.95vw, 40px)); height: auto; }"
+
 #: CSS shared by the HTML parts of every page (passed to Divs as a stylesheet).
 PAGE_CSS = f"""
 :host {{ font-family: {FONT}; color: {TEXT}; font-size: var(--hmi-font-size, clamp(13px, 0.95vw, 40px)); }}

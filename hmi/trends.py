@@ -22,13 +22,13 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, CustomJS, InlineStyleSheet
 from bokeh.models.widgets import Button, MultiChoice, Select
 from bokeh.plotting import figure
 
 from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.session import HmiSession
-from hmi.theme import local_ms, time_formatter
+from hmi.theme import SELECT_CSS, local_ms, time_formatter
 from i18n import _, ngettext
 from scada.services.bundle import Services
 from tags.bus import ChangeBatch
@@ -92,14 +92,20 @@ class TrendControls:
             sizing_mode="stretch_width",
             placeholder=_("pick tags"),
             max_items=MAX_TAGS,
+            stylesheets=[InlineStyleSheet(css=CHOICES_CSS)],
         )
         self.span = Select(
             value="last day",
             options=select_options((r, _(r)) for r in RANGES),
             name="trend-range",
-            width=140,
+            styles={"width": "10.8em", "--bokeh-font-size": WIDGET_FONT},
+            stylesheets=[InlineStyleSheet(css=SELECT_CSS)],
         )
-        self.reload = Button(label=_("Reload"), name="trend-reload", width=90)
+        self.reload = Button(
+            label=_("Reload"),
+            name="trend-reload",
+            styles={"width": "auto", "min-width": "6em", "--bokeh-font-size": WIDGET_FONT},
+        )
         self.picker.on_change("value", lambda _a, _o, _n: on_change())
         self.span.on_change("value", lambda _a, _o, _n: on_change())
         self.reload.on_click(on_change)
@@ -121,11 +127,34 @@ class TrendControls:
         return _(self.span.value)
 
 
+#: Widget text: the page's size, on a wall the wall's (Bokeh widgets default to 12 px).
+WIDGET_FONT = "var(--hmi-font-size, 12px)"
+
+#: The tag picker's chips and input follow the widget text size (choices.js fixes 12 px).
+CHOICES_CSS = f"""
+.choices, .choices__inner, .choices__input, .choices__item, .choices__button,
+.choices__list--dropdown .choices__item {{ font-size: {WIDGET_FONT} !important; }}
+"""
+
+#: On a wall display the plot's axis and legend texts follow the screen height (1/60 of it
+#: at least): canvas texts take pixel sizes, so set from the browser's window height.
+WALL_AXES_JS = """
+const px = Math.max(13, Math.ceil(window.innerHeight / 60)) + 'px';
+for (const m of [...plot.left, ...plot.right, ...plot.below, ...plot.above]) {
+  if ('major_label_text_font_size' in m) {
+    m.major_label_text_font_size = px; m.axis_label_text_font_size = px;
+  }
+}
+for (const m of plot.center) { if ('label_text_font_size' in m) m.label_text_font_size = px; }
+"""
+
+
 class TrendPlot:
     """The trend figure: one pen and one ``trend-<tag>`` source per tag, history then live."""
 
-    def __init__(self, tz: str) -> None:
+    def __init__(self, tz: str, wall: bool = False) -> None:
         self.tz = tz
+        self.wall = wall
         self.sources: dict[str, ColumnDataSource] = {}
         self.figure = figure(
             name="trend-plot",
@@ -137,6 +166,10 @@ class TrendPlot:
         )
         self.figure.xaxis.formatter = time_formatter()
         self.figure.xaxis.axis_label = _("local time ({tz})", tz=tz)
+        if wall:  # at the first layout, and when show() draws new lines (and legend items)
+            fonts = CustomJS(args={"plot": self.figure}, code=WALL_AXES_JS)
+            self.figure.js_on_change("inner_height", fonts)
+            self.figure.js_on_change("renderers", fonts)
         self.layout = column(self.figure, sizing_mode="stretch_both")
 
     def show(self, tags: list[str], units: dict[str, str]) -> None:
@@ -194,7 +227,8 @@ class TrendPage:
         options = [d.name for d in db.definitions() if d.type.numeric and d.historize]
         picked = [t for t in (session.arg("tags") or "").split(",") if t in db]
         self.controls = TrendControls(options, picked or default_tags(services), self.build)
-        self.plot = TrendPlot(services.site.site.timezone)
+        wall = (session.arg("wall") or "").lower() in ("1", "true", "yes", "on")
+        self.plot = TrendPlot(services.site.site.timezone, wall)
         self.status = html_div("", name="trend-status", sizing_mode="stretch_width")
         self._unsubscribe: Callable[[], None] | None = None
         self._token = 0

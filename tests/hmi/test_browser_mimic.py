@@ -102,7 +102,13 @@ async def test_the_mimic_draws_the_plant_and_a_legend(open_page) -> None:
 
 
 async def test_wall_mode_at_4k_has_no_small_text_and_nothing_cut_off(open_page) -> None:
-    for name in ("building?building=b2&wall=1", "overview?wall=1"):
+    for name in (
+        "building?building=b2&wall=1",
+        "overview?wall=1",
+        "alarms?wall=1",
+        "meters?wall=1",
+        "trends?wall=1",
+    ):
         page_name, query = name.split("?")
         probe = await open_page(page_name, width=3840, height=2160, query="?" + query)
         page = probe.page

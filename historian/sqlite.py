@@ -164,6 +164,7 @@ class SqliteHistorian:
         self._rollups = rollups
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
+        self._max_tag_id = 0  # the tags table up to this id is in _ids (tags are never deleted)
         self._cache = new_cache()
         self._data_version = self._con.execute("PRAGMA data_version").fetchone()[0]
         self._pending_points = self._count_pending()
@@ -172,9 +173,20 @@ class SqliteHistorian:
     # -- tags ---------------------------------------------------------------------------------
 
     def _load_tags(self) -> None:
-        for tid, name in self._con.execute("SELECT id, name FROM tags"):
+        """Read the tags added since the last call (by this or another process).
+
+        Only the new rows: re-reading the whole table for every batch with a new tag made
+        the first minutes of a large estate (~250k tags met a few thousand at a time)
+        quadratic (issue 22).
+        """
+        rows = self._con.execute(
+            "SELECT id, name FROM tags WHERE id > ? ORDER BY id", (self._max_tag_id,)
+        ).fetchall()
+        for tid, name in rows:
             self._ids[name] = tid
             self._names[tid] = name
+        if rows:
+            self._max_tag_id = max(self._max_tag_id, int(rows[-1][0]))
 
     def _tag_id(self, name: str, create: bool = False) -> int | None:
         tid = self._ids.get(name)
@@ -261,9 +273,12 @@ class SqliteHistorian:
             return list(map(ids.__getitem__, map(_TAG, batch)))
         except KeyError:
             self._load_tags()  # another process may have added some
-            for s in batch:
-                if s.tag not in ids:
-                    self._tag_id(s.tag, create=True)
+            new = [n for n in dict.fromkeys(map(_TAG, batch)) if n not in ids]
+            if new:  # one statement for all of them, then read back just those rows
+                self._con.executemany(
+                    "INSERT OR IGNORE INTO tags (name) VALUES (?)", [(n,) for n in new]
+                )
+                self._load_tags()
             return [ids[s.tag] for s in batch]
 
     def _rollback(self) -> None:
@@ -271,6 +286,7 @@ class SqliteHistorian:
         self._cache = new_cache()
         self._ids.clear()
         self._names.clear()
+        self._max_tag_id = 0
         self._load_tags()
         self._pending_points = self._count_pending()
 

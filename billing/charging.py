@@ -109,15 +109,14 @@ def charge_consumption(
                 why = open_hold.reason
             elif diff > 0:
                 why = consumption_check(
-                    ledger,
                     resolved[bill.id],
-                    label,
                     bill.energy_kwh,
                     prev_kwh,
                     max((e.ts for e in this), default=a),
                     b,
                     month_start(a, tz),
                     _history(entries, label, opened_at[bill.id], tz),
+                    holds.accepted_kwh(bill.id, label),
                 )
             if why is not None:
                 held = holds.hold(

@@ -127,23 +127,22 @@ def check_replacement(
 
 
 def consumption_check(
-    ledger: Ledger,
     account: ResolvedAccount,
-    period: str,
     month_kwh: float,
     charged_kwh: float,
     since: float,
     t: float,
     month_start: float,
     history: dict[str, tuple[float, float]],
+    accepted: float = 0.0,
 ) -> str | None:
     """Return why charging the account's month-to-date energy would be implausible, or None.
 
     ``charged_kwh``: energy already charged this month; ``since``: time of the last charge
-    (or the window start); ``history``: ``{period: (kWh, days)}`` of earlier months.
-    A released hold of the period raises the floor to what the operator accepted.
+    (or the window start); ``history``: ``{period: (kWh, days)}`` of earlier months;
+    ``accepted``: the month-to-date energy an operator released for the period
+    (``HeldCharges.accepted_kwh``), which raises the floor.
     """
-    accepted = ledger_accepted_kwh(ledger, account.id, period)
     base = max(charged_kwh, accepted)
     step = month_kwh - base
     max_kw = sum(m.max_kw for m in account.meters)
@@ -166,11 +165,6 @@ def consumption_check(
             f"{days:.3g} days ({limit:.6g} kWh)"
         )
     return None
-
-
-def ledger_accepted_kwh(ledger: Ledger, account: str, period: str) -> float:
-    """Return the month-to-date energy an operator accepted for ``period`` (0 if none)."""
-    return HeldCharges(ledger).accepted_kwh(account, period)
 
 
 class HoldState(enum.StrEnum):

@@ -47,7 +47,6 @@ from alarms.model import Alarm, AlarmFilter, AlarmState
 from alarms.text import local_time_text
 from hmi.banner import PRIORITY_CSS, priority_icon, priority_name
 from hmi.layout import (
-    TABLE_FONT,
     TABLE_TEXT_CSS,
     denied_body,
     html_div,
@@ -58,7 +57,7 @@ from hmi.layout import (
     text_sized_table,
 )
 from hmi.session import HmiSession
-from hmi.theme import PANEL, PANEL_EDGE, TEXT_DIM
+from hmi.theme import PAGE_FONT, PANEL, PANEL_EDGE, TEXT_DIM
 from hmi.timefmt import site_tz
 from i18n import _, ngettext
 from scada.services.alarm_ops import AlarmOpError, AlarmOps
@@ -91,8 +90,6 @@ ROW_KEYS = (
     "area",
 )
 
-#: The font size of the page's text, following the viewport (wall mode: its height).
-PAGE_FONT = TABLE_FONT
 
 #: Card selection: a tap on a card toggles its checkbox; the table's selection follows.
 PICK_JS = """

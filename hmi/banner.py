@@ -20,6 +20,7 @@ from hmi.session import HmiSession
 from hmi.theme import (
     EQUIPMENT,
     PAGE_CSS,
+    PAGE_FONT,
     PANEL,
     PANEL_EDGE,
     PRIORITY_COLOURS,
@@ -157,7 +158,7 @@ def banner_html(alarms: list[Alarm], available: bool = True, *, tz: str = "UTC")
 
 
 #: The font size of the page's text (``hmi.theme.PAGE_CSS``), for the banner's widgets.
-BANNER_FONT = "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))"
+BANNER_FONT = PAGE_FONT
 
 BANNER_CSS = (
     PAGE_CSS

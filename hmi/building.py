@@ -32,6 +32,7 @@ from hmi.session import HmiSession
 from hmi.theme import (
     EQUIPMENT,
     EQUIPMENT_DARK,
+    PAGE_FONT,
     SELECT_CSS,
     TEXT_DIM,
     local_ms,
@@ -478,7 +479,7 @@ class BuildingPage:
             name="building-select",
             styles={
                 "width": "clamp(220px, 16vw, 900px)",
-                "--bokeh-font-size": "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))",
+                "--bokeh-font-size": PAGE_FONT,
             },
             stylesheets=[InlineStyleSheet(css=SELECT_CSS)],
         )
@@ -491,7 +492,7 @@ class BuildingPage:
         self.close = Button(
             label="✕ " + _("Close"),
             name="detail-close",
-            styles={"--bokeh-font-size": "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))"},
+            styles={"--bokeh-font-size": PAGE_FONT},
         )
         self.close.on_click(self.close_detail)
         self.right = column(

@@ -18,12 +18,12 @@ from bokeh.layouts import column, row
 from bokeh.models.widgets import Button
 
 from hmi.layout import html_div
+from hmi.theme import AUTO_WIDTH
 from i18n import _, ngettext
 
-__all__ = ["AUTO_WIDTH", "ConfirmStep", "plan_summary_html"]
+__all__ = ["ConfirmStep", "plan_summary_html"]
 
 #: Buttons as wide as their label (which follows the page's font size).
-AUTO_WIDTH: dict[str, str | None] = {"width": "auto", "min-width": "6em"}
 
 NAMES_SHOWN = 5
 

@@ -28,11 +28,12 @@ from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, InlineStyleSheet
 from bokeh.models.widgets import Button, DataTable, FileInput, TableColumn, TextInput
 
-from hmi.config_apply import AUTO_WIDTH, ConfirmStep, plan_summary_html
+from hmi.config_apply import ConfirmStep, plan_summary_html
 from hmi.config_editor import ProposalEditor
 from hmi.config_history import VersionHistory
 from hmi.layout import denied_body, html_div, page_allowed, page_frame
 from hmi.session import HmiSession
+from hmi.theme import AUTO_WIDTH
 from i18n import _, ngettext
 from scada.config import ComputedTagConfig, SiteConfig
 

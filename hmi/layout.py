@@ -25,7 +25,7 @@ from bokeh.models.widgets import Div
 from hmi.banner import AlarmBanner
 from hmi.liveness import LivenessStrip
 from hmi.session import HmiSession
-from hmi.theme import PAGE_CSS, PAGE_TEMPLATE, TEXT_DIM
+from hmi.theme import PAGE_CSS, PAGE_FONT, PAGE_TEMPLATE, TEXT_DIM
 
 __all__ = [
     "PAGES",
@@ -150,8 +150,8 @@ def redraw_on_update(table: Any, source: Any) -> None:
     source.js_on_change("patching", redraw)
 
 
-#: The font size of a page's text, following the viewport (wall mode: its height).
-TABLE_FONT = "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))"
+#: DataTable text: the page's size (``hmi.theme.PAGE_FONT``).
+TABLE_FONT = PAGE_FONT
 
 #: DataTable cells and headers in the page's text size (SlickGrid fixes 12 px).
 TABLE_TEXT_CSS = f"""

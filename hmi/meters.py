@@ -36,7 +36,7 @@ from hmi.model import tag_or_none
 from hmi.services import ServiceCommands
 from hmi.session import HmiSession
 from hmi.tenant_labels import DEFAULT_CURRENCY, household_label, money_text
-from hmi.theme import ACCOUNT_COLOURS, COMM_LOST, EQUIPMENT, SELECT_CSS, TEXT
+from hmi.theme import ACCOUNT_COLOURS, COMM_LOST, EQUIPMENT, SELECT_CSS, TEXT, WIDGET_FONT
 from i18n import _
 from scada.config import SiteConfig
 from tags.bus import ChangeBatch
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 #: Below this viewport width the tiles come first and the controls under them (phones).
 NARROW_PX = 700
 
-#: Widget text follows the viewport like the page's text (Bokeh widgets default to 12 px).
-WIDGET_FONT = "var(--hmi-font-size, clamp(12px, 0.68vw, 28px))"  # wall mode: the wall size
 
 #: The page body: side by side on a wide screen, tiles then controls on a narrow one.
 NARROW_CSS = f"""

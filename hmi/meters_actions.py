@@ -30,6 +30,7 @@ from bokeh.models.widgets import Button, DataTable, TableColumn
 from hmi.layout import html_div, redraw_on_update, text_sized_table
 from hmi.services import CommandStatus, ServiceCommands
 from hmi.session import HmiSession
+from hmi.theme import AUTO_WIDTH
 from hmi.timefmt import local_time_text
 from i18n import _, ngettext
 
@@ -41,8 +42,6 @@ __all__ = ["BatchActions", "ResultRow", "ResultTable", "result_text"]
 
 log = logging.getLogger(__name__)
 
-#: Buttons as wide as their label (which follows the page's font size).
-AUTO_WIDTH: dict[str, str | None] = {"width": "auto", "min-width": "6em"}
 
 FINAL_STATES = frozenset({"confirmed", "done", "failed", "expired", "cancelled", "rejected"})
 

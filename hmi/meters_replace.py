@@ -26,6 +26,7 @@ from billing.periods import parse_time
 from billing.plausibility import check_replacement
 from hmi.layout import html_div
 from hmi.session import HmiSession
+from hmi.theme import AUTO_WIDTH
 from hmi.timefmt import site_time_text
 from i18n import _
 
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from hmi.meters import MeterInfo
 
 __all__ = ["ReplaceMeter", "SwapRequest"]
-
-AUTO_WIDTH: dict[str, str | None] = {"width": "auto", "min-width": "6em"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,15 @@ ACCOUNT_LABELS: dict[str, str] = {
 
 FONT = "'DejaVu Sans', 'Helvetica Neue', Arial, sans-serif"
 
+#: The page's text size: follows the viewport width, on a wall display (``?wall=1``, which sets
+#: ``--hmi-font-size``) the screen height.
+PAGE_FONT = "var(--hmi-font-size, clamp(13px, 0.95vw, 40px))"
+#: Widget text (Bokeh widgets default to 12 px): a little smaller than the page's, the
+#: wall's size on a wall.
+WIDGET_FONT = "var(--hmi-font-size, clamp(12px, 0.68vw, 28px))"
+#: Buttons as wide as their label (which follows the font size).
+AUTO_WIDTH: dict[str, str | None] = {"width": "auto", "min-width": "6em"}
+
 #: The overlay of a page whose server connection is lost (drawn by hmi/liveness.py's watchdog):
 #: over the whole window, the page greyed and dimmed below it, clicks blocked, one banner.
 OFFLINE_CSS = f"""
@@ -130,11 +139,11 @@ html, body { margin: 0; padding: 0; height: 100%; width: 100%; overflow: hidden;
 
 #: A Select's own <select> keeps the browser's 13.33 px unless told: the page's size, and on
 #: a wall the wall's (give it as the Select's ``stylesheets``).
-SELECT_CSS = "select { font-size: var(--hmi-font-size, clamp(13px, 0.95vw, 40px)); height: auto; }"
+SELECT_CSS = f"select {{ font-size: {PAGE_FONT}; height: auto; }}"
 
 #: CSS shared by the HTML parts of every page (passed to Divs as a stylesheet).
 PAGE_CSS = f"""
-:host {{ font-family: {FONT}; color: {TEXT}; font-size: var(--hmi-font-size, clamp(13px, 0.95vw, 40px)); }}
+:host {{ font-family: {FONT}; color: {TEXT}; font-size: {PAGE_FONT}; }}
 .hmi-nav {{ display: flex; flex-wrap: wrap; gap: 0.2em 1em; align-items: center; font-size: 1.05em; }}
 .hmi-nav a {{ color: {TEXT}; text-decoration: none; padding: 0.15em 0.4em; border-radius: 3px; }}
 .hmi-nav a.current {{ background: {EQUIPMENT_DARK}; color: #FFF; }}

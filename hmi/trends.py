@@ -28,7 +28,7 @@ from bokeh.plotting import figure
 
 from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.session import HmiSession
-from hmi.theme import SELECT_CSS, local_ms, time_formatter
+from hmi.theme import AUTO_WIDTH, SELECT_CSS, WIDGET_FONT, local_ms, time_formatter
 from i18n import _, ngettext
 from scada.services.bundle import Services
 from tags.bus import ChangeBatch
@@ -104,7 +104,7 @@ class TrendControls:
         self.reload = Button(
             label=_("Reload"),
             name="trend-reload",
-            styles={"width": "auto", "min-width": "6em", "--bokeh-font-size": WIDGET_FONT},
+            styles={**AUTO_WIDTH, "--bokeh-font-size": WIDGET_FONT},
         )
         self.picker.on_change("value", lambda _a, _o, _n: on_change())
         self.span.on_change("value", lambda _a, _o, _n: on_change())
@@ -126,9 +126,6 @@ class TrendControls:
         """The chosen time range in words (translated)."""
         return _(self.span.value)
 
-
-#: Widget text: the page's size, on a wall the wall's (Bokeh widgets default to 12 px).
-WIDGET_FONT = "var(--hmi-font-size, 12px)"
 
 #: The tag picker's chips and input follow the widget text size (choices.js fixes 12 px).
 CHOICES_CSS = f"""

@@ -86,6 +86,9 @@ html.wall .btile a.fill { font-size: max(var(--hmi-font-size, 13px), min(9.5cqh,
   .estate { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; grid-template-rows: none !important;
             grid-auto-rows: minmax(8.5em, auto); height: auto; }
 }
+@media (max-width: 480px) {  /* a phone: one tile a row, every figure whole */
+  .estate { grid-template-columns: minmax(0, 1fr) !important; grid-auto-rows: minmax(7.5em, auto); }
+}
 @container (max-height: 130px) { .spark { display: none; } }
 @container (max-height: 95px) { .l.fig2 { display: none; } }
 @container (max-height: 70px) { .l.fig { display: none; } }

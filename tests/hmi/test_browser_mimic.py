@@ -160,6 +160,19 @@ async def test_the_overview_fills_the_screen_worst_building_first(open_page, rig
         db.update("test.trip", False)
 
 
+async def test_the_overview_on_a_phone_shows_every_figure_whole(open_page) -> None:
+    page = (await open_page("overview", width=390, height=844)).page
+    lines = await page.evaluate(
+        """() => { const v = Bokeh.index.query_one((v) => v.model.name == 'estate');
+                   return [...v.shadow_el.querySelectorAll('.btile .l')].map((e) =>
+                     [e.textContent, e.scrollWidth, e.clientWidth]); }"""
+    )
+    assert lines
+    cut = [text for text, scroll, client in lines if scroll > client + 1]
+    assert not cut, cut
+    await screenshot(page, "overview-phone")
+
+
 async def test_the_overview_patches_a_changed_figure_in_place(open_page, rig) -> None:
     """A new heat power goes to the page as its value span alone, not as the whole grid."""
     db = rig.runtime.db

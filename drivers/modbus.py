@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -138,6 +139,7 @@ class _Scheduled:
     str_tags: list[str]
     next_due: float = 0.0
     probe_first: bool = False  # the request used to probe an offline device
+    version: int = 0  # of its one valid entry in the driver's heap (older entries are stale)
 
 
 class ModbusDriver:
@@ -213,6 +215,17 @@ class ModbusDriver:
                 self._schedule.append(
                     _Scheduled(req, np.asarray(pos, dtype=np.intp), ids, strs, probe_first=i == 0)
                 )
+        # The schedule as a heap of (due, order, version, item): a wake-up pops what is due
+        # instead of walking every request of the channel (a 100-flat building has hundreds).
+        # An item has one valid entry, the one with its current ``version``. Offline devices
+        # are probed from ``_offline`` (their first request only) and their heap entries skipped.
+        self._heap: list[tuple[float, int, int, _Scheduled]] = []
+        self._order = {id(x): n for n, x in enumerate(self._schedule)}
+        self._by_device: dict[str, list[_Scheduled]] = {}
+        for x in self._schedule:
+            self._by_device.setdefault(x.req.device, []).append(x)
+        self._offline: set[str] = set()
+        self._rebuild_heap()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -318,6 +331,7 @@ class ModbusDriver:
                 st.next_probe = now  # probe offline devices at once after a reconnect
             for s in self._schedule:
                 s.next_due = min(s.next_due, now)
+            self._rebuild_heap()
         return ok
 
     def _connection_failed(self) -> None:
@@ -351,21 +365,46 @@ class ModbusDriver:
                 await self._sleep(self._backoff.next_delay())
                 continue
             await self._scan_due()
-            if not self._schedule:
+            next_due = self._next_wake()
+            if next_due is None:
                 await self._sleep(3600.0)
                 continue
-            next_due = min(self._due(s) for s in self._schedule)
             await self._sleep(max(0.0, next_due - self._clock()))
+
+    # -- the schedule heap -----------------------------------------------------------------
+
+    def _push(self, s: _Scheduled) -> None:
+        s.version += 1
+        heapq.heappush(self._heap, (s.next_due, self._order[id(s)], s.version, s))
+
+    def _rebuild_heap(self) -> None:
+        for s in self._schedule:
+            s.version += 1
+        self._heap = [(s.next_due, self._order[id(s)], s.version, s) for s in self._schedule]
+        heapq.heapify(self._heap)
+
+    def _next_wake(self) -> float | None:
+        """Return when the next read or probe is due (None: nothing planned)."""
+        heap = self._heap
+        while heap and heap[0][2] != heap[0][3].version:
+            heapq.heappop(heap)  # stale
+        due = [heap[0][0]] if heap else []
+        due += [self.status[d].next_probe for d in self._offline]
+        return min(due) if due else None
+
+    def _note_state(self, device: str) -> None:
+        """Keep ``_offline`` in step with the device's status after an outcome."""
+        if device not in self._by_device:
+            return  # a device without reads has nothing to probe with
+        if self.status[device].online is False:
+            self._offline.add(device)
+        else:
+            self._offline.discard(device)
 
     async def _sleep(self, delay_s: float) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=delay_s)
-
-    def _due(self, s: _Scheduled) -> float:
-        """Return when ``s`` runs next: its period, or the probe time of an offline device."""
-        st = self.status[s.req.device]
-        return st.next_probe if st.online is False else s.next_due
 
     def probe_now(self, device: str) -> None:
         """Make an offline device's probe due at once (after a repair, from the HMI or a test)."""
@@ -375,35 +414,47 @@ class ModbusDriver:
     async def _scan_due(self) -> None:
         """Execute every due read; skip the rest of a device after its first failure.
 
-        An offline device gets a single request when its probe is due; when that succeeds
-        its other reads follow at once.
+        An offline device gets a single request (its first) when its probe is due; when that
+        succeeds its other reads follow at once.
         """
+        for dev in sorted(self._offline, key=lambda d: self.status[d].next_probe):
+            if self._closing or self.status[dev].next_probe > self._clock():
+                continue
+            first = self._by_device[dev][0]
+            ok = await self._execute(first)
+            done = self._clock()
+            if ok:
+                for s in self._by_device[dev]:  # back online: poll the rest now
+                    s.next_due = done if s is not first else done + s.req.period_s
+                    self._push(s)
+            elif not self.connected:
+                return  # the loop reconnects with backoff
         failed: set[str] = set()
-        probed: set[str] = set()
-        for s in self._schedule:
+        heap = self._heap
+        while heap and not self._closing:
+            due, _order, version, s = heap[0]
+            if version != s.version:
+                heapq.heappop(heap)  # stale
+                continue
             now = self._clock()
-            if self._closing or self._due(s) > now:
-                continue
+            if due > now:
+                break
+            heapq.heappop(heap)
             dev = s.req.device
-            st = self.status[dev]
-            if dev in failed or (st.online is False and dev in probed):
-                s.next_due = now + s.req.period_s
+            if dev in failed or dev in self._offline:
+                s.next_due = now + s.req.period_s  # an offline device waits for its probe
+                self._push(s)
                 continue
-            if st.online is False:
-                probed.add(dev)
             ok = await self._execute(s)
             done = self._clock()
             s.next_due = s.next_due + s.req.period_s
             if s.next_due <= done:
                 s.next_due = done + s.req.period_s
+            self._push(s)
             if not ok:
                 failed.add(dev)
                 if not self.connected:
                     return  # the loop reconnects with backoff
-            elif dev in probed:
-                for other in self._schedule:  # back online: poll the rest now
-                    if other.req.device == dev and other is not s:
-                        other.next_due = done
 
     async def _request(self, kind: Kind, start: int, count: int, unit: int) -> Sequence[int]:
         """Send one read under the channel lock; raise :class:`RequestFailed` on any bad answer."""
@@ -474,6 +525,7 @@ class ModbusDriver:
                 self.db.update(tag, text, Quality.GOOD, ts, Reason.NONE)
         st = self.status[req.device]
         st.ok(self._clock(), latency)
+        self._offline.discard(req.device)
         st.last_ok = ts
         self._tags[req.device].publish(st, ts, ts)
         return True
@@ -484,6 +536,7 @@ class ModbusDriver:
         log.debug("%s", message)
         ts = self._wall()
         st.failed(self._clock(), message, cause)
+        self._note_state(device)
         if st.online is False:  # went offline now, or a probe failed (maybe otherwise)
             self._tags[device].comm_lost(ts, st.cause)
         self._tags[device].publish(st, ts, st.last_ok)

@@ -54,6 +54,7 @@ from hmi.layout import (
     page_frame,
     redraw_on_update,
     select_options,
+    sized_inputs,
     text_sized_table,
 )
 from hmi.session import HmiSession
@@ -135,16 +136,6 @@ CARDS_CSS = (
 )
 
 
-#: Text inputs and selects: their text follows the page font too (Bokeh fixes it otherwise).
-INPUT_CSS = ".bk-input { font-size: var(--font-size); }"
-
-
-def _inputs(*widgets: Any) -> None:
-    """Give text inputs and selects the page's font size (:data:`INPUT_CSS`)."""
-    for w in widgets:
-        w.stylesheets = [*w.stylesheets, InlineStyleSheet(css=INPUT_CSS)]
-
-
 def _em(px: int) -> dict[str, str | None]:
     """Return the ``styles`` giving a widget the width of ``px`` at Bokeh's 13 px, in em.
 
@@ -214,7 +205,7 @@ class AlarmFilters:
             value="all", options=select_options(states), name="alarm-state", styles=_em(150)
         )
         self.text = TextInput(placeholder=_("search"), name="alarm-search", styles=_em(160))
-        _inputs(self.state, self.text)
+        sized_inputs(self.state, self.text)
         self.hidden = Toggle(
             label=_("hidden too"), active=False, name="alarm-hidden", styles=_em(110)
         )
@@ -340,7 +331,7 @@ class AlarmActions:
         self.reason = TextInput(
             placeholder=_("shelve reason"), name="alarm-shelve-reason", styles=_em(180)
         )
-        _inputs(self.comment, self.duration, self.reason)
+        sized_inputs(self.comment, self.duration, self.reason)
         self.shelve = Button(label=_("Shelve"), name="alarm-shelve", styles=_em(90))
         self.unshelve = Button(label=_("Unshelve"), name="alarm-unshelve", styles=_em(100))
         self.result = html_div("", name="alarm-result", sizing_mode="stretch_width")

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, InlineStyleSheet
 from bokeh.models.widgets import (
     Button,
     DataTable,
@@ -49,8 +49,11 @@ from hmi.layout import (
     page_frame,
     redraw_on_update,
     select_options,
+    sized_inputs,
+    text_sized_table,
 )
 from hmi.session import HmiSession
+from hmi.theme import AUTO_WIDTH, SELECT_CSS, WIDGET_FONT
 from i18n import _, ngettext
 from scada.services.audit import AuditLog
 
@@ -188,23 +191,35 @@ class AuditFilters:
     """The filter widgets (user, action glob, result, time range) and the query they make."""
 
     def __init__(self, on_change: Callable[[], None]) -> None:
-        self.user = TextInput(placeholder=_("user"), name="audit-user", width=130)
+        def sized(em: float) -> dict[str, Any]:
+            # widths in em of the widget font: they grow with the text on a wall
+            return {"styles": {"width": f"{em}em", "--bokeh-font-size": WIDGET_FONT}}
+
+        select_css: list[Any] = [InlineStyleSheet(css=SELECT_CSS)]
+        self.user = TextInput(placeholder=_("user"), name="audit-user", **sized(9))
         self.action = TextInput(
-            placeholder=_("action glob: alarm.*"), name="audit-action", width=190
+            placeholder=_("action glob: alarm.*"), name="audit-action", **sized(13)
         )
         self.result = Select(
             value="any",
             options=select_options((r, _(r)) for r in RESULTS),
             name="audit-result",
-            width=110,
+            stylesheets=select_css,
+            **sized(8),
         )
         self.span = Select(
             value="last day",
             options=select_options((r, _(r)) for r in RANGES),
             name="audit-range",
-            width=120,
+            stylesheets=select_css,
+            **sized(8.5),
         )
-        self.refresh = Button(label=_("Refresh"), name="audit-refresh", width=90)
+        sized_inputs(self.user, self.action)
+        self.refresh = Button(
+            label=_("Refresh"),
+            name="audit-refresh",
+            styles={**AUTO_WIDTH, "--bokeh-font-size": WIDGET_FONT},
+        )
         self.refresh.on_click(on_change)
         for widget in (self.user, self.action, self.result, self.span):
             widget.on_change("value", lambda _a, _o, _n: on_change())
@@ -342,6 +357,7 @@ class AuditPage:
         self.session, self.audit = session, audit
         self.filters = AuditFilters(self.refresh)
         self.table = AuditTable(session.services.site.site.timezone)
+        text_sized_table(self.table.table, session.doc)
         self.detail = AuditDetail()
         self.chain = ChainStatus(session, audit)
         self.count = html_div("", name="audit-count")

@@ -1,4 +1,4 @@
-"""Building page: the mimic of floors x units, the heat meter, and the unit detail with commands.
+"""Building page: the mimic (heat entry, floors x units), and the detail of a clicked object with commands.
 
 URL arguments (kiosk use): ``?building=b1`` picks the building; ``?rotate=30`` cycles through
 all buildings every 30 s. Clicking a unit opens its detail on the right: values with quality,
@@ -30,7 +30,6 @@ from hmi.overview import local_midnight, reading_at_midnight
 from hmi.services import CommandClient
 from hmi.session import HmiSession
 from hmi.theme import (
-    EQUIPMENT,
     EQUIPMENT_DARK,
     PAGE_FONT,
     SELECT_CSS,
@@ -43,80 +42,32 @@ from i18n import _
 from scada.config import BuildingConfig, SiteConfig
 from tags.bus import ChangeBatch
 
-__all__ = ["BuildingPage", "HeatMeterPanel", "UnitDetail", "make_building"]
+__all__ = ["BuildingPage", "UnitDetail", "heat_meter_tags", "make_building"]
 
 log = logging.getLogger(__name__)
 
+#: Units of the buildings whose mimics a page keeps for when they are shown again (kiosk
+#: rotation): the last shown, oldest dropped first, and always the current one.
+VIEW_CACHE_UNITS = 3000
 TREND_HOURS = 24
 TREND_BUCKET_S = 300.0
 TREND_ROLLOVER = 2000
 
-HEAT_CSS = f"""
-.hm h2 {{ font-size: 1.1em; }}
-.tile h2 {{ font-size: 1.1em; }}
-.tile table {{ font-size: 1em; }}
-.hm .pipe {{ display: flex; align-items: center; gap: 0.5em; margin: 0.25em 0; }}
-.hm .line {{ flex: 1; height: 0; border-top: 6px solid {EQUIPMENT_DARK}; position: relative; min-width: 3em; }}
-.hm .line.ret {{ border-top-color: {EQUIPMENT}; }}
-.hm .arrow {{ color: {EQUIPMENT_DARK}; font-size: 1.2em; }}
-.hm .grid {{ display: grid; grid-template-columns: auto auto; gap: 0.1em 0.8em; margin-top: 0.3em; }}
-.hm .lbl {{ color: {TEXT_DIM}; }}
+HEAT_CSS = """
+.tile h2 { font-size: 1.1em; }
+.tile table { font-size: 1em; }
 """
 
 
-class HeatMeterPanel:
-    """The building heat meter: supply and return pipes with temperatures, flow, power, energy."""
-
-    def __init__(self, session: HmiSession, building: BuildingConfig) -> None:
-        self.session = session
-        db = session.services.db
-        heat = building.heat
-        self.tags: dict[str, str | None] = {
-            key: tag_or_none(db, getattr(heat, f"{key}_tag", None)) if heat else None
-            for key in ("supply", "return", "flow", "power", "energy")
-        }
-        dev = db.definition(heat.energy_tag).device if heat and heat.energy_tag in db else None
-        self.tags["online"] = tag_or_none(db, f"{dev}.online") if dev else None
-        self.device = dev
-        self.div = html_div("", name="heat-meter", css=HEAT_CSS, sizing_mode="stretch_width")
-        self.render()
-
-    @property
-    def watched(self) -> list[str]:
-        return [t for t in self.tags.values() if t]
-
-    def render(self) -> None:
-        db = self.session.services.db
-
-        def v(key: str, unit: str, digits: int = 1) -> str:
-            tag = self.tags.get(key)
-            return (
-                value_html(db.read(tag), unit, digits, tag=tag)
-                if tag
-                else '<span class="u">n/a</span>'
-            )
-
-        if self.device is None:
-            self.div.text = '<div class="tile hm"><h2>Heat meter</h2><span class="u">none configured</span></div>'
-            return
-        online = db.read(self.tags["online"]) if self.tags["online"] else None
-        lost = online is not None and online.value is not True
-        comm = (
-            '<span class="comm-lost" data-comm="lost">comm lost</span>'
-            if lost
-            else '<span class="comm-ok" data-comm="ok">online</span>'
-        )
-        self.div.text = (
-            f'<div class="tile hm" data-device="{html.escape(self.device)}">'
-            f"<h2>Heat meter {html.escape(self.device)} {comm}</h2>"
-            f'<div class="pipe"><span class="lbl">supply</span><span class="line"></span>'
-            f'<span class="arrow">&#9654;</span>{v("supply", "°C")}</div>'
-            f'<div class="pipe"><span class="lbl">return</span><span class="arrow">&#9664;</span>'
-            f'<span class="line ret"></span>{v("return", "°C")}</div>'
-            f'<div class="grid"><span class="lbl">flow</span><span>{v("flow", "m³/h", 2)}</span>'
-            f'<span class="lbl">power</span><span>{v("power", "kW")}</span>'
-            f'<span class="lbl">energy</span><span>{v("energy", "kWh")}</span></div></div>'
-        )
+def heat_meter_tags(db: Any, building: BuildingConfig) -> tuple[dict[str, str | None], str | None]:
+    """Return the building heat meter's drawn tags (supply, return, flow, power, energy) and device."""
+    heat = building.heat
+    tags: dict[str, str | None] = {
+        key: tag_or_none(db, getattr(heat, f"{key}_tag", None)) if heat else None
+        for key in ("supply", "return", "flow", "power", "energy")
+    }
+    dev = db.definition(heat.energy_tag).device if heat and heat.energy_tag in db else None
+    return tags, dev
 
 
 class UnitDetail:
@@ -353,7 +304,7 @@ def _nan(v: Any) -> float:
 
 
 class BuildingView:
-    """One building on the page: its mimic, heat meter panel and live feed."""
+    """One building on the page: its mimic and live feed."""
 
     def __init__(self, page: BuildingPage, building_id: str) -> None:
         session = page.session
@@ -362,30 +313,32 @@ class BuildingView:
         self.page = page
         self.building = site.building(building_id)
         self.cells = building_layout(site, services.db, building_id)
-        heat = self.building.heat
-        self.heat = HeatMeterPanel(session, self.building)
+        heat_tags, meter = heat_meter_tags(services.db, self.building)
         sub = site_substation(site, building_id)
         self.mimic = Mimic(
             services.db,
             self.cells,
             page.on_select,
             building=building_id,
-            heat={k: v for k, v in self.heat.tags.items() if k != "online"} if heat else None,
-            meter_device=self.heat.device,
+            heat=heat_tags if self.building.heat else None,
+            meter_device=meter,
             substation=sub[1] if sub else None,
             substation_name=sub[0] if sub else "",
         )
         self.mimic.set_alarms(page.alarms())
-        names = self.mimic.tag_names + [
-            t for t in self.heat.watched if t not in self.mimic.tag_names
-        ]
-        self.unsubscribe = session.subscribe(names, self.on_changes)
+        self.unsubscribe = session.subscribe(self.mimic.tag_names, self.on_changes)
         session.spawn(session.in_thread(self._energy_bases), self._bases_loaded)
+
+    def resume(self) -> None:
+        """Show the building again: redraw what changed while it was hidden, and subscribe."""
+        self.mimic.refresh()
+        self.mimic.entry.refresh()
+        self.mimic.source.selected.indices = []
+        self.mimic.set_alarms(self.page.alarms())
+        self.unsubscribe = self.page.session.subscribe(self.mimic.tag_names, self.on_changes)
 
     def on_changes(self, batch: ChangeBatch) -> None:
         self.mimic.apply(batch)
-        if any(t in batch for t in self.heat.watched):
-            self.heat.render()
         self.page.detail.render()
 
     def _energy_bases(self) -> dict[str, float]:
@@ -473,6 +426,7 @@ class BuildingPage:
         self.mimic_ref: list[Mimic] = []
         self.detail = UnitDetail(session, commands, self.mimic_ref)
         self.view: BuildingView | None = None
+        self.views: dict[str, BuildingView] = {}  # the last shown, oldest first
         self.select = Select(
             title="",
             options=select_options((b.id, b.name or b.id) for b in self.site.buildings),
@@ -484,7 +438,6 @@ class BuildingPage:
             stylesheets=[InlineStyleSheet(css=SELECT_CSS)],
         )
         self.mimic_slot = column(sizing_mode="stretch_both", name="mimic-slot")
-        self.heat_slot = column(sizing_mode="stretch_width")
         self.status = html_div("", name="building-status", sizing_mode="stretch_width")
         self.legend = html_div(
             legend_html(), name="mimic-legend", css=LEGEND_CSS, sizing_mode="stretch_width"
@@ -497,7 +450,6 @@ class BuildingPage:
         self.close.on_click(self.close_detail)
         self.right = column(
             self.close,
-            self.heat_slot,
             self.detail.layout,
             sizing_mode="stretch_height",
             styles={"width": "clamp(300px, 24vw, 1100px)", "overflow-y": "auto"},
@@ -555,7 +507,19 @@ class BuildingPage:
     def show(self, building_id: str) -> None:
         if self.view is not None:
             self.view.unsubscribe()
-        view = BuildingView(self, building_id)
+        # a kiosk rotating through the estate keeps its last few buildings: showing one again
+        # patches what changed instead of building a new mimic (0.3-0.7 s of server time each)
+        view = self.views.pop(building_id, None)
+        if view is None:
+            view = BuildingView(self, building_id)
+        else:
+            view.resume()
+        self.views[building_id] = view
+        while (
+            len(self.views) > 1
+            and sum(len(v.cells) for v in self.views.values()) > VIEW_CACHE_UNITS
+        ):
+            self.views.pop(next(iter(self.views)))
         self.view = view
         self.mimic_ref[:] = [view.mimic]
         # one recompute of the document's model graph for the whole swap, not one per change
@@ -563,7 +527,6 @@ class BuildingPage:
         # would otherwise spend its time walking them)
         with self.doc.models.freeze():
             self.mimic_slot.children = [view.mimic.figure]
-            self.heat_slot.children = [view.heat.div]
             self.detail.show(None)
             self.right.visible = not self.wall
             self.right.css_classes = []

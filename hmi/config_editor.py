@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bokeh.models import InlineStyleSheet
 from bokeh.models.widgets import Select, TextAreaInput
+
+from hmi.theme import SELECT_CSS
 
 __all__ = ["ProposalEditor", "with_include"]
 
@@ -35,7 +38,11 @@ class ProposalEditor:
         self.proposal: dict[str, str] = {}
         self.on_edit: Callable[[], None] = lambda: None
         self.select = Select(
-            value=api.main_name(), options=sorted(self.files), name="config-file", width=260
+            value=api.main_name(),
+            options=sorted(self.files),
+            name="config-file",
+            styles={"width": "clamp(260px, 14vw, 900px)"},
+            stylesheets=[InlineStyleSheet(css=SELECT_CSS)],
         )
         self.editor = TextAreaInput(
             value=self.files.get(self.select.value, ""),

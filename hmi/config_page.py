@@ -31,9 +31,16 @@ from bokeh.models.widgets import Button, DataTable, FileInput, TableColumn, Text
 from hmi.config_apply import ConfirmStep, plan_summary_html
 from hmi.config_editor import ProposalEditor
 from hmi.config_history import VersionHistory
-from hmi.layout import denied_body, html_div, page_allowed, page_frame
+from hmi.layout import (
+    denied_body,
+    html_div,
+    page_allowed,
+    page_frame,
+    sized_inputs,
+    text_sized_table,
+)
 from hmi.session import HmiSession
-from hmi.theme import AUTO_WIDTH
+from hmi.theme import AUTO_WIDTH, WIDGET_FONT
 from i18n import _, ngettext
 from scada.config import ComputedTagConfig, SiteConfig
 
@@ -44,14 +51,15 @@ log = logging.getLogger(__name__)
 IMPORT_FILE = "imported-devices.yaml"
 
 #: Wide screens: items and versions left, editor right. Phones: one column that scrolls.
-LAYOUT_CSS = """
-:host(.config-left) { flex: 0 0 clamp(620px, 32vw, 1300px) !important; }
-:host(.config-right) { --bokeh-font-size: clamp(12px, 0.68vw, 28px); }
-@media (max-width: 700px) {
-  :host(.config-body) { flex-direction: column !important; overflow-y: auto !important; }
-  :host(.config-left) { flex: none !important; width: 100% !important; height: 70vh !important; }
-  :host(.config-right) { flex: none !important; width: 100% !important; height: 95vh !important; }
-}
+LAYOUT_CSS = f"""
+:host(.config-left) {{ flex: 0 0 clamp(620px, 32vw, 1300px) !important; }}
+:host-context(html.wall):host(.config-left) {{ flex-basis: 50vw !important; }}
+:host(.config-right) {{ --bokeh-font-size: {WIDGET_FONT}; }}
+@media (max-width: 700px) {{
+  :host(.config-body) {{ flex-direction: column !important; overflow-y: auto !important; }}
+  :host(.config-left) {{ flex: none !important; width: 100% !important; height: 70vh !important; }}
+  :host(.config-right) {{ flex: none !important; width: 100% !important; height: 95vh !important; }}
+}}
 """
 CSV_FIELDS = ("id", "template", "channel", "unit")
 
@@ -170,9 +178,14 @@ class ConfigPage:
         tz = session.services.site.site.timezone
         self.history = VersionHistory(api, tz, self.ask_rollback)
         self.comment = TextInput(
-            placeholder=_("comment for the version history"), name="config-comment", width=260
+            placeholder=_("comment for the version history"),
+            name="config-comment",
+            styles={"width": "clamp(260px, 14vw, 900px)"},
         )
-        self.csv_in = FileInput(accept=".csv", name="config-csv", width=220)
+        self.csv_in = FileInput(
+            accept=".csv", name="config-csv", styles={"width": "clamp(220px, 16vw, 900px)"}
+        )
+        sized_inputs(self.comment, self.editor.editor, self.csv_in)
         self.buttons = self._buttons()
         self.items.selected.on_change("indices", self._on_item)
         self.csv_in.on_change("value", self._on_csv)
@@ -387,6 +400,8 @@ class ConfigPage:
             name="config-table",
             index_position=None,
         )
+        text_sized_table(table, self.session.doc)
+        text_sized_table(self.history.table, self.session.doc)
         css = [InlineStyleSheet(css=LAYOUT_CSS)]
         left = column(
             table,

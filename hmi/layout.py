@@ -36,6 +36,7 @@ __all__ = [
     "page_frame",
     "redraw_on_update",
     "select_options",
+    "sized_inputs",
     "text_sized_table",
 ]
 
@@ -181,6 +182,16 @@ def text_sized_table(table: Any, doc: Document) -> None:
     if not any(getattr(x, "css", None) == TABLE_TEXT_CSS for x in sheets):
         table.stylesheets = [*sheets, InlineStyleSheet(css=TABLE_TEXT_CSS)]
     doc.js_on_event("document_ready", CustomJS(args={"table": table}, code=ROW_HEIGHT_JS))
+
+
+#: Text inputs and selects: their text follows the page font too (Bokeh fixes it otherwise).
+INPUT_CSS = ".bk-input { font-size: var(--font-size); }"
+
+
+def sized_inputs(*widgets: Any) -> None:
+    """Give text inputs, text areas and selects the page's font size (:data:`INPUT_CSS`)."""
+    for w in widgets:
+        w.stylesheets = [*w.stylesheets, InlineStyleSheet(css=INPUT_CSS)]
 
 
 def header_row(*items: Any) -> Any:

@@ -84,6 +84,8 @@ ROLES = (
     "meter_online",
     "level",
 )
+#: Columns of the valve symbols' own source (``mimic-valves``); the rest are in ``mimic-units``.
+VALVE_COLUMNS = ("valve_fill", "valve_line", "valve_alpha")
 _GOOD, _UNC, _BAD = int(Quality.GOOD), int(Quality.UNCERTAIN), int(Quality.BAD)
 _LEVEL_WORDS = {1: "balance alarm 1", 2: "balance alarm 2", 3: "arrears"}
 
@@ -110,9 +112,11 @@ setTimeout(() => {
     const size = sizes[group];
     const visible = size >= minpx;
     shown[group] = visible ? size : 0;
-    for (const g of glyphs) {
-      g.text_font_size = `${Math.max(1, size).toFixed(0)}px`;
-      g.text_alpha = visible ? 1 : 0;
+    // text renderers: a text too small to read is not drawn at all (an invisible renderer
+    // costs nothing per update; a transparent one is still measured and laid out)
+    for (const r of glyphs) {
+      r.glyph.text_font_size = `${Math.max(1, size).toFixed(0)}px`;
+      r.visible = visible;
     }
   }
   for (const g of groups.marks || []) { g.size = sizes.mark; }
@@ -321,7 +325,17 @@ class Mimic:
                 self._by_id.setdefault(db.id_of(tag), []).append(i)
                 self.tag_names.append(tag)
         self.tag_names += [t for t in self.entry.tags if t not in self.tag_names]
-        self.source = ColumnDataSource(self._initial(), name="mimic-units")
+        data = self._initial()
+        # valves and drops in sources of their own: a change of room temperatures (the
+        # common update) then does not make the browser recompute a thousand valve polygons
+        self.drops = ColumnDataSource(
+            {k: data.pop(k) for k in ("drop_xs", "drop_ys")}, name="mimic-drops"
+        )
+        self.valves = ColumnDataSource(
+            {k: data.pop(k) for k in ("valve_xs", "valve_ys", *VALVE_COLUMNS)},
+            name="mimic-valves",
+        )
+        self.source = ColumnDataSource(data, name="mimic-units")
         self.figure = self._figure()
 
     # ------------------------------------------------------------------ data
@@ -483,7 +497,7 @@ class Mimic:
         xs, ys = pipes["supply"]
         p.multi_line(xs, ys, line_color=EQUIPMENT_DARK, line_width=4, name="pipes-supply")
         p.multi_line(
-            "drop_xs", "drop_ys", source=self.source, line_color=EQUIPMENT_DARK, line_width=2
+            "drop_xs", "drop_ys", source=self.drops, line_color=EQUIPMENT_DARK, line_width=2
         )
         arrows = self.geo.arrows()
         p.scatter(
@@ -514,7 +528,7 @@ class Mimic:
             overlay.nonselection_glyph = overlay.glyph
             overlay.selection_glyph = overlay.glyph
         valves = p.patches(
-            "valve_xs", "valve_ys", source=src, fill_color="valve_fill", line_color="valve_line",
+            "valve_xs", "valve_ys", source=self.valves, fill_color="valve_fill", line_color="valve_line",
             fill_alpha="valve_alpha", line_alpha="valve_alpha", line_width=2, name="valves",
         )  # fmt: skip
         valves.nonselection_glyph = valves.glyph
@@ -525,7 +539,7 @@ class Mimic:
         r = p.text(x, y, text=field, source=self.source, text_baseline="middle", **kw)
         r.nonselection_glyph = r.glyph
         r.selection_glyph = r.glyph
-        return r.glyph
+        return r
 
     def _draw_texts(self, p: figure) -> dict[str, list[Any]]:
         from bokeh.transform import dodge
@@ -597,19 +611,23 @@ class Mimic:
     def _patch(self, rows: Sequence[int]) -> int:
         if not rows:
             return 0
-        data = self.source.data
+        units, valves = self.source.data, self.valves.data
         patches: dict[str, list[tuple[int, Any]]] = {}
         changed = 0
         for i in rows:
             new = self._row(self.cells[i])
             hit = False
             for col in self.COLUMNS:
+                data = valves if col in VALVE_COLUMNS else units
                 if data[col][i] != new[col]:
                     patches.setdefault(col, []).append((i, new[col]))
                     hit = True
             changed += hit
-        if patches:
-            self.source.patch({col: column_patch(data[col], p) for col, p in patches.items()})
+        for source in (self.source, self.valves):
+            data = source.data
+            mine = {c: column_patch(data[c], p) for c, p in patches.items() if c in data}
+            if mine:
+                source.patch(mine)
         return changed
 
 

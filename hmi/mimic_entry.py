@@ -12,7 +12,7 @@ never like a fresh value.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,7 +189,7 @@ class HeatEntry:
 
     # ------------------------------------------------------------------ drawing
     def draw(self, p: figure, on_tap: Callable[[str], None]) -> dict[str, list[Any]]:
-        """Add the entry's glyphs to ``p``; return the text glyphs by font group."""
+        """Add the entry's glyphs to ``p``; return the text renderers and mark glyphs by font group."""
         objs = p.rect(
             "x", "y", "w", "h", source=self.objects, fill_color="fill", line_color="line",
             line_width=2, name="mimic-entry-objects",
@@ -217,7 +217,7 @@ class HeatEntry:
 
         self.objects.selected.on_change("indices", tapped)
         self.objects_renderer = objs
-        return {"entry": [values.glyph, head.glyph, labels.glyph], "marks": pump}
+        return {"entry": [values, head, labels], "marks": pump}
 
     def _heads(self) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"x": [], "y": [], "text": []}
@@ -259,18 +259,22 @@ class HeatEntry:
     # ------------------------------------------------------------------ updates
     def apply(self, batch: ChangeBatch) -> int:
         """Patch the rows whose tags changed; return how many changed."""
+        return self._patch([self.row_of[n] for n in batch.names if n in self.row_of], batch)
+
+    def refresh(self) -> int:
+        """Re-read every row (and the pump) from the database; patch what differs."""
+        return self._patch(range(len(self.rows)), None)
+
+    def _patch(self, rows: Iterable[int], batch: ChangeBatch | None) -> int:
         patches: dict[str, list[tuple[int, Any]]] = {"text": [], "color": []}
         data = self.source.data
-        for name in batch.names:
-            i = self.row_of.get(name)
-            if i is None:
-                continue
+        for i in rows:
             text, colour = self._text(self.rows[i])
             if data["text"][i] != text:
                 patches["text"].append((i, text))
             if data["color"][i] != colour:
                 patches["color"].append((i, colour))
-        if self.pump_tag is not None and self.pump_tag in batch:
+        if self.pump_tag is not None and (batch is None or self.pump_tag in batch):
             fill = self._pump_fill()
             if self.pump_source.data["fill"][0] != fill:
                 self.pump_source.patch({"fill": [(0, fill)]})

@@ -91,7 +91,9 @@ class Geometry:
     def row_step(self) -> float:
         """Vertical distance of two entry text rows."""
         top, bottom = self.y_range[1] - 0.2, SUPPLY_Y + 0.45
-        return max(0.2, min(0.5, (top - bottom) / 7.5))
+        # a dense (tall, wide) building's floors are thin: its entry rows may span more than
+        # half a floor each, or the heat meter's values would be too small for a wall
+        return max(0.2, min(1.2 if self.dense else 0.5, (top - bottom) / 7.5))
 
     def row_y(self, row: int) -> float:
         """Return the y of entry text row ``row`` (0 = the heading at the top)."""

@@ -55,10 +55,11 @@ NEXT_FRAME_JS = "() => new Promise((r) => requestAnimationFrame(() => setTimeout
 LATENCY_JS = """([want, rooms, limit]) => new Promise((resolve) => {
   const t0 = performance.now();
   const doc = Bokeh.documents[0];
-  const meter = doc.get_model_by_name('heat-meter');
+  const entry = doc.get_model_by_name('mimic-entry');
   const units = doc.get_model_by_name('mimic-units');
   const energy = () => {
-    const hit = /data-tag="big.hm.energy_kwh"[^>]*>([0-9,.]+)</.exec(meter.text);
+    const d = entry.data;
+    const hit = /([0-9][0-9,.]*)/.exec(d.text[d.tag.indexOf('big.hm.energy_kwh')] || '');
     return hit === null ? -1 : parseFloat(hit[1].replace(/,/g, ''));
   };
   const same = () => {
@@ -245,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"HMI building of {figures['units']} units{mode} (headless Chromium, loopback)")
         print(
             f"  first complete render: median {figures['render_s_median']:.2f} s, "
-            f"max {figures['render_s_max']:.2f} s over {figures['renders']} loads (goal <= 2 s)"
+            f"max {figures['render_s_max']:.2f} s over {figures['renders']} loads "
+            f"(goal <= {3 if args.wall else 2} s)"
         )
         print(
             f"  server CPU at 1 Hz updates of every unit, {figures['sessions']} session(s): "

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_PATTERNS = 256
 MAX_EVENTS = 1000
+#: Tags encoded per loop turn when a snapshot is large (about 10 ms of work each).
+SNAPSHOT_CHUNK = 4096
 MAX_REPLIES = 100
 
 
@@ -81,6 +83,7 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         self.next_changes_at = -math.inf  # earliest nominal time of the next changes
         self.interval_s = 0.0  # asked time between changes messages (0: the hub's step)
         self._is_open = False
+        self._building = False  # a snapshot is being encoded: changes wait until it is sent
         self.messages_sent = 0
         self.source = ""
 
@@ -149,8 +152,8 @@ class WsHandler(tornado.websocket.WebSocketHandler):
 
     @property
     def busy(self) -> bool:
-        """True while the last write to this client has not completed."""
-        return self._inflight is not None
+        """True while the last write to this client has not completed, or a snapshot is built."""
+        return self._inflight is not None or self._building
 
     def owe(self, nominal: float) -> None:
         """Remember a step skipped while a write was in flight (sent when it completes)."""
@@ -232,7 +235,11 @@ class WsHandler(tornado.websocket.WebSocketHandler):
         if fut.cancelled() or fut.exception() is not None or fut is not self._inflight:
             return
         self._inflight = None
-        if not self._is_open:
+        self._resume()
+
+    def _resume(self) -> None:
+        """Send what waited while the client was busy: replies, then owed changes."""
+        if not self._is_open or self.busy:
             return
         owed, self._owed = self._owed, None
         hub = self.hub
@@ -313,12 +320,33 @@ class WsHandler(tornado.websocket.WebSocketHandler):
             # nothing else pending: the snapshot is the state at seq (otherwise the
             # pending changes follow, some of the added tags maybe among them again)
             self.sent_seq = max(self.sent_seq, seq)
-        body = self.hub.snapshot(added)
+        body = await self._snapshot_body(added)
         text = f'{{"type":"snapshot","seq":{seq},"tags":{{{body}}}}}'
         if "req" in msg:
             text = text[:-1] + f',"req":{json.dumps(msg["req"])}}}'
         self._replies.append(text)
-        self._schedule_pump()
+        self._resume()
+
+    async def _snapshot_body(self, ids: np.ndarray) -> str:
+        """Encode the snapshot of ``ids`` in chunks, letting the loop run between them.
+
+        A whole estate is hundreds of thousands of tags (over a second of encoding): in one go
+        it would stall polling, alarms and every other client. Meanwhile the client counts as
+        busy, so changes of tags already encoded wait and follow the snapshot, never precede it.
+        """
+        if ids.size <= SNAPSHOT_CHUNK:
+            return self.hub.snapshot(ids)
+        self._building = True
+        try:
+            parts = []
+            for start in range(0, ids.size, SNAPSHOT_CHUNK):
+                part = self.hub.snapshot(ids[start : start + SNAPSHOT_CHUNK])
+                if part:
+                    parts.append(part)
+                await asyncio.sleep(0)
+            return ",".join(parts)
+        finally:
+            self._building = False
 
     async def _op_unsubscribe(self, msg: dict[str, Any]) -> None:
         patterns = _patterns(msg)

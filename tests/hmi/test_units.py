@@ -158,7 +158,9 @@ def test_mimic_patches_a_busy_column_as_one_slice(tmp_path: Path) -> None:
     db.flush()
     unsubscribe()
     mimic.apply(batches[-1])
-    assert len(sent) == 1
+    # one patch per source: the units' columns, and the valves' own (a tenth of them toggled)
+    assert len(sent) == 2 and "room" in sent[0] and set(sent[1]) == {"valve_fill"}
+    assert "valve_fill" not in sent[0] and "room" not in sent[1]
     (index, values), *more = sent[0]["room"]
     assert more == [] and index == slice(0, 40)
     assert values == mimic.source.data["room"] == estate.room_texts()

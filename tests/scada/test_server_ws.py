@@ -256,3 +256,37 @@ async def test_alarm_and_command_events_and_ops(served: Served) -> None:
         m, _ = await recv_until(viewer, lambda m: m["type"] == "command")
         events.append(m["event"])
     assert events == ["selected", "operated", "confirmed"]
+
+
+async def test_a_large_snapshot_is_built_in_chunks_and_changes_meanwhile_follow_it(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scada.server.ws as ws_module
+
+    db, hub = served.db, served.server.ctx.hub
+    names = db.match("*")
+    monkeypatch.setattr(ws_module, "SNAPSHOT_CHUNK", 8)  # the demo's tags: many chunks
+    # a float tag of the first chunk (the snapshot goes in id order)
+    early = min((n for n in names if isinstance(db.read(n).value, float)), key=db.id_of)
+    assert sorted(db.id_of(n) for n in names).index(db.id_of(early)) < 8
+    chunks = 0
+    encode = hub.snapshot
+
+    def snapshot(ids: Any) -> str:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 2:  # a tag of the first chunk changes while the rest is encoded
+            db.update(early, 777.5)
+        return encode(ids)
+
+    monkeypatch.setattr(hub, "snapshot", snapshot)
+    ws = await served.ws("viewer")
+    await ws.write_message(json.dumps({"op": "subscribe", "patterns": ["*"], "req": 1}))
+    first = await recv(ws)
+    # nothing precedes the snapshot, and it holds every tag the viewer may see
+    assert first["type"] == "snapshot" and first["req"] == 1
+    assert chunks > len(names) // 8 - 1
+    assert set(first["tags"]) == set(names)
+    assert first["tags"][early]["value"] != 777.5  # encoded before the change: it follows
+    msg, _ = await recv_until(ws, lambda m: m["type"] == "changes" and early in m["tags"])
+    assert msg["tags"][early]["value"] == 777.5 and msg["seq"] > first["seq"]

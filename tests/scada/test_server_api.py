@@ -61,6 +61,21 @@ async def test_served_routes_are_the_documented_ones(served: Served) -> None:
     assert {r.pattern() for r in ROUTES} <= served_patterns
 
 
+async def test_a_long_tag_listing_is_built_in_slices_and_keeps_order_filters_and_limit(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scada.server.handlers.tags as tags_api
+
+    _, whole, _ = await served.api("GET", "/api/tags?values=false", role="viewer")
+    monkeypatch.setattr(tags_api, "LISTING_CHUNK", 7)  # many slices, one loop turn each
+    st, sliced, _ = await served.api("GET", "/api/tags?values=false", role="viewer")
+    assert st == 200 and sliced == whole and sliced["count"] == len(sliced["tags"]) > 7
+    st, b1, _ = await served.api("GET", "/api/tags?building=b1&limit=10", role="viewer")
+    assert b1["count"] == len(b1["tags"]) == 10 and {t["building"] for t in b1["tags"]} == {"b1"}
+    names = [t["name"] for t in whole["tags"] if t.get("building") == "b1"][:10]
+    assert [t["name"] for t in b1["tags"]] == names
+
+
 async def test_tags_list_filters_and_one_tag(served: Served) -> None:
     st, body, _ = await served.api("GET", "/api/tags?device=b1.101.valve", role="viewer")
     assert st == 200

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -94,6 +95,13 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_finite(v) for v in obj]
     return obj
+
+
+def _dumps(obj: Any) -> str:
+    try:
+        return json.dumps(obj, default=str, allow_nan=False)
+    except ValueError:  # a NaN/inf somewhere: JSON has no such numbers
+        return json.dumps(_finite(obj), default=str, allow_nan=False)
 
 
 class ApiHandler(tornado.web.RequestHandler):
@@ -249,11 +257,26 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        try:
-            text = json.dumps(obj, default=str, allow_nan=False)
-        except ValueError:  # a NaN/inf somewhere: JSON has no such numbers
-            text = json.dumps(_finite(obj), default=str, allow_nan=False)
-        self.finish(text)
+        self.finish(_dumps(obj))
+
+    async def reply_listing(
+        self, key: str, items: AsyncIterator[list[Any]], head: Callable[[], dict[str, Any]]
+    ) -> None:
+        """Answer ``{**head(), key: [...]}`` from ``items`` (lists of rows), list by list.
+
+        A whole estate's listing is tens of megabytes: each list is encoded in its own loop
+        turn (``items`` yields between them), so the loop serves others in between. ``head``
+        is called once every row is in (it may count them).
+        """
+        parts: list[str] = []
+        async for rows in items:
+            if rows:
+                parts.append(_dumps(rows)[1:-1])
+        text = _dumps(head())
+        body = f'"{key}":[{",".join(parts)}]'
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(f"{text[:-1]}, {body}}}" if len(text) > 2 else f"{{{body}}}")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

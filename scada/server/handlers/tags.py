@@ -6,7 +6,9 @@ Tenants see only the tags of their linked households (filtered item by item with
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from scada.server.formats import matches
@@ -21,6 +23,8 @@ MAX_BUCKETS = 100000
 MAX_SAMPLES = 200000
 #: Most tags ``GET /api/tags`` lists (``limit``).
 MAX_TAGS_LISTED = 1_000_000
+#: Tags looked at per loop turn while a listing is built.
+LISTING_CHUNK = 2000
 #: Widest bucket of a history aggregation (a leap year).
 MAX_EVERY_S = 366 * 86400.0
 #: ``tags=a,b,c``: 1 to MAX_TAGS_PER_QUERY names, each non-empty (exactly as written, no spaces
@@ -69,7 +73,7 @@ class _TagBase(ApiHandler):
 class TagsApi(_TagBase):
     """``GET /api/tags``: tags with metadata and current values, filtered."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         db = self.ctx.services.db
         pattern = self.arg("pattern", "*") or "*"
         building, device = self.arg("building"), self.arg("device")
@@ -83,24 +87,38 @@ class TagsApi(_TagBase):
                 raise ApiError(400, str(exc)) from None
         values = self.arg_bool("values", True)
         limit = self.arg_int("limit", 10000, lo=1, hi=MAX_TAGS_LISTED)
-        out = []
-        for name in db.match(pattern):
-            d = db.definition(name)
-            if building is not None and d.building != building:
-                continue
-            if device is not None and d.device != device:
-                continue
-            if household is not None and d.household != household:
-                continue
-            if not self.visible(d):
-                continue
-            v = db.read(name)
-            if quality is not None and v.quality is not quality:
-                continue
-            out.append(tag_json(d, v if values else None))
-            if len(out) >= limit:
-                break
-        self.reply({"seq": db.seq, "count": len(out), "tags": out})
+        seq, names = db.seq, db.match(pattern)
+        count = 0
+
+        async def rows() -> AsyncIterator[list[dict[str, Any]]]:
+            # a slice of names per loop turn: an estate has hundreds of thousands
+            nonlocal count
+            for start in range(0, len(names), LISTING_CHUNK):
+                if start:
+                    await asyncio.sleep(0)
+                out = []
+                for name in names[start : start + LISTING_CHUNK]:
+                    d = db.definition(name)
+                    if building is not None and d.building != building:
+                        continue
+                    if device is not None and d.device != device:
+                        continue
+                    if household is not None and d.household != household:
+                        continue
+                    if not self.visible(d):
+                        continue
+                    v = db.read(name)
+                    if quality is not None and v.quality is not quality:
+                        continue
+                    out.append(tag_json(d, v if values else None))
+                    if count + len(out) >= limit:
+                        break
+                count += len(out)
+                yield out
+                if count >= limit:
+                    return
+
+        await self.reply_listing("tags", rows(), lambda: {"seq": seq, "count": count})
 
 
 class TagApi(_TagBase):

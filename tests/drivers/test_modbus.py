@@ -10,6 +10,7 @@ import pytest
 
 from drivers.base import NotWritable, OutOfRange, UnknownTag, WriteState, WrongType
 from drivers.manager import DriverManager
+from drivers.modbus import next_slot
 from tags.database import TagDatabase
 from tags.model import Quality, Reason
 from tests.drivers.conftest import FieldServer, free_port, make_site, wait_until
@@ -132,6 +133,29 @@ async def test_poll_once_reads_every_type(field):
     ]
     assert driver.requests_sent == 8
     assert server.requests == {1: 4, 2: 4}
+
+
+def test_reads_keep_their_own_slots_spread_over_the_period() -> None:
+    period = 10.0
+    for phase in (0.0, 2.5, 9.9):
+        # on time: exactly one period later; late or after a reconnect: back on its own grid,
+        # at least half a period and at most one and a half after the read
+        assert next_slot(phase, period, 100 * period + phase + 0.01) == pytest.approx(
+            101 * period + phase
+        )
+        for done in (3.3, 47.0, 1234.56):
+            due = next_slot(phase, period, done)
+            assert done + period / 2 < due <= done + 1.5 * period + 1e-9
+            assert (due - phase) / period == pytest.approx(round((due - phase) / period))
+
+
+async def test_the_devices_of_a_channel_are_polled_at_spread_phases(field):
+    _site, _server, _db, manager = field
+    driver = manager.drivers["bus"]
+    phases = {s.req.device: s.phase for s in driver._schedule}
+    period = driver._schedule[0].req.period_s
+    assert sorted(phases.values()) == [0.0, period / 2]  # two devices, half a period apart
+    assert all(s.phase == phases[s.req.device] for s in driver._schedule)
 
 
 async def test_background_polling_follows_changes(field):

@@ -19,6 +19,7 @@ BENCHES: dict[str, str] = {
     "billing": "scada.bench.billing",
     "hmi": "scada.bench.hmi",
     "backfill": "scada.bench.backfill",
+    "estate": "scada.bench.estate",
 }
 
 

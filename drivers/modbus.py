@@ -145,15 +145,16 @@ class _Scheduled:
 
 
 def next_slot(phase: float, period: float, done: float) -> float:
-    """Return a read's next due time: its first slot ``phase + k * period`` half a period on.
+    """Return a read's next due time: its first slot ``phase + k * period`` after ``done``.
 
     Each device of a channel has its own phase (spread over the period by its place on the
     channel), so a channel's reads are spread evenly instead of all falling due together:
     hundreds of meters in lock-step made one burst per period in which the last meter waited
     for all the others (up to 20 s late at 50 buildings). A read that ran late, or all of
-    them after a reconnect, fall back onto their own slots rather than into step.
+    them after a reconnect, fall back onto their own slots rather than into step; the gap
+    to the next read is never more than one period.
     """
-    k = math.floor((done + period / 2 - phase) / period) + 1
+    k = math.floor((done - phase) / period) + 1
     return phase + k * period
 
 

@@ -34,6 +34,7 @@ def alarm_devices(site: SiteConfig) -> list[DeviceInfo]:
     prefixes the device id.
     """
     buildings = {b.id: b for b in site.buildings}
+    building_ids = set(buildings)
     households = {h.id: h for h in site.households()}
     out: list[DeviceInfo] = []
     for d in site.devices:
@@ -41,7 +42,7 @@ def alarm_devices(site: SiteConfig) -> list[DeviceInfo]:
         if building is None and d.household is not None and d.household in households:
             building = site.household_building(d.household)
         if building is None:
-            building = _building_of(d.id, set(buildings))
+            building = _building_of(d.id, building_ids)
         household = households.get(d.household) if d.household is not None else None
         template = site.templates.get(d.template)
         out.append(

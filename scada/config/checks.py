@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -85,6 +86,29 @@ def overlaps(points: dict[str, PointConfig]) -> list[tuple[str, str, str]]:
 
 def _span(unit: str, a: int, b: int) -> str:
     return f"{unit} {a} overlaps" if a == b else f"{unit}s {a}..{b} overlap"
+
+
+@dataclass(frozen=True, slots=True)
+class _TagNames:
+    """A device's tags relative to its id (``.open``...), their types and its point names.
+
+    Devices of one template without overrides share one (40,000 devices, 4 templates).
+    """
+
+    suffixes: list[str]
+    types: list[TagType]
+    #: the point names and status tags, for "did you mean" hints
+    points: list[str]
+
+
+_STATUS_TYPES = (TagType.BOOL, TagType.FLOAT, TagType.INT, TagType.FLOAT)
+
+
+def _tag_names(points: dict[str, Any]) -> _TagNames:
+    """Return the tags of a device with ``points`` (PointConfig, or None where invalid)."""
+    types = [p.tag_type if isinstance(p, PointConfig) else TagType.FLOAT for p in points.values()]
+    names = [*points, *STATUS_POINTS]
+    return _TagNames([f".{n}" for n in names], [*types, *_STATUS_TYPES], names)
 
 
 class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
@@ -199,13 +223,13 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
         from historian.status import status_tag_defs
         from scada.health import health_tag_defs
 
-        names = set(types) | {d.name for d in (*status_tag_defs(), *health_tag_defs())}
-        by_template: dict[str, list[str]] = {}
-        for _, d in devices:
-            by_template.setdefault(d.template, []).append(d.id)
         rules = [r for _, r in self.items["alarms"]]
         index = [i for i, _ in self.items["alarms"]]
-        if not self.incomplete:
+        if rules and not self.incomplete:  # no rules: spare making the set of 300,000 names
+            names = set(types) | {d.name for d in (*status_tag_defs(), *health_tag_defs())}
+            by_template: dict[str, list[str]] = {}
+            for _, d in devices:
+                by_template.setdefault(d.template, []).append(d.id)
             for path, message in check_references(rules, names, set(self.templates), by_template):
                 # check_references counts rules in the list it got: map back to the file's index.
                 if len(path) > 1 and path[0] == "alarms" and isinstance(path[1], int):
@@ -304,6 +328,9 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
     ) -> dict[str, DeviceConfig]:
         device_map = self.unique(devices, "device", lambda d: d.id)
         used: dict[tuple[str, int], tuple[PathT, str]] = {}
+        #: (template, on Modbus?) of devices without overrides whose points were checked:
+        #: the next such device has the same points, and its problems are reported once.
+        protocol_checked: set[tuple[str, bool]] = set()
         for path, d in devices:
             t = self.templates.get(d.template)
             if t is None and d.template not in self._raw_templates() and not self.incomplete:
@@ -335,10 +362,17 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
                     )
                 else:
                     used[slot] = (path, d.id)
-            if t is not None:
+            if t is None:
+                continue
+            if d.points:
                 points = self.merged_points(path, d, t)
                 if c is not None and points is not None:
                     self.check_protocol(path, d, c, points)
+            elif c is not None:
+                key = (d.template, c.protocol in MODBUS_PROTOCOLS)
+                if key not in protocol_checked:
+                    protocol_checked.add(key)
+                    self.check_protocol(path, d, c, t.points)
         return device_map
 
     def _raw_templates(self) -> set[str]:
@@ -411,34 +445,43 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
     ) -> dict[str, TagType]:
         """Return every tag name with its type; report memory/computed tags that collide."""
         types: dict[str, TagType] = {}
-        origin: dict[str, tuple[PathT, str]] = {}
+        device_paths: dict[str, PathT] = {}
+        by_template: dict[str, _TagNames] = {}  # devices without point overrides share these
         for path, d in devices:
             if device_map.get(d.id) is not d or d.template not in self.templates:
                 continue
-            points = self._points_for_names(d)
-            self.device_points[d.id] = [*points, *STATUS_POINTS]
-            for name, p in points.items():
-                tag = f"{d.id}.{name}"
-                types[tag] = p.tag_type if isinstance(p, PointConfig) else TagType.FLOAT
-                origin[tag] = (path, f"point {name!r} of device {d.id!r}")
-            for name, typ in zip(
-                STATUS_POINTS,
-                (TagType.BOOL, TagType.FLOAT, TagType.INT, TagType.FLOAT),
-                strict=True,
-            ):
-                types[f"{d.id}.{name}"] = typ
-                origin[f"{d.id}.{name}"] = (path, f"a status tag of device {d.id!r}")
+            if d.points:
+                names = _tag_names(self._points_for_names(d))
+            elif d.template in by_template:
+                names = by_template[d.template]
+            else:
+                names = by_template[d.template] = _tag_names(self.templates[d.template].points)
+            self.device_points[d.id] = names.points
+            device_paths[d.id] = path
+            types.update(
+                zip([d.id + suffix for suffix in names.suffixes], names.types, strict=True)
+            )
+        origin: dict[str, PathT] = {}  # memory and computed tags
         for i, t in self.items["tags"]:
             path = ("tags", i)
-            if t.name in origin:
-                first_path, what = origin[t.name]
+            if t.name in types:
+                if t.name in origin:
+                    first_path, what = origin[t.name], "a tag"
+                else:  # a device's tag: point names have no dots, so the device is the rest
+                    device, _, point = t.name.rpartition(".")
+                    first_path = device_paths[device]
+                    what = (
+                        f"a status tag of device {device!r}"
+                        if point in STATUS_POINTS
+                        else f"point {point!r} of device {device!r}"
+                    )
                 self.report(
                     (*path, "name"),
                     f"duplicate tag name {t.name!r}: already {what} ({self.where(first_path)})",
                 )
                 continue
             types[t.name] = TagType(t.type)
-            origin[t.name] = (path, "a tag")
+            origin[t.name] = path
         return types
 
     def _points_for_names(self, d: DeviceConfig) -> dict[str, Any]:

@@ -130,6 +130,28 @@ def _expand(
     auto_count = len(auto_specs) * len(household_rows)
     slots = _channel_slots(building, spec, gpath, channels, taken, auto_count, report, out)
 
+    # What every household's devices share, made once (only ids, household and place vary).
+    tag_patterns = [
+        (key, pattern)
+        for key in ("valve_tag", "room_tag", "setpoint_tag")
+        if (pattern := getattr(spec, key)) is not None
+    ]
+    device_bases: list[dict[str, Any]] = []
+    for dspec in spec.devices:
+        base: dict[str, Any] = {
+            "template": dspec.template,
+            "enabled": dspec.enabled,
+            "description": dspec.description,
+            "building": building.id,
+            "points": {n: p.model_dump(exclude_unset=True) for n, p in dspec.points.items()},
+        }
+        if dspec.poll_s is not None:
+            base["poll_s"] = dspec.poll_s
+        device_bases.append(base)
+    areas = (
+        spec.area_m2 if isinstance(spec.area_m2, list) else [spec.area_m2] * spec.units_per_floor
+    )
+
     for values in household_rows:
         floor, unit = values["floor"], values["unit"]
         factor = pf.default
@@ -141,18 +163,15 @@ def _expand(
             factor *= pf.end_unit
         if pf.by_unit is not None:
             factor *= pf.by_unit[unit - 1]
-        area = spec.area_m2[unit - 1] if isinstance(spec.area_m2, list) else spec.area_m2
         raw_household = {
             "id": values["household"],
-            "area_m2": area,
+            "area_m2": areas[unit - 1],
             "position_factor": round(factor, 6),
             "floor": floor,
             "tags": [_fmt(t, values, (*gpath, "tags", i), report) for i, t in enumerate(spec.tags)],
         }
-        for key in ("valve_tag", "room_tag", "setpoint_tag"):
-            pattern = getattr(spec, key)
-            if pattern is not None:
-                raw_household[key] = _fmt(pattern, values, (*gpath, key), report)
+        for key, pattern in tag_patterns:
+            raw_household[key] = _fmt(pattern, values, (*gpath, key), report)
         try:
             out.households.append(HouseholdConfig.model_validate(raw_household))
         except ValidationError as exc:
@@ -163,15 +182,9 @@ def _expand(
             dpath = (*gpath, "devices", j)
             raw_device: dict[str, Any] = {
                 "id": _fmt(dspec.id, values, (*dpath, "id"), report),
-                "template": dspec.template,
-                "enabled": dspec.enabled,
-                "description": dspec.description,
-                "building": building.id,
+                **device_bases[j],
                 "household": values["household"],
-                "points": {n: p.model_dump(exclude_unset=True) for n, p in dspec.points.items()},
             }
-            if dspec.poll_s is not None:
-                raw_device["poll_s"] = dspec.poll_s
             if dspec.channel is not None:
                 raw_device["channel"] = _fmt(dspec.channel, values, (*dpath, "channel"), report)
                 unit_text = _fmt(str(dspec.unit), values, (*dpath, "unit"), report)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from alarms.config import AlarmRule
 from billing.config import AccountConfig, TariffConfig
+from configbase.bulk import paused_gc
 from configbase.model import ID_PATTERN
 from configbase.secrets import find_secrets
 from drivers.config import POINT_PATTERN, ChannelConfig, DeviceConfig, TemplateConfig
@@ -57,8 +58,9 @@ def load_site(path: str | os.PathLike[str]) -> SiteConfig:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"configuration file not found: {os.fspath(path)}")
-    doc, issues = read_document(path)
-    return _finish(doc, issues)
+    with paused_gc():
+        doc, issues = read_document(path)
+        return _finish(doc, issues)
 
 
 def load_site_text(
@@ -68,8 +70,9 @@ def load_site_text(
 
     Used to validate a proposed change before it is applied. Raises ``ConfigError``.
     """
-    doc, issues = read_document(text=text, name=name, base_dir=os.fspath(base_dir))
-    return _finish(doc, issues)
+    with paused_gc():
+        doc, issues = read_document(text=text, name=name, base_dir=os.fspath(base_dir))
+        return _finish(doc, issues)
 
 
 def check_site(path: str | os.PathLike[str]) -> tuple[SiteConfig | None, list[ConfigIssue]]:
@@ -88,7 +91,8 @@ def _finish(doc: Document | None, issues: list[ConfigIssue]) -> SiteConfig:
         raise ConfigError(issues)
     cfg._files = list(dict.fromkeys(doc.files))
     cfg._warnings = inline_secrets(cfg, doc.smap)  # shown by `scada check` and `scada run`
-    log.debug("loaded %s: %s", doc.files[0] if doc.files else "?", cfg.summary())
+    if log.isEnabledFor(logging.DEBUG):  # summary() builds the lookups: only when logged
+        log.debug("loaded %s: %s", doc.files[0] if doc.files else "?", cfg.summary())
     return cfg
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from alarms.config import AlarmDefaults, AlarmRule, NotificationsConfig
 from billing.config import AccountConfig, HouseholdConfig, TariffConfig
+from configbase.bulk import paused_gc
 from configbase.model import ConfigModel, Id
 from drivers.config import (
     STATUS_POINTS,
@@ -197,11 +199,19 @@ class SiteConfig(ConfigModel):
         return list(self._files)
 
     def _idx(self) -> _Index:
-        if self._index is None:
-            self._index = self._build_index()
-        return self._index
+        # Read the private attribute from its dict: ``self._index`` goes through pydantic's
+        # ``__getattr__`` (7 us), and the lookups run per device (40,000 at start-up).
+        private = self.__pydantic_private__
+        index = private.get("_index") if private is not None else None
+        if index is None:
+            index = self._index = self._build_index()
+        return index
 
     def _build_index(self) -> _Index:
+        with paused_gc():
+            return self._build_index_now()
+
+    def _build_index_now(self) -> _Index:
         templates = self.templates
         points: dict[str, dict[str, PointConfig]] = {}
         on_channel: dict[str, list[DeviceConfig]] = {c.id: [] for c in self.channels}
@@ -323,19 +333,37 @@ def _building_of(name: str, buildings: dict[str, BuildingConfig]) -> str | None:
     return None
 
 
-def _tag_defs(cfg: SiteConfig, index: _Index) -> list[TagDef]:
-    defs: list[TagDef] = []
-    for d in cfg.devices:
-        template = cfg.templates[d.template]
-        channel = index.channels[d.channel]
-        device_poll = d.poll_s or template.poll_s or channel.poll_s
-        building = d.building
-        if building is None and d.household is not None:
-            building = index.household_building.get(d.household)
-        for name, p in index.points[d.id].items():
-            defs.append(
+#: TagDef's fields in order: device tags are built positionally from a row per template
+#: point (a third faster than keywords; 323,000 tags at 200 buildings).
+_TAGDEF_FIELDS = tuple(f.name for f in dataclasses.fields(TagDef))
+_NAME, _DEVICE, _BUILDING, _HOUSEHOLD, _POLL = (
+    _TAGDEF_FIELDS.index(n) for n in ("name", "device", "building", "household", "poll_s")
+)
+#: The status tags every device gets: type, unit, description.
+_STATUS_TAGS: dict[str, tuple[TagType, str, str]] = {
+    "online": (TagType.BOOL, "", "device answers"),
+    "last_ok": (TagType.FLOAT, "s", "time of the last good poll (epoch seconds)"),
+    "errors": (TagType.INT, "", "failed requests since start"),
+    "latency_ms": (TagType.FLOAT, "ms", "reply time of the last request"),
+}
+
+#: A device tag's TagDef fields in order (the per-device ones still unset) and the point's
+#: own poll period: one per template point, the same for every device of the template.
+_Row = tuple[str, list[Any], float | None]
+
+
+def _fields(proto: TagDef) -> list[Any]:
+    return [getattr(proto, name) for name in _TAGDEF_FIELDS]
+
+
+def _point_rows(points: dict[str, PointConfig]) -> list[_Row]:
+    """Return a row per point: ``.name``, the TagDef fields, the point's ``poll_s``."""
+    return [
+        (
+            f".{name}",
+            _fields(
                 TagDef(
-                    name=f"{d.id}.{name}",
+                    name=name,
                     type=p.tag_type,
                     unit=p.unit,
                     description=p.description,
@@ -346,35 +374,68 @@ def _tag_defs(cfg: SiteConfig, index: _Index) -> list[TagDef]:
                     max=p.max,
                     min_interval_s=p.min_interval_s,
                     max_step=p.max_step,
-                    poll_s=p.poll_s or device_poll,
                     historize=p.historize,
-                    device=d.id,
-                    building=building,
-                    household=d.household,
                 )
-            )
-        status = {
-            "online": (TagType.BOOL, "", "device answers"),
-            "last_ok": (TagType.FLOAT, "s", "time of the last good poll (epoch seconds)"),
-            "errors": (TagType.INT, "", "failed requests since start"),
-            "latency_ms": (TagType.FLOAT, "ms", "reply time of the last request"),
-        }
-        for suffix in STATUS_POINTS:
-            typ, unit, text = status[suffix]
-            defs.append(
-                TagDef(
-                    name=f"{d.id}.{suffix}",
-                    type=typ,
-                    unit=unit,
-                    description=text,
-                    source=Source.STATUS,
-                    poll_s=device_poll,
-                    historize=suffix == "online",
-                    device=d.id,
-                    building=building,
-                    household=d.household,
-                )
-            )
+            ),
+            p.poll_s,
+        )
+        for name, p in points.items()
+    ]
+
+
+def _status_rows() -> list[_Row]:
+    """Return a row per status tag (``STATUS_POINTS`` order); they poll with their device."""
+    rows: list[_Row] = []
+    for suffix in STATUS_POINTS:
+        typ, unit, text = _STATUS_TAGS[suffix]
+        proto = TagDef(
+            name=suffix,
+            type=typ,
+            unit=unit,
+            description=text,
+            source=Source.STATUS,
+            historize=suffix == "online",
+        )
+        rows.append((f".{suffix}", _fields(proto), None))
+    return rows
+
+
+_STATUS_ROWS = _status_rows()
+
+
+def _device_tag(
+    fields: list[Any], name: str, d: DeviceConfig, building: str | None, poll_s: float | None
+) -> TagDef:
+    row = fields.copy()
+    row[_NAME] = name
+    row[_DEVICE] = d.id
+    row[_BUILDING] = building
+    row[_HOUSEHOLD] = d.household
+    row[_POLL] = poll_s
+    return TagDef(*row)
+
+
+def _tag_defs(cfg: SiteConfig, index: _Index) -> list[TagDef]:
+    defs: list[TagDef] = []
+    append = defs.append
+    by_template: dict[str, list[_Row]] = {}
+    for d in cfg.devices:
+        template = cfg.templates[d.template]
+        channel = index.channels[d.channel]
+        device_poll = d.poll_s or template.poll_s or channel.poll_s
+        building = d.building
+        if building is None and d.household is not None:
+            building = index.household_building.get(d.household)
+        if d.points:  # overrides or extra points: this device's own rows
+            rows = _point_rows(index.points[d.id])
+        elif d.template in by_template:
+            rows = by_template[d.template]
+        else:
+            rows = by_template[d.template] = _point_rows(template.points)
+        for suffix, fields, point_poll in rows:
+            append(_device_tag(fields, d.id + suffix, d, building, point_poll or device_poll))
+        for suffix, fields, _ in _STATUS_ROWS:
+            append(_device_tag(fields, d.id + suffix, d, building, device_poll))
     for t in cfg.tags:
         building = _building_of(t.name, index.buildings)
         if isinstance(t, MemoryTagConfig):

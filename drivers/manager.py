@@ -59,9 +59,20 @@ def _point_spec(name: str, point: Any) -> PointSpec:
 
 
 def device_bindings(site: Any, channel_id: str) -> list[DeviceBinding]:
-    """Return the enabled devices of ``channel_id`` with their points resolved."""
+    """Return the enabled devices of ``channel_id`` with their points resolved.
+
+    Devices of one template share its point objects: each one's wire spec is made once.
+    """
     channel = site.channel(channel_id)
     result: list[DeviceBinding] = []
+    specs: dict[tuple[str, int], tuple[Any, PointSpec]] = {}
+
+    def spec_of(name: str, p: Any) -> PointSpec:
+        hit = specs.get((name, id(p)))
+        if hit is None or hit[0] is not p:
+            hit = specs[(name, id(p))] = (p, _point_spec(name, p))
+        return hit[1]
+
     for d in site.devices_on(channel_id):
         if not d.enabled:
             continue
@@ -73,7 +84,7 @@ def device_bindings(site: Any, channel_id: str) -> list[DeviceBinding]:
                 device=d.id,
                 name=name,
                 tag=f"{d.id}.{name}",
-                spec=_point_spec(name, p),
+                spec=spec_of(name, p),
                 tag_type=p.tag_type,
                 writable=p.writable,
                 min=p.min,

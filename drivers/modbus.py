@@ -205,7 +205,12 @@ class ModbusDriver:
             d.id: DeviceTags.build(db, d.id, [p.tag for p in d.points.values()]) for d in devices
         }
         self._schedule: list[_Scheduled] = []
+        numeric: dict[int, list[int]] = {}  # codec id -> positions of its non-string points
         for n, d in enumerate(devices):
+            dev_tags = self._tags[d.id]
+            id_of = dict(
+                zip([p.tag for p in d.points.values()], dev_tags.point_ids.tolist(), strict=True)
+            )
             specs = {name: p.spec for name, p in d.points.items()}
             overrides = {name: p.poll_s for name, p in d.points.items()}
             plan = plan_device(
@@ -221,12 +226,12 @@ class ModbusDriver:
             )
             for i, req in enumerate(plan):
                 tags = [d.points[n].tag for n in req.names]
-                pos = [k for k, p in enumerate(req.points) if p.type is not PointType.STR]
-                ids = (
-                    np.asarray(db.ids_of([tags[k] for k in pos]), dtype=np.int64)
-                    if pos
-                    else np.empty(0, np.int64)
-                )
+                pos = numeric.get(id(req.codec))
+                if pos is None:  # a codec is shared by the devices of one template
+                    pos = numeric[id(req.codec)] = [
+                        k for k, p in enumerate(req.points) if p.type is not PointType.STR
+                    ]
+                ids = np.array([id_of[tags[k]] for k in pos], dtype=np.int64)
                 strs = [tags[k] for k in req.codec.str_positions]
                 self._schedule.append(
                     _Scheduled(

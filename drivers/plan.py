@@ -11,6 +11,7 @@ exhaustive search in ``tests/drivers/test_plan.py``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -115,38 +116,69 @@ def plan_device(
     """Plan the reads of one device: grouped by effective poll period and kind.
 
     ``point_poll_s`` overrides the device's ``poll_s`` per point name (None = inherit).
-    Reads come out ordered by period, kind and address.
+    Reads come out ordered by period, kind and address. Devices of one template plan alike:
+    the shape of a plan (and its codecs, which hold no state) is computed once per point
+    set and settings, then stamped with each device's id and unit.
     """
     overrides = point_poll_s or {}
+    key = (
+        tuple(points.items()),
+        float(poll_s),
+        tuple((n, overrides.get(n)) for n in points),
+        max_gap,
+        max_gap_bits,
+        max_registers,
+        max_bits,
+    )
+    try:
+        shape = _plan_shape(*key)
+    except PlanError as exc:
+        raise PlanError(f"device {device}: {exc}") from None
+    return [
+        ReadRequest(device, unit, kind, start, count, period, pts, names, codec)
+        for kind, start, count, period, pts, names, codec in shape
+    ]
+
+
+_Shape = tuple[Kind, int, int, float, tuple[PointSpec, ...], tuple[str, ...], BlockCodec]
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan_shape(
+    items: tuple[tuple[str, PointSpec], ...],
+    poll_s: float,
+    overrides: tuple[tuple[str, float | None], ...],
+    max_gap: int,
+    max_gap_bits: int,
+    max_registers: int,
+    max_bits: int,
+) -> tuple[_Shape, ...]:
+    points = dict(items)
+    periods = dict(overrides)
     groups: dict[tuple[float, Kind], list[str]] = {}
-    for name, spec in points.items():
-        period = overrides.get(name) or poll_s
+    for name, spec in items:
+        period = periods.get(name) or poll_s
         groups.setdefault((float(period), spec.kind), []).append(name)
-    requests: list[ReadRequest] = []
+    shape: list[_Shape] = []
     for (period, kind), names in sorted(
         groups.items(), key=lambda kv: (kv[0][0], _KIND_ORDER[kv[0][1]])
     ):
         specs = [points[n] for n in names]
         bits = kind in BIT_KINDS
-        try:
-            reads = coalesce(
-                specs, max_gap_bits if bits else max_gap, max_bits if bits else max_registers
-            )
-        except PlanError as exc:
-            raise PlanError(f"device {device}: {exc}") from None
+        reads = coalesce(
+            specs, max_gap_bits if bits else max_gap, max_bits if bits else max_registers
+        )
         for start, count, idx in reads:
             pts = tuple(specs[i] for i in idx)
-            requests.append(
-                ReadRequest(
-                    device=device,
-                    unit=unit,
-                    kind=kind,
-                    start=start,
-                    count=count,
-                    period_s=period,
-                    points=pts,
-                    names=tuple(names[i] for i in idx),
-                    codec=BlockCodec(pts, start, count),
+            shape.append(
+                (
+                    kind,
+                    start,
+                    count,
+                    period,
+                    pts,
+                    tuple(names[i] for i in idx),
+                    BlockCodec(pts, start, count),
                 )
             )
-    return requests
+    return tuple(shape)

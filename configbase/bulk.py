@@ -13,7 +13,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["paused_gc"]
+__all__ = ["paused_gc", "settle_heap", "thaw_heap"]
 
 
 @contextmanager
@@ -31,3 +31,20 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def settle_heap() -> None:
+    """Collect once, then move every object alive now out of the collector's sight.
+
+    After start-up a large estate's configuration, tag definitions and drivers are millions
+    of objects that live as long as the process: without this each full collection walks them
+    all (about 0.45 s with the event loop stopped at 200 buildings). Call :func:`thaw_heap`
+    before replacing them (a configuration apply), and this again after.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def thaw_heap() -> None:
+    """Give the objects :func:`settle_heap` set aside back to the collector (they may die now)."""
+    gc.unfreeze()

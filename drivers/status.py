@@ -146,16 +146,16 @@ class DeviceTags:
     @classmethod
     def build(cls, db: TagDatabase, device: str, point_tags: Sequence[str]) -> DeviceTags:
         """Resolve the ids of ``point_tags`` and of the device's status tags."""
-        ids = (
-            np.asarray(db.ids_of(list(point_tags)), dtype=np.int64)
-            if point_tags
-            else np.empty(0, np.int64)
-        )
+        index = db.catalog.index  # name -> id: tens of thousands of devices are built at start
+        try:
+            ids = np.array([index[t] for t in point_tags], dtype=np.int64)
+        except KeyError as exc:
+            raise KeyError(f"unknown tag {exc.args[0]!r}") from None
         status: dict[str, int] = {}
         for suffix in ("online", "last_ok", "errors", "latency_ms"):
-            name = f"{device}.{suffix}"
-            if name in db:
-                status[suffix] = int(db.ids_of([name])[0])
+            i = index.get(f"{device}.{suffix}")
+            if i is not None:
+                status[suffix] = i
         return cls(db, device, ids, status)
 
     def comm_lost(self, ts: float, cause: str = "") -> None:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from configbase.bulk import settle_heap, thaw_heap
 from scada.config import SiteConfig
 from scada.config.alarmsite import alarm_devices
 from scada.scheduler import make_scheduler
@@ -261,6 +262,7 @@ class Runtime:
             await self.stop()
             raise
         log.info("runtime started: %d tags, %d devices", len(self.db), len(self.site.devices))
+        settle_heap()  # the long-lived objects of start-up: full collections skip them
 
     async def _start(self) -> None:
         site, db = self.site, self.db
@@ -570,6 +572,13 @@ class Runtime:
         alarm engine gets the site's and billing's rules; billing and tenant notices get
         the new accounts, tariffs and rules. Loop-thread only.
         """
+        thaw_heap()  # what the new site replaces must be collectable
+        try:
+            return await self._apply(site)
+        finally:
+            settle_heap()
+
+    async def _apply(self, site: SiteConfig) -> Plan:
         plant, db = self.plant, self.db
         old = plant.site
         plan = compare_sites(old, site)
@@ -617,6 +626,7 @@ class Runtime:
     # ------------------------------------------------------------------ stop
     async def stop(self) -> None:
         """Stop every started part in reverse order; safe to call twice."""
+        thaw_heap()  # what start set aside may be collected once stopped
         if self.server is not None:
             try:
                 await self.server.stop()

@@ -74,6 +74,18 @@ async def test_a_long_tag_listing_is_built_in_slices_and_keeps_order_filters_and
     assert b1["count"] == len(b1["tags"]) == 10 and {t["building"] for t in b1["tags"]} == {"b1"}
     names = [t["name"] for t in whole["tags"] if t.get("building") == "b1"][:10]
     assert [t["name"] for t in b1["tags"]] == names
+    # a building's or a device's tags come from their own lists, pattern and all
+    st, flat, _ = await served.api(
+        "GET", "/api/tags?building=b1&pattern=b1.101.*&values=false", role="viewer"
+    )
+    expected = [
+        t["name"]
+        for t in whole["tags"]
+        if t.get("building") == "b1" and t["name"].startswith("b1.101.")
+    ]
+    assert st == 200 and [t["name"] for t in flat["tags"]] == expected and expected
+    st, dev, _ = await served.api("GET", "/api/tags?device=b1.101.valve&building=b2", role="viewer")
+    assert st == 200 and dev["tags"] == []  # that device is not in b2
 
 
 async def test_tags_list_filters_and_one_tag(served: Served) -> None:

@@ -70,6 +70,32 @@ class _TagBase(ApiHandler):
         return d
 
 
+#: The tag names per building and per device of the current catalogue (one catalogue kept).
+_scopes: tuple[Any, dict[str | None, list[str]], dict[str | None, list[str]]] | None = None
+
+
+async def _scope_names(db: Any, building: str | None, device: str | None) -> list[str]:
+    """Return the names (in id order) of ``building``'s tags, or ``device``'s, or both's."""
+    global _scopes
+    catalog = db.catalog
+    if _scopes is None or _scopes[0] is not catalog:
+
+        def build() -> tuple[dict[str | None, list[str]], dict[str | None, list[str]]]:
+            by_building: dict[str | None, list[str]] = {}
+            by_device: dict[str | None, list[str]] = {}
+            for d in db.definitions():
+                by_building.setdefault(d.building, []).append(d.name)
+                by_device.setdefault(d.device, []).append(d.name)
+            return by_building, by_device
+
+        by_building, by_device = await asyncio.to_thread(build)  # once per catalogue
+        _scopes = (catalog, by_building, by_device)
+    names = _scopes[2].get(device, []) if device is not None else _scopes[1].get(building, [])
+    if building is not None and device is not None:
+        names = [n for n in names if db.definition(n).building == building]
+    return names
+
+
 class TagsApi(_TagBase):
     """``GET /api/tags``: tags with metadata and current values, filtered."""
 
@@ -87,7 +113,16 @@ class TagsApi(_TagBase):
                 raise ApiError(400, str(exc)) from None
         values = self.arg_bool("values", True)
         limit = self.arg_int("limit", 10000, lo=1, hi=MAX_TAGS_LISTED)
-        seq, names = db.seq, db.match(pattern)
+        seq = db.seq
+        if building is not None or device is not None:
+            # the few hundred tags of one building or device, not a walk over the estate
+            scope = await _scope_names(db, building, device)
+            if pattern != "*":
+                wanted = set(db.match(pattern))
+                scope = [n for n in scope if n in wanted]
+            names = scope
+        else:
+            names = db.match(pattern)
         count = 0
 
         async def rows() -> AsyncIterator[list[dict[str, Any]]]:

@@ -546,8 +546,6 @@ class ModbusDriver:
             )
             return False
         ts = self._wall()
-        if s.num_ids.size:
-            self.db.update_many(s.num_ids, values[s.num_pos], Quality.GOOD, ts, Reason.NONE)
         if s.str_tags:
             for tag, text in zip(s.str_tags, req.codec.decode_strings(data), strict=True):
                 self.db.update(tag, text, Quality.GOOD, ts, Reason.NONE)
@@ -555,7 +553,15 @@ class ModbusDriver:
         st.ok(self._clock(), latency)
         self._offline.discard(req.device)
         st.last_ok = ts
-        self._tags[req.device].publish(st, ts, ts)
+        # the values and the device's status tags in one update: one call per request
+        keys, status = self._tags[req.device].status_row(st, ts)
+        self.db.update_many(
+            np.concatenate((s.num_ids, np.asarray(keys, dtype=np.int64))),
+            np.concatenate((values[s.num_pos], np.asarray(status, dtype=np.float64))),
+            Quality.GOOD,
+            ts,
+            Reason.NONE,
+        )
         return True
 
     def _record_failure(self, device: str, message: str, cause: str) -> None:

@@ -171,7 +171,22 @@ class DeviceTags:
 
     def publish(self, status: DeviceStatus, ts: float, wall_last_ok: float | None) -> None:
         """Write ``online``, ``last_ok``, ``errors`` and ``latency_ms`` for ``status``."""
-        keys, values = [], []
+        keys, values = self.status_row(status, wall_last_ok)
+        if keys:
+            self.db.update_many(
+                np.asarray(keys, dtype=np.int64),
+                np.asarray(values, dtype=np.float64),
+                Quality.GOOD,
+                ts,
+                Reason.NONE,
+            )
+
+    def status_row(
+        self, status: DeviceStatus, wall_last_ok: float | None
+    ) -> tuple[list[int], list[float]]:
+        """Return the ids and values :meth:`publish` writes (to join another update)."""
+        keys: list[int] = []
+        values: list[float] = []
         if "online" in self.status_ids and status.online is not None:
             keys.append(self.status_ids["online"])
             values.append(1.0 if status.online else 0.0)
@@ -184,11 +199,4 @@ class DeviceTags:
         if "last_ok" in self.status_ids and wall_last_ok is not None:
             keys.append(self.status_ids["last_ok"])
             values.append(wall_last_ok)
-        if keys:
-            self.db.update_many(
-                np.asarray(keys, dtype=np.int64),
-                np.asarray(values, dtype=np.float64),
-                Quality.GOOD,
-                ts,
-                Reason.NONE,
-            )
+        return keys, values

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from configbase.bulk import settle_heap, thaw_heap
+from configbase.bulk import paused_gc, settle_heap, thaw_heap
 from scada.config import SiteConfig
 from scada.config.alarmsite import alarm_devices
 from scada.scheduler import make_scheduler
@@ -257,7 +257,8 @@ class Runtime:
         self._lock = DataDirLock(self.data_dir)
         self._lock.acquire()  # one runtime per data dir; restore checks this lock
         try:
-            await self._start()
+            with paused_gc():  # start-up builds a large estate's long-lived objects: no GC passes
+                await self._start()
         except BaseException:
             await self.stop()
             raise

@@ -129,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(site: SiteConfig, args: argparse.Namespace) -> int:
+    from configbase.bulk import paused_gc
     from scada.runtime import Runtime
     from scada.scaleout.backlog import BacklogPolicy
 
@@ -137,24 +138,25 @@ async def _serve(site: SiteConfig, args: argparse.Namespace) -> int:
             max_entries=getattr(args, "backlog_max_entries", 5_000_000),
             max_bytes=int(getattr(args, "backlog_max_mb", 2048.0) * 1024 * 1024),
         )
-        runtime = Runtime(
-            site,
-            args.data_dir,
-            simulate=args.simulate,
-            speed=args.speed,
-            role=getattr(args, "role", "all"),
-            buildings=getattr(args, "buildings", None),
-            redis_url=getattr(args, "redis", None),
-            node_id=getattr(args, "node_id", None),
-            serve=getattr(args, "role", "all") != "collector",
-            host=args.host,
-            port=args.port,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            ws_batch_s=args.ws_batch_ms / 1000,
-            trusted_proxies=args.trusted_proxy,
-            backlog=backlog,
-        )
+        with paused_gc():  # a large estate's tag database and services: no GC passes
+            runtime = Runtime(
+                site,
+                args.data_dir,
+                simulate=args.simulate,
+                speed=args.speed,
+                role=getattr(args, "role", "all"),
+                buildings=getattr(args, "buildings", None),
+                redis_url=getattr(args, "redis", None),
+                node_id=getattr(args, "node_id", None),
+                serve=getattr(args, "role", "all") != "collector",
+                host=args.host,
+                port=args.port,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                ws_batch_s=args.ws_batch_ms / 1000,
+                trusted_proxies=args.trusted_proxy,
+                backlog=backlog,
+            )
     except ValueError as exc:
         print(f"scada run: {exc}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from scada.bench.estate import KINDS, estate_yaml, free_ports, parse_metrics
+from scada.bench.estate import KINDS, METER_POLL_S, estate_yaml, free_ports, parse_metrics
 from scada.config import load_site_text
 from scada.runtime import system_tag_defs
 
@@ -81,7 +81,12 @@ def test_two_buildings_for_five_seconds_report_sane_figures() -> None:
     assert fig["rss_mb_start"] > 0 and 0 < fig["rss_mb_end"] <= fig["rss_mb_peak"]
     assert fig["loop_lag_samples"] >= 3
     assert all(fig["loop_lag_ms"][k] is not None for k in ("p50", "p99", "max"))
-    polls = {"valve": 30.0, "electricity meter": 10.0, "heat meter": 10.0, "master meter": 10.0}
+    polls = {
+        "valve": 30.0,
+        "electricity meter": METER_POLL_S,
+        "heat meter": 10.0,
+        "master meter": 10.0,
+    }
     for kind, poll_s in polls.items():
         fresh = fig["freshness"][kind]
         assert fresh["poll_s"] == poll_s

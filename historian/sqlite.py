@@ -369,16 +369,17 @@ class SqliteHistorian:
         with self._lock:
             self._catch_up()
             self._load_tags()
-            for tid in list(self._names):
+            # only the tags with samples before the cut-off, found in one pass in SQLite: a
+            # large estate has hundreds of thousands of tags, most with nothing to purge
+            old = self._con.execute(
+                "SELECT tag_id, max(ts) FROM samples WHERE ts < ? GROUP BY tag_id",
+                (float(before),),
+            ).fetchall()
+            for tid, cutoff in old:
                 self._con.execute("BEGIN IMMEDIATE")
                 try:
                     if self._rollups:
-                        cutoff = self._con.execute(
-                            "SELECT max(ts) FROM samples WHERE tag_id = ? AND ts < ?",
-                            (tid, float(before)),
-                        ).fetchone()[0]
-                        if cutoff is not None:
-                            store_single_hours(self._con, tid, cutoff)
+                        store_single_hours(self._con, tid, cutoff)
                     cur = self._con.execute(
                         "DELETE FROM samples WHERE tag_id = ?1 AND ts < "
                         "(SELECT max(ts) FROM samples WHERE tag_id = ?1 AND ts < ?2)",

@@ -306,3 +306,15 @@ def test_insert_rows_template_repeats_columns_and_spells_literals(tmp_path: Path
     got = con.execute("SELECT k, a, b, c FROM t ORDER BY k").fetchall()
     assert got == [(i, i * 1.5, i * 1.5, 7) for i in range(70)]
     con.close()
+
+
+def test_purge_touches_only_the_tags_with_samples_past_the_horizon(tmp_path: Path) -> None:
+    h = SqliteHistorian(tmp_path / "h.sqlite")
+    recent = [Sample(f"t{i}", T0 + 3 * DAY + i, float(i)) for i in range(500)]
+    old = [Sample(name, T0 + 60 * k, float(k)) for name in ("a", "b") for k in range(10)]
+    h.write(recent + old)
+    assert h.purge(T0 + DAY) == 2 * 9  # a and b keep their last sample before the horizon
+    assert [len(h.query_raw(n, T0, T0 + 4 * DAY)) for n in ("a", "b")] == [1, 1]
+    assert all(len(h.query_raw(f"t{i}", T0, T0 + 4 * DAY)) == 1 for i in range(0, 500, 50))
+    assert h.purge(T0 + DAY) == 0  # nothing left to purge
+    h.close()

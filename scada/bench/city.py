@@ -25,6 +25,7 @@ __all__ = [
     "FLATS_PER_BUILDING",
     "TAGS_PER_BUILDING",
     "building_id",
+    "building_meters",
     "city_yaml",
     "load_times",
 ]
@@ -78,6 +79,15 @@ def building_id(b: int) -> str:
     return f"b{b + 1:04d}"
 
 
+def building_meters(building: str, channel: str) -> list[str]:
+    """Return the YAML device items of a building's heat meter (unit 1) and master meter (2)."""
+    return [
+        f"  - {{id: {building}.{dev}, template: {template}, channel: {channel}, unit: {unit}, "
+        f"building: {building}}}"
+        for dev, template, unit in (("hm", "heat-meter", 1), ("mm", "master-meter", 2))
+    ]
+
+
 def city_yaml(buildings: int, base_port: int = 20000, host: str = "127.0.0.1") -> str:
     """Return a site config of ``buildings`` buildings x 100 flats, one channel per building.
 
@@ -101,12 +111,7 @@ def city_yaml(buildings: int, base_port: int = 20000, host: str = "127.0.0.1") -
         "devices:",
     ]
     for bid in ids:
-        lines.append(
-            f"  - {{id: {bid}.hm, template: heat-meter, channel: c{bid}, unit: 1, building: {bid}}}"
-        )
-        lines.append(
-            f"  - {{id: {bid}.mm, template: master-meter, channel: c{bid}, unit: 2, building: {bid}}}"
-        )
+        lines += building_meters(bid, f"c{bid}")
     lines.append("buildings:")
     for b, bid in enumerate(ids):
         lines += [

@@ -60,6 +60,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from scada.bench.city import building_meters
+
 __all__ = ["GOALS", "add_arguments", "estate_yaml", "run"]
 
 FLOORS = 10
@@ -111,12 +113,7 @@ def estate_yaml(
         )
     lines.append("devices:")
     for b in ids:
-        lines.append(
-            f"  - {{id: {b}.hm, template: heat-meter, channel: {b}-bus, unit: 1, building: {b}}}"
-        )
-        lines.append(
-            f"  - {{id: {b}.mm, template: master-meter, channel: {b}-bus, unit: 2, building: {b}}}"
-        )
+        lines += building_meters(b, f"{b}-bus")
     lines.append("buildings:")
     for i, b in enumerate(ids):
         lines += [

@@ -69,7 +69,9 @@ async def test_a_long_tag_listing_is_built_in_slices_and_keeps_order_filters_and
     _, whole, _ = await served.api("GET", "/api/tags?values=false", role="viewer")
     monkeypatch.setattr(tags_api, "LISTING_CHUNK", 7)  # many slices, one loop turn each
     st, sliced, _ = await served.api("GET", "/api/tags?values=false", role="viewer")
-    assert st == 200 and sliced == whole and sliced["count"] == len(sliced["tags"]) > 7
+    # metadata only (values=false): the same answer but for seq, which moves with every poll
+    assert st == 200 and sliced["tags"] == whole["tags"]
+    assert sliced["count"] == whole["count"] == len(sliced["tags"]) > 7
     st, b1, _ = await served.api("GET", "/api/tags?building=b1&limit=10", role="viewer")
     assert b1["count"] == len(b1["tags"]) == 10 and {t["building"] for t in b1["tags"]} == {"b1"}
     names = [t["name"] for t in whole["tags"] if t.get("building") == "b1"][:10]

@@ -313,6 +313,9 @@ class CommandServer:
             reply["result"] = {"entries": self.resync(building)}
         else:
             reply["error"] = {"type": "UnknownCommand", "message": f"unknown command op {op!r}"}
+        # counted before the reply goes out: whoever gets the reply sees the count include it
+        # (a reply lost with Redis is answered again after reconnect, and counted again)
+        self.handled += 1
         try:
             await self.redis.xadd(
                 reply_to, {"p": json.dumps(reply, default=str)}, maxlen=_RESULTS_MAXLEN
@@ -321,7 +324,6 @@ class CommandServer:
             raise_if_cancelled()
             log.warning("result of command %s not delivered: redis unreachable", cid)
             return  # not acknowledged: it is re-read (and answered, or expired) after reconnect
-        self.handled += 1
         await self._ack(stream, entry_id)
 
     async def _ack(self, stream: str, entry_id: bytes) -> None:

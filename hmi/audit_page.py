@@ -54,7 +54,7 @@ from hmi.layout import (
 )
 from hmi.session import HmiSession
 from hmi.theme import AUTO_WIDTH, SELECT_CSS, WIDGET_FONT
-from i18n import _, ngettext
+from i18n import N_, _, ngettext
 from scada.services.audit import AuditLog
 
 __all__ = [
@@ -75,7 +75,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Time range label -> seconds back from now.
-RANGES: dict[str, float] = {"last hour": 3600.0, "last day": 86400.0, "last week": 7 * 86400.0}
+RANGES: dict[str, float] = {
+    N_("last hour"): 3600.0,
+    N_("last day"): 86400.0,
+    N_("last week"): 7 * 86400.0,
+}
 #: Result filter options (``any``: no filter).
 RESULTS = ("any", "ok", "denied", "failed", "repeated")
 #: Rows on screen (the newest); the CSV download has up to 10,000.

@@ -38,13 +38,16 @@ from hmi.theme import (
     time_formatter,
     value_html,
 )
-from i18n import _
+from i18n import N_, _
 from scada.config import BuildingConfig, SiteConfig
 from tags.bus import ChangeBatch
 
 __all__ = ["BuildingPage", "UnitDetail", "heat_meter_tags", "make_building"]
 
 log = logging.getLogger(__name__)
+
+#: A unit's comm state in words (the mimic's ``comm`` column holds the key).
+COMM_WORDS = {"lost": N_("lost contact"), "stale": N_("stale"), "ok": N_("ok")}
 
 #: Units of the buildings whose mimics a page keeps for when they are shown again (kiosk
 #: rotation): the last shown, oldest dropped first, and always the current one.
@@ -81,7 +84,7 @@ class UnitDetail:
         self.mimic_ref = mimic_ref
         self.cell: UnitCell | None = None
         self.info = html_div(
-            '<p class="u">click a unit for its detail</p>',
+            f'<p class="u">{html.escape(_("click a unit for its detail"))}</p>',
             name="unit-detail",
             sizing_mode="stretch_width",
         )
@@ -174,7 +177,7 @@ class UnitDetail:
         self.cell = cell
         self.obj = None
         if cell is None:
-            self.info.text = '<p class="u">click a unit for its detail</p>'
+            self.info.text = f'<p class="u">{html.escape(_("click a unit for its detail"))}</p>'
             if self.trend_source is not None and self.panel is not None:
                 self.trend_source.data = {"t": [], "room": [], "sp": []}
                 self.panel.set_target(None, {})
@@ -183,10 +186,12 @@ class UnitDetail:
         trend_source.data = {"t": [], "room": [], "sp": []}
         actions: dict[str, CommandAction] = {}
         if cell.valve_tag and self._writable(cell.valve_tag):
-            actions["open"] = CommandAction("open", "Open valve", cell.valve_tag, True)
-            actions["close"] = CommandAction("close", "Close valve", cell.valve_tag, False)
+            actions["open"] = CommandAction("open", _("Open valve"), cell.valve_tag, True)
+            actions["close"] = CommandAction("close", _("Close valve"), cell.valve_tag, False)
         if cell.setpoint_tag and self._writable(cell.setpoint_tag):
-            actions["setpoint"] = CommandAction("setpoint", "Set setpoint", cell.setpoint_tag, None)
+            actions["setpoint"] = CommandAction(
+                "setpoint", _("Set setpoint"), cell.setpoint_tag, None
+            )
         if cell.kind == "shop" and cell.relay_tag and self._writable(cell.relay_tag):
             actions["open"] = CommandAction("open", _("Switch supply on"), cell.relay_tag, True)
             actions["close"] = CommandAction("close", _("Trip relay"), cell.relay_tag, False)
@@ -221,9 +226,9 @@ class UnitDetail:
 
         name = f" {html.escape(c.name)}" if c.name else ""
         comm_html = (
-            f'<span class="comm-lost" data-comm="{comm}">{comm}</span>'
+            f'<span class="comm-lost" data-comm="{comm}">{html.escape(_(COMM_WORDS.get(comm, comm)))}</span>'
             if comm != "ok"
-            else '<span class="comm-ok" data-comm="ok">ok</span>'
+            else f'<span class="comm-ok" data-comm="ok">{html.escape(_("ok"))}</span>'
         )
         rows = [(_("floor / area"), f"{c.floor} / {c.area_m2:g} m²")]
         if c.kind == "flat":

@@ -76,20 +76,28 @@ class CommandPanel:
         self.actions: dict[str, CommandAction] = {}
         self.pending: CommandStatus | None = None
         self.pending_target: str | None = None
-        self.btn_open = Button(label="Open valve", name=f"{name}-open", width=100, align="end")
-        self.btn_close = Button(label="Close valve", name=f"{name}-close", width=100, align="end")
-        self.spinner = Spinner(
-            title="setpoint °C", low=5, high=30, step=0.5, value=20.0, width=80, name=f"{name}-sp"
+        self.btn_open = Button(label=_("Open valve"), name=f"{name}-open", width=100, align="end")
+        self.btn_close = Button(
+            label=_("Close valve"), name=f"{name}-close", width=100, align="end"
         )
-        self.btn_sp = Button(label="Set setpoint", name=f"{name}-set-sp", width=100, align="end")
+        self.spinner = Spinner(
+            title=_("setpoint °C"),
+            low=5,
+            high=30,
+            step=0.5,
+            value=20.0,
+            width=80,
+            name=f"{name}-sp",
+        )
+        self.btn_sp = Button(label=_("Set setpoint"), name=f"{name}-set-sp", width=100, align="end")
         self.btn_open.on_click(lambda: self._select("open"))
         self.btn_close.on_click(lambda: self._select("close"))
         self.btn_sp.on_click(lambda: self._select("setpoint"))
         self.confirm_text = html_div("", name=f"{name}-confirm-text", sizing_mode="stretch_width")
         self.btn_confirm = Button(
-            label="Confirm", button_type="primary", name=f"{name}-confirm", width=110
+            label=_("Confirm"), button_type="primary", name=f"{name}-confirm", width=110
         )
-        self.btn_cancel = Button(label="Cancel", name=f"{name}-cancel", width=110)
+        self.btn_cancel = Button(label=_("Cancel"), name=f"{name}-cancel", width=110)
         self.btn_confirm.on_click(self._operate)
         self.btn_cancel.on_click(self._cancel)
         self.confirm = column(

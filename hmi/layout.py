@@ -26,6 +26,7 @@ from hmi.banner import AlarmBanner
 from hmi.liveness import LivenessStrip
 from hmi.session import HmiSession
 from hmi.theme import PAGE_CSS, PAGE_FONT, PAGE_TEMPLATE, TEXT_DIM
+from i18n import N_, _
 
 __all__ = [
     "PAGES",
@@ -42,14 +43,14 @@ __all__ = [
 
 #: URL name -> navigation label, in menu order.
 PAGES: dict[str, str] = {
-    "overview": "Overview",
-    "building": "Building",
-    "alarms": "Alarms",
-    "trends": "Trends",
-    "meters": "Meters",
-    "config": "Configuration",
-    "audit": "Audit log",
-    "tenant": "My account",
+    "overview": N_("Overview"),
+    "building": N_("Building"),
+    "alarms": N_("Alarms"),
+    "trends": N_("Trends"),
+    "meters": N_("Meters"),
+    "config": N_("Configuration"),
+    "audit": N_("Audit log"),
+    "tenant": N_("My account"),
 }
 
 
@@ -93,15 +94,16 @@ def _nav(session: HmiSession, current: str) -> str:
         if not page_allowed(session, page):
             continue
         cls = ' class="current"' if page == current else ""
-        links.append(f'<a href="{page}"{cls}>{label}</a>')
+        links.append(f'<a href="{page}"{cls}>{html.escape(_(label))}</a>')
     who = html.escape(f"{session.user_name} ({session.user.role})") if session.user else ""
     site = session.services.site
     title = html.escape(site.site.name or "SCADA")
     account = (
-        '<a href="/password" class="account" data-link="password" title="change your password">'
-        f'password</a><form method="post" action="/logout" style="{_LOGOUT_FORM}">'
+        '<a href="/password" class="account" data-link="password" '
+        f'title="{html.escape(_("change your password"))}">{html.escape(_("password"))}</a>'
+        f'<form method="post" action="/logout" style="{_LOGOUT_FORM}">'
         f'<button type="submit" class="account" data-link="logout" style="{_LOGOUT_BUTTON}">'
-        "log out</button></form>"
+        f"{html.escape(_('log out'))}</button></form>"
         if session.user is not None
         else ""
     )

@@ -40,6 +40,7 @@ from bokeh.models import (
     FixedTicker,
     GroupFilter,
     HoverTool,
+    IndexFilter,
     Range1d,
     TapTool,
 )
@@ -64,7 +65,7 @@ from hmi.theme import (
     VALVE_CLOSED,
     VALVE_OPEN,
 )
-from i18n import _
+from i18n import N_, _
 from tags.bus import ChangeBatch
 from tags.database import TagDatabase
 from tags.model import Quality
@@ -87,11 +88,21 @@ ROLES = (
 #: Columns of the valve symbols' own source (``mimic-valves``); the rest are in ``mimic-units``.
 VALVE_COLUMNS = ("valve_fill", "valve_line", "valve_alpha")
 _GOOD, _UNC, _BAD = int(Quality.GOOD), int(Quality.UNCERTAIN), int(Quality.BAD)
-_LEVEL_WORDS = {1: "balance alarm 1", 2: "balance alarm 2", 3: "arrears"}
+_LEVEL_WORDS = {1: N_("balance alarm 1"), 2: N_("balance alarm 2"), 3: N_("arrears")}
 
 #: Resize texts and symbols with the plot so they stay readable from a phone to a 4K wall.
 FONT_JS = """
+// One run per layout change (inner width, height and the x range all move together), and
+// nothing set that would not change what is drawn: every text size set makes BokehJS
+// recompute that glyph's visuals for every cell and repaint the whole canvas (at 1,000
+// units and 4K, ~0.25 s each). A size within 10 % of the one applied is kept, so the few
+// pixels the axis labels take from the plot after the first sizing do not resize twice.
+const state = (window.hmiMimicFontState = window.hmiMimicFontState || {});
+const mine = (state[plot.id] = state[plot.id] || {pending: false, applied: {}});
+if (mine.pending) { return; }
+mine.pending = true;
 setTimeout(() => {
+  mine.pending = false;
   const wall = document.documentElement.classList.contains("wall");
   const minpx = wall ? window.innerHeight / 60 : 7;
   const xs = plot.inner_width / Math.max(1e-9, xr.end - xr.start);
@@ -106,25 +117,47 @@ setTimeout(() => {
     entry: Math.min(entry_w * xs / 12.5, row_h * ys * 0.78, cap * 0.8),
   };
   sizes.mark = Math.max(10, Math.min(sizes.small * 2.0, ch / 3.2));
+  sizes.nums = Math.max(minpx, sizes.mark * 0.62);
+  sizes.axis = Math.max(minpx, Math.min(ch / 3, cap * 0.6));
+  const applied = mine.applied;
+  const settle = (key, want) => {
+    const had = applied[key];
+    const keep = had !== undefined && Math.abs(want - had) <= 0.1 * had
+      && (had >= minpx) === (want >= minpx);
+    applied[key] = keep ? had : want;
+    return applied[key];
+  };
+  const px = (size) => `${Math.max(1, size).toFixed(0)}px`;
+  const spec = (v) => (v !== null && typeof v === "object" && "value" in v ? v.value : v);
   const shown = {};
   for (const [group, glyphs] of Object.entries(groups)) {
     if (group === "marks" || group === "nums") { continue; }
-    const size = sizes[group];
+    const size = settle(group, sizes[group]);
     const visible = size >= minpx;
     shown[group] = visible ? size : 0;
     // text renderers: a text too small to read is not drawn at all (an invisible renderer
     // costs nothing per update; a transparent one is still measured and laid out)
     for (const r of glyphs) {
-      r.glyph.text_font_size = `${Math.max(1, size).toFixed(0)}px`;
-      r.visible = visible;
+      if (spec(r.glyph.text_font_size) !== px(size)) { r.glyph.text_font_size = px(size); }
+      if (r.visible !== visible) { r.visible = visible; }
+      if (r.tags.includes("lazy")) {  // the unit texts: laid out only while shown
+        const f = r.view.filter;
+        if (visible && f.indices !== null) { f.indices = null; }
+        if (!visible && (f.indices === null || f.indices.length > 0)) { f.indices = []; }
+      }
     }
   }
-  for (const g of groups.marks || []) { g.size = sizes.mark; }
-  const num = Math.max(minpx, sizes.mark * 0.62);
-  for (const g of groups.nums || []) { g.text_font_size = `${num.toFixed(0)}px`; }
+  const mark = settle("mark", sizes.mark);
+  for (const g of groups.marks || []) { if (spec(g.size) !== mark) { g.size = mark; } }
+  const num = settle("nums", sizes.nums);
+  for (const g of groups.nums || []) {
+    if (spec(g.text_font_size) !== px(num)) { g.text_font_size = px(num); }
+  }
   shown.nums = num;
-  const axis = Math.max(minpx, Math.min(ch / 3, cap * 0.6));
-  for (const a of axes) { a.major_label_text_font_size = `${axis.toFixed(0)}px`; }
+  const axis = settle("axis", sizes.axis);
+  for (const a of axes) {
+    if (a.major_label_text_font_size !== px(axis)) { a.major_label_text_font_size = px(axis); }
+  }
   shown.axis = axis;
   window.hmiMimicFonts = {minpx: minpx, wall: wall, sizes: shown};
 }, 0);
@@ -536,7 +569,14 @@ class Mimic:
         return units
 
     def _text(self, p: figure, field: str, x: Any, y: Any, **kw: Any) -> Any:
-        r = p.text(x, y, text=field, source=self.source, text_baseline="middle", **kw)
+        # Drawn from no cell until FONT_JS has sized it (it then lifts the filter when the text
+        # is big enough to read): BokehJS lays out every text of a renderer, visible or not,
+        # on each change of its data, ~0.1 s per 1,000 cells.
+        r = p.text(
+            x, y, text=field, source=self.source, text_baseline="middle",
+            view=CDSView(filter=IndexFilter(indices=[])), **kw,
+        )  # fmt: skip
+        r.tags = ["lazy"]
         r.nonselection_glyph = r.glyph
         r.selection_glyph = r.glyph
         return r

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from bokeh.models import DatetimeTickFormatter
 from jinja2 import Template
 
+from i18n import N_, _
 from tags.model import Quality, Reason, TagValue
 
 # ---------------------------------------------------------------- greys (normal state)
@@ -52,12 +53,12 @@ ACCOUNT_COLOURS: dict[str, str] = {
     "lost": COMM_LOST,
 }
 ACCOUNT_LABELS: dict[str, str] = {
-    "open": "open account",
-    "alarm1": "balance alarm 1",
-    "alarm2": "balance alarm 2",
-    "arrears": "arrears",
-    "no_account": "no account",
-    "lost": "lost contact",
+    "open": N_("open account"),
+    "alarm1": N_("balance alarm 1"),
+    "alarm2": N_("balance alarm 2"),
+    "arrears": N_("arrears"),
+    "no_account": N_("no account"),
+    "lost": N_("lost contact"),
 }
 
 FONT = "'DejaVu Sans', 'Helvetica Neue', Arial, sans-serif"
@@ -206,10 +207,10 @@ def quality_title(tv: TagValue | None) -> str:
     """
     detail = f" — {tv.detail}" if tv is not None and tv.detail else ""
     if tv is None or tv.value is None:
-        return f"no value{detail}"
+        return _("no value") + detail
     if tv.quality is Quality.GOOD:
         return ""
-    reason = tv.reason.label if tv.reason is not Reason.NONE else "unknown"
+    reason = tv.reason.label if tv.reason is not Reason.NONE else _("unknown")
     return f"{tv.quality.label}: {reason}{detail}"
 
 

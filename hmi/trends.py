@@ -29,7 +29,7 @@ from bokeh.plotting import figure
 from hmi.layout import denied_body, html_div, page_allowed, page_frame, select_options
 from hmi.session import HmiSession
 from hmi.theme import AUTO_WIDTH, SELECT_CSS, WIDGET_FONT, local_ms, time_formatter
-from i18n import _, ngettext
+from i18n import N_, _, ngettext
 from scada.services.bundle import Services
 from tags.bus import ChangeBatch
 from tags.model import Quality
@@ -39,12 +39,12 @@ __all__ = ["RANGES", "TrendControls", "TrendPage", "TrendPlot", "default_tags", 
 log = logging.getLogger(__name__)
 
 RANGES: dict[str, float] = {
-    "last hour": 3600.0,
-    "last 8 hours": 8 * 3600.0,
-    "last day": 86400.0,
-    "last week": 7 * 86400.0,
-    "last month": 31 * 86400.0,
-    "last year": 365 * 86400.0,
+    N_("last hour"): 3600.0,
+    N_("last 8 hours"): 8 * 3600.0,
+    N_("last day"): 86400.0,
+    N_("last week"): 7 * 86400.0,
+    N_("last month"): 31 * 86400.0,
+    N_("last year"): 365 * 86400.0,
 }
 POINTS = 500
 ROLLOVER = 5000

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["DOMAIN", "LOCALE_DIR", "_", "current_language", "ngettext", "use_language"]
+__all__ = ["DOMAIN", "LOCALE_DIR", "N_", "_", "current_language", "ngettext", "use_language"]
 
 DOMAIN = "scada"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -63,6 +63,15 @@ def _fill(text: str, fields: dict[str, object]) -> str:
 def _(message: str, /, **fields: object) -> str:
     """Return ``message`` in the current language with ``{name}`` fields filled from ``fields``."""
     return _fill(_catalog(_language.get()).gettext(message), fields)
+
+
+def N_(message: str, /) -> str:
+    """Mark ``message`` for the catalog without translating it (a constant translated where shown).
+
+    For tables of texts built at import time (menu labels, range names): keep the English
+    text as the key and call :func:`_` on it where it is shown, in the reader's language.
+    """
+    return message
 
 
 def ngettext(singular: str, plural: str, n: int, /, **fields: object) -> str:

@@ -100,9 +100,32 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
     return re.compile(_translate(pattern))
 
 
+#: Wildcard masks a catalogue keeps, most recent first out last (100 KB each per 100,000 tags).
+MASKS_KEPT = 16
+
+
 @lru_cache(maxsize=1024)
-def _compile_lines(pattern: str) -> re.Pattern[str]:
-    return re.compile(f"^(?:{_translate(pattern)})$", re.MULTILINE)
+def _compile_lines(pattern: str) -> tuple[re.Pattern[str], int]:
+    r"""Return a regex finding ``pattern``'s names in the catalogue's text, and a position shift.
+
+    The text is ``"\n" + "\n".join(names) + "\n"``. The regex is built so the engine searches
+    for a literal rather than trying an anchor at every character (``^...$`` in MULTILINE
+    mode: 70 ms over 300,000 names, whatever the pattern):
+
+    * ``b001.*``: ``\nb001\.[^\n]*(?=\n)``, found by its literal start; the match begins
+      at the newline before the name (shift 1 to the name's first character);
+    * ``*.last_ok``: the leading ``*`` dropped and the rest anchored at the line's end,
+      ``\.last_ok(?=\n)``; the match begins inside the name (shift 0). At most one match per
+      name either way: every match ends at its name's end.
+
+    ``TagCatalog.mask`` keeps the masks of its last ``MASKS_KEPT`` wildcard patterns: an
+    estate's periodic listings and the HMI's subscriptions ask for the same few again.
+    """
+    body = pattern.lstrip("*")
+    if body != pattern and body[:1] not in ("?", "["):
+        return re.compile(f"(?:{_translate(body)})(?=\n)"), 0
+    # a literal start, or a wildcard right after the stars (``*?x``): found by the newline
+    return re.compile(f"\n(?:{_translate(pattern)})(?=\n)"), 1
 
 
 class TagCatalog:
@@ -112,7 +135,7 @@ class TagCatalog:
     kind code (``KIND_DEAD`` for a dead slot).
     """
 
-    __slots__ = ("_index", "_lines", "_starts", "alive", "kinds", "names")
+    __slots__ = ("_index", "_lines", "_masks", "_starts", "alive", "kinds", "names")
 
     def __init__(self, names: Sequence[str | None], kinds: Iterable[int]) -> None:
         self.names: tuple[str | None, ...] = tuple(names)
@@ -127,6 +150,7 @@ class TagCatalog:
                 zip(cast("tuple[str, ...]", self.names), range(len(self.names)), strict=True)
             )
         self._lines: str | None = None
+        self._masks: dict[tuple[str, ...], np.ndarray] = {}  # oldest first
         self._starts: np.ndarray | None = None
 
     @classmethod
@@ -155,20 +179,31 @@ class TagCatalog:
 
     def _text(self) -> tuple[str, np.ndarray]:
         if self._lines is None:
+            # every name between two newlines (a dead slot is an empty line): see _compile_lines
             parts = [n if n is not None else "" for n in self.names]
-            self._lines = "\n".join(parts)
+            self._lines = "\n" + "\n".join(parts) + "\n"
             lengths = np.fromiter((len(p) + 1 for p in parts), dtype=np.int64, count=len(parts))
-            starts = np.zeros(len(parts), dtype=np.int64)
+            starts = np.ones(len(parts), dtype=np.int64)  # names[i] begins at starts[i]
             if len(parts) > 1:
                 np.cumsum(lengths[:-1], out=starts[1:])
+                starts[1:] += 1
             self._starts = starts
         assert self._starts is not None
         return self._lines, self._starts
 
     def mask(self, patterns: str | Iterable[str]) -> np.ndarray:
-        """Return a bool array over ids: True where a live tag matches any pattern."""
-        if isinstance(patterns, str):
-            patterns = (patterns,)
+        """Return a bool array over ids: True where a live tag matches any pattern (yours to change)."""
+        key = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        kept = self._masks.get(key)
+        if kept is None:
+            kept = self._mask(key)
+            if any(has_wildcards(p) and p.strip("*") for p in key):  # a regex was run
+                if len(self._masks) >= MASKS_KEPT:
+                    self._masks.pop(next(iter(self._masks)))
+                self._masks[key] = kept
+        return kept.copy()
+
+    def _mask(self, patterns: tuple[str, ...]) -> np.ndarray:
         out = np.zeros(len(self.names), dtype=bool)
         for pattern in patterns:
             if not pattern:
@@ -181,10 +216,14 @@ class TagCatalog:
             if pattern.strip("*") == "":
                 out |= self.alive
                 continue
+            if "\n" in pattern:
+                continue  # no name has a newline
             text, starts = self._text()
-            offsets = [m.start() for m in _compile_lines(pattern).finditer(text)]
+            regex, shift = _compile_lines(pattern)
+            offsets = [m.start() + shift for m in regex.finditer(text)]
             if offsets:
-                out[np.searchsorted(starts, np.asarray(offsets, dtype=np.int64))] = True
+                at = np.asarray(offsets, dtype=np.int64)
+                out[np.searchsorted(starts, at, side="right") - 1] = True  # the name holding it
         out &= self.alive
         return out
 

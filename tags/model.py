@@ -10,6 +10,7 @@ import enum
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, TypeAlias
 
 Scalar: TypeAlias = bool | int | float | str
@@ -134,6 +135,12 @@ def iso(ts: float | None) -> str | None:
     """Format epoch seconds as ISO-8601 UTC with offset (``2026-11-21T08:00:00.123+00:00``)."""
     if ts is None or (isinstance(ts, float) and math.isnan(ts)):
         return None
+    return _iso(ts)
+
+
+@lru_cache(maxsize=8192)
+def _iso(ts: float) -> str:
+    # a device's tags share their poll's timestamp: a listing of an estate formats each one once
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 

@@ -729,6 +729,11 @@ async def measure(
     buildings: int, seconds: float, browser: bool, meter_poll_s: float | None = METER_POLL_S
 ) -> dict[str, Any]:
     """Generate, run and measure one estate of ``buildings`` buildings; return its figures."""
+    keep = os.environ.get("SCADA_BENCH_KEEP_DIR")
+    if keep:  # for a diagnosis: the config, data and the processes' logs stay there
+        where = Path(keep) / f"estate-{buildings}"
+        where.mkdir(parents=True, exist_ok=False)
+        return await Estate(buildings, seconds, browser, where, meter_poll_s).measure()
     with tempfile.TemporaryDirectory(prefix=f"estate-{buildings}-") as tmp:
         return await Estate(buildings, seconds, browser, Path(tmp), meter_poll_s).measure()
 

@@ -7,11 +7,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tags import ChangeBatch, Quality, Reason, TagDatabase, TagDef, TagValue
-from tags.catalog import TagCatalog
+from tags.catalog import KIND_DEAD, TagCatalog
 
 DEADBANDS = (0.0, 0.5, 1.0)
 VALUES = (0.0, 0.5, 1.0, 1.25, 1.5, 2.0, -1.0, math.nan)
@@ -160,3 +160,22 @@ def test_glob_mask_matches_fnmatchcase(names: list[str], pattern: str) -> None:
     catalog = TagCatalog(names, [0] * len(names))
     expected = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     assert catalog.match(pattern) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(NAME | st.none(), max_size=12),
+    patterns=st.lists(PATTERN, min_size=1, max_size=3),
+)
+def test_mask_with_dead_slots_and_kept_masks_matches_fnmatchcase(
+    names: list[str | None], patterns: list[str]
+) -> None:
+    live = [n for n in names if n is not None]
+    assume(len(set(live)) == len(live))  # a catalogue's live names are unique
+    catalog = TagCatalog(names, [KIND_DEAD if n is None else 0 for n in names])
+    expected = [n is not None and any(fnmatch.fnmatchcase(n, p) for p in patterns) for n in names]
+    first = catalog.mask(patterns)
+    assert first.tolist() == expected
+    first[:] = True  # the caller's copy: the mask kept for the next call is untouched
+    assert catalog.mask(patterns).tolist() == expected
+    assert catalog.mask(tuple(patterns)).tolist() == expected

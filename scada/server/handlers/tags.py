@@ -24,7 +24,7 @@ MAX_SAMPLES = 200000
 #: Most tags ``GET /api/tags`` lists (``limit``).
 MAX_TAGS_LISTED = 1_000_000
 #: Tags looked at per loop turn while a listing is built.
-LISTING_CHUNK = 2000
+LISTING_CHUNK = 500
 #: Widest bucket of a history aggregation (a leap year).
 MAX_EVERY_S = 366 * 86400.0
 #: ``tags=a,b,c``: 1 to MAX_TAGS_PER_QUERY names, each non-empty (exactly as written, no spaces

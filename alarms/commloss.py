@@ -28,7 +28,6 @@ from alarms.conditions import CommLossCondition, Condition, EvalContext, RowValu
 from alarms.config import AlarmRule, CommLossDefaults, CommLossRule
 from alarms.rules import DEFAULT_AREA, BindingError, PointSpec, TagLookup, bound_devices
 from i18n import _, ngettext
-from tags.model import Quality
 
 __all__ = [
     "DeviceInfo",
@@ -74,11 +73,6 @@ class DeviceInfo:
 def building_words(building: str, name: str = "") -> str:
     """Return a building in words: its name, else ``Building <id>``."""
     return name or _("Building {building}", building=building)
-
-
-def _offline(ctx: EvalContext, name: str) -> bool:
-    tv = ctx.read(name)
-    return tv.value is not None and tv.quality != Quality.BAD and not tv.value
 
 
 class DeviceLossCondition(CommLossCondition):
@@ -140,11 +134,18 @@ class FloodCondition(Condition):
 
     def lost(self, ctx: EvalContext) -> int:
         """Return how many members are offline and not explained by a lost channel."""
+        offline = ctx.offline(self.online)
         explained: set[str] = set()
         for group in self.channel_groups:
-            if all(_offline(ctx, n) for n in group):
+            if bool(ctx.offline(group).all()):
                 explained.update(group)
-        return sum(1 for n in self.online if n not in explained and _offline(ctx, n))
+        if not explained:
+            return int(offline.sum())
+        return sum(
+            1
+            for n, off in zip(self.online, offline.tolist(), strict=True)
+            if off and n not in explained
+        )
 
     def update(
         self,

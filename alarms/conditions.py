@@ -13,6 +13,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
+import numpy as np
+
 from tags.expr import EvaluationError, Expression
 from tags.model import Quality, Reason, Scalar, TagValue
 
@@ -52,6 +54,7 @@ class EvalContext(Protocol):
     def read(self, name: str) -> TagValue: ...
     def read_glob(self, pattern: str) -> list[TagValue]: ...
     def seen(self, name: str) -> float: ...
+    def offline(self, names: tuple[str, ...]) -> np.ndarray: ...
 
 
 class DbContext:
@@ -60,10 +63,25 @@ class DbContext:
     def __init__(self, db: TagDatabase) -> None:
         self._db = db
         self._globs: dict[str, list[str]] = {}
+        self._ids: dict[tuple[str, ...], np.ndarray] = {}
 
     def clear(self) -> None:
-        """Forget cached glob matches (after the tag definitions changed)."""
+        """Forget cached glob matches and tag ids (after the tag definitions changed)."""
         self._globs.clear()
+        self._ids.clear()
+
+    def offline(self, names: tuple[str, ...]) -> np.ndarray:
+        """Return, per name, whether the tag holds a good false value (a device known offline).
+
+        Vectorised over the database's arrays: a flood group of a building counts its few
+        hundred ``.online`` tags on each change of one of them.
+        """
+        ids = self._ids.get(names)
+        if ids is None:
+            ids = self._ids[names] = self._db.ids_of(names)
+        quality, _reason, _ts, valid = self._db.state_of(ids)
+        result: np.ndarray = valid & (quality != _BAD) & (self._db.values_of(ids) == 0.0)
+        return result
 
     def read(self, name: str) -> TagValue:
         """Return the current value of ``name``."""

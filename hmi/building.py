@@ -116,7 +116,7 @@ class UnitDetail:
             border_fill_color=None,
         )
         fig.line(
-            "t", "room", source=source, color=EQUIPMENT_DARK, line_width=2, legend_label="room"
+            "t", "room", source=source, color=EQUIPMENT_DARK, line_width=2, legend_label=_("room")
         )
         fig.step(
             "t",
@@ -124,7 +124,7 @@ class UnitDetail:
             source=source,
             color=TEXT_DIM,
             line_dash="dashed",
-            legend_label="setpoint",
+            legend_label=_("setpoint"),
             mode="after",
         )
         fig.legend.location = "top_left"

@@ -58,6 +58,8 @@ Role = Literal["heat_meter", "valve", "electricity_meter", "thermostat", "substa
 #: Status tags every device gets (``<device>.online`` ...), written by the drivers.
 STATUS_POINTS = ("online", "last_ok", "errors", "latency_ms")
 MODBUS_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})
+#: Most TCP connections one Modbus TCP channel may poll over (``connections``).
+MAX_CONNECTIONS = 16
 _NOT_NUMERIC = frozenset({PointType.BOOL, PointType.BIT, PointType.STR})
 
 
@@ -105,11 +107,19 @@ class _ChannelBase(ConfigModel):
 
 
 class ModbusTcpChannel(_ChannelBase):
-    """Modbus TCP: one connection to ``host:port``; devices are addressed by unit id."""
+    """Modbus TCP to ``host:port``; devices are addressed by unit id."""
 
     protocol: Literal["modbus-tcp"]
     host: str
     port: int = Field(502, ge=1, le=65535)
+    connections: int = Field(
+        1,
+        ge=1,
+        le=MAX_CONNECTIONS,
+        description="TCP connections polling the channel's devices in parallel, each device on "
+        "one (a gateway or concentrator that answers several connections at once); "
+        "docs/drivers.md",
+    )
 
 
 class ModbusRtuChannel(_ChannelBase):

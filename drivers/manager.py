@@ -96,6 +96,26 @@ def device_bindings(site: Any, channel_id: str) -> list[DeviceBinding]:
     return result
 
 
+def _modbus(channel: Any, devices: list[DeviceBinding], db: TagDatabase) -> Driver:
+    """Return the Modbus driver of ``channel``: one, or its lanes (``connections: N``)."""
+    from drivers.lanes import ChannelLanes, deal
+    from drivers.modbus import ModbusDriver
+
+    def one(part: list[DeviceBinding]) -> ModbusDriver:
+        return ModbusDriver(
+            channel,
+            part,
+            db,
+            max_registers=int(getattr(channel, "max_registers", None) or MAX_READ_REGISTERS),
+            max_bits=int(getattr(channel, "max_bits", None) or MAX_READ_BITS),
+        )
+
+    connections = int(getattr(channel, "connections", 1) or 1)
+    if connections <= 1:
+        return one(devices)
+    return ChannelLanes(channel.id, [one(part) for part in deal(devices, connections)])
+
+
 class DriverManager:
     """All drivers of a site. Construct, then ``await start()``; ``await stop()`` at the end."""
 
@@ -110,17 +130,7 @@ class DriverManager:
                 continue
             protocol = _protocol(channel)
             if protocol in MODBUS_PROTOCOLS:
-                from drivers.modbus import ModbusDriver
-
-                driver: Driver = ModbusDriver(
-                    channel,
-                    devices,
-                    db,
-                    max_registers=int(
-                        getattr(channel, "max_registers", None) or MAX_READ_REGISTERS
-                    ),
-                    max_bits=int(getattr(channel, "max_bits", None) or MAX_READ_BITS),
-                )
+                driver: Driver = _modbus(channel, devices, db)
             elif protocol == "can":
                 from drivers.can import CanDriver
 

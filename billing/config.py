@@ -13,6 +13,7 @@ This module imports nothing from ``scada.config`` (which imports it), only pydan
 from __future__ import annotations
 
 import re
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,7 +33,9 @@ __all__ = [
     "AccountConfig",
     "Band",
     "ElectricityConfig",
+    "HeatArrearsConfig",
     "HeatConfig",
+    "HeatTariff",
     "HouseholdConfig",
     "MeterConfig",
     "Money",
@@ -324,6 +328,152 @@ class ElectricityConfig(_Model):
     loss_price: Price | None = Field(None, description="default: the tariff's / account's price")
 
 
+#: GJ per kWh and per Gcal: heat energy prices are converted with these exact factors.
+GJ_PER_KWH = Decimal("0.0036")
+GJ_PER_GCAL = Decimal("4.1868")
+
+Ratio = Annotated[Decimal, BeforeValidator(to_money), Field(ge=0)]
+
+_MONTH_DAY_RE = re.compile(r"^(\d{2})-(\d{2})$")
+_ENERGY_PRICES = ("energy_price_per_gj", "energy_price_per_kwh", "energy_price_per_gcal")
+
+
+def _month_day(value: str) -> str:
+    """Return ``value`` if it is a day of the year as ``"MM-DD"`` (``"02-29"`` allowed)."""
+    m = _MONTH_DAY_RE.match(value)
+    if m is None:
+        raise ValueError(f'{value!r}: expected a day of the year as MM-DD, e.g. "11-15"')
+    try:
+        date(2000, int(m.group(1)), int(m.group(2)))  # a leap year: 02-29 is a day
+    except ValueError:
+        raise ValueError(f"{value!r} is not a day of the year") from None
+    return value
+
+
+class HeatTariff(_Model):
+    """A two-part heat price: an area fee for the season, split into basic and metered parts.
+
+    ``area fee = area_m2 x area_price_per_m2`` (the season's full fee, due in advance);
+    ``basic = area fee x basic_ratio``; ``metered = heat x energy price`` (exactly one of
+    ``energy_price_per_gj`` / ``_per_kwh`` / ``_per_gcal``); ``total = basic + metered`` held
+    between ``area fee x min_ratio`` and ``area fee x max_ratio``; a suspended household pays
+    ``area fee x suspended_ratio`` (default: ``basic_ratio``). Each amount is rounded half-up to
+    the cent (``billing.heat_fees``). ``season_start`` / ``season_end`` (``"MM-DD"``) bound the
+    heating season (the season runs past New Year when the end is before the start).
+    """
+
+    area_price_per_m2: Price = Field(description="the season's full area fee per m2")
+    basic_ratio: Ratio = Field(le=1, description="basic fee = area fee x basic_ratio (0..1)")
+    energy_price_per_gj: Price | None = None
+    energy_price_per_kwh: Price | None = None
+    energy_price_per_gcal: Price | None = None
+    min_ratio: Ratio | None = Field(None, description="floor of the total: area fee x min_ratio")
+    max_ratio: Ratio | None = Field(None, description="cap of the total: area fee x max_ratio")
+    suspended_ratio: Ratio | None = Field(
+        None,
+        le=1,
+        description="a suspended household pays area fee x suspended_ratio (default: basic_ratio)",
+    )
+    season_start: str = Field("11-15", description="first day of the heating season, MM-DD")
+    season_end: str = Field("03-15", description="last day of the heating season, MM-DD")
+
+    # Checks between fields are field validators of the later field (``info.data`` holds the
+    # earlier ones), so ``scada check`` points at the field to change, not at the whole tariff.
+
+    @field_validator("energy_price_per_kwh", "energy_price_per_gcal")
+    @classmethod
+    def _one_price(cls, v: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        earlier = _ENERGY_PRICES[: _ENERGY_PRICES.index(str(info.field_name))]
+        given = [n for n in earlier if info.data.get(n) is not None]
+        if v is not None and given:
+            raise ValueError(f"give exactly one energy price: {given[0]} is given already")
+        return v
+
+    @field_validator("max_ratio")
+    @classmethod
+    def _cap(cls, v: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        lo, basic = info.data.get("min_ratio"), info.data.get("basic_ratio")
+        if v is not None and lo is not None and lo > v:
+            raise ValueError(f"max_ratio ({v}) must not be below min_ratio ({lo})")
+        if v is not None and basic is not None and basic > v:
+            raise ValueError(f"max_ratio ({v}) must not be below basic_ratio ({basic})")
+        return v
+
+    @field_validator("season_start", "season_end")
+    @classmethod
+    def _season_day(cls, v: str, info: ValidationInfo) -> str:
+        _month_day(v)
+        if info.field_name == "season_end" and v == info.data.get("season_start"):
+            raise ValueError(f"season_end is season_start ({v}): the season has no length")
+        return v
+
+    @model_validator(mode="after")
+    def _a_price(self) -> HeatTariff:
+        if all(
+            p is None
+            for p in (
+                self.energy_price_per_gj,
+                self.energy_price_per_kwh,
+                self.energy_price_per_gcal,
+            )
+        ):
+            raise ValueError(
+                "missing the energy price: give one of energy_price_per_gj,"
+                " energy_price_per_kwh, energy_price_per_gcal"
+            )
+        return self
+
+    @property
+    def energy_price(self) -> tuple[str, Decimal]:
+        """Return ``(unit, price)`` of the energy price: unit ``GJ``, ``kWh`` or ``Gcal``."""
+        if self.energy_price_per_gj is not None:
+            return "GJ", self.energy_price_per_gj
+        if self.energy_price_per_kwh is not None:
+            return "kWh", self.energy_price_per_kwh
+        assert self.energy_price_per_gcal is not None  # the validator wants exactly one
+        return "Gcal", self.energy_price_per_gcal
+
+    def energy_cost(self, heat_kwh: Decimal) -> Decimal:
+        """Return ``heat_kwh`` x the energy price, unrounded (1 kWh = 0.0036 GJ = 1/1163 Gcal)."""
+        unit, price = self.energy_price
+        if unit == "kWh":
+            return heat_kwh * price
+        if unit == "GJ":
+            return heat_kwh * GJ_PER_KWH * price
+        # multiply first, divide last: 1 Gcal = 4.1868 GJ = 1163 kWh exactly
+        return heat_kwh * GJ_PER_KWH * price / GJ_PER_GCAL
+
+    @property
+    def suspended_fee_ratio(self) -> Decimal:
+        """The ratio of the area fee a suspended household pays."""
+        return self.basic_ratio if self.suspended_ratio is None else self.suspended_ratio
+
+
+class HeatArrearsConfig(_Model):
+    """Arrears enforcement of a building's heat accounts (``billing.heat_arrears``).
+
+    A heat account whose oldest unpaid charge is older than ``grace_days`` has its household's
+    valve locked (commanded closed through the command service) when ``lock`` is true; a
+    payment that clears the overdue charges opens it again. ``cold_weather_tag`` (an outdoor
+    temperature, degC) below ``cold_weather_below_c`` exempts every household of the building
+    (nothing is locked, valves locked for arrears are opened); a tag without a good value counts
+    as cold (the safe side).
+    """
+
+    grace_days: int = Field(15, ge=0, description="days an unpaid heat charge may stay unpaid")
+    lock: bool = Field(True, description="lock the valve of an account overdue (false: alarm only)")
+    cold_weather_tag: str | None = Field(None, description="outdoor temperature tag (degC)")
+    cold_weather_below_c: float | None = Field(
+        None, description="no lock while the outdoor temperature is below this"
+    )
+
+    @model_validator(mode="after")
+    def _cold(self) -> HeatArrearsConfig:
+        if (self.cold_weather_tag is None) != (self.cold_weather_below_c is None):
+            raise ValueError("give cold_weather_tag and cold_weather_below_c together")
+        return self
+
+
 class HeatConfig(_Model):
     """A building's heat metering: the tags of its heat meter and the allocation parameters.
 
@@ -334,10 +484,16 @@ class HeatConfig(_Model):
     energy_tag: str
     basic_share: float = Field(0.0, ge=0, le=1)
     price_per_kwh: Decimal | None = Field(None, ge=0)
+    tariff: HeatTariff | None = Field(
+        None, description="two-part heat price (default: the site's `heat_tariff`)"
+    )
     power_tag: str | None = None
     supply_tag: str | None = None
     return_tag: str | None = None
     flow_tag: str | None = None
+    arrears: HeatArrearsConfig | None = Field(
+        None, description="arrears enforcement of the heat accounts (valve lock)"
+    )
 
     @field_validator("price_per_kwh", mode="before")
     @classmethod
@@ -360,6 +516,11 @@ class HouseholdConfig(_Model):
     id: Id
     name: str = ""
     description: str = ""
+    tenant: str = Field(
+        "", description="the occupant (the roster's tenant) when no account of the household says"
+    )
+    phone: str | None = Field(None, description="the occupant's phone (the roster's)")
+    email: str | None = Field(None, description="the occupant's e-mail (the roster's)")
     area_m2: float = Field(gt=0)
     position_factor: float = Field(1.0, gt=0)
     valve_tag: str | None = Field(
@@ -369,3 +530,24 @@ class HouseholdConfig(_Model):
     setpoint_tag: str | None = None
     floor: int | None = None
     tags: list[str] = Field(default_factory=list, description="other tags of this household")
+    keep_heat: bool = Field(
+        False,
+        description="never lock the valve for arrears (vulnerable household; audited override)",
+    )
+    suspended: bool = Field(
+        False, description="heating suspended (fee: area fee x the tariff's suspended_ratio)"
+    )
+    suspended_from: date | None = Field(None, description="first day suspended (site time)")
+    suspended_until: date | None = Field(None, description="last day suspended (site time)")
+
+    @field_validator("suspended_from", "suspended_until")
+    @classmethod
+    def _suspension(cls, v: date | None, info: ValidationInfo) -> date | None:
+        if v is None:
+            return v
+        if not info.data.get("suspended"):
+            raise ValueError(f"{info.field_name} needs `suspended: true`")
+        start = info.data.get("suspended_from")
+        if info.field_name == "suspended_until" and start is not None and v < start:
+            raise ValueError(f"suspended_until ({v}) is before suspended_from ({start})")
+        return v

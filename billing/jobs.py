@@ -7,10 +7,17 @@ them. Jobs (site time zone):
 - ``readings`` every ``reading_interval_min`` (default 30): the good current value of every
   account meter is stored as a billing reading at the slot time, then consumption is charged
   (``billing.charging``) and the prepaid levels and relays are evaluated;
-- ``prepaid`` every minute: levels and relays (picks up top-ups made with the CLI);
+- ``prepaid`` every minute: levels and relays (picks up top-ups made with the CLI), and the
+  heat accounts with new entries or a failed valve command;
 - ``monthly`` on the 1st at 00:10: heat allocation and bills of the month before are stored,
   shared-loss charges posted, the monthly reports written to ``<data-dir>/reports``;
-- ``daily`` at 00:20: the day before's energy and financial reports.
+- ``daily`` at 00:20: the day before's energy and financial reports;
+- with heat accounts (``billing.heat_accounts``: households of buildings with a heat tariff),
+  ``heat_season`` daily at 00:05: the season's advance once the season has begun, the
+  settlement once it is over;
+- ``heat_monthly`` on the 1st at 00:15: the heat statements of the month before (season to date);
+- ``heat_arrears`` every hour: lock the valves of overdue heat accounts, open them once paid
+  (``billing.heat_arrears``; money operations on a heat account evaluate it at once).
 
 Each run is recorded in the ledger's ``runs`` table keyed by job and period and every charge
 has a unique key, so a restart or a missed run recomputes without double charging. Misfires
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
     from apscheduler.job import Job
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    from billing.heat_accounts import HeatHousehold, HeatSeason
     from billing.site import BillingSite
     from historian.base import Historian
     from tags.database import TagDatabase
@@ -94,7 +102,14 @@ class BillingScheduler:
         self.clock = clock
         self.scheduler = scheduler
         self.billing = Billing(
-            site, ledger, historian, commander=commander, audit=audit, db=db, data_dir=data_dir
+            site,
+            ledger,
+            historian,
+            commander=commander,
+            audit=audit,
+            db=db,
+            data_dir=data_dir,
+            clock=clock,
         )
         self.meters = sorted({m.energy for a in self.billing._accounts.values() for m in a.meters})
         self._jobs: list[Job] = []
@@ -108,10 +123,12 @@ class BillingScheduler:
     # ------------------------------------------------------------------ lifecycle
 
     async def _open_new_accounts(self, note: str) -> None:
-        """Open the configured accounts the ledger does not know yet (publishes their tags)."""
+        """Open the configured accounts and heat accounts the ledger does not know yet."""
         for acct in self.billing._accounts.values():
             if not self.ledger.is_open(acct.id):
                 await self.billing.open_account(acct.id, user="system", note=note, ts=self.clock())
+        for heat_id in self.billing.heat.accounts:
+            self.ledger.ensure_open(heat_id, note=note, ts=self.clock())
 
     async def apply(self, site: BillingSite) -> None:
         """Take a new site configuration (the runtime's apply; loop thread).
@@ -124,7 +141,10 @@ class BillingScheduler:
         self.billing.apply(site)
         self.meters = sorted({m.energy for a in self.billing._accounts.values() for m in a.meters})
         await self._open_new_accounts("opened when the configuration was applied")
+        if self._jobs:
+            self._add_heat_jobs()
         await self.billing.prepaid.evaluate_all()
+        await self.billing.heat.evaluate_all()
 
     async def start(self) -> None:
         """Open configured accounts not yet opened, add the jobs, start the catch-up task."""
@@ -164,6 +184,7 @@ class BillingScheduler:
             self.scheduler.add_job(fn, trigger, id=job_id, name=name, **_JOB_OPTIONS)
             for fn, trigger, job_id, name in jobs
         ]
+        self._add_heat_jobs()
         self.catch_up_task = asyncio.create_task(self.catch_up(), name="billing-catch-up")
         log.info(
             "billing scheduler started: %d accounts, %d meters",
@@ -184,6 +205,39 @@ class BillingScheduler:
             with contextlib.suppress(JobLookupError):  # the scheduler was shut down first
                 job.remove()
         self._jobs = []
+
+    def _add_heat_jobs(self) -> None:
+        """Add the heat jobs once the site has heat accounts (at start, or by an apply)."""
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        if not self.billing.heat.accounts or "billing.heat_season" in self.jobs():
+            return
+        tz = zoneinfo.ZoneInfo(self.tz)
+        jobs: list[tuple[Callable[[], Any], Any, str, str]] = [
+            (
+                self.heat_season,
+                CronTrigger(hour=0, minute=5, timezone=tz),
+                "billing.heat_season",
+                "heat season advance and settlement",
+            ),
+            (
+                self.heat_month,
+                CronTrigger(day=1, hour=0, minute=15, timezone=tz),
+                "billing.heat_monthly",
+                "heat statements",
+            ),
+            (
+                self.heat_arrears,
+                IntervalTrigger(hours=1, timezone=tz),
+                "billing.heat_arrears",
+                "heat arrears: valve lock",
+            ),
+        ]
+        self._jobs += [
+            self.scheduler.add_job(fn, trigger, id=job_id, name=name, **_JOB_OPTIONS)
+            for fn, trigger, job_id, name in jobs
+        ]
 
     def jobs(self) -> list[str]:
         """Return the ids of this scheduler's jobs (empty before ``start`` and after ``stop``)."""
@@ -212,8 +266,10 @@ class BillingScheduler:
         return n
 
     async def prepaid_check(self) -> None:
-        """Publish every account's level and drive the relays."""
+        """Publish every account's level and drive the relays; evaluate the heat accounts with
+        new entries (CLI payments) or a failed valve command."""
         await self.billing.prepaid.evaluate_all()
+        await self.billing.heat.evaluate_changed()
 
     def _readings_from_history(self, until: float) -> int:
         rows = []
@@ -252,6 +308,7 @@ class BillingScheduler:
         while d < today:
             await self.daily(d.isoformat())
             d += timedelta(days=1)
+        await self.heat_catch_up()
 
     def _installed_ts(self) -> float:
         ts = self.ledger.run_ts(*_INSTALLED)
@@ -324,3 +381,111 @@ class BillingScheduler:
             write_xlsx(r, out / f"{kind}-{day}.xlsx")
             write_csv(r, out / f"{kind}-{day}.csv")
         self.ledger.mark_run("daily", day, ts=self.clock())
+
+    # ------------------------------------------------------------------ heat accounts
+
+    def _heat_buildings(self) -> dict[str, list[HeatHousehold]]:
+        """Return the heat households by building (one tariff, one season each)."""
+        out: dict[str, list[HeatHousehold]] = {}
+        for hh in self.billing.heat.accounts.values():
+            out.setdefault(hh.building, []).append(hh)
+        return out
+
+    def _seasons(self, hhs: list[HeatHousehold], now: float) -> list[HeatSeason]:
+        """Return the building's seasons still to bill: the one before the latest and the latest
+        that started by ``now``, those that did not end before billing was installed."""
+        from billing.heat_accounts import last_season, season_of
+
+        latest = last_season(hhs[0].tariff, now, self.tz)
+        before = season_of(hhs[0].tariff, latest.first_day.year - 1, self.tz)
+        installed = self._installed_ts()
+        return [s for s in (before, latest) if s.end > installed]
+
+    async def heat_season(self) -> int:
+        """Post the advance of each building's season once it began, settle it once it ended.
+
+        Returns the entries posted. Idempotent: the ledger keys and the ``runs`` table.
+        """
+        from billing.heat_accounts import post_season_advance
+
+        now = self.clock()
+        posted = 0
+        for building, hhs in self._heat_buildings().items():
+            for season in self._seasons(hhs, now):
+                if now < season.end:
+                    posted += len(post_season_advance(self.ledger, hhs, season, ts=now))
+                else:
+                    posted += await self.heat_settle(building, season)
+        await self.billing.heat.evaluate_all()
+        return posted
+
+    async def heat_settle(self, building: str, season: HeatSeason) -> int:
+        """Settle ``building``'s heat accounts for ``season`` (once); return the entries posted."""
+        from billing.heat_accounts import post_settlement
+        from billing.heat_fees import heat_fees
+
+        period = f"{season.label}:{building}"
+        if self.ledger.run_done("heat_settlement", period):
+            return 0
+
+        def run() -> int:
+            alloc = self.billing.allocate_heat(season.start, season.end, [building])
+            fees = heat_fees(self.site, alloc, season.start, season.end)
+            n = len(post_settlement(self.ledger, fees, season, ts=self.clock()))
+            self.ledger.mark_run("heat_settlement", period, f"{n} settlements", ts=self.clock())
+            return n
+
+        n = await asyncio.to_thread(run)
+        log.info("heat season %s of %s settled: %d entries", season.label, building, n)
+        return n
+
+    async def heat_month(self, label: str | None = None) -> int:
+        """Post the heat statements of month ``label`` (default: the month before now), once per
+        building whose season overlaps it; return the entries posted."""
+        from billing.heat_accounts import last_season
+        from billing.periods import parse_period
+
+        now = self.clock()
+        if label is None:
+            label = month_label(month_start(now, self.tz) - 1, self.tz)
+        month = parse_period(label, self.tz)
+        if month.end > now:
+            return 0  # not over yet
+        posted = 0
+        for building, hhs in self._heat_buildings().items():
+            season = last_season(hhs[0].tariff, month.end - 1, self.tz)
+            period = f"{label}:{building}"
+            if season.end <= month.start or self.ledger.run_done("heat_month", period):
+                continue
+            end = min(month.end, season.end)
+            posted += await asyncio.to_thread(self._heat_month, building, season, end, label)
+        await self.billing.heat.evaluate_all()
+        return posted
+
+    def _heat_month(self, building: str, season: HeatSeason, end: float, label: str) -> int:
+        from billing.heat_accounts import post_month
+        from billing.heat_fees import heat_fees
+
+        alloc = self.billing.allocate_heat(season.start, end, [building])
+        fees = heat_fees(self.site, alloc, season.start, end)
+        n = len(post_month(self.ledger, fees, season, label, ts=self.clock()))
+        self.ledger.mark_run(
+            "heat_month", f"{label}:{building}", f"{n} statements", ts=self.clock()
+        )
+        return n
+
+    async def heat_arrears(self) -> None:
+        """Evaluate every heat account: lock overdue valves, open the paid ones."""
+        await self.billing.heat.evaluate_all()
+
+    async def heat_catch_up(self) -> None:
+        """Run what the heat jobs missed: the season's advance or settlement and its months."""
+        if not self.billing.heat.accounts:
+            return
+        await self.heat_season()
+        now = self.clock()
+        m = month_start(max(self._installed_ts(), now - 400 * 86400), self.tz)
+        this_month = month_start(now, self.tz)
+        while m < this_month:
+            await self.heat_month(month_label(m, self.tz))
+            m = month_start(m + 40 * 86400, self.tz)

@@ -2,8 +2,16 @@
 
 File ``<data-dir>/billing.sqlite`` (WAL). Tables: ``entries`` (append-only: triggers refuse
 UPDATE and DELETE), ``readings`` (billing meter readings), ``replacements`` (meter swaps),
-``runs`` (scheduled jobs done, keyed by job and period), ``relay_state`` (meters tripped by
-billing) and ``documents`` (stored allocations and bills as JSON).
+``runs`` (scheduled jobs done, keyed by job and period), ``relay_state`` (meter relays billing
+tripped and household valves billing locked, by tag), ``keep_power`` (the keep-power and
+keep-heat overrides, by account id) and ``documents`` (stored allocations and bills as JSON).
+
+A household's heat account (``billing.heat_accounts``, ``<household>.heat``) lives here beside
+the electricity accounts: same entries, same rules, its own balance. Its scheduled entries are
+``heat_advance`` (the season's area fee, due at season start), ``heat_charge`` (a month's
+statement: the season-to-date fee above what was charged before) and ``heat_settlement`` (at
+season end: what was charged minus the season's fee; positive is money back, negative a
+shortfall).
 
 Money is ``Decimal`` stored as text with two decimals; a credit (top-up, opening) is positive, a
 charge or refund negative. A balance is the sum of the account's entries, never stored.
@@ -91,12 +99,31 @@ class EntryKind(enum.StrEnum):
     CONSUMPTION = "consumption"
     SHARED_LOSS = "shared_loss"
     REPLACEMENT = "replacement"
+    HEAT_ADVANCE = "heat_advance"
+    HEAT_CHARGE = "heat_charge"
+    HEAT_SETTLEMENT = "heat_settlement"
 
 
-#: Entries an operator may reverse; consumption follows the readings (fix those instead).
+#: Entries an operator may reverse; consumption follows the readings (fix those instead), heat
+#: statements and settlements follow the allocation (the next statement recomputes them).
 REVERSIBLE = frozenset(
-    {EntryKind.OPENING, EntryKind.TOPUP, EntryKind.REFUND, EntryKind.SHARED_LOSS}
+    {
+        EntryKind.OPENING,
+        EntryKind.TOPUP,
+        EntryKind.REFUND,
+        EntryKind.SHARED_LOSS,
+        EntryKind.HEAT_ADVANCE,
+    }
 )
+
+#: Hints of ``NotReversible``: what to correct instead.
+_NOT_REVERSIBLE_HINT = {
+    EntryKind.CONSUMPTION: " (consumption follows the readings: correct them or record a meter"
+    " replacement)",
+    EntryKind.HEAT_CHARGE: " (heat statements follow the allocation: correct the heat data;"
+    " the next statement or the settlement makes up the difference)",
+    EntryKind.HEAT_SETTLEMENT: " (the settlement closes the season: top up or refund instead)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +328,22 @@ class Ledger:
         assert e is not None
         return e
 
+    def ensure_open(self, account: str, *, note: str = "", ts: float | None = None) -> bool:
+        """Open ``account`` with 0.00 (user ``system``) unless it is open; True if opened now."""
+        with self._tx():
+            if self.is_open(account):
+                return False
+            self._insert(
+                account,
+                EntryKind.OPENING,
+                Decimal(0),
+                ts=ts,
+                user="system",
+                note=note,
+                key=f"open:{account}",
+            )
+        return True
+
     def _require_open(self, account: str) -> None:
         if not self.is_open(account):
             raise AccountNotOpen(f"account {account} is not open (use `account open` first)")
@@ -405,11 +448,7 @@ class Ledger:
                 raise UnknownEntry(f"account {account} has no entry {seq}")
             orig = _entry(row)
             if orig.kind not in REVERSIBLE:
-                hint = (
-                    " (consumption follows the readings: correct them or record a meter replacement)"
-                    if orig.kind is EntryKind.CONSUMPTION
-                    else ""
-                )
+                hint = _NOT_REVERSIBLE_HINT.get(orig.kind, "")
                 raise NotReversible(
                     f"account {account}: a {orig.kind.value} entry cannot be reversed{hint}"
                 )
@@ -462,6 +501,37 @@ class Ledger:
                 period=period,
                 energy_kwh=energy_kwh,
                 meter=meter,
+                data=data,
+                note=note,
+                user="system",
+            )
+
+    def post_keyed(
+        self,
+        account: str,
+        kind: EntryKind,
+        amount: Decimal,
+        *,
+        key: str,
+        period: str | None = None,
+        data: dict[str, Any] | None = None,
+        ts: float | None = None,
+        note: str = "",
+    ) -> Entry | None:
+        """Post a scheduled entry of signed ``amount`` (credit positive) once per ``key``.
+
+        Opens the account first (0.00) when it is not open; the opening and the entry are one
+        transaction. Returns None when ``key`` was posted before (a re-run).
+        """
+        with self._tx():
+            self.ensure_open(account, ts=ts, note="opened by its first scheduled entry")
+            return self._insert(
+                account,
+                kind,
+                amount,
+                ts=ts,
+                key=key,
+                period=period,
                 data=data,
                 note=note,
                 user="system",
@@ -678,7 +748,11 @@ class Ledger:
             )
 
     def keep_power(self, account: str, default: bool) -> bool:
-        """Return the account's keep-power setting: the last one set here, else ``default`` (config)."""
+        """Return the account's keep-power setting: the last one set here, else ``default`` (config).
+
+        A heat account's keep-heat setting is the same setting, under the heat account's id
+        (``keep_heat``).
+        """
         with self._lock:
             row = self._con.execute(
                 "SELECT keep FROM keep_power WHERE account = ? ORDER BY seq DESC LIMIT 1",
@@ -700,6 +774,11 @@ class Ledger:
                 (account, int(keep), time.time(), user, note),
             )
         return before
+
+    def keep_heat(self, heat_account: str, default: bool) -> bool:
+        """Return a heat account's keep-heat setting (``keep_power`` by the heat account id; set
+        it with ``set_keep_power(heat_account, ...)``)."""
+        return self.keep_power(heat_account, default)
 
     def save_document(self, kind: str, period: str, body: dict[str, Any]) -> bool:
         """Store a computed document (allocation, bill run) once per kind and period."""

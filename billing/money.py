@@ -94,6 +94,7 @@ class AuditAction(enum.StrEnum):
     REVERSE = "billing.reverse"
     REPLACE_METER = "billing.replace_meter"
     KEEP_POWER = "billing.keep_power"
+    KEEP_HEAT = "billing.keep_heat"
     RESTORE_PREPAID = "billing.restore_prepaid"
     RELEASE_HOLD = "billing.release_hold"
     DISCARD_HOLD = "billing.discard_hold"

@@ -9,8 +9,9 @@ keep-power is set) the relays billing tripped are closed again. Relays an operat
 never closed by billing. A failed command leaves the state unchanged, so the next evaluation
 retries it. Billing has no path to the drivers of its own: in ``scada run`` the commander is
 the command service's (``scada.services.commands.CommandRelayCommander``), so every trip and
-close is role-checked, limited and audited. Loop-thread only (it awaits the commander and
-updates the TagDatabase).
+close is role-checked, limited and audited. ``switch`` (one command and what billing remembers
+of it) is shared with the heat accounts' valve locks (``billing.heat_arrears``). Loop-thread
+only (it awaits the commander and updates the TagDatabase).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "RelayCommander",
     "RelayResult",
     "level_of",
+    "switch",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,8 @@ class RelayCommander(Protocol):
     """Trips / closes a meter relay; the runtime wires it to the command service (issue 6).
 
     ``meter`` is the relay tag (``<meter device>.relay``); ``closed`` True closes the supply.
-    ``reason`` goes to the audit record.
+    ``reason`` goes to the audit record. Heat arrears (``billing.heat_arrears``) switch
+    household valves with it too: any boolean point billing writes (``closed`` is the value).
     """
 
     async def set_relay(self, meter: str, closed: bool, reason: str) -> RelayResult: ...
@@ -74,13 +77,49 @@ def level_of(balance: Decimal, alarm1: Decimal, alarm2: Decimal) -> Level:
 
 @dataclass(slots=True)
 class AccountStatus:
-    """Result of one evaluation: balance, level and the relay commands sent."""
+    """Result of one evaluation: balance, level and the relay (or valve) commands sent."""
 
     account: str
     balance: Decimal
     level: Level
     actions: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+
+
+async def switch(
+    commander: RelayCommander,
+    ledger: Ledger,
+    status: AccountStatus,
+    tag: str,
+    value: bool,
+    *,
+    off: bool,
+    reason: str,
+    verb: str,
+    state_tag: str | None = None,
+) -> bool:
+    """Write ``value`` to ``tag`` through the commander as billing; True once confirmed.
+
+    On success the ledger remembers whether billing holds ``state_tag`` (default ``tag``)
+    switched ``off`` (``Ledger.relay_tripped``) and ``status.actions`` gets
+    ``"<state_tag> <verb>"``; a refusal of the command service (role, ``min_interval_s``,
+    device offline) or a failed write is logged and reported in ``status.failures`` and changes
+    nothing, so the next evaluation retries. Never raises for a command that fails.
+    """
+    name = tag if state_tag is None else state_tag
+    try:
+        result = await commander.set_relay(tag, value, reason)
+        ok, message = bool(result.ok), str(getattr(result, "message", ""))
+    except Exception as exc:  # the command service refused: retry next time
+        ok, message = False, str(exc)
+    if ok:
+        ledger.set_relay_state(name, off, reason)
+        status.actions.append(f"{name} {verb}")
+        log.info("%s: %s", name, reason)
+    else:
+        status.failures.append(f"{tag}: {message}")
+        log.warning("%s: command %s failed (%s): %s", tag, verb, reason, message)
+    return ok
 
 
 class PrepaidController:
@@ -168,18 +207,17 @@ class PrepaidController:
                 closed = True
             else:
                 continue
-            try:
-                result = await self.commander.set_relay(m.relay, closed, reason)
-                ok, message = bool(result.ok), str(getattr(result, "message", ""))
-            except Exception as exc:  # the command service refused: retry next time
-                ok, message = False, str(exc)
-            if ok:
-                self.ledger.set_relay_state(m.relay, not closed, reason)
-                status.actions.append(f"{m.relay} {'closed' if closed else 'tripped'}")
-                log.info("%s: %s", m.relay, reason)
-            else:
-                status.failures.append(f"{m.relay}: {message}")
-                log.warning("%s: relay command failed (%s): %s", m.relay, reason, message)
+            verb = "closed" if closed else "tripped"
+            await switch(
+                self.commander,
+                self.ledger,
+                status,
+                m.relay,
+                closed,
+                off=not closed,
+                reason=reason,
+                verb=verb,
+            )
         return status
 
     async def evaluate_all(self) -> list[AccountStatus]:

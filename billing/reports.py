@@ -207,6 +207,47 @@ def _heat(b: Billing, p: Period) -> list[Sheet]:
     return [sheet]
 
 
+def _heat_fees(b: Billing, p: Period) -> list[Sheet]:
+    sheet = Sheet(
+        "heat fees",
+        [
+            Column("building"),
+            Column("household"),
+            Column("area", "m2", True),
+            Column("heat", "kWh", True),
+            Column("advance", "CNY", True),
+            Column("basic", "CNY", True),
+            Column("metered", "CNY", True),
+            Column("suspended fee", "CNY", True),
+            Column("total", "CNY", True),
+            Column("paid", "CNY", True),
+            Column("settlement", "CNY", True),
+            Column("held"),
+            Column("suspended days"),
+        ],
+        chart=(1, [8]),
+    )
+    for f in b.heat_fees(p.start, p.end):
+        sheet.rows.append(
+            [
+                f.building,
+                f.household,
+                f.area_m2,
+                float(f.heat_kwh),
+                f.advance,
+                f.basic,
+                f.metered,
+                f.suspended_fee,
+                f.total,
+                f.paid,
+                f.settlement,
+                f.limit or "",
+                f.suspended_days,
+            ]
+        )
+    return [sheet]
+
+
 def _bills(b: Billing, p: Period) -> list[Sheet]:
     sheet = Sheet(
         "bills",
@@ -338,6 +379,7 @@ KINDS: dict[str, tuple[str, Callable[[Billing, Period], list[Sheet]]]] = {
     "heat": ("Heat allocation", _heat),
     "unit": ("Unit consumption per m2", lambda b, p: _unit(b, p)),
     "bills": ("Electricity bills", _bills),
+    "heat_fees": ("Heat fees (area fee, basic + metered, settlement)", _heat_fees),
     "financial": ("Top-ups, refunds, reversals and charges", _financial),
     "lost-contact": ("Devices that lost contact", _lost_contact),
     "alarms": ("Alarms", _alarms),

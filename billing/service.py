@@ -14,6 +14,10 @@ nothing and writes no audit entry: it returns the entry posted before with ``rep
 Audit entries (action ``billing.<op>``, target the account): ``before`` ``{"balance"}``,
 ``after`` the request's fields plus ``balance``, ``entry``, ``relay_actions`` and
 ``relay_failures``; keep-power ``before``/``after`` ``{"keep_power"}`` with ``reason``.
+
+Heat accounts (``<household>.heat``, ``billing.heat_accounts``) take top-up, refund and reversal
+the same way (the evaluation then locks or opens the household's valve: ``billing.heat_arrears``)
+and keep-heat (``set_keep_heat``, audited ``billing.keep_heat``).
 Callers check permissions themselves (the REST handler, the HMI session).
 """
 
@@ -29,16 +33,21 @@ from billing.accounts import ResolvedAccount, resolve_accounts
 from billing.bills import BillRun, bill_accounts
 from billing.errors import BillingError, UnknownAccount, UnknownMeter
 from billing.heat import HeatAllocation, allocate_heat
+from billing.heat_accounts import heat_account_id, is_heat_account
+from billing.heat_arrears import HeatArrears
+from billing.heat_fees import HeatFee, heat_fees, paid_into, payments_since, tariff_of
 from billing.ledger import Entry, EntryKind, Ledger, Posted
 from billing.money import AuditAction, AuditSink, MoneyResult, parse_amount
 from billing.plausibility import HeldCharges, Hold, HoldState, check_replacement
 from billing.prepaid import AccountStatus, PrepaidController, RelayCommander, level_of
 from billing.readings import HistorianReadings, LedgerReadings, ReadingSource
+from billing.tags import Level
 
 if TYPE_CHECKING:
     from billing.periods import Period
     from billing.reports import Report
     from billing.site import BillingSite
+    from billing.statements import Statement
     from historian.base import Historian
     from tags.database import TagDatabase
 
@@ -72,6 +81,7 @@ class Billing:
     tools (the CLI: the running server's next prepaid check switches them). ``audit``
     (required) records every money operation; None only for read-only use (a money operation
     then raises ``RuntimeError``). ``db`` receives the balance / level tags (``billing.prepaid``).
+    ``clock`` (epoch seconds) times the heat accounts' grace periods (``billing.heat_arrears``).
     """
 
     def __init__(
@@ -84,6 +94,7 @@ class Billing:
         audit: AuditSink | None,
         db: TagDatabase | None = None,
         data_dir: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.site = site
         self.ledger = ledger
@@ -91,6 +102,7 @@ class Billing:
         self.audit = audit
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.prepaid = PrepaidController(site, ledger, commander, db)
+        self.heat = HeatArrears(site, ledger, commander, db, clock=clock)
         self._accounts = {a.id: a for a in resolve_accounts(site)}
 
     def apply(self, site: BillingSite) -> None:
@@ -98,6 +110,7 @@ class Billing:
         self.site = site
         self._accounts = {a.id: a for a in resolve_accounts(site)}
         self.prepaid.apply(site)
+        self.heat.apply(site)
 
     @property
     def tz(self) -> str:
@@ -115,6 +128,63 @@ class Billing:
             return self._accounts[account_id]
         except KeyError:
             raise UnknownAccount(f"unknown account {account_id!r}") from None
+
+    def heat_account(self, account_id: str) -> str:
+        """Return the heat account id of a heat account or household id; ``UnknownAccount``."""
+        acct = account_id if is_heat_account(account_id) else heat_account_id(account_id)
+        if acct not in self.heat.accounts:
+            raise UnknownAccount(f"unknown heat account {account_id!r}")
+        return acct
+
+    def require_account(self, account_id: str) -> None:
+        """Raise ``UnknownAccount`` unless ``account_id`` is an account or a heat account."""
+        if account_id not in self.heat.accounts:
+            self.account_config(account_id)
+
+    def account_scope(self, account_id: str) -> tuple[str, str]:
+        """Return (account id, household id or "") for permission checks; ``UnknownAccount``."""
+        hh = self.heat.accounts.get(account_id)
+        if hh is not None:
+            return account_id, hh.household.id
+        cfg = self.account_config(account_id).config
+        return cfg.id, cfg.household or ""
+
+    def _keep(self, account_id: str) -> bool:
+        """The account's keep-power (a heat account: keep-heat) setting."""
+        if account_id in self.heat.accounts:
+            return self.heat.keep_heat(account_id)
+        return self.ledger.keep_power(account_id, self.account_config(account_id).config.keep_power)
+
+    async def evaluate(self, account_id: str) -> AccountStatus | None:
+        """Evaluate an account's level and relays, or a heat account's arrears and valve."""
+        if account_id in self.heat.accounts:
+            return await self.heat.evaluate(account_id)
+        return await self.prepaid.evaluate(account_id)
+
+    def switches(self, account_id: str) -> dict[str, bool]:
+        """Return ``{relay or valve tag: switched off by billing}`` of an account."""
+        if account_id in self.heat.accounts:
+            return self.heat.valves(account_id)
+        return self.prepaid.relays(account_id)
+
+    def heat_accounts(self) -> list[dict[str, Any]]:
+        """Return every heat account: balance, arrears, keep-heat, valve; money as strings."""
+        out = []
+        for acct, hh in self.heat.accounts.items():
+            st = self.heat.state(acct)
+            out.append(
+                {
+                    **st.to_json(),
+                    "household": hh.household.id,
+                    "building": hh.building,
+                    "open": self.ledger.is_open(acct),
+                    "level": int(Level.ARREARS if st.overdue else Level.OK),
+                    "keep_heat": self.heat.keep_heat(acct),
+                    "suspended": hh.household.suspended,
+                    "valves": self.heat.valves(acct),
+                }
+            )
+        return out
 
     # ------------------------------------------------------------------ computations
 
@@ -156,6 +226,67 @@ class Billing:
             self.site, self.readings(source), start, end, accounts=accounts, shared=shared
         )
 
+    def heat_fees(
+        self,
+        start: float,
+        end: float,
+        buildings: list[str] | None = None,
+        *,
+        allocation: HeatAllocation | None = None,
+    ) -> list[HeatFee]:
+        """Return the heat fees of ``[start, end)`` (see ``billing.heat_fees``).
+
+        The heat is ``allocate_heat``'s (up to now for a window that reaches into the future),
+        or ``allocation`` when the caller has it already (of the same window); suspended days
+        are counted in the whole window. Only buildings with a heat tariff are priced (KeyError
+        for an unknown building, ValueError for a window not yet begun). ``paid`` is the net
+        cash of each household's heat account since the end of the previous heating season
+        (``billing.heat_fees.paid_into``), None without such an account.
+        """
+        wanted = [b.id for b in self.site.buildings] if buildings is None else list(buildings)
+        tariffs = {b: t for b in wanted if (t := tariff_of(self.site, b)) is not None}
+        if not tariffs:
+            return []
+        alloc = allocation or self.allocate_heat(start, end, list(tariffs))
+        alloc = HeatAllocation(
+            alloc.start, alloc.end, [b for b in alloc.buildings if b.id in tariffs]
+        )
+        since = {
+            h.id: payments_since(tariffs[b.id], start, self.tz)
+            for b in alloc.buildings
+            for h in b.households
+        }
+        paid = paid_into(self.ledger, since, end)
+        return heat_fees(self.site, alloc, start, end, paid=paid)
+
+    def heat_statements(self, start: float, end: float, households: list[str]) -> list[Statement]:
+        """Return the season statements of ``households`` (``billing.statements``), in order.
+
+        KeyError naming the household when it is unknown or not priced (no heat tariff for its
+        building, or no valve: not part of the heat allocation).
+        """
+        from billing.statements import build_statement
+
+        buildings: list[str] = []
+        for h in households:
+            try:
+                b = self.site.household_building(h)
+            except KeyError:
+                raise KeyError(f"unknown household {h!r}") from None
+            if b not in buildings:
+                buildings.append(b)
+        fees = {f.household: f for f in self.heat_fees(start, end, buildings)}
+        out = []
+        for h in households:
+            fee = fees.get(h)
+            if fee is None:
+                raise KeyError(f"household {h!r} has no heat fee (no heat tariff or no valve)")
+            tariff = tariff_of(self.site, fee.building)
+            assert tariff is not None  # priced above
+            name = self.site.site.name or self.site.site.id
+            out.append(build_statement(fee, tariff, start, end, self.tz, site_name=name))
+        return out
+
     # ------------------------------------------------------------------ accounts
 
     def accounts(self, tenant: str | None = None) -> list[dict[str, Any]]:
@@ -185,15 +316,18 @@ class Billing:
         return out
 
     def account(self, account_id: str) -> dict[str, Any]:
-        """Return one account with its ledger entries."""
-        self.account_config(account_id)
-        info = next(a for a in self.accounts() if a["id"] == account_id)
+        """Return one account (or heat account) with its ledger entries."""
+        if account_id in self.heat.accounts:
+            info = next(a for a in self.heat_accounts() if a["account"] == account_id)
+        else:
+            self.account_config(account_id)
+            info = next(a for a in self.accounts() if a["id"] == account_id)
         info["entries"] = [e.to_json() for e in self.ledger.entries(account_id)]
         return info
 
     def entries(self, account_id: str, **filters: Any) -> list[Entry]:
         """Return the ledger entries of an account (filters as ``Ledger.entries``)."""
-        self.account_config(account_id)
+        self.require_account(account_id)
         return self.ledger.entries(account_id, **filters)
 
     def account_ids(self) -> list[str]:
@@ -277,6 +411,25 @@ class Billing:
             offload,
         )
 
+    async def post_topup(
+        self,
+        account_id: str,
+        write: Callable[[], Posted],
+        detail: dict[str, Any],
+        *,
+        user: Any = "system",
+        source: str | None = None,
+        offload: Offload | None = None,
+    ) -> MoneyResult:
+        """Post a top-up through ``write`` and evaluate and audit it as ``topup`` does.
+
+        ``write`` is a ledger write returning its ``Posted`` (a provider's payment, posted once
+        per transaction: ``billing.payments``); ``detail`` the audit entry's request fields.
+        Raises ``UnknownAccount`` (not audited) and what ``write`` raises (audited).
+        """
+        self.require_account(account_id)
+        return await self._post(AuditAction.TOPUP, account_id, detail, write, user, source, offload)
+
     async def _cash(
         self,
         action: AuditAction,
@@ -290,7 +443,7 @@ class Billing:
         offload: Offload | None,
     ) -> MoneyResult:
         a = parse_amount(amount)
-        self.account_config(account_id)
+        self.require_account(account_id)
         return await self._post(
             action,
             account_id,
@@ -315,7 +468,7 @@ class Billing:
     ) -> MoneyResult:
         """Reverse one entry of the account (top-up, refund, opening, shared loss); ``note`` is
         the reason. Raises ``UnknownEntry``, ``NotReversible``, ``AlreadyReversed`` (audited)."""
-        self.account_config(account_id)
+        self.require_account(account_id)
         return await self._post(
             AuditAction.REVERSE,
             account_id,
@@ -456,24 +609,63 @@ class Billing:
         without it is tripped (through the commander).
         """
         cfg = self.account_config(account_id).config
+        return await self._set_keep(
+            AuditAction.KEEP_POWER, account_id, keep, cfg.keep_power, user, source, note, offload
+        )
+
+    async def set_keep_heat(
+        self,
+        account_id: str,
+        keep: bool,
+        *,
+        user: Any = "system",
+        source: str | None = None,
+        note: str = "",
+        offload: Offload | None = None,
+    ) -> MoneyResult:
+        """Switch keep-heat of a heat account (or household id) on or off; audited as
+        ``billing.keep_heat`` (``before``/``after`` ``{"keep_heat"}``); as ``set_keep_power``.
+
+        An overdue account with keep-heat gets the valve billing locked opened again, one
+        without it locked. The result's ``keep_power`` fields carry the keep-heat setting.
+        """
+        acct = self.heat_account(account_id)
+        default = self.heat.accounts[acct].household.keep_heat
+        return await self._set_keep(
+            AuditAction.KEEP_HEAT, acct, keep, default, user, source, note, offload
+        )
+
+    async def _set_keep(
+        self,
+        action: AuditAction,
+        account_id: str,
+        keep: bool,
+        default: bool,
+        user: Any,
+        source: str | None,
+        note: str,
+        offload: Offload | None,
+    ) -> MoneyResult:
+        """Set keep-power or keep-heat (one setting per account id), evaluate, audit."""
         audit = self._audit()
+        field = "keep_heat" if action is AuditAction.KEEP_HEAT else "keep_power"
 
         def write() -> tuple[bool, Decimal]:
             before = self.ledger.set_keep_power(
-                account_id, keep, default=cfg.keep_power, user=_name(user), note=note
+                account_id, keep, default=default, user=_name(user), note=note
             )
             return before, self.ledger.balance(account_id)
 
         previous, balance = await _run(write, offload)
-        status = await self.prepaid.evaluate(account_id)
+        status = await self.evaluate(account_id)
         result = self._result(account_id, status, balance, balance, None, previous, keep)
         audit.record(
-            AuditAction.KEEP_POWER.value,
+            action.value,
             user=user,
             source=source,
             target=account_id,
-            before={"keep_power": previous},
-            after={"keep_power": keep, "reason": note, "relay_actions": result.relay_actions},
+            before={field: previous},
+            after={field: keep, "reason": note, "relay_actions": result.relay_actions},
             detail="; ".join(result.relay_failures) or None,
         )
         return result
@@ -537,7 +729,7 @@ class Billing:
             level=None if status is None else status.level,
             relay_actions=[] if status is None else list(status.actions),
             relay_failures=[] if status is None else list(status.failures),
-            relays=self.prepaid.relays(account_id),
+            relays=self.switches(account_id),
             keep_power_before=keep_before,
             keep_power=keep,
         )
@@ -568,8 +760,7 @@ class Billing:
                 detail=str(exc),
             )
             raise
-        cfg = self.account_config(account_id).config
-        keep = self.ledger.keep_power(account_id, cfg.keep_power)
+        keep = self._keep(account_id)
         if posted.repeated:  # nothing was done now: nothing to evaluate or audit
             return MoneyResult(
                 account_id,
@@ -577,11 +768,11 @@ class Billing:
                 posted.balance_after,
                 entry=posted.entry,
                 repeated=True,
-                relays=self.prepaid.relays(account_id),
+                relays=self.switches(account_id),
                 keep_power_before=keep,
                 keep_power=keep,
             )
-        status = await self.prepaid.evaluate(account_id)
+        status = await self.evaluate(account_id)
         result = self._result(
             account_id,
             status,

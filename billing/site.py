@@ -15,6 +15,7 @@ from billing.config import (
     AccountConfig,
     ElectricityConfig,
     HeatConfig,
+    HeatTariff,
     HouseholdConfig,
     TariffConfig,
 )
@@ -79,6 +80,11 @@ class BillingSite(Protocol):
 
     @property
     def accounts(self) -> Sequence[AccountConfig]: ...
+
+    @property
+    def heat_tariff(self) -> HeatTariff | None:
+        """The site-wide heat tariff (a building's ``heat.tariff`` overrides it)."""
+        ...
 
     def building(self, building_id: str) -> BillingBuilding:
         """Return the building ``building_id``; KeyError if there is none."""

@@ -4,8 +4,11 @@ This module owns these names and meanings; billing, the HMI and the notices impo
 Billing publishes ``acct.<id>.balance`` (float, money as a number for display and alarms; the
 ledger holds the exact Decimal), ``acct.<id>.level`` (int, a :class:`Level`: 0 ok,
 1 alarm 1, 2 alarm 2, 3 arrears) and ``acct.<id>.held`` (1 while a charge is held for review) into the TagDatabase, and switches a meter's relay tag
-(``<meter device>.relay`` unless the account's meter names another). ``LEVELS`` holds each
-level's display texts and alarm priority. ``alarm_rules(site)`` returns rules for the alarm
+(``<meter device>.relay`` unless the account's meter names another). A heat account
+(``<household>.heat``, ``billing.heat_accounts``) has the same ``balance`` and ``level`` tags
+(level 0 ok, 3 arrears: overdue past the grace period; so ``billing.arrears`` covers it) and
+``acct.<id>.locked`` (1 while billing holds the household's valve locked: arrears or
+suspension). ``LEVELS`` holds each level's display texts and alarm priority. ``alarm_rules(site)`` returns rules for the alarm
 engine (issue 5): one alarm per level and an overload limit per meter with ``overload_kw``.
 Billing never imports the alarm engine; the runtime adds these tags and rules.
 """
@@ -31,6 +34,7 @@ __all__ = [
     "balance_tag",
     "held_tag",
     "level_tag",
+    "locked_tag",
     "relay_tag",
 ]
 
@@ -106,7 +110,8 @@ LEVELS: dict[Level, LevelInfo] = {
         notice="account in arrears: the supply will be switched off unless the account keeps power",
         alarm="account in arrears",
         priority=1,
-        description="balance at or below zero: the supply is tripped unless keep-power",
+        description="balance at or below zero: the supply is tripped unless keep-power"
+        " (a heat account: overdue past the grace period, the valve locked unless keep-heat)",
     ),
 }
 
@@ -129,14 +134,20 @@ def held_tag(account: str) -> str:
     return f"acct.{account}.held"
 
 
+def locked_tag(account: str) -> str:
+    """Return the name of a heat account's valve-locked tag (1 while billing holds it locked)."""
+    return f"acct.{account}.locked"
+
+
 def relay_tag(device: str) -> str:
     """Return the default relay tag of the electricity meter ``device`` (``<device>.relay``)."""
     return f"{device}.relay"
 
 
 def account_tag_defs(site: BillingSite) -> list[TagDef]:
-    """Return the balance and level tags of every account (memory tags, historised)."""
+    """Return the balance and level tags of every account and heat account (memory tags)."""
     from billing.accounts import resolve_accounts
+    from billing.heat_accounts import heat_households
 
     levels = ", ".join(f"{int(lvl)} {info.label}" for lvl, info in LEVELS.items())
     out: list[TagDef] = []
@@ -178,6 +189,39 @@ def account_tag_defs(site: BillingSite) -> list[TagDef]:
                 household=household,
             )
         )
+    for hh in heat_households(site):
+        b, h = hh.building, hh.household.id
+        out += [
+            TagDef(
+                balance_tag(hh.account),
+                TagType.FLOAT,
+                unit="CNY",
+                description=f"heat account balance of {hh.household.name or hh.household.id}",
+                source=Source.MEMORY,
+                building=b,
+                household=h,
+            ),
+            TagDef(
+                level_tag(hh.account),
+                TagType.INT,
+                description="heat account level: 0 ok, 3 arrears (overdue past the grace period)",
+                source=Source.MEMORY,
+                min=int(Level.OK),
+                max=int(Level.ARREARS),
+                building=b,
+                household=h,
+            ),
+            TagDef(
+                locked_tag(hh.account),
+                TagType.INT,
+                description="1 while billing holds the valve locked (arrears or suspension)",
+                source=Source.MEMORY,
+                min=0,
+                max=1,
+                building=b,
+                household=h,
+            ),
+        ]
     return out
 
 

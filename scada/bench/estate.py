@@ -92,10 +92,12 @@ def estate_yaml(
     base_port: int,
     templates: Path = TEMPLATES,
     meter_poll_s: float | None = METER_POLL_S,
+    connections: int = 1,
 ) -> str:
     """Return the site config of ``buildings`` generated buildings; building i on ``base_port + i``.
 
-    ``meter_poll_s`` is the flats' electricity meters' poll period (None: the template's).
+    ``meter_poll_s`` is the flats' electricity meters' poll period (None: the template's);
+    ``connections`` the TCP connections each building's channel polls over (docs/drivers.md).
     """
     em_poll = f", poll_s: {meter_poll_s:g}" if meter_poll_s else ""
     width = max(3, len(str(buildings)))
@@ -109,7 +111,8 @@ def estate_yaml(
     ids = [f"b{i + 1:0{width}d}" for i in range(buildings)]
     for i, b in enumerate(ids):
         lines.append(
-            f"  - {{id: {b}-bus, protocol: modbus-tcp, host: 127.0.0.1, port: {base_port + i}}}"
+            f"  - {{id: {b}-bus, protocol: modbus-tcp, host: 127.0.0.1, port: {base_port + i}"
+            + (f", connections: {connections}}}" if connections > 1 else "}")
         )
     lines.append("devices:")
     for b in ids:
@@ -372,6 +375,7 @@ class Estate:
         browser: bool,
         tmp: Path,
         meter_poll_s: float | None = METER_POLL_S,
+        connections: int = 1,
     ) -> None:
         self.buildings = buildings
         self.seconds = seconds
@@ -382,12 +386,19 @@ class Estate:
         self.port = self.base_port + buildings
         self.config = tmp / "estate.yaml"
         self.config.write_text(
-            estate_yaml(buildings, self.base_port, meter_poll_s=meter_poll_s), encoding="utf-8"
+            estate_yaml(
+                buildings, self.base_port, meter_poll_s=meter_poll_s, connections=connections
+            ),
+            encoding="utf-8",
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self.sim: asyncio.subprocess.Process | None = None
         self.server: asyncio.subprocess.Process | None = None
-        self.fig: dict[str, Any] = {"buildings": buildings, "flats": buildings * 100}
+        self.fig: dict[str, Any] = {
+            "buildings": buildings,
+            "flats": buildings * 100,
+            "connections": connections,
+        }
 
     def _users(self) -> tuple[str, str]:
         """Add the bench's admin; return (API token, HMI session token)."""
@@ -722,32 +733,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"poll period of the flats' electricity meters (default {METER_POLL_S:g}; "
         "0: the template's 10 s)",
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        help="TCP connections each building's channel polls over (default 1; docs/drivers.md)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
 async def measure(
-    buildings: int, seconds: float, browser: bool, meter_poll_s: float | None = METER_POLL_S
+    buildings: int,
+    seconds: float,
+    browser: bool,
+    meter_poll_s: float | None = METER_POLL_S,
+    connections: int = 1,
 ) -> dict[str, Any]:
     """Generate, run and measure one estate of ``buildings`` buildings; return its figures."""
     keep = os.environ.get("SCADA_BENCH_KEEP_DIR")
     if keep:  # for a diagnosis: the config, data and the processes' logs stay there
         where = Path(keep) / f"estate-{buildings}"
         where.mkdir(parents=True, exist_ok=False)
-        return await Estate(buildings, seconds, browser, where, meter_poll_s).measure()
+        return await Estate(buildings, seconds, browser, where, meter_poll_s, connections).measure()
     with tempfile.TemporaryDirectory(prefix=f"estate-{buildings}-") as tmp:
-        return await Estate(buildings, seconds, browser, Path(tmp), meter_poll_s).measure()
+        estate = Estate(buildings, seconds, browser, Path(tmp), meter_poll_s, connections)
+        return await estate.measure()
 
 
 def run(args: argparse.Namespace) -> int:
-    if any(n < 1 for n in args.buildings) or args.seconds <= 0:
-        print("scada bench estate: --buildings must be >= 1 and --seconds > 0")
+    if any(n < 1 for n in args.buildings) or args.seconds <= 0 or not 1 <= args.connections <= 16:
+        print("scada bench estate: --buildings must be >= 1, --seconds > 0, --connections 1 to 16")
         return 2
     if args.browser and not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} not found: install Debian's chromium or leave out --browser")
         return 2
     sizes = []
     for n in args.buildings:
-        fig = asyncio.run(measure(n, args.seconds, args.browser, args.meter_poll_s or None))
+        fig = asyncio.run(
+            measure(n, args.seconds, args.browser, args.meter_poll_s or None, args.connections)
+        )
         fig["goals_missed"] = goals_missed(fig)
         sizes.append(fig)
         if not args.json:
@@ -801,7 +825,8 @@ def _header(args: argparse.Namespace) -> str:
     goals = "  ".join(goal.get(name, "").rjust(w) for name, w in cols)
     return (
         f"scada bench estate: {FLOORS}x{FLATS_PER_FLOOR} flats per building (valve + electricity "
-        f"meter each), heat + master meter, one Modbus TCP channel per building; "
+        f"meter each), heat + master meter, one Modbus TCP channel per building"
+        f"{f' over {args.connections} connections' if args.connections > 1 else ''}; "
         f"{args.seconds:g} s window; ages p50/p99/max against the poll period\n{head}\n{goals}"
     )
 

@@ -4,8 +4,10 @@ Actions: ``open CONFIG ID [--amount A]``, ``topup CONFIG ID AMOUNT``, ``refund C
 AMOUNT``, ``reverse CONFIG ID ENTRY``, ``show CONFIG [ID]``, ``replace-meter CONFIG ID --meter
 TAG --old-final X --new-initial Y [--at T]``, ``holds CONFIG [ID]`` (consumption charges held
 for review as implausible), ``release CONFIG ID HOLD`` (charge it) and ``discard CONFIG ID
-HOLD`` (charge nothing; correct the readings first); each takes ``--user``, ``--note``, ``--json`` and
-``--data-dir``. Amounts are decimal strings with at most two decimals; ``--at`` is a time as
+HOLD`` (charge nothing; correct the readings first) and ``keep-heat CONFIG ID on|off --note WHY``
+(a household's heat account: never lock its valve for arrears; audited); each takes ``--user``,
+``--note``, ``--json`` and ``--data-dir``. A heat account (``<household>.heat``) takes
+``topup``, ``refund``, ``reverse`` and ``show`` like an account. Amounts are decimal strings with at most two decimals; ``--at`` is a time as
 everywhere (``-2h``, ``today``, ISO, local time). A running ``scada run`` picks the change up
 within a minute (levels, relay close after a top-up).
 """
@@ -71,7 +73,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = action(name, text)
         p.add_argument("id")
         p.add_argument("hold", type=int, help="number of the held charge (see `holds`)")
+    p = action("keep-heat", "never lock a heat account's valve for arrears (on), or again (off)")
+    p.add_argument("id", help="heat account (<household>.heat) or household id")
+    p.add_argument("keep", choices=("on", "off"))
     parser.set_defaults(func=run)
+
+
+def _keep_heat(billing: Any, args: argparse.Namespace) -> int:
+    """Set keep-heat (audited); the running server opens or locks the valve at its next check."""
+    from scada.commands.billing_output import print_json
+
+    if not args.note:
+        print("error: keep-heat needs --note (the reason is audited)", file=sys.stderr)
+        return 2
+    r = asyncio.run(
+        billing.set_keep_heat(
+            args.id, args.keep == "on", user=args.user, source="cli", note=args.note
+        )
+    )
+    if args.json:
+        print_json(
+            {"account": r.account, "keep_heat": r.keep_power, "previous": r.keep_power_before}
+        )
+    else:
+        print(
+            f"{r.account}: keep-heat {'on' if r.keep_power else 'off'} (was {'on' if r.keep_power_before else 'off'})"
+        )
+    return 0
 
 
 def _holds(billing: Any, args: argparse.Namespace) -> int:
@@ -142,13 +170,23 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.action in ("holds", "release", "discard"):
                 return _holds(billing, args)
+            if args.action == "keep-heat":
+                return _keep_heat(billing, args)
             if args.action == "show":
                 doc: Any = billing.account(args.id) if args.id else {"accounts": billing.accounts()}
                 if args.json:
-                    print_json(doc)
+                    print_json(
+                        doc if args.id else {**doc, "heat_accounts": billing.heat_accounts()}
+                    )
                 elif args.id:
+                    who = doc.get("tenant", doc.get("household"))
                     print(
-                        f"{doc['id']} ({doc['tenant']}): balance {doc['balance']}, level {doc['level']}"
+                        f"{args.id} ({who}): balance {doc['balance']}, level {doc['level']}"
+                        + (
+                            f", unpaid since {doc['unpaid_since']}"
+                            if doc.get("unpaid_since")
+                            else ""
+                        )
                     )
                     for e in billing.entries(args.id):
                         print(
@@ -160,6 +198,11 @@ def run(args: argparse.Namespace) -> int:
                         state = "open" if a["open"] else "not open"
                         print(
                             f"{a['id']:<20} {a['tenant']:<20} {a['balance']:>12} level {a['level']} ({state})"
+                        )
+                    for h in billing.heat_accounts():
+                        state = "overdue" if h["overdue"] else "open" if h["open"] else "not open"
+                        print(
+                            f"{h['account']:<20} {'heat':<20} {h['balance']:>12} level {h['level']} ({state})"
                         )
                 return 0
             entry = _run(billing, args)

@@ -17,6 +17,7 @@ BENCHES: dict[str, str] = {
     "scaleout": "scada.bench.scaleout",
     "ws": "scada.bench.ws",
     "billing": "scada.bench.billing",
+    "heatfees": "scada.bench.heatfees",
     "hmi": "scada.bench.hmi",
     "backfill": "scada.bench.backfill",
     "estate": "scada.bench.estate",

@@ -20,6 +20,7 @@ __all__ = [
     "emit",
     "note_outside_history",
     "open_billing",
+    "print_heat_fees",
     "print_json",
     "window",
 ]
@@ -139,3 +140,34 @@ def emit(args: Any, billing: Any, kind: str, start: float, end: float, document:
         print(f"wrote {args.xlsx}")
         return True
     return False
+
+
+def print_heat_fees(fees: list[Any]) -> None:
+    """Print heat fees (``billing.heat_fees.HeatFee``) as a table, one block per building."""
+    from decimal import Decimal
+
+    by_building: dict[str, list[Any]] = {}
+    for f in fees:
+        by_building.setdefault(f.building, []).append(f)
+    zero = Decimal("0.00")
+    for building, rows in by_building.items():
+        total = sum((f.total for f in rows), zero)
+        advance = sum((f.advance for f in rows), zero)
+        print(
+            f"{building}: {len(rows)} households, advance {advance}, total {total}, "
+            f"settlement {advance - total}"
+        )
+        print(
+            f"  {'household':<16} {'area m2':>8} {'heat kWh':>12} {'advance':>10} {'basic':>10} "
+            f"{'metered':>10} {'total':>10} {'paid':>10} {'settlement':>10}"
+        )
+        for f in rows:
+            flags = [] if f.limit is None else [f.limit]
+            if f.suspended:
+                flags.append(f"suspended {f.suspended_days}/{f.window_days} d")
+            paid = "-" if f.paid is None else str(f.paid)
+            print(
+                f"  {f.household:<16} {f.area_m2:>8.1f} {f.heat_kwh:>12.3f} {f.advance:>10} "
+                f"{f.basic:>10} {f.metered:>10} {f.total:>10} {paid:>10} {f.settlement:>10}"
+                + (f"  {', '.join(flags)}" if flags else "")
+            )

@@ -1,8 +1,8 @@
 """``scada report KIND CONFIG --period P``: billing and energy reports as CSV or Excel.
 
-KIND: energy, heat, unit, bills, financial, lost-contact, alarms. P: ``today``, ``yesterday``,
-``this-month``, ``last-month``, ``this-year``, ``last-year``, or 2025 (year), 2025-Q4, 2025-11
-(month) or 2025-11-21 (day), local time. Without ``--csv``/``--xlsx`` the report is printed as
+KIND: energy, heat, heat_fees, unit, bills, financial, lost-contact, alarms. P: ``today``,
+``yesterday``, ``this-month``, ``last-month``, ``this-year``, ``last-year``, or 2025 (year),
+2025-Q4, 2025-11 (month) or 2025-11-21 (day), local time. Without ``--csv``/``--xlsx`` the report is printed as
 CSV on stdout. A line on stderr says when the period lies outside the stored history.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 
 #: Reports computed from the historian (the others read the ledger or the alarm journal).
-FROM_HISTORY = ("energy", "heat", "unit", "bills")
+FROM_HISTORY = ("energy", "heat", "heat_fees", "unit", "bills")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "kind",
         metavar="KIND",
-        choices=["energy", "heat", "unit", "bills", "financial", "lost-contact", "alarms"],
-        help="energy | heat | unit | bills | financial | lost-contact | alarms",
+        choices=[
+            "energy",
+            "heat",
+            "heat_fees",
+            "unit",
+            "bills",
+            "financial",
+            "lost-contact",
+            "alarms",
+        ],
+        help="energy | heat | heat_fees | unit | bills | financial | lost-contact | alarms",
     )
     add_common(parser)
     parser.add_argument("--period", required=True, metavar="P", help=PERIOD_HELP)

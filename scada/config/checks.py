@@ -537,6 +537,9 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
                     name = getattr(b.heat, key)
                     if name is not None:
                         self.tag_ref((*hp, key), name, types, "number")
+                cold = None if b.heat.arrears is None else b.heat.arrears.cold_weather_tag
+                if cold is not None:
+                    self.tag_ref((*hp, "arrears", "cold_weather_tag"), cold, types, "number")
             for k, h in enumerate(b.households):
                 path = (*bpath, "households", k)
                 if h.id in households:

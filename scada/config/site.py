@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import Field, PrivateAttr, field_validator
 
 from alarms.config import AlarmDefaults, AlarmRule, NotificationsConfig
-from billing.config import AccountConfig, HouseholdConfig, TariffConfig
+from billing.config import AccountConfig, HeatTariff, HouseholdConfig, TariffConfig
+from billing.payments import PaymentsConfig
 from configbase.bulk import paused_gc
 from configbase.model import ConfigModel, Id
 from drivers.config import (
@@ -156,8 +157,15 @@ class SiteConfig(ConfigModel):
         default_factory=NotificationsConfig, description="notifiers, on-call roster, escalation"
     )
     tariffs: list[TariffConfig] = Field(default_factory=list, description="tariffs (issue 8)")
+    heat_tariff: HeatTariff | None = Field(
+        None, description="site-wide heat fees; a building's `heat.tariff` overrides it"
+    )
     accounts: list[AccountConfig] = Field(
         default_factory=list, description="prepaid accounts (issue 8)"
+    )
+    payments: PaymentsConfig = Field(
+        default_factory=PaymentsConfig,
+        description="payment providers whose signed callbacks post top-ups (billing/payments.py)",
     )
     users: list[dict[str, Any]] = Field(
         default_factory=list, description="users and roles (issue 6)"

@@ -504,12 +504,14 @@ ROUTES: tuple[Route, ...] = (
         (
             Op(
                 "GET",
-                "Aggregated buckets of tags",
+                "Aggregated buckets of tags; fn=delta: counter consumption per bucket",
                 A.HISTORY_READ,
                 rules=(
                     400,
-                    f"end must not be before start, with at most {tags.MAX_BUCKETS} buckets of "
-                    "every seconds between them",
+                    f"end must not be before start, with at most {tags.MAX_BUCKETS} buckets "
+                    f"between them; every in seconds is 1 to {tags.MAX_EVERY_S:.0f}; a calendar "
+                    "every (15m, 1h, 1d, 1mo, 1y: site time, below a day a divisor of it, at "
+                    "most a year) and rollover only with fn=delta, include_bad=true not with it",
                 ),
                 params=(
                     _q(
@@ -522,13 +524,32 @@ ROUTES: tuple[Route, ...] = (
                     _utc("end"),
                     _q(
                         "every",
-                        "bucket width in seconds",
+                        "bucket width: seconds, or for fn=delta a count and a calendar unit of "
+                        "the site's time zone (15m, 1h, 1d, 1mo, 1y)",
+                        pattern=formats.EVERY,
+                    ),
+                    _q(
+                        "fn",
+                        enum=(
+                            "mean",
+                            "twa",
+                            "min",
+                            "max",
+                            "first",
+                            "last",
+                            "sum",
+                            "count",
+                            tags.DELTA,
+                        ),
+                    ),
+                    _q("include_bad", type="boolean"),
+                    _q(
+                        "rollover",
+                        "fn=delta: the value the counter wraps at (a decrease then adds "
+                        "rollover - previous + new instead of new)",
                         type="number",
                         minimum=1,
-                        maximum=tags.MAX_EVERY_S,
                     ),
-                    _q("fn", enum=("mean", "twa", "min", "max", "first", "last", "sum", "count")),
-                    _q("include_bad", type="boolean"),
                 ),
                 responses={
                     200: "OK",
@@ -882,6 +903,21 @@ ROUTES: tuple[Route, ...] = (
         "billing",
     ),
     Route(
+        "/api/heat-accounts",
+        billing.HeatAccountsApi,
+        (
+            Op(
+                "GET",
+                "Heat accounts with balance, arrears, keep-heat and valve (tenants: their own)",
+                A.BILLING_READ,
+                params=(_q("building"),),
+                responses={200: "OK", 503: "billing not running", **_AUTH},
+                response=billing.HeatAccountsOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
         "/api/accounts/{account_id}",
         billing.AccountApi,
         (
@@ -971,6 +1007,22 @@ ROUTES: tuple[Route, ...] = (
                 body=billing.KeepPowerBody,
                 responses=_MONEY,
                 response=billing.KeepPowerOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/accounts/{account_id}/keep-heat",
+        billing.KeepHeatApi,
+        (
+            Op(
+                "POST",
+                "Never lock a heat account's valve for arrears (or let billing lock it); audited",
+                A.BILLING_WRITE,
+                params=(_p("account_id"),),
+                body=billing.KeepHeatBody,
+                responses=_MONEY,
+                response=billing.KeepHeatOut,
             ),
         ),
         "billing",
@@ -1077,7 +1129,7 @@ ROUTES: tuple[Route, ...] = (
         (
             Op(
                 "GET",
-                "Heat allocation (on-off time area method) of a period",
+                "Heat allocation (on-off time area method) and heat fees of a period",
                 A.BILLING_READ,
                 rules=(400, _WINDOW),
                 params=(
@@ -1093,6 +1145,40 @@ ROUTES: tuple[Route, ...] = (
                     **_AUTH,
                 },
                 response=billing.HeatAllocationOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/billing/heat/statement/{household}.{format}",
+        billing.HeatStatementApi,
+        (
+            Op(
+                "GET",
+                "A household's heat statement of a period (PDF or Excel; tenants: their own)",
+                A.BILLING_READ,
+                rules=(400, _WINDOW),
+                params=(
+                    _p("household"),
+                    Param(
+                        "format",
+                        "path",
+                        required=True,
+                        description="pdf or xlsx",
+                        enum=tuple(billing.STATEMENT_FORMATS),
+                    ),
+                    _site("from", required=True),
+                    _site("to", required=True),
+                ),
+                responses={
+                    200: "the statement (a download)",
+                    400: "bad period",
+                    404: "unknown household or format, or no heat fee (no tariff, no valve)",
+                    503: "billing or historian not running",
+                    **_AUTH,
+                },
+                content=billing.PDF,
+                produces=(billing.XLSX,),
             ),
         ),
         "billing",
@@ -1129,12 +1215,12 @@ ROUTES: tuple[Route, ...] = (
         (
             Op(
                 "GET",
-                "A report (energy, heat, unit, bills, financial, lost-contact, alarms)",
+                "A report (energy, heat, heat_fees, unit, bills, financial, lost-contact, alarms)",
                 A.BILLING_REPORT,
                 rules=(
                     400,
-                    "a report with a heat allocation (energy, heat, unit) needs a period "
-                    "that has begun",
+                    "a report with a heat allocation (energy, heat, heat_fees, unit) needs a "
+                    "period that has begun",
                 ),
                 params=(
                     Param("kind", "path", required=True, enum=billing.REPORT_KINDS),

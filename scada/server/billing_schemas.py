@@ -22,12 +22,17 @@ __all__ = [
     "BillsOut",
     "BuildingHeatOut",
     "EntryOut",
+    "HeatAccountOut",
+    "HeatAccountsOut",
     "HeatAllocationOut",
+    "HeatFeeOut",
     "HoldOut",
     "HoldReviewBody",
     "HoldReviewOut",
     "HoldsOut",
     "HouseholdHeatOut",
+    "KeepHeatBody",
+    "KeepHeatOut",
     "LedgerOut",
     "MoneyBody",
     "MoneyOut",
@@ -64,6 +69,13 @@ class MoneyBody(_Body):
 
 class KeepPowerBody(_Body):
     """Keep the supply on in arrears (``keep: true``) or let billing trip it again."""
+
+    keep: bool
+    reason: str = Field(min_length=1, max_length=2000, description="why (audited)")
+
+
+class KeepHeatBody(_Body):
+    """Never lock the household's valve for arrears (``keep: true``) or let billing lock it."""
 
     keep: bool
     reason: str = Field(min_length=1, max_length=2000, description="why (audited)")
@@ -211,6 +223,39 @@ class KeepPowerOut(_Out):
     relay_failures: list[str]
 
 
+class KeepHeatOut(_Out):
+    """The heat account's keep-heat setting and the valve commands it caused."""
+
+    account: str
+    keep_heat: bool
+    previous: bool
+    relay_actions: list[str]
+    relay_failures: list[str]
+
+
+class HeatAccountOut(_Out):
+    """A household's heat account: balance, arrears (level 3: overdue), keep-heat, its valve."""
+
+    account: str
+    household: str
+    building: str
+    open: bool
+    balance: str
+    level: int = Field(description="0 ok, 3 arrears (an unpaid charge older than the grace)")
+    unpaid_since: str | None = Field(
+        description="the oldest unpaid charge (payments: oldest first)"
+    )
+    due: str | None = Field(description="when it is (was) overdue: unpaid_since + grace days")
+    overdue: bool
+    keep_heat: bool
+    suspended: bool
+    valves: dict[str, bool] = Field(description="valve tag -> locked by billing")
+
+
+class HeatAccountsOut(_Out):
+    accounts: list[HeatAccountOut]
+
+
 class HouseholdHeatOut(_Out):
     id: str
     area_m2: float
@@ -228,12 +273,37 @@ class BuildingHeatOut(_Out):
     households: list[HouseholdHeatOut]
 
 
+class HeatFeeOut(_Out):
+    """One household's heat fee (``scada bill heat --json``), money as strings."""
+
+    household: str
+    building: str
+    area_m2: float
+    heat_kwh: float
+    area_fee: str
+    advance: str = Field(description="the area fee due in advance (area x price)")
+    basic: str
+    metered: str
+    floor: str | None
+    cap: str | None
+    suspended_fee: str
+    total: str
+    limit: str | None = Field(description="floor or cap when the total was held there")
+    settlement: str = Field(description="advance - total (positive: refund)")
+    suspended: bool
+    suspended_days: int
+    window_days: int
+    paid: str | None = Field(description="net cash of the heat account (null: no account)")
+
+
 class HeatAllocationOut(_Out):
-    """The heat allocation of ``scada allocate heat --json`` (issue 8 item 7)."""
+    """The heat allocation of ``scada allocate heat --json`` (issue 8 item 7) and the heat fees
+    of ``scada bill heat --json`` (``households``: buildings with a heat tariff only)."""
 
     start: str
     end: str
     buildings: list[BuildingHeatOut]
+    households: list[HeatFeeOut]
 
 
 class BillLineOut(_Out):

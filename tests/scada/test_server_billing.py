@@ -316,6 +316,7 @@ async def test_permission_table_over_every_role_and_billing_mutation(site: Serve
         if r.path.startswith("/api/accounts/{account_id}/")
         and op.method == "POST"
         and "/holds/" not in r.path  # test_held_charges_are_listed_and_reviewed
+        and not r.path.endswith("/keep-heat")  # heat accounts: tests/scada/test_heat_arrears.py
     }
     assert set(ops) == set(MUTATIONS)
     checked = 0

@@ -12,6 +12,9 @@ they carry an offset (as on the CLI), or epoch seconds. The money and meter oper
 ``Billing``'s (each one audited operation, refused ones too; the relay commands it causes go
 through the command service): the handlers parse, check the permission, call it and show the
 ``MoneyResult``; its refusals map to statuses by class (``_STATUS``: 400, 404, else 409).
+A household's heat account (``<household>.heat``) takes the ledger, top-up, refund and reverse
+endpoints like an account, and ``keep-heat`` instead of ``keep-power``; ``GET
+/api/heat-accounts`` lists them with their arrears.
 Historian and ledger work runs in the server's worker threads (``ServerContext.run_blocking``).
 """
 
@@ -35,10 +38,13 @@ from scada.server.billing_schemas import (
     AccountOut,
     AccountsOut,
     BillsOut,
+    HeatAccountsOut,
     HeatAllocationOut,
     HoldReviewBody,
     HoldReviewOut,
     HoldsOut,
+    KeepHeatBody,
+    KeepHeatOut,
     KeepPowerBody,
     KeepPowerOut,
     LedgerOut,
@@ -56,6 +62,7 @@ __all__ = [
     "MAX_LEDGER_ROWS",
     "REPORT_FORMATS",
     "REPORT_KINDS",
+    "STATEMENT_FORMATS",
     "AccountApi",
     "AccountLedgerApi",
     "AccountOut",
@@ -67,13 +74,19 @@ __all__ = [
     "AccountsOut",
     "BillsApi",
     "BillsOut",
+    "HeatAccountsApi",
+    "HeatAccountsOut",
     "HeatAllocationOut",
     "HeatApi",
+    "HeatStatementApi",
     "HoldDiscardApi",
     "HoldReleaseApi",
     "HoldReviewOut",
     "HoldsApi",
     "HoldsOut",
+    "KeepHeatApi",
+    "KeepHeatBody",
+    "KeepHeatOut",
     "KeepPowerApi",
     "KeepPowerBody",
     "KeepPowerOut",
@@ -95,6 +108,9 @@ MAX_LEDGER_ROWS = 10000
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv; charset=utf-8"
+PDF = "application/pdf"
+#: Statement formats and their content types.
+STATEMENT_FORMATS = {"pdf": PDF, "xlsx": XLSX}
 #: Report formats and their content types.
 REPORT_FORMATS = {"json": "application/json", "csv": CSV, "xlsx": XLSX}
 #: Report kinds (``GET /api/reports/{kind}``).
@@ -179,19 +195,22 @@ class _BillingBase(ApiHandler):
         return b
 
     def account_visible(self, billing: Any, account_id: str) -> bool:
-        """Return True if the user may read ``account_id`` (tenants: linked account/household)."""
+        """Return True if the user may read ``account_id`` (tenants: linked account/household);
+        a heat account is its household's."""
         try:
-            cfg = billing.account_config(account_id).config
+            scope = billing.account_scope(account_id)
         except KeyError:
             return False
-        return self.may(Action.BILLING_READ, (cfg.id, cfg.household or ""))
+        return self.may(Action.BILLING_READ, scope)
 
-    def account(self, account_id: str) -> Any:
-        """Return the account's resolved configuration; 404 if unknown or not the tenant's."""
+    def account(self, account_id: str, *, heat: bool = False) -> None:
+        """Raise 404 unless ``account_id`` is an account the user may read (with ``heat``, a
+        heat account too: the ledger and money endpoints)."""
         billing = self.billing()
-        if not self.account_visible(billing, account_id):
-            raise ApiError(404, f"unknown account {account_id!r}")
-        return billing.account_config(account_id)
+        is_heat = account_id in billing.heat.accounts
+        if (heat or not is_heat) and self.account_visible(billing, account_id):
+            return
+        raise ApiError(404, f"unknown account {account_id!r}")
 
     def time_arg(self, name: str, *, required: bool = True) -> float | None:
         text = self.arg(name)
@@ -279,7 +298,7 @@ class AccountLedgerApi(_BillingBase):
     """``GET /api/accounts/{id}/ledger?from=&to=&kind=``: entries, oldest first (last ``limit``)."""
 
     async def get(self, account_id: str) -> None:
-        self.account(account_id)
+        self.account(account_id, heat=True)
         billing = self.billing()
         since = self.time_arg("from", required=False)
         until = self.time_arg("to", required=False)
@@ -331,7 +350,7 @@ class _MoneyOp(_BillingBase):
         self, account_id: str, call: Callable[[Any], Awaitable[MoneyResult]]
     ) -> MoneyResult:
         """Check the account is visible (404), call the operation, map its refusals."""
-        self.account(account_id)
+        self.account(account_id, heat=True)
         try:
             return await call(self.billing())
         except BillingError as exc:
@@ -384,14 +403,22 @@ class AccountRefundApi(_CashOp):
         return billing.refund
 
 
-class KeepPowerApi(_MoneyOp):
-    """``POST /api/accounts/{id}/keep-power``: keep the supply on in arrears, or stop doing so."""
+class _KeepOp(_MoneyOp):
+    """Set an exemption (keep-power, keep-heat): one body, one audited ``Billing`` call."""
+
+    #: the body model and the answer's field of the setting
+    body_model: type[KeepPowerBody] | type[KeepHeatBody] = KeepPowerBody
+    field = "keep_power"
+
+    def operation(self, billing: Any) -> Any:
+        """The ``Billing`` method that sets it."""
+        return billing.set_keep_power
 
     async def post(self, account_id: str) -> None:
-        body = self.body(KeepPowerBody)
+        body = self.body(self.body_model)
         r = await self.run(
             account_id,
-            lambda b: b.set_keep_power(
+            lambda b: self.operation(b)(
                 account_id,
                 body.keep,
                 user=self.user,
@@ -402,13 +429,46 @@ class KeepPowerApi(_MoneyOp):
         )
         self.reply(
             {
-                "account": account_id,
-                "keep_power": r.keep_power,
+                "account": r.account,
+                self.field: r.keep_power,
                 "previous": r.keep_power_before,
                 "relay_actions": r.relay_actions,
                 "relay_failures": r.relay_failures,
             }
         )
+
+
+class KeepPowerApi(_KeepOp):
+    """``POST /api/accounts/{id}/keep-power``: keep the supply on in arrears, or stop doing so."""
+
+
+class KeepHeatApi(_KeepOp):
+    """``POST /api/accounts/{id}/keep-heat``: never lock the valve of a heat account (or a
+    household id) for arrears, or let billing lock it again."""
+
+    body_model = KeepHeatBody
+    field = "keep_heat"
+
+    def operation(self, billing: Any) -> Any:
+        return billing.set_keep_heat
+
+
+class HeatAccountsApi(_BillingBase):
+    """``GET /api/heat-accounts?building=``: heat accounts with arrears (tenants: their own)."""
+
+    async def get(self) -> None:
+        billing = self.billing()
+        building = self.arg("building")
+
+        def load() -> list[dict[str, Any]]:
+            return [
+                a
+                for a in billing.heat_accounts()
+                if (building is None or a["building"] == building)
+                and self.account_visible(billing, a["account"])
+            ]
+
+        self.reply({"accounts": await self.ctx.run_blocking(load)})
 
 
 class AccountReverseApi(_MoneyOp):
@@ -523,7 +583,11 @@ class HoldDiscardApi(_HoldReviewApi):
 
 
 class HeatApi(_BillingBase):
-    """``GET /api/billing/heat?from=&to=[&building=]``: the heat allocation (tenants: own rows)."""
+    """``GET /api/billing/heat?from=&to=[&building=]``: the heat allocation and the heat fees.
+
+    ``buildings`` is the allocation, ``households`` the fees of the households of buildings
+    with a heat tariff (``scada bill heat --json``); tenants see their own rows only.
+    """
 
     async def get(self) -> None:
         billing = self.billing()
@@ -536,17 +600,25 @@ class HeatApi(_BillingBase):
             buildings = [building]
         if billing.historian is None:
             raise ApiError(503, "the historian is not running")
+
+        def load() -> tuple[Any, list[Any]]:
+            alloc = billing.allocate_heat(start, end, buildings)
+            return alloc, billing.heat_fees(start, end, buildings, allocation=alloc)
+
         try:
-            alloc = await self.ctx.run_blocking(billing.allocate_heat, start, end, buildings)
+            alloc, fees = await self.ctx.run_blocking(load)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        doc = alloc.to_json()
+        doc = {**alloc.to_json(), "households": [f.to_json() for f in fees]}
         if self.user is not None and self.user.role is Role.TENANT:
             for b in doc["buildings"]:
                 b["households"] = [
                     h for h in b["households"] if self.may(Action.BILLING_READ, h["id"])
                 ]
             doc["buildings"] = [b for b in doc["buildings"] if b["households"]]
+            doc["households"] = [
+                h for h in doc["households"] if self.may(Action.BILLING_READ, h["household"])
+            ]
         from tags.model import iso
 
         self.reply({"start": iso(start), "end": iso(end), **doc})
@@ -632,3 +704,41 @@ class ReportApi(_BillingBase):
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.set_header("Cache-Control", "no-store")
         self.finish(out)
+
+
+class HeatStatementApi(_BillingBase):
+    """``GET /api/billing/heat/statement/{household}.{format}?from=&to=``: a season statement.
+
+    ``format`` is ``pdf`` or ``xlsx`` (``billing.statements``); tenants get their own
+    households only (others are 404). 404 too for a household without a heat fee (no tariff
+    for its building, or no valve).
+    """
+
+    async def get(self, household: str, format: str) -> None:
+        from billing.statements import statement_pdf, statement_xlsx
+
+        billing = self.billing()
+        if format not in STATEMENT_FORMATS:
+            raise ApiError(404, f"unknown statement format {format!r}; expected pdf or xlsx")
+        known = {h.id for h in billing.site.households()}
+        if household not in known or not self.may(Action.BILLING_READ, household):
+            raise ApiError(404, f"unknown household {household!r}")
+        start, end = self.window()
+        if billing.historian is None:
+            raise ApiError(503, "the historian is not running")
+        render = statement_pdf if format == "pdf" else statement_xlsx
+
+        def build() -> tuple[str, bytes]:
+            (statement,) = billing.heat_statements(start, end, [household])
+            return statement.file_name(format), render(statement)
+
+        try:
+            name, body = await self.ctx.run_blocking(build)
+        except KeyError as exc:
+            raise ApiError(404, str(exc.args[0]) if exc.args else "no heat fee") from None
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        self.set_header("Content-Type", STATEMENT_FORMATS[format])
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)

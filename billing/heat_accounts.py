@@ -33,14 +33,15 @@ period. ``billing.heat_arrears`` locks the valves of overdue accounts.
 
 from __future__ import annotations
 
+import contextlib
 import zoneinfo
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from billing.heat_fees import household_fee, suspension_days, tariff_of
 from billing.ledger import EntryKind
@@ -229,6 +230,28 @@ def season_charged(ledger: Ledger, account: str, season: HeatSeason) -> Decimal:
     return -sum((Decimal(r[0]) for r in rows), Decimal("0.00"))
 
 
+def _season_state(
+    ledger: Ledger, accounts: Sequence[str], season: HeatSeason
+) -> tuple[set[str], dict[str, Decimal], set[str]]:
+    """Return, for ``accounts`` at once: the settled ones, what the season charged each
+    (``season_charged``) and the open ones. Call inside the run's transaction."""
+    keys = {_settlement_key(a, season): a for a in accounts}
+    done = {keys[k] for k in ledger.posted_keys(list(keys))}
+    kinds = [k.value for k in HEAT_KINDS] + [EntryKind.REVERSAL.value]
+    charged = dict.fromkeys(accounts, Decimal("0.00"))
+    for lo in range(0, len(accounts), 500):
+        part = list(accounts[lo : lo + 500])
+        rows = ledger.query(
+            f"SELECT account, amount FROM entries WHERE period = ?"
+            f" AND kind IN ({','.join('?' * len(kinds))})"
+            f" AND account IN ({','.join('?' * len(part))})",
+            [season.label, *kinds, *part],
+        )
+        for account, amount in rows:
+            charged[account] -= Decimal(amount)
+    return done, charged, ledger.open_accounts(accounts)
+
+
 def settled(ledger: Ledger, account: str, season: HeatSeason) -> bool:
     """Return True once the season's settlement of ``account`` is posted."""
     return ledger.by_key(_settlement_key(account, season)) is not None
@@ -248,6 +271,24 @@ def advance_of(hh: HeatHousehold, season: HeatSeason) -> Decimal:
         return parts.advance
     active = 1 - share
     return cents(parts.area_fee * active.numerator / active.denominator) + parts.suspended_fee
+
+
+#: Households whose entries share one ledger transaction in a season's run (each household's
+#: entries are keyed, so a run cut short is completed by the next; one commit per household
+#: made the settlement of 10,000 households take 4 s).
+BATCH = 500
+
+_T = TypeVar("_T")
+
+
+def _batched(
+    ledger: Ledger, items: Sequence[_T]
+) -> Iterator[tuple[_T, contextlib.AbstractContextManager[Any]]]:
+    """Yield each item with the context to post it in: one ledger transaction per ``BATCH``."""
+    for lo in range(0, len(items), BATCH):
+        with ledger.transaction():
+            for item in items[lo : lo + BATCH]:
+                yield item, contextlib.nullcontext()
 
 
 def _post_advance(
@@ -282,10 +323,31 @@ def post_season_advance(
     entries (the scheduler's clock: the grace period counts from it).
     """
     out = []
-    for hh in households:
-        e = _post_advance(ledger, hh.account, advance_of(hh, season), season, ts)
-        if e is not None:
-            out.append(e)
+    items = list(households)
+    for lo in range(0, len(items), BATCH):
+        part = items[lo : lo + BATCH]
+        with ledger.transaction():
+            accounts = [hh.account for hh in part]
+            done, _charged, opened = _season_state(ledger, accounts, season)
+            posted = ledger.posted_keys([_advance_key(a, season) for a in accounts])
+            for hh in part:
+                account = hh.account
+                if account in done or _advance_key(account, season) in posted:
+                    continue
+                amount = advance_of(hh, season)
+                e = ledger.post_keyed(
+                    account,
+                    EntryKind.HEAT_ADVANCE,
+                    -amount,
+                    key=_advance_key(account, season),
+                    period=season.label,
+                    ts=ts,
+                    note=f"heating season {season.label} advance",
+                    data={"advance": str(amount)},
+                    is_open=account in opened,
+                )
+                if e is not None:
+                    out.append(e)
     return out
 
 
@@ -305,9 +367,9 @@ def post_month(
     not (so the advance is never charged on top). Nothing after the season's settlement.
     """
     out = []
-    for fee in fees:
+    for fee, batch in _batched(ledger, fees):
         account = heat_account_id(fee.household)
-        with ledger.transaction():
+        with batch:
             if settled(ledger, account, season):
                 continue
             _post_advance(ledger, account, fee.advance, season, ts)
@@ -350,26 +412,30 @@ def post_settlement(
     positive: money back; negative: a shortfall; 0.00 is posted too, so the season is closed).
     """
     out = []
-    for fee in fees:
-        account = heat_account_id(fee.household)
-        with ledger.transaction():
-            if settled(ledger, account, season):
-                continue
-            charged = season_charged(ledger, account, season)
-            amount = charged - fee.total
-            e = ledger.post_keyed(
-                account,
-                EntryKind.HEAT_SETTLEMENT,
-                amount,
-                key=_settlement_key(account, season),
-                period=season.label,
-                ts=ts,
-                note=f"heating season {season.label} settlement"
-                + (" (refund)" if amount > 0 else " (shortfall)" if amount < 0 else ""),
-                data=_fee_data(fee, charged),
-            )
-        if e is not None:
-            out.append(e)
+    for lo in range(0, len(fees), BATCH):
+        part = fees[lo : lo + BATCH]
+        with ledger.transaction():  # one commit per batch; the state of the batch read at once
+            accounts = [heat_account_id(fee.household) for fee in part]
+            done, charged_of, opened = _season_state(ledger, accounts, season)
+            for fee, account in zip(part, accounts, strict=True):
+                if account in done:
+                    continue
+                charged = charged_of[account]
+                amount = charged - fee.total
+                e = ledger.post_keyed(
+                    account,
+                    EntryKind.HEAT_SETTLEMENT,
+                    amount,
+                    key=_settlement_key(account, season),
+                    period=season.label,
+                    ts=ts,
+                    note=f"heating season {season.label} settlement"
+                    + (" (refund)" if amount > 0 else " (shortfall)" if amount < 0 else ""),
+                    data=_fee_data(fee, charged),
+                    is_open=account in opened,
+                )
+                if e is not None:
+                    out.append(e)
     return out
 
 

@@ -253,29 +253,28 @@ class Ledger:
         data: dict[str, Any] | None = None,
     ) -> Entry | None:
         """Append one entry (in the caller's transaction); None if ``key`` is already posted."""
+        values = (
+            account,
+            time.time() if ts is None else float(ts),
+            kind.value,
+            str(cents(amount)),
+            energy_kwh,
+            meter,
+            period,
+            key,
+            reverses,
+            user,
+            note,
+            json.dumps(data, sort_keys=True) if data else None,
+        )
         cur = self._con.execute(
             f"INSERT OR IGNORE INTO entries ({_COLS[5:]}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                account,
-                time.time() if ts is None else float(ts),
-                kind.value,
-                str(cents(amount)),
-                energy_kwh,
-                meter,
-                period,
-                key,
-                reverses,
-                user,
-                note,
-                json.dumps(data, sort_keys=True) if data else None,
-            ),
+            values,
         )
         if cur.rowcount == 0:
             return None
-        row = self._con.execute(
-            f"SELECT {_COLS} FROM entries WHERE seq = ?", (cur.lastrowid,)
-        ).fetchone()
-        return _entry(row)
+        # the row as stored (text, REAL and JSON round-trip exactly), without reading it back
+        return _entry((cur.lastrowid, *values))
 
     def _tx(self) -> _Tx:
         return _Tx(self)
@@ -422,6 +421,32 @@ class Ledger:
             assert e is not None  # the key was checked in this transaction
         return Posted(e, False, bal, bal + e.amount)
 
+    def posted_keys(self, keys: Sequence[str]) -> set[str]:
+        """Return those of ``keys`` that are posted (one query per 500: a season's run)."""
+        out: set[str] = set()
+        with self._lock:
+            for lo in range(0, len(keys), 500):
+                part = list(keys[lo : lo + 500])
+                rows = self._con.execute(
+                    f"SELECT key FROM entries WHERE key IN ({','.join('?' * len(part))})", part
+                ).fetchall()
+                out.update(r[0] for r in rows)
+        return out
+
+    def open_accounts(self, accounts: Sequence[str]) -> set[str]:
+        """Return those of ``accounts`` that are open (one query per 500)."""
+        out: set[str] = set()
+        with self._lock:
+            for lo in range(0, len(accounts), 500):
+                part = list(accounts[lo : lo + 500])
+                rows = self._con.execute(
+                    "SELECT DISTINCT account FROM entries WHERE kind = 'opening'"
+                    f" AND account IN ({','.join('?' * len(part))})",
+                    part,
+                ).fetchall()
+                out.update(r[0] for r in rows)
+        return out
+
     def by_key(self, key: str) -> Entry | None:
         """Return the entry posted with the full ``key`` (see ``idempotency_key``), or None."""
         with self._lock:
@@ -517,14 +542,17 @@ class Ledger:
         data: dict[str, Any] | None = None,
         ts: float | None = None,
         note: str = "",
+        is_open: bool = False,
     ) -> Entry | None:
         """Post a scheduled entry of signed ``amount`` (credit positive) once per ``key``.
 
         Opens the account first (0.00) when it is not open; the opening and the entry are one
-        transaction. Returns None when ``key`` was posted before (a re-run).
+        transaction. Returns None when ``key`` was posted before (a re-run). ``is_open``: the
+        caller found the account open in this transaction (``open_accounts``), skip the check.
         """
         with self._tx():
-            self.ensure_open(account, ts=ts, note="opened by its first scheduled entry")
+            if not is_open:
+                self.ensure_open(account, ts=ts, note="opened by its first scheduled entry")
             return self._insert(
                 account,
                 kind,

@@ -22,8 +22,12 @@ Query rules shared by every backend (``historian.compute`` holds the one impleme
   sample in ``(start, end]``; each step adds ``new - prev`` when the counter went up; a decrease is a
   counter reset (the counter restarted from 0, so the step adds ``new``) unless ``rollover`` is
   given (the step adds ``rollover - prev + new``); a meter replacement recorded with
-  ``record_replacement(tag, ts, old_final, new_initial)`` between two samples makes the step add
-  ``(old_final - prev) + (new - new_initial)``.
+  ``record_replacement(tag, ts, old_final, new_initial)`` counts the old meter up to ``old_final``
+  at ``ts`` and the new one from ``new_initial`` (``historian.counter`` states it exactly).
+- ``delta_buckets``: the same increase per bucket (``historian.buckets``: fixed widths, or
+  calendar hours, days, months in the site's time zone), each with its quality: ``uncertain``
+  where samples are missing. ``historian.counter`` holds the rule (also that of ``delta``) and
+  states it exactly; backends only fetch the samples.
 """
 
 from __future__ import annotations
@@ -32,9 +36,13 @@ import enum
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tags.model import Quality, Reason
+
+if TYPE_CHECKING:
+    from historian.buckets import Buckets
+    from historian.counter import DeltaBucket
 
 SampleValue = float | int | bool | str | None
 
@@ -175,6 +183,21 @@ class Historian(Protocol):
 
     def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
         """Return the increase of counter ``tag`` over ``[start, end]`` (module docstring rule)."""
+        ...
+
+    def delta_buckets(
+        self,
+        tag: str,
+        buckets: Buckets,
+        *,
+        rollover: float | None = None,
+        max_gap_s: float | None = None,
+    ) -> list[DeltaBucket]:
+        """Return the increase of counter ``tag`` in every bucket, with its quality.
+
+        The rule is ``historian.counter``'s; ``max_gap_s`` is the tag's expected interval
+        between samples while it moves (``historian.counter.gap_limit_s``), None if unknown.
+        """
         ...
 
     def record_replacement(self, tag: str, ts: float, old_final: float, new_initial: float) -> None:

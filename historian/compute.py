@@ -1,9 +1,10 @@
-"""Compute aggregates, on-time and counter deltas from raw samples (numpy; shared by backends).
+"""Compute aggregates and on-time from raw samples (numpy; shared by backends).
 
 Every backend that cannot answer a query inside its engine fetches the raw samples (plus the
 sample in force at ``start``) and calls these functions, so the rules of ``historian.base`` have
-one implementation. Inputs are arrays sorted by time: ``ts`` (float seconds), ``v`` (float, NaN for
-strings and missing values) and ``q`` (quality as int).
+one implementation (counter deltas have theirs in ``historian.counter``). Inputs are arrays
+sorted by time: ``ts`` (float seconds), ``v`` (float, NaN for strings and missing values) and
+``q`` (quality as int).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from historian.base import AggFn, AggSeries, Replacement, Sample, as_float
+from historian.base import AggFn, AggSeries, Sample, as_float
 from tags.model import Quality
 
 BAD = int(Quality.BAD)
@@ -161,48 +162,3 @@ def on_time(s: Series, start: float, end: float) -> tuple[float, float]:
         return 0.0, 0.0
     _, _, known, on = step_integrals(s, start, end, end - start, include_bad=False)
     return float(on.sum()), float(known.sum())
-
-
-def counter_delta(
-    base_ts: float | None,
-    base_v: float | None,
-    ts: np.ndarray,
-    v: np.ndarray,
-    replacements: Sequence[Replacement],
-    rollover: float | None,
-) -> float:
-    """Return the increase along ``base`` then the samples ``ts, v`` (good, sorted, after base).
-
-    A decrease is a reset (adds the new value) or, with ``rollover``, a wrap (adds
-    ``rollover - prev + new``); a replacement between two samples adds
-    ``(old_final - prev) + (new - new_initial)``.
-    """
-    if base_v is None or base_ts is None:
-        if len(ts) == 0:
-            return 0.0
-        base_ts, base_v = float(ts[0]), float(v[0])
-        ts, v = ts[1:], v[1:]
-    if len(ts) == 0:
-        return 0.0
-    prev = np.concatenate([[base_v], v[:-1]])
-    prev_t = np.concatenate([[base_ts], ts[:-1]])
-    d = v - prev
-    if rollover is None:
-        wrapped = v
-    else:
-        wrapped = rollover - prev + v
-    step = np.where(d >= 0, d, wrapped)
-    reps = sorted((r for r in replacements if base_ts < r.ts <= ts[-1]), key=lambda r: r.ts)
-    if reps:
-        rep_ts = np.array([r.ts for r in reps])
-        # index of the sample pair (prev_t, ts] each replacement falls into
-        pair = np.searchsorted(ts, rep_ts, side="left")
-        for i in np.unique(pair).tolist():
-            cur = float(prev[i])
-            inc = 0.0
-            for r, p in zip(reps, pair.tolist(), strict=True):
-                if p == i and prev_t[i] < r.ts:
-                    inc += r.old_final - cur
-                    cur = r.new_initial
-            step[i] = inc + (float(v[i]) - cur)
-    return float(step.sum())

@@ -14,8 +14,9 @@ the recorder already batches, and a failure must reach the caller so the spool c
 batch. Connection errors, timeouts, 429 and 5xx raise ``BackendUnavailable``.
 
 Queries: ``mean, min, max, first, last, sum, count`` run in the server (``aggregateWindow``);
-``twa``, ``on_time`` and ``delta`` fetch the raw points (plus the point in force at ``start``) with
-Flux and apply ``historian.compute``, so every backend follows the same rules.
+``twa``, ``on_time``, ``delta`` and ``delta_buckets`` fetch the raw points (plus the point in force
+at ``start``) with Flux and apply ``historian.compute`` / ``historian.counter``, so every
+backend follows the same rules.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from historian import compute
+from historian import compute, counter
 from historian.base import (
     AggFn,
     AggSeries,
@@ -40,7 +41,9 @@ from historian.base import (
     Sample,
     check_range,
 )
+from historian.buckets import Buckets
 from historian.config import HistorianConfig
+from historian.counter import CounterData, DeltaBucket
 from historian.lineproto import MEASUREMENT, REPLACEMENT_MEASUREMENT, escape_field_str, to_us
 from tags.model import Quality, Reason
 
@@ -165,6 +168,20 @@ def flux_agg(
 
 
 # -- the backend ------------------------------------------------------------------------------
+
+
+def _number(s: Sample) -> float:
+    """Return a sample's value as a float, NaN when it is not a number."""
+    x = s.numeric
+    return math.nan if x is None else x
+
+
+def _point(s: Sample | None) -> tuple[float, float, bool] | None:
+    """Return a sample as the counter rule's ``(ts, value, good)``."""
+    if s is None:
+        return None
+    v = _number(s)
+    return s.ts, v, s.quality != Quality.BAD and math.isfinite(v)
 
 
 class InfluxHistorian:
@@ -372,13 +389,14 @@ class InfluxHistorian:
         on, known = compute.on_time(self._series(tag, start, end), start, end)
         return OnTime(on, known, end - start)
 
-    def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
-        """Return the increase of counter ``tag`` over ``[start, end]`` (rule in historian.base)."""
-        check_range(start, end)
+    def _counter_data(self, tag: str, start: float, end: float) -> CounterData:
+        """Return what the counter rule reads of ``tag`` for ``[start, end]`` (``historian.counter``)."""
         s_us, e_us = to_us(start), to_us(end)
+        prior = self._last_before(tag, s_us, include_bad=True, inclusive=True)
         base = self._last_before(tag, s_us, include_bad=False, inclusive=True)
-        good = "  |> filter(fn: (r) => r.quality < 2 and exists r.value)\n"
-        pts = self._points([tag], s_us + 1, e_us + 1, good)
+        pts = self._points([tag], s_us + 1, e_us + 1)
+        far = to_us(datetime.now(UTC).timestamp() + 10 * 365 * 86400)
+        after = self._points([tag], e_us + 1, max(far, e_us + 2), "  |> limit(n: 1)\n")[:1]
         q = (
             f"from(bucket: {flux_str(self.bucket)})\n"
             f"  |> range(start: 1970-01-01T00:00:00Z, stop: {rfc3339(e_us + 1)})\n"
@@ -392,9 +410,41 @@ class InfluxHistorian:
             for r in self._query(q)
         ]
         ts = np.array([p.ts for p in pts], dtype=np.float64)
-        v = np.array([float(p.value) for p in pts], dtype=np.float64)  # type: ignore[arg-type]
-        bv = None if base is None else float(base.value)  # type: ignore[arg-type]
-        return compute.counter_delta(None if base is None else base.ts, bv, ts, v, reps, rollover)
+        v = np.array([_number(p) for p in pts], dtype=np.float64)
+        good = np.array([p.quality != Quality.BAD for p in pts], dtype=bool) & np.isfinite(v)
+        bv = math.nan if base is None else _number(base)
+        return CounterData(
+            start,
+            end,
+            _point(prior),
+            None if base is None or not math.isfinite(bv) else (base.ts, bv),
+            ts,
+            v,
+            good,
+            _point(after[0] if after else None),
+            reps,
+        )
+
+    def delta_buckets(
+        self,
+        tag: str,
+        buckets: Buckets,
+        *,
+        rollover: float | None = None,
+        max_gap_s: float | None = None,
+    ) -> list[DeltaBucket]:
+        """Return the increase of counter ``tag`` per bucket with its quality (``historian.counter``)."""
+        edges = buckets.edges
+        start, end = float(edges[0]), float(edges[-1])
+        check_range(start, end)
+        data = self._counter_data(tag, start, end)
+        return counter.delta_buckets(data, buckets, rollover=rollover, max_gap_s=max_gap_s)
+
+    def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
+        """Return the increase of counter ``tag`` over ``[start, end]`` (``historian.counter``)."""
+        check_range(start, end)
+        (b,) = self.delta_buckets(tag, Buckets.span(start, end), rollover=rollover)
+        return b.value or 0.0
 
     def close(self) -> None:
         """Close the HTTP client."""

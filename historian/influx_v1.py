@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from historian import compute, influxql
+from historian import compute, counter, influxql
 from historian.base import (
     AggFn,
     AggSeries,
@@ -53,7 +53,9 @@ from historian.base import (
     Sample,
     check_range,
 )
+from historian.buckets import Buckets
 from historian.config import HistorianConfig
+from historian.counter import CounterData, DeltaBucket
 from historian.influx_http import HttpClient, Response, auth_headers
 from historian.lineproto import lines_ns, replacement_line_ns, to_ns
 from tags.model import Quality, Reason
@@ -88,6 +90,36 @@ def _major(version: str) -> int | None:
 
 def _ns_to_s(ns: int) -> float:
     return ns / NS  # int / int is correctly rounded: the written float comes back exactly
+
+
+def _rows(result: dict[str, Any], fields: Sequence[str]) -> list[list[Any]]:
+    """Return ``[time, *fields]`` rows of a one-tag statement's result (a missing field: None)."""
+    out: list[list[Any]] = []
+    for s in result.get("series") or ():
+        cols = list(s["columns"])
+        ix = [cols.index(f) if f in cols else -1 for f in fields]
+        out.extend([r[0], *(r[i] if i >= 0 else None for i in ix)] for r in s.get("values") or ())
+    return out
+
+
+def _number(s: Sample) -> float:
+    """Return a sample's value as a float, NaN when it is not a number."""
+    x = s.numeric
+    return math.nan if x is None else x
+
+
+def _good(s: Sample) -> bool:
+    """Return True when a sample is a reading of the counter rule: not bad, a finite number."""
+    return s.quality is not Quality.BAD and math.isfinite(_number(s))
+
+
+def _point(rows: list[list[Any]]) -> tuple[float, float, bool] | None:
+    """Return the first ``[time_ns, value, quality]`` row as ``(ts, value, good)`` (counter rule)."""
+    if not rows:
+        return None
+    t_ns, value, quality = rows[0][:3]
+    v = math.nan if value is None else float(value)
+    return _ns_to_s(int(t_ns)), v, int(quality or 0) < int(Quality.BAD) and math.isfinite(v)
 
 
 class Influx1Historian:
@@ -549,35 +581,91 @@ class Influx1Historian:
             out[n] = OnTime(on, known, end - start)
         return out
 
-    def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
-        """Return the increase of counter ``tag`` over ``[start, end]`` (rule in historian.base)."""
+    def _counter_data(self, tag: str, start: float, end: float) -> CounterData:
+        """Return what the counter rule reads of ``tag`` for ``[start, end]``.
+
+        A few statements whatever the bucket count, one per request (several in one request
+        are not sure to run on InfluxDB 3): the newest point at or before ``start`` (and the
+        newest good one, if that one is not), the points of ``(start, end]``, the first point
+        after ``end``, the replacements.
+        """
+        s_ns, e_ns = to_ns(start), to_ns(end)
+        rp = self.retention_policy
+        fields = ("value", "quality")
+        prior = self._newest([tag], s_ns, inclusive=True, fields=fields).get(tag)
+        base = prior
+        if base is not None and not _good(base):
+            base = self._newest([tag], s_ns, inclusive=True, good_only=True, fields=("value",)).get(
+                tag
+            )
+        rows = _rows(
+            self._one(
+                influxql.select_points(
+                    rp, [tag], s_ns + 1, e_ns, fields=fields, stop_inclusive=True
+                )
+            ),
+            fields,
+        )
+        after = _rows(
+            self._one(
+                influxql.select_points(rp, [tag], e_ns + 1, None, fields=fields, oldest_first=1)
+            ),
+            fields,
+        )
+        reps = [
+            Replacement(tag, _ns_to_s(int(r[0])), float(r[1]), float(r[2]))
+            for r in _rows(
+                self._one(influxql.select_replacements(rp, tag, e_ns)),
+                ("old_final", "new_initial"),
+            )
+            if None not in r[1:3]
+        ]
+        t_ns = np.array([r[0] for r in rows], dtype=np.int64)
+        ts = (t_ns // NS).astype(np.float64) + (t_ns % NS) / 1e9
+        v = np.array([r[1] for r in rows], dtype=np.float64)  # None -> NaN
+        q = np.array([r[2] or 0 for r in rows], dtype=np.int64)
+        good = (q < int(Quality.BAD)) & np.isfinite(v)
+        return CounterData(
+            start,
+            end,
+            None if prior is None else (prior.ts, _number(prior), _good(prior)),
+            None if base is None or not _good(base) else (base.ts, _number(base)),
+            ts,
+            v,
+            good,
+            _point(after),
+            reps,
+        )
+
+    def _one(self, q: str) -> dict[str, Any]:
+        """Return the result of the one-statement query ``q`` (empty if the database is missing)."""
+        results = self._results(q)
+        return results[0] if results else {}
+
+    def delta_buckets(
+        self,
+        tag: str,
+        buckets: Buckets,
+        *,
+        rollover: float | None = None,
+        max_gap_s: float | None = None,
+    ) -> list[DeltaBucket]:
+        """Return the increase of counter ``tag`` per bucket with its quality (``historian.counter``).
+
+        One request reads the points of the whole span (not one per bucket).
+        """
+        edges = buckets.edges
+        start, end = float(edges[0]), float(edges[-1])
         check_range(start, end)
         self._ready()
-        s_ns, e_ns = to_ns(start), to_ns(end)
-        base = self._newest([tag], s_ns, inclusive=True, good_only=True, fields=("value",))
-        b = base.get(tag)
-        q = influxql.select_points(
-            self.retention_policy,
-            [tag],
-            s_ns + 1,
-            e_ns,
-            fields=("value",),
-            good_only=True,
-            stop_inclusive=True,
-        )
-        pts = [p for p in self._samples(q).get(tag, []) if p.numeric is not None]
-        reps = [
-            Replacement(tag, _ns_to_s(int(row[0])), float(row[1]), float(row[2]))
-            for _t, cols, rows in self._series(
-                influxql.select_replacements(self.retention_policy, tag, e_ns)
-            )
-            for row in rows
-            if cols[1:3] == ["old_final", "new_initial"] and None not in row[1:3]
-        ]
-        ts = np.array([p.ts for p in pts], dtype=np.float64)
-        v = np.array([p.numeric for p in pts], dtype=np.float64)
-        bv = None if b is None else b.numeric
-        return compute.counter_delta(None if b is None else b.ts, bv, ts, v, reps, rollover)
+        data = self._counter_data(tag, start, end)
+        return counter.delta_buckets(data, buckets, rollover=rollover, max_gap_s=max_gap_s)
+
+    def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
+        """Return the increase of counter ``tag`` over ``[start, end]`` (``historian.counter``)."""
+        check_range(start, end)
+        (b,) = self.delta_buckets(tag, Buckets.span(start, end), rollover=rollover)
+        return b.value or 0.0
 
     def close(self) -> None:
         """Close the HTTP connections."""

@@ -115,10 +115,12 @@ def select_points(
     good_only: bool = False,
     stop_inclusive: bool = False,
     newest_first: int | None = None,
+    oldest_first: int | None = None,
 ) -> str:
     """Return the raw points of ``tags`` in the range, grouped by tag, oldest first.
 
-    ``newest_first=n`` orders by time descending and keeps ``n`` points per tag.
+    ``newest_first=n`` orders by time descending and keeps ``n`` points per tag;
+    ``oldest_first=n`` keeps the first ``n`` points per tag.
     """
     q = (
         f"SELECT {', '.join(ident(f) for f in fields)} FROM {source(rp)}"
@@ -131,6 +133,8 @@ def select_points(
     )
     if newest_first is not None:
         q += f" ORDER BY time DESC LIMIT {int(newest_first)}"
+    elif oldest_first is not None:
+        q += f" LIMIT {int(oldest_first)}"
     return q
 
 

@@ -39,6 +39,8 @@ from historian.base import (
     Sample,
     on_time_many,
 )
+from historian.buckets import Buckets
+from historian.counter import DeltaBucket
 from tags.model import Quality, Reason
 
 log = logging.getLogger(__name__)
@@ -316,6 +318,17 @@ class SpoolingHistorian:
     def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
         """See ``Historian.delta``."""
         return self.backend.delta(tag, start, end, rollover=rollover)
+
+    def delta_buckets(
+        self,
+        tag: str,
+        buckets: Buckets,
+        *,
+        rollover: float | None = None,
+        max_gap_s: float | None = None,
+    ) -> list[DeltaBucket]:
+        """See ``Historian.delta_buckets``."""
+        return self.backend.delta_buckets(tag, buckets, rollover=rollover, max_gap_s=max_gap_s)
 
     def record_replacement(self, tag: str, ts: float, old_final: float, new_initial: float) -> None:
         """See ``Historian.record_replacement`` (not spooled: it is an operator action)."""

@@ -24,7 +24,8 @@ a stored row always wins, so opening a version 3 file only updates the version n
 Queries: ``query_agg`` and ``on_time_detail`` cut the window into whole days and hours
 (rollups) and raw pieces at the unaligned edges (``historian.rollup.plan``), so a trend costs
 about one rollup row per hour plus the raw samples of the hours its bucket edges fall into,
-whatever the start and bucket width. ``purge(before)`` drops raw samples (keeping each tag's
+whatever the start and bucket width. ``delta`` and ``delta_buckets`` read the raw samples of
+the span with two statements whatever the bucket count (``historian.counter``). ``purge(before)`` drops raw samples (keeping each tag's
 last one before the horizon, so the value in force stays known) after storing the hour rows of
 single samples it drops; rollups are kept forever.
 
@@ -46,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from historian import compute, rollup
+from historian import compute, counter, rollup
 from historian.base import (
     AggFn,
     AggSeries,
@@ -57,6 +58,8 @@ from historian.base import (
     Sample,
     check_range,
 )
+from historian.buckets import Buckets
+from historian.counter import CounterData, DeltaBucket
 from historian.merge import TABLE, merge, new_cache, store_single_hours
 from historian.pending import Columns, encode
 from historian.sqlite_query import atom_rows, carry_in
@@ -87,6 +90,26 @@ CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL,
 _SAMPLE_COLS = "ts, value, text, quality, reason"
 _TAG = attrgetter("tag")
 _ADDITIVE = frozenset({AggFn.COUNT, AggFn.SUM, AggFn.MEAN, AggFn.TWA})
+# The counter rule's reads (``_counter_data``): the few rows around the window, by kind, and
+# the good numbers of (start, end] alone, two columns: each column of each row costs Python time
+_BASE, _PRIOR, _AFTER, _NOT_GOOD, _REPLACEMENT = range(5)
+_GOOD = "quality < 2 AND abs(value) <= 1.7976931348623157e308"  # abs(NULL), abs(inf): not good
+_FLAG = "CASE WHEN value IS NULL THEN -1 WHEN quality < 2 THEN 1 ELSE 0 END"
+_COUNTER_AROUND_SQL = f"""
+SELECT * FROM (SELECT {_BASE}, ts, value, 1 FROM samples WHERE tag_id = ?1 AND ts <= ?2
+    AND {_GOOD} ORDER BY ts DESC LIMIT 1)
+UNION ALL SELECT * FROM (SELECT {_PRIOR}, ts, IFNULL(value, 0.0), {_FLAG} FROM samples
+    WHERE tag_id = ?1 AND ts <= ?2 ORDER BY ts DESC LIMIT 1)
+UNION ALL SELECT * FROM (SELECT {_AFTER}, ts, IFNULL(value, 0.0), {_FLAG} FROM samples
+    WHERE tag_id = ?1 AND ts > ?3 ORDER BY ts LIMIT 1)
+UNION ALL SELECT {_NOT_GOOD}, ts, 0.0, 0 FROM samples
+    WHERE tag_id = ?1 AND ts > ?2 AND ts <= ?3 AND NOT IFNULL({_GOOD}, 0)
+UNION ALL SELECT {_REPLACEMENT}, ts, old_final, new_initial FROM replacements
+    WHERE tag_id = ?1 AND ts <= ?3
+"""
+_COUNTER_GOOD_SQL = (
+    f"SELECT ts, value FROM samples WHERE tag_id = ? AND ts > ? AND ts <= ? AND {_GOOD}"
+)
 
 
 def _migrate(con: sqlite3.Connection) -> None:
@@ -116,6 +139,15 @@ def _migrate(con: sqlite3.Connection) -> None:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+
+def _point(rows: np.ndarray) -> tuple[float, float, bool] | None:
+    """Return the first ``(ts, value, flag)`` row of ``_COUNTER_AROUND_SQL`` as ``(ts, value, good)``."""
+    if not len(rows):
+        return None
+    ts, value, flag = (float(x) for x in rows[0])
+    number = flag >= 0 and math.isfinite(value)
+    return ts, value if number else math.nan, number and flag > 0
 
 
 class SqliteHistorian:
@@ -587,38 +619,69 @@ class SqliteHistorian:
             out[n] = OnTime(float(on[i]), float(known[i]), span)
         return out
 
-    def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
-        """Return the increase of counter ``tag`` over ``[start, end]`` (rule in historian.base)."""
+    def _counter_data(self, tag: str, start: float, end: float) -> CounterData:
+        """Return what the counter rule reads of ``tag`` for ``[start, end]``: two statements.
+
+        Call with the lock held, after ``_catch_up``.
+        """
+        tid = self._tag_id(tag)
+        if tid is None:
+            return CounterData.empty(start, end)
+        args = (tid, float(start), float(end))
+        around = np.array(self._con.execute(_COUNTER_AROUND_SQL, args).fetchall()).reshape(-1, 4)
+        # straight from the cursor into one flat array: no list of row tuples
+        good = np.fromiter(
+            chain.from_iterable(self._con.execute(_COUNTER_GOOD_SQL, args)), dtype=np.float64
+        ).reshape(-1, 2)
+        rows = {k: around[around[:, 0] == k, 1:] for k in range(5)}
+        ts, v = good[:, 0], good[:, 1]
+        ok = np.ones(len(ts), dtype=bool)
+        other = rows[_NOT_GOOD][:, 0]
+        if len(other):
+            ts = np.concatenate([ts, other])
+            v = np.concatenate([v, np.full(len(other), np.nan)])
+            ok = np.concatenate([ok, np.zeros(len(other), dtype=bool)])
+        if len(ts) > 1 and not np.all(np.diff(ts) > 0):
+            order = np.argsort(ts, kind="stable")
+            ts, v, ok = ts[order], v[order], ok[order]
+        base = rows[_BASE]
+        return CounterData(
+            start,
+            end,
+            _point(rows[_PRIOR]),
+            (float(base[0, 0]), float(base[0, 1])) if len(base) else None,
+            ts,
+            v,
+            ok,
+            _point(rows[_AFTER]),
+            [Replacement(tag, float(a), float(b), float(c)) for a, b, c in rows[_REPLACEMENT]],
+        )
+
+    def delta_buckets(
+        self,
+        tag: str,
+        buckets: Buckets,
+        *,
+        rollover: float | None = None,
+        max_gap_s: float | None = None,
+    ) -> list[DeltaBucket]:
+        """Return the increase of counter ``tag`` per bucket with its quality (``historian.counter``).
+
+        One statement reads the samples of the whole span (not one per bucket).
+        """
+        edges = buckets.edges
+        start, end = float(edges[0]), float(edges[-1])
         check_range(start, end)
         with self._lock:
             self._catch_up()
-            tid = self._tag_id(tag)
-            if tid is None:
-                return 0.0
-            good = "quality < 2 AND value IS NOT NULL"
-            base = self._con.execute(
-                f"SELECT ts, value FROM samples WHERE tag_id = ? AND ts <= ? AND {good} ORDER BY ts DESC LIMIT 1",
-                (tid, float(start)),
-            ).fetchone()
-            # straight from the cursor into one flat array: no list of row tuples
-            data = np.fromiter(
-                chain.from_iterable(
-                    self._con.execute(
-                        f"SELECT ts, value FROM samples WHERE tag_id = ? AND ts > ? AND ts <= ? AND {good} ORDER BY ts",
-                        (tid, float(start), float(end)),
-                    )
-                ),
-                dtype=np.float64,
-            ).reshape(-1, 2)
-            reps = [
-                Replacement(tag, *r)
-                for r in self._con.execute(
-                    "SELECT ts, old_final, new_initial FROM replacements WHERE tag_id = ? AND ts <= ?",
-                    (tid, float(end)),
-                )
-            ]
-        bts, bv = (None, None) if base is None else base
-        return compute.counter_delta(bts, bv, data[:, 0], data[:, 1], reps, rollover)
+            data = self._counter_data(tag, start, end)
+        return counter.delta_buckets(data, buckets, rollover=rollover, max_gap_s=max_gap_s)
+
+    def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
+        """Return the increase of counter ``tag`` over ``[start, end]`` (``historian.counter``)."""
+        check_range(start, end)
+        (b,) = self.delta_buckets(tag, Buckets.span(start, end), rollover=rollover)
+        return b.value or 0.0
 
     def close(self) -> None:
         """Merge what is pending (best effort: it stays in the log if that fails) and close."""

@@ -8,7 +8,11 @@
 - ``scada history export CONFIG --tags GLOB --from T --to T [--csv F]``: raw samples as CSV (the
   import format plus quality and reason) to stdout or ``F``.
 - ``scada history query CONFIG TAG --from T --to T [--every 1h --fn mean] [--json]``: raw samples,
-  or aggregates per bucket with ``--every``.
+  or aggregates per bucket with ``--every``. ``--fn delta`` prints a counter's consumption per
+  bucket with the bucket's quality (``uncertain`` and why where samples are missing); its
+  ``--every`` is a calendar unit of the site's time zone (``1h``, ``1d``: local midnight to
+  midnight, ``1mo``: calendar months) or seconds; ``--rollover`` gives the value the counter
+  wraps at. ``scada history agg`` is the same command.
 
 ``T`` is ``now``, ``today``, ``yesterday``, ``this-month``, ``last-month``, an offset such as
 ``-7d`` or ``-24h``, or an ISO date or date-time (local time of the site unless it carries an
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
     from historian.base import Historian
     from scada.config import SiteConfig
 
+#: ``--fn`` of a counter's consumption per bucket (``historian.counter``).
+DELTA = "delta"
 IMPORT_BATCH = 50_000
 PROGRESS_EVERY = 100_000  # rows; files at least this long show progress
 MAX_ERRORS_SHOWN = 100
@@ -85,14 +91,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_dir(p)
     p.set_defaults(func=run_export)
 
-    p = actions.add_parser("query", help="print raw samples or aggregates of one tag")
+    p = actions.add_parser(
+        "query", aliases=["agg"], help="print raw samples or aggregates of one tag"
+    )
     p.add_argument("config", help="site configuration")
     p.add_argument("tag", help="tag name")
     add_window(p)
-    p.add_argument("--every", help="bucket width, e.g. 15m, 1h, 1d (default: raw samples)")
     p.add_argument(
-        "--fn", default="mean", help=f"aggregate with --every: {', '.join(f.value for f in AggFn)}"
+        "--every",
+        help="bucket width, e.g. 15m, 1h, 1d (default: raw samples); with --fn delta calendar "
+        "units of the site's time zone: 1h, 1d, 1mo, 1y",
     )
+    p.add_argument(
+        "--fn",
+        default="mean",
+        help=f"aggregate with --every: {', '.join([*(f.value for f in AggFn), DELTA])} "
+        "(delta: a counter's consumption per bucket)",
+    )
+    p.add_argument("--rollover", type=float, help="with --fn delta: the value the counter wraps at")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_data_dir(p)
     p.set_defaults(func=run_query)
@@ -345,21 +361,19 @@ def run_query(args: argparse.Namespace) -> int:
     site = _load(args.config)
     if site is None:
         return 1
+    delta = args.fn.strip().lower() == DELTA
     try:
         start, end = _range(args, site)
+        if delta:
+            return _run_delta(args, site, start, end)
+        if args.rollover is not None:
+            raise UsageError("--rollover: only with --fn delta")
         every = parse_duration(args.every) if args.every else None
         fn = AggFn.parse(args.fn)
     except ValueError as exc:
         print(f"scada history query: {exc}", file=sys.stderr)
         return 2
-    names = {d.name for d in site.tag_defs()}
-    if args.tag not in names:
-        from scada.config.errors import did_you_mean
-
-        print(
-            f"scada history query: unknown tag {args.tag!r}{did_you_mean(args.tag, names)}",
-            file=sys.stderr,
-        )
+    if _tag_def(site, args.tag) is None:
         return 1
     h = _open(site, args.data_dir)
     try:
@@ -392,4 +406,61 @@ def run_query(args: argparse.Namespace) -> int:
             extra = f" {r['quality']}" if "quality" in r else ""
             value = "-" if r["value"] is None else r["value"]
             print(f"{r['ts']} {value}{extra}")
+    return 0
+
+
+def _tag_def(site: SiteConfig, name: str) -> TagDef | None:
+    """Return the definition of tag ``name``, or None after saying it is unknown."""
+    defs = {d.name: d for d in site.tag_defs()}
+    d = defs.get(name)
+    if d is None:
+        from scada.config.errors import did_you_mean
+
+        print(
+            f"scada history query: unknown tag {name!r}{did_you_mean(name, defs)}",
+            file=sys.stderr,
+        )
+    return d
+
+
+def _run_delta(args: argparse.Namespace, site: SiteConfig, start: float, end: float) -> int:
+    """Print the consumption of counter ``args.tag`` per bucket with each bucket's quality.
+
+    Raises ``ValueError`` (``UsageError``) for a bad ``--every`` or ``--rollover``.
+    """
+    from historian.buckets import Buckets, parse_every
+    from historian.counter import consumption
+
+    if not args.every:
+        raise UsageError("--fn delta needs --every (1h, 1d, 1mo or seconds)")
+    every = parse_every(args.every)
+    if args.rollover is not None and not (math.isfinite(args.rollover) and args.rollover > 0):
+        raise UsageError(f"--rollover: must be a number above 0, got {args.rollover}")
+    d = _tag_def(site, args.tag)
+    if d is None:
+        return 1
+    buckets = Buckets.of(start, end, every, site.site.timezone)
+    h = _open(site, args.data_dir)
+    try:
+        found = consumption(h, [d], buckets, rollover=args.rollover)[d.name]
+        rows = [
+            {
+                "ts": iso(b.start),
+                "end": iso(b.end),
+                "value": b.value,
+                "quality": b.quality.label,
+                "reason": b.reason,
+            }
+            for b in found
+        ]
+        _note_outside(h, site, [d.name], start, end, any(b.value is not None for b in found))
+    finally:
+        h.close()
+    if args.json:
+        print(json.dumps({"tag": d.name, "fn": DELTA, "every": str(every), "rows": rows}))
+    else:
+        for b in found:
+            value = "-" if b.value is None else repr(round(b.value, 6))
+            why = f" ({b.reason})" if b.reason else ""
+            print(f"{iso(b.start)} {value} {b.quality.label}{why}")
     return 0

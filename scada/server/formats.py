@@ -20,6 +20,7 @@ from collections.abc import Iterable
 __all__ = [
     "AMOUNT",
     "AUDIT_HEAD",
+    "EVERY",
     "IDEMPOTENCY_KEY",
     "PERIOD",
     "SITE_TIME",
@@ -55,6 +56,10 @@ PERIOD = rf"^(?:{_YEAR}(?:-Q[1-4]|-(?:0[1-9]|1[0-2]))?|{_DATE})$"
 AMOUNT = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?))$"
 #: A repeat-safe key in a header: 1 to 200 visible ASCII characters, inner spaces allowed.
 IDEMPOTENCY_KEY = r"^[!-~](?:[ -~]{0,198}[!-~])?$"
+#: A history bucket width: seconds (a number as JSON writes it, no sign), or a count of 1 to 9999
+#: and a calendar unit of the site's time zone (``15m``, ``1h``, ``1d``, ``1mo``, ``1y``), read
+#: by ``historian.buckets.parse_every``.
+EVERY = r"^(?:[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|[1-9][0-9]{0,3}(?:s|m|h|d|mo|y))$"
 #: ``SEQ:HASH`` of the audit chain as ``scada audit verify`` prints it.
 AUDIT_HEAD = r"^[0-9]{1,18}:[0-9a-fA-F]{64}$"
 

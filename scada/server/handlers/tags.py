@@ -1,7 +1,8 @@
 """Tags (list with filters, one tag with metadata and value) and history queries.
 
 Tenants see only the tags of their linked households (filtered item by item with
-``may``). History queries run in the server's worker threads (the historian is sync).
+``may``). History queries run in the server's worker threads (the historian is sync);
+``fn=delta`` answers counter consumption per bucket, calendar buckets in the site's time zone.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from historian.buckets import Every, parse_every
 from scada.server.formats import matches
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.services.auth import Action
@@ -27,6 +29,8 @@ MAX_TAGS_LISTED = 1_000_000
 LISTING_CHUNK = 500
 #: Widest bucket of a history aggregation (a leap year).
 MAX_EVERY_S = 366 * 86400.0
+#: ``fn`` of the counter consumption per bucket (not an ``AggFn``: its buckets carry a quality).
+DELTA = "delta"
 #: ``tags=a,b,c``: 1 to MAX_TAGS_PER_QUERY names, each non-empty (exactly as written, no spaces
 #: trimmed: a name with a space is an unknown tag).
 TAG_LIST = rf"^[^,]+(?:,[^,]+){{0,{MAX_TAGS_PER_QUERY - 1}}}$"
@@ -217,7 +221,13 @@ class HistoryRawApi(_HistoryBase):
 
 
 class HistoryAggApi(_HistoryBase):
-    """``GET /api/history/agg?tags=a,b&start=&end=&every=&fn=``: aggregated buckets."""
+    """``GET /api/history/agg?tags=a,b&start=&end=&every=&fn=``: aggregated buckets.
+
+    ``fn=delta`` answers the consumption of counters per bucket (``historian.counter``), each
+    bucket ``{start, end, value, quality, reason}``; its ``every`` may be a calendar unit of
+    the site's time zone (``1h``, ``1d``, ``1mo``). The other functions answer
+    ``[start, value]`` pairs of buckets of ``every`` seconds.
+    """
 
     async def get(self) -> None:
         from historian.base import AggFn
@@ -226,17 +236,27 @@ class HistoryAggApi(_HistoryBase):
         if not matches(TAG_LIST, text):
             raise ApiError(400, f"tags: give 1 to {MAX_TAGS_PER_QUERY} comma-separated tag names")
         tags = list(dict.fromkeys(text.split(",")))
-        for t in tags:
-            self.tag_def(t, Action.HISTORY_READ)
+        defs = [self.tag_def(t, Action.HISTORY_READ) for t in tags]
         start, end = self.window()
-        every = self.arg_float("every", 3600.0, lo=1.0, hi=MAX_EVERY_S)
-        assert every is not None
-        if (end - start) / every > MAX_BUCKETS:
-            raise ApiError(400, f"too many buckets: at most {MAX_BUCKETS} (widen 'every')")
+        fn_text = self.arg("fn", "twa") or "twa"
+        if fn_text == DELTA:
+            await self._delta(defs, start, end)
+            return
         try:
-            fn = AggFn.parse(self.arg("fn", "twa") or "twa")
+            fn = AggFn.parse(fn_text)
         except ValueError as exc:
             raise ApiError(400, f"fn: {exc}") from None
+        if self.arg("rollover") is not None:
+            raise ApiError(400, "rollover: only with fn=delta")
+        every = self._every("3600")
+        if not isinstance(every, float):
+            raise ApiError(
+                400,
+                f"every: {every} is a calendar unit, for fn=delta; "
+                f"give seconds for fn={fn.value} (every=3600)",
+            )
+        if (end - start) / every > MAX_BUCKETS:
+            raise ApiError(400, f"too many buckets: at most {MAX_BUCKETS} (widen 'every')")
         include_bad = self.arg_bool("include_bad", False)
         h = self.historian()
         series = await self.ctx.run_blocking(
@@ -249,5 +269,62 @@ class HistoryAggApi(_HistoryBase):
                 "every_s": every,
                 "fn": fn.value,
                 "series": {t: [[iso(ts), v] for ts, v in series.get(t, [])] for t in tags},
+            }
+        )
+
+    def _every(self, default: str) -> float | Every:
+        """Return ``every`` as seconds (1 .. MAX_EVERY_S) or calendar units; 400 if neither."""
+        try:
+            every = parse_every(self.arg("every", default) or default)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        if isinstance(every, float) and not 1.0 <= every <= MAX_EVERY_S:
+            raise ApiError(400, f"every: must be between 1 and {MAX_EVERY_S:.0f} seconds")
+        if isinstance(every, Every) and every.min_s > MAX_EVERY_S:
+            raise ApiError(400, f"every: {every} is wider than a year")
+        return every
+
+    async def _delta(self, defs: list[TagDef], start: float, end: float) -> None:
+        """Answer the consumption of counters ``defs`` per bucket, with each bucket's quality."""
+        from historian.buckets import Buckets
+        from historian.counter import DeltaBucket, consumption
+
+        if self.arg_bool("include_bad", False):
+            raise ApiError(
+                400, "include_bad: not with fn=delta (bad samples make a bucket uncertain)"
+            )
+        every = self._every("1h")
+        rollover = self.arg_float("rollover", None, lo=1.0)
+        width = every if isinstance(every, float) else every.min_s
+        if (end - start) / width > MAX_BUCKETS:
+            raise ApiError(400, f"too many buckets: at most {MAX_BUCKETS} (widen 'every')")
+        tz = self.ctx.services.site.site.timezone
+        h = self.historian()
+
+        def query() -> dict[str, list[DeltaBucket]]:
+            return consumption(h, defs, Buckets.of(start, end, every, tz), rollover=rollover)
+
+        series = await self.ctx.run_blocking(query)
+        self.reply(
+            {
+                "start": iso(start),
+                "end": iso(end),
+                "every": str(every) if not isinstance(every, float) else every,
+                "every_s": every if isinstance(every, float) else None,
+                "timezone": tz,
+                "fn": DELTA,
+                "series": {
+                    name: [
+                        {
+                            "start": iso(b.start),
+                            "end": iso(b.end),
+                            "value": b.value,
+                            "quality": b.quality.label,
+                            "reason": b.reason,
+                        }
+                        for b in found
+                    ]
+                    for name, found in series.items()
+                },
             }
         )

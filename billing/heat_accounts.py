@@ -298,16 +298,30 @@ def _post_advance(
     with ledger.transaction():
         if settled(ledger, account, season):
             return None
-        return ledger.post_keyed(
-            account,
-            EntryKind.HEAT_ADVANCE,
-            -amount,
-            key=_advance_key(account, season),
-            period=season.label,
-            ts=ts,
-            note=f"heating season {season.label} advance",
-            data={"advance": str(amount)},
-        )
+        return _advance_entry(ledger, account, amount, season, ts)
+
+
+def _advance_entry(
+    ledger: Ledger,
+    account: str,
+    amount: Decimal,
+    season: HeatSeason,
+    ts: float | None,
+    *,
+    is_open: bool = False,
+) -> Entry | None:
+    """Post the advance entry itself (keyed: None when it was posted before)."""
+    return ledger.post_keyed(
+        account,
+        EntryKind.HEAT_ADVANCE,
+        -amount,
+        key=_advance_key(account, season),
+        period=season.label,
+        ts=ts,
+        note=f"heating season {season.label} advance",
+        data={"advance": str(amount)},
+        is_open=is_open,
+    )
 
 
 def post_season_advance(
@@ -335,17 +349,7 @@ def post_season_advance(
                 if account in done or _advance_key(account, season) in posted:
                     continue
                 amount = advance_of(hh, season)
-                e = ledger.post_keyed(
-                    account,
-                    EntryKind.HEAT_ADVANCE,
-                    -amount,
-                    key=_advance_key(account, season),
-                    period=season.label,
-                    ts=ts,
-                    note=f"heating season {season.label} advance",
-                    data={"advance": str(amount)},
-                    is_open=account in opened,
-                )
+                e = _advance_entry(ledger, account, amount, season, ts, is_open=account in opened)
                 if e is not None:
                     out.append(e)
     return out

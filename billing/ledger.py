@@ -423,28 +423,21 @@ class Ledger:
 
     def posted_keys(self, keys: Sequence[str]) -> set[str]:
         """Return those of ``keys`` that are posted (one query per 500: a season's run)."""
-        out: set[str] = set()
-        with self._lock:
-            for lo in range(0, len(keys), 500):
-                part = list(keys[lo : lo + 500])
-                rows = self._con.execute(
-                    f"SELECT key FROM entries WHERE key IN ({','.join('?' * len(part))})", part
-                ).fetchall()
-                out.update(r[0] for r in rows)
-        return out
+        return self._among("SELECT key FROM entries WHERE key IN", keys)
 
     def open_accounts(self, accounts: Sequence[str]) -> set[str]:
         """Return those of ``accounts`` that are open (one query per 500)."""
+        sql = "SELECT DISTINCT account FROM entries WHERE kind = 'opening' AND account IN"
+        return self._among(sql, accounts)
+
+    def _among(self, sql: str, values: Sequence[str]) -> set[str]:
+        """Return the first column of ``sql (?, ...)`` over ``values``, 500 at a time."""
         out: set[str] = set()
         with self._lock:
-            for lo in range(0, len(accounts), 500):
-                part = list(accounts[lo : lo + 500])
-                rows = self._con.execute(
-                    "SELECT DISTINCT account FROM entries WHERE kind = 'opening'"
-                    f" AND account IN ({','.join('?' * len(part))})",
-                    part,
-                ).fetchall()
-                out.update(r[0] for r in rows)
+            for lo in range(0, len(values), 500):
+                part = list(values[lo : lo + 500])
+                marks = ",".join("?" * len(part))
+                out.update(r[0] for r in self._con.execute(f"{sql} ({marks})", part).fetchall())
         return out
 
     def by_key(self, key: str) -> Entry | None:

@@ -142,9 +142,18 @@ def estate_yaml(
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> int:
-    """Return a base port with ``n`` consecutive ports free on ``host`` a moment ago."""
-    start = 20000 + (os.getpid() * 37) % 20000
-    for base in range(start, 60000 - n, max(n, 97)):
+    """Return a base port with ``n`` consecutive ports free on ``host`` a moment ago.
+
+    Below Linux's ephemeral range (32768-60999): a port there may be taken by any process's
+    outgoing connection between this check and the simulator's bind.
+    """
+    low, high = 20000, 32768
+    span = high - low - (n + 1)
+    if span <= 0:
+        raise RuntimeError(f"no room for {n + 1} consecutive ports below {high}")
+    first = (os.getpid() * 37) % span
+    for i in range(0, span, max(n + 1, 97)):
+        base = low + (first + i) % span
         socks: list[socket.socket] = []
         try:
             for port in range(base, base + n + 1):  # one more: the server's port

@@ -5,22 +5,22 @@ with a JSON body (:class:`PaymentNotice`) and ``X-Signature: sha256=<hex>``: the
 the raw body with the secret the provider and the site share (``payments.providers[].secret``,
 written ``${ENV}``). :func:`receive_payment` takes it, in this order:
 
-1. the provider must be configured (``UnknownProvider``);
-2. the signature must be the body's (``BadSignature``): compared in constant time, before the
-   body is parsed at all;
-3. the body must be a notice (``MalformedPayment``: not JSON, a field missing or unknown, an
+1. the request must be signed and the provider configured (``BadSignature``,
+   ``UnknownProvider``), and the signature must be the body's (``BadSignature``): compared in
+   constant time, before the body is parsed at all;
+2. the body must be a notice (``MalformedPayment``: not JSON, a field missing or unknown, an
    amount that is not money, a time without an offset, a currency not the provider's);
-4. the account must be configured and open (``UnknownAccount``; ``AccountClosed`` when it is no
+3. the account must be configured and open (``UnknownAccount``; ``AccountClosed`` when it is no
    longer configured but has a ledger; ``AccountNotOpen``);
-5. the top-up is posted through :meth:`billing.service.Billing.post_topup` (levels evaluated,
+4. the top-up is posted through :meth:`billing.service.Billing.post_topup` (levels evaluated,
    relays closed, audited ``billing.topup`` by the user ``payment:<provider>``) with the
    provider's transaction id as the idempotency key: :meth:`PaymentStore.record` posts a
    transaction once however many callbacks race (the check and the write are one ledger
    transaction) and answers a repeat with the entry posted first (``repeated``, no audit
    entry); the same transaction id with another account or amount is a ``PaymentConflict``.
 
-A refusal at steps 1 to 4 writes one audit entry ``payments.callback`` (``denied`` for 1 and 2,
-``failed`` for 3 and 4) and posts nothing; a refusal by the ledger at step 5 is audited by
+A refusal at steps 1 to 3 writes one audit entry ``payments.callback`` (``denied`` for 1,
+``failed`` for 2 and 3) and posts nothing; a refusal by the ledger at step 4 is audited by
 ``Billing`` (``billing.topup``, ``failed``). The REST handler maps the classes to statuses.
 
 Posted payments are kept in the ledger's file (table ``payments``: provider, transaction id,
@@ -30,6 +30,7 @@ entries; :mod:`billing.reconciliation` compares a provider's statement with them
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -52,20 +53,21 @@ from billing.errors import (
     LedgerError,
     UnknownAccount,
 )
-from billing.ledger import EntryKind, Posted
 from billing.money import parse_amount
 from configbase.model import ID_PATTERN, ConfigModel, Id
 from configbase.secrets import Secret, SecretValue
 from tags.model import iso
 
 if TYPE_CHECKING:
-    from billing.ledger import Ledger
+    from billing.ledger import Ledger, Posted
     from billing.money import MoneyResult
     from billing.service import Billing
 
 __all__ = [
     "CALLBACK_ACTION",
+    "MAX_CALLBACK_BYTES",
     "SIGNATURE_HEADER",
+    "TRANSACTION_ID",
     "AccountClosed",
     "BadSignature",
     "MalformedPayment",
@@ -79,8 +81,10 @@ __all__ = [
     "PaymentsConfig",
     "StoredPayment",
     "UnknownProvider",
+    "payment_user",
     "receive_payment",
     "sign",
+    "signature_digest",
     "verify_signature",
 ]
 
@@ -90,7 +94,7 @@ T = TypeVar("T")
 SIGNATURE_HEADER = "X-Signature"
 #: The audit action of a refused callback.
 CALLBACK_ACTION = "payments.callback"
-#: The shortest shared secret accepted (bytes of HMAC key).
+#: The shortest shared secret accepted (characters).
 MIN_SECRET_CHARS = 16
 #: Largest callback body read (a notice is a few hundred bytes).
 MAX_CALLBACK_BYTES = 64 * 1024
@@ -182,18 +186,24 @@ def sign(secret: str | bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(secret: str, body: bytes, header: str | None) -> None:
-    """Raise ``BadSignature`` (with the reason) unless ``header`` signs ``body`` with ``secret``.
-
-    The digests are compared in constant time.
-    """
+def signature_digest(header: str | None) -> bytes:
+    """Return the digest an ``X-Signature`` header carries; ``BadSignature`` if it has none."""
     if header is None or not header.strip():
         raise BadSignature(f"no {SIGNATURE_HEADER} header (sha256=<hex HMAC-SHA256 of the body>)")
     m = _SIGNATURE_RE.fullmatch(header.strip())
     if m is None:
         raise BadSignature(f"{SIGNATURE_HEADER} is not sha256=<64 hex digits>")
+    return bytes.fromhex(m.group(1))
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> None:
+    """Raise ``BadSignature`` (with the reason) unless ``header`` signs ``body`` with ``secret``.
+
+    The digests are compared in constant time.
+    """
+    digest = signature_digest(header)
     expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, bytes.fromhex(m.group(1))):
+    if not hmac.compare_digest(expected, digest):
         raise BadSignature(
             "the signature does not match the body (another secret, or the body was changed)"
         )
@@ -395,6 +405,8 @@ class PaymentStore:
         ``PaymentConflict`` (another account or amount, or the key was a till's),
         ``AccountNotOpen``.
         """
+        from billing.ledger import EntryKind, Posted  # (the site configuration imports this module)
+
         with self.ledger.transaction() as con:
             done = self.get(payment.provider, payment.transaction_id)
             if done is not None:
@@ -507,11 +519,11 @@ async def receive_payment(
     }
     payment: Payment | None = None
     try:
+        signature_digest(signature)  # an unsigned request is 401 whoever it claims to be
         provider = config.provider(provider_id)
         verify_signature(provider.secret.get_secret_value(), body, signature)
         payment = Payment.parse(provider, body)
-        paid = payment
-        await _run(lambda: _check_account(billing, paid.account), offload)
+        await _run(functools.partial(_check_account, billing, payment.account), offload)
     except (PaymentRefused, UnknownAccount, LedgerError) as exc:
         denied = isinstance(exc, UnknownProvider | BadSignature)
         audit.record(
@@ -524,6 +536,7 @@ async def receive_payment(
             detail=str(exc),
         )
         raise
+    paid = payment
     store = PaymentStore(billing.ledger)
     result = await billing.post_topup(
         paid.account,

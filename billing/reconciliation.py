@@ -128,7 +128,7 @@ def read_statement(data: bytes, tz: str, currency: str | None = None) -> list[St
         try:
             amount = parse_amount(cell("amount"), "amount")
         except BadAmount as exc:
-            issues.append(f"row {n}, column amount: {exc}")
+            issues.append(f"row {n}, column amount: {str(exc).removeprefix('amount: ')}")
         paid_at = None
         if cell("paid_at"):
             try:

@@ -242,6 +242,8 @@ class Roster:
     rows: list[RosterRow]
     columns: frozenset[str]
     sheet: str | None = None
+    #: the bad cells of rows left out of ``rows`` (``read_roster(..., partial=True)``)
+    issues: tuple[RosterIssue, ...] = ()
 
     def issue(self, row: int | None, column: str | None, message: str) -> RosterIssue:
         return RosterIssue(message, row, column, self.sheet)
@@ -300,11 +302,13 @@ def _open_sheet(data: bytes) -> Any:
     return book[SHEET] if SHEET in book.sheetnames else book[book.sheetnames[0]]
 
 
-def read_roster(data: bytes, fmt: str) -> Roster:
+def read_roster(data: bytes, fmt: str, *, partial: bool = False) -> Roster:
     """Return the roster in ``data`` (``fmt``: ``xlsx`` or ``csv``).
 
     Raises ``RosterError`` naming every bad cell (``sheet Roster, row 7, column phone: ...``),
-    an unknown or missing column, or a file that is no roster at all.
+    an unknown or missing column, or a file that is no roster at all. With ``partial`` a row
+    with bad cells is left out and its issues kept in ``Roster.issues`` instead (so that the
+    checks against the site can name the other rows' problems in the same answer).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown roster format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -340,9 +344,9 @@ def read_roster(data: bytes, fmt: str) -> Roster:
         raise RosterError([RosterIssue("the roster is empty: a header row, then a row per flat")])
     if not rows and not issues:
         issues.append(RosterIssue("the roster has a header but no rows", None, None, sheet_name))
-    if issues:
+    if issues and not (partial and rows):
         raise RosterError(issues)
-    return Roster(rows, frozenset(h for h in header if h), sheet_name)
+    return Roster(rows, frozenset(h for h in header if h), sheet_name, tuple(issues))
 
 
 def _header_issues(header: list[str], sheet: str | None) -> list[RosterIssue]:

@@ -75,7 +75,7 @@ class AccountChange:
 
 @dataclass(frozen=True, slots=True)
 class Opening:
-    """An account's opening balance: ``posted`` (the ledger's opening entry) or to be posted."""
+    """An opening balance the import posts (the ledger's ``opening`` entry, when it opens)."""
 
     account: str
     amount: Decimal
@@ -168,12 +168,14 @@ class _Planner:
                 continue
             meters = self.meters(row)
             account = self.account_of(row, meters)
-            if len(self.issues) == before:
-                self.household(row, with_contact=account is None)
-            if account is not None and len(self.issues) == before:
+            if len(self.issues) > before:
+                continue  # (the household and account checks would repeat the problem)
+            self.household(row, with_contact=account is None)
+            if account is not None:
                 self.account(row, account, meters)
-        if self.issues:
-            raise RosterError(self.issues)
+        if self.issues or self.roster.issues:
+            issues = [*self.roster.issues, *self.issues]
+            raise RosterError(sorted(issues, key=lambda i: i.row or 0))  # (stable: by column)
         return self.plan
 
     # -------------------------------------------------------------- meters and the account
@@ -217,9 +219,9 @@ class _Planner:
                 names = ", ".join(a.id for a in own)
                 self.bad(row, "account", f"household {hh} has accounts {names}: name one")
             return None
-        if not meters:
+        if not meters:  # (a meter named but not found is reported already)
             for col in ("tariff", "opening_balance", "alarm1", "alarm2"):
-                if getattr(row, col):
+                if not row.meters and getattr(row, col):
                     self.bad(row, "meter", f"an account needs its meter (column {col} is given)")
                     break
             return None
@@ -349,8 +351,7 @@ class _Planner:
                     f"balance cannot change; post the difference as a top-up or refund and write "
                     f"{amount} here",
                 )
-            self.plan.openings.append(Opening(acct_id, amount, row.row, seq))
-            return
+            return  # posted before: nothing to post
         configured = cfg.opening_balance if cfg is not None else None
         amount = wanted if wanted is not None else (configured or Decimal("0.00"))
         if wanted is not None and (cfg is None or configured != wanted):
@@ -367,7 +368,8 @@ def _plain(value: Any) -> Any:
 
 
 def plan_roster(roster: Roster, site: BillingSite, ledger: Ledger | None = None) -> RosterPlan:
-    """Return what importing ``roster`` into ``site`` changes; ``RosterError`` with every issue.
+    """Return what importing ``roster`` into ``site`` changes; ``RosterError`` with every issue
+    (those of ``roster.issues``, bad cells of rows read partially, too).
 
     ``ledger`` (when given) tells which accounts are open and with what opening balance: an
     account's opening balance is posted once (when it opens) and a roster may not change it

@@ -32,6 +32,8 @@ COMMANDS = [
     "scada.commands.allocate",
     "scada.commands.bill",
     "scada.commands.account",
+    "scada.commands.roster",
+    "scada.commands.payments",
     "scada.commands.report",
     "scada.commands.bench",
 ]

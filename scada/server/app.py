@@ -20,8 +20,20 @@ from tornado.web import RequestHandler
 
 from scada.server import formats, schemas
 from scada.server.formats import matches
-from scada.server.handlers import admin, alarms, billing, commands, config, session, system, tags
+from scada.server.handlers import (
+    admin,
+    alarms,
+    billing,
+    commands,
+    config,
+    payments,
+    roster,
+    session,
+    system,
+    tags,
+)
 from scada.server.handlers.base import MAX_BODY_BYTES
+from scada.server.roster_schemas import PaymentOut, ReconcileOut, RosterImportOut
 from scada.server.ws import WsHandler
 from scada.services.audit import MAX_QUERY_ROWS
 from scada.services.auth import Action
@@ -127,6 +139,9 @@ class Op:
     #: a rule JSON Schema cannot state (between parameters, or on what the files describe) and
     #: the status that refuses a request breaking it: ``x-rules`` in the OpenAPI document
     rules: tuple[int, str] | None = None
+    #: a file upload instead of a JSON body: its content types, sent raw or as the one file
+    #: of a ``multipart/form-data`` form (``handlers.roster.read_upload``)
+    consumes: tuple[str, ...] = ()
 
     def answers(self) -> dict[int, str]:
         """Return every status this operation may answer: ``responses`` plus the pipeline's.
@@ -146,6 +161,10 @@ class Op:
             implied[400] = "the body is not JSON (or nests deeper than 64)"
             implied[413] = f"the body is larger than {MAX_BODY_BYTES} bytes"
             implied[422] = "the body does not match its schema"
+        if self.consumes:
+            implied[413] = f"the upload is larger than {MAX_BODY_BYTES} bytes"
+            implied[415] = f"the upload is not {' or '.join(self.consumes)}"
+            implied[422] = "the upload is empty or cannot be read"
         return {**implied, **self.responses}
 
 
@@ -1244,6 +1263,133 @@ ROUTES: tuple[Route, ...] = (
             ),
         ),
         "billing",
+    ),
+    # ---- issue 16 items 3 and 4: the office's roster, payments from a provider
+    Route(
+        "/api/roster/import",
+        roster.RosterImportApi,
+        (
+            Op(
+                "POST",
+                "Import households, accounts and tenants from a roster (CSV or xlsx): with "
+                "dry_run the diff summary, else applied as a new configuration version",
+                A.ROSTER_IMPORT,
+                params=(
+                    _q(
+                        "dry_run",
+                        "true or 1: answer what would change, apply nothing",
+                        enum=("true", "false", "1", "0"),
+                    ),
+                ),
+                consumes=tuple(roster.CONTENT_TYPES.values()),
+                rules=(
+                    422,
+                    "the roster must be a readable table whose every row is valid against the "
+                    "site (issues: each bad row and column; nothing is imported), and the result "
+                    "a valid configuration (errors)",
+                ),
+                responses={
+                    200: "the summary: dry run, or applied (version)",
+                    409: "the running configuration was not read from files",
+                    **_AUTH,
+                },
+                response=RosterImportOut,
+            ),
+        ),
+        "roster",
+    ),
+    Route(
+        "/api/roster/export",
+        roster.RosterExportApi,
+        (
+            Op(
+                "GET",
+                "The roster of the running site: households, accounts, tenants (a download)",
+                A.ROSTER_EXPORT,
+                params=(_q("format", "xlsx or csv", required=True, enum=roster.FORMATS),),
+                responses={
+                    200: "the roster (a download)",
+                    400: "bad format",
+                    409: "the running configuration was not read from files",
+                    **_AUTH,
+                },
+                content=roster.XLSX,
+                produces=(roster.CONTENT_TYPES["csv"],),
+            ),
+        ),
+        "roster",
+    ),
+    Route(
+        "/api/payments/callback/{provider}",
+        payments.PaymentCallbackApi,
+        (
+            Op(
+                "POST",
+                "A payment provider's callback: a signed notice posts a top-up once per "
+                "transaction id (a repeat answers the entry posted first); refusals are audited",
+                public=True,
+                params=(
+                    _p("provider", "the provider's id (payments.providers)"),
+                    Param(
+                        payments.SIGNATURE_HEADER,
+                        "header",
+                        required=True,
+                        description="sha256=<hex HMAC-SHA256 of the raw body with the "
+                        "provider's secret>",
+                        pattern=payments.SIGNATURE,
+                    ),
+                ),
+                body=payments.PaymentNotice,
+                responses={
+                    200: "posted, or repeated (the transaction was posted before)",
+                    400: "the body is not JSON",
+                    401: "no signature, or not the body's (audited)",
+                    404: "unknown provider or account (audited)",
+                    409: "the account is closed or not open, or the transaction was posted "
+                    "with another account or amount (audited)",
+                    413: f"the body is larger than {payments.MAX_CALLBACK_BYTES} bytes",
+                    422: "not a payment notice, or another currency (audited)",
+                    503: "billing not running",
+                },
+                response=PaymentOut,
+            ),
+        ),
+        "payments",
+    ),
+    Route(
+        "/api/payments/reconcile/{provider}",
+        payments.PaymentReconcileApi,
+        (
+            Op(
+                "POST",
+                "Reconcile a provider's statement (CSV) of a day with the ledger: missing, "
+                "extra and mismatched payments",
+                A.PAYMENTS_RECONCILE,
+                params=(
+                    _p("provider", "the provider's id (payments.providers)"),
+                    _q(
+                        "date",
+                        "the statement's day YYYY-MM-DD (site time; a month or year also works)",
+                        required=True,
+                        pattern=formats.PERIOD,
+                    ),
+                ),
+                consumes=("text/csv",),
+                rules=(
+                    422,
+                    "the statement must be CSV with a header naming transaction_id, account, "
+                    "amount (and paid_at, currency) and valid rows (issues name each)",
+                ),
+                responses={
+                    200: "the reconciliation",
+                    404: "unknown provider",
+                    503: "billing not running",
+                    **_AUTH,
+                },
+                response=ReconcileOut,
+            ),
+        ),
+        "payments",
     ),
     Route(
         "/api/users",

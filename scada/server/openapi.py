@@ -61,6 +61,18 @@ def _operation(route: Route, op: Op, components: dict[str, Any]) -> dict[str, An
             "required": True,
             "content": {"application/json": {"schema": _schema_of(op.body, components)}},
         }
+    if op.consumes:  # a file: raw, or the one file of a form
+        upload = {"type": "string", "format": "binary"}
+        content: dict[str, Any] = {t: {"schema": upload} for t in op.consumes}
+        content["multipart/form-data"] = {
+            "schema": {
+                "type": "object",
+                "properties": {"file": upload},
+                "required": ["file"],
+                "additionalProperties": False,
+            }
+        }
+        out["requestBody"] = {"required": True, "content": content}
     answers = op.answers()
     if op.rules is not None:
         code, rule = op.rules

@@ -11,11 +11,11 @@ tenant     read tags, history and billing of the households / accounts linked
            to the user (``links``), nothing else (no site-wide reports)
 operator   viewer + acknowledge alarms, remote commands, billing money
            operations (``billing.write``: top-up, refund, reversal: the
-           cashier's right) and meter replacements
+           cashier's right), meter replacements, payment reconciliation
 oncall     viewer + acknowledge, shelve and unshelve alarms
 engineer   viewer + read/validate/apply/roll back configuration, alarms out of
            service, read the audit log, meter replacements (``billing.meter``;
-           no money operations)
+           no money operations), the roster's import and export
 admin      everything (users and tokens included)
 system     internal callers only (billing's automatic trip): commands and reads;
            never stored in the user database
@@ -24,6 +24,9 @@ system     internal callers only (billing's automatic trip): commands and reads;
 Billing actions: ``billing.read`` (accounts, ledgers, heat allocation, bills; scoped for
 tenants), ``billing.write`` (money: top-up, refund, reversal), ``billing.meter`` (record a
 meter replacement), ``billing.report`` (site-wide reports, CSV / Excel downloads).
+Roster actions (engineers, admins): ``roster.import`` (households, accounts and tenants from a
+roster: a configuration change) and ``roster.export`` (the roster, with tenants' contacts).
+``payments.reconcile`` (operators, admins): a provider's statement against the ledger.
 
 Authentication: a request carries either the session cookie :data:`SESSION_COOKIE`
 (set by ``POST /api/login``; HttpOnly, SameSite=Lax, Secure behind TLS) or an
@@ -123,6 +126,9 @@ class Action(enum.StrEnum):
     BILLING_WRITE = "billing.write"
     BILLING_METER = "billing.meter"
     BILLING_REPORT = "billing.report"
+    ROSTER_IMPORT = "roster.import"
+    ROSTER_EXPORT = "roster.export"
+    PAYMENTS_RECONCILE = "payments.reconcile"
 
 
 A = Action
@@ -142,10 +148,19 @@ _VIEWER = frozenset(
 PERMISSIONS: Mapping[Role, frozenset[Action]] = {
     Role.VIEWER: _VIEWER,
     Role.TENANT: frozenset({A.TAGS_READ, A.HISTORY_READ, A.BILLING_READ}),
-    Role.OPERATOR: _VIEWER | {A.ALARMS_ACK, A.COMMANDS_OPERATE, A.BILLING_WRITE, A.BILLING_METER},
+    Role.OPERATOR: _VIEWER
+    | {A.ALARMS_ACK, A.COMMANDS_OPERATE, A.BILLING_WRITE, A.BILLING_METER, A.PAYMENTS_RECONCILE},
     Role.ONCALL: _VIEWER | {A.ALARMS_ACK, A.ALARMS_SHELVE},
     Role.ENGINEER: _VIEWER
-    | {A.CONFIG_READ, A.CONFIG_WRITE, A.ALARMS_SERVICE, A.AUDIT_READ, A.BILLING_METER},
+    | {
+        A.CONFIG_READ,
+        A.CONFIG_WRITE,
+        A.ALARMS_SERVICE,
+        A.AUDIT_READ,
+        A.BILLING_METER,
+        A.ROSTER_IMPORT,
+        A.ROSTER_EXPORT,
+    },
     Role.ADMIN: frozenset(Action),
     Role.SYSTEM: frozenset(
         {

@@ -491,6 +491,14 @@ class HeatConfig(_Model):
     supply_tag: str | None = None
     return_tag: str | None = None
     flow_tag: str | None = None
+    room_min_c: float = Field(
+        18.0, description="room temperature a flat must reach (degC; the room_compliance report)"
+    )
+    room_hours: str | None = Field(
+        None,
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$",
+        description='heating hours the minimum applies to, local time ("06:00-22:00"; default all day)',
+    )
     arrears: HeatArrearsConfig | None = Field(
         None, description="arrears enforcement of the heat accounts (valve lock)"
     )

@@ -1,4 +1,6 @@
-"""Reports: energy, heat, unit consumption, bills, finance, lost-contact devices, alarms.
+"""Reports: energy, heat, unit consumption, bills, finance, lost-contact devices, alarms,
+energy per meter and bucket (``billing.report_energy``), room-temperature compliance
+(``billing.report_compliance``).
 
 ``build_report(billing, kind, period)`` returns a ``Report`` (sheets of columns with units and
 rows); ``write_csv`` / ``write_xlsx`` write it (Excel: headers, units, a totals row and a bar
@@ -20,13 +22,24 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from billing.ledger import EntryKind
 from billing.periods import Period, local_label, parse_period
+from billing.report_compliance import room_compliance
+from billing.report_energy import meter_energy
 
 if TYPE_CHECKING:
     from billing.bills import BillRun
     from billing.heat import BuildingHeat
     from billing.service import Billing
 
-__all__ = ["KINDS", "Column", "Report", "Sheet", "build_report", "write_csv", "write_xlsx"]
+__all__ = [
+    "EVERY_KINDS",
+    "KINDS",
+    "Column",
+    "Report",
+    "Sheet",
+    "build_report",
+    "write_csv",
+    "write_xlsx",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +53,17 @@ class Column:
 
 @dataclass(slots=True)
 class Sheet:
-    """A table of a report; ``chart`` is (category column, value columns) for a bar chart."""
+    """A table of a report; ``chart`` is (category column, value columns) for a bar chart.
+
+    ``notes`` flags cells by (row index, column index) with a reason (an uncertain bucket):
+    CSV writes the value with a trailing ``*``, Excel adds the reason as a cell comment.
+    """
 
     name: str
     columns: list[Column]
     rows: list[list[Any]] = field(default_factory=list)
     chart: tuple[int, list[int]] | None = None
+    notes: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def totals(self) -> list[Any] | None:
         """Return the totals row (None if no column is summed)."""
@@ -383,19 +401,36 @@ KINDS: dict[str, tuple[str, Callable[[Billing, Period], list[Sheet]]]] = {
     "financial": ("Top-ups, refunds, reversals and charges", _financial),
     "lost-contact": ("Devices that lost contact", _lost_contact),
     "alarms": ("Alarms", _alarms),
+    "meter_energy": ("Energy per meter and bucket", lambda b, p: meter_energy(b, p)),
+    "room_compliance": ("Room-temperature compliance", room_compliance),
+}
+
+#: Report kinds that take ``every`` (the bucket width: 1h, 1d, 1mo), with their builder.
+EVERY_KINDS: dict[str, Callable[[Billing, Period, str], list[Sheet]]] = {
+    "meter_energy": meter_energy,
 }
 
 
-def build_report(b: Billing, kind: str, period: str | Period) -> Report:
+def build_report(
+    b: Billing, kind: str, period: str | Period, *, every: str | None = None
+) -> Report:
     """Return report ``kind`` (a key of ``KINDS``) for ``period``; ``ValueError`` if unknown.
 
-    ``period`` is a period text (module docstring) or a ``Period`` (any window).
+    ``period`` is a period text (module docstring) or a ``Period`` (any window). ``every``
+    (``1h``, ``1d``, ``1mo``) is the bucket width of the kinds in ``EVERY_KINDS``.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown report {kind!r}; expected one of {', '.join(KINDS)}")
+    if every is not None and kind not in EVERY_KINDS:
+        raise ValueError(f"report {kind!r} takes no every (only {', '.join(EVERY_KINDS)})")
     p = period if isinstance(period, Period) else parse_period(period, b.tz)
     title, fn = KINDS[kind]
-    return Report(kind, p, f"{b.site.site.name or b.site.site.id}: {title}, {p.label}", fn(b, p))
+    if every is None:
+        sheets = fn(b, p)
+    else:
+        sheets = EVERY_KINDS[kind](b, p, every)
+        title = f"{title} ({every})"
+    return Report(kind, p, f"{b.site.site.name or b.site.site.id}: {title}, {p.label}", sheets)
 
 
 def _cell(v: Any) -> Any:
@@ -427,11 +462,17 @@ def _write_csv(report: Report, fh: TextIO) -> None:
         w.writerow([])
         w.writerow([f"# {sheet.name}"])
         w.writerow([_header(c) for c in sheet.columns])
-        for r in sheet.rows:
-            w.writerow(["" if v is None else v for v in r])
+        for i, r in enumerate(sheet.rows):
+            w.writerow([_csv_cell(v, (i, j) in sheet.notes) for j, v in enumerate(r)])
         t = sheet.totals()
         if t is not None:
             w.writerow(["" if v is None else v for v in t])
+
+
+def _csv_cell(v: Any, flagged: bool) -> Any:
+    if v is None:
+        return "*" if flagged else ""
+    return f"{v}*" if flagged else v
 
 
 def write_xlsx(report: Report, path: str | Path) -> None:
@@ -442,6 +483,7 @@ def write_xlsx(report: Report, path: str | Path) -> None:
     """
     from openpyxl import Workbook
     from openpyxl.chart import BarChart, Reference
+    from openpyxl.comments import Comment
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
@@ -459,6 +501,8 @@ def write_xlsx(report: Report, path: str | Path) -> None:
         first = 3
         for r in sheet.rows:
             ws.append([_cell(v) for v in r])
+        for (i, j), note in sheet.notes.items():
+            ws.cell(row=first + i, column=j + 1).comment = Comment(f"uncertain: {note}", "scada")
         last = first + len(sheet.rows) - 1
         t = sheet.totals()
         if t is not None:

@@ -21,6 +21,7 @@ BENCHES: dict[str, str] = {
     "hmi": "scada.bench.hmi",
     "backfill": "scada.bench.backfill",
     "estate": "scada.bench.estate",
+    "reports": "scada.bench.reports",
 }
 
 

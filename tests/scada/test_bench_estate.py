@@ -54,7 +54,7 @@ def test_free_ports_gives_a_bindable_range() -> None:
     import socket
 
     base = free_ports(5)
-    assert 20000 <= base and base + 5 < 32768  # below the ephemeral ports other sockets take
+    assert base >= 20000 and base + 5 < 32768  # below the ephemeral ports other sockets take
     with socket.socket() as s:
         s.bind(("127.0.0.1", base + 5))
 

@@ -11,12 +11,14 @@ points need an address, a device's template must exist, ...) are checked by the 
 from __future__ import annotations
 
 import copy
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     StringConstraints,
     ValidationInfo,
     create_model,
@@ -25,6 +27,7 @@ from pydantic import (
 )
 
 from configbase.model import ConfigModel, Id
+from configbase.secrets import Secret
 from drivers import defaults
 from drivers.codec import BIT_KINDS, INT_TYPES, REGISTERS, WRITABLE_KINDS, Kind, Order, PointType
 from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS
@@ -32,6 +35,7 @@ from tags.config import MAX_STEP_DOC, MIN_INTERVAL_DOC, command_limit
 from tags.model import TagType
 
 __all__ = [
+    "DLT645_PROTOCOLS",
     "MODBUS_PROTOCOLS",
     "POINT_PATTERN",
     "STATUS_POINTS",
@@ -39,6 +43,8 @@ __all__ = [
     "CanFrame",
     "ChannelConfig",
     "DeviceConfig",
+    "Dlt645Channel",
+    "Dlt645TcpChannel",
     "ModbusRtuChannel",
     "ModbusRtuOverTcpChannel",
     "ModbusTcpChannel",
@@ -58,6 +64,7 @@ Role = Literal["heat_meter", "valve", "electricity_meter", "thermostat", "substa
 #: Status tags every device gets (``<device>.online`` ...), written by the drivers.
 STATUS_POINTS = ("online", "last_ok", "errors", "latency_ms")
 MODBUS_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})
+DLT645_PROTOCOLS = frozenset({"dlt645", "dlt645-tcp"})
 #: Most TCP connections one Modbus TCP channel may poll over (``connections``).
 MAX_CONNECTIONS = 16
 _NOT_NUMERIC = frozenset({PointType.BOOL, PointType.BIT, PointType.STR})
@@ -153,8 +160,55 @@ class CanChannel(_ChannelBase):
     )
 
 
+class _Dlt645Base(_ChannelBase):
+    password: Secret | None = Field(
+        None,
+        description="relay-control password, 8 hex digits: level + 6 digits; write it as a "
+        "${ENV} or ${file:...} reference",
+    )
+    operator: str = Field(
+        "00000000", pattern=r"^[0-9A-Fa-f]{8}$", description="operator code sent with relay control"
+    )
+    frame_gap_s: float = Field(
+        0.02,
+        ge=0,
+        description="quiet time on the bus between an answer and the next request",
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not re.fullmatch(r"[0-9A-Fa-f]{8}", v.get_secret_value()):
+            raise ValueError("the DL/T 645 password must be 8 hex digits (level + 6 digits)")
+        return v
+
+
+class Dlt645Channel(_Dlt645Base):
+    """DL/T 645-2007 meters on a local serial port (RS-485, 2400 baud 8E1 by default)."""
+
+    protocol: Literal["dlt645"]
+    port: str = Field(description="serial device, e.g. /dev/ttyUSB0 or COM3")
+    baudrate: int = Field(2400, gt=0)
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class Dlt645TcpChannel(_Dlt645Base):
+    """DL/T 645-2007 frames through a serial server (raw frames over a TCP socket)."""
+
+    protocol: Literal["dlt645-tcp"]
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
 ChannelConfig = Annotated[
-    ModbusTcpChannel | ModbusRtuChannel | ModbusRtuOverTcpChannel | CanChannel,
+    ModbusTcpChannel
+    | ModbusRtuChannel
+    | ModbusRtuOverTcpChannel
+    | CanChannel
+    | Dlt645Channel
+    | Dlt645TcpChannel,
     Field(discriminator="protocol"),
 ]
 
@@ -175,7 +229,8 @@ class PointConfig(ConfigModel):
     """One data point of a device (becomes the tag ``<device id>.<point name>``).
 
     Modbus points have ``address`` (0-based protocol address, so holding register 40001 is
-    ``address: 0, kind: holding``) and ``kind``; CAN points have ``can_id``/``start_byte``/``mux``.
+    ``address: 0, kind: holding``) and ``kind``; CAN points have ``can_id``/``start_byte``/``mux``;
+    DL/T 645 points a data identifier ``di`` (or ``relay: true``, the meter's relay).
     Values are ``raw * scale + offset``. ``type``, ``kind`` and the orders are the codec's
     (:mod:`drivers.codec`).
     """
@@ -207,6 +262,14 @@ class PointConfig(ConfigModel):
     start_byte: int = Field(0, ge=0, le=63)
     mux: int | None = Field(None, ge=0, le=255)
     write: CanFrame | None = Field(None, description="CAN command frame for writes")
+    di: str | None = Field(
+        None,
+        pattern=r"^[0-9A-Fa-f]{8}$",
+        description='DL/T 645 data identifier as written in the standard, e.g. "02010100"',
+    )
+    relay: bool = Field(
+        False, description="DL/T 645: the meter's relay (true = closed), written with control 1C"
+    )
 
     @field_validator("min_interval_s")
     @classmethod
@@ -235,9 +298,23 @@ class PointConfig(ConfigModel):
             problems.append("a Modbus point needs both `address` and `kind`")
         if self.can_id is not None and self.kind is not None:
             problems.append("a point is either Modbus (address, kind) or CAN (can_id), not both")
+        if (self.di is not None or self.relay) and (
+            self.kind is not None or self.can_id is not None
+        ):
+            problems.append("a DL/T 645 point (di or relay) has no Modbus or CAN address")
+        if self.di is not None and self.relay:
+            problems.append("a relay point has no `di` (its state is read from status word 3)")
+        if self.relay and self.type is not PointType.BOOL:
+            problems.append("a relay point must have type bool")
         if self.write is not None and self.can_id is None:
             problems.append("`write` frames are for CAN points (with can_id)")
-        if self.writable and self.kind not in WRITABLE_KINDS and self.write is None:
+        if (
+            self.writable
+            and self.kind not in WRITABLE_KINDS
+            and self.write is None
+            and not self.relay
+        ):
+            # a DL/T 645 relay point is writable too; the message keeps to the common case
             problems.append(
                 "only coil and holding points (or CAN points with a `write` frame) can be writable"
             )
@@ -301,12 +378,18 @@ class TemplateConfig(ConfigModel):
 
 
 class DeviceConfig(ConfigModel):
-    """One field device: a template instance on a channel at a unit id (Modbus 1..247, CAN node id)."""
+    """One field device: a template instance on a channel at a unit id (Modbus 1..247, CAN node id).
+
+    A DL/T 645 meter has its 12-digit ``address`` instead (``unit`` is then unused).
+    """
 
     id: Id
     template: str
     channel: str
-    unit: int = Field(ge=0, le=255)
+    unit: int = Field(0, ge=0, le=255)
+    address: str | None = Field(
+        None, pattern=r"^[0-9]{12}$", description="DL/T 645 meter address (12 digits)"
+    )
     poll_s: float | None = Field(None, gt=0)
     points: dict[PointName, PointOverride] = Field(default_factory=dict)
     enabled: bool = True

@@ -2,7 +2,7 @@
 
 ``Simulator(site, speed=..., seed=...)`` models every building of a site config (weather,
 rooms, thermostats and valves, heat meters, electricity meters with relays) and serves each
-device over Modbus TCP / RTU and CAN at the addresses of the config. See
+device over Modbus TCP / RTU, CAN and DL/T 645 at the addresses of the config. See
 :mod:`drivers.simulator.simulator`.
 """
 

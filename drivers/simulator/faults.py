@@ -5,7 +5,9 @@
 - ``garbage``: every answer is wrong: ``mode="exception"`` (an exception response with
   ``code``, default 4 = device failure), ``"short"`` (a read answer one register or one
   byte of bits short) or ``"crc"`` (RTU framing: a corrupted CRC; on Modbus TCP the same
-  as ``short``). On CAN, garbage frames have a wrong length.
+  as ``short``) or ``"address"`` (DL/T 645: an answer from another meter address; on
+  Modbus the same as ``short``). On CAN, garbage frames have a wrong length. On DL/T 645,
+  ``crc`` is a wrong checksum and ``short`` a truncated frame.
 
 Faults can also come from a small YAML/JSON file (the demo's remote control): a mapping
 ``device id -> {kind: ..., <params>}``; :class:`FaultFile` reloads it when it changes.
@@ -46,6 +48,7 @@ class GarbageMode(enum.StrEnum):
     EXCEPTION = "exception"
     SHORT = "short"
     CRC = "crc"
+    ADDRESS = "address"  # DL/T 645: the answer comes from another meter address
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,9 @@ def parse_fault(device_id: str, kind: str | FaultKind, params: dict[str, Any]) -
                 raise ValueError(f"code must be 1..255, got {code}")
             mode = str(params.get("mode", "exception"))
             if mode not in GarbageMode.__members__.values():
-                raise ValueError(f"unknown mode {mode!r}; expected exception, short or crc")
+                raise ValueError(
+                    f"unknown mode {mode!r}; expected exception, short, crc or address"
+                )
             return Fault(k, mode=GarbageMode(mode), code=code)
     except ValueError as exc:
         raise FaultError(f"device {device_id}: fault {k}: {exc}") from None

@@ -583,6 +583,16 @@ class SiteModel:
         }
         return table.get(var)
 
+    def meter(self, device_id: str, var: str) -> Binding | None:
+        """Return electricity-meter variable ``var`` (``energy_kwh``, ``relay``, ...) of ``device_id``.
+
+        Whatever the device's point names: a protocol server that answers by data
+        identifier (DL/T 645) reads the physics through this. ``None`` if the device is no
+        electricity meter or ``var`` is unknown.
+        """
+        i = self.meter_index.get(device_id)
+        return None if i is None else self._power_binding(i, var)
+
     # ------------------------------------------------------------------ time
 
     def local_hour(self, ts: float | None = None) -> float:

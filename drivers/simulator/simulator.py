@@ -1,9 +1,9 @@
-"""The building simulator: a site's physics served over real Modbus (and CAN) endpoints.
+"""The building simulator: a site's physics served over real Modbus, CAN and DL/T 645 endpoints.
 
 ``Simulator(site)`` builds the model of every building and a register image per device;
 ``await start()`` opens one Modbus server per endpoint (``(host, port)`` of a TCP or
-RTU-over-TCP channel, or a serial port path given in ``serial_ports``) and one CAN node
-per CAN channel, and advances simulated time with the wall clock times ``speed``.
+RTU-over-TCP channel, or a serial port path given in ``serial_ports``), one CAN node
+per CAN channel and one DL/T 645 server per ``dlt645-tcp`` channel, and advances simulated time with the wall clock times ``speed``.
 ``step(dt_s)`` advances simulated time directly (tests use it with ``tick_s=None`` so
 that nothing moves on its own).
 
@@ -54,7 +54,7 @@ class Simulator:
     - ``start_ts``: simulated epoch seconds at the start (default: now);
     - ``tick_s``: wall-clock period of the physics while running (``None``: only ``step()``
       moves time);
-    - ``serial_ports``: channel id -> serial port path to serve a ``modbus-rtu`` channel on
+    - ``serial_ports``: channel id -> serial port path to serve a ``modbus-rtu`` or ``dlt645`` channel on
       (the other end of the port the driver opens, e.g. a ``socat`` pty);
     - ``bind_host``: serve every TCP channel on this host instead of the configured one;
     - ``port_offset``: add this to every TCP port (to run beside another simulator);
@@ -103,6 +103,9 @@ class Simulator:
         self.endpoints: dict[str, ModbusEndpoint] = {}
         self._channel_endpoint: dict[str, str] = {}
         self._can_nodes: dict[str, Any] = {}  # channel id -> CanNode
+        #: channel id -> (channel, host, port), or (channel, serial port path, -1)
+        self._dlt_channels: dict[str, tuple[Any, str, int]] = {}
+        self._dlt_endpoints: dict[str, Any] = {}  # channel id -> Dlt645Endpoint
         self._task: asyncio.Task[None] | None = None
         self._build()
 
@@ -114,6 +117,25 @@ class Simulator:
             proto = _protocol(channel)
             if proto == "can":
                 self._can_channels[channel.id] = channel
+                continue
+            if proto == "dlt645-tcp":
+                port = int(channel.port) + self._port_offset
+                if not 0 <= port <= 65535:
+                    raise SimulatorError(
+                        f"channel {channel.id}: port {port} (with offset) out of range"
+                    )
+                self._dlt_channels[channel.id] = (channel, self._bind_host or channel.host, port)
+                continue
+            if proto == "dlt645":
+                path = self._serial_ports.get(channel.id)
+                if path is None:
+                    log.warning(
+                        "simulator: channel %s (dlt645 on %s) not served: no serial port given for it",
+                        channel.id,
+                        channel.port,
+                    )
+                else:
+                    self._dlt_channels[channel.id] = (channel, path, -1)
                 continue
             if proto in _TCP_FRAMERS:
                 host = self._bind_host or channel.host
@@ -209,6 +231,16 @@ class Simulator:
                     node = CanNode(self, channel, period_s=self.can_period_s)
                     await node.start()
                     self._can_nodes[channel.id] = node
+            if self._dlt_channels:
+                from drivers.simulator.dlt645 import Dlt645Endpoint
+
+                for channel, where, port in self._dlt_channels.values():
+                    if port < 0:  # a serial port path
+                        dlt = Dlt645Endpoint(self, channel, serial_port=where)
+                    else:
+                        dlt = Dlt645Endpoint(self, channel, where, port)
+                    await dlt.start()
+                    self._dlt_endpoints[channel.id] = dlt
         except BaseException:
             await self.stop()
             raise
@@ -235,6 +267,9 @@ class Simulator:
         nodes, self._can_nodes = list(self._can_nodes.values()), {}
         for node in nodes:
             await node.stop()
+        dlts, self._dlt_endpoints = list(self._dlt_endpoints.values()), {}
+        for dlt in dlts:
+            await dlt.stop()
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -293,6 +328,9 @@ class Simulator:
         """
         if channel_id in self._can_nodes:
             return str(self._can_nodes[channel_id].address)
+        if channel_id in self._dlt_endpoints:
+            where: tuple[str, int] | str = self._dlt_endpoints[channel_id].address
+            return where
         key = self._channel_endpoint.get(channel_id)
         endpoint = self.endpoints.get(key) if key else None
         return endpoint.address if endpoint else None

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter
 from billing.config import HouseholdConfig
 from drivers.codec import BIT_KINDS
 from drivers.config import (
+    DLT645_PROTOCOLS,
     MODBUS_PROTOCOLS,
     STATUS_POINTS,
     ChannelConfig,
@@ -327,10 +328,10 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
         self, devices: list[tuple[PathT, DeviceConfig]], channels: dict[str, ChannelConfig]
     ) -> dict[str, DeviceConfig]:
         device_map = self.unique(devices, "device", lambda d: d.id)
-        used: dict[tuple[str, int], tuple[PathT, str]] = {}
-        #: (template, on Modbus?) of devices without overrides whose points were checked:
+        used: dict[tuple[str, int | str | None], tuple[PathT, str]] = {}
+        #: (template, protocol) of devices without overrides whose points were checked:
         #: the next such device has the same points, and its problems are reported once.
-        protocol_checked: set[tuple[str, bool]] = set()
+        protocol_checked: set[tuple[str, str]] = set()
         for path, d in devices:
             t = self.templates.get(d.template)
             if t is None and d.template not in self._raw_templates() and not self.incomplete:
@@ -352,12 +353,22 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
             else:
                 if c.protocol in MODBUS_PROTOCOLS and not 1 <= d.unit <= 247:
                     self.report((*path, "unit"), f"Modbus unit id must be 1..247, not {d.unit}")
-                slot = (d.channel, d.unit)
-                if slot in used:
-                    other_path, other = used[slot]
+                dlt645 = c.protocol in DLT645_PROTOCOLS
+                if dlt645 and d.address is None:
                     self.report(
-                        (*path, "unit"),
-                        f"unit {d.unit} on channel {d.channel!r} is already used by device {other!r} "
+                        path, f"device {d.id!r} on DL/T 645 channel {c.id!r} needs `address`"
+                    )
+                slot: tuple[str, int | str | None] = (
+                    (d.channel, d.address) if dlt645 else (d.channel, d.unit)
+                )
+                if dlt645 and d.address is None:
+                    pass  # reported above
+                elif slot in used:
+                    other_path, other = used[slot]
+                    what = f"address {d.address}" if dlt645 else f"unit {d.unit}"
+                    self.report(
+                        (*path, "address" if dlt645 else "unit"),
+                        f"{what} on channel {d.channel!r} is already used by device {other!r} "
                         f"({self.where(other_path)})",
                     )
                 else:
@@ -369,7 +380,7 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
                 if c is not None and points is not None:
                     self.check_protocol(path, d, c, points)
             elif c is not None:
-                key = (d.template, c.protocol in MODBUS_PROTOCOLS)
+                key = (d.template, str(c.protocol))
                 if key not in protocol_checked:
                     protocol_checked.add(key)
                     self.check_protocol(path, d, c, t.points)
@@ -420,9 +431,16 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
         self, path: PathT, d: DeviceConfig, c: ChannelConfig, points: dict[str, PointConfig]
     ) -> None:
         modbus = c.protocol in MODBUS_PROTOCOLS
+        dlt645 = c.protocol in DLT645_PROTOCOLS
         for name, p in points.items():
             if modbus and (p.kind is None or p.address is None):
                 problem = f"has no address/kind, but device {d.id!r} is on Modbus channel {c.id!r}"
+            elif dlt645:
+                if p.di is not None or p.relay:
+                    continue
+                problem = (
+                    f"has no di (nor relay), but device {d.id!r} is on DL/T 645 channel {c.id!r}"
+                )
             elif not modbus and p.can_id is None:
                 problem = f"has no can_id, but device {d.id!r} is on CAN channel {c.id!r}"
             else:

@@ -79,8 +79,8 @@ def charge_consumption(
         if wanted is not None and acct.id not in wanted:
             continue
         opened = _opened_at(ledger, acct.id)
-        if opened is None or opened >= t:
-            continue
+        if opened is None or opened >= t or ledger.is_closed(acct.id):
+            continue  # a closed account's final charge was posted by its closing
         opened_at[acct.id] = opened
         # this month and the one before (a late reading may still change it)
         m = month_start(t - 1e-3, tz)

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 __all__ = [
     "AccountAlreadyOpen",
+    "AccountClosed",
     "AccountNotOpen",
     "AlreadyReversed",
     "BadAmount",
     "BillingError",
+    "ChargeHeld",
     "IdempotencyConflict",
     "Implausible",
     "InsufficientBalance",
     "LedgerError",
+    "MissingReading",
     "NotReversible",
     "UnknownAccount",
     "UnknownEntry",
@@ -48,6 +51,21 @@ class AccountNotOpen(LedgerError):
 
 class AccountAlreadyOpen(LedgerError):
     """The account was opened before."""
+
+
+class AccountClosed(LedgerError):
+    """The account is closed (its closing entry, or no longer configured): it takes no entry.
+
+    A closed account is never opened again: the flat's next tenant gets a new account id.
+    """
+
+
+class MissingReading(LedgerError):
+    """A closing needs a meter's final reading: none was given and no live value is good."""
+
+
+class ChargeHeld(LedgerError):
+    """The account has a consumption charge held for review: release or discard it first."""
 
 
 class InsufficientBalance(LedgerError):

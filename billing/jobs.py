@@ -125,7 +125,7 @@ class BillingScheduler:
     async def _open_new_accounts(self, note: str) -> None:
         """Open the configured accounts and heat accounts the ledger does not know yet."""
         for acct in self.billing._accounts.values():
-            if not self.ledger.is_open(acct.id):
+            if not self.ledger.is_open(acct.id) and not self.ledger.is_closed(acct.id):
                 await self.billing.open_account(acct.id, user="system", note=note, ts=self.clock())
         for heat_id in self.billing.heat.accounts:
             self.ledger.ensure_open(heat_id, note=note, ts=self.clock())

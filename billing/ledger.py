@@ -21,6 +21,12 @@ same way (``post_cash``: the one idempotency check). Refusals raise the ``billin
 classes (all ``LedgerError``). The ``post_*`` methods return a ``Posted``: the entry and the
 balance before and after it, read in the entry's transaction. Thread-safe (one connection
 behind a lock).
+
+An account ends with its ``closing`` entry (``close_account``; ``billing.lifecycle`` posts the
+final charge first): its amount is minus the balance, so the balance becomes 0.00 (negative:
+money paid back to the tenant; positive: the tenant's debt, taken off the account to be
+collected outside it). After it every write to the account raises ``AccountClosed`` (``_insert`` checks),
+``is_open`` is False and it is never opened again: the flat's next tenant gets a new account id.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import numpy as np
 
 from billing.errors import (
     AccountAlreadyOpen,
+    AccountClosed,
     AccountNotOpen,
     AlreadyReversed,
     IdempotencyConflict,
@@ -102,6 +109,7 @@ class EntryKind(enum.StrEnum):
     HEAT_ADVANCE = "heat_advance"
     HEAT_CHARGE = "heat_charge"
     HEAT_SETTLEMENT = "heat_settlement"
+    CLOSING = "closing"
 
 
 #: Entries an operator may reverse; consumption follows the readings (fix those instead), heat
@@ -123,6 +131,7 @@ _NOT_REVERSIBLE_HINT = {
     EntryKind.HEAT_CHARGE: " (heat statements follow the allocation: correct the heat data;"
     " the next statement or the settlement makes up the difference)",
     EntryKind.HEAT_SETTLEMENT: " (the settlement closes the season: top up or refund instead)",
+    EntryKind.CLOSING: " (a closed account stays closed: open the flat's next account instead)",
 }
 
 
@@ -182,6 +191,14 @@ _COLS = "seq, account, ts, kind, amount, energy_kwh, meter, period, key, reverse
 def idempotency_key(kind: EntryKind, account: str, key: str) -> str:
     """Return the ledger key of a client's idempotency ``key`` for ``kind`` on ``account``."""
     return f"{kind.value}:{account}:{key}"
+
+
+def _closed_text(closing: Entry) -> str:
+    """The reason a write to a closed account is refused (names the account and when)."""
+    return (
+        f"account {closing.account} is closed since {iso(closing.ts)} (entry {closing.seq}): it "
+        "takes no entry; the flat's next tenant gets a new account id"
+    )
 
 
 def _entry(row: Sequence[Any]) -> Entry:
@@ -252,7 +269,14 @@ class Ledger:
         note: str = "",
         data: dict[str, Any] | None = None,
     ) -> Entry | None:
-        """Append one entry (in the caller's transaction); None if ``key`` is already posted."""
+        """Append one entry (in the caller's transaction); None if ``key`` is already posted.
+
+        ``AccountClosed`` once the account has its closing entry: the one check every write
+        passes (top-ups, refunds, reversals, scheduled charges, meter swaps, openings).
+        """
+        closed = self.closed_entry(account)
+        if closed is not None:
+            raise AccountClosed(_closed_text(closed))
         values = (
             account,
             time.time() if ts is None else float(ts),
@@ -300,12 +324,64 @@ class Ledger:
             return self._con.execute(sql, tuple(args)).fetchall()
 
     def is_open(self, account: str) -> bool:
-        """Return True once the account has its opening entry."""
+        """Return True once the account has its opening entry and until its closing entry."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT DISTINCT kind FROM entries WHERE account = ? AND kind IN"
+                " ('opening', 'closing')",
+                (account,),
+            ).fetchall()
+        return [r[0] for r in rows] == ["opening"]
+
+    def closed_entry(self, account: str) -> Entry | None:
+        """Return the account's closing entry, or None while it is not closed."""
         with self._lock:
             row = self._con.execute(
-                "SELECT 1 FROM entries WHERE account = ? AND kind = 'opening' LIMIT 1", (account,)
+                f"SELECT {_COLS} FROM entries WHERE account = ? AND kind = 'closing' LIMIT 1",
+                (account,),
             ).fetchone()
-        return row is not None
+        return None if row is None else _entry(row)
+
+    def is_closed(self, account: str) -> bool:
+        """Return True once the account has its closing entry (it then takes no entry)."""
+        return self.closed_entry(account) is not None
+
+    def close_account(
+        self,
+        account: str,
+        *,
+        ts: float | None = None,
+        user: str = "",
+        note: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> Posted:
+        """Post the closing entry: minus the balance (settled to 0.00), then no entry ever again.
+
+        Closing a closed account posts nothing and returns its closing entry (``repeated``).
+        ``AccountNotOpen`` if it was never opened. ``data`` is stored with the entry (the
+        caller's figures: final readings, charges) beside ``balance`` and ``settlement``
+        (``refund``: paid back, ``debt``: owed by the tenant, ``none``).
+        """
+        with self._tx():
+            done = self.closed_entry(account)
+            if done is not None:
+                bal = self.balance(account)
+                return Posted(done, True, bal, bal)
+            self._require_open(account)
+            bal = self.balance(account)
+            settlement = "refund" if bal > 0 else "debt" if bal < 0 else "none"
+            e = self._insert(
+                account,
+                EntryKind.CLOSING,
+                -bal,
+                ts=ts,
+                key=f"close:{account}",
+                user=user,
+                note=note or f"account closed: {settlement} {abs(bal)}",
+                data={**(data or {}), "balance": str(bal), "settlement": settlement},
+            )
+        assert e is not None
+        return Posted(e, False, bal, bal + e.amount)
 
     def open_account(
         self,
@@ -321,11 +397,44 @@ class Ledger:
         with self._tx():
             if self.is_open(account):
                 raise AccountAlreadyOpen(f"account {account} is already open")
+            # a closed account is refused by _insert (AccountClosed)
             e = self._insert(
                 account, EntryKind.OPENING, a, ts=ts, user=user, note=note, key=f"open:{account}"
             )
         assert e is not None
         return e
+
+    def post_opening(
+        self,
+        account: str,
+        amount: Decimal | str,
+        *,
+        user: str = "",
+        note: str = "",
+        ts: float | None = None,
+    ) -> Posted:
+        """Open ``account`` with ``amount`` (>= 0), repeat-safe: opened before with the same
+        amount posts nothing and returns that opening (``repeated``); with another amount
+        ``IdempotencyConflict``; ``AccountClosed`` once closed."""
+        a = parse_amount(amount, f"account {account}: opening amount", zero_ok=True)
+        with self._tx():
+            closed = self.closed_entry(account)
+            if closed is not None:
+                raise AccountClosed(_closed_text(closed))
+            bal = self.balance(account)
+            done = self.by_key(f"open:{account}")
+            if done is not None:
+                if done.amount != a:
+                    raise IdempotencyConflict(
+                        f"account {account} was opened with {done.amount} (entry {done.seq}), "
+                        f"not {a}"
+                    )
+                return Posted(done, True, bal, bal)
+            e = self._insert(
+                account, EntryKind.OPENING, a, ts=ts, user=user, note=note, key=f"open:{account}"
+            )
+        assert e is not None
+        return Posted(e, False, bal, bal + e.amount)
 
     def ensure_open(self, account: str, *, note: str = "", ts: float | None = None) -> bool:
         """Open ``account`` with 0.00 (user ``system``) unless it is open; True if opened now."""
@@ -344,6 +453,9 @@ class Ledger:
         return True
 
     def _require_open(self, account: str) -> None:
+        closed = self.closed_entry(account)
+        if closed is not None:
+            raise AccountClosed(_closed_text(closed))
         if not self.is_open(account):
             raise AccountNotOpen(f"account {account} is not open (use `account open` first)")
 
@@ -428,7 +540,12 @@ class Ledger:
     def open_accounts(self, accounts: Sequence[str]) -> set[str]:
         """Return those of ``accounts`` that are open (one query per 500)."""
         sql = "SELECT DISTINCT account FROM entries WHERE kind = 'opening' AND account IN"
-        return self._among(sql, accounts)
+        opened = self._among(sql, accounts)
+        closed = self._among(
+            "SELECT DISTINCT account FROM entries WHERE kind = 'closing' AND account IN",
+            sorted(opened),
+        )
+        return opened - closed
 
     def _among(self, sql: str, values: Sequence[str]) -> set[str]:
         """Return the first column of ``sql (?, ...)`` over ``values``, 500 at a time."""

@@ -96,6 +96,8 @@ class AuditAction(enum.StrEnum):
     KEEP_POWER = "billing.keep_power"
     KEEP_HEAT = "billing.keep_heat"
     RESTORE_PREPAID = "billing.restore_prepaid"
+    OPEN_ACCOUNT = "billing.open_account"
+    CLOSE_ACCOUNT = "billing.close_account"
     RELEASE_HOLD = "billing.release_hold"
     DISCARD_HOLD = "billing.discard_hold"
 

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from billing.errors import (
+    AccountClosed,
     AccountNotOpen,
     BadAmount,
     BillingError,
@@ -167,10 +168,6 @@ class MalformedPayment(PaymentRefused):
 
 class NotJson(MalformedPayment):
     """The body is not JSON at all."""
-
-
-class AccountClosed(LedgerError):
-    """The account is no longer configured; its ledger is kept, payments are refused."""
 
 
 class PaymentConflict(IdempotencyConflict):
@@ -489,6 +486,11 @@ def _check_account(billing: Billing, account: str) -> None:
                 f"account {account} is closed: it is no longer configured (its ledger is kept)"
             ) from None
         raise
+    closing = billing.ledger.closed_entry(account)
+    if closing is not None:
+        raise AccountClosed(
+            f"account {account} is closed since {iso(closing.ts)}: it takes no payment"
+        )
     if not billing.ledger.is_open(account):
         raise AccountNotOpen(f"account {account} is not open")
 

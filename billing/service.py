@@ -37,11 +37,13 @@ from billing.heat_accounts import heat_account_id, is_heat_account
 from billing.heat_arrears import HeatArrears
 from billing.heat_fees import HeatFee, heat_fees, paid_into, payments_since, tariff_of
 from billing.ledger import Entry, EntryKind, Ledger, Posted
+from billing.lifecycle import Closing, close_account
 from billing.money import AuditAction, AuditSink, MoneyResult, parse_amount
 from billing.plausibility import HeldCharges, Hold, HoldState, check_replacement
 from billing.prepaid import AccountStatus, PrepaidController, RelayCommander, level_of
 from billing.readings import HistorianReadings, LedgerReadings, ReadingSource
 from billing.tags import Level
+from tags.model import Quality
 
 if TYPE_CHECKING:
     from billing.periods import Period
@@ -364,6 +366,101 @@ class Billing:
         )
         await self.prepaid.evaluate(account_id)
         return e
+
+    async def open(
+        self,
+        account_id: str,
+        amount: Decimal | str | None = None,
+        *,
+        user: Any = "system",
+        source: str | None = None,
+        note: str = "",
+        offload: Offload | None = None,
+    ) -> MoneyResult:
+        """Open a configured account (default amount: its ``opening_balance``), audited as
+        ``billing.open_account``; repeat-safe: opened before with the same amount posts nothing
+        (``repeated``). Raises ``UnknownAccount``, ``BadAmount`` (not audited),
+        ``IdempotencyConflict`` (opened with another amount), ``AccountClosed`` (audited)."""
+        cfg = self.account_config(account_id).config
+        what = f"account {account_id}: opening amount"
+        a = parse_amount(cfg.opening_balance if amount is None else amount, what, zero_ok=True)
+        return await self._post(
+            AuditAction.OPEN_ACCOUNT,
+            account_id,
+            {"amount": str(a), "reference": note},
+            lambda: self.ledger.post_opening(account_id, a, user=_name(user), note=note),
+            user,
+            source,
+            offload,
+        )
+
+    async def close_account(
+        self,
+        account_id: str,
+        *,
+        at: float | None = None,
+        readings: dict[str, float] | None = None,
+        user: Any = "system",
+        source: str | None = None,
+        note: str = "",
+        offload: Offload | None = None,
+    ) -> Closing:
+        """Close an account: final readings, final charge, settlement to 0.00 (``billing.lifecycle``).
+
+        A meter missing from ``readings`` is read live (the tag database, good quality only).
+        Audited as ``billing.close_account`` (``after``: readings, charges, settlement,
+        amount, entry; refusals ``failed``); closing again answers the first closing
+        (``repeated``, not audited). Raises ``UnknownAccount`` (not audited), ``AccountNotOpen``,
+        ``MissingReading``, ``Implausible``, ``ChargeHeld`` (audited).
+        """
+        acct = self.account_config(account_id)
+        audit = self._audit()
+        final = dict(readings or {})
+        db = self.prepaid.db
+        for m in acct.meters:
+            if m.energy not in final and db is not None and m.energy in db:
+                tv = db.read(m.energy)
+                if tv.quality is Quality.GOOD and isinstance(tv.value, int | float):
+                    final[m.energy] = float(tv.value)
+        detail = {"readings": final, "at": at, "reason": note}
+        try:
+            closing = await _run(
+                lambda: close_account(
+                    self.site, self.ledger, acct, at=at, readings=final, user=_name(user), note=note
+                ),
+                offload,
+            )
+        except BillingError as exc:
+            balance = await _run(lambda: self.ledger.balance(account_id), offload)
+            audit.record(
+                AuditAction.CLOSE_ACCOUNT.value,
+                user=user,
+                source=source,
+                target=account_id,
+                result="failed",
+                before={"balance": str(balance)},
+                after=detail,
+                detail=str(exc),
+            )
+            raise
+        if not closing.repeated:
+            audit.record(
+                AuditAction.CLOSE_ACCOUNT.value,
+                user=user,
+                source=source,
+                target=account_id,
+                before={"balance": str(closing.balance)},
+                after={
+                    "readings": closing.readings,
+                    "charges": [e.seq for e in closing.charges],
+                    "settlement": closing.settlement,
+                    "amount": str(closing.amount),
+                    "entry": closing.entry.seq,
+                    "balance": "0.00",
+                    "reason": note,
+                },
+            )
+        return closing
 
     async def topup(
         self,

@@ -5,7 +5,10 @@ AMOUNT``, ``reverse CONFIG ID ENTRY``, ``show CONFIG [ID]``, ``replace-meter CON
 TAG --old-final X --new-initial Y [--at T]``, ``holds CONFIG [ID]`` (consumption charges held
 for review as implausible), ``release CONFIG ID HOLD`` (charge it) and ``discard CONFIG ID
 HOLD`` (charge nothing; correct the readings first) and ``keep-heat CONFIG ID on|off --note WHY``
-(a household's heat account: never lock its valve for arrears; audited); each takes ``--user``,
+(a household's heat account: never lock its valve for arrears; audited) and ``close CONFIG ID
+--reading TAG=KWH ... [--at T]`` (final reading of each meter, final charge, settlement to
+0.00: refund or debt; then the account takes no entry; audited, closing again shows the first
+closing); each takes ``--user``,
 ``--note``, ``--json`` and ``--data-dir``. A heat account (``<household>.heat``) takes
 ``topup``, ``refund``, ``reverse`` and ``show`` like an account. Amounts are decimal strings with at most two decimals; ``--at`` is a time as
 everywhere (``-2h``, ``today``, ISO, local time). A running ``scada run`` picks the change up
@@ -26,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser(
         "account",
-        help="prepaid accounts: open, top-up, refund, reverse, show",
+        help="prepaid accounts: open, top-up, refund, reverse, close, show",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -73,6 +76,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = action(name, text)
         p.add_argument("id")
         p.add_argument("hold", type=int, help="number of the held charge (see `holds`)")
+    p = action("close", "close an account: final readings, final charge, settlement to 0.00")
+    p.add_argument("id")
+    p.add_argument(
+        "--reading",
+        action="append",
+        default=[],
+        metavar="TAG=KWH",
+        help="final reading of a meter (energy tag); one per meter of the account",
+    )
+    p.add_argument("--at", help=f"time of the closing (default: now): {TIME_HELP}")
     p = action("keep-heat", "never lock a heat account's valve for arrears (on), or again (off)")
     p.add_argument("id", help="heat account (<household>.heat) or household id")
     p.add_argument("keep", choices=("on", "off"))
@@ -99,6 +112,40 @@ def _keep_heat(billing: Any, args: argparse.Namespace) -> int:
         print(
             f"{r.account}: keep-heat {'on' if r.keep_power else 'off'} (was {'on' if r.keep_power_before else 'off'})"
         )
+    return 0
+
+
+def _close(billing: Any, args: argparse.Namespace) -> int:
+    """Close the account (audited); print the final charges and the settlement."""
+    from scada.commands.billing_output import print_json
+    from scada.commands.times import parse_time
+
+    readings: dict[str, float] = {}
+    for text in args.reading:
+        tag, sep, value = text.partition("=")
+        try:
+            readings[tag.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not tag.strip():
+            print(f"error: --reading {text!r}: expected TAG=KWH", file=sys.stderr)
+            return 2
+    at = None if args.at is None else parse_time(args.at, billing.tz, what="--at")
+    c = asyncio.run(
+        billing.close_account(
+            args.id, at=at, readings=readings, user=args.user, source="cli", note=args.note
+        )
+    )
+    if args.json:
+        print_json(c.to_json())
+        return 0
+    for e in c.charges:
+        print(f"  final charge: entry {e.seq} {e.amount} ({e.energy_kwh:.3f} kWh)")
+    again = " (closed before)" if c.repeated else ""
+    print(
+        f"{c.account}: closed{again}; entry {c.entry.seq} closing {c.entry.amount}: "
+        f"{c.settlement} {c.amount}; balance 0.00"
+    )
     return 0
 
 
@@ -172,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
                 return _holds(billing, args)
             if args.action == "keep-heat":
                 return _keep_heat(billing, args)
+            if args.action == "close":
+                return _close(billing, args)
             if args.action == "show":
                 doc: Any = billing.account(args.id) if args.id else {"accounts": billing.accounts()}
                 if args.json:

@@ -1015,6 +1015,49 @@ ROUTES: tuple[Route, ...] = (
         "billing",
     ),
     Route(
+        "/api/accounts/{account_id}/open",
+        billing.AccountOpenApi,
+        (
+            Op(
+                "POST",
+                "Open a configured account with its opening balance (repeat-safe); audited",
+                A.BILLING_WRITE,
+                params=(_p("account_id"),),
+                body=billing.OpenBody,
+                responses={
+                    **_MONEY,
+                    200: "opened (or repeated: opened before with this amount)",
+                    409: "opened before with another amount, or closed",
+                },
+                response=billing.MoneyOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/accounts/{account_id}/close",
+        billing.AccountCloseApi,
+        (
+            Op(
+                "POST",
+                "Close an account: final readings, final charge, settlement to 0.00; audited",
+                A.BILLING_WRITE,
+                params=(_p("account_id"),),
+                body=billing.CloseBody,
+                responses={
+                    **_WRITE,
+                    200: "closed (or repeated: closed before; the first closing)",
+                    400: "bad time or reading",
+                    404: "unknown account",
+                    409: "not open, no or an implausible final reading, a charge held",
+                    503: "billing not running",
+                },
+                response=billing.CloseOut,
+            ),
+        ),
+        "billing",
+    ),
+    Route(
         "/api/accounts/{account_id}/keep-power",
         billing.KeepPowerApi,
         (

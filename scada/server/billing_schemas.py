@@ -7,7 +7,7 @@ schema. Money is always a string (``"50.00"``); the answers allow extra keys so 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,8 @@ __all__ = [
     "BillLineOut",
     "BillsOut",
     "BuildingHeatOut",
+    "CloseBody",
+    "CloseOut",
     "EntryOut",
     "HeatAccountOut",
     "HeatAccountsOut",
@@ -36,6 +38,7 @@ __all__ = [
     "LedgerOut",
     "MoneyBody",
     "MoneyOut",
+    "OpenBody",
     "ReplaceMeterBody",
     "ReportOut",
     "ReportSheetOut",
@@ -103,6 +106,42 @@ class ReplaceMeterBody(_Body):
         "unless an offset is given)",
     )
     note: str = Field("", max_length=2000)
+
+
+class OpenBody(_Body):
+    """Open a configured account; repeat-safe (the same amount again posts nothing)."""
+
+    amount: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^[0-9]{1,12}(?:\.[0-9]{1,2})?$",
+        description='opening balance as a string, e.g. "100.00" or "0.00" (default: the '
+        "configured opening_balance)",
+    )
+    reference: str = Field("", max_length=200, description="contract or receipt reference")
+
+
+class CloseBody(_Body):
+    """Close an account: final readings, final charge, settlement to 0.00; then no entry."""
+
+    at: str | None = Field(
+        None,
+        max_length=64,
+        pattern=formats.SITE_TIME,
+        description="when (default: now): epoch seconds, or an ISO date or date-time (site time "
+        "unless an offset is given); not before the account's last entry",
+    )
+    # below 1e9 kWh: beyond any register (billing.plausibility.MAX_REGISTER_KWH)
+    readings: dict[
+        Annotated[str, Field(min_length=1, max_length=300)], Annotated[float, Field(ge=0, lt=1e9)]
+    ] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="final reading (kWh) by meter energy tag; a meter left out is read live "
+        "(good quality only, else 409)",
+    )
+    reason: str = Field("", max_length=2000, description="why (audited), e.g. moved out")
 
 
 class _Out(BaseModel):
@@ -211,6 +250,23 @@ class MoneyOut(_Out):
         description="the idempotency key was posted before: `entry` is that entry and nothing "
         "was done now (no evaluation, no audit entry)",
     )
+
+
+class CloseOut(_Out):
+    """What the closing did (or, with ``repeated``, what the first closing did)."""
+
+    account: str
+    closed_at: str
+    entry: EntryOut = Field(
+        description="the closing entry: minus the balance at close (negative: paid back)"
+    )
+    charges: list[EntryOut] = Field(description="the final consumption charges up to closed_at")
+    readings: dict[str, float]
+    balance_at_close: str = Field(description="the balance after the final charges")
+    settlement: str = Field(description="refund (paid back), debt (owed by the tenant) or none")
+    settlement_amount: str
+    balance: str
+    repeated: bool = Field(description="closed before: nothing was done now")
 
 
 class KeepPowerOut(_Out):

@@ -323,7 +323,7 @@ class OfflineApplier:
         plan = compare_sites(self.plant.site, site)
         self.plant.site = site
         for account in site.accounts:
-            if not self.ledger.is_open(account.id):
+            if not self.ledger.is_open(account.id) and not self.ledger.is_closed(account.id):
                 self.ledger.open_account(
                     account.id, account.opening_balance, user=self.user, note=self.note
                 )

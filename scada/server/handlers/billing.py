@@ -15,6 +15,9 @@ through the command service): the handlers parse, check the permission, call it 
 A household's heat account (``<household>.heat``) takes the ledger, top-up, refund and reverse
 endpoints like an account, and ``keep-heat`` instead of ``keep-power``; ``GET
 /api/heat-accounts`` lists them with their arrears.
+An account is opened (``open``, repeat-safe) and closed (``close``: final readings, final
+charge, settlement to 0.00; ``billing.lifecycle``) with ``billing.write``; a closed account
+refuses every money operation with 409 and the reason.
 Historian and ledger work runs in the server's worker threads (``ServerContext.run_blocking``).
 """
 
@@ -38,6 +41,8 @@ from scada.server.billing_schemas import (
     AccountOut,
     AccountsOut,
     BillsOut,
+    CloseBody,
+    CloseOut,
     HeatAccountsOut,
     HeatAllocationOut,
     HoldReviewBody,
@@ -50,6 +55,7 @@ from scada.server.billing_schemas import (
     LedgerOut,
     MoneyBody,
     MoneyOut,
+    OpenBody,
     ReplaceMeterBody,
     ReportOut,
     ReverseBody,
@@ -64,7 +70,9 @@ __all__ = [
     "REPORT_KINDS",
     "STATEMENT_FORMATS",
     "AccountApi",
+    "AccountCloseApi",
     "AccountLedgerApi",
+    "AccountOpenApi",
     "AccountOut",
     "AccountRefundApi",
     "AccountReplaceMeterApi",
@@ -74,6 +82,8 @@ __all__ = [
     "AccountsOut",
     "BillsApi",
     "BillsOut",
+    "CloseBody",
+    "CloseOut",
     "HeatAccountsApi",
     "HeatAccountsOut",
     "HeatAllocationOut",
@@ -93,6 +103,7 @@ __all__ = [
     "LedgerOut",
     "MoneyBody",
     "MoneyOut",
+    "OpenBody",
     "ReplaceMeterBody",
     "ReportApi",
     "ReportOut",
@@ -742,3 +753,66 @@ class HeatStatementApi(_BillingBase):
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
+
+
+# ---------------------------------------------------------------------- lifecycle
+
+
+class AccountOpenApi(_MoneyOp):
+    """``POST /api/accounts/{id}/open``: open a configured account with its opening balance.
+
+    Repeat-safe: the same amount again answers the opening (``repeated``); another amount is
+    409, as is a closed account (its flat's next tenant gets a new account id).
+    """
+
+    async def post(self, account_id: str) -> None:
+        body = self.body(OpenBody)
+        self.account(account_id)  # an electricity account (heat accounts open with the season)
+        amount = None
+        if body.amount is not None:
+            try:
+                amount = parse_amount(body.amount, "amount", zero_ok=True)
+            except BadAmount as exc:
+                raise ApiError(400, str(exc)) from None
+        result = await self.run(
+            account_id,
+            lambda b: b.open(
+                account_id,
+                amount,
+                user=self.user,
+                source=self.source,
+                note=body.reference,
+                offload=self.ctx.run_blocking,
+            ),
+        )
+        self.reply(money_json(result))
+
+
+class AccountCloseApi(_BillingBase):
+    """``POST /api/accounts/{id}/close``: final readings, final charge, settlement, closed.
+
+    Closing again answers the first closing (``repeated``). Refusals (not open, no or an
+    implausible final reading, a charge held for review) are 409 and audited.
+    """
+
+    async def post(self, account_id: str) -> None:
+        body = self.body(CloseBody)
+        self.account(account_id)
+        for tag, value in body.readings.items():
+            if not (math.isfinite(value) and 0 <= value < 1e9):
+                raise ApiError(400, f"readings.{tag}: must be a finite number 0 .. 1e9 kWh")
+        at = None if body.at is None else self.parse_when(body.at, "at")
+        billing = self.billing()
+        try:
+            closing = await billing.close_account(
+                account_id,
+                at=at,
+                readings=dict(body.readings),
+                user=self.user,
+                source=self.source,
+                note=body.reason,
+                offload=self.ctx.run_blocking,
+            )
+        except BillingError as exc:
+            raise ApiError(_status(exc), str(exc)) from None
+        self.reply(closing.to_json())

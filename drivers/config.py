@@ -36,6 +36,7 @@ from tags.model import TagType
 
 __all__ = [
     "DLT645_PROTOCOLS",
+    "MBUS_PROTOCOLS",
     "MODBUS_PROTOCOLS",
     "POINT_PATTERN",
     "STATUS_POINTS",
@@ -45,6 +46,8 @@ __all__ = [
     "DeviceConfig",
     "Dlt645Channel",
     "Dlt645TcpChannel",
+    "MbusChannel",
+    "MbusTcpChannel",
     "ModbusRtuChannel",
     "ModbusRtuOverTcpChannel",
     "ModbusTcpChannel",
@@ -65,6 +68,7 @@ Role = Literal["heat_meter", "valve", "electricity_meter", "thermostat", "substa
 STATUS_POINTS = ("online", "last_ok", "errors", "latency_ms")
 MODBUS_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})
 DLT645_PROTOCOLS = frozenset({"dlt645", "dlt645-tcp"})
+MBUS_PROTOCOLS = frozenset({"mbus", "mbus-tcp"})
 #: Most TCP connections one Modbus TCP channel may poll over (``connections``).
 MAX_CONNECTIONS = 16
 _NOT_NUMERIC = frozenset({PointType.BOOL, PointType.BIT, PointType.STR})
@@ -202,13 +206,43 @@ class Dlt645TcpChannel(_Dlt645Base):
     port: int = Field(ge=1, le=65535)
 
 
+class _MbusBase(_ChannelBase):
+    frame_gap_s: float = Field(
+        0.05,
+        ge=0,
+        description="quiet time on the bus between an answer and the next request "
+        "(EN 13757-2: at least 11 bit times)",
+    )
+
+
+class MbusChannel(_MbusBase):
+    """M-Bus (EN 13757-2) meters on a local serial port through a level converter (2400 baud 8E1)."""
+
+    protocol: Literal["mbus"]
+    port: str = Field(description="serial device, e.g. /dev/ttyUSB0 or COM3")
+    baudrate: int = Field(2400, gt=0)
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class MbusTcpChannel(_MbusBase):
+    """M-Bus frames through a serial server or M-Bus gateway (raw frames over a TCP socket)."""
+
+    protocol: Literal["mbus-tcp"]
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
 ChannelConfig = Annotated[
     ModbusTcpChannel
     | ModbusRtuChannel
     | ModbusRtuOverTcpChannel
     | CanChannel
     | Dlt645Channel
-    | Dlt645TcpChannel,
+    | Dlt645TcpChannel
+    | MbusChannel
+    | MbusTcpChannel,
     Field(discriminator="protocol"),
 ]
 
@@ -270,6 +304,13 @@ class PointConfig(ConfigModel):
     relay: bool = Field(
         False, description="DL/T 645: the meter's relay (true = closed), written with control 1C"
     )
+    record: str | None = Field(
+        None,
+        description="M-Bus: the data record by its kind (energy, volume, flow_temp, return_temp, "
+        "power, volume_flow, ...), converted to the point's unit",
+    )
+    storage: int = Field(0, ge=0, description="M-Bus: storage number of the record (0 = current)")
+    tariff: int = Field(0, ge=0, description="M-Bus: tariff of the record (0 = total)")
 
     @field_validator("min_interval_s")
     @classmethod
@@ -302,6 +343,10 @@ class PointConfig(ConfigModel):
             self.kind is not None or self.can_id is not None
         ):
             problems.append("a DL/T 645 point (di or relay) has no Modbus or CAN address")
+        if self.record is not None and (
+            self.kind is not None or self.can_id is not None or self.di is not None or self.relay
+        ):
+            problems.append("an M-Bus point (record) has no Modbus, CAN or DL/T 645 address")
         if self.di is not None and self.relay:
             problems.append("a relay point has no `di` (its state is read from status word 3)")
         if self.relay and self.type is not PointType.BOOL:
@@ -388,7 +433,12 @@ class DeviceConfig(ConfigModel):
     channel: str
     unit: int = Field(0, ge=0, le=255)
     address: str | None = Field(
-        None, pattern=r"^[0-9]{12}$", description="DL/T 645 meter address (12 digits)"
+        None,
+        pattern=r"^([0-9]{12}|[0-9]{1,3})$",
+        description="DL/T 645 meter address (12 digits) or M-Bus primary address (1..250)",
+    )
+    secondary: str | None = Field(
+        None, pattern=r"^[0-9]{8}$", description="M-Bus secondary address: the 8-digit ident"
     )
     poll_s: float | None = Field(None, gt=0)
     points: dict[PointName, PointOverride] = Field(default_factory=dict)
@@ -396,3 +446,9 @@ class DeviceConfig(ConfigModel):
     description: str = ""
     building: str | None = None
     household: str | None = None
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address_text(cls, v: Any) -> Any:
+        # an M-Bus primary address is written as a number (`address: 5`)
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v

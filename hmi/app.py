@@ -84,6 +84,10 @@ def _page_builder(name: str) -> Callable[[HmiSession, Document, HmiServices], No
         from hmi.meters import make_meters
 
         return lambda s, d, svc: make_meters(s, d, svc.commands())
+    if name == "cashier":
+        from hmi.cashier import make_cashier
+
+        return lambda s, d, _svc: make_cashier(s, d)
     if name == "config":
         from hmi.config_page import make_config
 

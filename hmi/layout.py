@@ -4,7 +4,8 @@ The frame fills the window (``sizing_mode="stretch_both"``); pages give their bo
 stretching layout so nothing scrolls on a wall display, only long lists scroll inside
 themselves. Which pages a user sees follows the role: a ``tenant`` sees only the tenant
 page; the configuration page needs the ``config.read`` permission, the audit page
-``audit.read``. At the right of the navigation: the user, a "password" link to the
+``audit.read``, the cashier page ``billing.write`` (a ``cashier`` sees only that one and no
+alarm banner). At the right of the navigation: the user, a "password" link to the
 change-password page (``/password``) and a "log out" button (a form posting to ``/logout``:
 signing out is POST only, so no link or prefetch can do it). At the far right:
 the server clock and the age of the page's data (:mod:`hmi.liveness`), which also keep the
@@ -48,6 +49,7 @@ PAGES: dict[str, str] = {
     "alarms": N_("Alarms"),
     "trends": N_("Trends"),
     "meters": N_("Meters"),
+    "cashier": N_("Cashier"),
     "config": N_("Configuration"),
     "audit": N_("Audit log"),
     "tenant": N_("My account"),
@@ -63,6 +65,8 @@ def page_allowed(session: HmiSession, page: str) -> bool:
         return page == "tenant"
     if page == "tenant":
         return False
+    if page == "cashier":  # the cash desk: cashiers, operators, admins
+        return session.may("billing.write")
     if page == "config":
         return session.may("config.read")
     if page == "audit":
@@ -124,7 +128,7 @@ def page_frame(session: HmiSession, doc: Document, current: str, body: Any, titl
     nav = html_div(_nav(session, current), name="nav", sizing_mode="stretch_width")
     live = LivenessStrip(session, doc)
     parts: list[Any] = [row(nav, live.div, sizing_mode="stretch_width")]
-    if session.user is not None and session.user.role != "tenant":
+    if session.user is not None and session.may("alarms.read"):  # not tenants, cashiers
         banner = AlarmBanner(session)
         parts.append(banner.layout)
     header = column(*parts, sizing_mode="stretch_width", styles={"padding": "4px 8px 0 8px"})

@@ -593,6 +593,16 @@ class SiteModel:
         i = self.meter_index.get(device_id)
         return None if i is None else self._power_binding(i, var)
 
+    def heat_meter(self, device_id: str, var: str) -> Binding | None:
+        """Return heat-meter variable ``var`` (``energy_kwh``, ``volume_m3``, ``supply_c``, ...) of ``device_id``.
+
+        Whatever the device's point names: a protocol server that answers with all records
+        of a meter (M-Bus) reads the physics through this. ``None`` if the device is no heat
+        meter or ``var`` is unknown.
+        """
+        b = self.building_of_meter.get(device_id)
+        return None if b is None else self._heat_binding(b, var)
+
     # ------------------------------------------------------------------ time
 
     def local_hour(self, ts: float | None = None) -> float:

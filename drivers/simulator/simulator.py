@@ -3,7 +3,7 @@
 ``Simulator(site)`` builds the model of every building and a register image per device;
 ``await start()`` opens one Modbus server per endpoint (``(host, port)`` of a TCP or
 RTU-over-TCP channel, or a serial port path given in ``serial_ports``), one CAN node
-per CAN channel and one DL/T 645 server per ``dlt645-tcp`` channel, and advances simulated time with the wall clock times ``speed``.
+per CAN channel and one DL/T 645 or M-Bus server per ``dlt645-tcp`` / ``mbus-tcp`` channel, and advances simulated time with the wall clock times ``speed``.
 ``step(dt_s)`` advances simulated time directly (tests use it with ``tick_s=None`` so
 that nothing moves on its own).
 
@@ -54,7 +54,7 @@ class Simulator:
     - ``start_ts``: simulated epoch seconds at the start (default: now);
     - ``tick_s``: wall-clock period of the physics while running (``None``: only ``step()``
       moves time);
-    - ``serial_ports``: channel id -> serial port path to serve a ``modbus-rtu`` or ``dlt645`` channel on
+    - ``serial_ports``: channel id -> serial port path to serve a ``modbus-rtu``, ``dlt645`` or ``mbus`` channel on
       (the other end of the port the driver opens, e.g. a ``socat`` pty);
     - ``bind_host``: serve every TCP channel on this host instead of the configured one;
     - ``port_offset``: add this to every TCP port (to run beside another simulator);
@@ -105,7 +105,7 @@ class Simulator:
         self._can_nodes: dict[str, Any] = {}  # channel id -> CanNode
         #: channel id -> (channel, host, port), or (channel, serial port path, -1)
         self._dlt_channels: dict[str, tuple[Any, str, int]] = {}
-        self._dlt_endpoints: dict[str, Any] = {}  # channel id -> Dlt645Endpoint
+        self._dlt_endpoints: dict[str, Any] = {}  # channel id -> Dlt645Endpoint / MbusEndpoint
         self._task: asyncio.Task[None] | None = None
         self._build()
 
@@ -118,7 +118,7 @@ class Simulator:
             if proto == "can":
                 self._can_channels[channel.id] = channel
                 continue
-            if proto == "dlt645-tcp":
+            if proto in ("dlt645-tcp", "mbus-tcp"):
                 port = int(channel.port) + self._port_offset
                 if not 0 <= port <= 65535:
                     raise SimulatorError(
@@ -126,12 +126,13 @@ class Simulator:
                     )
                 self._dlt_channels[channel.id] = (channel, self._bind_host or channel.host, port)
                 continue
-            if proto == "dlt645":
+            if proto in ("dlt645", "mbus"):
                 path = self._serial_ports.get(channel.id)
                 if path is None:
                     log.warning(
-                        "simulator: channel %s (dlt645 on %s) not served: no serial port given for it",
+                        "simulator: channel %s (%s on %s) not served: no serial port given for it",
                         channel.id,
+                        proto,
                         channel.port,
                     )
                 else:
@@ -233,12 +234,15 @@ class Simulator:
                     self._can_nodes[channel.id] = node
             if self._dlt_channels:
                 from drivers.simulator.dlt645 import Dlt645Endpoint
+                from drivers.simulator.mbus import MbusEndpoint
 
                 for channel, where, port in self._dlt_channels.values():
+                    # the frame endpoints: DL/T 645 or M-Bus meters behind a serial server
+                    kind = MbusEndpoint if _protocol(channel).startswith("mbus") else Dlt645Endpoint
                     if port < 0:  # a serial port path
-                        dlt = Dlt645Endpoint(self, channel, serial_port=where)
+                        dlt = kind(self, channel, serial_port=where)
                     else:
-                        dlt = Dlt645Endpoint(self, channel, where, port)
+                        dlt = kind(self, channel, where, port)
                     await dlt.start()
                     self._dlt_endpoints[channel.id] = dlt
         except BaseException:

@@ -20,6 +20,7 @@ from billing.config import HouseholdConfig
 from drivers.codec import BIT_KINDS
 from drivers.config import (
     DLT645_PROTOCOLS,
+    MBUS_PROTOCOLS,
     MODBUS_PROTOCOLS,
     STATUS_POINTS,
     ChannelConfig,
@@ -27,6 +28,7 @@ from drivers.config import (
     PointConfig,
     TemplateConfig,
 )
+from drivers.mbus import unit_factor
 from scada.config.billingcheck import BillingChecks
 from scada.config.buildings import BuildingConfig
 from scada.config.errors import did_you_mean
@@ -358,16 +360,37 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
                     self.report(
                         path, f"device {d.id!r} on DL/T 645 channel {c.id!r} needs `address`"
                     )
+                elif dlt645 and len(d.address or "") != 12:
+                    self.report((*path, "address"), "a DL/T 645 address has 12 digits")
+                mbus = c.protocol in MBUS_PROTOCOLS
+                mbus_ok = mbus and self.check_mbus_address(path, d, c)
                 slot: tuple[str, int | str | None] = (
-                    (d.channel, d.address) if dlt645 else (d.channel, d.unit)
+                    (d.channel, d.address)
+                    if dlt645
+                    else (d.channel, d.secondary or d.address)
+                    if mbus
+                    else (d.channel, d.unit)
                 )
-                if dlt645 and d.address is None:
+                if (dlt645 and d.address is None) or (mbus and not mbus_ok):
                     pass  # reported above
                 elif slot in used:
                     other_path, other = used[slot]
-                    what = f"address {d.address}" if dlt645 else f"unit {d.unit}"
+                    what = (
+                        f"address {d.address}"
+                        if dlt645 or (mbus and d.secondary is None)
+                        else f"secondary {d.secondary}"
+                        if mbus
+                        else f"unit {d.unit}"
+                    )
                     self.report(
-                        (*path, "address" if dlt645 else "unit"),
+                        (
+                            *path,
+                            ("secondary" if d.secondary else "address")
+                            if mbus
+                            else "address"
+                            if dlt645
+                            else "unit",
+                        ),
                         f"{what} on channel {d.channel!r} is already used by device {other!r} "
                         f"({self.where(other_path)})",
                     )
@@ -427,14 +450,40 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
                 self.report((*path, "points", where), message, key=True)
         return points
 
+    def check_mbus_address(self, path: PathT, d: DeviceConfig, c: ChannelConfig) -> bool:
+        """Report an M-Bus device without exactly one of `address` (1..250) and `secondary`."""
+        if (d.address is None) == (d.secondary is None):
+            self.report(
+                path,
+                f"device {d.id!r} on M-Bus channel {c.id!r} needs `address` (1..250) "
+                "or `secondary` (8 digits), not both",
+            )
+            return False
+        if d.address is not None and not 1 <= int(d.address) <= 250:
+            self.report(
+                (*path, "address"), f"M-Bus primary address must be 1..250, not {d.address}"
+            )
+            return False
+        return True
+
     def check_protocol(
         self, path: PathT, d: DeviceConfig, c: ChannelConfig, points: dict[str, PointConfig]
     ) -> None:
         modbus = c.protocol in MODBUS_PROTOCOLS
         dlt645 = c.protocol in DLT645_PROTOCOLS
+        mbus = c.protocol in MBUS_PROTOCOLS
         for name, p in points.items():
             if modbus and (p.kind is None or p.address is None):
                 problem = f"has no address/kind, but device {d.id!r} is on Modbus channel {c.id!r}"
+            elif mbus:
+                if p.record is None:
+                    problem = f"has no record, but device {d.id!r} is on M-Bus channel {c.id!r}"
+                else:
+                    try:
+                        unit_factor(p.record, None, p.unit)
+                        continue
+                    except ValueError as exc:
+                        problem = f"on M-Bus channel {c.id!r}: {exc}"
             elif dlt645:
                 if p.di is not None or p.relay:
                     continue

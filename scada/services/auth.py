@@ -13,6 +13,9 @@ operator   viewer + acknowledge alarms, remote commands, billing money
            operations (``billing.write``: top-up, refund, reversal: the
            cashier's right), meter replacements, payment reconciliation
 oncall     viewer + acknowledge, shelve and unshelve alarms
+cashier    the cash desk: read accounts and billing, money operations
+           (``billing.write``) and the cashier's day report (``billing.report``);
+           no tags, alarms, commands or configuration
 engineer   viewer + read/validate/apply/roll back configuration, alarms out of
            service, read the audit log, meter replacements (``billing.meter``;
            no money operations), the roster's import and export
@@ -88,6 +91,7 @@ class Role(enum.StrEnum):
     TENANT = "tenant"
     OPERATOR = "operator"
     ONCALL = "oncall"
+    CASHIER = "cashier"
     ENGINEER = "engineer"
     ADMIN = "admin"
     SYSTEM = "system"
@@ -151,6 +155,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
     Role.OPERATOR: _VIEWER
     | {A.ALARMS_ACK, A.COMMANDS_OPERATE, A.BILLING_WRITE, A.BILLING_METER, A.PAYMENTS_RECONCILE},
     Role.ONCALL: _VIEWER | {A.ALARMS_ACK, A.ALARMS_SHELVE},
+    Role.CASHIER: frozenset({A.BILLING_READ, A.BILLING_WRITE, A.BILLING_REPORT}),
     Role.ENGINEER: _VIEWER
     | {
         A.CONFIG_READ,

@@ -1,0 +1,352 @@
+"""Cash-desk receipts: one numbered receipt per money entry, kept beside the ledger.
+
+Table ``receipts`` in the ledger's file (created through ``Ledger.ensure_schema``): the
+receipt ``number`` (unique and increasing: SQLite ``AUTOINCREMENT`` never reuses one) keyed by
+the ledger entry ``seq`` it prints, with the payment ``method`` and the ``cashier``. Issuing a
+receipt for an entry that has one returns that one: a reprint, or a repeated request (same
+idempotency key), always shows the same number. The amounts are never copied from the caller:
+amount, balance before and after are read from the ledger (the sum of the account's entries
+before the entry's seq), so a receipt always matches the ledger.
+
+The cashier's day (``cashier_day``): the ledger's top-ups, refunds and reversals of one
+site-local day (of one cashier, or all), each with its method and receipt number, and the
+totals by method; ``day_xlsx`` is its closing report, whose total is the sum of those entries.
+
+``receipt_pdf`` renders one receipt (A6, fpdf2; fonts as ``billing.statements``). Texts go
+through ``i18n._``. Thread-safe as the ledger is (its lock).
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import re
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from billing.ledger import Entry, EntryKind, Ledger
+from billing.statements import _font
+from i18n import N_, _
+
+__all__ = [
+    "CASH_KINDS",
+    "METHOD_LABELS",
+    "CashierDay",
+    "DayLine",
+    "Method",
+    "Receipt",
+    "Receipts",
+    "UnknownReceipt",
+    "cashier_day",
+    "day_bounds",
+    "day_xlsx",
+    "method_note",
+    "receipt_lines",
+    "receipt_pdf",
+]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS receipts (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL UNIQUE,
+    ts REAL NOT NULL, method TEXT NOT NULL, cashier TEXT NOT NULL);
+"""
+
+
+class UnknownReceipt(KeyError):
+    """No receipt with that number (or no ledger entry with that seq)."""
+
+
+class Method(enum.StrEnum):
+    """How the tenant paid (or was paid back)."""
+
+    CASH = "cash"
+    CARD = "card"
+    BANK_TRANSFER = "bank_transfer"
+    ONLINE = "online"
+
+
+#: Display names (translate with ``_`` when shown).
+METHOD_LABELS: dict[Method, str] = {
+    Method.CASH: N_("cash"),
+    Method.CARD: N_("card"),
+    Method.BANK_TRANSFER: N_("bank transfer"),
+    Method.ONLINE: N_("online"),
+}
+
+
+def method_note(method: Method, reference: str = "") -> str:
+    """Return the ledger note of a cash-desk entry: ``method=cash`` (``; <reference>``)."""
+    note = f"method={method.value}"
+    return f"{note}; {reference.strip()}" if reference.strip() else note
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One printed receipt: its number, the entry it prints and the balances around it."""
+
+    number: int
+    seq: int
+    account: str
+    kind: EntryKind
+    amount: Decimal
+    balance_before: Decimal
+    balance_after: Decimal
+    method: Method
+    cashier: str
+    ts: float  # the entry's time (epoch seconds)
+    reverses: int | None = None
+
+
+class Receipts:
+    """Issue and find receipts in the ledger's file (module docstring)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        ledger.ensure_schema("receipts", _SCHEMA)
+
+    def issue(self, seq: int, method: Method | str, cashier: str) -> Receipt:
+        """Return the receipt of ledger entry ``seq``, numbering it if it has none yet.
+
+        Raises ``UnknownReceipt`` when the ledger has no entry ``seq``.
+        """
+        if self.ledger.entry(seq) is None:
+            raise UnknownReceipt(f"no ledger entry {seq}")
+        with self.ledger.transaction() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO receipts(seq, ts, method, cashier) VALUES (?, ?, ?, ?)",
+                (seq, time.time(), Method(method).value, cashier),
+            )
+        found = self.by_seq(seq)
+        assert found is not None
+        return found
+
+    def by_seq(self, seq: int) -> Receipt | None:
+        """Return the receipt of ledger entry ``seq``, or None."""
+        rows = self.ledger.query(
+            "SELECT number, seq, method, cashier FROM receipts WHERE seq = ?", (seq,)
+        )
+        return self._receipt(rows[0]) if rows else None
+
+    def get(self, number: int) -> Receipt:
+        """Return receipt ``number`` (a reprint); ``UnknownReceipt`` if there is none."""
+        rows = self.ledger.query(
+            "SELECT number, seq, method, cashier FROM receipts WHERE number = ?", (number,)
+        )
+        if not rows:
+            raise UnknownReceipt(f"no receipt number {number}")
+        return self._receipt(rows[0])
+
+    def numbers(self, seqs: list[int]) -> dict[int, int]:
+        """Return ``{entry seq: receipt number}`` for those of ``seqs`` that have a receipt."""
+        if not seqs:
+            return {}
+        marks = ",".join("?" * len(seqs))
+        rows = self.ledger.query(f"SELECT seq, number FROM receipts WHERE seq IN ({marks})", seqs)
+        return {int(s): int(n) for s, n in rows}
+
+    def _receipt(self, row: tuple[int, int, str, str]) -> Receipt:
+        number, seq, method, cashier = row
+        entry = self.ledger.entry(seq)
+        if entry is None:  # the ledger is append-only: cannot happen
+            raise UnknownReceipt(f"receipt {number}: no ledger entry {seq}")
+        before = self._balance_before(entry)
+        return Receipt(
+            number=int(number),
+            seq=entry.seq,
+            account=entry.account,
+            kind=entry.kind,
+            amount=entry.amount,
+            balance_before=before,
+            balance_after=before + entry.amount,
+            method=Method(method),
+            cashier=cashier,
+            ts=entry.ts,
+            reverses=entry.reverses,
+        )
+
+    def _balance_before(self, entry: Entry) -> Decimal:
+        rows = self.ledger.query(
+            "SELECT amount FROM entries WHERE account = ? AND seq < ?", (entry.account, entry.seq)
+        )
+        return sum((Decimal(r[0]) for r in rows), Decimal("0.00"))
+
+
+def receipt_lines(r: Receipt, time_text: str, currency: str) -> list[tuple[str, str]]:
+    """Return the receipt's ``(label, value)`` lines, as the page and the PDF show them."""
+    kinds = {
+        EntryKind.TOPUP: _("payment"),
+        EntryKind.REFUND: _("refund"),
+        EntryKind.REVERSAL: _("reversal"),
+    }
+
+    def money(d: Decimal) -> str:
+        return _("{amount} {currency}", amount=f"{d:,.2f}", currency=currency)
+
+    lines = [
+        (_("Receipt no."), str(r.number)),
+        (_("Time"), time_text),
+        (_("Account"), r.account),
+        (_("Operation"), kinds.get(r.kind, r.kind.value)),
+        (_("Method"), _(METHOD_LABELS[r.method])),
+        (_("Amount"), money(r.amount)),
+        (_("Balance before"), money(r.balance_before)),
+        (_("Balance after"), money(r.balance_after)),
+        (_("Cashier"), r.cashier),
+        (_("Ledger entry"), str(r.seq)),
+    ]
+    if r.reverses is not None:
+        lines.append((_("Reverses entry"), str(r.reverses)))
+    return lines
+
+
+def receipt_pdf(
+    r: Receipt,
+    *,
+    title: str,
+    time_text: str,
+    currency: str,
+    font: str | Path | None = None,
+) -> bytes:
+    """Return one receipt as a PDF (A6 page); ``title`` the site's name; fonts as statements."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format=(105, 148))  # A6 in mm (fpdf2 names no A6)
+    pdf.set_auto_page_break(auto=True, margin=8)
+    path = _font(font)
+    family = "Helvetica"
+    if path is not None:
+        pdf.add_font("receipt", "", str(path))
+        family = "receipt"
+
+    def text(s: str) -> str:
+        return s if path is not None else s.encode("latin-1", "replace").decode("latin-1")
+
+    pdf.add_page()
+    pdf.set_font(family, size=12)
+    pdf.cell(0, 7, text(title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(family, size=10)
+    pdf.cell(0, 6, text(_("Receipt")), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    for label, value in receipt_lines(r, time_text, currency):
+        pdf.cell(35, 6, text(label))
+        pdf.cell(0, 6, text(value), new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+#: Entries the cash desk posts (what a cashier's day adds up).
+CASH_KINDS = (EntryKind.TOPUP, EntryKind.REFUND, EntryKind.REVERSAL)
+
+
+@dataclass(frozen=True, slots=True)
+class DayLine:
+    """One entry of a cashier's day: the entry, its method and receipt number (0: none)."""
+
+    entry: Entry
+    method: str  # a Method value, or "other" (posted elsewhere without a method)
+    receipt: int
+
+
+@dataclass(frozen=True, slots=True)
+class CashierDay:
+    """A site-local day of the cash desk: its entries and the totals by method."""
+
+    day: date
+    cashier: str | None
+    lines: list[DayLine]
+
+    @property
+    def totals(self) -> dict[str, Decimal]:
+        """Signed sums by method (payments in, refunds and reversals out), methods in order."""
+        out: dict[str, Decimal] = {}
+        for ln in self.lines:
+            out[ln.method] = out.get(ln.method, Decimal("0.00")) + ln.entry.amount
+        order = [m.value for m in Method] + ["other"]
+        return {m: out[m] for m in order if m in out}
+
+    @property
+    def total(self) -> Decimal:
+        """The sum of every line: what the ledger's cash-desk entries of the day add up to."""
+        return sum((ln.entry.amount for ln in self.lines), Decimal("0.00"))
+
+
+def _method_of(entry: Entry, stored: str | None) -> str:
+    if stored:
+        return stored
+    m = re.match(r"method=([a-z_]+)", entry.note)
+    return m.group(1) if m and m.group(1) in {x.value for x in Method} else "other"
+
+
+def day_bounds(day: date, tz: str) -> tuple[float, float]:
+    """Return ``[start, end)`` of a local ``day`` in ``tz`` as epoch seconds."""
+    zone = ZoneInfo(tz)
+    start = datetime.combine(day, dt_time(), zone)
+    end = datetime.combine(day + timedelta(days=1), dt_time(), zone)
+    return start.timestamp(), end.timestamp()
+
+
+def cashier_day(ledger: Ledger, day: date, tz: str, cashier: str | None = None) -> CashierDay:
+    """Return the cash-desk entries of ``day`` (site zone ``tz``), of one ``cashier`` or all.
+
+    Read from the ledger (top-ups, refunds, reversals in the day), each with the method of its
+    receipt (else of its note) and its receipt number.
+    """
+    start, end = day_bounds(day, tz)
+    entries = ledger.entries(since=start, until=end, kinds=CASH_KINDS)
+    if cashier is not None:
+        entries = [e for e in entries if e.user == cashier]
+    Receipts(ledger)  # the table exists
+    seqs = [e.seq for e in entries]
+    stored: dict[int, tuple[int, str]] = {}
+    for i in range(0, len(seqs), 500):
+        chunk = seqs[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = ledger.query(
+            f"SELECT seq, number, method FROM receipts WHERE seq IN ({marks})", chunk
+        )
+        stored.update({int(s): (int(n), str(m)) for s, n, m in rows})
+    lines = [
+        DayLine(e, _method_of(e, stored.get(e.seq, (0, ""))[1]), stored.get(e.seq, (0, ""))[0])
+        for e in entries
+    ]
+    return CashierDay(day, cashier, lines)
+
+
+def day_xlsx(d: CashierDay, tz: str) -> bytes:
+    """Return the closing report of a cashier's day as an Excel workbook (entries, totals)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = _("Day")
+    who = d.cashier or _("all cashiers")
+    ws.append([_("Cashier's day {day}: {cashier}", day=d.day.isoformat(), cashier=who)])
+    ws["A1"].font = Font(bold=True, size=12)
+    ws.append([])
+    head = [_("Entry"), _("Time"), _("Account"), _("Kind"), _("Method"), _("Amount"), _("Receipt")]
+    ws.append(head)
+    zone = ZoneInfo(tz)
+    for ln in d.lines:
+        e = ln.entry
+        when = datetime.fromtimestamp(e.ts, zone).strftime("%Y-%m-%d %H:%M:%S")
+        method = _(METHOD_LABELS[Method(ln.method)]) if ln.method != "other" else _("other")
+        ws.append([e.seq, when, e.account, e.kind.value, method, e.amount, ln.receipt or None])
+    ws.append([])
+    for method, amount in d.totals.items():
+        label = _(METHOD_LABELS[Method(method)]) if method != "other" else _("other")
+        ws.append([_("Total {method}", method=label), None, None, None, None, amount])
+    ws.append([_("Total"), None, None, None, None, d.total])
+    ws.cell(ws.max_row, 1).font = Font(bold=True)
+    for row in ws.iter_rows(min_row=4, min_col=6, max_col=6):
+        for cell in row:
+            cell.number_format = "#,##0.00"
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

@@ -1,0 +1,253 @@
+"""The cashier page (``/hmi/cashier``): find an account, take a payment, print the receipt.
+
+For the ``cashier`` role, operators and admins (``billing.write``). Search by flat, tenant
+name, phone or meter id (``hmi.cashier_search``); the chosen account shows its electricity
+balance and level, the household's heat account balance and its last ten ledger entries with
+their receipt numbers. The money desk (``hmi.cashier_money``) takes payments, refunds and
+reversals, each with a confirm step, through the ``Billing`` facade; each posted entry gets
+a numbered receipt (``billing.receipts``) shown as a printable section with its PDF
+(``hmi.cashier_receipt``), reprintable from the entry list. *My day* (``hmi.cashier_day``):
+the cashier's totals by method today and the closing report (xlsx).
+
+Classes: :class:`AccountSearch` (query and matches), :class:`AccountView` (balances and
+entries); :func:`make_cashier` puts them together. On a phone (narrow viewport) the two
+columns stack.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+from bokeh.document import Document
+from bokeh.layouts import column, row
+from bokeh.models import ColumnDataSource, InlineStyleSheet
+from bokeh.models.widgets import Button, DataTable, Select, TableColumn, TextInput
+
+from billing.receipts import Receipt, Receipts
+from billing.service import Billing
+from hmi.cashier_day import DayView
+from hmi.cashier_money import MoneyDesk
+from hmi.cashier_receipt import ReceiptView
+from hmi.cashier_search import (
+    AccountMatch,
+    AccountSummary,
+    account_summary,
+    entry_kind_text,
+    find_accounts,
+)
+from hmi.layout import (
+    denied_body,
+    html_div,
+    page_allowed,
+    page_frame,
+    redraw_on_update,
+    select_options,
+    sized_inputs,
+    text_sized_table,
+)
+from hmi.meters import level_text
+from hmi.session import HmiSession
+from hmi.tenant_labels import DEFAULT_CURRENCY, money_text
+from hmi.theme import AUTO_WIDTH, SELECT_CSS, WIDGET_FONT
+from hmi.timefmt import site_time_text
+from i18n import _, ngettext
+
+__all__ = ["AccountSearch", "AccountView", "make_cashier"]
+
+#: Below this viewport width the columns stack (phones).
+NARROW_PX = 700
+
+BODY_CSS = f"""
+:host(.cashier-body) {{ gap: 12px; overflow-y: auto !important; --bokeh-font-size: {WIDGET_FONT}; }}
+:host(.cashier-col) {{ flex: 1 1 0 !important; min-width: 0; }}
+@media (max-width: {NARROW_PX}px) {{
+  :host(.cashier-body) {{ flex-direction: column !important; }}
+  :host(.cashier-col) {{ width: 100% !important; flex: none !important; height: auto !important; }}
+}}
+"""
+
+
+class AccountSearch:
+    """The search box and the accounts it found; ``on_pick(account or None)`` on a choice."""
+
+    def __init__(self, billing: Billing, on_pick: Callable[[str | None], None]) -> None:
+        self.billing = billing
+        self.on_pick = on_pick
+        self.matches: list[AccountMatch] = []
+        self.text = TextInput(
+            title=_("Flat, name, phone or meter"),
+            placeholder=_("e.g. b1.101, Bakery, 138…"),
+            name="cashier-search",
+            styles={"width": "clamp(200px, 14vw, 600px)"},
+        )
+        self.find_btn = Button(label=_("Find"), name="cashier-find", styles=AUTO_WIDTH)
+        self.found = Select(
+            title=_("Accounts found"),
+            options=[],
+            name="cashier-match",
+            styles={"width": "clamp(240px, 22vw, 900px)"},  # the longest label fits
+            stylesheets=[InlineStyleSheet(css=SELECT_CSS)],
+        )
+        self.count = html_div("", name="cashier-count")
+        sized_inputs(self.text, self.found)
+        self.text.on_change("value", lambda _a, _o, _n: self.search())
+        self.find_btn.on_click(self.search)
+        self.found.on_change("value", lambda _a, _o, new: self.on_pick(new or None))
+        self.layout = column(
+            row(self.text, self.find_btn, styles={"align-items": "flex-end", "gap": "4px"}),
+            self.found,
+            self.count,
+            sizing_mode="stretch_width",
+        )
+
+    def search(self) -> None:
+        """Find the accounts of the typed query; choose the first."""
+        self.matches = find_accounts(self.billing, self.text.value)
+        n = len(self.matches)
+        found = ngettext("{n} account found", "{n} accounts found", n)
+        self.count.text = f'<span class="u" data-found="{n}">{html.escape(found)}</span>'
+
+        self.found.options = select_options((m.account, m.label) for m in self.matches)
+        first = self.matches[0].account if self.matches else ""
+        if self.found.value == first:
+            self.on_pick(first or None)  # same value: no change event, show it afresh
+        self.found.value = first
+
+
+class AccountView:
+    """The chosen account: balances, level, heat balance and the last entries."""
+
+    def __init__(self, session: HmiSession, currency: str) -> None:
+        self.session = session
+        self.currency = currency
+        self.head = html_div("", name="cashier-account", sizing_mode="stretch_width")
+        self.source = ColumnDataSource(
+            {"seq": [], "time": [], "kind": [], "amount": [], "receipt": []},
+            name="cashier-entries",
+        )
+        self.table = DataTable(
+            source=self.source,
+            height=320,
+            sizing_mode="stretch_width",
+            index_position=None,
+            columns=[
+                TableColumn(field="seq", title=_("entry"), width=50),
+                TableColumn(field="time", title=_("time"), width=170),
+                TableColumn(field="kind", title=_("kind"), width=100),
+                TableColumn(field="amount", title=_("amount"), width=110),
+                TableColumn(field="receipt", title=_("receipt"), width=60),
+            ],
+            name="cashier-entry-table",
+        )
+        redraw_on_update(self.table, self.source)
+        text_sized_table(self.table, session.doc)
+        self.layout = column(self.head, self.table, sizing_mode="stretch_width")
+
+    def show(self, s: AccountSummary | None, numbers: dict[int, int]) -> None:
+        """Show an account's summary (None: nothing chosen)."""
+        if s is None:
+            self.head.text = f'<p class="u">{html.escape(_("no account chosen"))}</p>'
+            self.source.data = {k: [] for k in self.source.data}
+            return
+        facts = [
+            (_("Account"), s.account),
+            (_("Tenant"), s.tenant or "—"),
+            (_("Electricity balance"), money_text(s.balance, self.currency)),
+            (_("Level"), level_text(s.level, True)),
+        ]
+        if s.heat_account is not None:
+            facts.append((_("Heat balance"), money_text(s.heat_balance, self.currency)))
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td><b>{html.escape(v)}</b></td></tr>" for k, v in facts
+        )
+        self.head.text = (
+            f'<div data-account="{html.escape(s.account)}" data-balance="{s.balance}">'
+            f"<table>{rows}</table></div>"
+        )
+        self.source.data = {
+            "seq": [e.seq for e in s.entries],
+            "time": [site_time_text(self.session, e.ts) for e in s.entries],
+            "kind": [entry_kind_text(e) for e in s.entries],
+            "amount": [money_text(e.amount, self.currency) for e in s.entries],
+            "receipt": [str(numbers.get(e.seq, "")) for e in s.entries],
+        }
+
+
+class CashierPage:
+    """The parts of the page and how a choice or a receipt refreshes them."""
+
+    def __init__(self, session: HmiSession, billing: Billing) -> None:
+        self.session = session
+        self.billing = billing
+        self.receipts = Receipts(billing.ledger)
+        self.account: str | None = None
+        currency = DEFAULT_CURRENCY
+        self.search = AccountSearch(billing, self.pick)
+        self.view = AccountView(session, currency)
+        self.receipt = ReceiptView(session, currency)
+        self.desk = MoneyDesk(session, billing, self.receipts, currency, self.printed)
+        self.day = DayView(session, billing.ledger, currency)
+        self.view.show(None, {})
+        css = [InlineStyleSheet(css=BODY_CSS)]
+        left = column(
+            self.search.layout,
+            self.view.layout,
+            sizing_mode="stretch_width",
+            css_classes=["cashier-col"],
+            stylesheets=css,
+        )
+        right = column(
+            self.desk.layout,
+            self.receipt.layout,
+            self.day.layout,
+            sizing_mode="stretch_width",
+            css_classes=["cashier-col"],
+            stylesheets=css,
+        )
+        self.layout = row(
+            left,
+            right,
+            sizing_mode="stretch_both",
+            css_classes=["cashier-body"],
+            stylesheets=css,
+            name="cashier-body",
+        )
+
+    def pick(self, account: str | None) -> None:
+        """Show ``account`` (None: nothing) and hand it to the money desk."""
+        if account != self.account:
+            self.receipt.clear()
+        self.account = account
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the chosen account again (after a posting)."""
+        if self.account is None:
+            self.view.show(None, {})
+            self.desk.set_account(None, [])
+            return
+        s = account_summary(self.billing, self.account)
+        numbers = self.receipts.numbers([e.seq for e in s.entries])
+        self.view.show(s, numbers)
+        self.desk.set_account(self.account, s.entries)
+
+    def printed(self, receipt: Receipt) -> None:
+        """Show a new or reprinted receipt and the account as it is now."""
+        self.receipt.show(receipt)
+        self.refresh()
+
+
+def make_cashier(session: HmiSession, doc: Document) -> None:
+    """Build the cashier page into ``doc``."""
+    billing = session.services.billing
+    if not page_allowed(session, "cashier"):
+        page_frame(
+            session, doc, "cashier", denied_body(_("not allowed for your role")), _("Cashier")
+        )
+        return
+    if billing is None:
+        page_frame(session, doc, "cashier", denied_body(_("billing is not running")), _("Cashier"))
+        return
+    page = CashierPage(session, billing)
+    page_frame(session, doc, "cashier", page.layout, _("Cashier"))

@@ -44,7 +44,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from billing.heat_fees import household_fee, suspension_days, tariff_of
-from billing.ledger import EntryKind
+from billing.ledger import EntryKind, Keyed
 from billing.periods import cents, local_midnight
 
 if TYPE_CHECKING:
@@ -230,13 +230,18 @@ def season_charged(ledger: Ledger, account: str, season: HeatSeason) -> Decimal:
     return -sum((Decimal(r[0]) for r in rows), Decimal("0.00"))
 
 
+def _settled_among(ledger: Ledger, accounts: Sequence[str], season: HeatSeason) -> set[str]:
+    """Return those of ``accounts`` whose season is settled (``settled``, for many at once)."""
+    keys = {_settlement_key(a, season): a for a in accounts}
+    return {keys[k] for k in ledger.posted_keys(list(keys))}
+
+
 def _season_state(
     ledger: Ledger, accounts: Sequence[str], season: HeatSeason
-) -> tuple[set[str], dict[str, Decimal], set[str]]:
-    """Return, for ``accounts`` at once: the settled ones, what the season charged each
-    (``season_charged``) and the open ones. Call inside the run's transaction."""
-    keys = {_settlement_key(a, season): a for a in accounts}
-    done = {keys[k] for k in ledger.posted_keys(list(keys))}
+) -> tuple[set[str], dict[str, Decimal]]:
+    """Return, for ``accounts`` at once: the settled ones and what the season charged each
+    (``season_charged``). Call inside the run's transaction."""
+    done = _settled_among(ledger, accounts, season)
     kinds = [k.value for k in HEAT_KINDS] + [EntryKind.REVERSAL.value]
     charged = dict.fromkeys(accounts, Decimal("0.00"))
     for lo in range(0, len(accounts), 500):
@@ -249,7 +254,7 @@ def _season_state(
         )
         for account, amount in rows:
             charged[account] -= Decimal(amount)
-    return done, charged, ledger.open_accounts(accounts)
+    return done, charged
 
 
 def settled(ledger: Ledger, account: str, season: HeatSeason) -> bool:
@@ -302,25 +307,24 @@ def _post_advance(
 
 
 def _advance_entry(
-    ledger: Ledger,
-    account: str,
-    amount: Decimal,
-    season: HeatSeason,
-    ts: float | None,
-    *,
-    is_open: bool = False,
+    ledger: Ledger, account: str, amount: Decimal, season: HeatSeason, ts: float | None
 ) -> Entry | None:
     """Post the advance entry itself (keyed: None when it was posted before)."""
-    return ledger.post_keyed(
+    posted = ledger.post_keyed_many([_advance_row(account, amount, season, ts)])
+    return posted[0] if posted else None
+
+
+def _advance_row(account: str, amount: Decimal, season: HeatSeason, ts: float | None) -> Keyed:
+    """The season's advance of ``account`` as a keyed entry (a charge of ``amount``)."""
+    return Keyed(
         account,
         EntryKind.HEAT_ADVANCE,
         -amount,
-        key=_advance_key(account, season),
+        _advance_key(account, season),
         period=season.label,
         ts=ts,
         note=f"heating season {season.label} advance",
         data={"advance": str(amount)},
-        is_open=is_open,
     )
 
 
@@ -341,17 +345,13 @@ def post_season_advance(
     for lo in range(0, len(items), BATCH):
         part = items[lo : lo + BATCH]
         with ledger.transaction():
-            accounts = [hh.account for hh in part]
-            done, _charged, opened = _season_state(ledger, accounts, season)
-            posted = ledger.posted_keys([_advance_key(a, season) for a in accounts])
-            for hh in part:
-                account = hh.account
-                if account in done or _advance_key(account, season) in posted:
-                    continue
-                amount = advance_of(hh, season)
-                e = _advance_entry(ledger, account, amount, season, ts, is_open=account in opened)
-                if e is not None:
-                    out.append(e)
+            done = _settled_among(ledger, [hh.account for hh in part], season)
+            rows = [
+                _advance_row(hh.account, advance_of(hh, season), season, ts)
+                for hh in part
+                if hh.account not in done
+            ]
+            out += ledger.post_keyed_many(rows)  # a key posted before posts nothing
     return out
 
 
@@ -420,26 +420,27 @@ def post_settlement(
         part = fees[lo : lo + BATCH]
         with ledger.transaction():  # one commit per batch; the state of the batch read at once
             accounts = [heat_account_id(fee.household) for fee in part]
-            done, charged_of, opened = _season_state(ledger, accounts, season)
+            done, charged_of = _season_state(ledger, accounts, season)
+            rows = []
             for fee, account in zip(part, accounts, strict=True):
                 if account in done:
                     continue
                 charged = charged_of[account]
                 amount = charged - fee.total
-                e = ledger.post_keyed(
-                    account,
-                    EntryKind.HEAT_SETTLEMENT,
-                    amount,
-                    key=_settlement_key(account, season),
-                    period=season.label,
-                    ts=ts,
-                    note=f"heating season {season.label} settlement"
-                    + (" (refund)" if amount > 0 else " (shortfall)" if amount < 0 else ""),
-                    data=_fee_data(fee, charged),
-                    is_open=account in opened,
+                rows.append(
+                    Keyed(
+                        account,
+                        EntryKind.HEAT_SETTLEMENT,
+                        amount,
+                        _settlement_key(account, season),
+                        period=season.label,
+                        ts=ts,
+                        note=f"heating season {season.label} settlement"
+                        + (" (refund)" if amount > 0 else " (shortfall)" if amount < 0 else ""),
+                        data=_fee_data(fee, charged),
+                    )
                 )
-                if e is not None:
-                    out.append(e)
+            out += ledger.post_keyed_many(rows)
     return out
 
 

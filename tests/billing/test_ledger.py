@@ -196,3 +196,30 @@ def test_an_idempotency_key_makes_a_retried_topup_or_refund_post_once(ledger: Le
     # 60.00 - 20.00 + 20.00
     assert ledger.balance("shop-101") == D("60.00")
     assert [e.kind for e in ledger.entries("shop-101")].count(EntryKind.TOPUP) == 2
+
+
+def test_keyed_entries_in_bulk_post_once_and_as_one_would(ledger: Ledger) -> None:
+    from billing.errors import AccountClosed
+    from billing.ledger import Keyed
+
+    rows = [
+        Keyed("h1.heat", EntryKind.HEAT_ADVANCE, Decimal("-100.00"), "adv:h1", period="s", ts=10.0),
+        Keyed("h2.heat", EntryKind.HEAT_ADVANCE, Decimal("-80.50"), "adv:h2", period="s", ts=10.0),
+        Keyed("h1.heat", EntryKind.HEAT_ADVANCE, Decimal("-100.00"), "adv:h1", period="s", ts=10.0),
+    ]
+    posted = ledger.post_keyed_many(rows)
+    assert [(e.account, e.amount, e.key) for e in posted] == [
+        ("h1.heat", Decimal("-100.00"), "adv:h1"),
+        ("h2.heat", Decimal("-80.50"), "adv:h2"),
+    ]
+    assert all(ledger.by_key(e.key or "") == e for e in posted)  # as read back from the file
+    assert ledger.is_open("h1.heat") and ledger.balance("h2.heat") == Decimal("-80.50")
+    assert ledger.post_keyed_many(rows) == []  # a rerun posts nothing
+    ledger.close_account("h2.heat", ts=20.0)
+    more = [
+        Keyed("h1.heat", EntryKind.HEAT_CHARGE, Decimal("-1.00"), "ch:h1", ts=30.0),
+        Keyed("h2.heat", EntryKind.HEAT_CHARGE, Decimal("-1.00"), "ch:h2", ts=30.0),
+    ]
+    with pytest.raises(AccountClosed):
+        ledger.post_keyed_many(more)
+    assert ledger.by_key("ch:h1") is None  # nothing of the batch was posted

@@ -29,12 +29,14 @@ from pydantic import (
 from configbase.model import ConfigModel, Id
 from configbase.secrets import Secret
 from drivers import defaults
+from drivers.cjt188 import ITEMS as CJT188_ITEMS
 from drivers.codec import BIT_KINDS, INT_TYPES, REGISTERS, WRITABLE_KINDS, Kind, Order, PointType
 from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS
 from tags.config import MAX_STEP_DOC, MIN_INTERVAL_DOC, command_limit
 from tags.model import TagType
 
 __all__ = [
+    "CJT188_PROTOCOLS",
     "DLT645_PROTOCOLS",
     "MBUS_PROTOCOLS",
     "MODBUS_PROTOCOLS",
@@ -43,6 +45,8 @@ __all__ = [
     "CanChannel",
     "CanFrame",
     "ChannelConfig",
+    "Cjt188Channel",
+    "Cjt188TcpChannel",
     "DeviceConfig",
     "Dlt645Channel",
     "Dlt645TcpChannel",
@@ -69,6 +73,7 @@ STATUS_POINTS = ("online", "last_ok", "errors", "latency_ms")
 MODBUS_PROTOCOLS = frozenset({"modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp"})
 DLT645_PROTOCOLS = frozenset({"dlt645", "dlt645-tcp"})
 MBUS_PROTOCOLS = frozenset({"mbus", "mbus-tcp"})
+CJT188_PROTOCOLS = frozenset({"cjt188", "cjt188-tcp"})
 #: Most TCP connections one Modbus TCP channel may poll over (``connections``).
 MAX_CONNECTIONS = 16
 _NOT_NUMERIC = frozenset({PointType.BOOL, PointType.BIT, PointType.STR})
@@ -234,6 +239,40 @@ class MbusTcpChannel(_MbusBase):
     port: int = Field(ge=1, le=65535)
 
 
+class _Cjt188Base(_ChannelBase):
+    meter_type: int = Field(
+        0x20,
+        ge=0x20,
+        le=0x29,
+        description="CJ/T 188 meter type T of the channel's meters: 0x20 heat, 0x21 cooling "
+        "(heat meters are 0x20..0x29)",
+    )
+    frame_gap_s: float = Field(
+        0.02,
+        ge=0,
+        description="quiet time on the bus between an answer and the next request",
+    )
+
+
+class Cjt188Channel(_Cjt188Base):
+    """CJ/T 188-2004 heat meters on a local serial port (RS-485 or M-Bus, 2400 baud 8E1 by default)."""
+
+    protocol: Literal["cjt188"]
+    port: str = Field(description="serial device, e.g. /dev/ttyUSB0 or COM3")
+    baudrate: int = Field(2400, gt=0)
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class Cjt188TcpChannel(_Cjt188Base):
+    """CJ/T 188-2004 frames through a serial server (raw frames over a TCP socket)."""
+
+    protocol: Literal["cjt188-tcp"]
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
 ChannelConfig = Annotated[
     ModbusTcpChannel
     | ModbusRtuChannel
@@ -242,7 +281,9 @@ ChannelConfig = Annotated[
     | Dlt645Channel
     | Dlt645TcpChannel
     | MbusChannel
-    | MbusTcpChannel,
+    | MbusTcpChannel
+    | Cjt188Channel
+    | Cjt188TcpChannel,
     Field(discriminator="protocol"),
 ]
 
@@ -264,7 +305,8 @@ class PointConfig(ConfigModel):
 
     Modbus points have ``address`` (0-based protocol address, so holding register 40001 is
     ``address: 0, kind: holding``) and ``kind``; CAN points have ``can_id``/``start_byte``/``mux``;
-    DL/T 645 points a data identifier ``di`` (or ``relay: true``, the meter's relay).
+    DL/T 645 points a data identifier ``di`` (or ``relay: true``, the meter's relay); M-Bus
+    points a ``record``; CJ/T 188 points an ``item`` of the heat meter's current data.
     Values are ``raw * scale + offset``. ``type``, ``kind`` and the orders are the codec's
     (:mod:`drivers.codec`).
     """
@@ -311,6 +353,12 @@ class PointConfig(ConfigModel):
     )
     storage: int = Field(0, ge=0, description="M-Bus: storage number of the record (0 = current)")
     tariff: int = Field(0, ge=0, description="M-Bus: tariff of the record (0 = total)")
+    item: str | None = Field(
+        None,
+        description="CJ/T 188: the item of the heat meter's current data (DI 901F): "
+        "cold_energy, heat_energy (kWh), power (kW), flow (m3/h), volume (m3), supply_temp, "
+        "return_temp (degC), work_hours (h) or status (ST1 + 256 x ST2)",
+    )
 
     @field_validator("min_interval_s")
     @classmethod
@@ -347,6 +395,16 @@ class PointConfig(ConfigModel):
             self.kind is not None or self.can_id is not None or self.di is not None or self.relay
         ):
             problems.append("an M-Bus point (record) has no Modbus, CAN or DL/T 645 address")
+        if self.item is not None and (
+            self.kind is not None
+            or self.can_id is not None
+            or self.di is not None
+            or self.relay
+            or self.record is not None
+        ):
+            problems.append("a CJ/T 188 point (item) has no Modbus, CAN, DL/T 645 or M-Bus address")
+        if self.item is not None and self.item not in CJT188_ITEMS:
+            problems.append(f"CJ/T 188 item {self.item!r} is not one of {', '.join(CJT188_ITEMS)}")
         if self.di is not None and self.relay:
             problems.append("a relay point has no `di` (its state is read from status word 3)")
         if self.relay and self.type is not PointType.BOOL:
@@ -425,7 +483,8 @@ class TemplateConfig(ConfigModel):
 class DeviceConfig(ConfigModel):
     """One field device: a template instance on a channel at a unit id (Modbus 1..247, CAN node id).
 
-    A DL/T 645 meter has its 12-digit ``address`` instead (``unit`` is then unused).
+    A DL/T 645 meter has its 12-digit ``address`` instead (``unit`` is then unused), a CJ/T 188
+    meter its 14-digit ``address``.
     """
 
     id: Id
@@ -434,8 +493,9 @@ class DeviceConfig(ConfigModel):
     unit: int = Field(0, ge=0, le=255)
     address: str | None = Field(
         None,
-        pattern=r"^([0-9]{12}|[0-9]{1,3})$",
-        description="DL/T 645 meter address (12 digits) or M-Bus primary address (1..250)",
+        pattern=r"^([0-9]{12}|[0-9]{14}|[0-9]{1,3})$",
+        description="DL/T 645 meter address (12 digits), CJ/T 188 meter address (14 digits) "
+        "or M-Bus primary address (1..250)",
     )
     secondary: str | None = Field(
         None, pattern=r"^[0-9]{8}$", description="M-Bus secondary address: the 8-digit ident"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,6 +46,7 @@ __all__ = [
     "RelayAction",
     "TruncatedFrame",
     "check_address",
+    "checked_body",
     "decode_bcd",
     "decode_frame",
     "decode_value",
@@ -53,6 +55,7 @@ __all__ = [
     "encode_value",
     "error_text",
     "find_frame",
+    "frame_span",
     "read_request",
     "relay_request",
     "time_sync_request",
@@ -101,7 +104,7 @@ _ERROR_BITS = (
 
 
 class FrameError(ValueError):
-    """Bytes that are not a valid DL/T 645 frame; the message names the cause."""
+    """Bytes that are not a valid frame (DL/T 645, or CJ/T 188 that shares it); the message says why."""
 
 
 class TruncatedFrame(FrameError):
@@ -178,35 +181,45 @@ def encode_frame(frame: Frame, *, preamble: bool = True) -> bytes:
     return (PREAMBLE if preamble else b"") + body + bytes([_checksum(body), END])
 
 
-def find_frame(buf: bytes | bytearray) -> tuple[int, int] | None:
-    """Return ``(start, end)`` of the first complete frame in ``buf`` (by its length byte).
+def frame_span(buf: bytes | bytearray, header: int = _HEADER) -> tuple[int, int] | None:
+    """Return ``(start, end)`` of the first complete ``68 ... CS 16`` frame in ``buf``.
 
-    Leading ``FE`` bytes and noise before the first ``68`` are skipped. ``None`` means more
-    bytes are needed (a truncated frame, if none come). The frame is not checked here:
-    pass ``buf[start:end]`` to :func:`decode_frame`.
+    For the frames of this family (DL/T 645, CJ/T 188) whose ``header`` bytes, counted from
+    the first ``68``, end with the length byte of the data. Leading ``FE`` bytes and noise
+    before the first ``68`` are skipped. ``None`` means more bytes are needed (a truncated
+    frame, if none come). The frame is not checked here.
     """
     start = bytes(buf).find(bytes([START]))
-    if start < 0 or len(buf) - start < _HEADER:
+    if start < 0 or len(buf) - start < header:
         return None
-    end = start + _HEADER + buf[start + 9] + 2
+    end = start + header + buf[start + header - 1] + 2
     if len(buf) < end:
         return None
     return start, end
 
 
-def decode_frame(raw: bytes | bytearray) -> Frame:
-    """Return the frame in ``raw`` (preamble allowed); raise a :class:`FrameError` subclass."""
+def checked_body(
+    raw: bytes | bytearray,
+    header: int = _HEADER,
+    check_header: Callable[[bytes], None] | None = None,
+) -> bytes:
+    """Return the body of the frame in ``raw`` (``68`` to the end of the data) once it checks out.
+
+    The checks of the ``68 ... CS 16`` family (see :func:`frame_span`): a start byte after
+    nothing but ``FE``, the length, nothing after the end, the end byte ``16`` and the
+    checksum (sum mod 256 from the first ``68``); ``check_header(frame)`` runs once the header
+    is complete. Raise a :class:`FrameError` subclass naming the cause.
+    """
     raw = bytes(raw)
     start = raw.find(bytes([START]))
     if start < 0 or raw[:start].strip(b"\xfe"):
         raise MalformedFrame("malformed frame: no start byte 68")
     frame = raw[start:]
-    if len(frame) < _HEADER + 2:
-        raise TruncatedFrame(f"truncated frame: {len(frame)} bytes, header alone is {_HEADER + 2}")
-    if frame[7] != START:
-        raise MalformedFrame("malformed frame: no second start byte 68 after the address")
-    length = frame[9]
-    need = _HEADER + length + 2
+    if len(frame) < header + 2:
+        raise TruncatedFrame(f"truncated frame: {len(frame)} bytes, header alone is {header + 2}")
+    if check_header is not None:
+        check_header(frame)
+    need = header + frame[header - 1] + 2
     if len(frame) < need:
         raise TruncatedFrame(f"truncated frame: {len(frame)} of {need} bytes")
     if len(frame) > need:
@@ -216,8 +229,29 @@ def decode_frame(raw: bytes | bytearray) -> Frame:
         raise MalformedFrame(f"malformed frame: end byte {end:02X}, not 16")
     if _checksum(body) != cs:
         raise ChecksumError(f"wrong checksum: {cs:02X}, frame sums to {_checksum(body):02X}")
+    return body
+
+
+def find_frame(buf: bytes | bytearray) -> tuple[int, int] | None:
+    """Return ``(start, end)`` of the first complete frame in ``buf`` (by its length byte).
+
+    Leading ``FE`` bytes and noise before the first ``68`` are skipped. ``None`` means more
+    bytes are needed (a truncated frame, if none come). The frame is not checked here:
+    pass ``buf[start:end]`` to :func:`decode_frame`.
+    """
+    return frame_span(buf)
+
+
+def _second_start(frame: bytes) -> None:
+    if frame[7] != START:
+        raise MalformedFrame("malformed frame: no second start byte 68 after the address")
+
+
+def decode_frame(raw: bytes | bytearray) -> Frame:
+    """Return the frame in ``raw`` (preamble allowed); raise a :class:`FrameError` subclass."""
+    body = checked_body(raw, _HEADER, _second_start)
     data = bytes((b - OFFSET) & 0xFF for b in body[_HEADER:])
-    return Frame(_address_text(frame[1:7]), frame[8], data)
+    return Frame(_address_text(body[1:7]), body[8], data)
 
 
 def error_text(code: int) -> str:

@@ -1,10 +1,11 @@
 """Driver manager: one driver per channel of a site, and the ``write(tag, value)`` entry point.
 
 ``DriverManager(site, db)`` builds a :class:`~drivers.modbus.ModbusDriver`, a
-:class:`~drivers.can.CanDriver`, a :class:`~drivers.dlt645_driver.Dlt645Driver` or a
-:class:`~drivers.mbus_driver.MbusDriver` per channel that has enabled devices; :meth:`start` starts
-them (each polls/listens in its own task, so channels run concurrently). Marking stale
-values (``db.check_stale``) is the caller's housekeeping, not the drivers'. :meth:`write`
+:class:`~drivers.can.CanDriver`, a :class:`~drivers.dlt645_driver.Dlt645Driver`, a
+:class:`~drivers.mbus_driver.MbusDriver` or a :class:`~drivers.cjt188_driver.Cjt188Driver` per
+channel that has enabled devices; :meth:`start` starts them (each polls/listens in its own task,
+so channels run concurrently). Marking stale values (``db.check_stale``) is the caller's
+housekeeping, not the drivers'. :meth:`write`
 is what the command service (issue 6) calls: it checks the tag, type and limits
 (:func:`~drivers.base.check_write`, raising a :class:`~drivers.base.WriteRejected`
 subclass), then the channel's driver writes and reads back. Loop-thread only.
@@ -25,7 +26,7 @@ from drivers.base import (
     check_write,
 )
 from drivers.codec import Kind, PointSpec, PointType
-from drivers.config import DLT645_PROTOCOLS, MBUS_PROTOCOLS, MODBUS_PROTOCOLS
+from drivers.config import CJT188_PROTOCOLS, DLT645_PROTOCOLS, MBUS_PROTOCOLS, MODBUS_PROTOCOLS
 from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS
 
 if TYPE_CHECKING:
@@ -144,6 +145,10 @@ class DriverManager:
                 from drivers.mbus_driver import MbusDriver
 
                 driver = MbusDriver(channel, devices, db)
+            elif protocol in CJT188_PROTOCOLS:
+                from drivers.cjt188_driver import Cjt188Driver
+
+                driver = Cjt188Driver(channel, devices, db)
             else:  # pragma: no cover - the config rejects unknown protocols
                 raise ValueError(f"channel {channel.id}: unsupported protocol {protocol!r}")
             self.drivers[channel.id] = driver

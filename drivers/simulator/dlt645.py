@@ -1,9 +1,8 @@
 """DL/T 645-2007 serving of simulated electricity meters: raw frames over TCP or a serial port.
 
-A :class:`Dlt645Endpoint` listens on a ``dlt645-tcp`` channel's ``host:port`` (or reads a
-``dlt645`` channel's serial port given to the simulator, e.g. one end of a ``socat`` pty
-pair; pyserial's blocking reads run in a worker thread) and answers,
-frame by frame, as the meters behind an RS-485 serial server would:
+A :class:`Dlt645Endpoint` is a :class:`~drivers.simulator.framebus.FrameServer`: it listens on
+a ``dlt645-tcp`` channel's ``host:port`` (or reads a ``dlt645`` channel's serial port given to
+the simulator, e.g. one end of a ``socat`` pty pair) and answers, frame by frame, as the meters behind an RS-485 serial server would:
 
 - read data (11) from the same physics the Modbus meters use (:meth:`SiteModel.meter`):
   energy (00000000, 00010000), phase A voltage and current, active power, power factor,
@@ -22,12 +21,9 @@ answer late, ``garbage`` ones answer with a wrong checksum (``crc``), a truncate
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
 from drivers.dlt645 import (
     ANSWER,
@@ -37,17 +33,14 @@ from drivers.dlt645 import (
     Control,
     DailyFrozen,
     Frame,
-    FrameError,
     RelayAction,
     decode_frame,
     encode_frame,
     encode_value,
     find_frame,
 )
-from drivers.simulator.faults import FaultKind, GarbageMode
-
-if TYPE_CHECKING:
-    from drivers.simulator.simulator import Simulator
+from drivers.simulator.faults import GarbageMode
+from drivers.simulator.framebus import FrameServer, corrupt, fault_effects
 
 __all__ = ["Dlt645Endpoint"]
 
@@ -66,162 +59,25 @@ _NO_DATA = 0x02
 _UNAUTHORISED = 0x04
 
 
-class Dlt645Endpoint:
+class Dlt645Endpoint(FrameServer[Frame]):
     """The simulated meters of one channel: on ``host:port``, or on ``serial_port`` (a pty)."""
 
-    def __init__(
-        self,
-        sim: Simulator,
-        channel: Any,
-        host: str = "",
-        port: int = 0,
-        *,
-        serial_port: str | None = None,
-    ) -> None:
-        self.sim = sim
-        self.channel = channel
-        self.host, self.port = host, port
-        self.serial_port = serial_port
-        self._serial_task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self.meters: dict[str, str] = {}  # address -> device id
-        for d in sim.site.devices_on(channel.id):
-            if getattr(d, "enabled", True) and d.address:
-                self.meters[str(d.address)] = d.id
-        secret = getattr(channel, "password", None)
+    label = "DL/T 645"
+    find_frame = staticmethod(find_frame)
+    decode_frame = staticmethod(decode_frame)
+
+    def setup(self) -> None:
+        self.meters: dict[str, str] = self.meters_by_address()  # address -> device id
+        secret = getattr(self.channel, "password", None)
         self.password = secret.get_secret_value().upper() if secret is not None else None
         self._frozen: dict[str, DailyFrozen] = {}
-        self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.Task[None]] = set()
-        self.requests = 0
-
-    @property
-    def address(self) -> tuple[str, int] | str:
-        """``(host, port)`` the endpoint listens on (the real port once started), or the serial port."""
-        if self.serial_port is not None:
-            return self.serial_port
-        if self._server is not None and self._server.sockets:
-            host, port = self._server.sockets[0].getsockname()[:2]
-            return str(host), int(port)
-        return self.host, self.port
-
-    async def start(self) -> None:
-        """Listen (or open the serial port); raise ``OSError`` naming the channel on failure."""
-        if self.serial_port is not None:
-            await self._open_serial()
-            return
-        try:
-            self._server = await asyncio.start_server(self._serve, self.host, self.port)
-        except OSError as exc:
-            raise OSError(
-                f"simulator: channel {self.channel.id} cannot listen on {self.host}:{self.port}: "
-                f"{exc.strerror or exc}"
-            ) from None
-        log.info(
-            "simulator serving DL/T 645 channel %s on %s (%d meters)",
-            self.channel.id,
-            self.address,
-            len(self.meters),
-        )
-
-    async def stop(self) -> None:
-        """Close the listener and every connection (or the serial port); idempotent."""
-        self._stopping = True
-        serial_task, self._serial_task = self._serial_task, None
-        if serial_task is not None:
-            await serial_task  # its reads return within 50 ms and see ``_stopping``
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for task in list(self._conns):
-            task.cancel()
-        for task in list(self._conns):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if server is not None:
-            await server.wait_closed()
-
-    async def _open_serial(self) -> None:
-        import serial
-
-        ch, path = self.channel, self.serial_port
-
-        def _open() -> Any:
-            return serial.serial_for_url(
-                path,
-                baudrate=int(getattr(ch, "baudrate", 2400)),
-                parity=str(getattr(ch, "parity", "E")),
-                stopbits=int(getattr(ch, "stopbits", 1)),
-                bytesize=int(getattr(ch, "bytesize", 8)),
-                timeout=0.05,
-            )
-
-        try:
-            port = await asyncio.to_thread(_open)
-        except (OSError, ValueError) as exc:
-            raise OSError(
-                f"simulator: channel {ch.id} cannot open serial port {path}: {exc}"
-            ) from None
-        self._stopping = False
-        self._serial_task = asyncio.get_running_loop().create_task(
-            self._serve_serial(port), name=f"sim-dlt645-{ch.id}"
-        )
-        log.info("simulator serving DL/T 645 channel %s on %s", ch.id, path)
-
-    async def _serve_serial(self, port: Any) -> None:
-        buf = bytearray()
-        try:
-            while not self._stopping:
-                data = await asyncio.to_thread(port.read, 512)
-                if not data:
-                    continue
-                buf += data
-                while (span := find_frame(buf)) is not None:
-                    start, end = span
-                    raw = bytes(buf[start:end])
-                    del buf[:end]
-                    reply, delay_s = self.answer(raw)
-                    if reply is None:
-                        continue
-                    if delay_s:
-                        await asyncio.sleep(delay_s)
-                    await asyncio.to_thread(port.write, reply)
-        finally:
-            port.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
-        buf = bytearray()
-        try:
-            while data := await reader.read(512):
-                buf += data
-                while (span := find_frame(buf)) is not None:
-                    start, end = span
-                    raw = bytes(buf[start:end])
-                    del buf[:end]
-                    reply, delay_s = self.answer(raw)
-                    if reply is None:
-                        continue
-                    if delay_s:
-                        await asyncio.sleep(delay_s)
-                    writer.write(reply)
-                    await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._conns.discard(task)
-            writer.close()
 
     # ------------------------------------------------------------------ answers
 
     def answer(self, raw: bytes) -> tuple[bytes | None, float]:
         """Return the wire answer to request ``raw`` (None: silence) and its delay in seconds."""
-        try:
-            request = decode_frame(raw)
-        except FrameError as exc:
-            log.debug("simulator DL/T 645 %s: %s", self.channel.id, exc)
+        request = self.decode_request(raw)
+        if request is None:
             return None, 0.0  # a meter ignores a frame it cannot check
         if request.is_answer:
             return None, 0.0
@@ -232,24 +88,17 @@ class Dlt645Endpoint:
         if device is None:
             return None, 0.0  # another meter's frame, or a broadcast (time sync)
         self.requests += 1
-        fault = self.sim.fault_of(device)
-        if fault is not None and fault.kind is FaultKind.OFFLINE:
+        effects = fault_effects(self.sim, device)
+        if effects.silent:
             return None, 0.0
         frame = self._reply(device, address, request)
-        delay = fault.delay_s if fault is not None and fault.kind is FaultKind.SLOW else 0.0
-        if fault is not None and fault.kind is FaultKind.GARBAGE:
-            if fault.mode is GarbageMode.EXCEPTION:
-                frame = _error(address, request, fault.code)
-            elif fault.mode is GarbageMode.ADDRESS:
-                other = f"{(int(address) + 1) % 10**12:012d}"
-                frame = Frame(other, frame.control, frame.data)
-        wire = encode_frame(frame)
-        if fault is not None and fault.kind is FaultKind.GARBAGE:
-            if fault.mode is GarbageMode.CRC:
-                wire = wire[:-2] + bytes([(wire[-2] + 1) & 0xFF]) + wire[-1:]
-            elif fault.mode is GarbageMode.SHORT:
-                wire = wire[:-3]
-        return wire, delay
+        if effects.garbage is GarbageMode.EXCEPTION:
+            frame = _error(address, request, effects.code)
+        elif effects.garbage is GarbageMode.ADDRESS:
+            other = f"{(int(address) + 1) % 10**12:012d}"
+            frame = Frame(other, frame.control, frame.data)
+        wire = corrupt(encode_frame(frame), effects.garbage)
+        return wire, effects.delay_s
 
     def _reply(self, device: str, address: str, request: Frame) -> Frame:
         fn = request.function

@@ -1,6 +1,6 @@
 """M-Bus serving of simulated heat meters: raw EN 13757-2 frames over TCP or a serial port.
 
-An :class:`MbusEndpoint` listens on an ``mbus-tcp`` channel's ``host:port`` (or reads an
+An :class:`MbusEndpoint` (a :class:`~drivers.simulator.framebus.FrameServer`) listens on an ``mbus-tcp`` channel's ``host:port`` (or reads an
 ``mbus`` channel's serial port given to the simulator, e.g. one end of a ``socat`` pty pair)
 and answers as the meters behind an M-Bus level converter would:
 
@@ -23,13 +23,10 @@ another primary address (``address``) or with collision noise (``exception``). L
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
 from drivers.mbus import (
     BROADCAST,
@@ -39,7 +36,6 @@ from drivers.mbus import (
     Control,
     FixedHeader,
     Frame,
-    FrameError,
     decode_frame,
     encode_frame,
     encode_manufacturer,
@@ -47,10 +43,8 @@ from drivers.mbus import (
     encode_variable,
     find_frame,
 )
-from drivers.simulator.faults import FaultKind, GarbageMode
-
-if TYPE_CHECKING:
-    from drivers.simulator.simulator import Simulator
+from drivers.simulator.faults import GarbageMode
+from drivers.simulator.framebus import FrameServer, corrupt, fault_effects
 
 __all__ = ["MANUFACTURER", "MEDIUM_HEAT", "MbusEndpoint"]
 
@@ -81,22 +75,15 @@ class _Meter:
     access_no: int = 0
 
 
-class MbusEndpoint:
+class MbusEndpoint(FrameServer[Frame]):
     """The simulated heat meters of one channel: on ``host:port``, or on ``serial_port`` (a pty)."""
 
-    def __init__(
-        self,
-        sim: Simulator,
-        channel: Any,
-        host: str = "",
-        port: int = 0,
-        *,
-        serial_port: str | None = None,
-    ) -> None:
-        self.sim = sim
-        self.channel = channel
-        self.host, self.port = host, port
-        self.serial_port = serial_port
+    label = "M-Bus"
+    find_frame = staticmethod(find_frame)
+    decode_frame = staticmethod(decode_frame)
+
+    def setup(self) -> None:
+        sim, channel = self.sim, self.channel
         self.meters: list[_Meter] = []
         for d in sim.site.devices_on(channel.id):
             if not getattr(d, "enabled", True):
@@ -106,140 +93,13 @@ class MbusEndpoint:
             self.meters.append(_Meter(d.id, primary, ident))
         self.selected: _Meter | None = None
         self._midnight: dict[str, tuple[datetime, float]] = {}
-        self._server: asyncio.Server | None = None
-        self._serial_task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._conns: set[asyncio.Task[None]] = set()
-        self.requests = 0
-
-    @property
-    def address(self) -> tuple[str, int] | str:
-        """``(host, port)`` the endpoint listens on (the real port once started), or the serial port."""
-        if self.serial_port is not None:
-            return self.serial_port
-        if self._server is not None and self._server.sockets:
-            host, port = self._server.sockets[0].getsockname()[:2]
-            return str(host), int(port)
-        return self.host, self.port
-
-    async def start(self) -> None:
-        """Listen (or open the serial port); raise ``OSError`` naming the channel on failure."""
-        if self.serial_port is not None:
-            await self._open_serial()
-            return
-        try:
-            self._server = await asyncio.start_server(self._serve, self.host, self.port)
-        except OSError as exc:
-            raise OSError(
-                f"simulator: channel {self.channel.id} cannot listen on {self.host}:{self.port}: "
-                f"{exc.strerror or exc}"
-            ) from None
-        log.info(
-            "simulator serving M-Bus channel %s on %s (%d meters)",
-            self.channel.id,
-            self.address,
-            len(self.meters),
-        )
-
-    async def stop(self) -> None:
-        """Close the listener and every connection (or the serial port); idempotent."""
-        self._stopping = True
-        serial_task, self._serial_task = self._serial_task, None
-        if serial_task is not None:
-            await serial_task  # its reads return within 50 ms and see ``_stopping``
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for task in list(self._conns):
-            task.cancel()
-        for task in list(self._conns):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if server is not None:
-            await server.wait_closed()
-
-    async def _open_serial(self) -> None:
-        import serial
-
-        ch, path = self.channel, self.serial_port
-
-        def _open() -> Any:
-            return serial.serial_for_url(
-                path,
-                baudrate=int(getattr(ch, "baudrate", 2400)),
-                parity=str(getattr(ch, "parity", "E")),
-                stopbits=int(getattr(ch, "stopbits", 1)),
-                bytesize=int(getattr(ch, "bytesize", 8)),
-                timeout=0.05,
-            )
-
-        try:
-            port = await asyncio.to_thread(_open)
-        except (OSError, ValueError) as exc:
-            raise OSError(
-                f"simulator: channel {ch.id} cannot open serial port {path}: {exc}"
-            ) from None
-        self._stopping = False
-        self._serial_task = asyncio.get_running_loop().create_task(
-            self._serve_serial(port), name=f"sim-mbus-{ch.id}"
-        )
-        log.info("simulator serving M-Bus channel %s on %s", ch.id, path)
-
-    def _take(self, buf: bytearray) -> list[bytes]:
-        """Remove the complete frames at the start of ``buf`` and return them."""
-        frames = []
-        while (span := find_frame(buf)) is not None:
-            _, end = span
-            frames.append(bytes(buf[:end]))
-            del buf[:end]
-        return frames
-
-    async def _serve_serial(self, port: Any) -> None:
-        buf = bytearray()
-        try:
-            while not self._stopping:
-                data = await asyncio.to_thread(port.read, 512)
-                buf += data
-                for raw in self._take(buf):
-                    reply, delay_s = self.answer(raw)
-                    if reply is None:
-                        continue
-                    if delay_s:
-                        await asyncio.sleep(delay_s)
-                    await asyncio.to_thread(port.write, reply)
-        finally:
-            port.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
-        buf = bytearray()
-        try:
-            while data := await reader.read(512):
-                buf += data
-                for raw in self._take(buf):
-                    reply, delay_s = self.answer(raw)
-                    if reply is None:
-                        continue
-                    if delay_s:
-                        await asyncio.sleep(delay_s)
-                    writer.write(reply)
-                    await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._conns.discard(task)
-            writer.close()
 
     # ------------------------------------------------------------------ answers
 
     def answer(self, raw: bytes) -> tuple[bytes | None, float]:
         """Return the wire answer to request ``raw`` (None: silence) and its delay in seconds."""
-        try:
-            request = decode_frame(raw)
-        except FrameError as exc:
-            log.debug("simulator M-Bus %s: %s", self.channel.id, exc)
+        request = self.decode_request(raw)
+        if request is None:
             return None, 0.0  # a meter ignores a frame it cannot check
         if request.ack or not request.control & 0x40 or request.address == BROADCAST:
             return None, 0.0
@@ -261,22 +121,16 @@ class MbusEndpoint:
             else:
                 return None, 0.0
         self.requests += 1
-        fault = self.sim.fault_of(meter.device)
-        if fault is not None and fault.kind is FaultKind.OFFLINE:
+        effects = fault_effects(self.sim, meter.device)
+        if effects.silent:
             return None, 0.0
-        delay = fault.delay_s if fault is not None and fault.kind is FaultKind.SLOW else 0.0
-        garbage = fault.mode if fault is not None and fault.kind is FaultKind.GARBAGE else None
+        garbage = effects.garbage
         if garbage is GarbageMode.ADDRESS and not reply.ack:
             reply = Frame(reply.control, (reply.address + 1) % 251, reply.ci, reply.data)
         wire = encode_frame(reply)
         if garbage is not None and not reply.ack:
-            if garbage is GarbageMode.CRC:
-                wire = wire[:-2] + bytes([(wire[-2] + 1) & 0xFF]) + wire[-1:]
-            elif garbage is GarbageMode.SHORT:
-                wire = wire[:-3]
-            elif garbage is GarbageMode.EXCEPTION:
-                wire = _COLLISION
-        return wire, delay
+            wire = _COLLISION if garbage is GarbageMode.EXCEPTION else corrupt(wire, garbage)
+        return wire, effects.delay_s
 
     def _meter(self, address: int) -> _Meter | None:
         if address == NETWORK_LAYER:

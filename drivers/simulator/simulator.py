@@ -3,7 +3,7 @@
 ``Simulator(site)`` builds the model of every building and a register image per device;
 ``await start()`` opens one Modbus server per endpoint (``(host, port)`` of a TCP or
 RTU-over-TCP channel, or a serial port path given in ``serial_ports``), one CAN node
-per CAN channel and one DL/T 645 or M-Bus server per ``dlt645-tcp`` / ``mbus-tcp`` channel, and advances simulated time with the wall clock times ``speed``.
+per CAN channel and one DL/T 645, M-Bus or CJ/T 188 server per ``dlt645-tcp`` / ``mbus-tcp`` / ``cjt188-tcp`` channel, and advances simulated time with the wall clock times ``speed``.
 ``step(dt_s)`` advances simulated time directly (tests use it with ``tick_s=None`` so
 that nothing moves on its own).
 
@@ -54,7 +54,7 @@ class Simulator:
     - ``start_ts``: simulated epoch seconds at the start (default: now);
     - ``tick_s``: wall-clock period of the physics while running (``None``: only ``step()``
       moves time);
-    - ``serial_ports``: channel id -> serial port path to serve a ``modbus-rtu``, ``dlt645`` or ``mbus`` channel on
+    - ``serial_ports``: channel id -> serial port path to serve a ``modbus-rtu``, ``dlt645``, ``mbus`` or ``cjt188`` channel on
       (the other end of the port the driver opens, e.g. a ``socat`` pty);
     - ``bind_host``: serve every TCP channel on this host instead of the configured one;
     - ``port_offset``: add this to every TCP port (to run beside another simulator);
@@ -105,7 +105,8 @@ class Simulator:
         self._can_nodes: dict[str, Any] = {}  # channel id -> CanNode
         #: channel id -> (channel, host, port), or (channel, serial port path, -1)
         self._dlt_channels: dict[str, tuple[Any, str, int]] = {}
-        self._dlt_endpoints: dict[str, Any] = {}  # channel id -> Dlt645Endpoint / MbusEndpoint
+        #: channel id -> Dlt645Endpoint / MbusEndpoint / Cjt188Endpoint
+        self._dlt_endpoints: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._build()
 
@@ -118,7 +119,7 @@ class Simulator:
             if proto == "can":
                 self._can_channels[channel.id] = channel
                 continue
-            if proto in ("dlt645-tcp", "mbus-tcp"):
+            if proto in ("dlt645-tcp", "mbus-tcp", "cjt188-tcp"):
                 port = int(channel.port) + self._port_offset
                 if not 0 <= port <= 65535:
                     raise SimulatorError(
@@ -126,7 +127,7 @@ class Simulator:
                     )
                 self._dlt_channels[channel.id] = (channel, self._bind_host or channel.host, port)
                 continue
-            if proto in ("dlt645", "mbus"):
+            if proto in ("dlt645", "mbus", "cjt188"):
                 path = self._serial_ports.get(channel.id)
                 if path is None:
                     log.warning(
@@ -233,12 +234,18 @@ class Simulator:
                     await node.start()
                     self._can_nodes[channel.id] = node
             if self._dlt_channels:
+                from drivers.simulator.cjt188 import Cjt188Endpoint
                 from drivers.simulator.dlt645 import Dlt645Endpoint
+                from drivers.simulator.framebus import FrameServer
                 from drivers.simulator.mbus import MbusEndpoint
 
+                kinds: dict[str, type[FrameServer[Any]]] = {
+                    "mbus": MbusEndpoint,
+                    "cjt188": Cjt188Endpoint,
+                }
                 for channel, where, port in self._dlt_channels.values():
-                    # the frame endpoints: DL/T 645 or M-Bus meters behind a serial server
-                    kind = MbusEndpoint if _protocol(channel).startswith("mbus") else Dlt645Endpoint
+                    # the frame endpoints: DL/T 645, M-Bus or CJ/T 188 meters behind a serial server
+                    kind = kinds.get(_protocol(channel).removesuffix("-tcp"), Dlt645Endpoint)
                     if port < 0:  # a serial port path
                         dlt = kind(self, channel, serial_port=where)
                     else:

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter
 from billing.config import HouseholdConfig
 from drivers.codec import BIT_KINDS
 from drivers.config import (
+    CJT188_PROTOCOLS,
     DLT645_PROTOCOLS,
     MBUS_PROTOCOLS,
     MODBUS_PROTOCOLS,
@@ -362,6 +363,14 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
                     )
                 elif dlt645 and len(d.address or "") != 12:
                     self.report((*path, "address"), "a DL/T 645 address has 12 digits")
+                cjt188 = c.protocol in CJT188_PROTOCOLS
+                if cjt188 and d.address is None:
+                    self.report(
+                        path, f"device {d.id!r} on CJ/T 188 channel {c.id!r} needs `address`"
+                    )
+                elif cjt188 and len(d.address or "") != 14:
+                    self.report((*path, "address"), "a CJ/T 188 address has 14 digits")
+                dlt645 = dlt645 or cjt188  # both: one meter per address on the channel
                 mbus = c.protocol in MBUS_PROTOCOLS
                 mbus_ok = mbus and self.check_mbus_address(path, d, c)
                 slot: tuple[str, int | str | None] = (
@@ -472,6 +481,7 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
         modbus = c.protocol in MODBUS_PROTOCOLS
         dlt645 = c.protocol in DLT645_PROTOCOLS
         mbus = c.protocol in MBUS_PROTOCOLS
+        cjt188 = c.protocol in CJT188_PROTOCOLS
         for name, p in points.items():
             if modbus and (p.kind is None or p.address is None):
                 problem = f"has no address/kind, but device {d.id!r} is on Modbus channel {c.id!r}"
@@ -484,6 +494,10 @@ class Checker(ExpressionChecks, BillingChecks, SubstationChecks):
                         continue
                     except ValueError as exc:
                         problem = f"on M-Bus channel {c.id!r}: {exc}"
+            elif cjt188:
+                if p.item is not None:
+                    continue
+                problem = f"has no item, but device {d.id!r} is on CJ/T 188 channel {c.id!r}"
             elif dlt645:
                 if p.di is not None or p.relay:
                     continue

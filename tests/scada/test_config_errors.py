@@ -115,7 +115,7 @@ def test_unknown_protocol() -> None:
     text = edit("protocol: modbus-tcp", "protocol: modbus-tpc")
     assert errors(text) == [
         f"site.yaml:{at(text, 'modbus-tpc')}: channels[0].protocol: unknown protocol 'modbus-tpc'; expected one of "
-        "modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, can, dlt645, dlt645-tcp, mbus, mbus-tcp (did you mean 'modbus-tcp'?)"
+        "modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, can, dlt645, dlt645-tcp, mbus, mbus-tcp, cjt188, cjt188-tcp (did you mean 'modbus-tcp'?)"
     ]
 
 

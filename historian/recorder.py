@@ -56,7 +56,7 @@ class Recorder:
         self.flush_s = flush_s
         self.patterns = tuple(patterns)
         self._pending: list[Sample] = []
-        self._last: dict[str, tuple[SampleValue, Quality, Reason, float]] = {}
+        self._last: dict[str, tuple[SampleValue, int, int, float]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
@@ -107,7 +107,9 @@ class Recorder:
             prev = last.get(name)
             if prev is not None and not self._passes(d, prev, value, quality, reason, ts):
                 continue
-            last[name] = (value, quality, reason, ts)
+            # plain ints, not the enum members: a tuple of untracked objects leaves the
+            # garbage collector's sight (a large estate keeps ~100k of these alive)
+            last[name] = (value, int(quality), int(reason), ts)
             pending.append(Sample(name, ts, value, quality, reason))
         if len(pending) >= self.batch_size and self._kick is not None:
             self._kick.set()
@@ -115,7 +117,7 @@ class Recorder:
     @staticmethod
     def _passes(
         d: TagDef,
-        prev: tuple[SampleValue, Quality, Reason, float],
+        prev: tuple[SampleValue, int, int, float],
         value: SampleValue,
         quality: Quality,
         reason: Reason,

@@ -5,6 +5,9 @@
 - ``system.uptime_s``: seconds since the runtime started;
 - ``system.loop_lag_ms``: the largest delay, over the last second, with which the event loop
   ran a probe timer due every 0.25 s (a blocked loop is the worst failure of a one-loop server);
+- ``system.gc_pause_ms``: the longest pause of the cyclic garbage collector over the last
+  second (every collection stops the event loop; a full one walks every object not set
+  aside by ``configbase.bulk.settle_heap``), so a loop lag can be told from a GC pause;
 - ``system.disk_free_mb`` / ``system.disk_low`` for the data dir's filesystem (every 10 s;
   thresholds in ``health:``, ``scada.config.site.HealthConfig``);
 - ``system.backup_ok`` / ``system.backup_age_h`` from the ``BackupScheduler`` (no value without
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import shutil
 import sqlite3
@@ -44,14 +48,23 @@ from tags.model import Source, TagDef, TagType
 if TYPE_CHECKING:
     from scada.backup import BackupScheduler
     from scada.config.site import HealthConfig
+    from scada.stalls import StallTracer
     from tags.database import TagDatabase
 
-__all__ = ["HealthError", "HealthMonitor", "LoopLagProbe", "cert_not_after", "health_tag_defs"]
+__all__ = [
+    "GcPauseProbe",
+    "HealthError",
+    "HealthMonitor",
+    "LoopLagProbe",
+    "cert_not_after",
+    "health_tag_defs",
+]
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 PROBE_S = 0.25
+SLOW_GC_S = 0.1  # a full collection longer than this is logged (it stalls the loop as long)
 DISK_EVERY_S = 10.0
 
 
@@ -69,6 +82,8 @@ def health_tag_defs() -> list[TagDef]:
         tag("uptime_s", TagType.FLOAT, "seconds since the runtime started", unit="s",
             historize=False),
         tag("loop_lag_ms", TagType.FLOAT, "largest event-loop delay over the last second",
+            unit="ms", deadband=5.0, history_deadband=50.0),
+        tag("gc_pause_ms", TagType.FLOAT, "longest garbage-collector pause over the last second",
             unit="ms", deadband=5.0, history_deadband=50.0),
         tag("disk_free_mb", TagType.FLOAT, "free space on the data dir's filesystem", unit="MB",
             deadband=10.0),
@@ -96,6 +111,57 @@ def cert_not_after(path: str | Path) -> float:
         return float(ssl.cert_time_to_seconds(info["notAfter"]))
     except (ssl.SSLError, OSError, KeyError, ValueError) as exc:
         raise HealthError(f"{path}: cannot read the TLS certificate's expiry: {exc}") from None
+
+
+class GcPauseProbe:
+    """Time the cyclic garbage collector's passes (``gc.callbacks``), any thread.
+
+    ``take_max_ms()`` returns the longest pass since the previous call and starts a new
+    interval; ``full_passes`` counts generation-2 passes and ``full_max_ms`` the longest
+    of them since start. A pass holds the GIL, so it pauses the event loop for as long.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+        self._started: float | None = None
+        self._max_s = 0.0
+        self.full_passes = 0
+        self.full_max_ms = 0.0
+        self.last_full: dict[str, Any] = {}
+
+    def start(self) -> None:
+        """Start timing (idempotent)."""
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        """Stop timing (idempotent)."""
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = self._clock()
+            return
+        if self._started is None:
+            return
+        took = self._clock() - self._started
+        self._started = None
+        self._max_s = max(self._max_s, took)
+        if info.get("generation") == 2:
+            self.full_passes += 1
+            self.full_max_ms = max(self.full_max_ms, took * 1000.0)
+            self.last_full = {"ms": round(took * 1000.0, 1), "collected": info.get("collected")}
+            if took > SLOW_GC_S:
+                log.warning(
+                    "a full garbage collection paused the server %.0f ms (%s objects freed)",
+                    took * 1000.0, info.get("collected"),
+                )  # fmt: skip
+
+    def take_max_ms(self) -> float:
+        """Return the longest pass (ms) since the last call and reset it."""
+        took, self._max_s = self._max_s, 0.0
+        return took * 1000.0
 
 
 class LoopLagProbe:
@@ -171,6 +237,8 @@ class HealthMonitor:
         self.tick_s = tick_s
         self.clock = clock
         self.probe = LoopLagProbe()
+        self.gc_probe = GcPauseProbe()
+        self.stalls: StallTracer | None = None  # SCADA_STALL_TRACE_MS (scada.stalls)
         self.audit_result: dict[str, Any] | None = None  # the last check's verify_file result
         self._started_at = 0.0
         self._tls_not_after: float | None = None
@@ -191,6 +259,12 @@ class HealthMonitor:
             except HealthError as exc:
                 log.error("system.tls_days_left has no value: %s", exc)
         self.probe.start()
+        self.gc_probe.start()
+        from scada.stalls import from_env
+
+        self.stalls = from_env()
+        if self.stalls is not None:
+            self.stalls.start()
         if self.backup is not None:
             self._backup_runs = self.backup.runs
         self.publish(self.clock())
@@ -201,6 +275,9 @@ class HealthMonitor:
     async def stop(self) -> None:
         """Stop the task and the probe (an audit check in progress finishes in its thread)."""
         self.probe.stop()
+        self.gc_probe.stop()
+        if self.stalls is not None:
+            self.stalls.stop()
         if self._job is not None:
             with contextlib.suppress(JobLookupError):  # the scheduler was shut down first
                 self._job.remove()
@@ -225,6 +302,7 @@ class HealthMonitor:
         """Update the health tags; start an audit check when one is due. Loop thread only."""
         self._set("system.uptime_s", round(now - self._started_at, 1))
         self._set("system.loop_lag_ms", round(self.probe.take_max_ms(), 1))
+        self._set("system.gc_pause_ms", round(self.gc_probe.take_max_ms(), 1))
         if now >= self._next_disk:
             self._next_disk = now + DISK_EVERY_S
             self.check_disk()

@@ -259,11 +259,16 @@ class Runtime:
         try:
             with paused_gc():  # start-up builds a large estate's long-lived objects: no GC passes
                 await self._start()
+            # the long-lived objects of start-up: full collections skip them. Before serving:
+            # this one pass stops the process for a second or two at 100 buildings
+            settle_heap()
+            if self.serve:
+                await self._start_server(self.services)
+                settle_heap()  # and the server's (a short pass: the rest is set aside)
         except BaseException:
             await self.stop()
             raise
         log.info("runtime started: %d tags, %d devices", len(self.db), len(self.site.devices))
-        settle_heap()  # the long-lived objects of start-up: full collections skip them
 
     async def _start(self) -> None:
         site, db = self.site, self.db
@@ -324,8 +329,6 @@ class Runtime:
             backup=self.backup_scheduler,
             client_address=self.proxies.client,
         )
-        if self.serve:
-            await self._start_server(self.services)
 
     def _open_historian(self) -> Historian:
         """Open the configured historian (once) and start its spool thread, if it has one."""
@@ -414,11 +417,25 @@ class Runtime:
             return
         from drivers.manager import DriverManager
 
-        drivers = DriverManager(self.site, self.db)
+        drivers = DriverManager(self.site, self.db, archive=self._archive_sink())
         await drivers.start()
         self.plant.drivers = self.plant.writer = drivers
         if self.collector is not None:  # remote commands go to whatever drivers run now
             await self.collector.start(self.db, self._write_to_drivers)
+
+    def _archive_sink(self) -> Any:
+        """Return the drivers' device-archive sink: good samples with reason ``archive`` (or None)."""
+        historian = self.historian
+        if historian is None:
+            return None
+
+        def write(tag: str, rows: Any) -> None:
+            from historian.base import Sample
+            from tags.model import Quality, Reason
+
+            historian.write([Sample(tag, ts, v, Quality.GOOD, Reason.ARCHIVE) for ts, v in rows])
+
+        return write
 
     async def _write_to_drivers(self, tag: str, value: Any) -> WriteResult:
         drivers = self.plant.drivers
@@ -605,7 +622,7 @@ class Runtime:
                 from drivers.manager import DriverManager
 
                 old_drivers = plant.drivers
-                plant.drivers = DriverManager(site, db)
+                plant.drivers = DriverManager(site, db, archive=self._archive_sink())
                 await plant.drivers.start()
                 if plant.writer is old_drivers:
                     plant.writer = plant.drivers

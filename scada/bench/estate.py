@@ -23,7 +23,9 @@ starts and then measures over REST, websocket and ``/proc``:
   transfer time. Shown as p50 / p99 / max beside the poll period;
 * online share: devices whose ``.online`` is true (the lowest share seen in the window);
 * event-loop lag: ``system.loop_lag_ms`` (the largest loop delay of the last second), read
-  once a second; p50 / p99 / max;
+  once a second; p50 / p99 / max; beside it ``system.gc_pause_ms`` (the longest garbage
+  collector pass of the same second, ``gc_pause_ms`` in JSON), which tells a collector pause
+  from other work holding the loop;
 * historian: points per second flowing in (the change in written + failed + queued, so
   one batch being written at either end shifts it by up to one flush) and written, and the
   recorder queue at the end of the window (``/metrics``). It keeps up while the queue
@@ -510,6 +512,7 @@ class Estate:
         pid = self.server.pid
         fresh = Freshness()
         lags: list[float] = []
+        gc_pauses: list[float] = []  # system.gc_pause_ms: how much of the lag is the collector
         rest: dict[str, list[float]] = {"tag": [], "building": [], "alarms": []}
         ids = [f"b{i + 1:0{max(3, len(str(self.buildings)))}d}" for i in range(self.buildings)]
 
@@ -531,6 +534,9 @@ class Estate:
                 rest["tag"].append(dt * 1000.0)
                 if code == 200 and isinstance(body.get("value"), int | float):
                     lags.append(float(body["value"]))
+                _, code, body = await api.get("/api/tags/system.gc_pause_ms")
+                if code == 200 and isinstance(body.get("value"), int | float):
+                    gc_pauses.append(float(body["value"]))
                 k += 1
 
         async def rest_loop() -> None:
@@ -580,6 +586,7 @@ class Estate:
                 "rss_mb_end": rss1,
                 "loop_lag_ms": stats(lags),
                 "loop_lag_samples": len(lags),
+                "gc_pause_ms": stats(gc_pauses),
                 "historian_in_per_s": inflow,
                 "historian_written_per_s": written,
                 "historian_queue_start": m0.get("scada_historian_queue"),

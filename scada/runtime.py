@@ -262,7 +262,7 @@ class Runtime:
             # the long-lived objects of start-up: full collections skip them. Before serving:
             # this one pass stops the process for a second or two at 100 buildings
             settle_heap()
-            if self.serve:
+            if self.serve and self.services is not None:
                 await self._start_server(self.services)
                 settle_heap()  # and the server's (a short pass: the rest is set aside)
         except BaseException:

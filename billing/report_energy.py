@@ -29,8 +29,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from historian.buckets import Buckets, Every, Unit, parse_every
-from historian.counter import DeltaBucket, consumption
+from historian.counter_days import DeltaTable, consumption_table
 from tags.model import TagDef
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ __all__ = [
     "meter_energy",
     "meter_energy_sheets",
     "meters",
+    "round_rows",
 ]
 
 #: Decimals of a meter whose tag has no deadband (kWh to the watt-hour).
@@ -100,6 +103,24 @@ def energy_decimals(d: TagDef) -> int:
     return DEFAULT_DECIMALS
 
 
+def round_rows(values: np.ndarray, decimals: np.ndarray) -> np.ndarray:
+    """Return ``round(v, decimals[i])`` of every ``values[i, k]``, exactly as Python's ``round``.
+
+    Vectorised: ``rint(v * 10**d) / 10**d`` is the correctly rounded result (an exact integer
+    over an exact power of ten, IEEE division) unless ``v * 10**d`` lies within its rounding
+    error of a half, where the product's error could change the digit: those few go through
+    ``round`` itself. NaN stays NaN.
+    """
+    scale = np.power(10.0, decimals.astype(np.float64))[:, None]
+    y = values * scale
+    out = np.rint(y) / scale
+    frac = np.abs(y - np.floor(y) - 0.5)
+    near = np.isfinite(y) & (frac <= np.abs(y) * 4e-16 + 1e-300)
+    for i, k in zip(*np.nonzero(near), strict=True):
+        out[i, k] = round(float(values[i, k]), int(decimals[i]))
+    return out
+
+
 def _every(every: str | Every | None) -> Every:
     if every is None:
         return Every(1, Unit.DAY)
@@ -138,8 +159,11 @@ def meter_energy_sheets(
     labels = [datetime.fromtimestamp(t, zone).strftime(fmt) for t in buckets.starts]
     defs = {d.name: d for d in site.tag_defs()}
     tag_defs = [defs.get(m.tag) or TagDef(m.tag, unit="kWh") for m in ms]
-    series = consumption(h, tag_defs, buckets)
-    if all(x.value is None for s in series.values() for x in s):
+    table = consumption_table(h, tag_defs, buckets)
+    row_of = {t: i for i, t in enumerate(table.tags)}
+    by_tag = {d.name: d for d in tag_defs}
+    rounded = round_rows(table.value, np.array([energy_decimals(by_tag[t]) for t in table.tags]))
+    if bool(np.all(np.isnan(table.value))):
         raise ValueError(
             f"no reading of any of the {len(ms)} meters in {p.label}: "
             "the period lies outside the stored history"
@@ -163,22 +187,31 @@ def meter_energy_sheets(
             ],
         )
         for m, d in rows:
-            sheet.rows.append(_row(sheet, m, d, series[m.tag], labels))
+            sheet.rows.append(_row(sheet, m, d, table, rounded, row_of[m.tag], labels))
         sheets.append(sheet)
     return sheets
 
 
-def _row(sheet: Sheet, m: Meter, d: TagDef, bs: list[DeltaBucket], labels: list[str]) -> list:
-    """Return the row of meter ``m`` and flag its uncertain buckets in ``sheet.notes``."""
+def _row(
+    sheet: Sheet,
+    m: Meter,
+    d: TagDef,
+    t: DeltaTable,
+    rounded: np.ndarray,
+    i: int,
+    labels: list[str],
+) -> list:
+    """Return the row of meter ``m`` (row ``i`` of ``t``) and flag its uncertain buckets in ``sheet.notes``."""
     dec = energy_decimals(d)
     r = len(sheet.rows)
-    values: list[float | None] = []
+    raw = t.value[i]
+    values = [None if v != v else v for v in rounded[i].tolist()]
     flagged = []
-    for i, x in enumerate(bs):
-        values.append(None if x.value is None else round(x.value, dec))
-        if x.gap is not None:
-            sheet.notes[(r, 3 + i)] = x.gap.value
-            flagged.append(f"{labels[i]} {x.gap.value}")
-    known = [x.value for x in bs if x.value is not None]
-    total = round(sum(known), dec) if known else None
+    for k in np.flatnonzero(t.gap[i] >= 0).tolist() if t.gap[i].max() >= 0 else ():
+        reason = t.reason(i, k)
+        assert reason is not None
+        sheet.notes[(r, 3 + k)] = reason.value
+        flagged.append(f"{labels[k]} {reason.value}")
+    known = raw[~np.isnan(raw)]
+    total = round(sum(known.tolist()), dec) if len(known) else None
     return [m.tag, m.building, d.unit or "kWh", *values, total, ", ".join(flagged)]

@@ -1,6 +1,8 @@
 """Reports: energy, heat, unit consumption, bills, finance, lost-contact devices, alarms,
 energy per meter and bucket (``billing.report_energy``), room-temperature compliance
-(``billing.report_compliance``).
+(``billing.report_compliance``), meter readings (``billing.report_readings``), the heat
+meter's daily parameters (``billing.report_heat_meter``), buildings by heat per m2 per
+degree-day (``billing.report_buildings``).
 
 ``build_report(billing, kind, period)`` returns a ``Report`` (sheets of columns with units and
 rows); ``write_csv`` / ``write_xlsx`` write it (Excel: headers, units, a totals row and a bar
@@ -22,8 +24,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from billing.ledger import EntryKind
 from billing.periods import Period, local_label, parse_period
+from billing.report_buildings import building_heat
 from billing.report_compliance import room_compliance
 from billing.report_energy import meter_energy
+from billing.report_heat_meter import heat_meter_days
+from billing.report_household import household_statement
+from billing.report_readings import meter_readings
+from i18n import _
 
 if TYPE_CHECKING:
     from billing.bills import BillRun
@@ -33,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVERY_KINDS",
     "KINDS",
+    "OPTIONS",
     "Column",
     "Report",
     "Sheet",
@@ -403,6 +411,23 @@ KINDS: dict[str, tuple[str, Callable[[Billing, Period], list[Sheet]]]] = {
     "alarms": ("Alarms", _alarms),
     "meter_energy": ("Energy per meter and bucket", lambda b, p: meter_energy(b, p)),
     "room_compliance": ("Room-temperature compliance", room_compliance),
+    "meter_readings": ("Meter readings", meter_readings),
+    "heat_meter_days": ("Heat meter daily parameters", lambda b, p: heat_meter_days(b, p)),
+    "building_heat": (
+        "Buildings by heat per m2 per degree-day and return temperature",
+        lambda b, p: building_heat(b, p),
+    ),
+    "household_statement": (
+        "Household statement",
+        lambda b, p: household_statement(b, p),
+    ),
+}
+
+#: The options of ``build_report`` and the kinds that take each.
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "base_c": ("building_heat",),
+    "outdoor": ("building_heat",),
+    "household": ("household_statement",),
 }
 
 #: Report kinds that take ``every`` (the bucket width: 1h, 1d, 1mo), with their builder.
@@ -412,20 +437,46 @@ EVERY_KINDS: dict[str, Callable[[Billing, Period, str], list[Sheet]]] = {
 
 
 def build_report(
-    b: Billing, kind: str, period: str | Period, *, every: str | None = None
+    b: Billing,
+    kind: str,
+    period: str | Period,
+    *,
+    every: str | None = None,
+    base_c: float | None = None,
+    outdoor: str | None = None,
+    household: str | None = None,
 ) -> Report:
     """Return report ``kind`` (a key of ``KINDS``) for ``period``; ``ValueError`` if unknown.
 
     ``period`` is a period text (module docstring) or a ``Period`` (any window). ``every``
-    (``1h``, ``1d``, ``1mo``) is the bucket width of the kinds in ``EVERY_KINDS``.
+    (``1h``, ``1d``, ``1mo``) is the bucket width of the kinds in ``EVERY_KINDS``; ``base_c``
+    (degree-day base, degC) and ``outdoor`` (outdoor temperature tag) are ``building_heat``'s,
+    ``household`` is ``household_statement``'s (``OPTIONS``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown report {kind!r}; expected one of {', '.join(KINDS)}")
     if every is not None and kind not in EVERY_KINDS:
         raise ValueError(f"report {kind!r} takes no every (only {', '.join(EVERY_KINDS)})")
+    given = {"base_c": base_c, "outdoor": outdoor, "household": household}
+    for name, value in given.items():
+        if value is not None and kind not in OPTIONS[name]:
+            only = ", ".join(OPTIONS[name])
+            raise ValueError(
+                _(
+                    "report {kind} takes no {name} (only {kinds})",
+                    kind=repr(kind),
+                    name=name,
+                    kinds=only,
+                )
+            )
     p = period if isinstance(period, Period) else parse_period(period, b.tz)
     title, fn = KINDS[kind]
-    if every is None:
+    if kind == "building_heat":
+        sheets = building_heat(b, p, base_c=base_c, outdoor=outdoor)
+    elif kind == "household_statement":
+        sheets = household_statement(b, p, household)
+        title = f"{title} {household}"
+    elif every is None:
         sheets = fn(b, p)
     else:
         sheets = EVERY_KINDS[kind](b, p, every)

@@ -146,8 +146,16 @@ def consumption(
     """Return ``historian.delta_buckets`` of every counter in ``defs``, each with its gap limit.
 
     What the API (``fn=delta``), ``scada history query --fn delta`` and the trends page call.
-    Blocking: run it in a worker thread from the event loop.
+    Blocking: run it in a worker thread from the event loop. A backend with a
+    ``delta_buckets_many`` (SQLite: stored results of closed days, ``historian.counter_days``)
+    answers all of them at once, with the same figures.
     """
+    many = getattr(historian, "delta_buckets_many", None)
+    if many is not None:
+        result: dict[str, list[DeltaBucket]] = many(
+            {d.name: gap_limit_s(d) for d in defs}, buckets, rollover=rollover
+        )
+        return result
     return {
         d.name: historian.delta_buckets(
             d.name, buckets, rollover=rollover, max_gap_s=gap_limit_s(d)

@@ -40,14 +40,14 @@ import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
 
-from historian import compute, counter, rollup
+from historian import compute, counter, counter_days, rollup
 from historian.base import (
     AggFn,
     AggSeries,
@@ -67,8 +67,9 @@ from tags.model import Quality, Reason
 
 log = logging.getLogger(__name__)
 
-# 2: the pending table; 3: carry_in, gap_in of the rollup rows; 4: no hour rows of one sample
-SCHEMA_VERSION = 4
+# 2: the pending table; 3: carry_in, gap_in of the rollup rows; 4: no hour rows of one sample;
+# 5: counter_bucket (historian.counter_days; older code would not drop its rows on late writes)
+SCHEMA_VERSION = 5
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -181,6 +182,7 @@ class SqliteHistorian:
         self._con.execute("PRAGMA cache_size=-131072")  # 128 MiB: a merge touches many pages
         self._con.execute("PRAGMA temp_store=MEMORY")
         self._con.executescript(_SCHEMA)
+        self._con.executescript(counter_days.SCHEMA)
         row = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is not None and int(row[0]) > SCHEMA_VERSION:
             self._con.close()
@@ -256,6 +258,7 @@ class SqliteHistorian:
                 self._con.execute("BEGIN IMMEDIATE")
                 try:
                     cols = encode(batch, self._ids_for(batch))
+                    counter_days.invalidate(self._con, cols.tid, cols.ts)
                     if self._pending_points == 0 and len(cols) < self.defer_points:
                         merge(self._con, cols, self._cache if self._rollups else None)
                     else:
@@ -382,6 +385,7 @@ class SqliteHistorian:
             self._con.execute("BEGIN IMMEDIATE")
             try:
                 tid = self._tag_id(tag, create=True)
+                counter_days.invalidate_one(self._con, int(tid or 0), float(ts))
                 self._con.execute(
                     "INSERT OR REPLACE INTO replacements VALUES (?, ?, ?, ?)",
                     (tid, float(ts), float(old_final), float(new_initial)),
@@ -676,6 +680,39 @@ class SqliteHistorian:
             self._catch_up()
             data = self._counter_data(tag, start, end)
         return counter.delta_buckets(data, buckets, rollover=rollover, max_gap_s=max_gap_s)
+
+    def delta_buckets_many(
+        self, tags: Mapping[str, float | None], buckets: Buckets, *, rollover: float | None = None
+    ) -> dict[str, list[DeltaBucket]]:
+        """Return ``delta_buckets`` of every tag of ``{tag: max_gap_s}`` (``delta_table``)."""
+        return self.delta_table(tags, buckets, rollover=rollover).series()
+
+    def delta_table(
+        self, tags: Mapping[str, float | None], buckets: Buckets, *, rollover: float | None = None
+    ) -> counter_days.DeltaTable:
+        """Return ``delta_buckets`` of every tag of ``{tag: max_gap_s}`` as arrays: the same figures.
+
+        Whole day or month buckets come from the stored results of closed buckets
+        (``historian.counter_days``), computed and stored on first use; others per tag.
+        """
+        edges = buckets.edges
+        check_range(float(edges[0]), float(edges[-1]))
+        if not counter_days.cacheable(buckets):
+            series = {
+                t: self.delta_buckets(t, buckets, rollover=rollover, max_gap_s=g)
+                for t, g in tags.items()
+            }
+            return counter_days.DeltaTable.of(series, buckets)
+        return counter_days.delta_table(
+            self._con,
+            self._lock,
+            self._catch_up,
+            self._tag_id,
+            self._counter_data,
+            tags,
+            buckets,
+            rollover=rollover,
+        )
 
     def delta(self, tag: str, start: float, end: float, *, rollover: float | None = None) -> float:
         """Return the increase of counter ``tag`` over ``[start, end]`` (``historian.counter``)."""

@@ -1,11 +1,14 @@
 """``scada report KIND CONFIG --period P``: billing and energy reports as CSV or Excel.
 
 KIND: energy, heat, heat_fees, unit, bills, financial, lost-contact, alarms, meter_energy,
-room_compliance. P: ``today``,
+room_compliance, meter_readings, heat_meter_days, building_heat, household_statement.
+P: ``today``,
 ``yesterday``, ``this-month``, ``last-month``, ``this-year``, ``last-year``, or 2025 (year),
 2025-Q4, 2025-11 (month) or 2025-11-21 (day), local time. Instead of ``--period``,
 ``--from T --to T`` gives any window (local time unless an offset is given).
-``meter_energy`` takes ``--every 1h|1d|1mo`` (default 1d). Without ``--csv``/``--xlsx`` the report is printed as
+``meter_energy`` takes ``--every 1h|1d|1mo`` (default 1d); ``building_heat`` takes
+``--base-c`` (degree-day base, default 18) and ``--outdoor TAG``; ``household_statement``
+takes ``--household H``. Without ``--csv``/``--xlsx`` the report is printed as
 CSV on stdout. A line on stderr says when the period lies outside the stored history.
 """
 
@@ -21,7 +24,14 @@ if TYPE_CHECKING:
 #: Reports computed from the historian (the others read the ledger or the alarm journal).
 FROM_HISTORY = ("energy", "heat", "heat_fees", "unit", "bills")
 #: Reports that answer an error themselves when the period holds no history.
-CHECKED = ("meter_energy", "room_compliance")
+CHECKED = (
+    "meter_energy",
+    "room_compliance",
+    "meter_readings",
+    "heat_meter_days",
+    "building_heat",
+    "household_statement",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             *CHECKED,
         ],
         help="energy | heat | heat_fees | unit | bills | financial | lost-contact | alarms"
-        " | meter_energy | room_compliance",
+        " | meter_energy | room_compliance | meter_readings | heat_meter_days | building_heat"
+        " | household_statement",
     )
     add_common(parser)
     parser.add_argument("--period", metavar="P", help=PERIOD_HELP)
@@ -58,6 +69,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--every", metavar="E", help="meter_energy: bucket width 1h, 1d (default) or 1mo"
     )
+    parser.add_argument(
+        "--base-c",
+        type=float,
+        metavar="C",
+        help="building_heat: degree-day base temperature, degC (default 18)",
+    )
+    parser.add_argument(
+        "--outdoor",
+        metavar="TAG",
+        help="building_heat: outdoor temperature tag (default: each building's substation's)",
+    )
+    parser.add_argument("--household", metavar="H", help="household_statement: the household")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--xlsx", metavar="F", help="write an Excel workbook to F")
     out.add_argument("--csv", metavar="F", help="write CSV to F")
@@ -77,8 +100,17 @@ def run(args: argparse.Namespace) -> int:
     with open_billing(args) as billing:
         try:
             period = _period(args, billing.tz)
-            if args.every is not None:
-                report = build_report(billing, args.kind, period, every=args.every)
+            options = (args.every, args.base_c, args.outdoor, args.household)
+            if any(x is not None for x in options):
+                report = build_report(
+                    billing,
+                    args.kind,
+                    period,
+                    every=args.every,
+                    base_c=args.base_c,
+                    outdoor=args.outdoor,
+                    household=args.household,
+                )
             else:
                 report = billing.report(args.kind, period)
         except (ValueError, KeyError) as exc:
@@ -89,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
             tags = [m.energy for a in site.accounts for m in a.meters]
             tags += [h.valve_tag for h in site.households() if h.valve_tag]
             note_outside_history(billing, period.start, period.end, tags)
-        elif args.kind == "meter_energy":  # partly outside: the report itself has data
+        elif args.kind in ("meter_energy", "heat_meter_days", "building_heat"):
+            # partly outside: the report itself has data
             from billing.report_energy import meters
 
             tags = [m.tag for m in meters(billing.site)]

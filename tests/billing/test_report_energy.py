@@ -171,6 +171,7 @@ def test_bench_runs_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main([*argv, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out.split("\n", 1)[1])  # after the "built" line
     assert doc["meters"] == 30 and doc["matches_delta"] is True
+    assert doc["days_equal_raw_rule"] is True  # the stored day results, bucket for bucket
     assert doc["energy_kwh"] > 0 and doc["flagged_buckets"] == 0
     assert main(argv) == 0  # the file is reused
     assert "built" not in capsys.readouterr().out

@@ -36,6 +36,7 @@ from billing.ledger import EntryKind
 from billing.money import MoneyResult, parse_amount
 from billing.reports import KINDS
 from billing.tags import Level
+from i18n import _
 from scada.server import formats
 from scada.server.billing_schemas import (
     AccountOut,
@@ -664,6 +665,43 @@ class BillsApi(_BillingBase):
         self.reply({"start": iso(start), "end": iso(end), **run.to_json()})
 
 
+#: Report kinds whose errors say what is wrong themselves (no ``period:`` prefix).
+_NAMED_ERRORS = frozenset(
+    {"meter_readings", "heat_meter_days", "building_heat", "household_statement"}
+)
+
+
+def _report_options(
+    kind: str, base_c: str | None, outdoor: str | None, household: str | None
+) -> dict[str, Any]:
+    """Return the options of a report query (``billing.reports.OPTIONS``); 400 naming a bad one."""
+    from billing.reports import OPTIONS
+
+    out: dict[str, Any] = {}
+    for name, value in (("base_c", base_c), ("outdoor", outdoor), ("household", household)):
+        if value and kind not in OPTIONS[name]:
+            only = ", ".join(OPTIONS[name])
+            msg = _(
+                "report {kind} takes no {name} (only {kinds})",
+                kind=repr(kind),
+                name=name,
+                kinds=only,
+            )
+            raise ApiError(400, f"{name}: {msg}")
+    if household:
+        out["household"] = household
+    if base_c:
+        try:
+            out["base_c"] = float(base_c)
+        except ValueError:
+            raise ApiError(
+                400, _("base_c: expected a temperature in degC, got {value}", value=repr(base_c))
+            ) from None
+    if outdoor:
+        out["outdoor"] = outdoor
+    return out
+
+
 class ReportApi(_BillingBase):
     """``GET /api/reports/{kind}?period=&format=json|csv|xlsx``: a report, or its download."""
 
@@ -689,9 +727,16 @@ class ReportApi(_BillingBase):
             raise ApiError(400, "period: out of range (1970 .. 2100)")
         if billing.historian is None:
             raise ApiError(503, "the historian is not running")
+        options = _report_options(
+            kind, self.arg("base_c"), self.arg("outdoor"), self.arg("household")
+        )
 
         def build() -> Any:
-            report = billing.report(kind, p)
+            from billing.reports import build_report
+
+            report = (
+                build_report(billing, kind, p, **options) if options else billing.report(kind, p)
+            )
             if fmt == "json":
                 return report_json(report)
             if fmt == "csv":
@@ -706,7 +751,8 @@ class ReportApi(_BillingBase):
         try:
             out = await self.ctx.run_blocking(build)
         except ValueError as exc:  # e.g. a heat allocation of a period that has not begun
-            raise ApiError(400, f"period: {exc}") from None
+            # the option reports' messages name their field (household, base_c) or the period
+            raise ApiError(400, str(exc) if kind in _NAMED_ERRORS else f"period: {exc}") from None
         if fmt == "json":
             self.reply(out)
             return

@@ -17,7 +17,14 @@ them. Jobs (site time zone):
   settlement once it is over;
 - ``heat_monthly`` on the 1st at 00:15: the heat statements of the month before (season to date);
 - ``heat_arrears`` every hour: lock the valves of overdue heat accounts, open them once paid
-  (``billing.heat_arrears``; money operations on a heat account evaluate it at once).
+  (``billing.heat_arrears``; money operations on a heat account evaluate it at once);
+- with a payment provider that has a ``statement_dir`` (``payments.providers``),
+  ``payments.reconcile`` daily at 06:30: each such provider's statement of each of the last
+  ``RECONCILE_DAYS`` days not reconciled yet (a statement that has not arrived is tried again
+  the next day) against the ledger (``billing.reconciliation.reconcile_day``), the result
+  written to ``<data-dir>/reports/reconciliation/<provider>-<day>.json`` and audited
+  (``payments.reconcile``: ``ok``, or ``failed`` with the counts of missing, extra and
+  mismatched payments).
 
 Each run is recorded in the ledger's ``runs`` table keyed by job and period and every charge
 has a unique key, so a restart or a missed run recomputes without double charging. Misfires
@@ -53,11 +60,18 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from billing.heat_accounts import HeatHousehold, HeatSeason
+    from billing.payments import PaymentProvider
+    from billing.reconciliation import Reconciliation
     from billing.site import BillingSite
     from historian.base import Historian
     from tags.database import TagDatabase
 
-__all__ = ["BillingScheduler"]
+__all__ = ["RECONCILE_ACTION", "BillingScheduler"]
+
+#: Days back the daily reconciliation looks for statements not reconciled yet.
+RECONCILE_DAYS = 7
+#: The audit action (and ``runs`` job prefix) of a scheduled reconciliation.
+RECONCILE_ACTION = "payments.reconcile"
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +157,7 @@ class BillingScheduler:
         await self._open_new_accounts("opened when the configuration was applied")
         if self._jobs:
             self._add_heat_jobs()
+            self._add_reconcile_job()
         await self.billing.prepaid.evaluate_all()
         await self.billing.heat.evaluate_all()
 
@@ -185,6 +200,7 @@ class BillingScheduler:
             for fn, trigger, job_id, name in jobs
         ]
         self._add_heat_jobs()
+        self._add_reconcile_job()
         self.catch_up_task = asyncio.create_task(self.catch_up(), name="billing-catch-up")
         log.info(
             "billing scheduler started: %d accounts, %d meters",
@@ -238,6 +254,100 @@ class BillingScheduler:
             self.scheduler.add_job(fn, trigger, id=job_id, name=name, **_JOB_OPTIONS)
             for fn, trigger, job_id, name in jobs
         ]
+
+    def _add_reconcile_job(self) -> None:
+        """Add the daily reconciliation once a provider has a statement directory."""
+        from apscheduler.triggers.cron import CronTrigger
+
+        if not self._statement_providers() or RECONCILE_ACTION in self.jobs():
+            return
+        trigger = CronTrigger(hour=6, minute=30, timezone=zoneinfo.ZoneInfo(self.tz))
+        self._jobs.append(
+            self.scheduler.add_job(
+                self.reconcile_statements,
+                trigger,
+                id=RECONCILE_ACTION,
+                name="payment statements reconciled",
+                **_JOB_OPTIONS,
+            )
+        )
+
+    def _statement_providers(self) -> list[PaymentProvider]:
+        from billing.payments import PaymentsConfig
+
+        cfg = getattr(self.site, "payments", None)  # the composed site's section (scada.config)
+        if not isinstance(cfg, PaymentsConfig):
+            return []
+        return [p for p in cfg.providers if p.statement_dir is not None]
+
+    async def reconcile_statements(self, today: str | None = None) -> list[Reconciliation]:
+        """Reconcile the statements of the last ``RECONCILE_DAYS`` days before ``today`` (site
+        date, default now) not reconciled yet; return what ran now (module docstring)."""
+        z = zoneinfo.ZoneInfo(self.tz)
+        if today is None:
+            today = datetime.fromtimestamp(self.clock(), z).date().isoformat()
+        first = datetime.fromisoformat(today).date()
+        days = [(first - timedelta(days=n)).isoformat() for n in range(RECONCILE_DAYS, 0, -1)]
+        done: list[Reconciliation] = []
+        for provider in self._statement_providers():
+            for day in days:
+                found = await self._reconcile_one(provider, day)
+                if found is not None:
+                    done.append(found)
+        return done
+
+    async def _reconcile_one(self, provider: PaymentProvider, day: str) -> Reconciliation | None:
+        from billing.payments import PaymentStore
+        from billing.periods import parse_period
+        from billing.reconciliation import StatementError, reconcile_day, statement_file
+
+        job = f"{RECONCILE_ACTION}:{provider.id}"
+        assert provider.statement_dir is not None
+        path = statement_file(provider.statement_dir, provider.id, day)
+        if path is None or self.ledger.run_done(job, day):
+            return None
+        period = parse_period(day, self.tz)
+        out = self.data_dir / "reports" / "reconciliation"
+        audit = self.billing.audit
+        try:
+            found, written = await asyncio.to_thread(
+                reconcile_day,
+                PaymentStore(self.ledger),
+                provider.id,
+                path,
+                period.start,
+                period.end,
+                self.tz,
+                provider.currency,
+                out,
+            )
+        except (StatementError, OSError) as exc:
+            log.warning("reconciliation of %s %s: %s", provider.id, day, exc)
+            if audit is not None:
+                audit.record(
+                    RECONCILE_ACTION,
+                    user="system",
+                    target=provider.id,
+                    result="failed",
+                    after={"date": day, "statement": str(path)},
+                    detail=f"the statement cannot be read: {exc}",
+                )
+            self.ledger.mark_run(job, day, "unreadable", ts=self.clock())
+            return None
+        counts = {k: len(getattr(found, k)) for k in ("missing", "extra", "mismatched")}
+        if not found.ok:
+            log.warning("reconciliation of %s %s: %s (%s)", provider.id, day, counts, written)
+        if audit is not None:
+            audit.record(
+                RECONCILE_ACTION,
+                user="system",
+                target=provider.id,
+                result="ok" if found.ok else "failed",
+                after={"date": day, "matched": found.matched, **counts, "report": str(written)},
+                detail=None if found.ok else "the statement and the ledger disagree",
+            )
+        self.ledger.mark_run(job, day, "ok" if found.ok else "differences", ts=self.clock())
+        return found
 
     def jobs(self) -> list[str]:
         """Return the ids of this scheduler's jobs (empty before ``start`` and after ``stop``)."""

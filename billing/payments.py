@@ -21,7 +21,14 @@ written ``${ENV}``). :func:`receive_payment` takes it, in this order:
 
 A refusal at steps 1 to 3 writes one audit entry ``payments.callback`` (``denied`` for 1,
 ``failed`` for 2 and 3) and posts nothing; a refusal by the ledger at step 4 is audited by
-``Billing`` (``billing.topup``, ``failed``). The REST handler maps the classes to statuses.
+``Billing`` (``billing.topup``, ``failed``). The REST handler maps the classes to statuses and
+rate-limits the refusals of steps 1 and 2 per source address (``max_refused`` in
+``refused_window_s``). A posted payment gets its receipt (:func:`issue_receipt`: method
+``online``, the transaction id as the reference), so the tenant can print it.
+
+A provider with ``demo: true`` also gets the simulated provider page
+(``scada.server.handlers.demo_pay``), which pays through this same callback; with a
+``statement_dir`` its daily statements are reconciled by the billing scheduler.
 
 Posted payments are kept in the ledger's file (table ``payments``: provider, transaction id,
 account, amount, currency, the provider's ``paid_at``, the entry), append-only like the
@@ -41,6 +48,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -82,6 +90,7 @@ __all__ = [
     "PaymentsConfig",
     "StoredPayment",
     "UnknownProvider",
+    "issue_receipt",
     "payment_user",
     "receive_payment",
     "sign",
@@ -117,6 +126,16 @@ class PaymentProvider(ConfigModel):
         description="HMAC-SHA256 key of the provider's callbacks: ${NAME} or ${file:/path}"
     )
     currency: str = Field("CNY", pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
+    demo: bool = Field(
+        False,
+        description="serve the simulated provider page /demo-pay/<id> (demo sites only): the "
+        "tenant page's Pay action goes there and it calls the callback signed with the secret",
+    )
+    statement_dir: Path | None = Field(
+        None,
+        description="directory of the provider's daily statements (<id>-YYYY-MM-DD.csv or "
+        "YYYY-MM-DD.csv): reconciled with the ledger every day by the billing scheduler",
+    )
 
     @field_validator("secret")
     @classmethod
@@ -130,6 +149,14 @@ class PaymentsConfig(ConfigModel):
     """The ``payments:`` section: the providers whose callbacks post top-ups."""
 
     providers: list[PaymentProvider] = Field(default_factory=list)
+    max_refused: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="refused callbacks (bad signature, malformed) one source address may send "
+        "in refused_window_s before its callbacks are answered 429",
+    )
+    refused_window_s: float = Field(60.0, gt=0, le=86_400, description="see max_refused")
 
     @model_validator(mode="after")
     def _unique(self) -> PaymentsConfig:
@@ -548,4 +575,16 @@ async def receive_payment(
         source=source,
         offload=offload,
     )
+    if result.entry is not None:  # the tenant's receipt (a repeat finds the first one's)
+        entry = result.entry
+        await _run(functools.partial(issue_receipt, billing.ledger, paid, entry.seq), offload)
     return paid, result
+
+
+def issue_receipt(ledger: Ledger, payment: Payment, seq: int) -> int:
+    """Number the receipt of a provider's payment (method online, its transaction id as the
+    reference, issued by ``payment:<provider>``); return its number. Idempotent per entry."""
+    from billing.receipts import Method, Receipts
+
+    receipt = Receipts(ledger).issue(seq, Method.ONLINE, payment.user, payment.transaction_id)
+    return receipt.number

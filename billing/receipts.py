@@ -2,7 +2,9 @@
 
 Table ``receipts`` in the ledger's file (created through ``Ledger.ensure_schema``): the
 receipt ``number`` (unique and increasing: SQLite ``AUTOINCREMENT`` never reuses one) keyed by
-the ledger entry ``seq`` it prints, with the payment ``method`` and the ``cashier``. Issuing a
+the ledger entry ``seq`` it prints, with the payment ``method``, the ``cashier`` and the payment
+``reference`` (a bank transfer's or card slip's number, a provider's transaction id; also in the
+entry's note, ``method_note``; a table made before the column is given it on open). Issuing a
 receipt for an entry that has one returns that one: a reprint, or a repeated request (same
 idempotency key), always shows the same number. The amounts are never copied from the caller:
 amount, balance before and after are read from the ledger (the sum of the account's entries
@@ -10,7 +12,8 @@ before the entry's seq), so a receipt always matches the ledger.
 
 The cashier's day (``cashier_day``): the ledger's top-ups, refunds and reversals of one
 site-local day (of one cashier, or all), each with its method and receipt number, and the
-totals by method; ``day_xlsx`` is its closing report, whose total is the sum of those entries.
+totals by method; ``day_xlsx`` and ``day_pdf`` are its closing report, whose totals are the sums
+of those entries.
 
 ``receipt_pdf`` renders one receipt (A6, fpdf2; fonts as ``billing.statements``). Texts go
 through ``i18n._``. Thread-safe as the ledger is (its lock).
@@ -19,6 +22,7 @@ through ``i18n._``. Thread-safe as the ledger is (its lock).
 from __future__ import annotations
 
 import enum
+import html
 import io
 import re
 import time
@@ -44,8 +48,11 @@ __all__ = [
     "UnknownReceipt",
     "cashier_day",
     "day_bounds",
+    "day_pdf",
     "day_xlsx",
+    "method_label",
     "method_note",
+    "receipt_html",
     "receipt_lines",
     "receipt_pdf",
 ]
@@ -54,8 +61,12 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS receipts (
     number INTEGER PRIMARY KEY AUTOINCREMENT,
     seq INTEGER NOT NULL UNIQUE,
-    ts REAL NOT NULL, method TEXT NOT NULL, cashier TEXT NOT NULL);
+    ts REAL NOT NULL, method TEXT NOT NULL, cashier TEXT NOT NULL,
+    reference TEXT NOT NULL DEFAULT '');
 """
+#: Longest payment reference kept (a slip number, a transfer's reference, a transaction id).
+MAX_REFERENCE_CHARS = 128
+_COLS = "number, seq, method, cashier, reference"
 
 
 class UnknownReceipt(KeyError):
@@ -80,6 +91,12 @@ METHOD_LABELS: dict[Method, str] = {
 }
 
 
+def method_label(method: str) -> str:
+    """Return a method value (or ``other``) as the reader reads it (translated)."""
+    known = {m.value: m for m in Method}
+    return _(METHOD_LABELS[known[method]]) if method in known else _("other")
+
+
 def method_note(method: Method, reference: str = "") -> str:
     """Return the ledger note of a cash-desk entry: ``method=cash`` (``; <reference>``)."""
     note = f"method={method.value}"
@@ -101,6 +118,15 @@ class Receipt:
     cashier: str
     ts: float  # the entry's time (epoch seconds)
     reverses: int | None = None
+    reference: str = ""
+
+
+def _add_reference_column(ledger: Ledger) -> None:
+    """Give a ``receipts`` table made before the ``reference`` column that column."""
+    cols = {r[1] for r in ledger.query("PRAGMA table_info(receipts)")}
+    if "reference" not in cols:
+        with ledger.transaction() as con:
+            con.execute("ALTER TABLE receipts ADD COLUMN reference TEXT NOT NULL DEFAULT ''")
 
 
 class Receipts:
@@ -109,18 +135,25 @@ class Receipts:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         ledger.ensure_schema("receipts", _SCHEMA)
+        _add_reference_column(ledger)  # one PRAGMA read once the column is there
 
-    def issue(self, seq: int, method: Method | str, cashier: str) -> Receipt:
+    def issue(self, seq: int, method: Method | str, cashier: str, reference: str = "") -> Receipt:
         """Return the receipt of ledger entry ``seq``, numbering it if it has none yet.
 
-        Raises ``UnknownReceipt`` when the ledger has no entry ``seq``.
+        ``reference``: the payment's reference (stripped; at most ``MAX_REFERENCE_CHARS``,
+        ``ValueError`` beyond). A reprint keeps what the first issue stored. Raises
+        ``UnknownReceipt`` when the ledger has no entry ``seq``.
         """
+        reference = reference.strip()
+        if len(reference) > MAX_REFERENCE_CHARS:
+            raise ValueError(f"reference: at most {MAX_REFERENCE_CHARS} characters")
         if self.ledger.entry(seq) is None:
             raise UnknownReceipt(f"no ledger entry {seq}")
         with self.ledger.transaction() as con:
             con.execute(
-                "INSERT OR IGNORE INTO receipts(seq, ts, method, cashier) VALUES (?, ?, ?, ?)",
-                (seq, time.time(), Method(method).value, cashier),
+                "INSERT OR IGNORE INTO receipts(seq, ts, method, cashier, reference) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (seq, time.time(), Method(method).value, cashier, reference),
             )
         found = self.by_seq(seq)
         assert found is not None
@@ -128,16 +161,12 @@ class Receipts:
 
     def by_seq(self, seq: int) -> Receipt | None:
         """Return the receipt of ledger entry ``seq``, or None."""
-        rows = self.ledger.query(
-            "SELECT number, seq, method, cashier FROM receipts WHERE seq = ?", (seq,)
-        )
+        rows = self.ledger.query(f"SELECT {_COLS} FROM receipts WHERE seq = ?", (seq,))
         return self._receipt(rows[0]) if rows else None
 
     def get(self, number: int) -> Receipt:
         """Return receipt ``number`` (a reprint); ``UnknownReceipt`` if there is none."""
-        rows = self.ledger.query(
-            "SELECT number, seq, method, cashier FROM receipts WHERE number = ?", (number,)
-        )
+        rows = self.ledger.query(f"SELECT {_COLS} FROM receipts WHERE number = ?", (number,))
         if not rows:
             raise UnknownReceipt(f"no receipt number {number}")
         return self._receipt(rows[0])
@@ -150,8 +179,21 @@ class Receipts:
         rows = self.ledger.query(f"SELECT seq, number FROM receipts WHERE seq IN ({marks})", seqs)
         return {int(s): int(n) for s, n in rows}
 
-    def _receipt(self, row: tuple[int, int, str, str]) -> Receipt:
-        number, seq, method, cashier = row
+    def of_accounts(self, accounts: list[str], limit: int = 50) -> list[Receipt]:
+        """Return the newest ``limit`` receipts of entries of ``accounts``, newest first."""
+        if not accounts:
+            return []
+        marks = ",".join("?" * len(accounts))
+        rows = self.ledger.query(
+            f"SELECT r.number, r.seq, r.method, r.cashier, r.reference FROM receipts r "
+            f"JOIN entries e ON e.seq = r.seq WHERE e.account IN ({marks}) "
+            "ORDER BY r.number DESC LIMIT ?",
+            [*accounts, limit],
+        )
+        return [self._receipt(r) for r in rows]
+
+    def _receipt(self, row: tuple[int, int, str, str, str]) -> Receipt:
+        number, seq, method, cashier, reference = row
         entry = self.ledger.entry(seq)
         if entry is None:  # the ledger is append-only: cannot happen
             raise UnknownReceipt(f"receipt {number}: no ledger entry {seq}")
@@ -168,6 +210,7 @@ class Receipts:
             cashier=cashier,
             ts=entry.ts,
             reverses=entry.reverses,
+            reference=reference,
         )
 
     def _balance_before(self, entry: Entry) -> Decimal:
@@ -194,6 +237,7 @@ def receipt_lines(r: Receipt, time_text: str, currency: str) -> list[tuple[str, 
         (_("Account"), r.account),
         (_("Operation"), kinds.get(r.kind, r.kind.value)),
         (_("Method"), _(METHOD_LABELS[r.method])),
+        *([(_("Reference"), r.reference)] if r.reference else []),
         (_("Amount"), money(r.amount)),
         (_("Balance before"), money(r.balance_before)),
         (_("Balance after"), money(r.balance_after)),
@@ -336,11 +380,11 @@ def day_xlsx(d: CashierDay, tz: str) -> bytes:
     for ln in d.lines:
         e = ln.entry
         when = datetime.fromtimestamp(e.ts, zone).strftime("%Y-%m-%d %H:%M:%S")
-        method = _(METHOD_LABELS[Method(ln.method)]) if ln.method != "other" else _("other")
+        method = method_label(ln.method)
         ws.append([e.seq, when, e.account, e.kind.value, method, e.amount, ln.receipt or None])
     ws.append([])
     for method, amount in d.totals.items():
-        label = _(METHOD_LABELS[Method(method)]) if method != "other" else _("other")
+        label = method_label(method)
         ws.append([_("Total {method}", method=label), None, None, None, None, amount])
     ws.append([_("Total"), None, None, None, None, d.total])
     ws.cell(ws.max_row, 1).font = Font(bold=True)
@@ -350,3 +394,90 @@ def day_xlsx(d: CashierDay, tz: str) -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+def day_pdf(
+    d: CashierDay,
+    tz: str,
+    *,
+    title: str,
+    currency: str,
+    font: str | Path | None = None,
+) -> bytes:
+    """Return the closing report of a cashier's day as a PDF (A4): totals by method, entries.
+
+    The same lines and totals as ``day_xlsx`` (the sums of the ledger's entries of the day).
+    """
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(auto=True, margin=12)
+    path = _font(font)
+    family = "Helvetica"
+    if path is not None:
+        pdf.add_font("report", "", str(path))
+        family = "report"
+
+    def text(s: str) -> str:
+        return s if path is not None else s.encode("latin-1", "replace").decode("latin-1")
+
+    def money(amount: Decimal) -> str:
+        return _("{amount} {currency}", amount=f"{amount:,.2f}", currency=currency)
+
+    pdf.add_page()
+    pdf.set_font(family, size=13)
+    pdf.cell(0, 8, text(title), new_x="LMARGIN", new_y="NEXT")
+    who = d.cashier or _("all cashiers")
+    pdf.set_font(family, size=11)
+    heading = _("Cashier's day {day}: {cashier}", day=d.day.isoformat(), cashier=who)
+    pdf.cell(0, 7, text(heading), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    pdf.set_font(family, size=10)
+    for method, amount in d.totals.items():
+        pdf.cell(60, 6, text(_("Total {method}", method=method_label(method))))
+        pdf.cell(40, 6, text(money(amount)), align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(60, 6, text(_("Total")))
+    pdf.cell(40, 6, text(money(d.total)), align="R", new_x="LMARGIN", new_y="NEXT")
+    n = len(d.lines)
+    pdf.cell(0, 6, text(_("Entries: {n}", n=n)), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    widths = (18, 38, 38, 22, 28, 28, 18)
+    head = [_("Entry"), _("Time"), _("Account"), _("Kind"), _("Method"), _("Amount"), _("Receipt")]
+    pdf.set_font(family, size=8)
+    for w, h in zip(widths, head, strict=True):
+        pdf.cell(w, 5, text(h), border="B")
+    pdf.ln()
+    zone = ZoneInfo(tz)
+    for ln in d.lines:
+        e = ln.entry
+        when = datetime.fromtimestamp(e.ts, zone).strftime("%Y-%m-%d %H:%M:%S")
+        cells = [
+            str(e.seq),
+            when,
+            e.account,
+            e.kind.value,
+            method_label(ln.method),
+            f"{e.amount:,.2f}",
+            str(ln.receipt or ""),
+        ]
+        for i, (w, c) in enumerate(zip(widths, cells, strict=True)):
+            pdf.cell(w, 5, text(c), align="R" if i == 5 else "L")
+        pdf.ln()
+    return bytes(pdf.output())
+
+
+def receipt_html(r: Receipt, title: str, time_text: str, currency: str) -> str:
+    """Return the receipt as an HTML section (a table of label and value).
+
+    Shown on the cashier's page and served as the printable receipt page (``/receipts/N``).
+    """
+    rows = "".join(
+        f"<tr><td>{html.escape(label)}</td><td><b>{html.escape(value)}</b></td></tr>"
+        for label, value in receipt_lines(r, time_text, currency)
+    )
+    return (
+        f'<section class="receipt" data-receipt-number="{r.number}" data-seq="{r.seq}" '
+        f'data-amount="{r.amount}" data-before="{r.balance_before}" data-after="{r.balance_after}">'
+        f"<h3>{html.escape(title)}: {html.escape(_('Receipt'))}</h3>"
+        f"<table>{rows}</table></section>"
+    )

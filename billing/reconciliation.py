@@ -11,15 +11,22 @@ provider's posted payments (:class:`billing.payments.PaymentStore`) of one local
 
 Each statement line is looked up by its transaction id whenever it was paid, so a payment made
 at 23:59 and posted after midnight still matches. Read-only: nothing is posted.
+
+The daily run (:func:`reconcile_day`, the billing scheduler's ``payments.reconcile`` job when a
+provider has a ``statement_dir``): the provider's statement file of a day
+(:func:`statement_file`: ``<provider>-YYYY-MM-DD.csv``, else ``YYYY-MM-DD.csv``) against the
+ledger; the result is written as JSON beside the reports (``<data-dir>/reports/reconciliation``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from billing.errors import BadAmount
@@ -36,6 +43,8 @@ __all__ = [
     "StatementLine",
     "read_statement",
     "reconcile",
+    "reconcile_day",
+    "statement_file",
 ]
 
 
@@ -245,3 +254,39 @@ def reconcile(
     return Reconciliation(
         provider, day, start, end, len(lines), matched, missing, extra, mismatched
     )
+
+
+def statement_file(directory: Path, provider: str, day: str) -> Path | None:
+    """Return the statement of ``provider``'s ``day`` (YYYY-MM-DD) in ``directory``, or None."""
+    for name in (f"{provider}-{day}.csv", f"{day}.csv"):
+        path = directory / name
+        if path.is_file():
+            return path
+    return None
+
+
+def reconcile_day(
+    store: PaymentStore,
+    provider: str,
+    statement: Path,
+    start: float,
+    end: float,
+    tz: str,
+    currency: str | None,
+    out_dir: Path,
+) -> tuple[Reconciliation, Path]:
+    """Reconcile the statement file of one day; write the result as JSON into ``out_dir``.
+
+    Returns the reconciliation and the file written (``<provider>-<day>.json``). Raises
+    ``StatementError`` for a statement that cannot be read, ``OSError`` for the files. Blocking.
+    """
+    lines = read_statement(statement.read_bytes(), tz, currency)
+    found = reconcile(store, provider, lines, start, end, tz)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{provider}-{found.day}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(
+        json.dumps({**found.to_json(), "statement": str(statement)}, indent=1), encoding="utf-8"
+    )
+    tmp.replace(path)
+    return found, path

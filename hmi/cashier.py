@@ -6,8 +6,10 @@ balance and level, the household's heat account balance and its last ten ledger 
 their receipt numbers. The money desk (``hmi.cashier_money``) takes payments, refunds and
 reversals, each with a confirm step, through the ``Billing`` facade; each posted entry gets
 a numbered receipt (``billing.receipts``) shown as a printable section with its PDF
-(``hmi.cashier_receipt``), reprintable from the entry list. *My day* (``hmi.cashier_day``):
-the cashier's totals by method today and the closing report (xlsx).
+(``hmi.cashier_receipt``) and its receipt URL, reprintable from the entry list. *My day*
+(``hmi.cashier_day``): the cashier's totals by method today and the closing report (xlsx and
+PDF); admins also see the whole desk's day. The entry table's columns are as wide as their
+text (``FIT_COLUMNS_JS``): on a phone the table scrolls sideways instead of cutting the time.
 
 Classes: :class:`AccountSearch` (query and matches), :class:`AccountView` (balances and
 entries); :func:`make_cashier` puts them together. On a phone (narrow viewport) the two
@@ -21,7 +23,7 @@ from collections.abc import Callable
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, InlineStyleSheet
+from bokeh.models import ColumnDataSource, CustomJS, InlineStyleSheet
 from bokeh.models.widgets import Button, DataTable, Select, TableColumn, TextInput
 
 from billing.receipts import Receipt, Receipts
@@ -37,6 +39,7 @@ from hmi.cashier_search import (
     find_accounts,
 )
 from hmi.layout import (
+    TABLE_FONT,
     denied_body,
     html_div,
     page_allowed,
@@ -65,6 +68,35 @@ BODY_CSS = f"""
   :host(.cashier-body) {{ flex-direction: column !important; }}
   :host(.cashier-col) {{ width: 100% !important; flex: none !important; height: auto !important; }}
 }}
+"""
+
+
+#: Columns as wide as their longest text (header or cell); where they fit, the table fills its
+#: width; where not (a phone), it keeps those widths and scrolls sideways: no column is cut.
+FIT_COLUMNS_JS = f"""
+const probe = document.createElement("div");
+probe.style.cssText = "position:absolute;visibility:hidden;white-space:nowrap;font-size:{TABLE_FONT}";
+document.body.appendChild(probe);
+const cols = table.columns.filter((c) => c.visible);
+const data = source.data;
+const pad = 20;
+let total = 0;
+const widths = cols.map((c) => {{
+  let w = 0;
+  for (const text of [c.title, ...Array.from(data[c.field] || [], String)]) {{
+    probe.textContent = text;
+    w = Math.max(w, probe.getBoundingClientRect().width);
+  }}
+  w = Math.ceil(w + pad);
+  total += w;
+  return w;
+}});
+probe.remove();
+const view = Bokeh.index.find_one(table);
+const avail = view ? view.el.clientWidth : window.innerWidth;
+cols.forEach((c, i) => {{ if (c.width !== widths[i]) c.width = widths[i]; }});
+const mode = total <= avail ? "force_fit" : "none";
+if (table.autosize_mode !== mode) table.autosize_mode = mode;
 """
 
 
@@ -142,6 +174,9 @@ class AccountView:
         )
         redraw_on_update(self.table, self.source)
         text_sized_table(self.table, session.doc)
+        fit = CustomJS(args={"table": self.table, "source": self.source}, code=FIT_COLUMNS_JS)
+        self.source.js_on_change("data", fit)
+        session.doc.js_on_event("document_ready", fit)
         self.layout = column(self.head, self.table, sizing_mode="stretch_width")
 
     def show(self, s: AccountSummary | None, numbers: dict[int, int]) -> None:

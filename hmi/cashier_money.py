@@ -4,8 +4,9 @@
 amount, method and the balance after), then *Confirm* posts once through the ``Billing``
 facade, which audits it. A payment or refund carries an idempotency key made when the confirm
 box is shown, so a double click (or a retried request) posts one entry; the confirm box is
-cleared on the first click anyway. The method goes into the ledger note (``method=cash``) and
-the receipt (``billing.receipts``), which is issued for the entry and shown. *Reprint* shows the
+cleared on the first click anyway. The method and the payment reference (a bank transfer's or
+card slip's number, optional) go into the ledger note (``method=card; slip 42``) and the receipt
+(``billing.receipts``), which is issued for the entry and shown. *Reprint* shows the
 stored receipt of the chosen entry again, with the same number. Loop-thread only; billing calls
 run through ``session.spawn``.
 """
@@ -25,7 +26,14 @@ from bokeh.models.widgets import Button, Select, TextInput
 from billing.errors import BillingError
 from billing.ledger import REVERSIBLE, Entry
 from billing.money import parse_amount
-from billing.receipts import METHOD_LABELS, Method, Receipt, Receipts, method_note
+from billing.receipts import (
+    MAX_REFERENCE_CHARS,
+    METHOD_LABELS,
+    Method,
+    Receipt,
+    Receipts,
+    method_note,
+)
 from billing.service import Billing
 from hmi.cashier_search import entry_kind_text
 from hmi.layout import html_div, select_options, sized_inputs
@@ -50,6 +58,7 @@ class Pending:
     method: Method
     key: str  # the idempotency key of this confirm step
     seq: int | None = None  # the entry a reversal reverses
+    reference: str = ""  # the transfer's or slip's number (in the note and on the receipt)
 
 
 class MoneyDesk:
@@ -80,6 +89,12 @@ class MoneyDesk:
             name="cashier-method",
             stylesheets=[InlineStyleSheet(css=SELECT_CSS)],
         )
+        self.reference = TextInput(
+            title=_("Reference (transfer / slip no.)"),
+            placeholder=_("optional"),
+            name="cashier-reference",
+            max_length=MAX_REFERENCE_CHARS,
+        )
         self.entry = Select(
             title=_("Entry (reversal, reprint)"),
             options=[],
@@ -87,7 +102,7 @@ class MoneyDesk:
             sizing_mode="stretch_width",  # the longest entry text fits
             stylesheets=[InlineStyleSheet(css=SELECT_CSS)],
         )
-        sized_inputs(self.amount, self.method, self.entry)
+        sized_inputs(self.amount, self.method, self.reference, self.entry)
         self.btn_pay = self._button(_("Pay"), "cashier-pay", lambda: self.ask("topup"))
         self.btn_refund = self._button(_("Refund"), "cashier-refund", lambda: self.ask("refund"))
         self.btn_reverse = self._button(_("Reverse entry"), "cashier-reverse", self.ask_reversal)
@@ -99,6 +114,7 @@ class MoneyDesk:
         self.note = html_div("", name="cashier-note", sizing_mode="stretch_width")
         self.layout = column(
             row(self.amount, self.method, sizing_mode="stretch_width", styles=_WRAP),
+            self.reference,
             row(self.btn_pay, self.btn_refund, sizing_mode="stretch_width", styles=_WRAP),
             self.entry,
             row(self.btn_reverse, self.btn_reprint, sizing_mode="stretch_width", styles=_WRAP),
@@ -158,7 +174,9 @@ class MoneyDesk:
             self.say(_("not an amount: {error}", error=str(exc)), "result-bad")
             return
         signed = amount if op == "topup" else -amount
-        self._ask(Pending(op, self.account, signed, Method(self.method.value), uuid.uuid4().hex))
+        method = Method(self.method.value)
+        ref = self.reference.value.strip()
+        self._ask(Pending(op, self.account, signed, method, uuid.uuid4().hex, None, ref))
 
     def ask_reversal(self) -> None:
         """Show the confirm box of reversing the chosen entry."""
@@ -170,7 +188,8 @@ class MoneyDesk:
             self.say(_("this entry cannot be reversed"), "result-bad")
             return
         method = Method(self.method.value)
-        self._ask(Pending("reverse", self.account, -entry.amount, method, "", entry.seq))
+        ref = self.reference.value.strip()
+        self._ask(Pending("reverse", self.account, -entry.amount, method, "", entry.seq, ref))
 
     def _ask(self, p: Pending) -> None:
         before = self.billing.ledger.balance(p.account)
@@ -183,6 +202,7 @@ class MoneyDesk:
             (_("Account"), p.account),
             (_("Amount"), money_text(abs(p.amount), self.currency)),
             (_("Method"), _(METHOD_LABELS[p.method])),
+            *([(_("Reference"), p.reference)] if p.reference else []),
             (_("Balance now"), money_text(before, self.currency)),
             (_("Balance after"), money_text(before + p.amount, self.currency)),
         ]
@@ -215,17 +235,16 @@ class MoneyDesk:
         b = self.billing
         if p.op == "reverse":
             assert p.seq is not None
-            note = method_note(p.method, "reversal at the cash desk")
+            note = method_note(p.method, p.reference or "reversal at the cash desk")
             result = await b.reverse(p.account, p.seq, note=note, **who)
         else:
             post = b.topup if p.op == "topup" else b.refund
-            result = await post(
-                p.account, abs(p.amount), note=method_note(p.method), key=p.key, **who
-            )
+            note = method_note(p.method, p.reference)
+            result = await post(p.account, abs(p.amount), note=note, key=p.key, **who)
         assert result.entry is not None
         seq = result.entry.seq
         return await self.session.in_thread(
-            self.receipts.issue, seq, p.method, self.session.user_name
+            self.receipts.issue, seq, p.method, self.session.user_name, p.reference
         )
 
     def _posted(self, receipt: Receipt | None, err: BaseException | None) -> None:
@@ -234,7 +253,7 @@ class MoneyDesk:
             return
         attrs = f' data-posted="{receipt.seq}" data-receipt="{receipt.number}"'
         self.say(_("posted; receipt {number}", number=receipt.number), "result-ok", attrs)
-        self.amount.value = ""
+        self.amount.value = self.reference.value = ""
         self.on_receipt(receipt)
 
     def reprint(self) -> None:

@@ -4,7 +4,8 @@
 zone, account, operation, method, amount, balance before and after, cashier) as HTML with
 ``data-receipt-number`` / ``data-before`` / ``data-after`` for tests and tools; *Print* opens
 the receipt alone in a window and prints it; the PDF (``billing.receipts.receipt_pdf``) is a
-download link carried in the page (a data URL), so no HTTP route is needed for it.
+download link carried in the page (a data URL); *Receipt page* opens the receipt URL
+(``/receipts/<number>``, ``scada.server.handlers.receipts``), which reprints it any time later.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from bokeh.layouts import column, row
 from bokeh.models import CustomJS
 from bokeh.models.widgets import Button
 
-from billing.receipts import Receipt, receipt_lines, receipt_pdf
+from billing.receipts import Receipt, receipt_html, receipt_pdf
 from hmi.layout import html_div
 from hmi.session import HmiSession
 from hmi.theme import AUTO_WIDTH
@@ -37,20 +38,6 @@ if (w) {
   w.print();
 }
 """
-
-
-def receipt_html(r: Receipt, title: str, time_text: str, currency: str) -> str:
-    """Return the receipt as an HTML section (a table of label and value)."""
-    rows = "".join(
-        f"<tr><td>{html.escape(label)}</td><td><b>{html.escape(value)}</b></td></tr>"
-        for label, value in receipt_lines(r, time_text, currency)
-    )
-    return (
-        f'<section class="receipt" data-receipt-number="{r.number}" data-seq="{r.seq}" '
-        f'data-amount="{r.amount}" data-before="{r.balance_before}" data-after="{r.balance_after}">'
-        f"<h3>{html.escape(title)}: {html.escape(_('Receipt'))}</h3>"
-        f"<table>{rows}</table></section>"
-    )
 
 
 class ReceiptView:
@@ -84,7 +71,9 @@ class ReceiptView:
         name = f"receipt-{r.number}.pdf"
         self.pdf.text = (
             f'<a href="data:application/pdf;base64,{data}" download="{name}" '
-            f'data-receipt-pdf="{r.number}">{html.escape(_("Download PDF"))}</a>'
+            f'data-receipt-pdf="{r.number}">{html.escape(_("Download PDF"))}</a> '
+            f'<a href="/receipts/{r.number}" target="_blank" data-receipt-url="{r.number}">'
+            f"{html.escape(_('Receipt'))}</a>"
         )
         self.print_btn.visible = True
 

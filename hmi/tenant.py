@@ -9,8 +9,9 @@ Panels, top to bottom (side by side where the screen is wide): :class:`HomeTile`
 temperature, setpoint, area; live), the balance explained (``hmi.tenant_money``: balance now
 and level, last top-up, this month's top-ups and charges; reloaded when the balance tag
 moves), electricity beside heat (``hmi.tenant_usage``: this and last month, this month's
-allocated heat and its cost), the daily electricity chart with the days without data drawn
-as gaps, and the latest ledger entries.
+allocated heat and its cost), the *Pay* action (``hmi.tenant_pay``: the payment provider's
+flow), the daily electricity chart with the days without data drawn as gaps, the latest ledger
+entries, and the tenant's receipts and statements.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hmi.layout import denied_body, html_div, page_frame
 from hmi.session import HmiSession
 from hmi.tenant_labels import building_label, household_label
 from hmi.tenant_money import BalancePanel, LedgerPanel
+from hmi.tenant_pay import PayPanel
 from hmi.tenant_usage import ConsumptionPanel, day_starts, month_start
 from hmi.theme import value_html
 from i18n import _
@@ -134,11 +136,15 @@ class TenantPage:
         energy = _energy_tags(session, households, accounts)
         self.usage = ConsumptionPanel(session, energy, heated, currency, self.render)
         self.ledger = LedgerPanel(session, accounts, currency)
+        account_titles = {b.account.id: b.title for b in self.balances}
+        heated_hh = [h for h in households if h.valve_tag]
+        self.payments = PayPanel(session, accounts, heated_hh, account_titles, currency)
         self.tiles = html_div("", name="tenant-status", css=GRID_CSS, sizing_mode="stretch_width")
         self.layout = column(
             self.tiles,
             self.usage.layout,
             self.ledger.div,
+            self.payments.div,
             sizing_mode="stretch_both",
             styles={"overflow-y": "auto"},
             name="tenant-body",
@@ -155,6 +161,7 @@ class TenantPage:
         """Lay the homes, balances, electricity and heat tiles out in the grid."""
         parts = [h.html() for h in self.homes]
         parts += [b.html for b in self.balances]
+        parts.append(self.payments.pay.text)
         parts += [self.usage.electricity, self.usage.heat]
         self.tiles.text = f'<div class="tiles">{"".join(parts)}</div>'
 
@@ -173,6 +180,7 @@ class TenantPage:
                 b.load()  # a top-up or a charge: the story changed
             if moved:
                 self.ledger.load()
+                self.payments.load()
             self.render()
 
         # the user's own accounts' tags: readable even without ``tags.read``
@@ -183,6 +191,7 @@ class TenantPage:
         for b in self.balances:
             b.load()
         self.ledger.load()
+        self.payments.load()
         self.usage.load()
 
 

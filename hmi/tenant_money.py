@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from billing.account_statement import kind_label
 from billing.ledger import Entry, EntryKind
 from billing.tags import Level, balance_tag, level_tag
 from hmi.layout import html_div
@@ -75,17 +76,8 @@ def balance_story(entries: Sequence[Entry], month_start: float) -> BalanceStory:
 
 
 def kind_text(kind: EntryKind) -> str:
-    """Return a ledger entry kind as the tenant reads it."""
-    texts = {
-        EntryKind.OPENING: _("opening balance"),
-        EntryKind.TOPUP: _("top-up"),
-        EntryKind.REFUND: _("refund"),
-        EntryKind.REVERSAL: _("correction"),
-        EntryKind.CONSUMPTION: _("electricity"),
-        EntryKind.SHARED_LOSS: _("shared losses"),
-        EntryKind.REPLACEMENT: _("meter replaced"),
-    }
-    return texts.get(kind, str(kind))
+    """Return a ledger entry kind as the tenant reads it (as their statement names it)."""
+    return kind_label(kind)
 
 
 def level_status(level: Level | None) -> str:

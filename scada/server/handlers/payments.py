@@ -8,6 +8,13 @@ top-up once per transaction id and audits every refusal) and maps its refusals t
 notice, 409 an account closed or not open, or a transaction id posted with another account or
 amount. A repeated transaction answers 200 with ``repeated: true`` and the entry posted first.
 
+Refused callbacks that are not a provider's (a missing or wrong signature, a body that is not a
+notice, an unknown provider, a body too large) are counted per source address
+(:class:`RefusalLimiter`, one per server in the application's settings): past
+``payments.max_refused`` in ``payments.refused_window_s`` every callback from that address is
+answered 429 with the reason and ``Retry-After`` until the window has moved on; the first 429
+of each such block is audited (``payments.callback``, ``denied``). A provider retries a 429.
+
 ``POST /api/payments/reconcile/{provider}?date=YYYY-MM-DD`` (``payments.reconcile``) takes the
 provider's statement of that day (CSV, raw or the file of a form) and answers the missing,
 extra and mismatched payments (:mod:`billing.reconciliation`). Loop-thread only.
@@ -15,6 +22,11 @@ extra and mismatched payments (:mod:`billing.reconciliation`). Loop-thread only.
 
 from __future__ import annotations
 
+import collections
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from billing.errors import BadAmount, BillingError, UnknownAccount
@@ -40,13 +52,18 @@ from scada.server.handlers.billing import money_json
 from scada.server.handlers.roster import read_upload
 
 __all__ = [
+    "LIMITER_SETTING",
     "MAX_CALLBACK_BYTES",
     "SIGNATURE",
     "SIGNATURE_HEADER",
     "PaymentCallbackApi",
     "PaymentNotice",
     "PaymentReconcileApi",
+    "RefusalLimiter",
 ]
+
+#: The key of the server's :class:`RefusalLimiter` in the Tornado application's settings.
+LIMITER_SETTING = "payments_refusal_limiter"
 
 #: The ``X-Signature`` header's form (the route table documents it).
 SIGNATURE = r"^sha256=[0-9a-fA-F]{64}$"
@@ -64,6 +81,66 @@ _STATUS: dict[type[BillingError], int] = {
 
 def _status(exc: BillingError) -> int:
     return next((_STATUS[c] for c in type(exc).__mro__ if c in _STATUS), 409)
+
+
+#: Refusals that count towards the limit: callbacks no configured provider sent.
+_COUNTED = (BadSignature, MalformedPayment, UnknownProvider)
+
+
+@dataclass(slots=True)
+class RefusalLimiter:
+    """Sliding-window count of refused callbacks per source address (module docstring).
+
+    ``retry_after(source)`` is 0 while the source may send, else the seconds until the oldest
+    counted refusal leaves the window. Loop-thread only.
+    """
+
+    max_refused: int = 10
+    window_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _refused: dict[str, collections.deque[float]] = field(default_factory=dict)
+    _audited: dict[str, float] = field(default_factory=dict)  # source -> block's end
+
+    def _trim(self, source: str, now: float) -> collections.deque[float] | None:
+        q = self._refused.get(source)
+        if q is None:
+            return None
+        while q and q[0] <= now - self.window_s:
+            q.popleft()
+        if not q:
+            del self._refused[source]
+            return None
+        return q
+
+    def count(self, source: str) -> int:
+        """Return the refusals of ``source`` in the window."""
+        q = self._trim(source, self.clock())
+        return 0 if q is None else len(q)
+
+    def retry_after(self, source: str) -> float:
+        """Return 0 if ``source`` may send a callback, else the seconds to wait."""
+        now = self.clock()
+        q = self._trim(source, now)
+        if q is None or len(q) < self.max_refused:
+            return 0.0
+        return max(q[len(q) - self.max_refused] + self.window_s - now, 0.001)
+
+    def refused(self, source: str) -> None:
+        """Count one refused callback of ``source``."""
+        now = self.clock()
+        self._refused.setdefault(source, collections.deque()).append(now)
+        if len(self._refused) > 10_000:  # bound memory under a spray of addresses
+            for key in [k for k, q in self._refused.items() if q[-1] <= now - self.window_s]:
+                del self._refused[key]
+            self._audited = {k: t for k, t in self._audited.items() if t > now}
+
+    def first_of_block(self, source: str, wait_s: float) -> bool:
+        """True once per blocked period of ``source`` (the 429 to audit)."""
+        now = self.clock()
+        if self._audited.get(source, 0.0) > now:
+            return False
+        self._audited[source] = now + wait_s
+        return True
 
 
 def payment_json(payment: Payment, result: Any) -> dict[str, Any]:
@@ -85,9 +162,44 @@ class _PaymentsBase(ApiHandler):
 class PaymentCallbackApi(_PaymentsBase):
     """``POST /api/payments/callback/{provider}``: a provider's signed payment (module docstring)."""
 
+    def limiter(self) -> RefusalLimiter:
+        """The server's limiter, with the configured limits (they follow a config apply)."""
+        cfg = self.payments()
+        settings = self.application.settings
+        limiter = settings.get(LIMITER_SETTING)
+        if not isinstance(limiter, RefusalLimiter):
+            limiter = settings[LIMITER_SETTING] = RefusalLimiter()
+        limiter.max_refused, limiter.window_s = cfg.max_refused, cfg.refused_window_s
+        return limiter
+
+    def _limit(self, provider: str, limiter: RefusalLimiter) -> None:
+        """Answer 429 (audited once per block) while the source is over its limit."""
+        wait = limiter.retry_after(self.source)
+        if wait <= 0:
+            return
+        n, window = limiter.count(self.source), limiter.window_s
+        reason = (
+            f"too many refused callbacks from {self.source}: {n} in the last {window:g} s "
+            f"(a wrong signature or a malformed body); retry after {math.ceil(wait)} s"
+        )
+        if limiter.first_of_block(self.source, wait):
+            self.ctx.audit.record(
+                CALLBACK_ACTION,
+                user=payment_user(provider),
+                source=self.source,
+                target=provider,
+                result="denied",
+                after={"provider": provider, "refused": n, "window_s": window},
+                detail=reason,
+            )
+        raise ApiError(429, reason, headers={"Retry-After": str(math.ceil(wait))})
+
     async def post(self, provider: str) -> None:
+        limiter = self.limiter()
+        self._limit(provider, limiter)
         body = self.request.body or b""
         if len(body) > MAX_CALLBACK_BYTES:
+            limiter.refused(self.source)
             self.ctx.audit.record(
                 CALLBACK_ACTION,
                 user=payment_user(provider),
@@ -110,6 +222,8 @@ class PaymentCallbackApi(_PaymentsBase):
                 offload=self.ctx.run_blocking,
             )
         except BillingError as exc:
+            if isinstance(exc, _COUNTED):
+                limiter.refused(self.source)
             status = _status(exc)
             headers = {"WWW-Authenticate": 'HMAC realm="payments"'} if status == 401 else None
             raise ApiError(status, str(exc), headers=headers) from None

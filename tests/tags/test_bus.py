@@ -253,3 +253,46 @@ def test_async_subscriber_without_loop_is_logged_not_raised(
         db.flush()
     assert len(plain) == 1
     assert any("needs-loop" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_busy_stream_is_paced_and_a_quiet_one_is_not() -> None:
+    db = TagDatabase([TagDef("a"), TagDef("b")])
+    db.min_delivery_interval_s = 0.2
+    got: list[tuple[float, dict[str, object]]] = []
+    arrived = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_batch(batch: ChangeBatch) -> None:
+        got.append((loop.time(), values_of(batch)))
+        arrived.set()
+
+    db.subscribe("*", on_batch)
+    db.update("a", 1.0)
+    await arrived.wait()  # after a quiet spell: the next loop turn
+    first = got[0][0]
+    arrived.clear()
+    db.update("a", 2.0)
+    db.update("b", 3.0)
+    for _ in range(5):
+        await asyncio.sleep(0)  # turns pass, the delivery waits for its interval
+    assert len(got) == 1
+    await arrived.wait()
+    assert got[1][1] == {"a": 2.0, "b": 3.0}  # both changes in one batch
+    assert got[1][0] - first >= 0.2
+
+
+async def test_a_tag_removed_before_delivery_is_not_delivered() -> None:
+    db = TagDatabase([TagDef("a"), TagDef("b")])
+    got: list[dict[str, object]] = []
+    arrived = asyncio.Event()
+
+    def on_batch(batch: ChangeBatch) -> None:
+        got.append(values_of(batch))
+        arrived.set()
+
+    db.subscribe("*", on_batch)
+    db.update("a", 1.0)
+    db.update("b", 2.0)
+    db.replace_defs([TagDef("b")])
+    await arrived.wait()
+    assert got == [{"b": 2.0}]

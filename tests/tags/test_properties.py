@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tags import ChangeBatch, Quality, Reason, TagDatabase, TagDef, TagValue
+from tags import ChangeBatch, Quality, Reason, TagDatabase, TagDef, TagValue, database
 from tags.catalog import KIND_DEAD, TagCatalog
 
 DEADBANDS = (0.0, 0.5, 1.0)
@@ -92,6 +92,26 @@ single_op = st.tuples(
     ops=st.lists(st.one_of(update_op, quality_op, single_op), max_size=12),
 )
 def test_update_many_matches_reference_model(deadbands: list[float], ops: list[tuple]) -> None:
+    check_against_reference(deadbands, ops)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    deadbands=st.lists(st.sampled_from(DEADBANDS), min_size=N_TAGS, max_size=N_TAGS),
+    ops=st.lists(st.one_of(update_op, quality_op, single_op), max_size=12),
+)
+def test_the_array_path_matches_the_reference_model_too(
+    deadbands: list[float], ops: list[tuple]
+) -> None:
+    small = database.SMALL_UPDATE
+    database.SMALL_UPDATE = 0  # every update_many through the numpy path
+    try:
+        check_against_reference(deadbands, ops)
+    finally:
+        database.SMALL_UPDATE = small
+
+
+def check_against_reference(deadbands: list[float], ops: list[tuple]) -> None:
     names = [f"t{i}" for i in range(N_TAGS)]
     db = TagDatabase([TagDef(n, deadband=d) for n, d in zip(names, deadbands, strict=True)])
     refs = [Ref(d) for d in deadbands]

@@ -1,11 +1,12 @@
 # make run   — set up .venv on first use and start the demo site (simulator, historian, HMI)
 # make test  — set up .venv on first use and run the whole test suite
+# make i18n  — re-extract the message ids into i18n/locale/scada.pot, update and compile the zh_CN / ru catalogs
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench system-deps clean
+.PHONY: run test lint bench i18n system-deps clean
 
 # First use (or pyproject.toml changed): say what happens while pip works quietly.
 $(STAMP): pyproject.toml
@@ -32,6 +33,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/scada bench tags
+
+# New ids arrive untranslated in the .po files (exit 1 names how many): translate them.
+i18n: $(STAMP)
+	$(BIN)/python -m i18n.extraction
 
 # Debian packages the tests use (real peers): needs root; .ci/run calls it.
 system-deps:

@@ -60,7 +60,7 @@ from hmi.layout import (
 from hmi.session import HmiSession
 from hmi.theme import PAGE_FONT, PANEL, PANEL_EDGE, TEXT_DIM
 from hmi.timefmt import site_tz
-from i18n import _, ngettext
+from i18n import N_, _, ngettext
 from scada.services.alarm_ops import AlarmOpError, AlarmOps
 
 __all__ = ["PHONE_MAX_PX", "alarm_rows", "make_alarms", "state_words"]
@@ -70,11 +70,11 @@ log = logging.getLogger(__name__)
 #: Viewports up to this width show cards instead of the table.
 PHONE_MAX_PX = 600
 STATE_FILTERS: dict[str, list[str] | None] = {
-    "all": None,
-    "unacknowledged": ["unacknowledged", "rtn_unacknowledged"],
-    "acknowledged": ["acknowledged"],
-    "shelved": ["shelved"],
-    "out of service": ["out_of_service"],
+    N_("all"): None,
+    N_("unacknowledged"): ["unacknowledged", "rtn_unacknowledged"],
+    N_("acknowledged"): ["acknowledged"],
+    N_("shelved"): ["shelved"],
+    N_("out of service"): ["out_of_service"],
 }
 SHELVE_DURATIONS = {"15 min": 900.0, "1 h": 3600.0, "8 h": 8 * 3600.0, "24 h": 86400.0}
 ROW_KEYS = (

@@ -26,12 +26,13 @@ from bokeh.application.handlers.function import FunctionHandler
 from bokeh.document import Document
 from bokeh.server.contexts import BokehSessionContext
 
-from hmi import bokeh_speed
+from hmi import bokeh_speed, language
+from hmi.language import session_language, set_document_language
 from hmi.layout import PAGES, html_div
 from hmi.services import ServerAuth, ServiceCommands
 from hmi.session import HmiAuth, HmiSession, HmiUser
 from hmi.theme import PAGE_TEMPLATE
-from i18n import _
+from i18n import _, use_language
 from scada.services.bundle import Services
 
 __all__ = ["PAGE_PATHS", "HmiServices", "apps"]
@@ -175,6 +176,7 @@ def apps(services: Services) -> dict[str, Application]:
     Serve them with signed sessions (the user goes into the session token).
     """
     bokeh_speed.install()  # a page's document serialises in a fifth of the time
+    language.install()  # each session's callbacks run in its user's language
     hmi = HmiServices(services)
     out: dict[str, Application] = {}
     for name, path in PAGE_PATHS.items():
@@ -183,11 +185,14 @@ def apps(services: Services) -> dict[str, Application]:
         def make_document(doc: Document, name: str = name, build: Any = build) -> None:
             hmi_auth = hmi.auth()
             user = _session_user(doc, hmi_auth, hmi)
-            if user is None:
-                _login_required(doc)
-                return
-            session = HmiSession(doc, services, user, hmi_auth, page=name)
-            build(session, doc, hmi)
+            language = session_language(services, user.name if user is not None else None)
+            set_document_language(doc, language)  # its later callbacks (hmi.language)
+            with use_language(language):
+                if user is None:
+                    _login_required(doc)
+                    return
+                session = HmiSession(doc, services, user, hmi_auth, page=name)
+                build(session, doc, hmi)
 
         out[path] = Application(_HmiHandler(make_document, hmi))
     return out

@@ -81,7 +81,7 @@ RANGES: dict[str, float] = {
     N_("last week"): 7 * 86400.0,
 }
 #: Result filter options (``any``: no filter).
-RESULTS = ("any", "ok", "denied", "failed", "repeated")
+RESULTS = (N_("any"), N_("ok"), N_("denied"), N_("failed"), N_("repeated"))
 #: Rows on screen (the newest); the CSV download has up to 10,000.
 MAX_ROWS = 500
 

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: A unit's comm state in words (the mimic's ``comm`` column holds the key).
 COMM_WORDS = {"lost": N_("lost contact"), "stale": N_("stale"), "ok": N_("ok")}
+#: The valve states shown as ``_(state)`` (marked here for the catalog).
+VALVE_WORDS = (N_("open"), N_("closed"), N_("commanded"), N_("fault"), N_("unknown"))
 
 #: Units of the buildings whose mimics a page keeps for when they are shown again (kiosk
 #: rotation): the last shown, oldest dropped first, and always the current one.

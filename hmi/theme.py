@@ -37,7 +37,7 @@ VALVE_CLOSED = "#FFFFFF"
 #: Alarm priority -> colour (1 critical .. 4 low). Used for alarm rows, counts and faults.
 PRIORITY_COLOURS: dict[int, str] = {1: "#E0001B", 2: "#FF7F00", 3: "#F2C500", 4: "#7B3FBF"}
 PRIORITY_TEXT: dict[int, str] = {1: "#FFFFFF", 2: "#000000", 3: "#000000", 4: "#FFFFFF"}
-PRIORITY_NAMES: dict[int, str] = {1: "critical", 2: "high", 3: "medium", 4: "low"}
+PRIORITY_NAMES: dict[int, str] = {1: N_("critical"), 2: N_("high"), 3: N_("medium"), 4: N_("low")}
 COMM_LOST = "#C000C0"  # magenta: the value is not from the device (bad quality)
 STALE = "#8A8AE6"  # hatched blue-grey: the value is old (uncertain)
 COMMANDED = "#1E78C8"  # blue: a command was sent and is waiting for read-back

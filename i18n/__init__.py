@@ -6,12 +6,15 @@ notices, API error reasons, CLI output meant for people) goes through :func:`_` 
 
     _("next command allowed at {time}", time=hhmmss)
 
-The message id is the English text; the catalogs (gettext ``.mo`` files under
-``i18n/locale/<lang>/LC_MESSAGES/scada.mo``, made with Babel) translate it. Until a catalog
-for the current language exists the English text is used. The current language is a
-context variable (:func:`use_language`), so a request or an HMI session can use its user's
-language without touching any other. Keep placeholders named (``{value}``) so a translator
-may move them.
+The message id is the English text; the catalogs (gettext ``.po`` files under
+``i18n/locale/<lang>/LC_MESSAGES/scada.po``, for ``zh_CN`` and ``ru``, made with Babel)
+translate it. The ``.mo`` files are not committed: each is compiled from its ``.po`` on
+the first use of the language when missing or older (see :mod:`i18n.catalogs`); ``make
+i18n`` re-extracts the ids and updates the catalogs. A language without a catalog (``en``)
+shows the English text. The current language is a context variable
+(:func:`use_language`), so a request or an HMI session can use its user's language
+without touching any other. Keep placeholders named (``{value}``) so a translator may
+move them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,23 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["DOMAIN", "LOCALE_DIR", "N_", "_", "current_language", "ngettext", "use_language"]
+from i18n.catalogs import load_translations
+from i18n.languages import DEFAULT_LANGUAGE, LANGUAGES, best_language, normalise_language
+
+__all__ = [
+    "DEFAULT_LANGUAGE",
+    "DOMAIN",
+    "LANGUAGES",
+    "LOCALE_DIR",
+    "N_",
+    "_",
+    "best_language",
+    "current_language",
+    "ngettext",
+    "normalise_language",
+    "set_language",
+    "use_language",
+]
 
 DOMAIN = "scada"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -38,17 +57,32 @@ def current_language() -> str:
 
 @contextmanager
 def use_language(language: str) -> Iterator[None]:
-    """Translate into ``language`` (``en``, ``zh_CN``, ``ru``...) inside the ``with`` block."""
-    token = _language.set(language or "en")
+    """Translate into ``language`` (``en``, ``zh_CN``, ``ru``; ``zh-CN`` etc. accepted) inside the block.
+
+    An unknown or empty language means English.
+    """
+    token = _language.set(normalise_language(language) or DEFAULT_LANGUAGE)
     try:
         yield
     finally:
         _language.reset(token)
 
 
+def set_language(language: str | None) -> contextvars.Token[str]:
+    """Make ``language`` the current one for the rest of the current context; return the token.
+
+    For a context that ends with its work, such as a Tornado request's task (the REST
+    handlers set the language of ``Accept-Language`` in ``prepare``); elsewhere prefer
+    :func:`use_language`. Unknown or empty means English.
+    """
+    return _language.set(normalise_language(language) or DEFAULT_LANGUAGE)
+
+
 @lru_cache(maxsize=16)
 def _catalog(language: str) -> _gettext.NullTranslations:
-    return _gettext.translation(DOMAIN, LOCALE_DIR, languages=[language], fallback=True)
+    if language == DEFAULT_LANGUAGE:
+        return _gettext.NullTranslations()
+    return load_translations(LOCALE_DIR, DOMAIN, language)
 
 
 def _fill(text: str, fields: dict[str, object]) -> str:

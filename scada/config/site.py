@@ -22,6 +22,7 @@ from drivers.config import (
     TemplateConfig,
 )
 from historian.config import HistorianConfig
+from i18n import DEFAULT_LANGUAGE, LANGUAGES
 from scada.config.buildings import BuildingConfig
 from scada.config.errors import ConfigIssue
 from scada.config.substations import SubstationConfig
@@ -30,12 +31,20 @@ from tags.model import Source, TagDef, TagType
 
 
 class SiteInfo(ConfigModel):
-    """Who the site is: ``id`` (short, used in names), display ``name`` and IANA ``timezone``."""
+    """Who the site is: ``id`` (short, used in names), display ``name``, IANA ``timezone``.
+
+    ``language`` is the site's default language (``en``, ``zh_CN``, ``ru``).
+    """
 
     id: Id
     name: str = ""
     timezone: str = "UTC"
     description: str = ""
+    language: str = Field(
+        DEFAULT_LANGUAGE,
+        description="default language of screens and messages: en, zh_CN or ru "
+        "(a user's own choice and a request's Accept-Language win over it)",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -46,6 +55,13 @@ class SiteInfo(ConfigModel):
             raise ValueError(
                 f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)"
             ) from None
+        return v
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        if v not in LANGUAGES:
+            raise ValueError(f"unknown language {v!r} (use one of {', '.join(LANGUAGES)})")
         return v
 
 

@@ -3,7 +3,8 @@
 One file, ``<data-dir>/users.sqlite`` (WAL). Tables:
 
 * ``users``: name, role, links (JSON list of household / account ids, for tenants),
-  password hash ``scrypt$n$r$p$salt$hash`` (base64), timestamps;
+  password hash ``scrypt$n$r$p$salt$hash`` (base64), timestamps, the user's language
+  (``en``, ``zh_CN``, ``ru``; NULL: the site's default);
 * ``tokens``: session and API tokens, stored as SHA-256 of the random token (the token
   itself is shown once), with expiry, last use and revocation.
 
@@ -33,6 +34,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from i18n import LANGUAGES
 from scada.services.auth import Role, User, xsrf_for
 
 __all__ = ["FILE_NAME", "UserError", "UserStore", "hash_password", "verify_password"]
@@ -53,7 +55,8 @@ CREATE TABLE IF NOT EXISTS users(
     links TEXT NOT NULL DEFAULT '[]',
     pw_hash TEXT,
     created_ts REAL NOT NULL,
-    updated_ts REAL NOT NULL
+    updated_ts REAL NOT NULL,
+    language TEXT
 );
 CREATE TABLE IF NOT EXISTS tokens(
     id INTEGER PRIMARY KEY,
@@ -137,6 +140,9 @@ class UserStore:
         self._conn = self._connect()
         with self._conn:
             self._conn.executescript(_SCHEMA)
+            columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(users)")}
+            if "language" not in columns:  # a file made before users chose a language
+                self._conn.execute("ALTER TABLE users ADD COLUMN language TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=10.0)
@@ -239,6 +245,25 @@ class UserStore:
                     "UPDATE tokens SET revoked = 1 WHERE name = ? AND kind = 'session'", (name,)
                 )
         return User(name, new_role, new_links)
+
+    def language_of(self, name: str) -> str | None:
+        """Return the language ``name`` chose (``en``, ``zh_CN``, ``ru``), None for the site's."""
+        row = self._conn.execute("SELECT language FROM users WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row["language"]
+
+    def set_language(self, name: str, language: str | None) -> None:
+        """Set the language of ``name`` (None: follow the site's default).
+
+        Raises :class:`UserError` for an unknown user or a language not in ``i18n.LANGUAGES``.
+        """
+        if language is not None and language not in LANGUAGES:
+            raise UserError(f"unknown language {language!r}: use one of {', '.join(LANGUAGES)}")
+        self.require(name)
+        with self._conn:
+            self._conn.execute(
+                "UPDATE users SET language = ?, updated_ts = ? WHERE name = ?",
+                (language, self._clock(), name),
+            )
 
     def _admins(self) -> int:
         return int(

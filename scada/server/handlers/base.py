@@ -8,7 +8,10 @@ authenticates (bearer token or session cookie), checks the permission with
 :func:`~scada.services.auth.may`, for cookie-authenticated writes the XSRF header, and
 every query and header parameter against its declaration (``Param.check``: 400), so the
 OpenAPI document's constraints are the ones enforced. Errors are JSON ``{"error": message,
-...}``. Loop-thread only.
+...}``, in the language of the request's ``Accept-Language`` (the best of ``en``, ``zh_CN``,
+``ru``; else the site's ``site.language``): ``prepare`` sets it first for the request's
+task, so every ``_()`` the handler and the services it calls run is in that language.
+Loop-thread only.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tornado.web
 from pydantic import BaseModel, ValidationError
 
+from i18n import DEFAULT_LANGUAGE, _, best_language, set_language
 from scada.services.auth import XSRF_HEADER, Action, User, may
 
 if TYPE_CHECKING:
@@ -116,12 +120,33 @@ class ApiHandler(tornado.web.RequestHandler):
         self.ops = ops or {}
         self.user = None
         self.auth_via = ""
+        self.language = DEFAULT_LANGUAGE
+
+    @property
+    def site_language(self) -> str:
+        """The site's default language (``site.language`` of the running configuration)."""
+        return self.ctx.services.site.site.language
+
+    def set_request_language(self) -> str:
+        """Use the best language of ``Accept-Language`` (else the site's) for this request."""
+        wish = self.request.headers.get("Accept-Language")
+        self.language = best_language(wish, self.site_language)
+        set_language(self.language)  # the request's own task: ends with the request
+        return self.language
 
     # ------------------------------------------------------------------ pipeline
     def prepare(self) -> None:
+        self.set_request_language()
         op = self.ops.get(self.request.method or "")
         if op is None:
-            raise ApiError(405, f"{self.request.method} is not a method of {self.request.path}")
+            raise ApiError(
+                405,
+                _(
+                    "{method} is not a method of {path}",
+                    method=self.request.method,
+                    path=self.request.path,
+                ),
+            )
         cookies = {k: v.value for k, v in self.request.cookies.items()}
         self.user, self.auth_via = self.ctx.auth.resolve(cookies, self.request.headers)
         if op.public:
@@ -129,7 +154,7 @@ class ApiHandler(tornado.web.RequestHandler):
         if self.user is None:
             raise ApiError(
                 401,
-                "authentication required (session cookie or bearer token)",
+                _("authentication required (session cookie or bearer token)"),
                 headers={"WWW-Authenticate": 'Bearer realm="scada"'},
             )
         if op.action is not None and not may(self.user, op.action):
@@ -142,14 +167,22 @@ class ApiHandler(tornado.web.RequestHandler):
                     result="denied",
                 )
             raise ApiError(
-                403, f"user {self.user.name} ({self.user.role.value}) may not {op.action.value}"
+                403,
+                _(
+                    "user {user} ({role}) may not {action}",
+                    user=self.user.name,
+                    role=self.user.role.value,
+                    action=op.action.value,
+                ),
             )
         if (
             self.auth_via == "cookie"
             and self.request.method not in _SAFE
             and not self.ctx.auth.check_xsrf(cookies, self.request.headers.get(XSRF_HEADER))
         ):
-            raise ApiError(403, f"XSRF check failed: send the {XSRF_HEADER} header")
+            raise ApiError(
+                403, _("XSRF check failed: send the {header} header", header=XSRF_HEADER)
+            )
         self.check_params(op)
 
     def check_params(self, op: Op) -> None:
@@ -181,17 +214,17 @@ class ApiHandler(tornado.web.RequestHandler):
         """Return the JSON body validated by ``model``; ApiError 400/413/422 otherwise."""
         raw = self.request.body or b""
         if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+            raise ApiError(413, _("body larger than {n} bytes", n=MAX_BODY_BYTES))
         try:
             data = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"invalid JSON body: {exc}") from None
+            raise ApiError(400, _("invalid JSON body: {error}", error=exc)) from None
         except RecursionError:  # the parser's own recursion: arrays/objects ~1,000 deep
             raise ApiError(400, f"invalid JSON body: nested deeper than {MAX_JSON_DEPTH}") from None
         if _too_deep(data, MAX_JSON_DEPTH):  # shallower than the parser's limit, still absurd
             raise ApiError(400, f"invalid JSON body: nested deeper than {MAX_JSON_DEPTH}")
         if not isinstance(data, dict):
-            raise ApiError(422, "the body must be a JSON object")
+            raise ApiError(422, _("the body must be a JSON object"))
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -221,9 +254,11 @@ class ApiHandler(tornado.web.RequestHandler):
         try:
             v = float(text)
         except ValueError:
-            raise ApiError(400, f"{name}: expected a number, got {text!r}") from None
+            raise ApiError(
+                400, _("{name}: expected a number, got {text!r}", name=name, text=text)
+            ) from None
         if not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise ApiError(400, f"{name}: out of range: {text!r}")
+            raise ApiError(400, _("{name}: out of range: {text!r}", name=name, text=text))
         return v
 
     def arg_int(self, name: str, default: int, *, lo: int = 0, hi: int = 100000) -> int:
@@ -233,9 +268,14 @@ class ApiHandler(tornado.web.RequestHandler):
         try:
             v = int(text)
         except ValueError:
-            raise ApiError(400, f"{name}: expected an integer, got {text!r}") from None
+            raise ApiError(
+                400, _("{name}: expected an integer, got {text!r}", name=name, text=text)
+            ) from None
         if not lo <= v <= hi:
-            raise ApiError(400, f"{name}: must be between {lo} and {hi}, got {v}")
+            raise ApiError(
+                400,
+                _("{name}: must be between {lo} and {hi}, got {v}", name=name, lo=lo, hi=hi, v=v),
+            )
         return v
 
     def arg_bool(self, name: str, default: bool = False) -> bool:
@@ -246,7 +286,7 @@ class ApiHandler(tornado.web.RequestHandler):
             return True
         if text.lower() in ("0", "false", "no"):
             return False
-        raise ApiError(400, f"{name}: expected true or false, got {text!r}")
+        raise ApiError(400, _("{name}: expected true or false, got {text!r}", name=name, text=text))
 
     def arg_time(self, name: str, default: float | None = None) -> float | None:
         text = self.get_query_argument(name, None)

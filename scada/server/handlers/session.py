@@ -4,7 +4,9 @@
 posts JSON to ``/api/login`` and then goes to ``next`` (same-site paths only).
 ``GET /setup`` takes the one-time setup token printed by ``scada run`` while no admin
 exists, and creates the first admin through ``POST /api/setup``. ``GET /password`` lets
-a signed-in user change their own password (``POST /api/me/password``).
+a signed-in user change their own password (``POST /api/me/password``) and choose their
+language (``PUT /api/me/language``, :mod:`scada.server.handlers.profile`); that page is in
+the user's language.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import html
 import json
 
+from i18n import _, use_language
 from scada.server.handlers.base import ApiError, ApiHandler
+from scada.server.handlers.profile import language_form
 from scada.server.schemas import LoginBody, PasswordBody, SetupBody
 from scada.services.auth import (
     SESSION_COOKIE,
@@ -103,14 +107,18 @@ class LoginPage(ApiHandler):
 
     def get(self) -> None:
         target = _safe_next(self.get_query_argument("next", None))
+        # in the language of the browser's Accept-Language (else the site's): nobody is known yet
         fields = _FIELD.format(
-            n="username", label="User", t="text", extra=' autocomplete="username"'
+            n="username", label=html.escape(_("User")), t="text", extra=' autocomplete="username"'
         ) + _FIELD.format(
-            n="password", label="Password", t="password", extra=' autocomplete="current-password"'
+            n="password",
+            label=html.escape(_("Password")),
+            t="password",
+            extra=' autocomplete="current-password"',
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(_page("Sign in", fields, "Sign in", "/api/login", target))
+        self.finish(_page(_("Sign in"), fields, _("Sign in"), "/api/login", target))
 
 
 class SetupPage(ApiHandler):
@@ -286,20 +294,25 @@ class PasswordPage(ApiHandler):
         if self.user is None:
             self.redirect("/login?next=/password")
             return
-        fields = _FIELD.format(
-            n="current_password",
-            label=f"Current password of {html.escape(self.user.name)}",
-            t="password",
-            extra=' autocomplete="current-password"',
-        ) + _FIELD.format(
-            n="new_password",
-            label="New password (8+ characters)",
-            t="password",
-            extra=' autocomplete="new-password" minlength="8"',
-        )
+        chosen = self.ctx.users.language_of(self.user.name)
+        with use_language(chosen or self.language):
+            fields = _FIELD.format(
+                n="current_password",
+                label=html.escape(_("Current password of {name}", name=self.user.name)),
+                t="password",
+                extra=' autocomplete="current-password"',
+            ) + _FIELD.format(
+                n="new_password",
+                label=html.escape(_("New password (8+ characters)")),
+                t="password",
+                extra=' autocomplete="new-password" minlength="8"',
+            )
+            title = _("Change password")
+            page = _page(title, fields, title, "/api/me/password", "/")
+            page = page.replace("</body>", language_form(chosen, self.site_language) + "</body>")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(_page("Change password", fields, "Change password", "/api/me/password", "/"))
+        self.finish(page)
 
 
 class LogoutApi(ApiHandler):

@@ -23,8 +23,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+import numpy as np
+
 from historian.base import Historian, Sample, SampleValue
 from tags.bus import ChangeBatch, ChangeCallback
+from tags.catalog import TagCatalog
 from tags.model import Quality, Reason, TagDef
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,8 @@ class Recorder:
         self.patterns = tuple(patterns)
         self._pending: list[Sample] = []
         self._last: dict[str, tuple[SampleValue, int, int, float]] = {}
+        self._catalog: TagCatalog | None = None
+        self._hist = np.zeros(0, dtype=np.int8)  # by tag id: 1 historised, 0 not, -1 unknown
         self._unsubscribe: Callable[[], None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
@@ -94,7 +99,42 @@ class Recorder:
 
     # -- filtering (event loop) --------------------------------------------------------------
 
+    def _historized_rows(self, batch: ChangeBatch) -> np.ndarray:
+        """Return the rows of ``batch`` whose tags are historised (a mask by tag id, filled
+        as tags are first seen and reset when the tag catalogue is replaced).
+
+        Most changes of a large estate are of tags that are not historised (every answer
+        moves its device's ``last_ok`` and ``latency_ms``): they are dropped here in one
+        array operation instead of one by one.
+        """
+        catalog = batch.catalog
+        if catalog is not self._catalog:
+            self._catalog = catalog
+            self._hist = np.full(len(catalog), -1, dtype=np.int8)
+        elif len(self._hist) < len(catalog):
+            grow = np.full(len(catalog) - len(self._hist), -1, dtype=np.int8)
+            self._hist = np.concatenate((self._hist, grow))
+        ids = batch.ids
+        state = self._hist[ids]
+        unknown = np.flatnonzero(state < 0)
+        if unknown.size:
+            names = catalog.names
+            for row in unknown.tolist():
+                tid = int(ids[row])
+                name = names[tid]
+                try:
+                    historize = name is not None and self.db.definition(name).historize
+                except KeyError:
+                    historize = False
+                self._hist[tid] = state[row] = 1 if historize else 0
+        return np.flatnonzero(state == 1)
+
     def _on_batch(self, batch: ChangeBatch) -> None:
+        rows = self._historized_rows(batch)
+        if rows.size == 0:
+            return
+        if rows.size < len(batch):
+            batch = batch.subset(rows)
         pending = self._pending
         last = self._last
         for name, value, quality, reason, ts in batch.to_records():

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from configbase.bulk import paused_gc, settle_heap, thaw_heap
+from i18n import set_site_language
 from scada.config import SiteConfig
 from scada.config.alarmsite import alarm_devices
 from scada.scheduler import make_scheduler
@@ -68,10 +69,12 @@ if TYPE_CHECKING:
     from scada.scaleout.backlog import BacklogPolicy
     from scada.scaleout.roles import CentralRole, CollectorRole
     from scada.server.http import ScadaServer
+    from scada.services.report_delivery import ReportDelivery
 
 log = logging.getLogger(__name__)
 
 STALE_CHECK_S = 1.0
+DELIVERY_INTERVAL_S = 0.02  # tag changes go to subscribers at most 50 times a second
 PURGE_EVERY_S = 86400.0
 ROLES = ("all", "collector", "central")
 
@@ -178,6 +181,7 @@ class Runtime:
             self.simulate = False
         self._extra_defs = extra_defs
         db = TagDatabase(self._tag_defs(site), bus=bus)
+        db.min_delivery_interval_s = DELIVERY_INTERVAL_S
         self.plant = Plant(site, db, role, speed=site.simulate.speed if speed is None else speed)
         self.computed = ComputedTags(db)
         self.scheduler = make_scheduler(site.site.timezone)
@@ -201,6 +205,7 @@ class Runtime:
         self.alarm_ops: AlarmOps | None = None
         self.ledger: Ledger | None = None
         self.billing_scheduler: BillingScheduler | None = None
+        self.report_delivery: ReportDelivery | None = None  # e-mailed reports, counter days
         self.tenant_notices: TenantNotices | None = None
         self.backup_scheduler: BackupScheduler | None = None
         self.health: HealthMonitor | None = None
@@ -259,12 +264,12 @@ class Runtime:
         try:
             with paused_gc():  # start-up builds a large estate's long-lived objects: no GC passes
                 await self._start()
-            # the long-lived objects of start-up: full collections skip them. Before serving:
-            # this one pass stops the process for a second or two at 100 buildings
-            settle_heap()
+            # the long-lived objects of start-up: full collections skip them (no collection
+            # first: start-up runs with the collector paused and leaves almost no garbage)
+            settle_heap(collect=False)
             if self.serve and self.services is not None:
                 await self._start_server(self.services)
-                settle_heap()  # and the server's (a short pass: the rest is set aside)
+                settle_heap(collect=False)  # and the server's
         except BaseException:
             await self.stop()
             raise
@@ -272,6 +277,7 @@ class Runtime:
 
     async def _start(self) -> None:
         site, db = self.site, self.db
+        set_site_language(site.site.language)  # the fallback of i18n.pick
         self.scheduler.start()
         db.set_initial(site.initial_values())
         self.computed.start()
@@ -496,6 +502,12 @@ class Runtime:
             scheduler=self.scheduler,
         )
         await self.billing_scheduler.start()
+        from scada.services.report_delivery import ReportDelivery
+
+        self.report_delivery = ReportDelivery.in_data_dir(
+            self.data_dir, self.billing_scheduler.billing, self.notifiers
+        )
+        self.report_delivery.start(self.scheduler)
         await self._start_notices(site)
 
     async def _start_notices(self, site: SiteConfig) -> None:
@@ -600,6 +612,7 @@ class Runtime:
         plant, db = self.plant, self.db
         old = plant.site
         plan = compare_sites(old, site)
+        set_site_language(site.site.language)
         restart = plan.restart_drivers and self.central is None
         counters: dict[str, Any] = {}
         if restart:
@@ -656,6 +669,7 @@ class Runtime:
         for name, part in (
             ("health", self.health),
             ("tenant notices", self.tenant_notices),
+            ("report delivery", self.report_delivery),
             ("billing", self.billing_scheduler),
             ("backup", self.backup_scheduler),
             ("alarm router", self.alarm_router),
@@ -672,6 +686,7 @@ class Runtime:
             except Exception:
                 log.exception("stopping %s failed", name)
         self.health = self.tenant_notices = self.billing_scheduler = None
+        self.report_delivery = None
         self.backup_scheduler = self.alarm_router = self.alarms = self.recorder = None
         self.plant.drivers = self.plant.simulator = self.plant.writer = None
         self.scaleout = self.collector = self.central = None

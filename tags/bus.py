@@ -158,6 +158,24 @@ class ChangeBatch(Mapping[str, TagValue]):
         """A view of the ``(name, TagValue)`` pairs in row order."""
         return _BatchItems(self)
 
+    def subset(self, rows: IdArray) -> ChangeBatch:
+        """Return a batch of the rows ``rows`` of this one (same ``seq`` and catalog)."""
+        ids = self.ids[rows]
+        texts = self.texts
+        if texts:
+            texts = {i: texts[i] for i in ids.tolist() if i in texts}
+        return ChangeBatch(
+            self.seq,
+            self.catalog,
+            ids,
+            self.vals[rows],
+            self.quality[rows],
+            self.reason[rows],
+            self.ts[rows],
+            self.valid[rows],
+            texts,
+        )
+
     def to_records(self) -> list[Record]:
         """Return ``(name, value, quality, reason, ts)`` tuples (JSON/msgpack friendly)."""
         return [(n, tv.value, tv.quality, tv.reason, tv.ts) for n, tv in self.items()]

@@ -149,3 +149,27 @@ async def test_status_reports_spool(tmp_path: Path) -> None:
     await rec.stop()
     assert spool.query_raw("a", T0, T0 + 1) == [Sample("a", T0, 1.0)]
     spool.close()
+
+
+async def test_historize_follows_a_reload_of_the_definitions(tmp_path: Path) -> None:
+    db = TagDatabase(defs())
+    h = SqliteHistorian(tmp_path / "h.sqlite")
+    rec = Recorder(db, h, batch_size=1000, flush_s=60)
+    await rec.start()
+    try:
+        db.update("t.skip", 1.0, ts=T0)
+        db.update("t.mode", "auto", ts=T0)  # a str tag in the same batch keeps its text
+        await settle()
+        flipped = [TagDef("t.skip", historize=True) if d.name == "t.skip" else d for d in defs()]
+        flipped = [TagDef("t.mode", type=TagType.STR, historize=False) if d.name == "t.mode"
+                   else d for d in flipped]  # fmt: skip
+        db.replace_defs(flipped)
+        db.update("t.skip", 2.0, ts=T0 + 1)
+        db.update("t.mode", "manual", ts=T0 + 1)
+        await settle()
+        await rec.flush()
+    finally:
+        await rec.stop()
+    assert [(s.ts, s.value) for s in h.query_raw("t.skip", T0 - 1, T0 + 10)] == [(T0 + 1, 2.0)]
+    assert [(s.ts, s.value) for s in h.query_raw("t.mode", T0 - 1, T0 + 10)] == [(T0, "auto")]
+    h.close()

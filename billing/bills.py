@@ -5,15 +5,21 @@ tiers step on the group's calendar-month energy) from a ``ReadingSource`` (the h
 ``scada bill``, billing readings for prepaid charging). The shared-loss line prices the
 account's part of its building's shared energy at the building's ``loss_price``, else the
 tariff's ``loss_price``, else the account's own average price of the period (to 1e-4), else
-the tariff's headline price. A total is the sum of the rounded lines (``tariff``).
+the tariff's headline price. A total is the sum of the rounded lines (``tariff``). An account
+with a tenancy (``moved_in`` / ``moved_out``: a tenant change, ``billing.tenancy``) is billed
+for the energy used within it only, so two tenancies on one meter never count it twice.
 """
 
 from __future__ import annotations
 
+import math
+import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from billing.accounts import ResolvedAccount, resolve_accounts
 from billing.losses import SharedLoss, allocate_loss
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
     from billing.config import TariffConfig
     from billing.site import BillingSite
 
-__all__ = ["SHARED_LOSS_LINE", "AccountBill", "BillRun", "bill_accounts"]
+__all__ = ["SHARED_LOSS_LINE", "AccountBill", "BillRun", "bill_accounts", "tenancy_span"]
 
 SHARED_LOSS_LINE = "shared loss"
 
@@ -114,13 +120,42 @@ class _Pricer:
         return self.source.curve(tag, self.curve_start, self.end)
 
 
+def tenancy_span(acct: ResolvedAccount, tz: str) -> tuple[float, float]:
+    """Return the account's tenancy ``[moved_in, moved_out)`` in epoch seconds (open: +-inf).
+
+    A configured time without an offset is site time (``tz``).
+    """
+    zone = zoneinfo.ZoneInfo(tz)
+    out = []
+    for t, default in ((acct.config.moved_in, -math.inf), (acct.config.moved_out, math.inf)):
+        if t is None:
+            out.append(default)
+        else:
+            out.append((t if t.tzinfo is not None else t.replace(tzinfo=zone)).timestamp())
+    return out[0], out[1]
+
+
+def _within(curve: Curve, a: float, b: float) -> Curve:
+    """``curve`` flat before ``a`` and after ``b``: only the energy used in ``[a, b]`` counts."""
+    if len(curve.ts) == 0 or (a <= curve.ts[0] and b >= curve.ts[-1]):
+        return curve
+    lo = max(a, float(curve.ts[0]))
+    hi = min(b, float(curve.ts[-1]))
+    if hi <= lo:
+        return Curve(curve.ts[:1], curve.cum[:1])
+    inside = (curve.ts > lo) & (curve.ts < hi)
+    ts = np.concatenate(([lo], curve.ts[inside], [hi]))
+    return Curve(ts, curve.at(ts))
+
+
 def _bill_one(p: _Pricer, acct: ResolvedAccount) -> AccountBill:
     groups: dict[str, list[Usage]] = {}
     tariffs = {}
     meters: dict[str, dict[str, float]] = {}
+    a, b = tenancy_span(acct, p.tz)  # a tenant change: the account's energy within its tenancy
     for m in acct.meters:
         sched = p.schedule(m.tariff)
-        u = usage(p.curve(m.energy), sched, p.start, p.tz, m.energy)
+        u = usage(_within(p.curve(m.energy), a, b), sched, p.start, p.tz, m.energy)
         groups.setdefault(m.tariff.id, []).append(u)
         tariffs[m.tariff.id] = m.tariff
         detail = {name: float(k) for name, k in zip(sched.names, u.band_kwh.tolist(), strict=True)}

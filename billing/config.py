@@ -13,12 +13,13 @@ This module imports nothing from ``scada.config`` (which imports it), only pydan
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
+    ConfigDict,
     Field,
     StringConstraints,
     ValidationInfo,
@@ -42,6 +43,7 @@ __all__ = [
     "Season",
     "TariffConfig",
     "Tier",
+    "VacantConfig",
     "parse_hours",
     "to_money",
 ]
@@ -291,6 +293,19 @@ class AccountConfig(_Model):
         description="a month's consumption above this multiple of the account's highest daily"
         " rate of an earlier month is held for review, not charged",
     )
+    moved_in: datetime | None = Field(
+        None, description="start of this tenancy (a tenant change; none: from the start)"
+    )
+    moved_out: datetime | None = Field(
+        None, description="end of this tenancy (exclusive; a tenant change; none: open)"
+    )
+
+    @model_validator(mode="after")
+    def _tenancy(self) -> AccountConfig:
+        a, b = self.moved_in, self.moved_out
+        if a is not None and b is not None and (a.tzinfo is None) == (b.tzinfo is None) and b <= a:
+            raise ValueError(f"moved_out ({b.isoformat()}) is not after moved_in ({a.isoformat()})")
+        return self
 
     @model_validator(mode="after")
     def _levels(self) -> AccountConfig:
@@ -518,6 +533,35 @@ class HeatConfig(_Model):
         return value
 
 
+class VacantConfig(_Model):
+    """A flat without a tenant from ``from`` (until ``until``, both days included, site time).
+
+    No tenant account: its heat basic part is charged to ``owner`` (the owner's or property
+    account) at ``area fee x heat_basic_ratio`` for the vacant days (``billing.tenancy``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: date = Field(alias="from", description="first vacant day (site time)")
+    until: date | None = Field(None, description="last vacant day (none: still vacant)")
+    heat_basic_ratio: Ratio = Field(
+        le=1, description="the owner pays area fee x this ratio for the vacant days"
+    )
+    owner: str = Field(
+        "owner", min_length=1, description="who is billed (owner / property account)"
+    )
+
+    @model_validator(mode="after")
+    def _days(self) -> VacantConfig:
+        if self.until is not None and self.until < self.from_:
+            raise ValueError(f"until ({self.until}) is before from ({self.from_})")
+        return self
+
+    def covers(self, day: date) -> bool:
+        """Return True if the flat is vacant on ``day``."""
+        return self.from_ <= day and (self.until is None or day <= self.until)
+
+
 class HouseholdConfig(_Model):
     """A dwelling (or shop): its area, position factor and the tags that belong to it."""
 
@@ -547,6 +591,9 @@ class HouseholdConfig(_Model):
     )
     suspended_from: date | None = Field(None, description="first day suspended (site time)")
     suspended_until: date | None = Field(None, description="last day suspended (site time)")
+    vacant: VacantConfig | None = Field(
+        None, description="no tenant from a day: the owner pays a reduced heat basic fee"
+    )
 
     @field_validator("suspended_from", "suspended_until")
     @classmethod

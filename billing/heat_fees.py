@@ -22,6 +22,12 @@ suspended_fee``. A household suspended over the whole window pays ``area fee x s
 alone (no floor, no cap). Each product is rounded once, after multiplying by the exact day
 fraction.
 
+A **vacant** flat (``vacant: {from, until, heat_basic_ratio, owner}`` on the household) is priced
+like a suspension over its vacant days with ``heat_basic_ratio`` in place of the suspended
+ratio (the reduced basic fee many heating companies charge for an empty flat); the fee names
+the ``owner`` who pays it and the suspension is then not counted again. The allocation keeps
+the flat's area.
+
 Money is Decimal throughout. Everything but ``paid_into`` (which reads the ledger: what each
 household paid into its heat account) is pure arithmetic on the allocation, without I/O.
 """
@@ -56,6 +62,7 @@ __all__ = [
     "payments_since",
     "suspension_days",
     "tariff_of",
+    "vacancy_days",
     "window_days",
 ]
 
@@ -108,6 +115,10 @@ class HeatFee:
     paid: Decimal | None
     suspended_fee: Decimal = ZERO
     window_days: int = 0
+    #: days of the window the flat was vacant (``suspended_fee`` is then the owner's reduced
+    #: basic fee for them, billed to ``owner``; see ``billing.tenancy``)
+    vacant_days: int = 0
+    owner: str | None = None
 
     @property
     def limit(self) -> str | None:
@@ -142,6 +153,8 @@ class HeatFee:
             "suspended_days": self.suspended_days,
             "window_days": self.window_days,
             "paid": money(self.paid),
+            "vacant_days": self.vacant_days,
+            "owner": self.owner,
         }
 
 
@@ -282,6 +295,16 @@ def suspension_days(household: HouseholdConfig, first: date, last: date) -> int:
     return max(0, (b - a).days + 1)
 
 
+def vacancy_days(household: HouseholdConfig, first: date, last: date) -> int:
+    """Return how many days of ``first .. last`` (inclusive) the flat was vacant (``vacant``)."""
+    v = household.vacant
+    if v is None:
+        return 0
+    a = max(first, v.from_)
+    b = min(last, v.until or last)
+    return max(0, (b - a).days + 1)
+
+
 def heat_fees(
     site: BillingSite,
     allocation: HeatAllocation,
@@ -306,14 +329,20 @@ def heat_fees(
         if tariff is None:
             continue
         configs = {h.id: h for h in site.building(b.id).households}
-        areas: dict[tuple[float, int], _AreaParts] = {}  # households of one size share these
+        areas: dict[tuple[float, int, bool], _AreaParts] = {}  # households of one size share these
         for h in b.households:
-            days = suspension_days(configs[h.id], first, last)
+            cfg = configs[h.id]
+            vacant = vacancy_days(cfg, first, last)
+            days = vacant or suspension_days(cfg, first, last)
             heat = energy_decimal(h.heat_kwh)
-            area = areas.get((h.area_m2, days))
+            priced = tariff
+            if vacant and cfg.vacant is not None:  # vacant days: the owner's reduced basic fee
+                priced = tariff.model_copy(update={"suspended_ratio": cfg.vacant.heat_basic_ratio})
+            area = areas.get((h.area_m2, days, bool(vacant)))
             if area is None:
-                area = areas[(h.area_m2, days)] = _area_parts(tariff, h.area_m2, days, n_days)
-            parts = _fee(tariff, area, heat, days, n_days)
+                area = _area_parts(priced, h.area_m2, days, n_days)
+                areas[(h.area_m2, days, bool(vacant))] = area
+            parts = _fee(priced, area, heat, days, n_days)
             out.append(
                 HeatFee(
                     household=h.id,
@@ -328,11 +357,13 @@ def heat_fees(
                     cap=parts.cap,
                     total=parts.total,
                     settlement=parts.settlement,
-                    suspended=days > 0,
-                    suspended_days=days,
+                    suspended=days > 0 and not vacant,
+                    suspended_days=0 if vacant else days,
                     paid=paid.get(h.id),
                     suspended_fee=parts.suspended_fee,
                     window_days=n_days,
+                    vacant_days=vacant,
+                    owner=cfg.vacant.owner if vacant and cfg.vacant is not None else None,
                 )
             )
     return out

@@ -8,7 +8,12 @@ HOLD`` (charge nothing; correct the readings first) and ``keep-heat CONFIG ID on
 (a household's heat account: never lock its valve for arrears; audited) and ``close CONFIG ID
 --reading TAG=KWH ... [--at T]`` (final reading of each meter, final charge, settlement to
 0.00: refund or debt; then the account takes no entry; audited, closing again shows the first
-closing); each takes ``--user``,
+closing), ``tenant-change CONFIG ID --at T --tenant NAME [--phone P] [--email E] [--new-id ID]
+[--reading TAG=KWH ...] [--key K]`` (close the account at T and open the new tenant's on the
+same meters; a reading left out is read from the history at T; the configuration gets
+``moved_out`` / ``moved_in``), ``vacant CONFIG HOUSEHOLD --from DAY --ratio R [--owner O]
+[--until DAY]`` (the flat is vacant: the owner pays area fee x R of heat basic) and ``let
+CONFIG HOUSEHOLD --from DAY`` (let again); each takes ``--user``,
 ``--note``, ``--json`` and ``--data-dir``. A heat account (``<household>.heat``) takes
 ``topup``, ``refund``, ``reverse`` and ``show`` like an account. Amounts are decimal strings with at most two decimals; ``--at`` is a time as
 everywhere (``-2h``, ``today``, ISO, local time). A running ``scada run`` picks the change up
@@ -86,6 +91,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="final reading of a meter (energy tag); one per meter of the account",
     )
     p.add_argument("--at", help=f"time of the closing (default: now): {TIME_HELP}")
+    p = action("tenant-change", "close the account at a time and open the new tenant's")
+    p.add_argument("id")
+    p.add_argument("--at", required=True, help=f"time of the change: {TIME_HELP}")
+    p.add_argument("--tenant", required=True, help="the new tenant's name")
+    p.add_argument("--phone", help="the new tenant's phone")
+    p.add_argument("--email", help="the new tenant's e-mail")
+    p.add_argument("--new-id", help="the new account's id (default: <id>-<YYYYMMDD of --at>)")
+    p.add_argument(
+        "--reading",
+        action="append",
+        default=[],
+        metavar="TAG=KWH",
+        help="reading of a meter at --at (default: from the history)",
+    )
+    p.add_argument("--key", help="idempotency key (default: tenant-change:<id>:<time>)")
+    p = action("vacant", "mark a flat vacant from a day (the owner pays a reduced heat basic)")
+    p.add_argument("household")
+    p.add_argument("--from", dest="since", required=True, help="first vacant day, YYYY-MM-DD")
+    p.add_argument("--until", help="last vacant day, YYYY-MM-DD (default: open)")
+    p.add_argument("--ratio", required=True, help="heat basic ratio of the area fee, 0..1")
+    p.add_argument("--owner", default="owner", help="who pays (owner / property account)")
+    p = action("let", "let a vacant flat again from a day")
+    p.add_argument("household")
+    p.add_argument("--from", dest="since", required=True, help="first let day, YYYY-MM-DD")
     p = action("keep-heat", "never lock a heat account's valve for arrears (on), or again (off)")
     p.add_argument("id", help="heat account (<household>.heat) or household id")
     p.add_argument("keep", choices=("on", "off"))
@@ -115,13 +144,10 @@ def _keep_heat(billing: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _close(billing: Any, args: argparse.Namespace) -> int:
-    """Close the account (audited); print the final charges and the settlement."""
-    from scada.commands.billing_output import print_json
-    from scada.commands.times import parse_time
-
+def _readings(texts: list[str]) -> dict[str, float] | None:
+    """Parse ``TAG=KWH`` options; None (after printing why) when one is bad."""
     readings: dict[str, float] = {}
-    for text in args.reading:
+    for text in texts:
         tag, sep, value = text.partition("=")
         try:
             readings[tag.strip()] = float(value)
@@ -129,7 +155,109 @@ def _close(billing: Any, args: argparse.Namespace) -> int:
             sep = ""
         if not sep or not tag.strip():
             print(f"error: --reading {text!r}: expected TAG=KWH", file=sys.stderr)
-            return 2
+            return None
+    return readings
+
+
+def _tenancy(billing: Any, args: argparse.Namespace) -> int:
+    """Tenant change, vacant, let: through the configuration files (``scada.services.tenancy``)."""
+    from datetime import date
+    from decimal import Decimal, InvalidOperation
+
+    from scada.backup import is_running
+    from scada.commands.billing_output import print_json
+    from scada.commands.times import parse_time
+    from scada.services.auth import Role, User
+    from scada.services.config_versions import ConfigManager
+    from scada.services.plant import Plant
+    from scada.services.roster import OfflineApplier
+    from scada.services.tenancy import TenancyService, TenantInfo
+    from tags.database import TagDatabase
+
+    if is_running(billing.data_dir):
+        print(
+            f"error: scada run is running on {billing.data_dir}: use the REST API "
+            "(POST /api/accounts/ID/tenant-change, /api/households/ID/vacant or /let)",
+            file=sys.stderr,
+        )
+        return 2
+    plant = Plant(billing.site, TagDatabase())
+    applier = OfflineApplier(plant, billing.ledger, args.user, args.action)
+    config = ConfigManager(plant, applier, billing.audit, billing.data_dir)
+    if config.main is None:
+        print("error: the configuration was not read from files", file=sys.stderr)
+        return 2
+    config.ensure_baseline()
+    service = TenancyService(config, lambda: billing, billing.audit)
+    user = User(args.user, Role.ADMIN)
+    try:
+        if args.action == "tenant-change":
+            readings = _readings(args.reading)
+            if readings is None:
+                return 2
+            at = parse_time(args.at, billing.tz, what="--at")
+            change = asyncio.run(
+                service.change_tenant(
+                    user,
+                    args.id,
+                    at=at,
+                    tenant=TenantInfo(args.tenant, args.phone, args.email),
+                    key=args.key or f"tenant-change:{args.id}:{at!r}",
+                    new_account=args.new_id,
+                    readings=readings,
+                    source="cli",
+                    note=args.note,
+                )
+            )
+            if args.json:
+                print_json(change.to_json())
+            else:
+                c = change.closing
+                again = " (done before)" if change.repeated else ""
+                print(
+                    f"{change.account}: closed at {args.at}{again}: {c.settlement} {c.amount}; "
+                    f"{change.new_account} opened for {args.tenant} (entry {change.opening.seq})"
+                )
+            return 0
+        since = date.fromisoformat(args.since)
+        if args.action == "vacant":
+            until = None if args.until is None else date.fromisoformat(args.until)
+            try:
+                ratio = Decimal(args.ratio)
+            except InvalidOperation:
+                print(f"error: --ratio {args.ratio!r}: not a number", file=sys.stderr)
+                return 2
+            value = asyncio.run(
+                service.set_vacant(
+                    user,
+                    args.household,
+                    since=since,
+                    heat_basic_ratio=ratio,
+                    owner=args.owner,
+                    until=until,
+                    source="cli",
+                )
+            )
+        else:
+            value = asyncio.run(service.set_let(user, args.household, since=since, source="cli"))
+    except ValueError as exc:  # (a bad date; ledger errors are ValueErrors too)
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print_json({"household": args.household, "vacant": value})
+    else:
+        print(f"{args.household}: vacant {value}")
+    return 0
+
+
+def _close(billing: Any, args: argparse.Namespace) -> int:
+    """Close the account (audited); print the final charges and the settlement."""
+    from scada.commands.billing_output import print_json
+    from scada.commands.times import parse_time
+
+    readings = _readings(args.reading)
+    if readings is None:
+        return 2
     at = None if args.at is None else parse_time(args.at, billing.tz, what="--at")
     c = asyncio.run(
         billing.close_account(
@@ -213,7 +341,8 @@ def run(args: argparse.Namespace) -> int:
     from scada.commands.billing_output import open_billing, print_json
 
     audited = args.action not in ("show", "holds")
-    with open_billing(args, historian=args.action == "replace-meter", audited=audited) as billing:
+    historian = args.action in ("replace-meter", "tenant-change")
+    with open_billing(args, historian=historian, audited=audited) as billing:
         try:
             if args.action in ("holds", "release", "discard"):
                 return _holds(billing, args)
@@ -221,6 +350,8 @@ def run(args: argparse.Namespace) -> int:
                 return _keep_heat(billing, args)
             if args.action == "close":
                 return _close(billing, args)
+            if args.action in ("tenant-change", "vacant", "let"):
+                return _tenancy(billing, args)
             if args.action == "show":
                 doc: Any = billing.account(args.id) if args.id else {"accounts": billing.accounts()}
                 if args.json:

@@ -26,11 +26,15 @@ from scada.server.handlers import (
     billing,
     commands,
     config,
+    demo_pay,
     payments,
+    profile,
+    receipts,
     roster,
     session,
     system,
     tags,
+    tenancy,
 )
 from scada.server.handlers.base import MAX_BODY_BYTES
 from scada.server.roster_schemas import PaymentOut, ReconcileOut, RosterImportOut
@@ -425,6 +429,24 @@ ROUTES: tuple[Route, ...] = (
                     422: "password refused by the policy",
                     429: "too many failed attempts",
                 },
+            ),
+        ),
+        "session",
+    ),
+    Route(
+        "/api/me/language",
+        profile.LanguageApi,
+        (
+            Op(
+                "GET",
+                "The caller's language (null: the site's default), the site's and the choices",
+                responses={200: "OK", **_AUTH},
+            ),
+            Op(
+                "PUT",
+                "Set the caller's language (en, zh_CN, ru; null: the site's default)",
+                body=profile.LanguageBody,
+                responses={**_AUTH, 200: "set", 422: "unknown language"},
             ),
         ),
         "session",
@@ -1057,6 +1079,101 @@ ROUTES: tuple[Route, ...] = (
         ),
         "billing",
     ),
+    # ---- issue 16 item 2: tenant change mid-period and the vacant flat (admins, cashiers)
+    Route(
+        "/api/accounts/{account_id}/tenant-change",
+        tenancy.TenantChangeApi,
+        (
+            Op(
+                "POST",
+                "Change the tenant at a time: close the account (final reading, charge, "
+                "settlement) and open the new tenant's on the same meters; idempotent; audited",
+                A.BILLING_WRITE,
+                params=(_p("account_id"),),
+                body=tenancy.TenantChangeBody,
+                responses={
+                    **_WRITE,
+                    200: "changed (or repeated: the idempotency key was used before)",
+                    400: "bad time",
+                    403: "not an admin or cashier",
+                    404: "unknown account",
+                    409: "refused: before the last billed period end, closed, no reading at "
+                    "the time, overlapping tenancy, a charge held",
+                    503: "billing not running",
+                },
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/accounts/{account_id}/tenancies",
+        tenancy.TenancyListApi,
+        (
+            Op(
+                "GET",
+                "The tenant changes of an account (as the old or the new tenant's); with "
+                "from and to, each tenant's share of the window (electricity by reading, heat "
+                "basic by days, metered by valve time)",
+                A.BILLING_WRITE,
+                params=(
+                    _p("account_id"),
+                    _q("from", "window start (site time)", pattern=formats.SITE_TIME),
+                    _q("to", "window end, exclusive (site time)", pattern=formats.SITE_TIME),
+                ),
+                responses={
+                    200: "the changes",
+                    400: "bad window",
+                    404: "unknown account",
+                    503: "billing or historian not running",
+                    **_AUTH,
+                },
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/households/{household}/vacant",
+        tenancy.VacantApi,
+        (
+            Op(
+                "POST",
+                "Mark a flat vacant from a day: no tenant account, the owner pays a reduced "
+                "heat basic fee; a configuration change, audited",
+                A.BILLING_WRITE,
+                params=(_p("household"),),
+                body=tenancy.VacantBody,
+                responses={
+                    **_WRITE,
+                    200: "the household's vacancy",
+                    403: "not an admin or cashier",
+                    404: "unknown household",
+                    409: "an open tenant account, or a generated household",
+                },
+            ),
+        ),
+        "billing",
+    ),
+    Route(
+        "/api/households/{household}/let",
+        tenancy.LetApi,
+        (
+            Op(
+                "POST",
+                "Let a vacant flat again from a day (its vacancy ends the day before); audited",
+                A.BILLING_WRITE,
+                params=(_p("household"),),
+                body=tenancy.LetBody,
+                responses={
+                    **_WRITE,
+                    200: "the household's vacancy, ended",
+                    403: "not an admin or cashier",
+                    404: "unknown household",
+                    409: "not vacant",
+                },
+            ),
+        ),
+        "billing",
+    ),
     Route(
         "/api/accounts/{account_id}/keep-power",
         billing.KeepPowerApi,
@@ -1293,16 +1410,19 @@ ROUTES: tuple[Route, ...] = (
                         pattern=formats.PERIOD,
                     ),
                     _q("format", enum=tuple(billing.REPORT_FORMATS)),
+                    _q("base_c", "building_heat: degree-day base temperature, degC (default 18)"),
+                    _q("outdoor", "building_heat: outdoor temperature tag (default: substation's)"),
+                    _q("household", "household_statement: the household"),
                 ),
                 responses={
-                    200: "the report (JSON) or a download (CSV, Excel)",
+                    200: "the report (JSON) or a download (CSV, Excel, PDF)",
                     400: "bad period or format",
                     404: "unknown report kind",
                     503: "billing or historian not running",
                     **_AUTH,
                 },
                 response=billing.ReportOut,
-                produces=("text/csv", billing.XLSX),
+                produces=("text/csv", billing.XLSX, "application/pdf"),
             ),
         ),
         "billing",
@@ -1392,6 +1512,7 @@ ROUTES: tuple[Route, ...] = (
                     "with another account or amount (audited)",
                     413: f"the body is larger than {payments.MAX_CALLBACK_BYTES} bytes",
                     422: "not a payment notice, or another currency (audited)",
+                    429: "too many refused callbacks from this address (audited; Retry-After)",
                     503: "billing not running",
                 },
                 response=PaymentOut,
@@ -1433,6 +1554,93 @@ ROUTES: tuple[Route, ...] = (
             ),
         ),
         "payments",
+    ),
+    Route(
+        "/demo-pay/{provider}",
+        demo_pay.DemoPayPage,
+        (
+            Op(
+                "GET",
+                "The demo payment provider's page (only for a provider with demo: true): make an "
+                "order for an account the user may read and ask for the amount",
+                A.BILLING_READ,
+                params=(
+                    _p("provider", "a demo provider's id (payments.providers)"),
+                    _q("account", "the account to pay into", required=True),
+                ),
+                responses={200: "the page", 404: "no such demo provider or account", **_AUTH},
+                content="text/html",
+            ),
+            Op(
+                "POST",
+                "Pay a demo order (the page's form): sends the signed notice to this server's "
+                "payment callback and shows its answer (a repeat posts nothing more)",
+                public=True,
+                params=(_p("provider", "a demo provider's id (payments.providers)"),),
+                consumes=("application/x-www-form-urlencoded",),
+                responses={
+                    200: "the callback's answer (posted, repeated or refused)",
+                    400: "a bad order, token or amount (the field is named)",
+                    404: "no such demo provider",
+                },
+                content="text/html",
+            ),
+        ),
+        "payments",
+    ),
+    Route(
+        "/receipts/{number}",
+        receipts.ReceiptPage,
+        (
+            Op(
+                "GET",
+                "A receipt by number: a printable page, or its PDF (a reprint; tenants: their "
+                "own accounts' receipts only)",
+                A.BILLING_READ,
+                params=(
+                    _p("number", "the receipt number"),
+                    _q("format", "html (the printable page) or pdf", enum=receipts.RECEIPT_FORMATS),
+                ),
+                responses={
+                    200: "the receipt",
+                    404: "no such receipt, or one of an account the user may not read",
+                    503: "billing not running",
+                    **_AUTH,
+                },
+                content="text/html",
+                produces=("application/pdf",),
+            ),
+        ),
+        "payments",
+    ),
+    Route(
+        "/api/accounts/{account_id}/statement",
+        receipts.AccountStatementPdf,
+        (
+            Op(
+                "GET",
+                "An account's statement of a month as PDF: the balance on the 1st, every entry "
+                "with its receipt number, the balance at the end (tenants: their own)",
+                A.BILLING_READ,
+                params=(
+                    _p("account_id"),
+                    _q(
+                        "month",
+                        "the month, YYYY-MM (site time; years 1900 to 2199)",
+                        required=True,
+                        pattern=receipts.MONTH,
+                    ),
+                ),
+                responses={
+                    200: "the statement (PDF)",
+                    404: "unknown account, or one the user may not read",
+                    503: "billing not running",
+                    **_AUTH,
+                },
+                content="application/pdf",
+            ),
+        ),
+        "billing",
     ),
     Route(
         "/api/users",

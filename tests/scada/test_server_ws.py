@@ -68,6 +68,7 @@ async def test_first_change_after_quiet_goes_out_at_once_then_waits_for_the_inte
 ) -> None:
     hub = served.server.ctx.hub
     hub.min_interval_s = 0.05
+    served.db.min_delivery_interval_s = 0.0  # the hub's pacing under test, not the database's
     ws = await served.ws("viewer")
     await ws.write_message(json.dumps({"op": "subscribe", "patterns": ["test.level"]}))
     await recv(ws)

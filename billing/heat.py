@@ -10,6 +10,10 @@ For a building with ``heat`` and the households that have a ``valve_tag``:
   ``t_i = known open time + unknown time x the building's open ratio`` in those intervals (open
   seconds over known seconds of the building's households in each unknown span) and is flagged
   ``estimated``;
+- the building is flagged ``estimated`` when the heat meter's reading at the period's start or
+  end is not measured (it falls in a span without a good sample: comm lost, so ``Q`` counts
+  from the last reading before the loss). A reading read back from the meter's own archive
+  after the loss (a daily freeze, reason ``archive``) is a measured one;
 - ``share_i`` is the household's fraction of ``Q`` (the shares sum to 1), ``heat_kwh = Q x share``;
   ``cost = heat_kwh x price_per_kwh`` rounded half-up to the cent per household (energy as
   Decimal rounded to 1e-6 kWh); the building's cost is the sum of the rounded costs.
@@ -19,6 +23,7 @@ Households without a valve (shops with electricity only) are not part of heat al
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -109,6 +114,8 @@ class BuildingHeat:
     basic_kwh: float
     price_per_kwh: Decimal | None
     households: list[HouseholdHeat]
+    #: The heat meter's reading at the start or end of the period is not measured.
+    estimated: bool = False
 
     @property
     def cost(self) -> Decimal | None:
@@ -123,6 +130,7 @@ class BuildingHeat:
             "id": self.id,
             "heat_kwh": round(self.heat_kwh, 6),
             "basic_kwh": round(self.basic_kwh, 6),
+            "estimated": self.estimated,
             "households": [h.to_json() for h in self.households],
         }
 
@@ -177,6 +185,20 @@ def allocate_building(
         cost = None if price is None else cents(energy_decimal(heat) * price)
         households.append(HouseholdHeat(hid, a, k, o, u, e, share, heat, b, cost))
     return BuildingHeat(building_id, float(q_kwh), float(basic), price, households)
+
+
+def edges_estimated(
+    historian: Historian, tags: Sequence[str], start: float, end: float
+) -> dict[str, bool]:
+    """Return, per counter tag, whether its reading at ``start`` or at ``end`` is not measured.
+
+    A reading is measured when a good sample is in force there (a device-archive sample at
+    exactly that time counts); it is not when the edge falls in a span without a good value.
+    """
+    spans = unknown_spans_many(historian, tags, start, end + 1.0)
+    return {
+        t: any(a <= edge < b for a, b in spans.get(t, ()) for edge in (start, end)) for t in tags
+    }
 
 
 def unknown_spans(
@@ -286,6 +308,7 @@ def allocate_heat(
             for i, (_, _, vt) in enumerate(plan)
         ]
         qs = deltas.result()
+    meters = edges_estimated(historian, [b.heat.energy_tag for b, _, _ in plan], start, end)
     out: list[BuildingHeat] = []
     for (b, hh, vt), q, (on, flagged) in zip(plan, qs, estimates, strict=True):
         unknown = np.array([period[t].unknown_s for t in vt])
@@ -293,18 +316,20 @@ def allocate_heat(
             log.info(
                 "building %s: valve data missing for %d households; estimated", b.id, flagged.sum()
             )
-        out.append(
-            allocate_building(
-                b.id,
-                q,
-                b.heat.basic_share,
-                b.heat.price_per_kwh,
-                [h.id for h in hh],
-                np.array([h.area_m2 for h in hh]),
-                np.array([h.position_factor for h in hh]),
-                on,
-                unknown,
-                flagged,
-            )
+        building = allocate_building(
+            b.id,
+            q,
+            b.heat.basic_share,
+            b.heat.price_per_kwh,
+            [h.id for h in hh],
+            np.array([h.area_m2 for h in hh]),
+            np.array([h.position_factor for h in hh]),
+            on,
+            unknown,
+            flagged,
         )
+        if meters[b.heat.energy_tag]:
+            log.info("building %s: heat meter reading at a period edge not measured", b.id)
+            building = dataclasses.replace(building, estimated=True)
+        out.append(building)
     return HeatAllocation(start, end, out)

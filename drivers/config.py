@@ -183,6 +183,11 @@ class _Dlt645Base(_ChannelBase):
         ge=0,
         description="quiet time on the bus between an answer and the next request",
     )
+    time_sync: str | None = Field(
+        None,
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="local time of the daily broadcast time synchronisation (HH:MM); none: off",
+    )
 
     @field_validator("password")
     @classmethod

@@ -33,6 +33,7 @@ __all__ = [
     "BROADCAST_ADDRESS",
     "DATA_ITEMS",
     "ERROR_ANSWER",
+    "FROZEN_DAYS",
     "PREAMBLE",
     "RELAY_STATE_BIT",
     "WILDCARD_ADDRESS",
@@ -56,6 +57,8 @@ __all__ = [
     "error_text",
     "find_frame",
     "frame_span",
+    "frozen_dis",
+    "frozen_index",
     "read_request",
     "relay_request",
     "time_sync_request",
@@ -324,7 +327,30 @@ DATA_ITEMS: dict[int, DataItem] = {
 }
 
 
+#: Daily frozen readings a meter keeps: DI 050600NN (time) and 050601NN (energy), NN = 01..3E.
+FROZEN_DAYS = 62
+_FROZEN_TIME, _FROZEN_ENERGY = 0x05060001, 0x05060101
+
+
+def frozen_dis(n: int) -> tuple[int, int]:
+    """Return the DIs (time, forward active energy) of the ``n``-th last daily freeze (1 = the last)."""
+    if not 1 <= n <= FROZEN_DAYS:
+        raise ValueError(f"daily freeze {n}: DL/T 645-2007 keeps the last 1..{FROZEN_DAYS}")
+    return _FROZEN_TIME + n - 1, _FROZEN_ENERGY + n - 1
+
+
+def frozen_index(di: int) -> int | None:
+    """Return ``n`` when ``di`` is the time or energy DI of the ``n``-th last daily freeze, else None."""
+    for base in (_FROZEN_TIME, _FROZEN_ENERGY):
+        if 0 <= di - base < FROZEN_DAYS:
+            return di - base + 1
+    return None
+
+
 def _item(di: int) -> DataItem:
+    n = frozen_index(di)
+    if n is not None:  # every freeze of the archive has the format of the last one
+        return DATA_ITEMS[di - n + 1]
     try:
         return DATA_ITEMS[di]
     except KeyError:
@@ -371,7 +397,7 @@ class DailyFrozen:
         if len(time_raw) < 5:
             raise ValueError(f"daily frozen time: {len(time_raw)} bytes, expected 5")
         mi, hh, dd, mm, yy = (decode_bcd(bytes([b])) for b in time_raw[:5])
-        item = DATA_ITEMS[0x05060101]
+        item = DATA_ITEMS[_FROZEN_ENERGY]
         if len(energy_raw) < item.size * item.count:
             raise ValueError(
                 f"daily frozen energy: {len(energy_raw)} bytes, expected {item.size * item.count}"

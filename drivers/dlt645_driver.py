@@ -9,6 +9,16 @@ of silence follows each answer. Comm-loss causes: ``timeout: no answer within N 
 from wrong address X``, ``meter error NN: ...`` (an abnormal answer), ``connection
 lost``, ``connection refused by host:port``.
 
+Device archive: when a meter comes back after a comm loss, the driver reads its daily frozen
+readings (DI 050600NN time, 050601NN forward active energy, NN = 1 the last day) back to the
+last good poll and hands the freezes inside the gap to ``archive`` (the runtime writes them into
+history as good samples with reason ``archive``, at their frozen times) for the points that read
+forward (00010000) or combined (00000000) active energy: the simulated and the seeds' meters have
+no export, so both equal the forward energy.
+
+Time synchronisation: :meth:`Dlt645Driver.time_sync` broadcasts the site's local time (control
+code 08 to 999999999999, no answer); a channel's ``time_sync: "HH:MM"`` does it daily.
+
 Writes: the relay point (``relay: true``, a bool, true = closed) is tripped or closed with
 control code 1C using the channel's ``password`` and ``operator``; the result is read back
 from meter run status word 3 (DI 04000503, bit 4 = relay open).
@@ -18,10 +28,13 @@ Links, scheduling, timing and comm loss are :mod:`drivers.meterbus`'s. Loop-thre
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +46,7 @@ from drivers.dlt645 import (
     PREAMBLE,
     RELAY_STATE_BIT,
     Control,
+    DailyFrozen,
     Frame,
     RelayAction,
     decode_frame,
@@ -40,8 +54,10 @@ from drivers.dlt645 import (
     encode_frame,
     error_text,
     find_frame,
+    frozen_dis,
     read_request,
     relay_request,
+    time_sync_request,
 )
 from drivers.meterbus import MeterBusDriver, RequestFailed, setting
 from tags.model import Quality, Reason
@@ -49,7 +65,12 @@ from tags.model import Quality, Reason
 if TYPE_CHECKING:
     pass
 
-__all__ = ["STATUS_WORD_3", "Dlt645Driver", "RequestFailed"]
+__all__ = ["ENERGY_DIS", "STATUS_WORD_3", "Dlt645Driver", "RequestFailed"]
+
+log = logging.getLogger(__name__)
+
+#: Points the daily frozen forward active energy fills: forward and combined active energy.
+ENERGY_DIS = (0x00010000, 0x00000000)
 
 #: Meter run status word 3: bit 4 is the relay state (1 = open).
 STATUS_WORD_3 = 0x04000503
@@ -103,6 +124,8 @@ class Dlt645Driver(MeterBusDriver[_Read, Frame]):
     label = "DL/T 645"
     default_gap_s = 0.02
     preamble = PREAMBLE[:1]
+
+    _sync_task: asyncio.Task[None] | None = None
 
     def build_jobs(self, devices: Sequence[DeviceBinding]) -> list[_Read]:
         self.addresses: dict[str, str] = {}
@@ -158,6 +181,7 @@ class Dlt645Driver(MeterBusDriver[_Read, Frame]):
         return answer.data[4:], latency
 
     async def execute(self, job: _Read) -> bool:
+        gap_from = self.gap_start(job.device)
         try:
             data, latency = await self._read_di(job.address, job.di)
             value = job.value(data)
@@ -170,7 +194,94 @@ class Dlt645Driver(MeterBusDriver[_Read, Frame]):
             )
             return False
         self.publish(job.device, [job.tag_id], [value], latency)
+        if gap_from is not None:
+            await self.backfill(job.device, gap_from, self._wall())
         return True
+
+    # -- device archive --------------------------------------------------------------------
+
+    async def read_frozen(self, address: str, n: int) -> DailyFrozen:
+        """Return the ``n``-th last daily freeze of the meter at ``address``; raise RequestFailed."""
+        time_di, energy_di = frozen_dis(n)
+        stamp, _ = await self._read_di(address, time_di)
+        energy, _ = await self._read_di(address, energy_di)
+        try:
+            return DailyFrozen.decode(stamp, energy)
+        except ValueError as exc:
+            raise RequestFailed(f"malformed frame: {exc}") from None
+
+    async def backfill(self, device: str, since: float, until: float) -> int:
+        """Fill ``(since, until]`` of the device's energy points from its daily freezes.
+
+        Reads freezes from the last one back until one is at or before ``since`` (or the
+        archive ends); hands each inside the gap to :attr:`archive`. Return how many
+        readings were written (per tag). A failed read ends the backfill (logged).
+        """
+        if self.archive is None:
+            return 0
+        tags = [p.tag for p in self.devices[device].points.values() if _di_of(p) in ENERGY_DIS]
+        if not tags:
+            return 0
+        address = self.addresses[device]
+        rows: list[tuple[float, float]] = []
+        n = 1
+        while True:
+            try:
+                frozen = await self.read_frozen(address, n)
+            except (RequestFailed, ValueError) as exc:
+                log.info("device %s: daily freeze %d: %s; backfill ends", device, n, exc)
+                break
+            ts = frozen.at.replace(tzinfo=self.tz).timestamp()
+            if ts <= since:
+                break
+            if ts <= until:
+                rows.append((ts, frozen.energy_kwh[0]))
+            n += 1
+        return await self.write_archive(device, tags, rows)
+
+    # -- time synchronisation --------------------------------------------------------------
+
+    async def time_sync(self) -> datetime:
+        """Broadcast the site's local time to every meter of the channel; return the time sent."""
+        at = datetime.fromtimestamp(self._wall(), self.tz).replace(tzinfo=None)
+        await self.broadcast(encode_frame(time_sync_request(at)))
+        log.info("channel %s: time synchronised to %s", self.channel_id, at.isoformat())
+        return at
+
+    def next_time_sync(self, now: float) -> float | None:
+        """Return the wall time of the next daily time sync after ``now`` (None: off)."""
+        when = getattr(self.channel, "time_sync", None)
+        if not when:
+            return None
+        hh, mm = (int(x) for x in str(when).split(":"))
+        local = datetime.fromtimestamp(now, self.tz)
+        due = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if due.timestamp() <= now:
+            due = datetime.combine(local.date() + timedelta(days=1), due.timetz())
+        return due.timestamp()
+
+    async def _time_sync_loop(self) -> None:
+        while (due := self.next_time_sync(self._wall())) is not None:
+            await asyncio.sleep(max(0.0, due - self._wall()))
+            try:
+                await self.time_sync()
+            except RequestFailed as exc:
+                log.warning("channel %s: time sync failed: %s", self.channel_id, exc)
+
+    async def start(self) -> None:
+        await super().start()
+        if self._sync_task is None and getattr(self.channel, "time_sync", None):
+            self._sync_task = asyncio.create_task(
+                self._time_sync_loop(), name=f"dlt645-time-sync-{self.channel_id}"
+            )
+
+    async def stop(self) -> None:
+        task, self._sync_task = self._sync_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().stop()
 
     # -- writes ----------------------------------------------------------------------------
 

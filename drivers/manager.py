@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from drivers.base import (
     DeviceBinding,
@@ -30,6 +31,7 @@ from drivers.config import CJT188_PROTOCOLS, DLT645_PROTOCOLS, MBUS_PROTOCOLS, M
 from drivers.plan import MAX_READ_BITS, MAX_READ_REGISTERS
 
 if TYPE_CHECKING:
+    from drivers.meterbus import ArchiveSink
     from tags.database import TagDatabase
 
 __all__ = ["DriverManager", "device_bindings"]
@@ -121,11 +123,14 @@ def _modbus(channel: Any, devices: list[DeviceBinding], db: TagDatabase) -> Driv
 class DriverManager:
     """All drivers of a site. Construct, then ``await start()``; ``await stop()`` at the end."""
 
-    def __init__(self, site: Any, db: TagDatabase) -> None:
+    def __init__(self, site: Any, db: TagDatabase, *, archive: ArchiveSink | None = None) -> None:
+        """``archive(tag, [(ts, value), ...])`` takes device-archive readings (meter-bus drivers)."""
         self.site = site
         self.db = db
         self.drivers: dict[str, Driver] = {}
         self._points: dict[str, tuple[str, str, str]] = {}  # tag -> (channel, device, point)
+        # meters keep the site's local time (archive dates, time sync)
+        tz = ZoneInfo(str(getattr(getattr(site, "site", None), "timezone", None) or "UTC"))
         for channel in site.channels:
             devices = device_bindings(site, channel.id)
             if not devices:
@@ -140,15 +145,15 @@ class DriverManager:
             elif protocol in DLT645_PROTOCOLS:
                 from drivers.dlt645_driver import Dlt645Driver
 
-                driver = Dlt645Driver(channel, devices, db)
+                driver = Dlt645Driver(channel, devices, db, tz=tz, archive=archive)
             elif protocol in MBUS_PROTOCOLS:
                 from drivers.mbus_driver import MbusDriver
 
-                driver = MbusDriver(channel, devices, db)
+                driver = MbusDriver(channel, devices, db, tz=tz, archive=archive)
             elif protocol in CJT188_PROTOCOLS:
                 from drivers.cjt188_driver import Cjt188Driver
 
-                driver = Cjt188Driver(channel, devices, db)
+                driver = Cjt188Driver(channel, devices, db, tz=tz, archive=archive)
             else:  # pragma: no cover - the config rejects unknown protocols
                 raise ValueError(f"channel {channel.id}: unsupported protocol {protocol!r}")
             self.drivers[channel.id] = driver

@@ -17,6 +17,12 @@ frame: ...``, ``answer from wrong address X (asked Y)``, ``answer from wrong met
 Y)``, ``connection lost``, ``connection refused by host:port``. A record missing from the
 telegram makes that point ``bad/config_error`` (the meter answers; the template is wrong).
 
+Device archive: when a meter answers again after a comm loss, the historic values of the same
+telegram (energy records with storage number >= 1, each dated by the date record of its storage
+number) that fall in the gap are handed to ``archive`` for the device's current energy points
+(``record: energy``, storage 0, tariff 0), converted to their unit, at local midnight of their
+date (the runtime writes them into history with reason ``archive``).
+
 Read-only: :meth:`MbusDriver.write` refuses. Links, scheduling, timing and comm loss are
 :mod:`drivers.meterbus`'s. Loop-thread only.
 """
@@ -27,6 +33,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +45,7 @@ from drivers.mbus import (
     Control,
     Frame,
     FrameError,
+    Quantity,
     Telegram,
     decode_frame,
     decode_variable,
@@ -55,11 +63,30 @@ from tags.model import Quality, Reason
 if TYPE_CHECKING:
     pass
 
-__all__ = ["MbusDriver", "RequestFailed"]
+__all__ = ["MbusDriver", "RequestFailed", "historic_values"]
 
 log = logging.getLogger(__name__)
 
 _PRIMARY_BIT = 0x40  # set in the C field of every master frame (an echo on a two-wire adapter)
+
+
+def historic_values(telegram: Telegram, unit: str, tz: tzinfo) -> list[tuple[float, float]]:
+    """Return ``(ts, energy in unit)`` of each storage number >= 1 with an energy and a date record.
+
+    ``ts`` is the local midnight of the date (type G) or the time (type F) of that storage number.
+    """
+    out: list[tuple[float, float]] = []
+    storages = sorted({r.storage for r in telegram.records if r.storage >= 1})
+    for n in storages:
+        dated = telegram.find(Quantity.DATE, n) or telegram.find(Quantity.DATETIME, n)
+        if dated is None or not isinstance(dated.value, datetime):
+            continue
+        try:
+            value = point_value(telegram, "energy", unit, storage=n)
+        except LookupError:
+            continue
+        out.append((dated.value.replace(tzinfo=tz).timestamp(), value))
+    return out
 
 
 @dataclass(slots=True)
@@ -199,6 +226,7 @@ class MbusDriver(MeterBusDriver[_Poll, Frame]):
 
     async def execute(self, job: _Poll) -> bool:
         poll = job
+        gap_from = self.gap_start(poll.device)
         try:
             telegram, latency = await self._read(poll)
         except RequestFailed as exc:
@@ -226,7 +254,24 @@ class MbusDriver(MeterBusDriver[_Poll, Frame]):
                 ts,
                 Reason.CONFIG_ERROR,
             )
+        if gap_from is not None:
+            await self.backfill(poll, telegram, gap_from, ts)
         return True
+
+    async def backfill(self, poll: _Poll, telegram: Telegram, since: float, until: float) -> int:
+        """Hand the telegram's historic energy values dated in ``(since, until]`` to the archive."""
+        total = 0
+        for point in poll.points:
+            if (point.record, point.storage, point.tariff) != ("energy", 0, 0):
+                continue
+            rows = [
+                (ts, value)
+                for ts, raw in historic_values(telegram, point.unit, self.tz)
+                if since < ts <= until
+                for value in [raw * point.binding.spec.scale + point.binding.spec.offset]
+            ]
+            total += await self.write_archive(poll.device, [point.binding.tag], rows)
+        return total
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from tags.database import TagDatabase
 
 __all__ = [
+    "ArchiveSink",
     "Job",
     "Link",
     "MeterBusDriver",
@@ -55,10 +57,16 @@ __all__ = [
     "TcpLink",
     "make_link",
     "open_serial",
+    "read_some",
     "setting",
 ]
 
 log = logging.getLogger(__name__)
+
+
+#: Where device-archive readings go: ``sink(tag, [(ts, value), ...])`` (blocking: the driver
+#: calls it in a worker thread). The runtime writes them into history with reason ``archive``.
+ArchiveSink = Callable[[str, Sequence[tuple[float, float]]], None]
 
 
 class RequestFailed(Exception):
@@ -83,6 +91,18 @@ def open_serial(channel: Any, path: str) -> Any:
         bytesize=int(setting(channel, "bytesize", 8)),
         timeout=0.05,
     )
+
+
+def read_some(port: Any) -> bytes:
+    """Return the bytes that have arrived, waiting for the first up to the port's timeout (blocking).
+
+    A ``read(512)`` would wait out the whole timeout on every answer shorter than 512 bytes.
+    """
+    first = port.read(1)
+    if not first:
+        return b""
+    waiting = int(port.in_waiting)
+    return bytes(first) + (bytes(port.read(waiting)) if waiting else b"")
 
 
 # --------------------------------------------------------------------------- links
@@ -168,9 +188,9 @@ class SerialLink:
             return bytes(port.read(waiting)) if waiting else b""
         deadline = time.monotonic() + timeout_s
         while True:
-            data = await asyncio.to_thread(port.read, 512)  # returns within its 50 ms timeout
+            data = await asyncio.to_thread(read_some, port)  # returns within its 50 ms timeout
             if data or time.monotonic() >= deadline:
-                return bytes(data)
+                return data
 
     def close(self) -> None:
         self.connected = False
@@ -229,8 +249,13 @@ class MeterBusDriver(Generic[JobT, FrameT]):
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        tz: tzinfo = UTC,
+        archive: ArchiveSink | None = None,
     ) -> None:
         self.channel = channel
+        self.tz = tz  # the site's: meters keep local time (archive dates, time sync)
+        self.archive = archive
+        self.archived = 0  # archive readings handed to ``archive`` (per tag)
         self.channel_id: str = channel.id
         self.devices = {d.id: d for d in devices}
         self.db = db
@@ -244,6 +269,9 @@ class MeterBusDriver(Generic[JobT, FrameT]):
         self._quiet_at = 0.0  # monotonic time the bus may carry the next request
         self._connect_cause = ""
         self.requests_sent = 0
+        self.bytes_sent = 0  # on the wire, wake-up preambles included (the poll bench)
+        self.bytes_received = 0
+        self.frame_bytes = 0  # of the frames alone: requests and answers, no wake-up bytes
         self._timeout_s = float(setting(channel, "timeout_s", defaults.TIMEOUT_S))
         self._gap_s = float(setting(channel, "frame_gap_s", self.default_gap_s))
         retries = int(setting(channel, "retries", defaults.RETRIES))
@@ -471,12 +499,34 @@ class MeterBusDriver(Generic[JobT, FrameT]):
             with contextlib.suppress(Exception):
                 await link.receive(0)  # drop what is left of an earlier, late answer
             await link.send(wire)
+            self.bytes_sent += len(wire)
+            self.frame_bytes += len(wire.lstrip(self.preamble) if self.preamble else wire)
             return await self._receive(link)
         except (ConnectionError, OSError) as exc:
             link.close()
             raise RequestFailed("connection lost") from exc
         finally:
             self._quiet_at = time.monotonic() + self._gap_s
+
+    async def broadcast(self, wire: bytes) -> None:
+        """Send ``wire`` to every meter and expect no answer; take the lock. Raise :class:`RequestFailed`."""
+        if not self.connected and not await self.connect():
+            raise RequestFailed(self._connect_cause)
+        async with self._lock:
+            link = self._link
+            if link is None or not link.connected:
+                raise RequestFailed("connection lost")
+            wait = self._quiet_at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                await link.send(wire)
+                self.bytes_sent += len(wire)
+            except (ConnectionError, OSError) as exc:
+                link.close()
+                raise RequestFailed("connection lost") from exc
+            finally:
+                self._quiet_at = time.monotonic() + self._gap_s
 
     def decode_answer(self, raw: bytes) -> FrameT | None:
         """Return the answer frame in ``raw``, None for an echo of a request; raise RequestFailed."""
@@ -496,6 +546,7 @@ class MeterBusDriver(Generic[JobT, FrameT]):
                 start, end = span
                 raw = bytes(buf[start:end])
                 del buf[:end]
+                self.frame_bytes += len(raw.lstrip(self.preamble) if self.preamble else raw)
                 frame = self.decode_answer(raw)
                 if frame is not None:
                     return frame
@@ -506,7 +557,9 @@ class MeterBusDriver(Generic[JobT, FrameT]):
                 if body:
                     raise RequestFailed(f"truncated frame: {len(body)} bytes, then silence")
                 raise RequestFailed(f"timeout: no answer within {self._timeout_s:g} s")
-            buf += await link.receive(left)
+            data = await link.receive(left)
+            self.bytes_received += len(data)
+            buf += data
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -527,6 +580,24 @@ class MeterBusDriver(Generic[JobT, FrameT]):
             Reason.NONE,
         )
         return ts
+
+    def gap_start(self, device: str) -> float | None:
+        """Return when ``device``'s last good poll was if it is offline now (a gap to fill), else None."""
+        st = self.status[device]
+        return st.last_ok if st.online is False and self.archive is not None else None
+
+    async def write_archive(
+        self, device: str, tags: Sequence[str], rows: Sequence[tuple[float, float]]
+    ) -> int:
+        """Hand archive ``rows`` (ts, value) of ``tags`` to :attr:`archive`; return how many rows."""
+        if self.archive is None or not rows or not tags:
+            return 0
+        rows = sorted(rows)
+        for tag in tags:
+            await asyncio.to_thread(self.archive, tag, rows)
+        self.archived += len(rows)
+        log.info("device %s: %d archive readings filled the comm gap", device, len(rows))
+        return len(rows)
 
     def refuse_write(self, device: str, point: str, value: Any, why: str) -> WriteResult:
         """Return the failed result of a write to a read-only driver; ``why`` ends the message."""

@@ -39,7 +39,7 @@ class Quality(enum.IntEnum):
 
 
 class Reason(enum.IntEnum):
-    """Why a value is not good (``NONE`` for good values)."""
+    """Why a value is not good (``NONE`` for good values), or where a good one came from (``ARCHIVE``)."""
 
     NONE = 0
     COMM_LOST = 1
@@ -48,6 +48,9 @@ class Reason(enum.IntEnum):
     MANUAL = 4
     NOT_CONNECTED = 5
     CONFIG_ERROR = 6
+    #: A good value read back from the device's own archive (a daily freeze, a historic
+    #: record) after a comm loss, written into history at its frozen time.
+    ARCHIVE = 7
 
     @property
     def label(self) -> str | None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from drivers.meterbus import open_serial
+from drivers.meterbus import open_serial, read_some
 from drivers.simulator.faults import FaultKind, GarbageMode
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ class FrameServer(Generic[FrameT]):
         buf = bytearray()
         try:
             while not self._stopping:
-                data = await asyncio.to_thread(port.read, 512)
+                data = await asyncio.to_thread(read_some, port)
                 if not data:
                     continue
                 buf += data

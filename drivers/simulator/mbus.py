@@ -11,8 +11,12 @@ and answers as the meters behind an M-Bus level converter would:
 - ``REQ_UD2`` to a primary address or to FD: an ``RSP_UD`` (CI 72) from the same physics the
   Modbus heat meters use (:meth:`SiteModel.heat_meter`): energy (int32, 10 Wh), volume (int32,
   litres), power (real32, kW), volume flow (int32, l/h), flow and return temperature and
-  their difference (int16, 0.01), the meter's date and time (type F), and the energy at the
-  last local midnight as storage number 1.
+  their difference (int16, 0.01), the meter's date and time (type F), and its historic
+  values: the energy at each of the last :data:`STORAGES` local midnights as storage numbers
+  1 (the last) to 12, each with its date (type G) at the same storage number. Each meter
+  freezes its counter at every local midnight the simulated time crosses
+  (:attr:`Simulator.midnight_hooks`), and once at start-up (the day's value as the meter is
+  found).
 
 A meter's primary address is its device's ``address`` (0 with only a ``secondary``); its ident
 the ``secondary`` (else the primary address as 8 digits). Faults
@@ -46,7 +50,7 @@ from drivers.mbus import (
 from drivers.simulator.faults import GarbageMode
 from drivers.simulator.framebus import FrameServer, corrupt, fault_effects
 
-__all__ = ["MANUFACTURER", "MEDIUM_HEAT", "MbusEndpoint"]
+__all__ = ["MANUFACTURER", "MEDIUM_HEAT", "STORAGES", "MbusEndpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ _RECORDS = (
     ("return_c", 0x5D, 0x02, 100.0),
     ("delta_t_k", 0x61, 0x02, 100.0),  # 0.01 K
 )
+#: Historic values a meter keeps (storage numbers 1..12): the telegram stays one long frame.
+STORAGES = 12
 _COLLISION = bytes.fromhex("68 4F 31 68 E5 08 FF")
 
 
@@ -92,7 +98,31 @@ class MbusEndpoint(FrameServer[Frame]):
             ident = str(d.secondary) if d.secondary else f"{primary:08d}"
             self.meters.append(_Meter(d.id, primary, ident))
         self.selected: _Meter | None = None
-        self._midnight: dict[str, tuple[datetime, float]] = {}
+        #: device -> its historic values (local midnight, energy kWh), the last first
+        self.archive: dict[str, list[tuple[datetime, float]]] = {}
+        self.freeze()
+        self.sim.midnight_hooks.append(self.freeze)
+
+    async def stop(self) -> None:
+        """Stop serving; the meters stop freezing."""
+        if self.freeze in self.sim.midnight_hooks:
+            self.sim.midnight_hooks.remove(self.freeze)
+        await super().stop()
+
+    def freeze(self) -> None:
+        """Store each meter's counter for today (local) unless it holds today's value already."""
+        model = self.sim.model
+        local = datetime.fromtimestamp(model.now_s, UTC).astimezone(model.tz)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+        for meter in self.meters:
+            energy = model.heat_meter(meter.device, "energy_kwh")
+            if energy is None:
+                continue
+            days = self.archive.setdefault(meter.device, [])
+            if days and days[0][0] >= midnight:
+                continue
+            days.insert(0, (midnight, float(energy.get())))
+            del days[STORAGES:]
 
     # ------------------------------------------------------------------ answers
 
@@ -169,13 +199,9 @@ class MbusEndpoint(FrameServer[Frame]):
             )
         local = datetime.fromtimestamp(model.now_s, UTC).astimezone(model.tz)
         records += encode_record(0x6D, local.replace(tzinfo=None), coding=0x04)
-        energy = model.heat_meter(meter.device, "energy_kwh")
-        if energy is not None:
-            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
-            last = self._midnight.get(meter.device)
-            if last is None or last[0] < midnight:
-                last = self._midnight[meter.device] = (midnight, float(energy.get()))
-            records += encode_record(0x04, last[1] * 100.0, coding=0x04, storage=1)
+        for n, (day, kwh) in enumerate(self.archive.get(meter.device, []), start=1):
+            records += encode_record(0x04, kwh * 100.0, coding=0x04, storage=n)
+            records += encode_record(0x6C, day, coding=0x02, storage=n)
         header = FixedHeader(meter.ident, MANUFACTURER, VERSION, MEDIUM_HEAT, meter.access_no, 0x00)
         primary = meter.primary if address == NETWORK_LAYER else address
         return Frame(Control.RSP_UD, primary, 0x72, encode_variable(header, bytes(records)))

@@ -182,6 +182,7 @@ _NAMES: dict[str, dict[str, tuple[str, ...]]] = {
             "import_kwh",
             "total_kwh",
             "kwh",
+            "forward_kwh",  # DL/T 645 forward active energy (no export: the same counter)
         ),
         "power_kw": ("power_kw", "power", "active_power_kw", "p_kw"),
         "power_w": ("power_w", "active_power_w", "p_w"),
@@ -376,8 +377,16 @@ class SiteModel:
                     meter_of_bld.setdefault(bi, ref[0])
                     meter_refs.setdefault(ref[0], {})[ref[1]] = var
         n_bld = n_real + 1
+        # a heat meter whose ``building:`` has its meter already is a sub-meter of that loop
+        # (a wing, a second meter): it reads the building's heat, not an orphan's
+        bld_ids = {getattr(b, "id", None): bi for bi, b in enumerate(buildings)}
+        sub_meters: dict[str, int] = {}
         for dev_id, role in self.roles.items():
             if role == "heat_meter" and dev_id not in meter_of_bld.values():
+                declared = bld_ids.get(getattr(devices[dev_id], "building", None))
+                if declared is not None and declared in meter_of_bld:
+                    sub_meters[dev_id] = declared
+                    continue
                 bi = n_bld
                 n_bld += 1
                 meter_of_bld[bi] = dev_id
@@ -428,7 +437,7 @@ class SiteModel:
                 )
         for hi, dev_id in orphan_rooms:
             self._bind_room_device(dev_id, points[dev_id], hi)
-        for bi, dev_id in meter_of_bld.items():
+        for bi, dev_id in [*meter_of_bld.items(), *((b, d) for d, b in sub_meters.items())]:
             explicit = meter_refs.get(dev_id, {})
             for point in points[dev_id]:
                 meter_var = explicit.get(point) or _lookup("heat_meter", point)
@@ -454,6 +463,7 @@ class SiteModel:
             self.household_of[dev_id] = hi
         self.meter_index = {dev_id: i for i, dev_id in enumerate(elec)}
         self.building_of_meter = {dev_id: bi for bi, dev_id in meter_of_bld.items()}
+        self.building_of_meter.update(sub_meters)
         log.info(
             "simulated site: %d households, %d heat meters, %d electricity meters, "
             "%d substations, %d devices",

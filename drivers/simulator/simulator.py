@@ -20,7 +20,9 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 from pymodbus.constants import ExcCodes
@@ -108,6 +110,8 @@ class Simulator:
         #: channel id -> Dlt645Endpoint / MbusEndpoint / Cjt188Endpoint
         self._dlt_endpoints: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
+        #: Called at each local midnight ``step`` crosses (the meters' daily freeze), then after each step.
+        self.midnight_hooks: list[Callable[[], None]] = []
         self._build()
 
     # ------------------------------------------------------------------ building
@@ -325,8 +329,24 @@ class Simulator:
         return self.model.now_s
 
     def step(self, dt_s: float) -> None:
-        """Advance simulated time by ``dt_s`` seconds (in the model's fixed quanta)."""
-        self.model.step(dt_s)
+        """Advance simulated time by ``dt_s`` seconds (in the model's fixed quanta).
+
+        With :attr:`midnight_hooks`, the step stops at each local midnight it crosses and calls them.
+        """
+        left = float(dt_s)
+        while self.midnight_hooks and left > 0:
+            local = datetime.fromtimestamp(self.model.now_s, UTC).astimezone(self.model.tz)
+            midnight = datetime.combine(local.date() + timedelta(days=1), dtime(), self.model.tz)
+            gap = max(midnight.timestamp() - self.model.now_s, 1e-6)
+            if gap > left:
+                break
+            self.model.step(gap)
+            left -= gap
+            for hook in list(self.midnight_hooks):
+                hook()
+        self.model.step(left)
+        for hook in list(self.midnight_hooks):
+            hook()
 
     def device_ids(self) -> set[str]:
         """Return the ids of every simulated device."""

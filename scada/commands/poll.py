@@ -5,6 +5,11 @@
 table. Without ``--once`` it keeps polling and prints each change until Ctrl-C.
 ``--tags GLOB`` (repeatable) limits the tags shown. Exit 0 when every device answered,
 2 when some did not (their tags show ``bad/comm_lost``), 1 on a configuration error.
+
+``--time-sync CHANNEL`` broadcasts the site's local time to the DL/T 645 meters of
+``CHANNEL`` (control code 08, no answer; a channel's ``time_sync: "HH:MM"`` does it daily in
+``scada run``) and exits: 0 when sent, 2 when the channel cannot be reached, 1 when it is no
+DL/T 645 channel.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
         "--tags", action="append", metavar="GLOB", help="only tags matching GLOB (repeatable)"
+    )
+    parser.add_argument(
+        "--time-sync",
+        metavar="CHANNEL",
+        help="broadcast the time to the DL/T 645 meters of CHANNEL, then exit",
     )
     add_data_dir(parser)
     parser.set_defaults(func=run)
@@ -138,10 +148,44 @@ async def _follow(site: SiteConfig, patterns: list[str] | None, as_json: bool) -
     return 0  # pragma: no cover - ends with Ctrl-C
 
 
+async def time_sync(site: SiteConfig, channel_id: str) -> tuple[int, str]:
+    """Broadcast the time on DL/T 645 channel ``channel_id``; return (exit code, message)."""
+    from drivers.dlt645_driver import Dlt645Driver
+    from drivers.manager import DriverManager
+    from drivers.meterbus import RequestFailed
+    from i18n import _
+    from tags.database import TagDatabase
+
+    manager = DriverManager(site, TagDatabase(site.tag_defs()))
+    driver = manager.drivers.get(channel_id)
+    if not isinstance(driver, Dlt645Driver):
+        known = ", ".join(k for k, d in manager.drivers.items() if isinstance(d, Dlt645Driver))
+        return 1, _(
+            "time-sync: {channel} is no DL/T 645 channel with devices (those: {known})",
+            channel=channel_id,
+            known=known or "-",
+        )
+    try:
+        at = await driver.time_sync()
+    except RequestFailed as exc:
+        return 2, _("time-sync: channel {channel}: {cause}", channel=channel_id, cause=str(exc))
+    finally:
+        await manager.stop()
+    return 0, _(
+        "time-sync: channel {channel} set to {time}",
+        channel=channel_id,
+        time=at.isoformat(" ", "seconds"),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     site = _load(args.config)
     if site is None:
         return 1
+    if args.time_sync:
+        code, message = asyncio.run(time_sync(site, args.time_sync))
+        print(message, file=sys.stderr if code else sys.stdout)
+        return code
     if not args.once:
         return asyncio.run(_follow(site, args.tags, args.json))
     rows, online = asyncio.run(poll_once(site, args.tags))

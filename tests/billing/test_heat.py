@@ -63,7 +63,7 @@ def test_worked_example_with_basic_share_and_position_factors(
     assert not any(h.estimated for h in b.households)
     doc = alloc.to_json()
     (jb,) = doc["buildings"]
-    assert set(jb) == {"id", "heat_kwh", "basic_kwh", "households"}
+    assert set(jb) == {"id", "heat_kwh", "basic_kwh", "estimated", "households"}
     assert set(jb["households"][0]) == {
         "id",
         "area_m2",

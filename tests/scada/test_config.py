@@ -436,10 +436,12 @@ def test_demo_site() -> None:
     assert len(cfg.buildings) >= 2 and len(cfg.source_files()) >= 3
     assert len(cfg.building("b2").households) >= 24
     assert {t.role for t in cfg.templates.values()} >= {"heat_meter", "valve", "electricity_meter"}
-    pairs = [(d.channel, d.unit) for d in cfg.devices]
+    # a Modbus device is addressed by its unit, a DL/T 645 / CJ/T 188 / M-Bus meter by its address
+    pairs = [(d.channel, d.address or d.unit) for d in cfg.devices]
     assert len(pairs) == len(set(pairs))
     for c in cfg.channels:
-        assert isinstance(c, ModbusTcpChannel) and c.host == "127.0.0.1" and c.port >= 5020
+        assert c.host == "127.0.0.1" and c.port >= 5020  # type: ignore[union-attr]
+        assert isinstance(c, ModbusTcpChannel) or c.protocol.endswith("-tcp")
     valve = cfg.template("valve").points
     assert valve["open"].kind == "coil" and valve["open"].writable
     assert (valve["setpoint_c"].min, valve["setpoint_c"].max, valve["setpoint_c"].writable) == (

@@ -12,6 +12,8 @@ import pytest
 from historian.sqlite import SqliteHistorian
 from scada.config import load_site
 from scada.runtime import Runtime
+from scada.services.auth import system_user
+from scada.services.command_model import CommandState
 from tags.model import Quality
 from tests.demo import demo_site_copy
 
@@ -50,6 +52,12 @@ async def test_demo_site_polls_simulator_and_historises(tmp_path: Path) -> None:
             "b1.power_total",
             "b1.hm.online",
             "historian.backend_ok",
+            # building 10: DL/T 645, CJ/T 188 and M-Bus meters behind simulated serial servers
+            "b10.101.em.energy_kwh",
+            "b10.202.em.relay",
+            "b10.hm.energy_kwh",
+            "b10.wing.energy_kwh",
+            "b10.202.em.energy_kwh",
         ]
         await _wait_good(runtime.db, watched)
         # The driver read the simulator over Modbus: the heat meter's energy matches the model's
@@ -68,6 +76,19 @@ async def test_demo_site_polls_simulator_and_historises(tmp_path: Path) -> None:
         assert accounts["b1-101"]["balance"] == "200.00"
         assert runtime.db.read("acct.b1-101.balance").value == pytest.approx(200.0)
         assert runtime.alarms is not None and runtime.alarms.counts() is not None
+        for dev in ("b10.101.em", "b10.202.em", "b10.hm", "b10.wing"):
+            assert runtime.db.read(f"{dev}.online").value is True, dev
+        # prepaid trip on a DL/T 645 meter through the normal command path (select, operate,
+        # read-back), as billing does on arrears
+        assert runtime.commands is not None
+        relay = runtime.simulator.model.meter("b10.101.em", "relay")
+        cmd = await runtime.commands.execute(
+            system_user("billing"), "b10.101.em.relay", False, "prepaid test"
+        )
+        assert cmd.state is CommandState.CONFIRMED, cmd
+        assert relay.get() is False
+        assert runtime.db.read("b10.101.em.relay").value is False
+        assert runtime.simulator.model.meter("b10.102.em", "relay").get() is True
     finally:
         await runtime.stop()
     history = SqliteHistorian(tmp_path / "var" / "history.sqlite")

@@ -5,8 +5,8 @@ meter's daily parameters (``billing.report_heat_meter``), buildings by heat per 
 degree-day (``billing.report_buildings``).
 
 ``build_report(billing, kind, period)`` returns a ``Report`` (sheets of columns with units and
-rows); ``write_csv`` / ``write_xlsx`` write it (Excel: headers, units, a totals row and a bar
-chart where one helps). Periods: ``2025`` / ``2025-Q4`` / ``2025-11`` / ``2025-11-21`` in
+rows); ``write_csv`` / ``write_xlsx`` / ``write_pdf`` write it (Excel: headers, units, a
+totals row and a bar chart where one helps; PDF: ``billing.report_pdf``). Periods: ``2025`` / ``2025-Q4`` / ``2025-11`` / ``2025-11-21`` in
 the site's time zone. Money cells are Decimal in the report, numbers rounded to the cent in
 Excel and plain text in CSV.
 """
@@ -46,6 +46,7 @@ __all__ = [
     "Sheet",
     "build_report",
     "write_csv",
+    "write_pdf",
     "write_xlsx",
 ]
 
@@ -580,6 +581,13 @@ def write_xlsx(report: Report, path: str | Path) -> None:
             chart.width, chart.height = 24, 10
             ws.add_chart(chart, f"{get_column_letter(len(sheet.columns) + 2)}2")
     wb.save(str(path))
+
+
+def write_pdf(report: Report, path: str | Path, tz: str, **kwargs: Any) -> None:
+    """Write ``report`` as a PDF (``billing.report_pdf.report_pdf``; ``tz`` the site's zone)."""
+    from billing.report_pdf import report_pdf
+
+    Path(path).write_bytes(report_pdf(report, tz, **kwargs))
 
 
 def local_date(ts: float, tz: str) -> str:

@@ -418,9 +418,12 @@ class TrendPage:
         self.status = html_div("", name="trend-status", sizing_mode="stretch_width")
         self._unsubscribe: Callable[[], None] | None = None
         self._token = 0
+        from hmi.report_trend_export import TrendExport
+
+        self.export = TrendExport(session, self.controls, is_counter)  # CSV / xlsx downloads
         self.layout = column(
             self.controls.layout,
-            self.status,
+            row(self.status, self.export.layout, sizing_mode="stretch_width"),
             self.plot.layout,
             self.bars.figure,
             sizing_mode="stretch_both",

@@ -8,8 +8,8 @@ P: ``today``,
 ``--from T --to T`` gives any window (local time unless an offset is given).
 ``meter_energy`` takes ``--every 1h|1d|1mo`` (default 1d); ``building_heat`` takes
 ``--base-c`` (degree-day base, default 18) and ``--outdoor TAG``; ``household_statement``
-takes ``--household H``. Without ``--csv``/``--xlsx`` the report is printed as
-CSV on stdout. A line on stderr says when the period lies outside the stored history.
+takes ``--household H``. ``--csv F`` / ``--xlsx F`` / ``--pdf F`` (or ``--format
+csv|xlsx|pdf --output F``) write a file; without one the report is printed as CSV on stdout. A line on stderr says when the period lies outside the stored history.
 """
 
 from __future__ import annotations
@@ -84,12 +84,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--xlsx", metavar="F", help="write an Excel workbook to F")
     out.add_argument("--csv", metavar="F", help="write CSV to F")
+    out.add_argument(
+        "--pdf", metavar="F", help="write a PDF to F (same as --format pdf --output F)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("csv", "xlsx", "pdf"),
+        help="with --output F: write that format to F (csv without --output: stdout)",
+    )
+    parser.add_argument("--output", "-o", metavar="F", help="the file of --format")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from billing.reports import build_report, write_csv, write_xlsx
+    from billing.reports import build_report, write_csv, write_pdf, write_xlsx
     from scada.commands.billing_output import note_outside_history, open_billing
+
+    if args.format is not None:
+        if args.xlsx or args.csv or args.pdf:
+            print("error: --format goes with --output, not --xlsx/--csv/--pdf", file=sys.stderr)
+            return 2
+        if args.output is None and args.format != "csv":
+            print(f"error: --format {args.format} needs --output F", file=sys.stderr)
+            return 2
+        if args.output is not None:
+            setattr(args, args.format, args.output)
+    elif args.output is not None:
+        print("error: --output goes with --format csv|xlsx|pdf", file=sys.stderr)
+        return 2
 
     if (args.period is None) == (args.start is None and args.end is None):
         print("error: give --period, or --from and --to", file=sys.stderr)
@@ -136,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.csv:
             write_csv(report, args.csv)
             print(f"wrote {args.csv}")
+        elif args.pdf:
+            write_pdf(report, args.pdf, billing.tz)
+            print(f"wrote {args.pdf}")
         else:
             write_csv(report, sys.stdout)
     return 0

@@ -418,11 +418,17 @@ async def test_reports_download_as_json_csv_and_excel(site: Served) -> None:
     wb = openpyxl.load_workbook(io.BytesIO(resp.body))
     ws = wb.worksheets[0]
     assert "Energy" in str(ws["A1"].value) and ws.max_row >= 2
+    resp = await site.http.fetch(
+        f"{site.url}/api/reports/energy?period={month}&format=pdf",
+        headers={"Authorization": f"Bearer {site.tokens['viewer']}"},
+        raise_error=False,
+    )
+    assert resp.code == 200 and resp.body.startswith(b"%PDF")
     for path, status in (
         (f"/api/reports/nonsense?period={month}", 404),
         ("/api/reports/energy?period=2025-13", 400),
         ("/api/reports/energy", 400),
-        (f"/api/reports/energy?period={month}&format=pdf", 400),
+        (f"/api/reports/energy?period={month}&format=doc", 400),
     ):
         st, _, _ = await site.api("GET", path)
         assert st == status, path

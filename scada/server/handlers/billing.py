@@ -124,7 +124,7 @@ PDF = "application/pdf"
 #: Statement formats and their content types.
 STATEMENT_FORMATS = {"pdf": PDF, "xlsx": XLSX}
 #: Report formats and their content types.
-REPORT_FORMATS = {"json": "application/json", "csv": CSV, "xlsx": XLSX}
+REPORT_FORMATS = {"json": "application/json", "csv": CSV, "xlsx": XLSX, "pdf": "application/pdf"}
 #: Report kinds (``GET /api/reports/{kind}``).
 REPORT_KINDS = tuple(KINDS)
 #: ``kind=topup,refund``: comma-separated ledger entry kinds.
@@ -703,7 +703,7 @@ def _report_options(
 
 
 class ReportApi(_BillingBase):
-    """``GET /api/reports/{kind}?period=&format=json|csv|xlsx``: a report, or its download."""
+    """``GET /api/reports/{kind}?period=&format=json|csv|xlsx|pdf``: a report, or its download."""
 
     async def get(self, kind: str) -> None:
         from billing.reports import write_csv, write_xlsx
@@ -743,6 +743,10 @@ class ReportApi(_BillingBase):
                 buf = io.StringIO(newline="")
                 write_csv(report, buf)
                 return buf.getvalue().encode("utf-8")
+            if fmt == "pdf":
+                from billing.report_pdf import report_pdf
+
+                return report_pdf(report, billing.tz)
             with tempfile.TemporaryDirectory(prefix="scada-report-") as tmp:
                 path = Path(tmp) / "report.xlsx"
                 write_xlsx(report, path)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from billing.accounts import ResolvedAccount
     from billing.site import BillingSite
 
-__all__ = ["FUTURE_SLACK_S", "Closing", "close_account"]
+__all__ = ["FUTURE_SLACK_S", "Closing", "close_account", "preview_close"]
 
 #: How far a closing time may lie ahead of the clock (clocks of clients differ a little).
 FUTURE_SLACK_S = 300.0
@@ -153,9 +153,62 @@ def close_account(
     ``MissingReading``, ``Implausible`` (also for an unknown meter tag, a closing time in the
     future or before the account's last entry), ``ChargeHeld``; nothing is written then.
     """
+    done = ledger.closed_entry(account.id)
+    if done is not None:
+        return _repeat(ledger, done)
+    HeldCharges(ledger)  # creates its table outside the transaction (executescript commits)
+    with ledger.transaction():
+        return _close(site, ledger, account, at, readings, user, note, now)
+
+
+class _Preview(Exception):  # a control-flow signal, not an error
+    """Carries a previewed closing out of the transaction it rolls back."""
+
+    def __init__(self, closing: Closing) -> None:
+        super().__init__("preview")
+        self.closing = closing
+
+
+def preview_close(
+    site: BillingSite,
+    ledger: Ledger,
+    account: ResolvedAccount,
+    *,
+    at: float | None = None,
+    readings: Mapping[str, float] | None = None,
+    now: float | None = None,
+) -> Closing:
+    """Return what ``close_account`` would do now, computed by the same code, writing nothing.
+
+    The closing runs inside one transaction that is rolled back (the entries it returns carry
+    the sequence numbers they would get). Raises as ``close_account``; a closed account answers
+    its closing (``repeated``).
+    """
+    done = ledger.closed_entry(account.id)
+    if done is not None:
+        return _repeat(ledger, done)
+    HeldCharges(ledger)  # (its table is made outside the transaction, as in close_account)
+    try:
+        with ledger.transaction():
+            raise _Preview(_close(site, ledger, account, at, readings, "", "", now))
+    except _Preview as p:
+        return p.closing
+
+
+def _close(
+    site: BillingSite,
+    ledger: Ledger,
+    account: ResolvedAccount,
+    at: float | None,
+    readings: Mapping[str, float] | None,
+    user: str,
+    note: str,
+    now: float | None,
+) -> Closing:
+    """The closing's work, inside the caller's transaction (``close_account``)."""
     acct = account.id
     done = ledger.closed_entry(acct)
-    if done is not None:
+    if done is not None:  # closed by a racing request
         return _repeat(ledger, done)
     now = time.time() if now is None else now
     at = now if at is None else float(at)
@@ -166,35 +219,30 @@ def close_account(
     unknown = sorted(set(given) - set(meters))
     if unknown:
         raise Implausible(f"account {acct} has no meter {', '.join(unknown)}")
-    holds = HeldCharges(ledger)  # creates its table outside the transaction (executescript commits)
-    with ledger.transaction():
-        done = ledger.closed_entry(acct)
-        if done is not None:  # closed by a racing request
-            return _repeat(ledger, done)
-        entries = ledger.entries(acct)
-        if entries and at < entries[-1].ts:
-            raise Implausible(
-                f"account {acct}: the closing time {iso(at)} is before its last entry "
-                f"({entries[-1].kind.value} {entries[-1].seq} at {iso(entries[-1].ts)})"
-            )
-        final: dict[str, float] = {}
-        for tag, m in meters.items():
-            final[tag] = _final_reading(ledger, tag, m.max_kw, at, given.get(tag))
-        ledger.add_readings((tag, at, v) for tag, v in final.items())
-        charges = charge_consumption(site, ledger, at, [acct])
-        hold = holds.open_hold(acct)
-        if hold is not None:
-            raise ChargeHeld(
-                f"account {acct}: consumption charge {hold.id} is held for review "
-                f"({hold.reason}); release or discard it, then close"
-            )
-        posted = ledger.close_account(
-            acct,
-            ts=at,
-            user=user,
-            note=note,
-            data={"readings": final, "charges": [e.seq for e in charges]},
+    entries = ledger.entries(acct)
+    if entries and at < entries[-1].ts:
+        raise Implausible(
+            f"account {acct}: the closing time {iso(at)} is before its last entry "
+            f"({entries[-1].kind.value} {entries[-1].seq} at {iso(entries[-1].ts)})"
         )
+    final: dict[str, float] = {}
+    for tag, m in meters.items():
+        final[tag] = _final_reading(ledger, tag, m.max_kw, at, given.get(tag))
+    ledger.add_readings((tag, at, v) for tag, v in final.items())
+    charges = charge_consumption(site, ledger, at, [acct])
+    hold = HeldCharges(ledger).open_hold(acct)
+    if hold is not None:
+        raise ChargeHeld(
+            f"account {acct}: consumption charge {hold.id} is held for review "
+            f"({hold.reason}); release or discard it, then close"
+        )
+    posted = ledger.close_account(
+        acct,
+        ts=at,
+        user=user,
+        note=note,
+        data={"readings": final, "charges": [e.seq for e in charges]},
+    )
     return Closing.of(posted.entry, charges, False)
 
 

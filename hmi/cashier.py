@@ -10,6 +10,9 @@ a numbered receipt (``billing.receipts``) shown as a printable section with its 
 (``hmi.cashier_day``): the cashier's totals by method today and the closing report (xlsx and
 PDF); admins also see the whole desk's day. The entry table's columns are as wide as their
 text (``FIT_COLUMNS_JS``): on a phone the table scrolls sideways instead of cutting the time.
+*Open account…* (``hmi.cashier_accounts``) opens an account, *Close account…*
+(``hmi.cashier_close``) closes the chosen one with its final reading and settlement; a closed
+account shows why, and its money buttons say so.
 
 Classes: :class:`AccountSearch` (query and matches), :class:`AccountView` (balances and
 entries); :func:`make_cashier` puts them together. On a phone (narrow viewport) the two
@@ -28,6 +31,8 @@ from bokeh.models.widgets import Button, DataTable, Select, TableColumn, TextInp
 
 from billing.receipts import Receipt, Receipts
 from billing.service import Billing
+from hmi.cashier_accounts import OpenForm
+from hmi.cashier_close import CloseDesk, lock_desk
 from hmi.cashier_day import DayView
 from hmi.cashier_money import MoneyDesk
 from hmi.cashier_receipt import ReceiptView
@@ -223,10 +228,16 @@ class CashierPage:
         self.receipt = ReceiptView(session, currency)
         self.desk = MoneyDesk(session, billing, self.receipts, currency, self.printed)
         self.day = DayView(session, billing.ledger, currency)
+        self.opener = OpenForm(session, billing, self.opened)
+        self.closer = CloseDesk(session, billing, currency, self.refresh)
+        self.btn_open = Button(label=_("Open account…"), name="open-start", styles=AUTO_WIDTH)
+        self.btn_open.on_click(self.toggle_open)
         self.view.show(None, {})
         css = [InlineStyleSheet(css=BODY_CSS)]
         left = column(
             self.search.layout,
+            row(self.btn_open, self.closer.btn_start, styles={"flex-wrap": "wrap", "gap": "4px"}),
+            self.opener.layout,
             self.view.layout,
             sizing_mode="stretch_width",
             css_classes=["cashier-col"],
@@ -234,6 +245,7 @@ class CashierPage:
         )
         right = column(
             self.desk.layout,
+            self.closer.layout,
             self.receipt.layout,
             self.day.layout,
             sizing_mode="stretch_width",
@@ -258,14 +270,41 @@ class CashierPage:
 
     def refresh(self) -> None:
         """Read the chosen account again (after a posting)."""
+        self.closer.set_account(self.account)
         if self.account is None:
             self.view.show(None, {})
             self.desk.set_account(None, [])
+            lock_desk(self.desk, False)
             return
         s = account_summary(self.billing, self.account)
         numbers = self.receipts.numbers([e.seq for e in s.entries])
         self.view.show(s, numbers)
         self.desk.set_account(self.account, s.entries)
+        closed = self.billing.ledger.closed_entry(self.account)
+        lock_desk(self.desk, closed is not None)
+        if closed is not None:
+            why = _(
+                "closed on {time}: no payment can be taken",
+                time=site_time_text(self.session, closed.ts),
+            )
+            self.view.head.text = (
+                f'<p class="result-bad" data-closed="{html.escape(self.account)}">'
+                f"{html.escape(why)}</p>{self.view.head.text}"
+            )
+
+    def toggle_open(self) -> None:
+        """Show or hide the *Open an account* form."""
+        self.opener.toggle()
+
+    def opened(self, account: str) -> None:
+        """Choose the account just opened."""
+        self.opener.body.visible = False
+        self.search.text.value = account  # (searches, and chooses the first match)
+        if account in [m.account for m in self.search.matches]:
+            self.search.found.value = account
+        self.pick(account)
+        attrs = f' data-opened="{html.escape(account)}"'
+        self.desk.say(_("account {account} is open", account=account), "result-ok", attrs)
 
     def printed(self, receipt: Receipt) -> None:
         """Show a new or reprinted receipt and the account as it is now."""

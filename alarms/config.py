@@ -54,6 +54,7 @@ from alarms.notifications import (
     check_notifications,
 )
 from configbase.model import ConfigModel as _Model
+from i18n import MultiText
 from tags.expr import ExpressionError, parse_expression
 
 __all__ = [
@@ -208,7 +209,7 @@ class _RuleBase(_Model):
     )
     area: str | None = Field(None, description="routing area; default: the tag's building")
     enabled: bool = True
-    description: str = ""
+    description: MultiText = ""
     on_delay_s: float = Field(
         0.0, ge=0, description="condition must hold this long before the alarm is raised"
     )

@@ -41,7 +41,7 @@ from alarms.config import (
     substitute_expr,
 )
 from alarms.text import Quantity, unit_symbol, value_decimals
-from i18n import _
+from i18n import _, pick
 from tags.expr import Expression, ExpressionError, parse_expression
 from tags.model import Scalar, TagDef
 
@@ -381,7 +381,7 @@ _QUANTITIES = ("limit", "setpoint", "deviation")
 def _what(spec: PointSpec) -> str:
     """What the alarm is about: the rule's description, the tag's, the tag name, or the rule."""
     if spec.description:
-        return spec.description
+        return pick(spec.description)  # per language when given so (i18n.texts)
     if spec.tag is not None:
         return spec.tag
     return _("{rule}: condition true", rule=spec.rule_id)

@@ -34,8 +34,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from billing.ledger import Entry, EntryKind, Ledger
-from billing.statements import _font
+from billing.statements import CORE_FONT, add_pdf_font, cjk_xlsx_fonts
 from i18n import N_, _
+from i18n.formats import money_text, number_text
 
 __all__ = [
     "CASH_KINDS",
@@ -229,7 +230,7 @@ def receipt_lines(r: Receipt, time_text: str, currency: str) -> list[tuple[str, 
     }
 
     def money(d: Decimal) -> str:
-        return _("{amount} {currency}", amount=f"{d:,.2f}", currency=currency)
+        return money_text(d, currency) or "—"
 
     lines = [
         (_("Receipt no."), str(r.number)),
@@ -262,14 +263,13 @@ def receipt_pdf(
 
     pdf = FPDF(format=(105, 148))  # A6 in mm (fpdf2 names no A6)
     pdf.set_auto_page_break(auto=True, margin=8)
-    path = _font(font)
-    family = "Helvetica"
-    if path is not None:
-        pdf.add_font("receipt", "", str(path))
-        family = "receipt"
+    lines = receipt_lines(r, time_text, currency)
+    texts = [title, _("Receipt"), *(t for line in lines for t in line)]
+    added = add_pdf_font(pdf, "receipt", font, texts)  # a CJK font when the texts need one
+    family = added or CORE_FONT
 
     def text(s: str) -> str:
-        return s if path is not None else s.encode("latin-1", "replace").decode("latin-1")
+        return s if added is not None else s.encode("latin-1", "replace").decode("latin-1")
 
     pdf.add_page()
     pdf.set_font(family, size=12)
@@ -277,7 +277,7 @@ def receipt_pdf(
     pdf.set_font(family, size=10)
     pdf.cell(0, 6, text(_("Receipt")), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
-    for label, value in receipt_lines(r, time_text, currency):
+    for label, value in lines:
         pdf.cell(35, 6, text(label))
         pdf.cell(0, 6, text(value), new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
@@ -391,6 +391,7 @@ def day_xlsx(d: CashierDay, tz: str) -> bytes:
     for row in ws.iter_rows(min_row=4, min_col=6, max_col=6):
         for cell in row:
             cell.number_format = "#,##0.00"
+    cjk_xlsx_fonts(ws)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
@@ -412,17 +413,16 @@ def day_pdf(
 
     pdf = FPDF(format="A4")
     pdf.set_auto_page_break(auto=True, margin=12)
-    path = _font(font)
-    family = "Helvetica"
-    if path is not None:
-        pdf.add_font("report", "", str(path))
-        family = "report"
+    head = [_("Entry"), _("Time"), _("Account"), _("Kind"), _("Method"), _("Amount"), _("Receipt")]
+    texts = [title, d.cashier or "", *head, *(ln.entry.account for ln in d.lines)]
+    added = add_pdf_font(pdf, "report", font, texts)
+    family = added or CORE_FONT
 
     def text(s: str) -> str:
-        return s if path is not None else s.encode("latin-1", "replace").decode("latin-1")
+        return s if added is not None else s.encode("latin-1", "replace").decode("latin-1")
 
     def money(amount: Decimal) -> str:
-        return _("{amount} {currency}", amount=f"{amount:,.2f}", currency=currency)
+        return money_text(amount, currency) or "—"
 
     pdf.add_page()
     pdf.set_font(family, size=13)
@@ -442,7 +442,6 @@ def day_pdf(
     pdf.cell(0, 6, text(_("Entries: {n}", n=n)), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     widths = (18, 38, 38, 22, 28, 28, 18)
-    head = [_("Entry"), _("Time"), _("Account"), _("Kind"), _("Method"), _("Amount"), _("Receipt")]
     pdf.set_font(family, size=8)
     for w, h in zip(widths, head, strict=True):
         pdf.cell(w, 5, text(h), border="B")
@@ -457,7 +456,7 @@ def day_pdf(
             e.account,
             e.kind.value,
             method_label(ln.method),
-            f"{e.amount:,.2f}",
+            number_text(e.amount, 2),
             str(ln.receipt or ""),
         ]
         for i, (w, c) in enumerate(zip(widths, cells, strict=True)):

@@ -11,6 +11,9 @@ needs a Unicode TrueType font for texts beyond Latin-1 (Chinese names): pass ``f
 the first of ``FONT_CANDIDATES`` found is used, else (or with ``font=CORE_FONT``) the PDF core
 font Helvetica (Latin-1 only; other characters print as ``?``). Chinese texts need a CJK font such as Debian's
 ``fonts-noto-cjk``; a font without a glyph leaves that character out (fpdf2 logs a warning).
+:func:`add_pdf_font` embeds the CJK font (Noto Sans CJK SC of the collection) only when the
+texts hold CJK characters, else a smaller Latin and Cyrillic one (DejaVu Sans). Amounts are
+formatted by the current language (``i18n.formats``: ``1 234,50`` in Russian).
 """
 
 from __future__ import annotations
@@ -20,22 +23,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from billing.config import GJ_PER_GCAL, GJ_PER_KWH
 from billing.heat_fees import window_days
 from i18n import _
+from i18n.formats import number_text
 
 if TYPE_CHECKING:
     from billing.config import HeatTariff
     from billing.heat_fees import HeatFee
 
 __all__ = [
+    "CJK_FONTS",
     "CORE_FONT",
     "FONT_CANDIDATES",
+    "XLSX_CJK_FONT",
     "Statement",
     "StatementLine",
+    "add_pdf_font",
     "build_statement",
+    "cjk_xlsx_fonts",
+    "needs_cjk",
     "statement_pdf",
     "statement_xlsx",
 ]
@@ -52,6 +61,12 @@ FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
 )
+#: The candidates with CJK glyphs (the others cover Latin and Cyrillic).
+CJK_FONTS = frozenset(FONT_CANDIDATES[:3])
+#: The font of xlsx cells in Chinese (fonts-noto-cjk; Excel substitutes a CJK font without it).
+XLSX_CJK_FONT = "Noto Sans CJK SC"
+#: Noto Sans CJK collections: face 2 is Simplified Chinese (SC); 0 is Japanese.
+_TTC_FACE = {"NotoSansCJK-Regular.ttc": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +95,7 @@ class Statement:
 
 
 def _money(d: Decimal) -> str:
-    return f"{d:,.2f}"
+    return number_text(d, 2)
 
 
 def _ratio(d: Decimal) -> str:
@@ -201,12 +216,40 @@ def build_statement(
     return Statement(title, fee.household, facts, lines, note)
 
 
-def _font(font: str | Path | None) -> Path | None:
+def _font(font: str | Path | None, texts: Sequence[str] | None = None) -> Path | None:
+    """Return the TrueType file for ``font`` (module docstring); None: the core font.
+
+    With ``texts``, a font with CJK glyphs only when they hold CJK characters.
+    """
     if font == CORE_FONT:
         return None
     if font is not None:
         return Path(font)
-    return next((Path(p) for p in FONT_CANDIDATES if Path(p).is_file()), None)
+    found = [p for p in FONT_CANDIDATES if Path(p).is_file()]
+    if texts is not None and not needs_cjk(texts):
+        found.sort(key=lambda p: p in CJK_FONTS)  # Latin and Cyrillic: the small font first
+    return Path(found[0]) if found else None
+
+
+def needs_cjk(texts: Sequence[str]) -> bool:
+    """Return whether any of ``texts`` holds a CJK character (or a full-width sign)."""
+    return any(
+        "\u2e80" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" or "\uff00" <= c <= "\uffef"
+        for t in texts
+        for c in t
+    )
+
+
+def add_pdf_font(pdf: Any, name: str, font: str | Path | None, texts: Sequence[str]) -> str | None:
+    """Add the font for ``texts`` to ``pdf`` as ``name``; return it, or None for the core font.
+
+    A CJK font is embedded only when ``texts`` need it (the PDF stays small otherwise).
+    """
+    path = _font(font, texts)
+    if path is None:
+        return None
+    pdf.add_font(name, "", str(path), collection_font_number=_TTC_FACE.get(path.name, 0))
+    return name
 
 
 def statement_pdf(
@@ -218,14 +261,12 @@ def statement_pdf(
     pages = [statements] if isinstance(statements, Statement) else list(statements)
     pdf = FPDF(format="A4")
     pdf.set_auto_page_break(auto=True, margin=15)
-    path = _font(font)
-    family = "Helvetica"
-    if path is not None:
-        pdf.add_font("statement", "", str(path))
-        family = "statement"
+    texts = [t for st in pages for t in _statement_texts(st)]
+    added = add_pdf_font(pdf, "statement", font, texts)
+    family = added or CORE_FONT
 
     def text(s: str) -> str:
-        return s if path is not None else s.encode("latin-1", "replace").decode("latin-1")
+        return s if added is not None else s.encode("latin-1", "replace").decode("latin-1")
 
     for st in pages:
         pdf.add_page()
@@ -249,6 +290,28 @@ def statement_pdf(
         pdf.set_font(family, size=8)
         pdf.multi_cell(0, 5, text(st.note))
     return bytes(pdf.output())
+
+
+def _statement_texts(st: Statement) -> list[str]:
+    texts = [st.title, st.note, *(t for fact in st.facts for t in fact)]
+    return texts + [t for ln in st.lines for t in (ln.label, ln.detail)]
+
+
+def cjk_xlsx_fonts(ws: Any) -> bool:
+    """Give every cell of worksheet ``ws`` a CJK font when the language is Chinese or a cell needs it.
+
+    Keeps each cell's bold and size; returns whether the font was set.
+    """
+    from openpyxl.styles import Font
+
+    from i18n import current_language
+
+    cells = [c for row in ws.iter_rows() for c in row if c.value is not None]
+    if current_language() != "zh_CN" and not needs_cjk([str(c.value) for c in cells]):
+        return False
+    for c in cells:
+        c.font = Font(name=XLSX_CJK_FONT, bold=c.font.bold, size=c.font.size)
+    return True
 
 
 def statement_xlsx(statements: Statement | Sequence[Statement]) -> bytes:
@@ -281,6 +344,7 @@ def statement_xlsx(statements: Statement | Sequence[Statement]) -> bytes:
         ws.column_dimensions["A"].width = 32
         ws.column_dimensions["B"].width = 40
         ws.column_dimensions["C"].width = 14
+        cjk_xlsx_fonts(ws)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

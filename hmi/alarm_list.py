@@ -44,7 +44,6 @@ from bokeh.models.widgets import (
 )
 
 from alarms.model import Alarm, AlarmFilter, AlarmState
-from alarms.text import local_time_text
 from hmi.banner import PRIORITY_CSS, priority_icon, priority_name
 from hmi.layout import (
     TABLE_TEXT_CSS,
@@ -59,7 +58,7 @@ from hmi.layout import (
 )
 from hmi.session import HmiSession
 from hmi.theme import PAGE_FONT, PANEL, PANEL_EDGE, TEXT_DIM
-from hmi.timefmt import site_tz
+from hmi.timefmt import localised_time_text, site_tz
 from i18n import N_, _, ngettext
 from scada.services.alarm_ops import AlarmOpError, AlarmOps
 
@@ -148,7 +147,7 @@ def _em(px: int) -> dict[str, str | None]:
 def state_words(alarm: Alarm, tz: str, now: float | None = None) -> str:
     """Return the state of ``alarm`` in words: ``active, unacknowledged``, ``shelved until 16:00 CST``."""
     if alarm.state is AlarmState.SHELVED and alarm.shelved_until is not None:
-        until = local_time_text(alarm.shelved_until, tz, date=False, now=now or time.time())
+        until = localised_time_text(alarm.shelved_until, tz, date=False, now=now or time.time())
         return _("shelved until {time}", time=until)
     words = {
         AlarmState.UNACKED: _("active, unacknowledged"),
@@ -181,7 +180,7 @@ def alarm_rows(
         data["priority"].append(a.priority)
         data["picon"].append(priority_icon(a.priority, a.unacked))
         data["pname"].append(priority_name(a.priority))
-        data["time"].append(local_time_text(a.raised_ts, tz) if a.raised_ts else "—")
+        data["time"].append(localised_time_text(a.raised_ts, tz) if a.raised_ts else "—")
         data["state"].append(state_words(a, tz, now))
         data["unacked"].append(bool(a.unacked))
         data["message"].append(a.message or known.get(a.key, a.key))

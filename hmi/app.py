@@ -85,10 +85,18 @@ def _page_builder(name: str) -> Callable[[HmiSession, Document, HmiServices], No
         from hmi.meters import make_meters
 
         return lambda s, d, svc: make_meters(s, d, svc.commands())
+    if name == "reports":
+        from hmi.reports_page import make_reports
+
+        return lambda s, d, _svc: make_reports(s, d)
     if name == "cashier":
         from hmi.cashier import make_cashier
 
         return lambda s, d, _svc: make_cashier(s, d)
+    if name == "roster":
+        from hmi.roster_page import make_roster
+
+        return lambda s, d, _svc: make_roster(s, d)
     if name == "config":
         from hmi.config_page import make_config
 

@@ -38,7 +38,7 @@ from hmi.theme import (
     time_formatter,
     value_html,
 )
-from i18n import N_, _
+from i18n import N_, _, pick
 from scada.config import BuildingConfig, SiteConfig
 from tags.bus import ChangeBatch
 
@@ -331,6 +331,7 @@ class BuildingView:
             meter_device=meter,
             substation=sub[1] if sub else None,
             substation_name=sub[0] if sub else "",
+            energy_unit=site.site.energy_unit,
         )
         self.mimic.set_alarms(page.alarms())
         self.unsubscribe = session.subscribe(self.mimic.tag_names, self.on_changes)
@@ -372,7 +373,7 @@ class BuildingView:
     def status_html(self, rotate_s: float) -> str:
         floors = len({c.floor for c in self.cells})
         rot = _(" · rotating every {s} s", s=f"{rotate_s:g}") if rotate_s > 0 else ""
-        name = html.escape(self.building.name or self.building.id)
+        name = html.escape(pick(self.building.name) or self.building.id)
         text = _(
             "{name}: {units} units on {floors} floors",
             name=name,
@@ -400,7 +401,7 @@ def site_substation(site: SiteConfig, building_id: str) -> tuple[str, dict[str, 
         "flow": sub.flow_tag,
         "power": sub.power_tag,
     }
-    return sub.name or sub.id, tags
+    return pick(sub.name) or sub.id, tags
 
 
 #: The building choice follows the page text (a <select> keeps the browser's 13 px otherwise).
@@ -436,7 +437,7 @@ class BuildingPage:
         self.views: dict[str, BuildingView] = {}  # the last shown, oldest first
         self.select = Select(
             title="",
-            options=select_options((b.id, b.name or b.id) for b in self.site.buildings),
+            options=select_options((b.id, pick(b.name) or b.id) for b in self.site.buildings),
             name="building-select",
             styles={
                 "width": "clamp(220px, 16vw, 900px)",
@@ -538,7 +539,7 @@ class BuildingPage:
             self.right.visible = not self.wall
             self.right.css_classes = []
             self.status.text = view.status_html(self.rotate_s)
-        self.doc.title = f"{view.building.name or building_id} — " + _("Building")
+        self.doc.title = f"{pick(view.building.name) or building_id} — " + _("Building")
 
     def build(self, wanted: str) -> None:
         self.select.value = wanted

@@ -25,7 +25,7 @@ from hmi.session import HmiSession
 from hmi.tenant_labels import money_text
 from hmi.theme import AUTO_WIDTH
 from hmi.timefmt import site_tz
-from i18n import _, ngettext
+from i18n import _, ngettext, pick
 
 __all__ = ["DayView", "day_html"]
 
@@ -70,7 +70,7 @@ class DayView:
         self.session = session
         self.ledger = ledger
         self.currency = currency
-        self.title = session.services.site.site.name or "SCADA"
+        self.title = pick(session.services.site.site.name) or "SCADA"
         self.btn = Button(label=_("My day"), name="cashier-day", styles=AUTO_WIDTH)
         self.btn.on_click(lambda: self.show(mine=True))
         self.desk_btn = Button(label=_("Desk's day"), name="cashier-desk-day", styles=AUTO_WIDTH)

@@ -22,7 +22,7 @@ from hmi.layout import html_div
 from hmi.session import HmiSession
 from hmi.theme import AUTO_WIDTH
 from hmi.timefmt import site_time_text
-from i18n import _
+from i18n import _, pick
 
 __all__ = ["ReceiptView", "receipt_html"]
 
@@ -46,7 +46,7 @@ class ReceiptView:
     def __init__(self, session: HmiSession, currency: str) -> None:
         self.session = session
         self.currency = currency
-        self.title = session.services.site.site.name or "SCADA"
+        self.title = pick(session.services.site.site.name) or "SCADA"
         self.div = html_div("", name="cashier-receipt", sizing_mode="stretch_width")
         self.pdf = html_div("", name="cashier-receipt-pdf")
         self.print_btn = Button(

@@ -13,7 +13,7 @@ from typing import Any
 from bokeh.models import ColumnDataSource
 from bokeh.models.widgets import Button, DataTable, TableColumn
 
-from hmi.timefmt import local_time_text
+from hmi.timefmt import localised_time_text
 from i18n import _
 
 __all__ = ["VersionHistory", "version_rows"]
@@ -25,7 +25,7 @@ def version_rows(versions: list[dict[str, Any]], tz: str) -> dict[str, list[Any]
     when = []
     for v in vs:
         ts = v.get("ts")
-        when.append(local_time_text(float(ts), tz) if isinstance(ts, int | float) else "—")
+        when.append(localised_time_text(float(ts), tz) if isinstance(ts, int | float) else "—")
     return {
         "version": [v.get("version") for v in vs],
         "when": when,

@@ -27,7 +27,7 @@ from hmi.banner import AlarmBanner
 from hmi.liveness import LivenessStrip
 from hmi.session import HmiSession
 from hmi.theme import PAGE_CSS, PAGE_FONT, PAGE_TEMPLATE, TEXT_DIM
-from i18n import N_, _
+from i18n import N_, _, pick
 
 __all__ = [
     "PAGES",
@@ -49,7 +49,9 @@ PAGES: dict[str, str] = {
     "alarms": N_("Alarms"),
     "trends": N_("Trends"),
     "meters": N_("Meters"),
+    "reports": N_("Reports"),
     "cashier": N_("Cashier"),
+    "roster": N_("Roster"),
     "config": N_("Configuration"),
     "audit": N_("Audit log"),
     "tenant": N_("My account"),
@@ -67,10 +69,14 @@ def page_allowed(session: HmiSession, page: str) -> bool:
         return False
     if page == "cashier":  # the cash desk: cashiers, operators, admins
         return session.may("billing.write")
+    if page == "roster":  # the office's roster: cashiers, operators, engineers, admins
+        return session.may("billing.write") or session.may("roster.import")
     if page == "config":
         return session.may("config.read")
     if page == "audit":
         return session.may("audit.read")
+    if page == "reports":  # the report centre: report readers, not cashiers
+        return session.may("billing.report") and session.may("tags.read")
     return session.may("tags.read")
 
 
@@ -101,7 +107,7 @@ def _nav(session: HmiSession, current: str) -> str:
         links.append(f'<a href="{page}"{cls}>{html.escape(_(label))}</a>')
     who = html.escape(f"{session.user_name} ({session.user.role})") if session.user else ""
     site = session.services.site
-    title = html.escape(site.site.name or "SCADA")
+    title = html.escape(pick(site.site.name) or "SCADA")
     account = (
         '<a href="/password" class="account" data-link="password" '
         f'title="{html.escape(_("change your password"))}">{html.escape(_("password"))}</a>'

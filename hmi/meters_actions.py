@@ -31,7 +31,7 @@ from hmi.layout import html_div, redraw_on_update, text_sized_table
 from hmi.services import CommandStatus, ServiceCommands
 from hmi.session import HmiSession
 from hmi.theme import AUTO_WIDTH
-from hmi.timefmt import local_time_text
+from hmi.timefmt import localised_time_text
 from i18n import _, ngettext
 
 if TYPE_CHECKING:
@@ -66,14 +66,14 @@ def result_text(r: ResultRow, tz: str) -> str:
     """Return the result column's text of a row (final states name the outcome first)."""
     msg = r.message or _("no reason given")
     if r.state == "selected":
-        when = local_time_text(r.expires_ts, tz, date=False, now=time.time())
+        when = localised_time_text(r.expires_ts, tz, date=False, now=time.time())
         return _("selected: confirm before {time}", time=when)
     if r.state == "operated":
         return _("operating…")
     if r.state == "confirmed":
         if isinstance(r.read_back, bool):
             state = _("closed") if r.read_back else _("open")
-            when = local_time_text(r.finished_ts, tz, date=False, now=time.time())
+            when = localised_time_text(r.finished_ts, tz, date=False, now=time.time())
             return _("done: relay {state} (read back {time})", state=state, time=when)
         return _("done: {value} written", value=r.read_back)
     if r.state == "done":

@@ -30,7 +30,7 @@ from bokeh.transform import dodge
 from hmi.layout import html_div
 from hmi.session import HmiSession
 from hmi.theme import ACCOUNT_COLOURS, TEXT
-from i18n import _
+from i18n import _, pick
 
 if TYPE_CHECKING:
     from hmi.meters import MeterInfo
@@ -178,7 +178,7 @@ class MeterGrid:
         self.session = session
         self.meters = list(meters)
         self.rows = list(rows)
-        names = {b.id: b.name or b.id for b in session.services.site.buildings}
+        names = {b.id: pick(b.name) or b.id for b in session.services.site.buildings}
         self.building_names = [names.get(m.building, m.building) for m in self.meters]
         self.visible = list(range(len(self.meters)))
         self.source = ColumnDataSource(self._data(), name="meter-grid")

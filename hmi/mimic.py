@@ -333,6 +333,7 @@ class Mimic:
         meter_device: str | None = None,
         substation: dict[str, str | None] | None = None,
         substation_name: str = "",
+        energy_unit: str = "kWh",
     ) -> None:
         self.db = db
         self.cells = list(cells)
@@ -348,6 +349,7 @@ class Mimic:
             meter_device=meter_device,
             substation=substation,
             substation_name=substation_name,
+            energy_unit=energy_unit,
         )
         self.alarms = AlarmMarks(self.geo, self.cells, self.entry, building)
         # tag id -> rows for the vectorised update

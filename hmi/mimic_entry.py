@@ -24,6 +24,7 @@ from hmi.mimic_geometry import RETURN_Y, SUPPLY_Y, Geometry
 from hmi.model import tag_or_none
 from hmi.theme import COMM_LOST, EQUIPMENT, EQUIPMENT_DARK, PANEL, TEXT, TEXT_DIM
 from i18n import _
+from i18n.formats import energy_text, number_text
 from tags.bus import ChangeBatch
 from tags.database import TagDatabase
 from tags.model import Quality
@@ -39,17 +40,25 @@ class EntryRow:
     label: str
     tag: str
     digits: int = 1
-    kind: str = "number"  # ``number`` or ``pump`` (a running bool)
+    kind: str = "number"  # ``number``, ``pump`` (a running bool) or ``energy`` (heat, kWh)
 
 
-def entry_text(row: EntryRow, value: Any, quality: int, unit: str) -> tuple[str, str]:
-    """Return ``(text, colour)`` of an entry row for a value and its quality."""
+def entry_text(
+    row: EntryRow, value: Any, quality: int, unit: str, energy_unit: str = "kWh"
+) -> tuple[str, str]:
+    """Return ``(text, colour)`` of an entry row for a value and its quality.
+
+    Heat energy in kWh is shown in ``energy_unit`` (``site.energy_unit``: kWh, GJ, Gcal).
+    """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         shown = "—"
     elif row.kind == "pump":
         shown = _("running") if value else _("stopped")
+    elif row.kind == "energy" and unit == "kWh" and energy_unit != "kWh" and _number(value):
+        amount, shown_unit = energy_text(float(value), energy_unit)
+        shown = f"{amount} {shown_unit}"
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        shown = f"{float(value):,.{row.digits}f} {unit_symbol(unit)}".rstrip()
+        shown = f"{number_text(float(value), row.digits)} {unit_symbol(unit)}".rstrip()
     else:
         shown = str(value)
     text = f"{row.label} {shown}"
@@ -58,6 +67,10 @@ def entry_text(row: EntryRow, value: Any, quality: int, unit: str) -> tuple[str,
     if quality == int(Quality.UNCERTAIN):
         return f"{text} ?", TEXT_DIM
     return text, TEXT
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class HeatEntry:
@@ -72,9 +85,11 @@ class HeatEntry:
         meter_device: str | None,
         substation: dict[str, str | None] | None,
         substation_name: str = "",
+        energy_unit: str = "kWh",
     ) -> None:
         self.db = db
         self.geo = geometry
+        self.energy_unit = energy_unit  # heat energy shown in the site's unit (kWh tags)
         self.meter_device = meter_device
         self.rows: list[EntryRow] = []
         self.heads: dict[str, str] = {}
@@ -98,7 +113,8 @@ class HeatEntry:
         ):
             tag = tags.get(key)
             if tag and tag in self.db:
-                self.rows.append(EntryRow("hm", label, tag, digits))
+                kind = "energy" if key == "energy" else "number"
+                self.rows.append(EntryRow("hm", label, tag, digits, kind))
 
     def _add_substation(self, tags: dict[str, str | None], name: str) -> None:
         self.heads["sub"] = name or _("Substation")
@@ -164,7 +180,7 @@ class HeatEntry:
     def _text(self, row: EntryRow) -> tuple[str, str]:
         tv = self.db.read(row.tag)
         unit = self.db.definition(row.tag).unit
-        return entry_text(row, tv.value, int(tv.quality), unit)
+        return entry_text(row, tv.value, int(tv.quality), unit, self.energy_unit)
 
     def _objects(self) -> dict[str, list[Any]]:
         data: dict[str, list[Any]] = {"x": [], "y": [], "w": [], "h": [], "obj": [], "label": []}

@@ -83,7 +83,7 @@ def _xlsx(title: str, head: list[str], rows: list[list[Any]]) -> bytes:
     wb = Workbook()
     ws = wb.active
     assert ws is not None
-    ws.title = "trend"
+    ws.title = _("trend")[:31]  # a sheet name is at most 31 characters
     ws.append([title])
     ws["A1"].font = Font(bold=True)
     ws.append(head)

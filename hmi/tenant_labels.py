@@ -1,18 +1,19 @@
 """What office staff and tenants read instead of internal ids: names, flat numbers, money, times.
 
 A household is shown by its ``name`` (shops), else as "Flat 101" (the part of its id after the
-building's, ``b1.101`` -> ``101``); a building by its ``name``. Money is shown with two
-decimals and the currency (the balance tag's unit, ``CNY`` by default). Times: see
+building's, ``b1.101`` -> ``101``); a building by its ``name`` (in the reader's language when
+given per language: ``i18n.pick``). Money is shown with two decimals and the currency (the
+balance tag's unit, ``CNY`` by default) in the language's format (``i18n.formats``). Times: see
 ``hmi.timefmt``. Every text goes through ``_``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from i18n import _
+from i18n import _, pick
+from i18n.formats import money_text as _money_text
 
 __all__ = [
     "DEFAULT_CURRENCY",
@@ -48,19 +49,10 @@ def building_label(buildings: Iterable[Any], building_id: str | None) -> str:
         return ""
     for b in buildings:
         if b.id == building_id:
-            return str(b.name or b.id)
+            return pick(b.name) or str(b.id)
     return building_id
 
 
 def money_text(amount: Any, currency: str | None = None) -> str:
-    """Return ``amount`` as money: ``1,234.50 CNY``; ``—`` for no (or a non-finite) amount."""
-    if amount is None or isinstance(amount, bool):
-        return "—"
-    try:
-        value = Decimal(str(amount))
-    except ArithmeticError:
-        return "—"
-    if not value.is_finite():
-        return "—"
-    text = f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"  # as billing rounds
-    return _("{amount} {currency}", amount=text, currency=currency or DEFAULT_CURRENCY)
+    """Return ``amount`` as money: ``1,234.50 CNY`` (``¥1,234.50`` in zh_CN); ``—`` for no amount."""
+    return _money_text(amount, currency or DEFAULT_CURRENCY) or "—"

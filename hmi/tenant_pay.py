@@ -29,7 +29,7 @@ from hmi.layout import html_div
 from hmi.session import HmiSession
 from hmi.tenant_labels import money_text
 from hmi.tenant_usage import month_start
-from hmi.timefmt import local_time_text
+from hmi.timefmt import localised_time_text
 from i18n import _
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ class PayPanel:
             page = f"/receipts/{r.number}"
             rows.append(
                 f'<tr data-receipt="{r.number}"><td>{r.number}</td>'
-                f"<td>{html.escape(local_time_text(r.ts, tz))}</td>"
+                f"<td>{html.escape(localised_time_text(r.ts, tz))}</td>"
                 f"<td>{html.escape(money_text(r.amount, self.currency))}</td>"
                 f"<td>{html.escape(method_label(r.method.value))}</td>"
                 f'<td><a href="{page}" target="_blank">{html.escape(_("print"))}</a> '

@@ -32,6 +32,7 @@ from hmi.session import HmiSession
 from hmi.tenant_labels import money_text
 from hmi.theme import EQUIPMENT, EQUIPMENT_DARK, local_ms, time_formatter
 from i18n import _, ngettext
+from i18n.formats import energy_text, number_text
 
 __all__ = [
     "DAYS",
@@ -264,7 +265,7 @@ class ConsumptionPanel:
         ]
         table = "<table>" + "".join(
             f'<tr><td>{html.escape(label)}</td><td><span class="v" data-{key}="{v:.1f}">'
-            f'{v:,.1f}</span><span class="u">kWh</span></td></tr>'
+            f'{html.escape(number_text(v, 1))}</span><span class="u">kWh</span></td></tr>'
             for label, v, key in rows
         )
         self.electricity = self._tile(_("Electricity"), "", table + "</table>")
@@ -278,9 +279,11 @@ class ConsumptionPanel:
             self.heat = self._tile(_("Heat"), _("no heating allocated to your home"))
             return
         kwh = share.heat_kwh if math.isfinite(share.heat_kwh) else 0.0
+        amount, unit = energy_text(kwh, self.session.services.site.site.energy_unit)
         rows = [
             f'<tr><td>{html.escape(_("this month so far"))}</td><td><span class="v" '
-            f'data-heat-kwh="{kwh:.1f}">{kwh:,.1f}</span><span class="u">kWh</span></td></tr>'
+            f'data-heat-kwh="{kwh:.1f}" data-unit="{unit}">{html.escape(amount)}</span>'
+            f'<span class="u">{unit}</span></td></tr>'
         ]
         if share.cost is not None:
             rows.append(

@@ -13,7 +13,8 @@ the first use of the language when missing or older (see :mod:`i18n.catalogs`); 
 i18n`` re-extracts the ids and updates the catalogs. A language without a catalog (``en``)
 shows the English text. The current language is a context variable
 (:func:`use_language`), so a request or an HMI session can use its user's language
-without touching any other. Keep placeholders named (``{value}``) so a translator may
+without touching any other. Config texts given per language (``name: {en: ..., zh: ...}``)
+are shown with :func:`pick` (:mod:`i18n.texts`). Keep placeholders named (``{value}``) so a translator may
 move them.
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from i18n.catalogs import load_translations
 from i18n.languages import DEFAULT_LANGUAGE, LANGUAGES, best_language, normalise_language
+from i18n.texts import LocalText, MultiText, pick, set_site_language, site_language
 
 __all__ = [
     "DEFAULT_LANGUAGE",
@@ -35,12 +37,17 @@ __all__ = [
     "LANGUAGES",
     "LOCALE_DIR",
     "N_",
+    "LocalText",
+    "MultiText",
     "_",
     "best_language",
     "current_language",
     "ngettext",
     "normalise_language",
+    "pick",
     "set_language",
+    "set_site_language",
+    "site_language",
     "use_language",
 ]
 

@@ -6,8 +6,10 @@
 #   influxdb      InfluxDB 1.x, the benchmark peer of the historian
 #   chromium      headless browser tests of the HMI
 #   prometheus    its promtool lints a real scrape of /metrics (`promtool check metrics`)
+#   fonts-noto-cjk, fonts-dejavu-core  CJK and Cyrillic glyphs in Chromium, PDFs and xlsx (issue 20)
+#   poppler-utils pdftotext reads the text of a Chinese PDF receipt back (tests/i18n)
 set -euo pipefail
-pkgs=(socat mbpoll redis-server influxdb chromium chromium-driver prometheus)
+pkgs=(socat mbpoll redis-server influxdb chromium chromium-driver prometheus fonts-noto-cjk fonts-dejavu-core poppler-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

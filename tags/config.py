@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from configbase.model import ConfigModel, Id
+from i18n import MultiText
 from tags.model import TagType
 
 __all__ = [
@@ -63,7 +64,7 @@ class MemoryTagConfig(ConfigModel):
     name: Id
     type: ValueType = "float"
     unit: str = ""
-    description: str = ""
+    description: MultiText = ""
     initial: Any = None
     writable: bool = True
     min: float | None = None
@@ -103,7 +104,7 @@ class ComputedTagConfig(ConfigModel):
     type: ValueType = "float"
     expr: str = Field(min_length=1)
     unit: str = ""
-    description: str = ""
+    description: MultiText = ""
     deadband: float = Field(0.0, ge=0)
     historize: bool = True
 

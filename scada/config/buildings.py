@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from billing.config import ElectricityConfig, HeatConfig, HouseholdConfig
 from configbase.model import ConfigModel, Id
 from drivers.config import PointOverride
+from i18n import MultiText
 
 
 class PositionFactors(ConfigModel):
@@ -140,11 +141,16 @@ class GenerateSpec(ConfigModel):
 
 
 class BuildingConfig(ConfigModel):
-    """A building: its heat metering and households (listed, generated, or both)."""
+    """A building: its heat metering and households (listed, generated, or both).
+
+    ``name`` and ``description`` may be given per language (shown with ``i18n.pick``).
+    """
 
     id: Id
-    name: str = ""
-    description: str = ""
+    name: MultiText = Field(
+        "", description="a text, or one per language: {en: ..., zh: ..., ru: ...}"
+    )
+    description: MultiText = ""
     heat: HeatConfig | None = None
     electricity: ElectricityConfig | None = Field(
         None, description="master meter and shared-loss allocation (issue 8)"

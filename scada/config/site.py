@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import zoneinfo
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator
 
@@ -22,7 +22,7 @@ from drivers.config import (
     TemplateConfig,
 )
 from historian.config import HistorianConfig
-from i18n import DEFAULT_LANGUAGE, LANGUAGES
+from i18n import DEFAULT_LANGUAGE, LANGUAGES, MultiText
 from scada.config.buildings import BuildingConfig
 from scada.config.errors import ConfigIssue
 from scada.config.substations import SubstationConfig
@@ -33,17 +33,21 @@ from tags.model import Source, TagDef, TagType
 class SiteInfo(ConfigModel):
     """Who the site is: ``id`` (short, used in names), display ``name``, IANA ``timezone``.
 
-    ``language`` is the site's default language (``en``, ``zh_CN``, ``ru``).
+    ``language`` is the site's default language (``en``, ``zh_CN``, ``ru``); ``energy_unit`` the
+    unit heat energy is shown in (``kWh``, ``GJ``, ``Gcal``; stored values stay kWh).
     """
 
     id: Id
-    name: str = ""
+    name: MultiText = ""
     timezone: str = "UTC"
-    description: str = ""
+    description: MultiText = ""
     language: str = Field(
         DEFAULT_LANGUAGE,
         description="default language of screens and messages: en, zh_CN or ru "
         "(a user's own choice and a request's Accept-Language win over it)",
+    )
+    energy_unit: Literal["kWh", "GJ", "Gcal"] = Field(
+        "kWh", description="unit of heat energy shown to people: kWh, GJ or Gcal (issue 20)"
     )
 
     @field_validator("timezone")

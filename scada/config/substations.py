@@ -13,7 +13,7 @@ import itertools
 from pydantic import Field, field_validator
 
 from configbase.model import ConfigModel, Id
-from i18n import _
+from i18n import MultiText, _
 
 __all__ = ["SubstationConfig"]
 
@@ -43,8 +43,8 @@ class SubstationConfig(ConfigModel):
     """
 
     id: Id
-    name: str
-    description: str = ""
+    name: MultiText = Field(description="a text, or one per language: {en: ..., zh: ..., ru: ...}")
+    description: MultiText = ""
     buildings: tuple[Id, ...] = Field(min_length=1, description="ids of the buildings it feeds")
     outdoor_tag: str = Field(description="outdoor temperature, degC")
     primary_supply_tag: str | None = Field(None, description="district network supply, degC")

@@ -19,7 +19,7 @@ from alarms.text import local_time_text
 from billing.errors import UnknownAccount
 from billing.receipts import Receipt, Receipts, UnknownReceipt, receipt_html, receipt_pdf
 from billing.statements import CURRENCY
-from i18n import _
+from i18n import _, pick
 from scada.server.handlers.base import ApiError, ApiHandler
 from scada.services.auth import Action
 
@@ -76,7 +76,7 @@ class ReceiptPage(_Scoped):
             raise ApiError(404, f"unknown receipt {number!r}")
         fmt = self.arg("format") or "html"
         site = self.ctx.services.plant.site.site
-        title = site.name or "SCADA"
+        title = pick(site.name) or "SCADA"
 
         def read() -> Receipt:
             return Receipts(billing.ledger).get(int(number))
@@ -131,7 +131,7 @@ class AccountStatementPdf(_Scoped):
         except ValueError as exc:
             raise ApiError(400, f"month: {exc}") from None
         site = self.ctx.services.plant.site.site
-        title = site.name or "SCADA"
+        title = pick(site.name) or "SCADA"
 
         def build() -> bytes:
             s = account_statement(billing.ledger, account_id, period.start, period.end)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -37,7 +38,7 @@ from hmi.mimic_alarms import MARKERS
 from hmi.model import building_devices, comm_summary, tag_or_none
 from hmi.session import HmiSession
 from hmi.theme import PRIORITY_COLOURS, PRIORITY_NAMES, PRIORITY_TEXT, value_html
-from i18n import _
+from i18n import _, pick
 from scada.config import BuildingConfig
 from tags.bus import ChangeBatch
 from tags.model import TagValue
@@ -64,8 +65,8 @@ GRID_CSS = """
          overflow: hidden; box-sizing: border-box; min-height: 0; min-width: 0; }
 .btile a.fill { display: flex; flex-direction: column; height: 100%; padding: 0.35em 0.55em;
                 box-sizing: border-box; color: inherit; text-decoration: none;
-                font-size: clamp(12px, min(9.5cqh, 6.2cqw), 64px); gap: 0.1em; }
-html.wall .btile a.fill { font-size: max(var(--hmi-font-size, 13px), min(9.5cqh, 6.2cqw)); }
+                font-size: clamp(12px, min(9.5cqh, 4.6cqw), 64px); gap: 0.1em; }
+html.wall .btile a.fill { font-size: max(var(--hmi-font-size, 13px), min(9.5cqh, 4.6cqw)); }
 .btile .l { display: flex; align-items: center; gap: 0.4em; white-space: nowrap; overflow: hidden;
             text-overflow: ellipsis; flex: 0 0 auto; }
 .btile .name { font-weight: 700; font-size: 1.1em; }
@@ -112,15 +113,30 @@ def reading_at_midnight(historian: Any, tag: str, midnight: float, now: float) -
     return float(base) if base is not None and math.isfinite(base) else None
 
 
+#: width / height a tile should have: its figures are lines of ~35 characters, so a
+#: portrait tile either cuts them or shrinks their text below the wall's minimum
+TILE_ASPECT = 1.4
+
+
 def grid_shape(n: int, aspect: float = 16 / 9) -> tuple[int, int]:
-    """Return ``(columns, rows)`` of a grid of ``n`` tiles filling a screen of ``aspect``."""
+    """Return ``(columns, rows)`` of a grid of ``n`` tiles filling a screen of ``aspect``,
+    the tiles about ``TILE_ASPECT`` wide (10 buildings at 16:9: 4 x 3, not 5 x 2)."""
     if n <= 0:
         return 1, 1
-    cols = max(1, min(n, math.ceil(math.sqrt(n * aspect))))
+    cols = max(1, min(n, math.ceil(math.sqrt(n * aspect / TILE_ASPECT))))
     rows = math.ceil(n / cols)
     while cols > 1 and math.ceil(n / (cols - 1)) == rows:
         cols -= 1  # as few columns as give the same rows: wider tiles
     return cols, rows
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key putting "Building 2" before "Building 10" (digit runs compare as numbers)."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part.casefold())
+        for part in re.split(r"(\d+)", text)
+        if part
+    )
 
 
 def sparkline_svg(points: Sequence[float | None]) -> str:
@@ -232,13 +248,13 @@ class BuildingTile:
             return tag, value_html(db.read(tag), "", unit_digits[1], tag=tag)
         return None
 
-    def sort_key(self) -> tuple[int, int, float, str]:
+    def sort_key(self) -> tuple[int, int, float, tuple[tuple[int, int | str], ...]]:
         """Worst first: unacked priority, then priority, then share of devices lost."""
         unacked = min((a.priority for a in self.alarms if a.unacked), default=9)
         worst = min((a.priority for a in self.alarms), default=9)
         online, total = self.comm()
         lost = (total - online) / total if total else 0.0
-        return (unacked, worst, -lost, self.building.name or self.building.id)
+        return (unacked, worst, -lost, natural_key(pick(self.building.name) or self.building.id))
 
     def comm(self) -> tuple[int, int]:
         return comm_summary(self.session.services.db.read_many(self.online_tags))
@@ -294,7 +310,7 @@ class BuildingTile:
         href = f"building?building={html.escape(b.id)}" + ("&amp;wall=1" if self.wall else "")
         self.html = (
             f'<div class="{cls}" data-building="{html.escape(b.id)}"><a class="fill" href="{href}">'
-            f'<span class="l"><span class="name">{html.escape(b.name or b.id)}</span></span>'
+            f'<span class="l"><span class="name">{html.escape(pick(b.name) or b.id)}</span></span>'
             f'<span class="l">{self._alarm_html()}</span>'
             f'<span class="l"><span class="{comm_cls}" data-online="{online}" data-total="{total}">{comm}</span></span>'
             f'<span class="l fig">{self._value("power", "kW")} · {self._value("supply", "°C")} / '

@@ -78,7 +78,8 @@ def write_test_site(dest: Path) -> Path:
     the limits). So are the ``system.*`` health alarm rules: they follow the machine (a
     1,000-unit page and Chromium on a busy CI machine make the loop lag; a small disk), and
     these tests count and read the alarms they raise themselves (tests/scada/test_health.py
-    tests the health rules).
+    tests the health rules). So is the demo's payment provider (the pages without one are
+    tested; tests/hmi/test_tenant_pay.py adds its own).
     """
     demo_site_copy(dest)
     templates = dest / "templates" / "standard.yaml"
@@ -88,6 +89,10 @@ def write_test_site(dest: Path) -> Path:
     text, n = re.subn(r"  - \{id: system\.[^\n]*\n[^\n]*\n", "", alarms.read_text(encoding="utf-8"))
     assert n, "no system.* rules found in the demo's alarms.yaml: update this filter"
     alarms.write_text(text, encoding="utf-8")
+    billing = dest / "billing.yaml"  # no payment provider: tests/hmi/test_tenant_pay.py adds one
+    text, n = re.subn(r"\npayments:\n(?:[ #][^\n]*\n?)*", "\n", billing.read_text(encoding="utf-8"))
+    assert n, "no payments: section found in the demo's billing.yaml: update this filter"
+    billing.write_text(text, encoding="utf-8")
     (dest / "hmi-test.yaml").write_text(EXTRA_YAML, encoding="utf-8")
     main = dest / "demo-site.yaml"
     text = main.read_text(encoding="utf-8").replace(

@@ -142,12 +142,12 @@ async def test_wall_mode_at_4k_has_no_small_text_and_nothing_cut_off(open_page) 
             assert not small, small
             assert fonts["sizes"]["room"] >= fonts["minpx"]
         texts = await page.evaluate(TEXTS_JS)
+        await screenshot(page, f"wall-{page_name}-3840")  # before the checks: shows a failure
         assert texts, "no text found"
         tiny = [t for t in texts if t["size"] < 2160 / 60 - 0.5]
-        assert not tiny, [(t["text"], t["size"]) for t in tiny]
+        assert not tiny, (page_name, [(t["text"], t["size"]) for t in tiny])
         cut = [t for t in texts if t["outside"]]
-        assert not cut, [(t["text"], t["right"], t["bottom"]) for t in cut]
-        await screenshot(page, f"wall-{page_name}-3840")
+        assert not cut, (page_name, [(t["text"], t["right"], t["bottom"]) for t in cut])
         assert probe.errors == []
 
 

@@ -12,7 +12,7 @@ from hmi.mimic_alarms import MARKERS, AlarmMarks
 from hmi.mimic_entry import EntryRow, entry_text
 from hmi.mimic_geometry import RISER_S, Geometry
 from hmi.model import UnitCell, building_layout
-from hmi.overview import grid_shape, priority_badge, sparkline_svg
+from hmi.overview import grid_shape, natural_key, priority_badge, sparkline_svg
 from hmi.theme import COMM_LOST, TEXT, TEXT_DIM
 from tags.model import Quality
 
@@ -145,3 +145,15 @@ def test_the_overview_grid_fills_a_wide_screen_and_sparklines_keep_gaps() -> Non
     badge = priority_badge(1, True)
     assert 'data-priority="1"' in badge and 'data-unacked="1"' in badge and ">1<" in badge
     assert 'data-unacked="0"' in priority_badge(3, False)
+
+
+def test_the_overview_prefers_wide_tiles_and_numbers_in_names_sort_as_numbers() -> None:
+    assert grid_shape(10) == (4, 3)  # 4 x 3 landscape tiles, not 5 x 2 portrait ones
+    assert grid_shape(9) == (3, 3)
+    names = ["Building 10", "Building 2", "building 1", "Commerce House"]
+    assert sorted(names, key=natural_key) == [
+        "building 1",
+        "Building 2",
+        "Building 10",
+        "Commerce House",
+    ]

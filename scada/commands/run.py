@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from scada import loops
 from scada.cli import DEFAULT_CONFIG, add_data_dir
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tls-cert", default=None, help="TLS certificate (PEM) to serve HTTPS")
     p.add_argument("--tls-key", default=None, help="TLS private key (PEM) of --tls-cert")
+    loops.add_argument(p)
     p.set_defaults(func=main)
 
 
@@ -133,7 +135,7 @@ def main(args: argparse.Namespace) -> int:
     # taking it back waits for that thread's switch interval: 5 ms by default, which made
     # each flush of the historian a stall of the whole loop. 0.5 ms bounds that wait.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    return asyncio.run(_serve(site, args))
+    return loops.run(_serve(site, args), getattr(args, "loop", "auto"))
 
 
 async def _serve(site: SiteConfig, args: argparse.Namespace) -> int:

@@ -21,6 +21,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from scada import loops
+
 if TYPE_CHECKING:
     from scada.config import SiteConfig
 
@@ -74,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the endpoints as one JSON object"
     )
+    loops.add_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"scada simulate: {exc}", file=sys.stderr)
             return 2
     try:
-        return asyncio.run(_serve(site, args, start_ts))
+        return loops.run(_serve(site, args, start_ts), getattr(args, "loop", "auto"))
     except OSError as exc:
         print(f"scada simulate: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ as a message, subscriptions listed / edited / deleted, and the page at three scr
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -78,8 +79,10 @@ async def test_report_centre_previews_and_downloads(open_page, rig, tmp_path: Pa
     await _select(page, "Report").select_option(label="Heat meter daily parameters")
     await _select(page, "Scope").select_option(index=1)
     await _show(page)
-    title = await _state(page, "shown")
-    assert "Heat meter daily parameters" in title and "(b" in title
+    # the previous report stays shown until this one replaces it: wait for the new title
+    shown = page.locator("[data-report-state='shown']", has_text="Heat meter daily parameters")
+    await shown.wait_for(timeout=60000)
+    assert "(b" in str(await shown.inner_text())
     await page.locator("[data-sheet='heat-meter']").wait_for()
     await screenshot(page, "reports-heat-1920")
     assert probe.errors == []
@@ -101,8 +104,9 @@ async def test_bad_input_is_a_message(open_page, rig) -> None:
     await _select(page, "Report").select_option(label="Household statement")
     await _input(page, "to, last day").fill("2001-01-31")
     await _show(page)  # a household without any data in the period
-    text = await _state(page, "error")
-    assert "household" in text.lower()
+    # the previous error stays on the page until this answer replaces it: wait for the new one
+    error = page.locator("[data-report-state='error']", has_text=re.compile("household", re.I))
+    await error.wait_for(timeout=60000)
     await screenshot(page, "reports-error-1920")
     assert probe.errors == []
 

@@ -252,3 +252,17 @@ def socat_pair() -> Iterator[tuple[str, str]]:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def is_good(db: TagDatabase, tag: str) -> bool:
+    """Return whether ``tag`` holds a good value (the meter-bus driver tests' common check)."""
+    from tags.model import Quality
+
+    return db.read(tag).quality is Quality.GOOD
+
+
+def heat_model(sim: Any, dev: str, var: str) -> float:
+    """Return the simulator's value of heat meter ``dev``'s variable ``var``."""
+    binding = sim.model.heat_meter(dev, var)
+    assert binding is not None, (dev, var)
+    return float(binding.get())

@@ -30,7 +30,7 @@ from drivers.simulator import Simulator
 from scada.config.errors import ConfigError
 from tags.database import TagDatabase
 from tags.model import Quality, Reason
-from tests.drivers.conftest import wait_until
+from tests.drivers.conftest import heat_model, is_good, wait_until
 from tests.drivers.simulator_fixtures import START_TS, free_port, load_site_text
 
 TEMPLATE = Path(__file__).parents[2] / "config" / "templates" / "cjt188-heat.yaml"
@@ -96,16 +96,6 @@ async def field(
         await sim.stop()
 
 
-def _good(db: TagDatabase, tag: str) -> bool:
-    return db.read(tag).quality is Quality.GOOD
-
-
-def _model(sim: Simulator, dev: str, var: str) -> float:
-    binding = sim.model.heat_meter(dev, var)
-    assert binding is not None, (dev, var)
-    return float(binding.get())
-
-
 async def test_values_are_good_and_equal_to_the_simulators(field: Any) -> None:
     sim, db, manager = field
     await manager.poll_once()
@@ -113,8 +103,11 @@ async def test_values_are_good_and_equal_to_the_simulators(field: Any) -> None:
         for point, (var, resolution) in POINTS.items():
             tv = db.read(f"{dev}.{point}")
             assert tv.quality is Quality.GOOD, (dev, point, tv)
-            assert tv.value == pytest.approx(_model(sim, dev, var), abs=resolution), (dev, point)
-        assert _model(sim, dev, "energy_kwh") > 0
+            assert tv.value == pytest.approx(heat_model(sim, dev, var), abs=resolution), (
+                dev,
+                point,
+            )
+        assert heat_model(sim, dev, "energy_kwh") > 0
         assert db.read(f"{dev}.hours_h").value == 1.0  # one simulated hour since the start
         assert db.read(f"{dev}.battery_low").value is False
         assert db.read(f"{dev}.online").value is True
@@ -126,10 +119,10 @@ async def test_values_are_good_and_equal_to_the_simulators(field: Any) -> None:
 async def test_background_polling_follows_the_simulation(field: Any) -> None:
     sim, db, manager = field
     await manager.start()
-    await wait_until(db, "h2.hm.*", lambda: _good(db, "h2.hm.energy_kwh"))
+    await wait_until(db, "h2.hm.*", lambda: is_good(db, "h2.hm.energy_kwh"))
     before = db.read("h2.hm.energy_kwh").value
     sim.step(3600.0)
-    expected = _model(sim, "h2.hm", "energy_kwh")
+    expected = heat_model(sim, "h2.hm", "energy_kwh")
     assert expected > before
     await manager.poll_once()  # the next period is 60 s away: read once now
     assert db.read("h2.hm.energy_kwh").value == pytest.approx(expected, abs=0.01)
@@ -161,13 +154,13 @@ async def test_bad_answers_are_counted_and_named_while_the_other_meter_polls_on(
     assert db.read("h1.hm.errors").value == errors_before + 1  # counted
     # the other meter keeps polling, its values fresh
     assert db.read("h2.hm.online").value is True
-    expected = _model(sim, "h2.hm", "energy_kwh")
-    assert _good(db, "h2.hm.energy_kwh")
+    expected = heat_model(sim, "h2.hm", "energy_kwh")
+    assert is_good(db, "h2.hm.energy_kwh")
     assert db.read("h2.hm.energy_kwh").value == pytest.approx(expected, abs=0.01)
     # repaired: the probe brings it back
     sim.clear_fault("h1.hm")
     await manager.start()
-    await wait_until(db, "h1.hm.*", lambda: _good(db, "h1.hm.energy_kwh"))
+    await wait_until(db, "h1.hm.*", lambda: is_good(db, "h1.hm.energy_kwh"))
     assert db.read("h1.hm.online").value is True
 
 
@@ -177,7 +170,7 @@ async def test_offline_meter_times_out_while_the_other_polls_on(field: Any) -> N
     await manager.start()
     await wait_until(db, "h2.hm.*", lambda: db.read("h2.hm.energy_kwh").reason is Reason.COMM_LOST)
     assert db.read("h2.hm.energy_kwh").detail == "timeout: no answer within 0.3 s"
-    await wait_until(db, "h1.hm.*", lambda: _good(db, "h1.hm.power_kw"))
+    await wait_until(db, "h1.hm.*", lambda: is_good(db, "h1.hm.power_kw"))
 
 
 async def test_a_write_is_refused(tmp_path: Path) -> None:
@@ -230,7 +223,7 @@ async def test_the_simulator_speaks_cjt188(tmp_path: Path) -> None:
         answer = await _exchange(reader, writer, read_request(0x20, WILDCARD_ADDRESS, ser=0x42))
         assert (answer.address, answer.control, answer.ser) == (A1, 0x81, 0x42)
         heat = decode_heat_data(answer.data[3:])
-        assert heat.supply_temp == pytest.approx(_model(sim, "h1.hm", "supply_c"), abs=0.01)
+        assert heat.supply_temp == pytest.approx(heat_model(sim, "h1.hm", "supply_c"), abs=0.01)
         address = Frame(0xAA, WILDCARD_ADDRESS, Control.READ_ADDRESS, b"\x0a\x81\x00")
         answer = await _exchange(reader, writer, address)
         assert (answer.control, answer.data[3:]) == (0x83, bytes.fromhex(A1)[::-1])

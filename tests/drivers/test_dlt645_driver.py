@@ -20,7 +20,7 @@ from drivers.simulator import Simulator
 from scada.config.errors import ConfigError
 from tags.database import TagDatabase
 from tags.model import Quality, Reason
-from tests.drivers.conftest import wait_until
+from tests.drivers.conftest import is_good, wait_until
 from tests.drivers.simulator_fixtures import START_TS, free_port, load_site_text
 
 TEMPLATE = Path(__file__).parents[2] / "config" / "templates" / "acrel-dlt645.yaml"
@@ -63,10 +63,6 @@ async def field(
         await sim.stop()
 
 
-def _good(db: TagDatabase, tag: str) -> bool:
-    return db.read(tag).quality is Quality.GOOD
-
-
 async def test_values_are_good_and_equal_to_the_simulators(field: Any) -> None:
     sim, db, manager = field
     await manager.poll_once()
@@ -90,7 +86,7 @@ async def test_values_are_good_and_equal_to_the_simulators(field: Any) -> None:
 async def test_background_polling_follows_the_simulation(field: Any) -> None:
     sim, db, manager = field
     await manager.start()
-    await wait_until(db, "t2.em.*", lambda: _good(db, "t2.em.energy_kwh"))
+    await wait_until(db, "t2.em.*", lambda: is_good(db, "t2.em.energy_kwh"))
     before = db.read("t1.em.energy_kwh").value
     sim.step(3600.0)
     expected = round(float(sim.model.meter("t1.em", "energy_kwh").get()), 2)
@@ -158,7 +154,7 @@ async def test_corrupted_answers_are_comm_loss_with_the_cause(
     # repaired: the probe brings it back
     sim.clear_fault("t1.em")
     await manager.start()
-    await wait_until(db, "t1.em.*", lambda: _good(db, "t1.em.energy_kwh"))
+    await wait_until(db, "t1.em.*", lambda: is_good(db, "t1.em.energy_kwh"))
     assert db.read("t1.em.online").value is True
 
 
@@ -168,7 +164,7 @@ async def test_offline_meter_times_out_while_the_other_polls_on(field: Any) -> N
     await manager.start()
     await wait_until(db, "t2.em.*", lambda: db.read("t2.em.energy_kwh").reason is Reason.COMM_LOST)
     assert db.read("t2.em.energy_kwh").detail == "timeout: no answer within 0.3 s, DI 00000000"
-    await wait_until(db, "t1.em.*", lambda: _good(db, "t1.em.power_kw"))
+    await wait_until(db, "t1.em.*", lambda: is_good(db, "t1.em.power_kw"))
 
 
 async def test_unknown_di_gets_an_error_answer_and_the_status_word_has_the_relay_bit(
@@ -226,7 +222,7 @@ async def test_serial_channel_over_a_pty_pair(
         await manager.poll_once()
         for dev in ("t1.em", "t2.em"):
             energy = float(sim.model.meter(dev, "energy_kwh").get())  # type: ignore[union-attr]
-            assert _good(db, f"{dev}.energy_kwh")
+            assert is_good(db, f"{dev}.energy_kwh")
             assert db.read(f"{dev}.energy_kwh").value == pytest.approx(energy, abs=0.005)
         result = await manager.write("t2.em.relay", False)
         assert result.state is WriteState.CONFIRMED

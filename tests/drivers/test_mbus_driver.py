@@ -28,7 +28,7 @@ from drivers.simulator import Simulator
 from scada.config.errors import ConfigError
 from tags.database import TagDatabase
 from tags.model import Quality, Reason
-from tests.drivers.conftest import wait_until
+from tests.drivers.conftest import heat_model, is_good, wait_until
 from tests.drivers.simulator_fixtures import START_TS, free_port, load_site_text
 
 TEMPLATE = Path(__file__).parents[2] / "config" / "templates" / "mbus-heat.yaml"
@@ -77,16 +77,6 @@ async def field(tmp_path: Path) -> AsyncIterator[tuple[Simulator, TagDatabase, D
         await sim.stop()
 
 
-def _good(db: TagDatabase, tag: str) -> bool:
-    return db.read(tag).quality is Quality.GOOD
-
-
-def _model(sim: Simulator, dev: str, var: str) -> float:
-    binding = sim.model.heat_meter(dev, var)
-    assert binding is not None, (dev, var)
-    return float(binding.get())
-
-
 async def test_values_are_good_and_equal_to_the_simulators(field: Any) -> None:
     sim, db, manager = field
     await manager.poll_once()
@@ -94,8 +84,11 @@ async def test_values_are_good_and_equal_to_the_simulators(field: Any) -> None:
         for point, (var, resolution) in POINTS.items():
             tv = db.read(f"{dev}.{point}")
             assert tv.quality is Quality.GOOD, (dev, point, tv)
-            assert tv.value == pytest.approx(_model(sim, dev, var), abs=resolution), (dev, point)
-        assert _model(sim, dev, "energy_kwh") > 0
+            assert tv.value == pytest.approx(heat_model(sim, dev, var), abs=resolution), (
+                dev,
+                point,
+            )
+        assert heat_model(sim, dev, "energy_kwh") > 0
         assert db.read(f"{dev}.online").value is True
         archive = db.read(f"{dev}.midnight_kwh")
         assert archive.quality is Quality.GOOD
@@ -109,10 +102,10 @@ async def test_values_are_good_and_equal_to_the_simulators(field: Any) -> None:
 async def test_background_polling_follows_the_simulation(field: Any) -> None:
     sim, db, manager = field
     await manager.start()
-    await wait_until(db, "h2.hm.*", lambda: _good(db, "h2.hm.energy_kwh"))
+    await wait_until(db, "h2.hm.*", lambda: is_good(db, "h2.hm.energy_kwh"))
     before = db.read("h2.hm.energy_kwh").value
     sim.step(3600.0)
-    expected = _model(sim, "h2.hm", "energy_kwh")
+    expected = heat_model(sim, "h2.hm", "energy_kwh")
     assert expected > before
     await manager.poll_once()  # the next period is 60 s away: read once now
     assert db.read("h2.hm.energy_kwh").value == pytest.approx(expected, abs=0.01)
@@ -171,13 +164,13 @@ async def test_corrupted_telegrams_are_comm_loss_with_the_cause(
     assert db.read("h1.hm.online").value is False
     # the other meter keeps polling, its values fresh
     assert db.read("h2.hm.online").value is True
-    assert _good(db, "h2.hm.energy_kwh")
-    expected = _model(sim, "h2.hm", "energy_kwh")
+    assert is_good(db, "h2.hm.energy_kwh")
+    expected = heat_model(sim, "h2.hm", "energy_kwh")
     assert db.read("h2.hm.energy_kwh").value == pytest.approx(expected, abs=0.01)
     # repaired: the probe brings it back
     sim.clear_fault("h1.hm")
     await manager.start()
-    await wait_until(db, "h1.hm.*", lambda: _good(db, "h1.hm.energy_kwh"))
+    await wait_until(db, "h1.hm.*", lambda: is_good(db, "h1.hm.energy_kwh"))
     assert db.read("h1.hm.online").value is True
 
 
@@ -187,7 +180,7 @@ async def test_offline_meter_times_out_while_the_other_polls_on(field: Any) -> N
     await manager.start()
     await wait_until(db, "h2.hm.*", lambda: db.read("h2.hm.energy_kwh").reason is Reason.COMM_LOST)
     assert db.read("h2.hm.energy_kwh").detail == "timeout: no answer within 0.3 s"
-    await wait_until(db, "h1.hm.*", lambda: _good(db, "h1.hm.power_kw"))
+    await wait_until(db, "h1.hm.*", lambda: is_good(db, "h1.hm.power_kw"))
 
 
 async def test_a_record_the_meter_lacks_is_a_config_error(tmp_path: Path) -> None:
@@ -210,7 +203,7 @@ async def test_a_record_the_meter_lacks_is_a_config_error(tmp_path: Path) -> Non
         Quality.BAD,
         Reason.CONFIG_ERROR,
     )
-    assert _good(db, "h1.hm.energy_kwh") and db.read("h1.hm.online").value is True
+    assert is_good(db, "h1.hm.energy_kwh") and db.read("h1.hm.online").value is True
 
 
 async def test_refused_connection_is_the_cause(tmp_path: Path) -> None:
@@ -241,9 +234,9 @@ async def test_serial_channel_over_a_pty_pair(tmp_path: Path, socat_pair: tuple[
     try:
         await manager.poll_once()
         for dev in ("h1.hm", "h2.hm"):
-            assert _good(db, f"{dev}.supply_c")
+            assert is_good(db, f"{dev}.supply_c")
             assert db.read(f"{dev}.supply_c").value == pytest.approx(
-                _model(sim, dev, "supply_c"), abs=0.01
+                heat_model(sim, dev, "supply_c"), abs=0.01
             )
     finally:
         await manager.stop()
